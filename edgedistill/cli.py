@@ -1,0 +1,100 @@
+"""The ``edgedistill`` command line: a thin click group.
+
+Commands are loaded lazily from the modules named in ``COMMANDS`` so that
+``edgedistill --help`` never imports TensorFlow (importing it takes ~14 s). Each command
+parses options, calls one library function and formats its result. Errors derived from
+:class:`edgedistill.errors.EdgeDistillError` become one line on stderr and a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edgedistill._version import __version__
+from edgedistill.errors import EdgeDistillError
+
+# name -> ("module:attribute", one-line help shown by --help without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("edgedistill.commands.pipeline:run", "All stages: teacher -> distill -> QAT -> int8 -> verify -> micro -> bench."),
+    "teacher": ("edgedistill.commands.pipeline:teacher", "Train a teacher from a preset and save it."),
+    "distill": ("edgedistill.commands.pipeline:distill", "Distill a float student from a teacher."),
+    "quantize": ("edgedistill.commands.pipeline:quantize", "Quantization-aware distillation of a float student."),
+    "convert": ("edgedistill.commands.pipeline:convert", "Convert a Keras model to int8 (or float) TFLite."),
+    "verify": ("edgedistill.commands.pipeline:verify", "Accuracy parity: Keras, LiteRT int8 and TFLM int8."),
+    "micro": ("edgedistill.commands.pipeline:micro", "TFLite Micro sources: C array, op resolver, arena size."),
+    "info": ("edgedistill.commands.pipeline:info", "Ops, tensors, quantization and size of a .tflite model."),
+    "bench": ("edgedistill.commands.bench:bench", "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators."),
+    "results": ("edgedistill.commands.bench:results", "Compare and plot benchmark result files."),
+    "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
+    "flash": ("edgedistill.firmware.cli:flash", "Flash a built firmware image to a board."),
+}
+
+
+class UserFacingError(click.ClickException):
+    """An :class:`EdgeDistillError` on its way out: printed as ``Error: ...`` with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[cmd_name]
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name and error.name.startswith("edgedistill"):
+                return _unavailable(cmd_name, f"{module_name} is not part of this installation")
+            raise
+        return getattr(module, attribute)
+
+    def invoke(self, ctx: click.Context):
+        # Done here, not only in main(), so CliRunner tests see exactly what users see.
+        try:
+            return super().invoke(ctx)
+        except EdgeDistillError as error:
+            raise UserFacingError(str(error), error.exit_code) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _unavailable(name: str, why: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"`edgedistill {name}` is not available: {why}.")
+
+    return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgedistill")
+def cli() -> None:
+    """edgedistill: distill a Keras model into a small int8 model and prove it runs on the edge.
+
+    Start with `edgedistill run` (no arguments) for the whole pipeline on the embedded
+    digits data set; see `edgedistill COMMAND --help` for each stage.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=argv, prog_name="edgedistill")
+
+
+__all__ = ["cli", "main", "COMMANDS"]

@@ -1,0 +1,1 @@
+"""Click commands, one module per family; loaded lazily by :mod:`edgedistill.cli`."""
