@@ -1,0 +1,242 @@
+"""Teacher and student architecture presets, and loading users' model files.
+
+Presets are functional ``tf_keras`` models sized by a width multiplier, built only from
+layers that tfmot can quantize and TFLite Micro can run (Conv2D, DepthwiseConv2D, Dense,
+BatchNormalization folded into the conv, ReLU, pooling). They output logits.
+
+- ``cnn``: a plain CNN, two conv blocks (32w, 64w channels) and a dense layer (256w);
+- ``dscnn``: a depthwise-separable CNN (MobileNet-style blocks) with global pooling;
+- ``mlp``: two dense layers (256w, 128w), for flat feature data.
+
+A teacher can also be a file: a tf_keras ``.h5`` / ``.keras`` / SavedModel folder, a Keras 3
+``.keras`` file, or a plain TensorFlow SavedModel (used for its outputs only).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgedistill.errors import InputError
+from edgedistill.registry import Registry
+
+PRESETS: Registry[Callable[..., Any]] = Registry("model preset")
+
+
+def _channels(base: int, width: float) -> int:
+    return max(2, int(round(base * width)))
+
+
+def _check_width(width: float) -> None:
+    if not width > 0:
+        raise InputError(f"`width` must be > 0. Received: width={width}. Use e.g. 0.25 for a small student.")
+
+
+def _conv_bn_relu(keras, x, filters: int, kernel_size: int, name: str, strides: int = 1):
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+@PRESETS.register("cnn")
+def build_cnn(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "cnn"):
+    """Plain CNN: [conv3x3-BN-ReLU-maxpool] x 2 (32w, 64w channels), dense 256w, logits."""
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = inputs
+    for index, base in enumerate((32, 64)):
+        x = _conv_bn_relu(keras, x, _channels(base, width), 3, name=f"block{index + 1}")
+        if x.shape[1] >= 2 and x.shape[2] >= 2:
+            x = keras.layers.MaxPooling2D(2, name=f"block{index + 1}_pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(_channels(256, width), name="features")(x)
+    x = keras.layers.ReLU(name="features_relu")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@PRESETS.register("dscnn")
+def build_dscnn(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "dscnn"):
+    """Depthwise-separable CNN: conv stem (32w), three DW3x3 + PW1x1 blocks (64w, 128w, 128w), global average pool, logits."""
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = _conv_bn_relu(keras, inputs, _channels(32, width), 3, name="stem")
+    for index, (base, stride) in enumerate(((64, 2), (128, 2), (128, 1))):
+        stride = stride if x.shape[1] >= 4 else 1  # tiny inputs (8x8 digits) keep their resolution
+        block = f"block{index + 1}"
+        x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{block}_dw")(x)
+        x = keras.layers.BatchNormalization(name=f"{block}_dw_bn")(x)
+        x = keras.layers.ReLU(name=f"{block}_dw_relu")(x)
+        x = _conv_bn_relu(keras, x, _channels(base, width), 1, name=f"{block}_pw")
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@PRESETS.register("mlp")
+def build_mlp(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "mlp"):
+    """Multi-layer perceptron: flatten, dense 256w, dense 128w, logits."""
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    for index, base in enumerate((256, 128)):
+        x = keras.layers.Dense(_channels(base, width), name=f"dense{index + 1}")(x)
+        x = keras.layers.ReLU(name=f"dense{index + 1}_relu")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_model(preset: str, input_shape, num_classes: int, *, width: float = 1.0, name: str | None = None, **options):
+    """Build a preset by name (``cnn``, ``dscnn``, ``mlp``), sized by ``width``."""
+    builder = PRESETS.get(preset)
+    return builder(input_shape, num_classes, width=width, name=name or preset, **options)
+
+
+def count_parameters(model) -> int:
+    """Number of parameters of a Keras model (trainable and not), or 0 for a plain callable."""
+    try:
+        return int(model.count_params())
+    except Exception:
+        return 0
+
+
+class ExternalTeacher:
+    """A teacher that is not a tf_keras model: a Keras 3 model or a TensorFlow SavedModel.
+
+    Only its outputs are used: the distiller caches them (teachers of this kind cannot be
+    traced into a tf_keras training step, so augmentation that needs the teacher per batch
+    requires a tf_keras teacher).
+    """
+
+    def __init__(self, function: Callable[[np.ndarray], Any], *, description: str, num_params: int = 0) -> None:
+        self._function = function
+        self.description = description
+        self.num_params = num_params
+
+    def __call__(self, x, training: bool = False):
+        return self._function(x)
+
+    def count_params(self) -> int:
+        return self.num_params
+
+    def predict(self, x: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+        outputs = [np.asarray(self._function(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outputs, axis=0)
+
+
+def _looks_like_keras3_file(path: Path) -> bool:
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except Exception:
+        return False
+    return "module" in config or str(config.get("keras_version", "")).startswith("3")
+
+
+def load_model_file(path: str | os.PathLike, *, compile: bool = False):
+    """Load a teacher or student from a file.
+
+    Accepts tf_keras ``.h5`` / ``.keras`` / SavedModel folders (returned as ``tf_keras.Model``),
+    Keras 3 ``.keras`` files and plain TensorFlow SavedModels (returned as
+    :class:`ExternalTeacher`: usable as a teacher, not as a student).
+    """
+    from edgedistill._keras import keras, tf
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"Model file not found: {path}. Expected a .keras, .h5 file or a SavedModel folder.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"Model file {path} is empty (0 bytes). Re-export the model.")
+    if path.is_file() and path.suffix == ".tflite":
+        raise InputError(f"{path} is a TFLite flatbuffer; a Keras model (.keras, .h5 or a SavedModel folder) is needed here.")
+
+    errors: list[str] = []
+    if not (path.suffix == ".keras" and _looks_like_keras3_file(path)):
+        try:
+            return keras.models.load_model(path, compile=compile)
+        except Exception as error:  # noqa: BLE001 - every loader failure is reported together below
+            errors.append(f"tf_keras: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+    if path.suffix == ".keras":
+        try:
+            import keras as keras3  # Keras 3 is independent of TF_USE_LEGACY_KERAS
+
+            model = keras3.saving.load_model(path, compile=False)
+            return ExternalTeacher(
+                lambda x: np.asarray(model(np.asarray(x, dtype=np.float32), training=False)),
+                description=f"Keras {keras3.__version__} model {path.name}",
+                num_params=int(model.count_params()),
+            )
+        except Exception as error:  # noqa: BLE001
+            errors.append(f"keras 3: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+    if path.is_dir():
+        try:
+            loaded = tf.saved_model.load(str(path))
+            signature = loaded.signatures["serving_default"]
+            input_name = list(signature.structured_input_signature[1].keys())[0]
+            output_name = list(signature.structured_outputs.keys())[0]
+
+            def run(x):
+                return signature(**{input_name: tf.constant(np.asarray(x, dtype=np.float32))})[output_name].numpy()
+
+            num_params = int(sum(np.prod(v.shape) for v in getattr(loaded, "variables", [])))
+            return ExternalTeacher(run, description=f"SavedModel {path.name}", num_params=num_params)
+        except Exception as error:  # noqa: BLE001
+            errors.append(f"SavedModel: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+    raise InputError(
+        f"Cannot load model {path}: it is corrupt or not a Keras/SavedModel model ({'; '.join(errors)}). "
+        "Expected a tf_keras or Keras 3 .keras file, an .h5 file or a SavedModel folder."
+    )
+
+
+def model_output_classes(model) -> int | None:
+    """Number of classes a classifier outputs (last dimension), when it can be read."""
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and shape and shape[-1] is not None:
+        return int(shape[-1])
+    return None
+
+
+def predict_logits(model, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Model outputs as logits.
+
+    A model that ends in a softmax outputs probabilities; ``log(p)`` differs from its logits
+    only by a per-sample constant, to which softmax (at any temperature) is invariant, so
+    distillation can use it as logits.
+    """
+    outputs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    if outputs.ndim != 2:
+        raise InputError(f"The model outputs shape {outputs.shape}; expected (batch, num_classes) logits or probabilities.")
+    if np.all(outputs >= 0) and np.all(outputs <= 1) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
+        outputs = np.log(np.clip(outputs, 1e-12, 1.0))
+    return outputs
+
+
+__all__ = [
+    "PRESETS",
+    "build_model",
+    "build_cnn",
+    "build_dscnn",
+    "build_mlp",
+    "count_parameters",
+    "load_model_file",
+    "predict_logits",
+    "ExternalTeacher",
+]

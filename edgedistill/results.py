@@ -1,0 +1,249 @@
+"""Benchmark result files (JSON lines): read, tabulate, compare with ratios, plot.
+
+Each line is one :class:`~edgedistill.targets.base.Measurement`. Emulated figures are labelled
+``emulated`` in every table and plot, and are never presented as device time.
+
+Example::
+
+    from edgedistill.results import read_results, format_table, compare_results
+    print(format_table(read_results("runs/x/bench.jsonl")))
+    print(format_comparison(compare_results(["runs/x/bench.jsonl", "runs/y/bench.jsonl"])))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgedistill.errors import InputError
+from edgedistill.targets.base import Measurement
+
+
+def read_results(path: str | os.PathLike) -> list[Measurement]:
+    """Every measurement in a JSON-lines file, in file order.
+
+    A last line cut short by a crash is skipped (everything before it was flushed whole); a
+    broken line elsewhere is an error naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Results file not found: {str(path)!r}. Pass a bench.jsonl written by `edgedistill bench`.")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    measurements = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict) or "model" not in data or "target" not in data:
+                raise ValueError("not a measurement")
+            measurements.append(Measurement.from_dict(data))
+        except (ValueError, TypeError) as error:
+            if number == len(lines) and not line.endswith("}"):
+                continue  # the line being written when the process died
+            raise InputError(f"{str(path)!r} line {number} is not a benchmark result ({error}). "
+                             "Pass a bench.jsonl written by `edgedistill bench`.") from None
+    return measurements
+
+
+def latest_per_pair(measurements: Sequence[Measurement]) -> list[Measurement]:
+    """The last line of each (model, target, settings) pair, so a resumed re-run replaces a failure."""
+    latest: dict[str, Measurement] = {}
+    for measurement in measurements:
+        latest.pop(measurement.pair_key, None)
+        latest[measurement.pair_key] = measurement
+    return list(latest.values())
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _model_name(measurement: Measurement) -> str:
+    return Path(measurement.model).name
+
+
+def _target_label(measurement: Measurement) -> str:
+    spec = measurement.target.get("spec") or measurement.target.get("name") or "?"
+    return f"{spec} [emulated]" if measurement.kind == "emulated" else spec
+
+
+def format_table(measurements: Sequence[Measurement]) -> str:
+    """A plain-text table, one row per pair; emulated rows are labelled as such."""
+    header = ["model", "target", "kind", "status", "threads", "runs", "p50 ms", "mean ms", "p90 ms", "p99 ms",
+              "init ms", "first ms", "peak RSS MiB", "size KiB"]
+    rows = []
+    for m in measurements:
+        latency = m.latency_ms or {}
+        rows.append([
+            _model_name(m), _target_label(m), m.kind, m.status, str(m.num_threads), str(len(m.samples_ms)),
+            _ms(latency.get("p50")), _ms(latency.get("mean")), _ms(latency.get("p90")), _ms(latency.get("p99")),
+            _ms(m.init_ms), _ms(m.first_inference_ms), _mib(m.peak_rss_bytes),
+            "-" if m.model_size_bytes is None else f"{m.model_size_bytes / 1024:.1f}",
+        ])
+    text = _render(header, rows)
+    failures = [f"  {_model_name(m)} on {_target_label(m)}: {m.error}" for m in measurements if not m.ok]
+    if failures:
+        text += "\nFailed:\n" + "\n".join(failures)
+    if any(m.kind == "emulated" for m in measurements):
+        text += "\nRows marked [emulated] ran under an emulator: their times are not device times."
+    return text
+
+
+def _render(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)] if rows else [len(h) for h in
+                                                                                                     header]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class ComparisonRow:
+    """One (model, target, threads) pair across result files; ratios are other / baseline."""
+
+    model: str
+    target: str
+    num_threads: int
+    kinds: list[str | None]
+    p50_ms: list[float | None]
+    mean_ms: list[float | None]
+    p99_ms: list[float | None]
+    peak_rss_bytes: list[int | None]
+    ratios_p50: list[float | None] = field(default_factory=list)
+    ratios_peak_rss: list[float | None] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        from edgedistill.fileio import to_jsonable
+
+        return to_jsonable(self)
+
+
+def _ratio_of(value: float | None, base: float | None) -> float | None:
+    if value is None or base in (None, 0):
+        return None
+    return value / base
+
+
+def compare_results(paths: Sequence[str | os.PathLike]) -> list[ComparisonRow]:
+    """Match pairs by (model file name, target, num_threads) across files; the first file is the baseline."""
+    if len(paths) < 2:
+        raise InputError(f"compare needs at least 2 result files. Received: {len(paths)}. "
+                         "Pass e.g. runs/x/bench.jsonl runs/y/bench.jsonl.")
+    tables = []
+    for path in paths:
+        by_key = {}
+        for m in latest_per_pair(read_results(path)):
+            if m.ok:
+                by_key[(_model_name(m), m.target.get("spec") or m.target.get("name"), m.num_threads)] = m
+        tables.append(by_key)
+    keys: list[tuple] = []
+    for table in tables:
+        keys += [key for key in table if key not in keys]
+    rows = []
+    for key in keys:
+        found = [table.get(key) for table in tables]
+        row = ComparisonRow(
+            model=key[0], target=key[1], num_threads=key[2],
+            kinds=[m.kind if m else None for m in found],
+            p50_ms=[m.latency_ms.get("p50") if m else None for m in found],
+            mean_ms=[m.latency_ms.get("mean") if m else None for m in found],
+            p99_ms=[m.latency_ms.get("p99") if m else None for m in found],
+            peak_rss_bytes=[m.peak_rss_bytes if m else None for m in found],
+        )
+        row.ratios_p50 = [_ratio_of(v, row.p50_ms[0]) for v in row.p50_ms[1:]]
+        row.ratios_peak_rss = [_ratio_of(v, row.peak_rss_bytes[0]) for v in row.peak_rss_bytes[1:]]
+        rows.append(row)
+    return rows
+
+
+def format_comparison(rows: Sequence[ComparisonRow], labels: Sequence[str]) -> str:
+    """Side-by-side p50 / p99 / peak RSS per file, with ratios to the first file (baseline)."""
+    header = ["model", "target", "threads"]
+    for index, label in enumerate(labels):
+        header += [f"p50 ms [{label}]", f"p99 ms [{label}]", f"RSS MiB [{label}]"]
+        if index:
+            header += [f"p50 ratio [{label}]", f"RSS ratio [{label}]"]
+    body = []
+    for row in rows:
+        emulated = "emulated" in row.kinds
+        cells = [row.model, f"{row.target} [emulated]" if emulated else row.target, str(row.num_threads)]
+        for index in range(len(labels)):
+            cells += [_ms(row.p50_ms[index]), _ms(row.p99_ms[index]), _mib(row.peak_rss_bytes[index])]
+            if index:
+                cells += [_ratio(row.ratios_p50[index - 1]), _ratio(row.ratios_peak_rss[index - 1])]
+        body.append(cells)
+    text = _render(header, body) + "\nRatios are file / first file (below 1.00x is faster or smaller)."
+    if any("emulated" in row.kinds for row in rows):
+        text += "\nRows marked [emulated] ran under an emulator: their times are not device times."
+    return text
+
+
+def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Latency CDF and p50 bars (p90/p99 marks) of every ok pair in a results file, as one PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("Plotting needs matplotlib, which is not installed. "
+                         "Install it: `pip install 'edgedistill[plot]'` (or `pip install matplotlib`).") from None
+    from edgedistill.fileio import write_bytes_atomic
+
+    measurements = [m for m in latest_per_pair(read_results(path)) if m.ok and m.samples_ms]
+    if not measurements:
+        raise InputError(f"{str(path)!r} has no successful measurement with samples to plot.")
+    output = Path(output) if output else Path(path).with_suffix(".png")
+    figure, (cdf_axes, bar_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = []
+    for m in measurements:
+        label = f"{_model_name(m)} @ {_target_label(m)}"
+        labels.append(label)
+        values = sorted(m.samples_ms)
+        fractions = [(i + 1) / len(values) for i in range(len(values))]
+        cdf_axes.step(values, fractions, where="post", label=label, linestyle="--" if m.kind == "emulated" else "-")
+    cdf_axes.set_xlabel("latency per invoke (ms)")
+    cdf_axes.set_ylabel("fraction of runs")
+    cdf_axes.set_title("Latency CDF")
+    cdf_axes.grid(alpha=0.3)
+    cdf_axes.legend(fontsize=7)
+    positions = list(range(len(measurements)))
+    p50 = [m.latency_ms["p50"] for m in measurements]
+    bars = bar_axes.bar(positions, p50, color=["#bbbbbb" if m.kind == "emulated" else "#4477aa" for m in measurements])
+    for bar, m in zip(bars, measurements):
+        if m.kind == "emulated":
+            bar.set_hatch("//")
+    bar_axes.scatter(positions, [m.latency_ms["p90"] for m in measurements], marker="_", s=300, color="k",
+                     label="p90")
+    bar_axes.scatter(positions, [m.latency_ms["p99"] for m in measurements], marker="x", color="r", label="p99")
+    bar_axes.set_xticks(positions)
+    bar_axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+    bar_axes.set_ylabel("p50 latency (ms)")
+    bar_axes.set_title("p50 per pair (hatched = emulated, not device time)")
+    bar_axes.legend(fontsize=7)
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    write_bytes_atomic(output, buffer.getvalue())
+    return output
+
+
+__all__ = ["read_results", "latest_per_pair", "format_table", "compare_results", "format_comparison",
+           "plot_results", "ComparisonRow"]

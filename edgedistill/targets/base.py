@@ -1,0 +1,422 @@
+"""The Target interface, the ``Measurement`` it returns, and the helpers every target shares.
+
+A target is one place a model can be measured: open a session, deploy the model, measure,
+close. Each target is registered under the scheme users type (``local``, ``ssh://...``,
+``adb``, ``qemu-aarch64``, ``tflm``) in :data:`edgedistill.targets.TARGETS`.
+
+Every target follows one protocol (that of TFLite's ``benchmark_model``): warmup runs, then at
+least ``num_runs`` timed invokes (and at least ``min_secs`` seconds); init time, first
+inference, latency statistics, raw samples, peak resident memory of the measuring process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _datetime
+import hashlib
+import json
+import math
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+from edgedistill._version import __version__
+from edgedistill.errors import InputError, StageError
+
+KINDS = ("measured", "emulated")
+STATUSES = ("ok", "failed")
+RUNNER_PATH = Path(__file__).resolve().parent.parent / "_runner.py"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to measure: the names are those of TFLite's ``benchmark_model`` flags."""
+
+    num_runs: int = 50
+    warmup_runs: int = 1
+    num_threads: int = 1
+    min_secs: float = 0.0
+    use_xnnpack: bool = True
+    timeout_s: float | None = 600.0
+    inputs: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_runs < 1:
+            raise InputError(f"`num_runs` must be >= 1. Received: num_runs={self.num_runs}. Pass e.g. --num-runs 50.")
+        if self.warmup_runs < 0:
+            raise InputError(f"`warmup_runs` must be >= 0. Received: warmup_runs={self.warmup_runs}.")
+        if self.num_threads < 1:
+            raise InputError(f"`num_threads` must be >= 1. Received: num_threads={self.num_threads}.")
+        if self.min_secs < 0:
+            raise InputError(f"`min_secs` must be >= 0. Received: min_secs={self.min_secs}.")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise InputError(f"`timeout_s` must be > 0. Received: timeout_s={self.timeout_s}. Omit it for no limit.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key_fields(self) -> dict[str, Any]:
+        """The settings that change a figure (a pair measured with other settings is not 'done')."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("timeout_s",)}
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, float | None]:
+    """mean / std / min / p50 / p90 / p99 / max of raw samples (linear-interpolated percentiles)."""
+    keys = ("mean", "std", "min", "p50", "p90", "p99", "max")
+    if not samples_ms:
+        return {key: None for key in keys}
+    values = sorted(float(v) for v in samples_ms)
+    count = len(values)
+    mean = sum(values) / count
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / count)
+
+    def percentile(q: float) -> float:
+        position = (count - 1) * q / 100.0
+        lower = math.floor(position)
+        upper = min(lower + 1, count - 1)
+        return values[lower] + (values[upper] - values[lower]) * (position - lower)
+
+    return {"mean": mean, "std": std, "min": values[0], "p50": percentile(50), "p90": percentile(90),
+            "p99": percentile(99), "max": values[-1]}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def utc_timestamp() -> str:
+    return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Measurement:
+    """One model measured on one target: every figure, and where and how it was measured.
+
+    ``kind`` is ``"measured"`` (a real device or the host) or ``"emulated"`` (QEMU, TFLM on the
+    host): an emulated latency is never a device time. ``status`` is ``"failed"`` with
+    ``error`` set when the pair could not finish; samples measured before the failure are kept.
+
+    Example::
+
+        m = run_benchmark("student_int8.tflite", target="local", num_runs=100)
+        print(m.latency_ms["p50"], m.peak_rss_bytes)
+    """
+
+    model: str
+    model_size_bytes: int | None
+    target: dict[str, Any]
+    runtime: str | None = None
+    runtime_version: str | None = None
+    kind: str = "measured"
+    num_threads: int = 1
+    num_runs: int = 0
+    warmup_runs: int = 0
+    init_ms: float | None = None
+    first_inference_ms: float | None = None
+    latency_ms: dict[str, float | None] = field(default_factory=lambda: latency_stats([]))
+    samples_ms: list[float] = field(default_factory=list)
+    warmup_ms: list[float] = field(default_factory=list)
+    peak_rss_bytes: int | None = None
+    rss_init_growth_bytes: int | None = None
+    tool_version: str = __version__
+    timestamp: str = field(default_factory=utc_timestamp)
+    status: str = "ok"
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    model_sha256: str | None = None
+    wall_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        from edgedistill.fileio import to_jsonable
+
+        return to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Measurement":
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        unknown = {k: v for k, v in data.items() if k not in names}
+        measurement = cls(**known)
+        if unknown:
+            measurement.extra = {**measurement.extra, **unknown}
+        return measurement
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def pair_key(self) -> str:
+        return pair_key(self.model_sha256 or self.model, self.target.get("spec", self.target.get("name")),
+                        self.config)
+
+
+def pair_key(model_id: str, target_spec: str | None, config: dict[str, Any]) -> str:
+    """Identity of one (model, target, settings) pair, used by ``--resume``."""
+    settings = {k: v for k, v in sorted(config.items()) if k != "timeout_s"}
+    return json.dumps([model_id, target_spec, settings], sort_keys=True, default=str)
+
+
+class Target:
+    """Base of every target: open a session, deploy, measure, close.
+
+    Subclasses set ``scheme`` and ``kind`` and implement :meth:`measure`; :meth:`open` and
+    :meth:`close` default to nothing. ``device_key`` names the device, so a grid never runs two
+    pairs on one device at once. A target is a context manager::
+
+        with LocalTarget() as target:
+            m = target.measure(Path("model.tflite"), BenchConfig(num_runs=100))
+    """
+
+    scheme: ClassVar[str] = ""
+    kind: ClassVar[str] = "measured"
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    @property
+    def device_key(self) -> str:
+        return self.spec
+
+    def open(self) -> None:
+        """Start a session (connect, create a temporary folder on the device...)."""
+
+    def close(self) -> None:
+        """End the session and remove whatever was put on the device."""
+
+    def describe(self) -> dict[str, Any]:
+        """Target description recorded with every result (device facts are added on measuring)."""
+        return {"name": self.scheme, "spec": self.spec, "kind": self.kind}
+
+    def measure(self, model: Path, config: BenchConfig) -> Measurement:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Target":
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- helpers shared by the targets that run edgedistill/_runner.py -----------------------
+
+    def new_measurement(self, model: Path, config: BenchConfig) -> Measurement:
+        return Measurement(
+            model=str(model),
+            model_size_bytes=model.stat().st_size,
+            model_sha256=file_sha256(model),
+            target=self.describe(),
+            kind=self.kind,
+            num_threads=config.num_threads,
+            num_runs=config.num_runs,
+            warmup_runs=config.warmup_runs,
+            config=config.to_dict(),
+        )
+
+
+def runner_arguments(model_path: str, config: BenchConfig, *, inputs_path: str | None = None) -> list[str]:
+    """Command-line arguments of ``_runner.py`` for one measurement."""
+    arguments = [
+        "--model", model_path,
+        "--num-runs", str(config.num_runs),
+        "--warmup-runs", str(config.warmup_runs),
+        "--num-threads", str(config.num_threads),
+        "--min-secs", repr(float(config.min_secs)),
+        "--use-xnnpack", "true" if config.use_xnnpack else "false",
+        "--seed", str(config.seed),
+    ]
+    if inputs_path:
+        arguments += ["--inputs", inputs_path]
+    return arguments
+
+
+class RunnerOutput:
+    """Collects the JSON lines of ``_runner.py`` as they arrive (samples survive a lost device)."""
+
+    def __init__(self) -> None:
+        self.device: dict[str, Any] = {}
+        self.init: dict[str, Any] = {}
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.samples_ms: list[float] = []
+        self.other_lines: list[str] = []
+
+    def feed(self, line: str) -> None:
+        text = line.strip()
+        if not text:
+            return
+        try:
+            record = json.loads(text)
+        except ValueError:
+            self.other_lines.append(text)
+            return
+        if not isinstance(record, dict):
+            self.other_lines.append(text)
+            return
+        event = record.pop("event", None)
+        if event == "device":
+            self.device = record
+        elif event == "init":
+            self.init = record
+        elif event == "samples":
+            self.samples_ms.extend(float(v) for v in record.get("samples_ms", []))
+        elif event == "result":
+            self.result = record
+        elif event == "error":
+            self.error = record
+        else:
+            self.other_lines.append(text)
+
+    def fill(self, measurement: Measurement) -> Measurement:
+        """Copy what arrived into ``measurement`` (also for a failed run: partial samples kept)."""
+        measurement.target = {**measurement.target, "device": self.device} if self.device else measurement.target
+        measurement.runtime = self.init.get("runtime", measurement.runtime)
+        measurement.runtime_version = self.init.get("runtime_version", measurement.runtime_version)
+        measurement.init_ms = self.init.get("init_ms")
+        before, after = self.init.get("rss_before_init_bytes"), self.init.get("rss_after_init_bytes")
+        if before is not None and after is not None:
+            measurement.rss_init_growth_bytes = after - before
+        if self.init:
+            measurement.extra.update({k: self.init[k] for k in ("num_ops", "num_delegate_ops", "op_names",
+                                                              "numpy_version") if k in self.init})
+        measurement.samples_ms = list(self.samples_ms)
+        measurement.latency_ms = latency_stats(self.samples_ms)
+        if self.result:
+            measurement.first_inference_ms = self.result.get("first_inference_ms")
+            measurement.warmup_ms = self.result.get("warmup_ms", [])
+            measurement.peak_rss_bytes = self.result.get("peak_rss_bytes")
+            measurement.extra.update({k: self.result[k] for k in ("inputs", "outputs") if k in self.result})
+        return measurement
+
+
+def run_streaming(
+    command: Sequence[str],
+    *,
+    timeout_s: float | None,
+    on_line: Callable[[str], None],
+    env: dict[str, str] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+    cwd: str | None = None,
+) -> tuple[int | None, str, bool]:
+    """Run ``command``, feed each stdout line to ``on_line`` as it arrives.
+
+    Returns ``(exit code, stderr text, timed_out)``. On timeout the process group is killed
+    (so an ssh or qemu child does not linger) and the exit code is None.
+    """
+    process = subprocess.Popen(
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env, cwd=cwd,
+        text=True, errors="replace", start_new_session=True,
+    )
+    stderr_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True)
+    reader.start()
+    timed_out = threading.Event()
+
+    def kill_on_timeout() -> None:
+        timed_out.set()
+        kill_process_group(process)
+
+    timer = threading.Timer(timeout_s, kill_on_timeout) if timeout_s else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        for line in process.stdout:
+            on_line(line)
+        process.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if process.poll() is None:
+            kill_process_group(process)
+        reader.join(timeout=5)
+    return (None if timed_out.is_set() else process.returncode), "".join(stderr_chunks), timed_out.is_set()
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # LiteRT prints INFO lines on stderr; they explain nothing about a failure.
+    lines = [line for line in lines if not line.startswith("INFO: ")]
+    return " | ".join(lines[-count:])
+
+
+def finish_from_runner(
+    measurement: Measurement,
+    output: RunnerOutput,
+    exit_code: int | None,
+    stderr: str,
+    timed_out: bool,
+    *,
+    where: str,
+    started: float,
+    timeout_s: float | None,
+    hint_no_interpreter: str = "",
+) -> Measurement:
+    """Turn the runner's lines and exit status into a finished Measurement (ok or failed)."""
+    output.fill(measurement)
+    measurement.wall_s = time.monotonic() - started
+    if timed_out:
+        measurement.status = "failed"
+        measurement.error = (f"{where}: timed out after {timeout_s:g} s ({len(output.samples_ms)} samples kept). "
+                             "Raise --timeout or lower --num-runs / --min-secs.")
+    elif output.error:
+        measurement.status = "failed"
+        message = output.error.get("message", "")
+        if output.error.get("code") in ("no_interpreter", "no_numpy") and hint_no_interpreter:
+            message += " " + hint_no_interpreter
+        measurement.error = f"{where}: {message}"
+    elif exit_code != 0 or output.result is None:
+        measurement.status = "failed"
+        detail = last_lines(stderr) or "no output"
+        measurement.error = (f"{where}: the measurement stopped (exit code {exit_code}) after "
+                             f"{len(output.samples_ms)} samples: {detail}")
+    return measurement
+
+
+def require_model(model: str | os.PathLike) -> Path:
+    path = Path(model)
+    if not path.is_file():
+        raise InputError(f"Model file not found: {str(path)!r}. Pass the path of a .tflite file.")
+    with open(path, "rb") as handle:
+        header = handle.read(8)
+    if len(header) < 8 or header[4:8] != b"TFL3":
+        raise InputError(f"{str(path)!r} is not a TFLite flatbuffer (no 'TFL3' identifier). "
+                         "Pass a .tflite file, e.g. one written by `edgedistill convert`.")
+    return path
+
+
+def check_names(values: Iterable[str], valid: Sequence[str], what: str) -> None:
+    for value in values:
+        if value not in valid:
+            raise InputError(f"Unknown {what} {value!r}. Expected one of: {', '.join(valid)}.")
+
+
+__all__ = [
+    "BenchConfig", "Measurement", "Target", "RunnerOutput", "latency_stats", "runner_arguments",
+    "run_streaming", "finish_from_runner", "require_model", "pair_key", "KINDS", "STATUSES", "RUNNER_PATH",
+    "StageError",
+]

@@ -1,0 +1,307 @@
+"""Reading ``.tflite`` flatbuffers and running them on LiteRT and on the real TFLM interpreter.
+
+Ops are read from the flatbuffer itself, not from an interpreter: LiteRT reports ops taken
+by its default delegate (XNNPACK) as ``DELEGATE``, which hides what the model contains.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.errors import InputError
+
+_TENSOR_TYPES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
+    7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
+    13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
+}  # fmt: skip
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - a device or image without LiteRT
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    return schema
+
+
+@dataclasses.dataclass
+class TensorInfo:
+    index: int
+    name: str
+    shape: list[int]
+    dtype: str
+    is_constant: bool
+    scale: list[float]
+    zero_point: list[int]
+
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        if not self.scale:
+            return None
+        if len(self.scale) == 1:
+            return {"scale": self.scale[0], "zero_point": self.zero_point[0] if self.zero_point else 0}
+        return {"scale": self.scale, "zero_point": self.zero_point, "per_channel": True}
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """What a ``.tflite`` file holds: its ops (in order of first use), tensors, inputs and outputs."""
+
+    size_bytes: int
+    ops: list[str]
+    op_versions: dict[str, int]
+    op_counts: dict[str, int]
+    tensors: list[TensorInfo]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    num_subgraphs: int
+    description: str
+
+    @property
+    def is_int8(self) -> bool:
+        """Full-integer int8: no float constants (weights), int8 activations."""
+        constant_floats = [t for t in self.tensors if t.is_constant and t.dtype in ("float32", "float16")]
+        has_int8 = any(t.dtype == "int8" for t in self.tensors)
+        return has_int8 and not constant_floats
+
+    def to_dict(self) -> dict[str, Any]:
+        def tensor(t: TensorInfo) -> dict[str, Any]:
+            return {"name": t.name, "shape": t.shape, "dtype": t.dtype, "quantization": t.quantization}
+
+        return {
+            "size_bytes": self.size_bytes,
+            "is_int8": self.is_int8,
+            "ops": [{"name": op, "version": self.op_versions[op], "count": self.op_counts[op]} for op in self.ops],
+            "inputs": [tensor(t) for t in self.inputs],
+            "outputs": [tensor(t) for t in self.outputs],
+            "num_tensors": len(self.tensors),
+            "num_subgraphs": self.num_subgraphs,
+            "description": self.description,
+        }
+
+
+def read_model_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a ``.tflite`` file, checked to be a TFLite flatbuffer."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"Model file not found: {path}. Expected a .tflite file.")
+    data = path.read_bytes()
+    check_flatbuffer(data, source=str(path))
+    return data
+
+
+def check_flatbuffer(data: bytes, *, source: str = "model") -> None:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise InputError(
+            f"{source} is not a TFLite flatbuffer ({len(data)} bytes, identifier {data[4:8]!r}; expected b'TFL3'). "
+            "Give a .tflite file written by the TFLite converter (e.g. `edgedistill convert`)."
+        )
+
+
+def read_model_info(data: bytes) -> ModelInfo:
+    """Parse a TFLite flatbuffer (first subgraph for tensors; ops from all subgraphs)."""
+    check_flatbuffer(data)
+    schema = _schema()
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        op_names: list[str] = []
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i)
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = names.get(builtin, f"BUILTIN_{builtin}")
+            if name == "CUSTOM":
+                name = f"CUSTOM:{code.CustomCode().decode()}"
+            op_names.append(name)
+        op_versions: dict[str, int] = {}
+        op_counts: dict[str, int] = {}
+        ordered: list[str] = []
+        for s in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(s)
+            for j in range(subgraph.OperatorsLength()):
+                index = subgraph.Operators(j).OpcodeIndex()
+                name = op_names[index]
+                version = model.OperatorCodes(index).Version()
+                op_versions[name] = max(op_versions.get(name, 0), version)
+                op_counts[name] = op_counts.get(name, 0) + 1
+                if name not in ordered:
+                    ordered.append(name)
+        subgraph = model.Subgraphs(0)
+        tensors = []
+        for k in range(subgraph.TensorsLength()):
+            t = subgraph.Tensors(k)
+            buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+            is_constant = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
+            q = t.Quantization()
+            scale = [float(v) for v in q.ScaleAsNumpy()] if q is not None and q.ScaleLength() else []
+            zero_point = [int(v) for v in q.ZeroPointAsNumpy()] if q is not None and q.ZeroPointLength() else []
+            tensors.append(
+                TensorInfo(
+                    index=k,
+                    name=t.Name().decode() if t.Name() else f"tensor_{k}",
+                    shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+                    dtype=_TENSOR_TYPES.get(t.Type(), f"type_{t.Type()}"),
+                    is_constant=is_constant,
+                    scale=scale,
+                    zero_point=zero_point,
+                )
+            )
+        inputs = [tensors[i] for i in subgraph.InputsAsNumpy()]
+        outputs = [tensors[i] for i in subgraph.OutputsAsNumpy()]
+        description = model.Description().decode() if model.Description() else ""
+        num_subgraphs = model.SubgraphsLength()
+    except InputError:
+        raise
+    except Exception as error:  # a truncated or corrupt flatbuffer fails anywhere in parsing
+        raise InputError(f"The model flatbuffer is corrupt ({type(error).__name__}: {error}). Re-export it.") from None
+    return ModelInfo(
+        size_bytes=len(data),
+        ops=ordered,
+        op_versions=op_versions,
+        op_counts=op_counts,
+        tensors=tensors,
+        inputs=inputs,
+        outputs=outputs,
+        num_subgraphs=num_subgraphs,
+        description=description,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreters
+
+
+def litert_interpreter_class():
+    """The LiteRT ``Interpreter`` class: ai_edge_litert, else tflite_runtime, else tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter
+    except ImportError:
+        pass
+    from edgedistill._keras import tf
+
+    return tf.lite.Interpreter
+
+
+def runtime_versions() -> dict[str, str | None]:
+    """Versions of the runtimes and libraries, for every result file (no TensorFlow import)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for package in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-runtime", "tflite-micro", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    from edgedistill._version import __version__
+
+    versions["edgedistill"] = __version__
+    return versions
+
+
+def _scale_zero_point(detail: dict) -> tuple[float, int]:
+    """Per-tensor (scale, zero point) from LiteRT's or TFLM's tensor details."""
+    if "quantization" in detail:
+        return detail["quantization"]
+    parameters = detail["quantization_parameters"]  # TFLM's spelling
+    return float(parameters["scales"][0]), int(parameters["zero_points"][0])
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float images -> the input tensor's dtype (int8 with its scale / zero point)."""
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero_point = _scale_zero_point(detail)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        return y
+    scale, zero_point = _scale_zero_point(detail)
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+class LiteRTModel:
+    """A ``.tflite`` model on the host LiteRT interpreter, run one sample at a time."""
+
+    def __init__(self, data: bytes, *, num_threads: int = 1) -> None:
+        Interpreter = litert_interpreter_class()
+        try:
+            self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except ValueError as error:
+            raise InputError(f"LiteRT cannot load the model: {str(error).splitlines()[0]}") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def raw_outputs(self, x: np.ndarray) -> np.ndarray:
+        """Outputs in the model's output dtype (int8 for int8 models), one row per sample."""
+        inputs = quantize_input(np.asarray(x, dtype=np.float32), self.input)
+        rows = []
+        for sample in inputs:
+            self.interpreter.set_tensor(self.input["index"], sample[None, ...])
+            self.interpreter.invoke()
+            rows.append(self.interpreter.get_tensor(self.output["index"])[0].copy())
+        return np.stack(rows)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return dequantize_output(self.raw_outputs(x), self.output)
+
+
+class TFLMModel:
+    """A ``.tflite`` model on the real TFLite Micro interpreter (PyPI ``tflite-micro``, reference kernels).
+
+    ``arena_size`` must be large enough (see :func:`edgedistill.micro.measure_arena`): a too
+    small arena can crash the process.
+    """
+
+    def __init__(self, data: bytes, *, arena_size: int) -> None:
+        from tflite_micro.python.tflite_micro import runtime
+
+        self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=int(arena_size))
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+
+    def raw_outputs(self, x: np.ndarray) -> np.ndarray:
+        inputs = quantize_input(np.asarray(x, dtype=np.float32), self.input)
+        rows = []
+        for sample in inputs:
+            self.interpreter.set_input(sample[None, ...], 0)
+            self.interpreter.invoke()
+            rows.append(np.array(self.interpreter.get_output(0))[0].copy())
+        return np.stack(rows)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return dequantize_output(self.raw_outputs(x), self.output)
+
+
+__all__ = [
+    "ModelInfo",
+    "TensorInfo",
+    "read_model_bytes",
+    "read_model_info",
+    "check_flatbuffer",
+    "LiteRTModel",
+    "TFLMModel",
+    "litert_interpreter_class",
+    "runtime_versions",
+    "quantize_input",
+    "dequantize_output",
+]

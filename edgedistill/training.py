@@ -1,0 +1,114 @@
+"""Training loops shared by the teacher, distillation and QAT stages.
+
+One :func:`fit` gives every stage the same behaviour: Keras progress bars, early stopping
+on validation accuracy (best weights restored), TensorBoard logs, and a clear error when
+the loss becomes NaN instead of a silently broken model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill._keras import keras
+from edgedistill.errors import StageError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a stage trains. ``patience=0`` disables early stopping."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    patience: int = 5
+    seed: int = 0
+    verbose: int = 2
+
+
+class _NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where it happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"batch {batch + 1} of epoch {self._epoch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+
+
+def fit(
+    model: keras.Model,
+    x: np.ndarray,
+    y,
+    *,
+    validation_data: tuple | None,
+    config: TrainConfig,
+    stage: str,
+    log_dir: str | Path | None = None,
+) -> dict[str, list[float]]:
+    """Fit a compiled model; return its history. Raises :class:`StageError` on a NaN loss."""
+    guard = _NaNGuard()
+    callbacks: list = [guard]
+    if config.patience and validation_data is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True
+            )
+        )
+    if log_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
+    history = model.fit(
+        x,
+        y,
+        validation_data=validation_data,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=True,
+    )
+    if guard.where is not None:
+        raise StageError(
+            f"{stage}: the training loss became NaN at {guard.where}; training stopped. "
+            f"Lower the learning rate (was {config.learning_rate}) or check the data for extreme values."
+        )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def train_classifier(model: keras.Model, data, *, config: TrainConfig, stage: str = "teacher", log_dir=None) -> dict:
+    """Supervised training on hard labels (the teacher, or a student trained from scratch)."""
+    set_seed(config.seed)
+    compile_classifier(model, config.learning_rate)
+    return fit(model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage, log_dir=log_dir)
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent of a Keras model (or anything with ``predict``)."""
+    predictions = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    return float(np.mean(predictions.argmax(axis=-1) == y) * 100.0)
+
+
+__all__ = ["TrainConfig", "fit", "train_classifier", "compile_classifier", "accuracy", "set_seed"]
