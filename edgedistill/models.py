@@ -35,9 +35,15 @@ def _check_width(width: float) -> None:
         raise InputError(f"`width` must be > 0. Received: width={width}. Use e.g. 0.25 for a small student.")
 
 
+# Batch-norm statistics must settle within a few hundred steps on small data sets (digits
+# has ~20 batches an epoch); Keras' default momentum of 0.99 leaves them far from the data's
+# after a short training, and inference-mode accuracy collapses to chance.
+BN_MOMENTUM = 0.9
+
+
 def _conv_bn_relu(keras, x, filters: int, kernel_size: int, name: str, strides: int = 1):
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -74,7 +80,7 @@ def build_dscnn(input_shape, num_classes: int, *, width: float = 1.0, dropout: f
         stride = stride if x.shape[1] >= 4 else 1  # tiny inputs (8x8 digits) keep their resolution
         block = f"block{index + 1}"
         x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{block}_dw")(x)
-        x = keras.layers.BatchNormalization(name=f"{block}_dw_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{block}_dw_bn")(x)
         x = keras.layers.ReLU(name=f"{block}_dw_relu")(x)
         x = _conv_bn_relu(keras, x, _channels(base, width), 1, name=f"{block}_pw")
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)

@@ -118,7 +118,7 @@ class Distiller(keras.Model):
             )
         return tf.stop_gradient(self.teacher(x, training=False))
 
-    def _losses(self, labels, student_outputs, teacher_outputs):
+    def _compute_losses(self, labels, student_outputs, teacher_outputs):
         student_loss = self.student_loss_fn(labels, student_outputs)
         distillation_loss = tf.constant(0.0, dtype=student_outputs.dtype)
         for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
@@ -139,7 +139,7 @@ class Distiller(keras.Model):
         teacher_outputs = self._teacher_outputs(x, cached)
         with tf.GradientTape() as tape:
             student_outputs = self.student(x, training=True)
-            total, student_loss, distillation_loss = self._losses(labels, student_outputs, teacher_outputs)
+            total, student_loss, distillation_loss = self._compute_losses(labels, student_outputs, teacher_outputs)
             regularization = tf.add_n(self.student.losses) if self.student.losses else 0.0
             objective = total + regularization
         variables = self.student.trainable_variables
@@ -155,7 +155,7 @@ class Distiller(keras.Model):
             teacher_outputs = student_outputs  # no teacher available: report the supervised loss only
         else:
             teacher_outputs = self._teacher_outputs(x, cached)
-        total, student_loss, distillation_loss = self._losses(labels, student_outputs, teacher_outputs)
+        total, student_loss, distillation_loss = self._compute_losses(labels, student_outputs, teacher_outputs)
         return self._update(labels, student_outputs, total, student_loss, distillation_loss)
 
     def get_config(self):
