@@ -181,7 +181,7 @@ def run_grid(
     for target in target_objects:
         paths = []
         for path in model_paths:
-            if pair_key(digests[path], target.spec, key_config) in done:
+            if pair_key(str(path), digests[path], target.spec, key_config) in done:
                 if on_skip is not None:
                     on_skip(Pair(path, target.spec))
                 continue

@@ -61,7 +61,7 @@ def latest_per_pair(measurements: Sequence[Measurement]) -> list[Measurement]:
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    return f"{value:.4f}" if value < 1 else f"{value:.4g}"
 
 
 def _mib(value: int | None) -> str:

@@ -158,14 +158,14 @@ class Measurement:
 
     @property
     def pair_key(self) -> str:
-        return pair_key(self.model_sha256 or self.model, self.target.get("spec", self.target.get("name")),
+        return pair_key(self.model, self.model_sha256, self.target.get("spec", self.target.get("name")),
                         self.config)
 
 
-def pair_key(model_id: str, target_spec: str | None, config: dict[str, Any]) -> str:
-    """Identity of one (model, target, settings) pair, used by ``--resume``."""
+def pair_key(model: str, model_sha256: str | None, target_spec: str | None, config: dict[str, Any]) -> str:
+    """Identity of one (model file and bytes, target, settings) pair, used by ``--resume``."""
     settings = {k: v for k, v in sorted(config.items()) if k != "timeout_s"}
-    return json.dumps([model_id, target_spec, settings], sort_keys=True, default=str)
+    return json.dumps([os.path.abspath(model), model_sha256, target_spec, settings], sort_keys=True, default=str)
 
 
 class Target:

@@ -1,0 +1,214 @@
+"""``edgedistill bench`` and ``edgedistill results``: thin click commands over edgedistill.bench / .results.
+
+Importing this module must not import TensorFlow (``edgedistill bench --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgedistill.errors import InputError, StageError
+
+# Keys a suite file may hold -> the bench option they feed (command line > suite file > default).
+SUITE_KEYS = {
+    "models": "models", "targets": "targets", "num_runs": "num_runs", "warmup_runs": "warmup_runs",
+    "num_threads": "num_threads", "min_secs": "min_secs", "use_xnnpack": "use_xnnpack", "timeout": "timeout_s",
+    "inputs": "inputs", "jobs": "jobs", "results": "results_path", "ssh_config": "ssh_config",
+    "remote_python": "remote_python", "accept_new_host_key": "accept_new_host_key", "serial": "serial",
+    "benchmark_binary": "benchmark_binary", "taskset": "taskset", "rootfs": "rootfs",
+    "connect_timeout": "connect_timeout",
+}
+PATH_KEYS = ("models", "inputs", "results", "ssh_config", "benchmark_binary", "rootfs")
+
+
+def read_suite(path: str) -> dict[str, Any]:
+    """A suite file: models x targets and settings; relative paths are relative to the file."""
+    import yaml
+
+    suite_path = Path(path)
+    try:
+        data = yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"Cannot read suite file {path!r}: {str(error).splitlines()[0]}. "
+                         "Pass a YAML file with `models:` and `targets:` lists.") from None
+    if not isinstance(data, dict):
+        raise InputError(f"Suite file {path!r} must hold a mapping (models:, targets:, num_runs: ...). "
+                         f"Received: {type(data).__name__}.")
+    unknown = sorted(set(data) - set(SUITE_KEYS))
+    if unknown:
+        raise InputError(f"Unknown key(s) in suite file {path!r}: {', '.join(unknown)}. "
+                         f"Expected any of: {', '.join(sorted(SUITE_KEYS))}.")
+    for key in ("models", "targets"):
+        if isinstance(data.get(key), str):
+            data[key] = [data[key]]
+    base = suite_path.parent
+
+    def resolve(value: str) -> str:
+        value = str(value)
+        return value if Path(value).is_absolute() else str(base / value)
+
+    for key in PATH_KEYS:
+        if key in data and data[key] is not None:
+            data[key] = [resolve(v) for v in data[key]] if key == "models" else resolve(data[key])
+    return data
+
+
+def _progress(measurement) -> None:
+    from edgedistill.results import _target_label
+
+    name = Path(measurement.model).name
+    where = _target_label(measurement)
+    if measurement.ok:
+        p50 = measurement.latency_ms["p50"]
+        label = " (emulated, not device time)" if measurement.kind == "emulated" else ""
+        click.echo(f"  {name} @ {where}: p50 {p50:.3f} ms over {len(measurement.samples_ms)} runs{label}", err=True)
+    else:
+        click.echo(f"  {name} @ {where}: FAILED: {measurement.error}", err=True)
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--target", "-t", "targets", multiple=True, metavar="SPEC",
+              help="local | ssh://user@host[:port] | adb[:SERIAL] | qemu-aarch64 | tflm. Repeat for a grid. "
+                   "[default: local]")
+@click.option("--suite", type=click.Path(dir_okay=False), help="YAML file of models x targets and settings.")
+@click.option("--num-runs", type=int, default=50, show_default=True, help="Timed invokes (at least).")
+@click.option("--warmup-runs", type=int, default=1, show_default=True, help="Untimed invokes first (the first "
+              "is reported as first inference).")
+@click.option("--num-threads", type=int, default=1, show_default=True)
+@click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep invoking for at least this "
+              "long, even past --num-runs.")
+@click.option("--use-xnnpack/--no-xnnpack", default=True, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+              help="Seconds allowed per (model, target) pair; the pair is marked failed past it.")
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npy/.npz inputs (default: random data of "
+              "each input's dtype and shape).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Devices measured at once (never two "
+              "pairs on one device).")
+@click.option("--resume", is_flag=True, help="Skip pairs already measured with these settings in --results.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), default="bench.jsonl",
+              show_default=True, help="JSON-lines file each result is appended to as soon as it is measured.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON lines on stdout.")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh: config file (passed as ssh -F).")
+@click.option("--remote-python", default="python3", show_default=True, help="ssh: Python on the device.")
+@click.option("--accept-new-host-key", is_flag=True, help="ssh: trust a host key seen for the first time "
+              "(StrictHostKeyChecking=accept-new). Without it an unknown host is refused.")
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="ssh/adb: seconds to connect.")
+@click.option("--serial", "-s", help="adb: device serial (needed when several devices are attached).")
+@click.option("--benchmark-binary", envvar="EDGEDISTILL_BENCHMARK_MODEL", type=click.Path(dir_okay=False),
+              help="TFLite benchmark_model binary for the device (adb: required; ssh: optional). "
+                   "[env: EDGEDISTILL_BENCHMARK_MODEL]")
+@click.option("--taskset", metavar="MASK", help="adb/ssh with benchmark_model: pin with `taskset MASK` (e.g. f0).")
+@click.option("--rootfs", envvar="EDGEDISTILL_ROOTFS", type=click.Path(file_okay=False),
+              help="qemu-aarch64: arm64 root file system [env: EDGEDISTILL_ROOTFS; default: "
+                   "/var/cache/edgedistill/rootfs-arm64-bookworm].")
+@click.pass_context
+def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...], suite: str | None,
+          **options: Any) -> None:
+    """Benchmark .tflite MODELS on one or more targets; print a comparison table.
+
+    \b
+    edgedistill bench student_int8.tflite --target local
+    edgedistill bench m.tflite --target ssh://pi@raspberrypi.local --num-threads 4
+    edgedistill bench m.tflite --target adb --serial R58M123 --benchmark-binary ./benchmark_model
+    edgedistill bench m.tflite --target qemu-aarch64
+    edgedistill bench a.tflite b.tflite -t local -t ssh://pi@host --jobs 2
+    edgedistill bench --suite benchmarks/suite.yaml
+    """
+    from edgedistill.bench import run_grid
+    from edgedistill.results import format_table
+    from edgedistill.targets import TargetOptions
+    from edgedistill.targets.base import BenchConfig
+
+    values: dict[str, Any] = {"models": list(models), "targets": list(targets), **options}
+    if suite:
+        data = read_suite(suite)
+        for key, value in data.items():
+            name = SUITE_KEYS[key]
+            if name in ("models", "targets"):
+                if not values[name]:
+                    values[name] = list(value or [])
+            elif ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
+                values[name] = value
+    if not values["models"]:
+        raise InputError("No model given. Pass one or more .tflite files, or --suite FILE with a `models:` list.")
+    target_specs = values["targets"] or ["local"]
+    config = BenchConfig(num_runs=values["num_runs"], warmup_runs=values["warmup_runs"],
+                         num_threads=values["num_threads"], min_secs=values["min_secs"],
+                         use_xnnpack=values["use_xnnpack"], timeout_s=values["timeout_s"], inputs=values["inputs"])
+    if config.inputs is not None and not Path(config.inputs).is_file():
+        raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit --inputs.")
+    target_options = TargetOptions(
+        ssh_config=values["ssh_config"], remote_python=values["remote_python"],
+        accept_new_host_key=values["accept_new_host_key"], connect_timeout_s=values["connect_timeout"],
+        serial=values["serial"], benchmark_binary=values["benchmark_binary"], taskset=values["taskset"],
+        rootfs=values["rootfs"])
+    pairs = len(values["models"]) * len(target_specs)
+    click.echo(f"Benchmarking {len(values['models'])} model(s) x {len(target_specs)} target(s); results -> "
+               f"{values['results_path']}", err=True)
+    skipped = []
+    measurements = run_grid(values["models"], target_specs, config, results_path=values["results_path"],
+                            jobs=values["jobs"], resume=values["resume"], target_options=target_options,
+                            on_result=_progress, on_skip=skipped.append)
+    if skipped:
+        click.echo(f"Skipped {len(skipped)} pair(s) already in {values['results_path']} (--resume).", err=True)
+    if values["as_json"]:
+        for measurement in measurements:
+            click.echo(json.dumps(measurement.to_dict()))
+    elif measurements:
+        click.echo(format_table(measurements))
+    failed = [m for m in measurements if not m.ok]
+    if failed:
+        raise StageError(f"{len(failed)} of {pairs} pair(s) failed (first: {failed[0].error}); the others are in "
+                         f"{values['results_path']}.")
+
+
+@click.group("results")
+def results() -> None:
+    """Compare and plot benchmark result files (bench.jsonl)."""
+
+
+@results.command("compare")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+def compare(files: tuple[str, ...], as_json: bool) -> None:
+    """Side-by-side p50 / p99 / peak RSS of FILES with ratios to the first file.
+
+    \b
+    edgedistill results compare runs/x/bench.jsonl runs/y/bench.jsonl
+    """
+    from edgedistill.results import compare_results, format_comparison
+
+    rows = compare_results(list(files))
+    if as_json:
+        click.echo(json.dumps([row.to_dict() for row in rows], indent=2))
+        return
+    labels = _short_labels(files)
+    click.echo(format_comparison(rows, labels))
+
+
+def _short_labels(files: tuple[str, ...]) -> list[str]:
+    """The shortest distinct path tails: runs/x/bench.jsonl, runs/y/bench.jsonl -> x/bench.jsonl, y/..."""
+    parts = [Path(f).parts for f in files]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return list(files)
+
+
+@results.command("plot")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="PNG path [default: FILE with .png].")
+def plot(file: str, output: str | None) -> None:
+    """Latency CDF and p50 bars of FILE as a PNG (emulated pairs hatched and labelled)."""
+    from edgedistill.results import plot_results
+
+    click.echo(str(plot_results(file, output)))
+
+
+__all__ = ["bench", "results"]
