@@ -1,0 +1,146 @@
+"""``edgedistill firmware build|run|boards`` and ``edgedistill flash``: thin click commands.
+
+Importing this module must not import TensorFlow: the firmware commands only read the micro
+export's files and drive make, QEMU and pyOCD.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgedistill.firmware.boards import BOARDS, KERNELS
+
+_board_option = click.option(
+    "--board",
+    required=True,
+    metavar="NAME",
+    help="Target board: " + ", ".join(BOARDS) + ".",
+)
+_kernels_option = click.option(
+    "--kernels",
+    default="reference",
+    show_default=True,
+    metavar="|".join(KERNELS),
+    help="TFLM kernels: reference, or Arm CMSIS-NN (OPTIMIZED_KERNEL_DIR=cmsis_nn).",
+)
+_tflm_option = click.option(
+    "--tflm-dir",
+    envvar="TFLM_DIR",
+    default=None,
+    metavar="PATH",
+    help="TFLite Micro checkout (default: $TFLM_DIR, else a clone at the pinned commit).",
+)
+_jobs_option = click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel compile jobs.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group("firmware")
+def firmware() -> None:
+    """Build the TFLite Micro firmware of a run, and run it in QEMU or on the host."""
+
+
+@firmware.command("boards")
+@_json_option
+def boards(as_json: bool) -> None:
+    """List the boards the firmware builds for."""
+    if as_json:
+        click.echo(json.dumps({name: board.__dict__ for name, board in BOARDS.items()}, indent=2, default=list))
+        return
+    for board in BOARDS.values():
+        memory = (
+            f"flash {board.flash_bytes // 1024} KiB, RAM {board.ram_bytes // 1024} KiB"
+            if board.flash_bytes and board.ram_bytes
+            else "no memory limit"
+        )
+        untested = "" if board.tested else "  [UNTESTED on hardware]"
+        click.echo(f"{board.name:18s} {board.kind:6s} {board.cpu:11s} {memory:28s} kernels: {','.join(board.kernels)}{untested}")
+
+
+@firmware.command("build")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@_board_option
+@_kernels_option
+@_tflm_option
+@_jobs_option
+@click.option("--arena-bytes", type=int, default=None, help="Override kTensorArenaSize (bytes).")
+@click.option("--num-timed-invokes", default=10, show_default=True, type=click.IntRange(1, 100000))
+@_json_option
+def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invokes, as_json) -> None:
+    """Cross-build the firmware of RUN_DIR (a run folder with a micro export) for --board."""
+    from edgedistill.firmware.build import build_firmware
+
+    result = build_firmware(
+        run_dir, board=board, kernels=kernels, tflm_dir=tflm_dir, jobs=jobs,
+        arena_bytes=arena_bytes, num_timed_invokes=num_timed_invokes,
+    )
+    info = result.info
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    sizes = info["sizes"]
+    library = "built now" if info["tflm_library_built_now"] else "cached"
+    click.echo(f"Built {result.elf}")
+    click.echo(
+        f"  flash {sizes['flash_bytes']} bytes (text {sizes['text_bytes']} + data {sizes['data_bytes']}), "
+        f"RAM {sizes['ram_bytes']} bytes (data + bss {sizes['bss_bytes']}; arena {sizes['arena_bytes']})"
+    )
+    click.echo(f"  TFLM {info['tflm_commit'][:12]} library {library}; app built in {info['app_build_seconds']} s")
+
+
+@firmware.command("run")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@_board_option
+@_kernels_option
+@_tflm_option
+@_jobs_option
+@click.option("--timeout", "timeout_seconds", default=120.0, show_default=True, type=float, help="Seconds before QEMU is stopped.")
+@click.option("--build/--no-build", default=True, show_default=True, help="Build first if there is no build.")
+@_json_option
+def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, as_json) -> None:
+    """Run the firmware of RUN_DIR in QEMU (or natively for host) and check its outputs."""
+    from edgedistill.firmware.run import run_firmware
+
+    result = run_firmware(
+        run_dir, board=board, kernels=kernels, timeout_seconds=timeout_seconds, build=build, tflm_dir=tflm_dir, jobs=jobs
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    matched = sum(1 for sample in result["samples"] if sample["match"])
+    click.echo(f"{board} ({kernels}): {result['status']} - {matched}/{len(result['samples'])} samples match the host TFLM outputs")
+    arena = result["arena"]
+    click.echo(
+        f"  arena used on target {arena.get('arena_used_bytes_target')} bytes "
+        f"(host 64-bit {arena.get('arena_bytes_host')}, kTensorArenaSize {arena.get('kTensorArenaSize')})"
+    )
+    if result["instructions_per_invoke"] is not None:
+        click.echo(f"  {result['instructions_per_invoke']} instructions per invoke (QEMU -icount, not cycles)")
+    elif result["latency_ms"] is not None:
+        click.echo(f"  {result['latency_ms']:.3f} ms per invoke (wall clock)")
+
+
+@click.command("flash")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@_board_option
+@_kernels_option
+@click.option("--method", type=str, default=None, help="pyocd (CMSIS-DAP / ST-LINK probe) or drive (DAPLink / UF2 USB drive).")
+@click.option("--probe", default=None, help="pyOCD probe unique id (when several are connected).")
+@click.option("--drive", default=None, type=click.Path(path_type=str), help="Mount point of the board's USB drive.")
+@click.option("--dry-run", is_flag=True, help="Check everything and print what would be written, write nothing.")
+@_json_option
+def flash(run_dir, board, kernels, method, probe, drive, dry_run, as_json) -> None:
+    """Flash the firmware built for --board from RUN_DIR to a connected board."""
+    from edgedistill.firmware.flash import flash_firmware
+
+    result = flash_firmware(run_dir, board=board, kernels=kernels, method=method, probe=probe, drive=drive, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    what = " ".join(result["command"]) if result["command"] else f"copy {result['source']} -> {result['destination']}"
+    click.echo(("Would run: " if dry_run else "Flashed: ") + what)
+    click.echo(f"  image: flash {result['sizes']['flash_bytes']} bytes, RAM {result['sizes']['ram_bytes']} bytes (fits {board})")
+
+
+__all__ = ["firmware", "flash"]

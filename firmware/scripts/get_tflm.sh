@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Print the path of a TFLite Micro checkout with its third-party downloads in place.
+#
+#   firmware/scripts/get_tflm.sh [DEST]
+#
+# Uses $TFLM_DIR when set (any checkout; it is not modified except for TFLM's own downloads/).
+# Otherwise clones TFLM_REPO_URL at TFLM_COMMIT (firmware/tflm.env) into DEST
+# (default ~/.cache/edgedistill/tflm-src/<commit>) and lets TFLM's Makefile download flatbuffers,
+# gemmlowp, ruy, kissfft, pigweed, CMSIS_6, Cortex_DFP and CMSIS-NN at its own pins.
+# Needs network access to github.com for that; logs go to stderr, the path to stdout.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../tflm.env
+source "$here/../tflm.env"
+
+if [[ -n "${TFLM_DIR:-}" ]]; then
+  if [[ ! -f "$TFLM_DIR/tensorflow/lite/micro/tools/make/Makefile" ]]; then
+    echo "TFLM_DIR=$TFLM_DIR is not a TFLite Micro checkout (no tensorflow/lite/micro/tools/make/Makefile)." >&2
+    exit 2
+  fi
+  echo "$TFLM_DIR"
+  exit 0
+fi
+
+dest="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/edgedistill/tflm-src/$TFLM_COMMIT}"
+if [[ ! -f "$dest/.edgedistill-complete" ]]; then
+  rm -rf "$dest.partial"
+  mkdir -p "$(dirname "$dest")"
+  echo "Cloning $TFLM_REPO_URL at $TFLM_COMMIT into $dest" >&2
+  if ! git clone --quiet "$TFLM_REPO_URL" "$dest.partial" >&2 ||
+     ! git -C "$dest.partial" checkout --quiet "$TFLM_COMMIT" >&2; then
+    rm -rf "$dest.partial"
+    echo "Could not clone $TFLM_REPO_URL at $TFLM_COMMIT (no network access to github.com?)." \
+         "Set TFLM_DIR to an existing TFLite Micro checkout instead." >&2
+    exit 3
+  fi
+  # The Makefile fetches its third-party sources (at the pins in its *_download.sh scripts) when parsed.
+  "$here/tflm_make.sh" "$dest.partial" third_party_downloads >&2
+  touch "$dest.partial/.edgedistill-complete"
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+fi
+echo "$dest"

@@ -1,0 +1,78 @@
+"""The boards table against the ports: one contract, every board."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import cli
+from edgedistill.firmware.boards import BOARDS, KERNELS, KINDS, check_kernels, get_board
+from edgedistill.firmware.tflm import firmware_dir, pinned_version
+from edgedistill.errors import InputError
+
+
+def _linker_length(text: str, region: str) -> int:
+    match = re.search(rf"{region}\s*\([a-z]+\)\s*:\s*ORIGIN\s*=\s*(0x[0-9A-Fa-f]+),\s*LENGTH\s*=\s*(\d+)([KM]?)", text)
+    assert match, f"no {region} region"
+    return int(match.group(2)) * {"": 1, "K": 1024, "M": 1024 * 1024}[match.group(3)]
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_every_board_has_a_port_that_matches_the_table(name):
+    board = BOARDS[name]
+    port = firmware_dir() / "ports" / name
+    assert (port / "board.mk").is_file()
+    assert board.kind in KINDS
+    assert set(board.kernels) <= set(KERNELS)
+    if board.cross_compiled:
+        linker = (port / "linker.ld").read_text()
+        # The table's sizes are what the fit checks use: they must be the linker script's.
+        assert _linker_length(linker, "FLASH") == board.flash_bytes
+        assert _linker_length(linker, "RAM") == board.ram_bytes
+        stack = re.search(r"__stack_size__\s*=\s*(\d+)K", linker)
+        assert stack and int(stack.group(1)) * 1024 == board.stack_bytes
+        clock = re.search(r"EDGEDISTILL_CPU_CLOCK_HZ=(\d+)", (port / "board.mk").read_text())
+        assert clock and int(clock.group(1)) == board.cpu_clock_hz
+    if board.kind == "board":
+        assert board.flash_methods, "a real board needs a way to be flashed"
+        assert not board.tested, "no board was ever connected here: real boards must be marked untested"
+
+
+def test_unknown_board_lists_the_boards():
+    with pytest.raises(InputError) as error:
+        get_board("esp32")
+    for name in BOARDS:
+        assert name in str(error.value)
+
+
+def test_kernels_are_checked_against_the_board():
+    assert check_kernels(get_board("qemu-mps2-an386"), "cmsis_nn") == "cmsis_nn"
+    with pytest.raises(InputError, match="does not support kernels='cmsis_nn'"):
+        check_kernels(get_board("host"), "cmsis_nn")
+    with pytest.raises(InputError, match="Unknown kernels"):
+        check_kernels(get_board("qemu-mps2-an386"), "xtensa")
+
+
+def test_boards_command_lists_every_board_and_marks_untested_ones():
+    result = CliRunner().invoke(cli, ["firmware", "boards"])
+    assert result.exit_code == 0, result.output
+    for name, board in BOARDS.items():
+        line = next(line for line in result.output.splitlines() if line.startswith(name))
+        assert ("UNTESTED" in line) == (not board.tested)
+
+
+def test_tflm_is_pinned_to_a_full_commit():
+    pin = pinned_version()
+    assert re.fullmatch(r"[0-9a-f]{40}", pin["TFLM_COMMIT"])
+    assert pin["TFLM_REPO_URL"].endswith("tflite-micro.git")
+
+
+def test_importing_the_firmware_cli_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, edgedistill.firmware.cli; print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "False"
