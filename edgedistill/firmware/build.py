@@ -170,6 +170,18 @@ def build_firmware(
     return BuildResult(board=board_spec.name, kernels=kernels, build_dir=out, info=info)
 
 
+def prepare_library(*, board: str, kernels: str = "reference", tflm_dir: str | os.PathLike | None = None, jobs: int = 2):
+    """Build (or find) the cached TFLM library a board needs, without a run folder. Returns (library, built_now)."""
+    board_spec = get_board(board)
+    check_kernels(board_spec, kernels)
+    if board_spec.cross_compiled:
+        cross_toolchain()
+    else:
+        require_tools(HOST_TOOLS, purpose="Building the host firmware")
+    checkout = resolve_tflm_dir(tflm_dir)
+    return ensure_library(checkout, board_spec.tflm_target, board_spec.tflm_target_arch, kernels, jobs=jobs)
+
+
 def load_build(run_dir: str | Path, *, board: str, kernels: str) -> BuildResult:
     """A completed build; :class:`InputError` with the build command if there is none."""
     get_board(board)
@@ -183,4 +195,4 @@ def load_build(run_dir: str | Path, *, board: str, kernels: str) -> BuildResult:
     return BuildResult(board=board, kernels=kernels, build_dir=out, info=json.loads(info_path.read_text()))
 
 
-__all__ = ["BuildResult", "build_firmware", "load_build", "build_dir_for", "prepare"]
+__all__ = ["BuildResult", "build_firmware", "load_build", "build_dir_for", "prepare", "prepare_library"]

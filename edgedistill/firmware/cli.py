@@ -58,6 +58,19 @@ def boards(as_json: bool) -> None:
         click.echo(f"{board.name:18s} {board.kind:6s} {board.cpu:11s} {memory:28s} kernels: {','.join(board.kernels)}{untested}")
 
 
+@firmware.command("prepare")
+@_board_option
+@_kernels_option
+@_tflm_option
+@_jobs_option
+def prepare(board, kernels, tflm_dir, jobs) -> None:
+    """Build and cache the TFLM library for --board/--kernels (no run folder needed; the Dockerfile runs this)."""
+    from edgedistill.firmware.build import prepare_library
+
+    library, built_now = prepare_library(board=board, kernels=kernels, tflm_dir=tflm_dir, jobs=jobs)
+    click.echo(f"{'Built' if built_now else 'Cached'}: {library.archive}")
+
+
 @firmware.command("build")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 @_board_option

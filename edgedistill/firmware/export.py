@@ -51,7 +51,10 @@ class MicroExport:
 
     @property
     def model_path(self) -> Path:
-        return self.micro_dir / str(self.metadata.get("model_file", ""))
+        """The .tflite the export was made from (next to the export, or in the run folder)."""
+        name = str(self.metadata.get("model_file", ""))
+        beside = self.micro_dir / name
+        return beside if beside.is_file() else self.run_dir / name
 
     @property
     def num_test_samples(self) -> int:

@@ -16,6 +16,9 @@
 #include "port.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
+#ifdef EDGEDISTILL_RECORD_ALLOCATIONS
+#include "tensorflow/lite/micro/recording_micro_interpreter.h"
+#endif
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_data.h"
 
@@ -146,6 +149,19 @@ int main() {
   if (interpreter.AllocateTensors() != kTfLiteOk) return Fail("allocate_tensors_failed");
   // The 32-bit truth for kTensorArenaSize: what this target's allocator used.
   WriteLineU64("arena_used_bytes", interpreter.arena_used_bytes());
+
+#ifdef EDGEDISTILL_RECORD_ALLOCATIONS
+  // Diagnostics for the 32-bit arena estimate: the same model under TFLM's recording
+  // allocator (what the host Python interpreter uses), with its per-struct breakdown.
+  {
+    alignas(16) static uint8_t recording_arena[kArenaSize + 4096];
+    static tflite::RecordingMicroInterpreter recording(model, resolver, recording_arena, sizeof(recording_arena));
+    if (recording.AllocateTensors() == kTfLiteOk) {
+      WriteLineU64("recording_arena_used_bytes", recording.arena_used_bytes());
+      recording.GetMicroAllocator().PrintAllocations();
+    }
+  }
+#endif
 
   TfLiteTensor* input = interpreter.input(0);
   TfLiteTensor* output = interpreter.output(0);

@@ -1,0 +1,59 @@
+"""The whole firmware flow on real TFLM sources: spine student -> build -> QEMU -> checks.
+
+Needs a TFLite Micro checkout in TFLM_DIR (CI has none: these tests skip there), the
+arm-none-eabi toolchain and qemu-system-arm. The first build of a TFLM library takes minutes
+(then it is cached in ~/.cache/edgedistill/tflm/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from firmware_helpers import needs_cross_toolchain, needs_qemu
+
+pytestmark = [
+    pytest.mark.tflm_source,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("TFLM_DIR"), reason="needs a TFLite Micro checkout: set TFLM_DIR"),
+    needs_cross_toolchain,
+    needs_qemu,
+]
+
+
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
+def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
+    from click.testing import CliRunner
+
+    from edgedistill.cli import cli
+
+    _, run_dir, _ = pipeline_run
+    result = CliRunner().invoke(cli, ["firmware", "run", str(run_dir), "--board", board, "--json"])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.output[result.output.index("{"):])
+    assert run["status"] == "pass"
+    assert all(sample["match"] and sample["max_abs_diff"] == 0 for sample in run["samples"])
+    export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
+    assert len(run["samples"]) == export["num_test_samples"]
+    # The arena the 32-bit target used fits what the export reserved, and is below the 64-bit host figure.
+    assert 0 < run["arena_used_bytes"] <= export["kTensorArenaSize"]
+    assert run["arena_used_bytes"] < export["arena_bytes_host"]
+    assert run["instructions_per_invoke"] > 1000
+
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["firmware"][f"{board}/reference"]["run"]["status"] == "pass"
+    lines = [json.loads(line) for line in (run_dir / "bench.jsonl").read_text().splitlines()]
+    emulated = [line for line in lines if line.get("kind") == "emulated" and line["target"] == board]
+    assert emulated and emulated[-1]["instructions_per_invoke"] == run["instructions_per_invoke"]
+
+
+def test_second_build_reuses_the_cached_library(pipeline_run):
+    from edgedistill.firmware.build import build_firmware
+
+    _, run_dir, _ = pipeline_run
+    build_firmware(run_dir, board="qemu-mps2-an386")
+    again = build_firmware(run_dir, board="qemu-mps2-an386")
+    assert again.info["tflm_library_built_now"] is False
+    assert again.info["sizes"]["arena_bytes"] == json.loads((run_dir / "micro" / "micro_export.json").read_text())["kTensorArenaSize"]
