@@ -13,6 +13,54 @@ from edgedistill.models import model_output_classes, predict_logits
 
 LABELS = "labels"
 TEACHER_OUTPUTS = "teacher_outputs"
+# Wrappers tfmot puts around layers keep the layer's name behind a prefix: a loss written for
+# the float student ("block1_conv") also finds the layer in its QAT or pruned version.
+WRAPPER_PREFIXES = ("quant_", "prune_low_magnitude_")
+
+
+def find_layer_output(model, layer_name: str, *, role: str = "model"):
+    """The symbolic output tensor of ``layer_name`` in a functional tf_keras model.
+
+    ``"penultimate"`` is the input of the model's last layer (its embedding). Names also match
+    through tfmot's wrappers (``quant_<name>``, ``prune_low_magnitude_<name>``). An unknown
+    name raises :class:`InputError` listing the model's layers.
+    """
+    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise InputError(
+            f"Losses on intermediate layers need a functional tf_keras {role} (to read layer {layer_name!r}); "
+            f"received {type(model).__name__}. Use a preset, a functional model, or a loss on final outputs such as `logits`."
+        )
+    if layer_name == DistillationLoss.PENULTIMATE:
+        last = model.layers[-1]
+        inputs = last.input
+        if isinstance(inputs, (list, tuple)):
+            raise InputError(f"The last layer of the {role} ({last.name!r}) has several inputs; name the embedding layer explicitly.")
+        return inputs
+    names = [layer.name for layer in model.layers]
+    for candidate in (layer_name, *(prefix + layer_name for prefix in WRAPPER_PREFIXES)):
+        if candidate in names:
+            return model.get_layer(candidate).output
+    raise InputError(
+        f"The {role} {model.name!r} has no layer named {layer_name!r}. Its layers are: {', '.join(names)}."
+    )
+
+
+def feature_extractor(model, layer_names: Sequence[str], *, role: str):
+    """A model sharing ``model``'s weights that returns ``[final output, *layer outputs]``."""
+    outputs = [find_layer_output(model, name, role=role) for name in layer_names]
+    return keras.Model(model.inputs, [model.outputs[0], *outputs], name=f"{model.name}_features")
+
+
+class _Progress(keras.callbacks.Callback):
+    """Sets the Distiller's training progress (0 at the first epoch, 1 at the last) for schedules."""
+
+    def __init__(self, variable, epochs: int) -> None:
+        super().__init__()
+        self.variable = variable
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch / max(1, self.epochs - 1))
 
 
 class Distiller(keras.Model):
@@ -84,17 +132,68 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
-        for loss in losses:
+        # Training progress in [0, 1], set per epoch by fit(); losses with schedules read it.
+        self.progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="progress")
+        self._build_feature_extraction(teacher, student)
+
+    def _build_feature_extraction(self, teacher, student) -> None:
+        """Sub-models returning the matched layers' outputs, and each loss's adapter."""
+        self._teacher_layers: list[str] = []
+        self._student_layers: list[str] = []
+        for loss in self.distillation_losses:
+            if loss.uses_final_outputs:
+                continue
+            for names, name in ((self._teacher_layers, loss.teacher_layer_name), (self._student_layers, loss.student_layer_name)):
+                if name is None:
+                    raise InputError(f"{type(loss).__name__} names a student layer and a teacher layer, or neither.")
+                if name not in names:
+                    names.append(name)
+        self.adapters = []
+        self.teacher_extractor = self.student_extractor = None
+        if not self._teacher_layers:
+            return
+        if self.teacher is None:
+            raise InputError(
+                "Losses on intermediate layers need a tf_keras teacher to run per batch; this teacher "
+                f"({type(teacher).__name__}) only gives outputs. Use `logits`, or load the teacher as a tf_keras model."
+            )
+        self.teacher_extractor = feature_extractor(self.teacher, self._teacher_layers, role="teacher")
+        self.teacher_extractor.trainable = False
+        self.student_extractor = feature_extractor(student, self._student_layers, role="student")
+        teacher_shapes = dict(zip(self._teacher_layers, [tuple(t.shape) for t in self.teacher_extractor.outputs[1:]]))
+        student_shapes = dict(zip(self._student_layers, [tuple(t.shape) for t in self.student_extractor.outputs[1:]]))
+        for loss in self.distillation_losses:
             if not loss.uses_final_outputs:
-                raise InputError(
-                    f"{type(loss).__name__} matches intermediate layers, which this Distiller does not extract yet; "
-                    "use a loss on final outputs such as `logits`."
-                )
+                self.adapters.extend(loss.build(teacher_shapes[loss.teacher_layer_name], student_shapes[loss.student_layer_name]))
+
+    def fit(self, *args, epochs: int = 1, callbacks=None, **kwargs):
+        callbacks = [*(callbacks or []), _Progress(self.progress, epochs)]
+        return super().fit(*args, epochs=epochs, callbacks=callbacks, **kwargs)
 
     @property
     def can_cache_teacher(self) -> bool:
         """True when every loss uses only the teacher's final outputs."""
         return all(loss.uses_final_outputs for loss in self.distillation_losses)
+
+    @property
+    def trainable_weights_to_update(self) -> list:
+        """The student's trainable weights and those of the losses' adapters."""
+        variables = list(self.student.trainable_variables)
+        for adapter in self.adapters:
+            variables.extend(adapter.trainable_variables)
+        return variables
+
+    def _forward(self, x, cached, training: bool):
+        """Student outputs, teacher outputs, and the matched layers' features of both."""
+        if self.student_extractor is None:
+            student_outputs = self.student(x, training=training)
+            return student_outputs, {}, None, {}
+        student_all = self.student_extractor(x, training=training)
+        teacher_all = self.teacher_extractor(x, training=False)
+        student_features = dict(zip(self._student_layers, student_all[1:]))
+        teacher_features = {name: tf.stop_gradient(t) for name, t in zip(self._teacher_layers, teacher_all[1:])}
+        teacher_outputs = cached if cached is not None else tf.stop_gradient(teacher_all[0])
+        return student_all[0], student_features, teacher_outputs, teacher_features
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -118,11 +217,17 @@ class Distiller(keras.Model):
             )
         return tf.stop_gradient(self.teacher(x, training=False))
 
-    def _compute_losses(self, labels, student_outputs, teacher_outputs):
+    def _compute_losses(self, labels, student_outputs, teacher_outputs, student_features=None, teacher_features=None):
         student_loss = self.student_loss_fn(labels, student_outputs)
         distillation_loss = tf.constant(0.0, dtype=student_outputs.dtype)
         for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
-            distillation_loss += weight * loss.compute_loss(teacher_outputs, student_outputs)
+            if loss.uses_final_outputs:
+                value = loss.compute_loss(teacher_outputs, student_outputs, progress=self.progress)
+            else:
+                value = loss.compute_loss(
+                    teacher_features[loss.teacher_layer_name], student_features[loss.student_layer_name], progress=self.progress
+                )
+            distillation_loss += weight * tf.cast(value, student_outputs.dtype)
         total = self.student_loss_weight * student_loss + (1.0 - self.student_loss_weight) * distillation_loss
         return total, student_loss, distillation_loss
 
@@ -136,26 +241,47 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels, cached = self._split_targets(y)
-        teacher_outputs = self._teacher_outputs(x, cached)
         with tf.GradientTape() as tape:
-            student_outputs = self.student(x, training=True)
-            total, student_loss, distillation_loss = self._compute_losses(labels, student_outputs, teacher_outputs)
+            student_outputs, student_features, teacher_outputs, teacher_features = self._forward(x, cached, training=True)
+            if teacher_outputs is None:
+                teacher_outputs = self._teacher_outputs(x, cached)
+            total, student_loss, distillation_loss = self._compute_losses(
+                labels, student_outputs, teacher_outputs, student_features, teacher_features
+            )
             regularization = tf.add_n(self.student.losses) if self.student.losses else 0.0
             objective = total + regularization
-        variables = self.student.trainable_variables
+        variables = self.trainable_weights_to_update
         gradients = tape.gradient(objective, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
+        self._after_train_step()
         return self._update(labels, student_outputs, total, student_loss, distillation_loss)
+
+    def distillation_loss_value(self, x, teacher_outputs=None) -> float:
+        """The weighted distillation loss (without the hard-label term) on inputs ``x``, in inference mode."""
+        x = tf.convert_to_tensor(x, dtype=tf.float32)
+        cached = None if teacher_outputs is None else tf.convert_to_tensor(teacher_outputs, dtype=tf.float32)
+        student_outputs, student_features, teacher, teacher_features = self._forward(x, cached, training=False)
+        if teacher is None:
+            teacher = self._teacher_outputs(x, cached)
+        labels = tf.argmax(teacher, axis=-1)
+        _, _, distillation_loss = self._compute_losses(labels, student_outputs, teacher, student_features, teacher_features)
+        return float(distillation_loss)
+
+    def _after_train_step(self) -> None:
+        """Hook for schemes that update something after each step (e.g. an EMA teacher)."""
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels, cached = self._split_targets(y)
-        student_outputs = self.student(x, training=False)
-        if cached is None and self.teacher is None:
-            teacher_outputs = student_outputs  # no teacher available: report the supervised loss only
-        else:
-            teacher_outputs = self._teacher_outputs(x, cached)
-        total, student_loss, distillation_loss = self._compute_losses(labels, student_outputs, teacher_outputs)
+        student_outputs, student_features, teacher_outputs, teacher_features = self._forward(x, cached, training=False)
+        if teacher_outputs is None:
+            if cached is None and self.teacher is None:
+                teacher_outputs = student_outputs  # no teacher available: report the supervised loss only
+            else:
+                teacher_outputs = self._teacher_outputs(x, cached)
+        total, student_loss, distillation_loss = self._compute_losses(
+            labels, student_outputs, teacher_outputs, student_features, teacher_features
+        )
         return self._update(labels, student_outputs, total, student_loss, distillation_loss)
 
     def get_config(self):
@@ -177,4 +303,4 @@ def teacher_targets(teacher, x: np.ndarray, y: np.ndarray, *, teacher_outputs: n
     return {LABELS: np.asarray(y), TEACHER_OUTPUTS: np.asarray(teacher_outputs, dtype=np.float32)}
 
 
-__all__ = ["Distiller", "teacher_targets"]
+__all__ = ["Distiller", "teacher_targets", "find_layer_output", "feature_extractor"]

@@ -25,6 +25,8 @@ class DistillationLoss:
     """
 
     name = "base"
+    #: ``"penultimate"`` names the layer that feeds the model's last layer (its embedding).
+    PENULTIMATE = "penultimate"
     teacher_layer_name: str | None = None
     student_layer_name: str | None = None
 
@@ -34,6 +36,14 @@ class DistillationLoss:
 
     def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
         raise NotImplementedError
+
+    def build(self, teacher_shape, student_shape) -> list:
+        """Create trainable helper layers (e.g. an adapter) for these feature shapes.
+
+        Called by the Distiller once the shapes of the matched layers are known; returns the
+        layers whose weights train with the student (discarded after training). Default: none.
+        """
+        return []
 
     def validate_outputs(self, teacher_outputs, student_outputs) -> None:
         teacher_dim, student_dim = teacher_outputs.shape[-1], student_outputs.shape[-1]
@@ -66,6 +76,17 @@ def register_loss(name: str):
     return decorator
 
 
+SCHEDULES = ("linear", "cosine")
+
+
+def _check_positive_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"`{name}` must be a number. Received: {name}={value!r}.")
+    if not value > 0:
+        raise InputError(f"`{name}` must be > 0. Received: {name}={value}. Typical values are 1 to 8.")
+    return float(value)
+
+
 @register_loss("logits")
 class LogitsDistillation(DistillationLoss):
     """Soft-target distillation (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network").
@@ -74,22 +95,39 @@ class LogitsDistillation(DistillationLoss):
     The ``T^2`` factor keeps the gradient scale of the soft targets independent of the
     temperature, so the weight against the hard-label loss keeps its meaning as T changes.
 
+    Temperature schedule: with ``final_temperature`` the temperature moves from
+    ``temperature`` (first epoch) to ``final_temperature`` (last epoch),
+    ``T(p) = T0 + (T1 - T0) * f(p)`` with training progress ``p`` in [0, 1] and
+    ``f(p) = p`` (``schedule="linear"``) or ``f(p) = (1 - cos(pi p)) / 2`` (``"cosine"``).
+    The :class:`~edgedistill.distill.distiller.Distiller` feeds ``p`` per epoch.
+
     Example::
 
         loss = LogitsDistillation(temperature=4.0)
+        annealed = LogitsDistillation(temperature=8.0, final_temperature=2.0, schedule="cosine")
     """
 
-    def __init__(self, temperature: float = 3.0) -> None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise InputError(f"`temperature` must be a number. Received: temperature={temperature!r}.")
-        if not temperature > 0:
-            raise InputError(f"`temperature` must be > 0. Received: temperature={temperature}. Typical values are 1 to 8.")
-        self.temperature = float(temperature)
+    def __init__(self, temperature: float = 3.0, final_temperature: float | None = None, schedule: str = "linear") -> None:
+        self.temperature = _check_positive_number("temperature", temperature)
+        self.final_temperature = None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
+        if schedule not in SCHEDULES:
+            raise InputError(f"Unknown temperature schedule {schedule!r}. Expected one of: {', '.join(SCHEDULES)}.")
+        self.schedule = schedule
 
-    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+    def temperature_at(self, progress):
+        """The temperature at training progress ``progress`` in [0, 1] (a float or a tensor)."""
+        if self.final_temperature is None or progress is None:
+            return self.temperature
         from edgedistill._keras import tf
 
-        temperature = tf.cast(self.temperature, student_outputs.dtype)
+        progress = tf.clip_by_value(tf.cast(progress, tf.float32), 0.0, 1.0)
+        fraction = progress if self.schedule == "linear" else (1.0 - tf.cos(progress * 3.141592653589793)) / 2.0
+        return self.temperature + (self.final_temperature - self.temperature) * fraction
+
+    def compute_loss(self, teacher_outputs, student_outputs, progress=None, **kwargs):
+        from edgedistill._keras import tf
+
+        temperature = tf.cast(self.temperature_at(progress), student_outputs.dtype)
         teacher_log_probs = tf.nn.log_softmax(tf.cast(teacher_outputs, student_outputs.dtype) / temperature, axis=-1)
         student_log_probs = tf.nn.log_softmax(student_outputs / temperature, axis=-1)
         # KL(p_t || p_s) = sum p_t (log p_t - log p_s); log-space for numerical stability.
@@ -97,7 +135,268 @@ class LogitsDistillation(DistillationLoss):
         return tf.reduce_mean(kl) * temperature**2
 
     def get_config(self) -> dict[str, Any]:
-        return {"temperature": self.temperature}
+        config: dict[str, Any] = {"temperature": self.temperature}
+        if self.final_temperature is not None:
+            config.update(final_temperature=self.final_temperature, schedule=self.schedule)
+        return config
+
+
+
+def _check_layer_name(role: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"`{role}` must be a layer name (a non-empty string). Received: {role}={value!r}.")
+    return value
+
+
+def _match_spatial(teacher, student):
+    """Bring 4-D teacher features to the student's height x width (bilinear, antialiased); a
+    4-D tensor matched with a 2-D one is global-average pooled."""
+    from edgedistill._keras import tf
+
+    if teacher.shape.rank == 4 and student.shape.rank == 2:
+        teacher = tf.reduce_mean(teacher, axis=[1, 2])
+    elif teacher.shape.rank == 2 and student.shape.rank == 4:
+        student = tf.reduce_mean(student, axis=[1, 2])
+    elif teacher.shape.rank == 4 and tuple(teacher.shape[1:3]) != tuple(student.shape[1:3]):
+        teacher = tf.image.resize(teacher, tuple(student.shape[1:3]), method="bilinear", antialias=True)
+    return teacher, student
+
+
+def _feature_dim(shape) -> int | None:
+    return None if shape[-1] is None else int(shape[-1])
+
+
+FEATURE_METRICS = ("mse", "cosine")
+ADAPTER_MODES = ("auto", "always", "none")
+
+
+@register_loss("feature")
+class FeatureDistillation(DistillationLoss):
+    """Feature / hint distillation (FitNets: Romero et al. 2015, "FitNets: Hints for Thin Deep Nets").
+
+    The output ``F_s`` of a student layer (the *guided* layer) is pulled towards the output
+    ``F_t`` of a teacher layer (the *hint*) through a learned regressor ``r``:
+
+    - ``metric="mse"``: ``loss = mean((r(F_s) - F_t)^2)`` (FitNets' hint loss, averaged);
+    - ``metric="cosine"``: ``loss = mean_i (1 - cos(r(F_s)_i, F_t_i))`` over flattened samples.
+
+    ``r`` is a 1x1 convolution (4-D features) or a dense layer (2-D) mapping the student's
+    channels to the teacher's; with ``adapter="auto"`` it is only created when the channel
+    counts differ (``"always"``: always, ``"none"``: never, shapes must then match). Teacher
+    features of another height x width are resized (bilinear) to the student's; a 4-D layer
+    matched with a 2-D one is global-average pooled. The adapter trains with the student and
+    is not part of the exported model.
+
+    The teacher runs on every batch (its intermediate features are not cached).
+
+    Example::
+
+        loss = FeatureDistillation(teacher_layer_name="block2_relu", student_layer_name="block2_pw_relu")
+    """
+
+    def __init__(self, teacher_layer_name: str = "features", student_layer_name: str = "features", metric: str = "mse", adapter: str = "auto") -> None:
+        self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
+        self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
+        if metric not in FEATURE_METRICS:
+            raise InputError(f"Unknown feature metric {metric!r}. Expected one of: {', '.join(FEATURE_METRICS)}.")
+        if adapter not in ADAPTER_MODES:
+            raise InputError(f"Unknown adapter mode {adapter!r}. Expected one of: {', '.join(ADAPTER_MODES)}.")
+        self.metric = metric
+        self.adapter_mode = adapter
+        self.adapter = None
+
+    def validate_outputs(self, teacher_outputs, student_outputs) -> None:
+        self.build(teacher_outputs.shape, student_outputs.shape)
+
+    def build(self, teacher_shape, student_shape) -> list:
+        from edgedistill._keras import keras
+
+        teacher_dim, student_dim = _feature_dim(teacher_shape), _feature_dim(student_shape)
+        needs_adapter = self.adapter_mode == "always" or (self.adapter_mode == "auto" and teacher_dim != student_dim)
+        if not needs_adapter:
+            if teacher_dim != student_dim:
+                raise InputError(
+                    f"FeatureDistillation: teacher layer {self.teacher_layer_name!r} has {teacher_dim} channels and student "
+                    f"layer {self.student_layer_name!r} {student_dim}; with adapter='none' they must match. Use adapter='auto'."
+                )
+            self.adapter = None
+            return []
+        student_rank = len(student_shape)
+        teacher_rank = len(teacher_shape)
+        if student_rank == 4 and teacher_rank == 4:
+            self.adapter = keras.layers.Conv2D(teacher_dim, 1, use_bias=False, name=f"adapter_{self.student_layer_name}")
+            self.adapter.build(tuple(student_shape))
+        else:
+            self.adapter = keras.layers.Dense(teacher_dim, use_bias=False, name=f"adapter_{self.student_layer_name}")
+            self.adapter.build((None, student_dim))
+        return [self.adapter]
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        from edgedistill._keras import tf
+
+        teacher, student = _match_spatial(tf.cast(teacher_outputs, student_outputs.dtype), student_outputs)
+        if self.adapter is not None:
+            student = self.adapter(student)
+        if self.metric == "mse":
+            return tf.reduce_mean(tf.square(student - teacher))
+        batch = tf.shape(student)[0]
+        teacher_flat = tf.math.l2_normalize(tf.reshape(teacher, [batch, -1]), axis=-1)
+        student_flat = tf.math.l2_normalize(tf.reshape(student, [batch, -1]), axis=-1)
+        return tf.reduce_mean(1.0 - tf.reduce_sum(teacher_flat * student_flat, axis=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "teacher_layer_name": self.teacher_layer_name,
+            "student_layer_name": self.student_layer_name,
+            "metric": self.metric,
+            "adapter": self.adapter_mode,
+        }
+
+
+@register_loss("attention")
+class AttentionTransfer(DistillationLoss):
+    """Attention transfer (Zagoruyko & Komodakis 2017, "Paying More Attention to Attention").
+
+    The spatial attention map of a conv activation ``A`` (C x H x W) is
+    ``Q = vec(sum_c |A_c|^p)``, normalised ``Q / ||Q||_2``; the loss is
+    ``beta / 2 * mean_{batch, positions} (Q_s/||Q_s|| - Q_t/||Q_t||)^2``, as in the authors'
+    code (``p = 2``, ``beta = 1000``). Channel counts may differ (the map sums over channels);
+    a teacher map of another size is resized to the student's. Both layers must be 4-D.
+
+    Example::
+
+        loss = AttentionTransfer(teacher_layer_name="block2_relu", student_layer_name="block2_relu")
+    """
+
+    def __init__(self, teacher_layer_name: str = "block2_relu", student_layer_name: str = "block2_relu", p: float = 2.0, beta: float = 1000.0) -> None:
+        self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
+        self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
+        self.p = _check_positive_number("p", p)
+        self.beta = _check_positive_number("beta", beta)
+
+    def validate_outputs(self, teacher_outputs, student_outputs) -> None:
+        self.build(teacher_outputs.shape, student_outputs.shape)
+
+    def build(self, teacher_shape, student_shape) -> list:
+        for role, name, shape in (("teacher", self.teacher_layer_name, teacher_shape), ("student", self.student_layer_name, student_shape)):
+            if len(shape) != 4:
+                raise InputError(
+                    f"AttentionTransfer needs 4-D conv activations; the {role} layer {name!r} outputs shape {tuple(shape)}. "
+                    "Choose a convolutional layer (e.g. block2_relu)."
+                )
+        return []
+
+    def attention_map(self, features):
+        from edgedistill._keras import tf
+
+        # mean over channels = sum / C: the same map once normalised, and smaller numbers in float32.
+        attention = tf.reduce_mean(tf.pow(tf.abs(features), self.p), axis=-1, keepdims=True)  # NHW1
+        return attention
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        from edgedistill._keras import tf
+
+        teacher = self.attention_map(tf.cast(teacher_outputs, student_outputs.dtype))
+        student = self.attention_map(student_outputs)
+        if tuple(teacher.shape[1:3]) != tuple(student.shape[1:3]):
+            teacher = tf.image.resize(teacher, tuple(student.shape[1:3]), method="bilinear", antialias=True)
+        batch = tf.shape(student)[0]
+        teacher = tf.math.l2_normalize(tf.reshape(teacher, [batch, -1]), axis=-1)
+        student = tf.math.l2_normalize(tf.reshape(student, [batch, -1]), axis=-1)
+        return self.beta / 2.0 * tf.reduce_mean(tf.square(student - teacher))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"teacher_layer_name": self.teacher_layer_name, "student_layer_name": self.student_layer_name, "p": self.p, "beta": self.beta}
+
+
+def _pairwise_distances(embeddings):
+    from edgedistill._keras import tf
+
+    squared = tf.reduce_sum(tf.square(embeddings), axis=-1)
+    distances = squared[:, None] + squared[None, :] - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
+    # sqrt has an infinite gradient at 0 (the diagonal): clamp, then zero the diagonal.
+    distances = tf.sqrt(tf.maximum(distances, 1e-12))
+    return distances * (1.0 - tf.eye(tf.shape(embeddings)[0], dtype=embeddings.dtype))
+
+
+def _huber(a, b):
+    from edgedistill._keras import tf
+
+    difference = tf.abs(a - b)
+    return tf.reduce_mean(tf.where(difference < 1.0, 0.5 * tf.square(difference), difference - 0.5))
+
+
+@register_loss("rkd")
+class RelationalDistillation(DistillationLoss):
+    """Relational knowledge distillation, distance and angle (Park, Kim, Lu & Cho 2019, "Relational Knowledge Distillation").
+
+    On embeddings ``t_i`` / ``s_i`` (by default the penultimate layer: the input of the last
+    layer; any dimensions), with Huber loss ``l_delta`` (delta = 1):
+
+    - distance: ``psi_D(t_i, t_j) = ||t_i - t_j||_2 / mu`` with ``mu`` the mean distance of
+      the batch's pairs; ``L_D = mean l_delta(psi_D(s_i, s_j), psi_D(t_i, t_j))``;
+    - angle: ``psi_A(t_i, t_j, t_k) = <e_ij, e_kj>`` with ``e_ij = (t_i - t_j)/||t_i - t_j||``;
+      ``L_A = mean l_delta(psi_A(s), psi_A(t))``;
+
+    ``loss = distance_weight * L_D + angle_weight * L_A`` (the paper's 25 and 50 by default).
+    Features of more than 2 dimensions are flattened.
+
+    Example::
+
+        loss = RelationalDistillation()  # penultimate embeddings of both models
+    """
+
+    def __init__(self, teacher_layer_name: str = DistillationLoss.PENULTIMATE, student_layer_name: str = DistillationLoss.PENULTIMATE, distance_weight: float = 25.0, angle_weight: float = 50.0) -> None:
+        self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
+        self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
+        for name, value in (("distance_weight", distance_weight), ("angle_weight", angle_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InputError(f"`{name}` must be a number >= 0. Received: {name}={value!r}.")
+        if distance_weight == 0 and angle_weight == 0:
+            raise InputError("RelationalDistillation: `distance_weight` and `angle_weight` are both 0; set at least one > 0.")
+        self.distance_weight = float(distance_weight)
+        self.angle_weight = float(angle_weight)
+
+    def validate_outputs(self, teacher_outputs, student_outputs) -> None:
+        return None  # any embedding sizes
+
+    @staticmethod
+    def _distance_potential(embeddings):
+        from edgedistill._keras import tf
+
+        distances = _pairwise_distances(embeddings)
+        num_pairs = tf.cast(tf.shape(embeddings)[0] * (tf.shape(embeddings)[0] - 1), embeddings.dtype)
+        mean = tf.reduce_sum(distances) / tf.maximum(num_pairs, 1.0)
+        return distances / tf.maximum(mean, 1e-8)
+
+    @staticmethod
+    def _angle_potential(embeddings):
+        from edgedistill._keras import tf
+
+        differences = embeddings[None, :, :] - embeddings[:, None, :]  # [j, i, d] = e_i - e_j
+        unit = tf.math.l2_normalize(differences, axis=-1)
+        return tf.matmul(unit, unit, transpose_b=True)  # [j, i, k] = <e_ij, e_kj>
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        from edgedistill._keras import tf
+
+        batch = tf.shape(student_outputs)[0]
+        teacher = tf.reshape(tf.cast(teacher_outputs, student_outputs.dtype), [batch, -1])
+        student = tf.reshape(student_outputs, [batch, -1])
+        loss = tf.constant(0.0, dtype=student.dtype)
+        if self.distance_weight:
+            loss += self.distance_weight * _huber(self._distance_potential(student), tf.stop_gradient(self._distance_potential(teacher)))
+        if self.angle_weight:
+            loss += self.angle_weight * _huber(self._angle_potential(student), tf.stop_gradient(self._angle_potential(teacher)))
+        return loss
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "teacher_layer_name": self.teacher_layer_name,
+            "student_layer_name": self.student_layer_name,
+            "distance_weight": self.distance_weight,
+            "angle_weight": self.angle_weight,
+        }
 
 
 def get_loss(spec: "str | dict[str, Any] | DistillationLoss") -> DistillationLoss:
@@ -119,4 +418,13 @@ def get_loss(spec: "str | dict[str, Any] | DistillationLoss") -> DistillationLos
     raise InputError(f"Cannot make a distillation loss from {spec!r}; expected a name, a dict with `kind`, or a DistillationLoss.")
 
 
-__all__ = ["DistillationLoss", "LogitsDistillation", "LOSSES", "register_loss", "get_loss"]
+__all__ = [
+    "DistillationLoss",
+    "LogitsDistillation",
+    "FeatureDistillation",
+    "AttentionTransfer",
+    "RelationalDistillation",
+    "LOSSES",
+    "register_loss",
+    "get_loss",
+]
