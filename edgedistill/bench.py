@@ -66,11 +66,14 @@ def run_benchmark(
     target_object = target if isinstance(target, Target) else make_target(target, target_options)
     measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path)[0]
     if raise_on_failure and not measurement.ok:
+        error = measurement.__dict__.get("exception")
+        if isinstance(error, EdgeDistillError):
+            raise error
         raise StageError(measurement.error or "benchmark failed")
     return measurement
 
 
-def _failed(target: Target, model: Path, config: BenchConfig, error: str, started: float) -> Measurement:
+def _failed(target: Target, model: Path, config: BenchConfig, error: EdgeDistillError, started: float) -> Measurement:
     try:
         measurement = target.new_measurement(model, config)
     except OSError:
@@ -78,8 +81,10 @@ def _failed(target: Target, model: Path, config: BenchConfig, error: str, starte
                                   num_threads=config.num_threads, num_runs=config.num_runs,
                                   warmup_runs=config.warmup_runs, config=config.to_dict())
     measurement.status = "failed"
-    measurement.error = error
+    measurement.error = str(error)
     measurement.wall_s = time.monotonic() - started
+    # Kept (not serialised) so a single-pair caller can re-raise it with its own type and exit code.
+    measurement.__dict__["exception"] = error
     return measurement
 
 
@@ -114,7 +119,7 @@ def _measure_on_session(
         target.open()
     except EdgeDistillError as error:
         for model in models:
-            record(_failed(target, model, config, str(error), started))
+            record(_failed(target, model, config, error, started))
         return measurements
     try:
         for model in models:
@@ -122,7 +127,7 @@ def _measure_on_session(
             try:
                 measurement = target.measure(model, config)
             except EdgeDistillError as error:
-                measurement = _failed(target, model, config, str(error), started)
+                measurement = _failed(target, model, config, error, started)
             record(measurement)
     finally:
         try:

@@ -212,5 +212,6 @@ def test_cli_unknown_host_key_exit_code(server, models, tmp_path):
         "--ssh-config", str(server.client_config("fresh2", known_hosts=empty)),
         "--remote-python", DEVICE_PYTHON, "--num-runs", "3", "--results", str(tmp_path / "r.jsonl")])
     assert outcome.exit_code == 1
-    assert "Error: 1 of 1 pair(s) failed" in outcome.output and "--accept-new-host-key" in outcome.output
+    assert "Error: ssh://fresh2: the device's host key is not in known_hosts" in outcome.output
+    assert "--accept-new-host-key" in outcome.output
     assert "Traceback" not in outcome.output

@@ -162,6 +162,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     elif measurements:
         click.echo(format_table(measurements))
     failed = [m for m in measurements if not m.ok]
+    if len(measurements) == 1 and failed and failed[0].__dict__.get("exception") is not None:
+        raise failed[0].__dict__["exception"]  # one pair: its own error and exit code (2 for bad input)
     if failed:
         raise StageError(f"{len(failed)} of {pairs} pair(s) failed (first: {failed[0].error}); the others are in "
                          f"{values['results_path']}.")
