@@ -287,16 +287,17 @@ class RunnerOutput:
         before, after = self.init.get("rss_before_init_bytes"), self.init.get("rss_after_init_bytes")
         if before is not None and after is not None:
             measurement.rss_init_growth_bytes = after - before
+        standard = {"runtime", "runtime_version", "init_ms", "rss_before_init_bytes", "rss_after_init_bytes",
+                    "first_inference_ms", "warmup_ms", "peak_rss_bytes", "num_samples"}
         if self.init:
-            measurement.extra.update({k: self.init[k] for k in ("num_ops", "num_delegate_ops", "op_names",
-                                                              "numpy_version") if k in self.init})
+            measurement.extra.update({k: v for k, v in self.init.items() if k not in standard})
         measurement.samples_ms = list(self.samples_ms)
         measurement.latency_ms = latency_stats(self.samples_ms)
         if self.result:
             measurement.first_inference_ms = self.result.get("first_inference_ms")
             measurement.warmup_ms = self.result.get("warmup_ms", [])
             measurement.peak_rss_bytes = self.result.get("peak_rss_bytes")
-            measurement.extra.update({k: self.result[k] for k in ("inputs", "outputs") if k in self.result})
+            measurement.extra.update({k: v for k, v in self.result.items() if k not in standard})
         return measurement
 
 
@@ -308,10 +309,12 @@ def run_streaming(
     env: dict[str, str] | None = None,
     stdin: int | None = subprocess.DEVNULL,
     cwd: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> tuple[int | None, str, bool]:
     """Run ``command``, feed each stdout line to ``on_line`` as it arrives.
 
-    Returns ``(exit code, stderr text, timed_out)``. On timeout the process group is killed
+    Returns ``(exit code, stderr text, timed_out)``; ``usage`` (a dict) receives the child's
+    ``max_rss_bytes``. On timeout the process group is killed
     (so an ssh or qemu child does not linger) and the exit code is None.
     """
     process = subprocess.Popen(
@@ -334,7 +337,14 @@ def run_streaming(
     try:
         for line in process.stdout:
             on_line(line)
-        process.wait()
+        try:
+            # wait4 also gives the child's peak RSS (ru_maxrss, KiB on Linux), e.g. of a QEMU process.
+            _, status, rusage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if usage is not None:
+                usage["max_rss_bytes"] = rusage.ru_maxrss * 1024
+        except ChildProcessError:
+            process.wait()
     finally:
         if timer:
             timer.cancel()
