@@ -151,10 +151,10 @@ def _looks_like_keras3_file(path: Path) -> bool:
 
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+            metadata = json.loads(archive.read("metadata.json"))
     except Exception:
         return False
-    return "module" in config or str(config.get("keras_version", "")).startswith("3")
+    return str(metadata.get("keras_version", "")).startswith("3")
 
 
 def load_model_file(path: str | os.PathLike, *, compile: bool = False):
@@ -164,7 +164,7 @@ def load_model_file(path: str | os.PathLike, *, compile: bool = False):
     Keras 3 ``.keras`` files and plain TensorFlow SavedModels (returned as
     :class:`ExternalTeacher`: usable as a teacher, not as a student).
     """
-    from edgedistill._keras import keras, tf
+    from edgedistill._keras import import_tfmot, keras, tf
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -177,7 +177,9 @@ def load_model_file(path: str | os.PathLike, *, compile: bool = False):
     errors: list[str] = []
     if not (path.suffix == ".keras" and _looks_like_keras3_file(path)):
         try:
-            return keras.models.load_model(path, compile=compile)
+            # The quantize scope lets QAT (fake-quant) models saved by edgedistill load too.
+            with import_tfmot().quantization.keras.quantize_scope():
+                return keras.models.load_model(path, compile=compile)
         except Exception as error:  # noqa: BLE001 - every loader failure is reported together below
             errors.append(f"tf_keras: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
     if path.suffix == ".keras":

@@ -5,7 +5,8 @@ Run folder (default ``runs/<timestamp>/``)::
     config.yaml                 the resolved configuration
     teacher.keras               the teacher (trained here, or a copy of the user's when it is tf_keras)
     student_float.keras         the distilled float student
-    student_qat.keras           the quantization-aware (fake-quant) student
+    student_qat.h5              the quantization-aware (fake-quant) student (HDF5: tf_keras'
+                                .keras files do not restore tfmot's quantizer variables)
     student_int8.tflite         full-integer int8 model
     student_float32.tflite      float student, for comparison
     teacher_float32.tflite      float teacher, for comparison (tf_keras teachers)
@@ -119,6 +120,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
 
     report["versions"] = runtime_versions()
     logs = run_dir / "logs"
+    check_names(config)
 
     with stages.stage("data"):
         data = load_dataset(
@@ -189,7 +191,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
                 teacher, student, data, config=qat_config, teacher_outputs=teacher_outputs, log_dir=logs,
                 distillation_losses=[loss], student_loss_weight=config.student_loss_weight,
             )
-            qat_student.save(run_dir / "student_qat.keras")
+            qat_student.save(run_dir / "student_qat.h5")
             report["qat"] = {"epochs": len(qat_history.get("loss", []))}
         else:
             report["qat"] = {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
@@ -244,6 +246,20 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
                 report["bench"][name] = summary
 
     raise_if_failed(result, reference=reference)
+
+
+def check_names(config: RunConfig) -> None:
+    """Unknown data set, preset or loss names fail before any training, listing valid names."""
+    from edgedistill.data import LOADERS
+    from edgedistill.distill.losses import LOSSES
+    from edgedistill.models import PRESETS
+
+    LOADERS.get(config.data.partition(":")[0])
+    if not config.teacher:
+        PRESETS.get(config.teacher_preset)
+    if not config.student:
+        PRESETS.get(config.student_preset)
+    LOSSES.get(config.distillation_loss)
 
 
 def check_classes(model_or_outputs, num_classes: int, role: str) -> None:

@@ -60,11 +60,4 @@ def quantize_distill(teacher, float_student: keras.Model, data, *, config=None, 
     )
 
 
-def load_qat_model(path):
-    """Load a QAT model saved by edgedistill (needs tfmot's custom objects in scope)."""
-    tfmot = import_tfmot()
-    with tfmot.quantization.keras.quantize_scope():
-        return keras.models.load_model(path, compile=False)
-
-
-__all__ = ["quantize_model", "quantize_distill", "load_qat_model"]
+__all__ = ["quantize_model", "quantize_distill"]

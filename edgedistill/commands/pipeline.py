@@ -247,12 +247,8 @@ def convert(model, output, quantization, io_type, data, num_calibration_samples)
     from edgedistill.data import load_dataset
     from edgedistill.fileio import write_bytes_atomic
     from edgedistill.models import load_model_file
-    from edgedistill.quantize import load_qat_model
 
-    try:
-        keras_model = load_qat_model(model)  # also loads plain tf_keras models
-    except Exception:  # noqa: BLE001 - fall back to the general loader and its clear errors
-        keras_model = load_model_file(model)
+    keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
     representative = load_dataset(data).x_train if quantization == "int8" else None
     content = convert_keras_model(keras_model, quantization=quantization, io_type=io_type, representative_data=representative, num_calibration_samples=num_calibration_samples)
     write_bytes_atomic(output, content)
@@ -277,9 +273,9 @@ def verify(model, data, reference, max_int8_drop, max_samples, as_json) -> None:
     dataset = load_dataset(data)
     keras_models = {}
     if reference:
-        from edgedistill.quantize import load_qat_model
+        from edgedistill.models import load_model_file
 
-        keras_models["reference"] = load_qat_model(reference)
+        keras_models["reference"] = load_model_file(reference)
     arena, _ = arena_with_margin(measure_arena(content)["arena_bytes"])
     result = verify_models(
         dataset.x_test, dataset.y_test, keras_models=keras_models, int8_tflite=content, tflm_arena_size=arena,

@@ -1,0 +1,95 @@
+"""Data loaders and their errors."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from edgedistill.data import load_dataset
+from edgedistill.errors import InputError
+
+from conftest import write_npz
+
+
+def test_digits_splits_are_disjoint_and_normalised(digits):
+    assert digits.input_shape == (8, 8, 1)
+    assert digits.num_classes == 10
+    assert len(digits.x_train) + len(digits.x_val) + len(digits.x_test) == 1797
+    assert 0.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    assert set(np.unique(digits.y_test)) == set(range(10))
+
+
+def test_npz_loader(tmp_path):
+    rng = np.random.default_rng(0)
+    path = write_npz(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 255, (50, 6, 6), dtype=np.uint8), y_train=rng.integers(0, 3, 50),
+        x_test=rng.integers(0, 255, (10, 6, 6), dtype=np.uint8), y_test=rng.integers(0, 3, 10),
+    )
+    data = load_dataset(f"npz:{path}")
+    assert data.input_shape == (6, 6, 1)
+    assert data.x_train.dtype == np.float32 and data.x_train.max() <= 1.0
+    assert len(data.x_train) + len(data.x_val) == 50
+
+
+def test_npz_missing_keys(tmp_path):
+    path = write_npz(tmp_path / "d.npz", x_train=np.zeros((4, 2, 2)), y_train=np.zeros(4))
+    with pytest.raises(InputError, match="lacks x_test, y_test"):
+        load_dataset(f"npz:{path}")
+
+
+def test_fashion_mnist_from_a_folder(tmp_path):
+    def idx(path, array):
+        header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+        with gzip.open(path, "wb") as handle:
+            handle.write(header + array.astype(np.uint8).tobytes())
+
+    rng = np.random.default_rng(0)
+    idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (30, 28, 28)))
+    idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 30))
+    idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (10, 28, 28)))
+    idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 10))
+    data = load_dataset(f"fashion_mnist:{tmp_path}")
+    assert data.input_shape == (28, 28, 1) and data.num_classes == 10
+
+
+def test_fashion_mnist_absent_says_how_to_get_it(tmp_path):
+    with pytest.raises(InputError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset(f"fashion_mnist:{tmp_path}")
+
+
+def test_image_folder(tmp_path):
+    from edgedistill._keras import tf
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            image = rng.integers(0, 255, (12, 12, 1), dtype=np.uint8)
+            (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    data = load_dataset(f"images:{tmp_path}")
+    assert data.class_names == ("cat", "dog")
+    assert data.input_shape == (32, 32, 1)
+    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 10
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": np.zeros((4, 2, 2, 1, 1))}, r"shape \(4, 2, 2, 1, 1\); expected"),
+        ({"y_train": np.array([0, 1, -1, 0])}, "label -1"),
+        ({"y_train": np.array([0, 1])}, "2 labels for 4 images"),
+        ({"x_train": np.full((4, 2, 2), np.nan)}, "NaN"),
+    ],
+)
+def test_bad_npz_data(tmp_path, arrays, message):
+    base = {"x_train": np.zeros((4, 2, 2)), "y_train": np.array([0, 1, 0, 1]), "x_test": np.zeros((2, 2, 2)), "y_test": np.array([0, 1])}
+    path = write_npz(tmp_path / "d.npz", **{**base, **arrays})
+    with pytest.raises(InputError, match=message):
+        load_dataset(f"npz:{path}")
+
+
+def test_unknown_data_set_lists_valid_names():
+    with pytest.raises(InputError, match="Unknown data set 'cifar'. Expected one of: digits, fashion_mnist, images, npz"):
+        load_dataset("cifar")

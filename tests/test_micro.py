@@ -1,0 +1,101 @@
+"""TFLite Micro export: C array round trip, op resolver, arena bisection, pre-flight checks."""
+
+import re
+
+import numpy as np
+import pytest
+
+from edgedistill.errors import InputError
+from edgedistill.micro import (
+    TFLM_RESOLVER_METHODS,
+    arena_with_margin,
+    c_array_lines,
+    check_micro_compatible,
+    export_micro,
+    measure_arena,
+)
+from edgedistill.tflite_model import TFLMModel, read_model_info
+
+
+def _parse_c_array(text: str) -> bytes:
+    body = text[text.index("{") + 1 : text.index("};")]
+    return bytes(int(value, 16) for value in re.findall(r"0x([0-9a-f]{2})", body))
+
+
+def test_c_array_round_trip():
+    data = bytes(range(256)) * 3 + b"\x00\xff"
+    assert _parse_c_array("x = {\n" + c_array_lines(data) + "\n};") == data
+
+
+@pytest.fixture(scope="module")
+def export(int8_bytes, digits, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("micro")
+    return export_micro(int8_bytes, folder, test_inputs=digits.x_test, test_labels=digits.y_test, num_test_samples=3)
+
+
+def test_export_writes_aligned_model_array(export, int8_bytes):
+    source = (export.output_dir / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_model_data[]" in source
+    assert _parse_c_array(source) == int8_bytes
+    assert f"g_model_data_len = {len(int8_bytes)};" in source
+
+
+def test_op_resolver_holds_exactly_the_models_ops(export, int8_bytes):
+    header = (export.output_dir / "model_op_resolver.h").read_text()
+    ops = read_model_info(int8_bytes).ops
+    calls = re.findall(r"resolver\.(Add\w+)\(\)", header)
+    assert calls == [TFLM_RESOLVER_METHODS[op] for op in ops]
+    assert f"MicroMutableOpResolver<kNumModelOps>" in header
+    assert f"kNumModelOps = {len(ops)};" in header
+
+
+def test_arena_is_the_smallest_that_allocates(export, int8_bytes):
+    """The reported arena works and 16 bytes less does not (probed in a subprocess: may crash)."""
+    import subprocess
+    import sys
+
+    measured = export.arena_bytes_host
+    probe = (
+        "import sys; from tflite_micro.python.tflite_micro import runtime; import numpy as np;"
+        "it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=int(sys.argv[2]));"
+        "d = it.get_input_details(0); it.set_input(np.zeros(d['shape'], d['dtype']), 0); it.invoke()"
+    )
+    model = export.output_dir / "probe.tflite"
+    model.write_bytes(int8_bytes)
+    ok = subprocess.run([sys.executable, "-c", probe, model, str(measured)], capture_output=True)
+    too_small = subprocess.run([sys.executable, "-c", probe, model, str(measured - 16)], capture_output=True)
+    assert ok.returncode == 0
+    assert too_small.returncode != 0
+    assert export.tensor_arena_size == arena_with_margin(measured)[0]
+    assert export.tensor_arena_size % 16 == 0 and export.tensor_arena_size - measured >= 1024
+    settings = (export.output_dir / "model_settings.h").read_text()
+    assert f"kTensorArenaSize = {export.tensor_arena_size};" in settings
+
+
+def test_test_vectors_match_the_tflm_interpreter(export, int8_bytes, digits):
+    manifest = __import__("json").loads((export.output_dir / "micro_export.json").read_text())
+    source = (export.output_dir / "test_data.cc").read_text()
+    expected_block = source[source.index("g_test_expected_outputs") :]
+    expected_rows = re.findall(r"\{([-\d, ]+)\}", expected_block)[:3]
+    expected = np.array([[int(v) for v in row.split(",")] for row in expected_rows])
+    outputs = TFLMModel(int8_bytes, arena_size=manifest["kTensorArenaSize"]).raw_outputs(digits.x_test[:3])
+    np.testing.assert_array_equal(expected, outputs)
+    assert manifest["num_test_samples"] == 3 and manifest["input_dtype"] == "int8"
+
+
+def test_float_model_is_refused_before_anything_is_written(float_bytes, tmp_path):
+    with pytest.raises(InputError, match="not a full-integer int8 model"):
+        export_micro(float_bytes, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_op_tflm_lacks_is_named(int8_bytes):
+    info = read_model_info(int8_bytes)
+    info.ops = [*info.ops, "NON_MAX_SUPPRESSION_V5"]
+    with pytest.raises(InputError, match="NON_MAX_SUPPRESSION_V5"):
+        check_micro_compatible(info)
+
+
+def test_measure_arena_reports_probes(int8_bytes):
+    result = measure_arena(int8_bytes)
+    assert result["arena_bytes"] % 16 == 0 and result["num_probes"] > 3
