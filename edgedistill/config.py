@@ -1,6 +1,6 @@
 """The configuration of a run: one frozen dataclass, read from options or YAML, saved with results.
 
-Precedence (click's): command line > environment (``EDGEDISTILL_*``) > ``--config`` YAML > defaults.
+Precedence (click's ``default_map``): command line > ``--config`` YAML > defaults.
 """
 
 from __future__ import annotations
