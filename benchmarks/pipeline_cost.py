@@ -1,0 +1,104 @@
+"""What distillation costs per epoch: plain training vs cached-teacher distillation vs a
+distiller that runs the teacher on every batch (as in the keras.io example), in one run.
+
+Target (issue 2): cached distillation <= 1.2x the plain epoch.
+
+    .venv/bin/python benchmarks/pipeline_cost.py [--data fashion_mnist] [--epochs 4] [--train-samples 20000]
+
+Prints a table and writes benchmarks/results/pipeline_cost.json. The first epoch of each
+mode (tracing) is excluded; the three modes are interleaved round by round so that load
+changes on the machine hit all of them alike, and medians are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="fashion_mnist")
+    parser.add_argument("--train-samples", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=4, help="timed epochs per mode (after one warm-up epoch)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--output", default=str(RESULTS / "pipeline_cost.json"))
+    args = parser.parse_args()
+
+    from edgedistill._keras import keras, tf
+    from edgedistill.data import load_dataset
+    from edgedistill.distill import LogitsDistillation
+    from edgedistill.distill.distiller import Distiller, teacher_targets
+    from edgedistill.fileio import write_json_atomic
+    from edgedistill.models import build_model
+    from edgedistill.tflite_model import runtime_versions
+    from edgedistill.training import compile_classifier
+
+    data = load_dataset(args.data, max_train_samples=args.train_samples)
+    teacher = build_model("cnn", data.input_shape, data.num_classes, width=1.0, name="teacher")
+    compile_classifier(teacher, 1e-3)
+    teacher.fit(data.x_train[:2000], data.y_train[:2000], epochs=1, verbose=0)  # weights only matter for realism
+
+    def student():
+        return build_model("dscnn", data.input_shape, data.num_classes, width=1.0, name="student")
+
+    plain = compile_classifier(student(), 1e-3)
+    cached = Distiller(teacher, student(), LogitsDistillation(4.0), student_loss_weight=0.5)
+    per_batch = Distiller(teacher, student(), LogitsDistillation(4.0), student_loss_weight=0.5)
+    for distiller in (cached, per_batch):
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    start = time.perf_counter()
+    cached_targets = teacher_targets(teacher, data.x_train, data.y_train)
+    cache_seconds = time.perf_counter() - start
+
+    modes = {
+        "plain": (plain, data.y_train),
+        "distill_cached": (cached, cached_targets),
+        "distill_teacher_per_batch": (per_batch, data.y_train),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in modes}
+    for round_index in range(args.rounds + 1):
+        for name, (model, targets) in modes.items():
+            start = time.perf_counter()
+            model.fit(data.x_train, targets, epochs=1, batch_size=args.batch_size, verbose=0, shuffle=True)
+            elapsed = time.perf_counter() - start
+            if round_index > 0:  # round 0 traces the graphs
+                seconds[name].append(elapsed)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    result = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "data": data.summary(),
+        "batch_size": args.batch_size,
+        "teacher_parameters": teacher.count_params(),
+        "student_parameters": plain.count_params(),
+        "epoch_seconds": seconds,
+        "median_epoch_seconds": medians,
+        "ratio_to_plain": {name: medians[name] / medians["plain"] for name in medians},
+        "teacher_cache_seconds": cache_seconds,
+        "target": "distill_cached <= 1.2x plain",
+        "target_met": medians["distill_cached"] / medians["plain"] <= 1.2,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": __import__("os").cpu_count()},
+        "versions": runtime_versions(),
+        "tf_threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads()},
+    }
+    write_json_atomic(args.output, result)
+    print(f"{args.data}: {len(data.x_train)} training samples, batch {args.batch_size}, teacher {result['teacher_parameters']} / student {result['student_parameters']} parameters")
+    print(f"{'mode':<28}{'median s/epoch':>16}{'x plain':>10}   epochs (s)")
+    for name in modes:
+        values = ", ".join(f"{v:.2f}" for v in seconds[name])
+        print(f"{name:<28}{medians[name]:>16.2f}{result['ratio_to_plain'][name]:>10.2f}   {values}")
+    print(f"teacher outputs cached once in {cache_seconds:.2f} s; target {result['target']}: {'met' if result['target_met'] else 'NOT met'}")
+    print(f"-> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
