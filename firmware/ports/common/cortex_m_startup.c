@@ -21,6 +21,9 @@ void SysTick_Handler(void);                    // in the board's port
 // newlib's __libc_init_array calls these (crti/crtn are not linked with -nostartfiles).
 void _init(void) {}
 void _fini(void) {}
+// Normally from crtbegin.o: the handle static destructors register with __cxa_atexit.
+// They never run (main does not return), but the symbol must exist.
+void* __dso_handle = &__dso_handle;
 
 void Reset_Handler(void);
 void Reset_Handler(void) {
