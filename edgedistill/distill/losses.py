@@ -399,11 +399,44 @@ class RelationalDistillation(DistillationLoss):
         }
 
 
+def parse_arguments(text: str, *, what: str = "arguments") -> dict[str, Any]:
+    """``"a=1,b=x,c=0.5"`` -> ``{"a": 1, "b": "x", "c": 0.5}`` (numbers, true/false/none, else strings).
+
+    The compact form used on the command line and in YAML strings, e.g.
+    ``--distillation-loss attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu``.
+    """
+    arguments: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise InputError(f"Cannot read {what} {text!r}: {item!r} is not key=value. Expected e.g. 'temperature=4,schedule=cosine'.")
+        arguments[key.strip()] = _parse_value(value.strip())
+    return arguments
+
+
+def _parse_value(value: str) -> Any:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
 def get_loss(spec: "str | dict[str, Any] | DistillationLoss") -> DistillationLoss:
-    """A loss from its name (``"logits"``), a dict (``{"kind": "logits", "temperature": 4}``) or an instance."""
+    """A loss from its name (``"logits"``), ``"name:key=value,..."``, a dict
+    (``{"kind": "logits", "temperature": 4}``) or an instance."""
     if isinstance(spec, DistillationLoss):
         return spec
     if isinstance(spec, str):
+        name, separator, text = spec.partition(":")
+        if separator:
+            return get_loss({"kind": name.strip(), **parse_arguments(text, what=f"the arguments of loss {name!r}")})
         return LOSSES.get(spec)()
     if isinstance(spec, dict):
         arguments = dict(spec)
@@ -427,4 +460,5 @@ __all__ = [
     "LOSSES",
     "register_loss",
     "get_loss",
+    "parse_arguments",
 ]
