@@ -44,7 +44,16 @@ MAKE_MODELS = textwrap.dedent(
 PYTHON = sys.executable
 
 
+_SHARED: Path | None = None
+
+
 def make_models(directory: Path) -> dict[str, Path]:
+    """Write the models once per test process (every bench test module shares them); ``directory``
+    is used only by the first caller."""
+    global _SHARED
+    if _SHARED is not None:
+        directory = _SHARED
+    _SHARED = directory
     directory.mkdir(parents=True, exist_ok=True)
     names = ("tiny_int8.tflite", "tiny_float.tflite", "conv_int8.tflite")
     if not all((directory / name).exists() for name in names):

@@ -241,7 +241,7 @@ def test_device_disappears_mid_run_grid_goes_on(device, binary, models, tmp_path
     thread = threading.Thread(target=unplug)
     thread.start()
     measured = run_grid([models["conv_int8"]], [f"adb:{device.serial}", "local"],
-                        BenchConfig(num_runs=5, min_secs=30, timeout_s=60), results_path=results, jobs=2,
+                        BenchConfig(num_runs=5, min_secs=8, timeout_s=60), results_path=results, jobs=2,
                         target_options=TargetOptions(benchmark_binary=str(binary)))
     thread.join()
     by_target = {m.target["name"]: m for m in measured}
