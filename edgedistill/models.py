@@ -179,7 +179,10 @@ def load_model_file(path: str | os.PathLike, *, compile: bool = False):
         try:
             # The quantize scope lets QAT (fake-quant) models saved by edgedistill load too.
             with import_tfmot().quantization.keras.quantize_scope():
-                return keras.models.load_model(path, compile=compile)
+                loaded = keras.models.load_model(path, compile=compile)
+            if isinstance(loaded, keras.Model):
+                return loaded
+            # A SavedModel without Keras metadata loads as a bare trackable: use its signature below.
         except Exception as error:  # noqa: BLE001 - every loader failure is reported together below
             errors.append(f"tf_keras: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
     if path.suffix == ".keras":
