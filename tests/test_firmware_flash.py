@@ -157,3 +157,29 @@ def test_flash_refuses_an_image_that_does_not_fit(tmp_path, monkeypatch):
     with pytest.raises(StageError, match="does not fit nucleo-f446re"):
         flash_firmware(run_dir, board="nucleo-f446re", method="drive", drive=drive)
     assert not (drive / "firmware.bin").exists()
+
+
+needs_pyocd = pytest.mark.skipif(__import__("shutil").which("pyocd") is None, reason="needs pyOCD (pip install 'edgedistill[flash]')")
+
+
+@needs_pyocd
+@needs_cross_toolchain
+def test_flash_with_real_pyocd_and_no_board_fails_before_writing(tmp_path):
+    """Real pyOCD, no board connected here: the target or the probe check stops the flash."""
+    run_dir = tmp_path / "run"
+    write_micro_export(run_dir)
+    _real_build(run_dir, tmp_path)
+    result = CliRunner().invoke(cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "pyocd"])
+    assert result.exit_code == 1
+    assert ("pyocd pack install stm32f446retx" in result.output) or ("No CMSIS-DAP / ST-LINK probe found" in result.output)
+    assert "Traceback" not in result.output
+
+
+@needs_pyocd
+def test_real_pyocd_lists_its_targets_and_probes():
+    from edgedistill.firmware.flash import list_probes, parse_target_list
+
+    completed = __import__("subprocess").run(["pyocd", "json", "--targets"], capture_output=True, text=True, check=True)
+    targets = parse_target_list(completed.stdout)
+    assert "stm32f429xi" in targets  # one of pyOCD's built-in targets
+    assert isinstance(list_probes(), list)  # [] here: no probe in this workplace

@@ -109,7 +109,10 @@ BOARDS: dict[str, Board] = {
             flash_base_address=0x0800_0000,
             tested=False,
             flash_methods=("pyocd", "drive"),
-            notes="Built here; never run on hardware (no board in this workplace).",
+            notes=(
+                "Built here; never run on hardware (no board in this workplace). pyOCD needs the target pack once: "
+                "pyocd pack install stm32f446retx."
+            ),
         ),
     )
 }

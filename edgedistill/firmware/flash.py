@@ -139,6 +139,27 @@ def list_probes(pyocd: str = "pyocd") -> list[dict[str, Any]]:
     return parse_probe_list(completed.stdout)
 
 
+def parse_target_list(text: str) -> set[str]:
+    """Target names of ``pyocd json --targets`` output (built-in and installed packs)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise StageError(f"`pyocd json --targets` printed no JSON: {text.strip()[:200]!r}") from None
+    return {str(entry.get("name", "")).lower() for entry in data.get("targets", [])}
+
+
+def check_pyocd_target(board: Board, pyocd: str = "pyocd") -> None:
+    """:class:`StageError` if pyOCD does not know the board's target (its CMSIS pack is not installed)."""
+    completed = subprocess.run([pyocd, "json", "--targets"], capture_output=True, text=True, timeout=120)
+    if completed.returncode != 0:
+        raise StageError(f"`pyocd json --targets` failed: {completed.stderr.strip()[:300]}")
+    if str(board.pyocd_target).lower() not in parse_target_list(completed.stdout):
+        raise StageError(
+            f"pyOCD does not know the target {board.pyocd_target!r} of {board.name} (not built in; its CMSIS pack is "
+            f"not installed). Install it once: pyocd pack install {board.pyocd_target}, or use --method drive."
+        )
+
+
 def check_probe(probes: list[dict[str, Any]], board: Board, probe: str | None) -> dict[str, Any]:
     if not probes:
         raise StageError(
@@ -210,6 +231,7 @@ def flash_firmware(
                 "pyOCD is not installed: pip install 'edgedistill[flash]' (or pip install pyocd), "
                 "or copy to the board's drive with --method drive."
             )
+        check_pyocd_target(board_spec, pyocd)
         selected = check_probe(list_probes(pyocd), board_spec, probe)
         plan = FlashPlan(
             method="pyocd",
@@ -273,6 +295,8 @@ __all__ = [
     "parse_probe_list",
     "list_probes",
     "check_probe",
+    "check_pyocd_target",
+    "parse_target_list",
     "flash_firmware",
     "METHODS",
 ]
