@@ -120,7 +120,7 @@ def test_flash_to_a_drive_copies_the_binary(tmp_path):
 
 
 @needs_cross_toolchain
-def test_flash_cli_dry_run_and_missing_pyocd(tmp_path):
+def test_flash_cli_dry_run_and_missing_pyocd(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     write_micro_export(run_dir)
     _real_build(run_dir, tmp_path)
@@ -128,15 +128,10 @@ def test_flash_cli_dry_run_and_missing_pyocd(tmp_path):
     result = CliRunner().invoke(cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "drive", "--drive", str(drive), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Would run: copy" in result.output and "fits nucleo-f446re" in result.output
-    import os
-    import shutil
+    import edgedistill.firmware.flash as flash_module
 
-    toolchain_dir = str(Path(shutil.which("arm-none-eabi-size")).parent)
-    no_pyocd = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "pyocd").exists())
-    result = CliRunner().invoke(
-        cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "pyocd"],
-        env={"PATH": no_pyocd + os.pathsep + toolchain_dir},
-    )
+    monkeypatch.setattr(flash_module, "find_pyocd", lambda: None)  # as on a machine without pyOCD
+    result = CliRunner().invoke(cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "pyocd"])
     assert result.exit_code == 1
     assert "pyOCD is not installed" in result.output and "edgedistill[flash]" in result.output
 
@@ -159,7 +154,13 @@ def test_flash_refuses_an_image_that_does_not_fit(tmp_path, monkeypatch):
     assert not (drive / "firmware.bin").exists()
 
 
-needs_pyocd = pytest.mark.skipif(__import__("shutil").which("pyocd") is None, reason="needs pyOCD (pip install 'edgedistill[flash]')")
+def _pyocd():
+    from edgedistill.firmware.flash import find_pyocd
+
+    return find_pyocd()
+
+
+needs_pyocd = pytest.mark.skipif(_pyocd() is None, reason="needs pyOCD (pip install 'edgedistill[flash]')")
 
 
 @needs_pyocd
@@ -179,7 +180,7 @@ def test_flash_with_real_pyocd_and_no_board_fails_before_writing(tmp_path):
 def test_real_pyocd_lists_its_targets_and_probes():
     from edgedistill.firmware.flash import list_probes, parse_target_list
 
-    completed = __import__("subprocess").run(["pyocd", "json", "--targets"], capture_output=True, text=True, check=True)
+    completed = __import__("subprocess").run([_pyocd(), "json", "--targets"], capture_output=True, text=True, check=True)
     targets = parse_target_list(completed.stdout)
     assert "stm32f429xi" in targets  # one of pyOCD's built-in targets
     assert isinstance(list_probes(), list)  # [] here: no probe in this workplace

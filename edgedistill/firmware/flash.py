@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -113,6 +114,15 @@ def find_drive(board: Board, *, drive: str | os.PathLike | None = None, roots: I
     return found[0]
 
 
+def find_pyocd() -> str | None:
+    """pyOCD on PATH, or next to this Python (a virtual environment that is not activated)."""
+    found = shutil.which("pyocd")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "pyocd"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 def pyocd_command(board: Board, image: Path, *, probe: str | None = None, pyocd: str = "pyocd") -> list[str]:
     """``pyocd flash -t <target> [-u <probe>] --format elf <image>``."""
     if not board.pyocd_target:
@@ -132,7 +142,8 @@ def parse_probe_list(text: str) -> list[dict[str, Any]]:
     return list(data.get("boards", []))
 
 
-def list_probes(pyocd: str = "pyocd") -> list[dict[str, Any]]:
+def list_probes(pyocd: str | None = None) -> list[dict[str, Any]]:
+    pyocd = pyocd or find_pyocd() or "pyocd"
     completed = subprocess.run([pyocd, "json", "--probes"], capture_output=True, text=True, timeout=60)
     if completed.returncode != 0:
         raise StageError(f"`pyocd json --probes` failed: {completed.stderr.strip()[:300]}")
@@ -223,7 +234,7 @@ def flash_firmware(
     image = sizes_module.image_sizes(built.elf, size_tool=size_tool, map_file=built.map_file)
     sizes_module.check_image_fits(image, board_spec)
 
-    pyocd = shutil.which("pyocd")
+    pyocd = find_pyocd()
     chosen = method or ("pyocd" if pyocd and "pyocd" in board_spec.flash_methods else "drive")
     if chosen == "pyocd":
         if pyocd is None:
