@@ -11,7 +11,7 @@ PACKAGES=(
   qemu-user-static binfmt-support debootstrap  # qemu-aarch64 emulator target
   qemu-system-arm              # Cortex-M firmware in QEMU
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib  # firmware toolchain
-  make
+  make g++                     # g++: the firmware's host board build
   python3-pil python3-numpy wget unzip git  # TFLM's Makefile (firmware build): its scripts import PIL/numpy, its downloads use wget/unzip/git
 )
 

@@ -184,3 +184,17 @@ def test_flash_unknown_method(tmp_path):
     result = invoke("flash", tmp_path, "--board", "nucleo-f446re", "--method", "jtag")
     assert result.exit_code == 2
     assert "Unknown --method 'jtag'" in result.output
+
+
+def test_no_tflm_and_no_clone_says_to_set_tflm_dir(tmp_path, monkeypatch):
+    """TFLM_DIR unset and the pinned clone failing (here: an unreachable repository URL)."""
+    from edgedistill.errors import StageError
+    from edgedistill.firmware.tflm import resolve_tflm_dir
+
+    monkeypatch.delenv("TFLM_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGEDISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TFLM_REPO_URL", str(tmp_path / "no-such-repository"))
+    with pytest.raises(StageError, match="Set TFLM_DIR to a tflite-micro checkout"):
+        resolve_tflm_dir(None)
+    assert not any((tmp_path / "cache").rglob(".edgedistill-complete"))

@@ -10,8 +10,12 @@
 # Needs network access to github.com for that; logs go to stderr, the path to stdout.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The pin comes from firmware/tflm.env; TFLM_REPO_URL / TFLM_COMMIT in the environment override it
+# (a mirror, or a test).
+url_override="${TFLM_REPO_URL:-}"; commit_override="${TFLM_COMMIT:-}"
 # shellcheck source=../tflm.env
 source "$here/../tflm.env"
+TFLM_REPO_URL="${url_override:-$TFLM_REPO_URL}"; TFLM_COMMIT="${commit_override:-$TFLM_COMMIT}"
 
 if [[ -n "${TFLM_DIR:-}" ]]; then
   if [[ ! -f "$TFLM_DIR/tensorflow/lite/micro/tools/make/Makefile" ]]; then
