@@ -13,7 +13,6 @@ changes on the machine hit all of them alike, and medians are compared.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys

@@ -45,7 +45,7 @@ def test_op_resolver_holds_exactly_the_models_ops(export, int8_bytes):
     ops = read_model_info(int8_bytes).ops
     calls = re.findall(r"resolver\.(Add\w+)\(\)", header)
     assert calls == [TFLM_RESOLVER_METHODS[op] for op in ops]
-    assert f"MicroMutableOpResolver<kNumModelOps>" in header
+    assert "MicroMutableOpResolver<kNumModelOps>" in header
     assert f"kNumModelOps = {len(ops)};" in header
 
 
