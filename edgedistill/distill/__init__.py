@@ -19,11 +19,13 @@ def distill(
     teacher_outputs: dict | None = None,
     stage: str = "distill",
     log_dir: str | Path | None = None,
+    preserve_sparsity: bool = False,
 ):
     """Train ``student`` against a frozen ``teacher`` on ``data``; return ``(student, history)``.
 
     ``teacher_outputs`` may hold the teacher's cached logits per split
     (``{"train": ..., "val": ...}``); they are computed here when absent, once.
+    ``preserve_sparsity`` keeps a pruned student's zero weights at zero (QAT after pruning).
     """
     from edgedistill.distill.distiller import Distiller, teacher_targets
     from edgedistill.training import TrainConfig, fit, set_seed
@@ -37,6 +39,7 @@ def distill(
         distillation_losses=distillation_losses,
         distillation_loss_weights=distillation_loss_weights,
         student_loss_weight=student_loss_weight,
+        preserve_sparsity=preserve_sparsity,
     )
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),

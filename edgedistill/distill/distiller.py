@@ -91,6 +91,7 @@ class Distiller(keras.Model):
         distillation_loss_weights: Sequence[float] | None = None,
         student_loss_weight: float = 0.5,
         name: str = "distiller",
+        preserve_sparsity: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(name=name, **kwargs)
@@ -135,6 +136,15 @@ class Distiller(keras.Model):
         # Training progress in [0, 1], set per epoch by fit(); losses with schedules read it.
         self.progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="progress")
         self._build_feature_extraction(teacher, student)
+        # preserve_sparsity: a pruned student's zeros stay zero (e.g. during QAT after pruning):
+        # each kernel is multiplied by its initial non-zero mask after every step.
+        self._sparsity_masks = []
+        if preserve_sparsity:
+            for variable in student.trainable_variables:
+                if len(variable.shape) >= 2:
+                    mask = (variable.numpy() != 0).astype(np.float32)
+                    if mask.mean() < 1.0:
+                        self._sparsity_masks.append((variable, tf.constant(mask)))
 
     def _build_feature_extraction(self, teacher, student) -> None:
         """Sub-models returning the matched layers' outputs, and each loss's adapter."""
@@ -168,6 +178,11 @@ class Distiller(keras.Model):
 
     def fit(self, *args, epochs: int = 1, callbacks=None, **kwargs):
         callbacks = [*(callbacks or []), _Progress(self.progress, epochs)]
+        if any(type(layer).__name__ == "PruneLowMagnitude" for layer in self.student.layers):
+            # tfmot's pruning wrappers need their step counter advanced every batch.
+            from edgedistill._keras import import_tfmot
+
+            callbacks.append(import_tfmot().sparsity.keras.UpdatePruningStep())
         return super().fit(*args, epochs=epochs, callbacks=callbacks, **kwargs)
 
     @property
@@ -268,7 +283,9 @@ class Distiller(keras.Model):
         return float(distillation_loss)
 
     def _after_train_step(self) -> None:
-        """Hook for schemes that update something after each step (e.g. an EMA teacher)."""
+        """Runs after each optimizer step; schemes extend it (e.g. an EMA teacher)."""
+        for variable, mask in self._sparsity_masks:
+            variable.assign(variable * mask)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -198,6 +198,7 @@ class EMADistiller(Distiller):
         self.ema_decay = float(ema_decay)
 
     def _after_train_step(self) -> None:
+        super()._after_train_step()
         for teacher_weight, student_weight in zip(self.teacher.weights, self.student.weights):
             teacher_weight.assign(self.ema_decay * teacher_weight + (1.0 - self.ema_decay) * student_weight)
 

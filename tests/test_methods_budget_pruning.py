@@ -1,0 +1,58 @@
+"""Budget-driven student selection and pruning through distillation, QAT and int8 export."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgedistill.errors import InputError
+
+
+def test_budget_picks_the_largest_width_that_fits():
+    from edgedistill.budget import Budget, measure_student, select_student_width
+
+    widths = (0.125, 0.25, 0.5, 1.0)
+    # a flash budget between the measured sizes of widths 0.25 and 0.5
+    small = measure_student("dscnn", (8, 8, 1), 10, 0.25, budget=Budget(max_flash_kb=1e6, max_arena_kb=1e6))
+    large = measure_student("dscnn", (8, 8, 1), 10, 0.5, budget=Budget(max_flash_kb=1e6, max_arena_kb=1e6))
+    assert small.flash_bytes < large.flash_bytes and small.arena_bytes <= large.arena_bytes
+    limit_kb = (small.flash_bytes + large.flash_bytes) / 2 / 1024
+    choice = select_student_width("dscnn", (8, 8, 1), 10, Budget(max_flash_kb=limit_kb), widths=widths)
+    assert choice.width == 0.25
+    assert choice.chosen.fits and choice.chosen.flash_bytes <= limit_kb * 1024
+    assert any(m.width == 0.5 and not m.fits for m in choice.measurements)
+    assert choice.to_dict()["chosen"]["width"] == 0.25
+
+
+def test_budget_no_preset_can_meet():
+    from edgedistill.budget import Budget, select_student_width
+
+    with pytest.raises(InputError, match=r"No width of preset 'dscnn' meets the budget \(flash <= 0.5 KB, arena <= 0.5 KB\).*KB flash"):
+        select_student_width("dscnn", (8, 8, 1), 10, Budget(max_flash_kb=0.5, max_arena_kb=0.5), widths=(0.125, 0.25))
+    with pytest.raises(InputError, match="Unknown model preset"):
+        select_student_width("resnet", (8, 8, 1), 10, Budget(max_flash_kb=10))
+    with pytest.raises(InputError, match="max_arena_kb"):
+        Budget(max_arena_kb=0)
+
+
+def test_prune_distill_qat_int8_keeps_sparsity():
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.data import load_dataset
+    from edgedistill.distill.pruning import model_sparsity, prune_distill, quantize_distill_pruned, tflite_weight_sparsity
+    from edgedistill.models import build_model
+    from edgedistill.training import TrainConfig, accuracy, train_classifier
+
+    data = load_dataset("digits")
+    config = TrainConfig(epochs=3, patience=0, verbose=0)
+    teacher = build_model("cnn", data.input_shape, 10, width=0.25, name="teacher")
+    train_classifier(teacher, data, config=config)
+    student = build_model("cnn", data.input_shape, 10, width=0.25, name="student")
+    pruned, history = prune_distill(teacher, student, data, sparsity=0.5, config=config)
+    assert history["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert not any(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers)  # stripped
+    qat, _ = quantize_distill_pruned(teacher, pruned, data, config=TrainConfig(epochs=1, patience=0, verbose=0))
+    assert model_sparsity(qat) == pytest.approx(0.5, abs=0.01)
+    content = convert_keras_model(qat, representative_data=data.x_train)
+    assert tflite_weight_sparsity(content) >= 0.49  # int8 rounding can only add zeros
+    assert accuracy(qat, data.x_val, data.y_val) > 30.0  # chance is 10
+    with pytest.raises(InputError, match="prune_sparsity"):
+        prune_distill(teacher, student, data, sparsity=1.5, config=config)
