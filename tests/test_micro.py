@@ -99,3 +99,16 @@ def test_op_tflm_lacks_is_named(int8_bytes):
 def test_measure_arena_reports_probes(int8_bytes):
     result = measure_arena(int8_bytes)
     assert result["arena_bytes"] % 16 == 0 and result["num_probes"] > 3
+
+
+def test_float_io_int8_model_exports_float_test_vectors(tiny_teacher, digits, tmp_path):
+    """--io-type float32: int8 inside, float input/output; the test vectors follow the I/O type."""
+    from edgedistill.convert import convert_keras_model
+
+    content = convert_keras_model(tiny_teacher, quantization="int8", io_type="float32", representative_data=digits.x_train, num_calibration_samples=50)
+    info = read_model_info(content)
+    assert info.is_int8 and info.inputs[0].dtype == "float32" and "QUANTIZE" in info.ops
+    export = export_micro(content, tmp_path, test_inputs=digits.x_test, test_labels=digits.y_test, num_test_samples=2)
+    header = (tmp_path / "test_data.h").read_text()
+    assert "using ModelInputType = float;" in header and "using ModelOutputType = float;" in header
+    assert "AddQuantize" in export.resolver_methods and "AddDequantize" in export.resolver_methods
