@@ -37,6 +37,15 @@ class RunConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     patience: int = 8
+    # distillation methods (issue 5); the defaults keep plain logit distillation
+    final_temperature: float | None = None  # logits: anneal temperature -> final_temperature
+    scheme: str = "standard"
+    scheme_options: str = ""
+    calibrate_teacher: bool = False
+    prune_sparsity: float = 0.0
+    max_flash_kb: float | None = None
+    max_arena_kb: float | None = None
+    max_latency_ms: float | None = None
     # quantization-aware distillation
     qat_epochs: int = 10
     qat_learning_rate: float = 5e-4
@@ -76,6 +85,11 @@ class RunConfig:
             ("warmup_runs", self.warmup_runs >= 0, ">= 0"),
             ("num_threads", self.num_threads >= 1, ">= 1"),
             ("io_type", self.io_type in ("int8", "float32"), "one of: int8, float32"),
+            ("final_temperature", self.final_temperature is None or self.final_temperature > 0, "> 0 (or unset)"),
+            ("prune_sparsity", 0 <= self.prune_sparsity < 1, "in [0, 1) (0 disables pruning)"),
+            ("max_flash_kb", self.max_flash_kb is None or self.max_flash_kb > 0, "> 0 (or unset)"),
+            ("max_arena_kb", self.max_arena_kb is None or self.max_arena_kb > 0, "> 0 (or unset)"),
+            ("max_latency_ms", self.max_latency_ms is None or self.max_latency_ms > 0, "> 0 (or unset)"),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -111,9 +111,8 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
     from edgedistill._keras import keras
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset
-    from edgedistill.distill import distill
+    from edgedistill.distill import pipeline_hooks as methods
     from edgedistill.micro import export_micro, measure_arena
-    from edgedistill.quantize import quantize_distill
     from edgedistill.tflite_model import read_model_info, runtime_versions
     from edgedistill.training import TrainConfig, train_classifier
     from edgedistill.verify import raise_if_failed, verify_models
@@ -153,24 +152,28 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
         if isinstance(teacher, keras.Model):
             teacher.save(run_dir / "teacher.keras")
         report["teacher"] = {"source": source, "parameters": models_mod.count_parameters(teacher)}
+        teacher_outputs, calibration = methods.calibrate(config, teacher_outputs, data)
+        if calibration:
+            report["teacher"]["calibration"] = calibration
 
     distill_config = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
         patience=config.patience, seed=config.seed, verbose=config.verbose,
     )
-    loss = {"kind": config.distillation_loss, "temperature": config.temperature} if config.distillation_loss == "logits" else config.distillation_loss
+    loss = methods.resolve_loss(config)
     with stages.stage("distill"):
         if config.student:
             student = models_mod.load_model_file(config.student)
             if not isinstance(student, keras.Model):
                 raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
         else:
-            student = models_mod.build_model(config.student_preset, data.input_shape, data.num_classes, width=config.student_width, name="student")
+            student_width, budget = methods.choose_student_width(config, data, log)
+            if budget:
+                report["budget"] = budget
+            student = models_mod.build_model(config.student_preset, data.input_shape, data.num_classes, width=student_width, name="student")
         check_classes(student, data.num_classes, "student")
-        student, history = distill(
-            teacher, student, data,
-            distillation_losses=[loss], student_loss_weight=config.student_loss_weight,
-            config=distill_config, teacher_outputs=teacher_outputs, stage="distill", log_dir=logs,
+        student, history, method_report = methods.distill_student(
+            config, teacher, student, data, loss=loss, train_config=distill_config, teacher_outputs=teacher_outputs, log_dir=logs,
         )
         student.save(run_dir / "student_float.keras")
         report["student"] = {
@@ -178,6 +181,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
             "parameters": models_mod.count_parameters(student),
             "distill_epochs": len(history.get("loss", [])),
             "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
+            **method_report,
         }
 
     qat_student = None
@@ -187,12 +191,11 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
                 epochs=config.qat_epochs, batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
                 patience=config.patience, seed=config.seed, verbose=config.verbose,
             )
-            qat_student, qat_history = quantize_distill(
-                teacher, student, data, config=qat_config, teacher_outputs=teacher_outputs, log_dir=logs,
-                distillation_losses=[loss], student_loss_weight=config.student_loss_weight,
+            qat_student, qat_history, qat_report = methods.quantize_student(
+                config, teacher, student, data, loss=loss, train_config=qat_config, teacher_outputs=teacher_outputs, log_dir=logs,
             )
             qat_student.save(run_dir / "student_qat.h5")
-            report["qat"] = {"epochs": len(qat_history.get("loss", []))}
+            report["qat"] = {"epochs": len(qat_history.get("loss", [])), **qat_report}
         else:
             report["qat"] = {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
 
@@ -251,7 +254,6 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
 def check_names(config: RunConfig) -> None:
     """Unknown data set, preset or loss names fail before any training, listing valid names."""
     from edgedistill.data import LOADERS
-    from edgedistill.distill.losses import LOSSES
     from edgedistill.models import PRESETS
 
     LOADERS.get(config.data.partition(":")[0])
@@ -259,7 +261,9 @@ def check_names(config: RunConfig) -> None:
         PRESETS.get(config.teacher_preset)
     if not config.student:
         PRESETS.get(config.student_preset)
-    LOSSES.get(config.distillation_loss)
+    from edgedistill.distill.pipeline_hooks import check_method_names
+
+    check_method_names(config)  # loss (with NAME:ARGS), scheme, pruning
 
 
 def check_classes(model_or_outputs, num_classes: int, role: str) -> None:
