@@ -162,6 +162,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
     )
     loss = methods.resolve_loss(config)
     with stages.stage("distill"):
+        student_width = config.student_width
         if config.student:
             student = models_mod.load_model_file(config.student)
             if not isinstance(student, keras.Model):
@@ -177,7 +178,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
         )
         student.save(run_dir / "student_float.keras")
         report["student"] = {
-            "source": config.student or f"preset {config.student_preset} (width {config.student_width})",
+            "source": config.student or f"preset {config.student_preset} (width {student_width})",
             "parameters": models_mod.count_parameters(student),
             "distill_epochs": len(history.get("loss", [])),
             "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
