@@ -129,7 +129,9 @@ class Distiller(keras.Model):
         self.distillation_losses = losses
         self.distillation_loss_weights = [float(w) for w in distillation_loss_weights]
         self.student_loss_weight = float(student_loss_weight)
-        self.student_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # reduction "none" + an explicit mean: tf.distribute strategies reject the default
+        # reduction inside a custom train_step.
+        self.student_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -233,7 +235,7 @@ class Distiller(keras.Model):
         return tf.stop_gradient(self.teacher(x, training=False))
 
     def _compute_losses(self, labels, student_outputs, teacher_outputs, student_features=None, teacher_features=None):
-        student_loss = self.student_loss_fn(labels, student_outputs)
+        student_loss = tf.reduce_mean(self.student_loss_fn(labels, student_outputs))
         distillation_loss = tf.constant(0.0, dtype=student_outputs.dtype)
         for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
             if loss.uses_final_outputs:
@@ -264,7 +266,9 @@ class Distiller(keras.Model):
                 labels, student_outputs, teacher_outputs, student_features, teacher_features
             )
             regularization = tf.add_n(self.student.losses) if self.student.losses else 0.0
-            objective = total + regularization
+            # Under a tf.distribute strategy the replicas' gradients are summed: each replica's
+            # mean loss is divided by their number so the update is the global batch's mean.
+            objective = (total + regularization) / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_weights_to_update
         gradients = tape.gradient(objective, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))

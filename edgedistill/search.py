@@ -1,0 +1,462 @@
+"""Search over temperature, alpha (``student_loss_weight``) and student width.
+
+Each trial is a full distillation of a fresh student (optionally followed by QAT), converted
+to int8 and scored on the *validation* split: float accuracy, int8 accuracy on LiteRT, int8
+bytes and the TFLM arena. The test split is never looked at. The Pareto front (accuracy vs
+int8 bytes: no other trial is both more accurate and smaller) is written with every trial to
+``search.json`` and ``search.md``, and drawn in ``pareto.png`` when matplotlib is installed.
+
+Methods: ``grid`` (every combination), ``random`` (``num_trials`` combinations drawn from the
+given values), ``optuna`` (Bayesian TPE over the ranges the values span; widths stay
+categorical). Backends: ``local`` (this process) and ``ray`` (Ray Tune; a local runtime, or a
+cluster with ``ray_address``). The teacher is trained once (or loaded) before any trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from edgedistill.errors import InputError
+
+METHODS = ("grid", "random", "optuna")
+BACKENDS = ("local", "ray")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+Logger = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Values to search. ``optuna`` searches the ranges ``[min, max]`` of the first two."""
+
+    temperatures: tuple[float, ...] = (2.0, 4.0, 8.0)
+    student_loss_weights: tuple[float, ...] = (0.1, 0.5, 0.9)
+    student_widths: tuple[float, ...] = (0.25, 0.5)
+
+    def __post_init__(self) -> None:
+        for name, values, ok, expected in (
+            ("temperatures", self.temperatures, lambda v: v > 0, "> 0"),
+            ("student_loss_weights", self.student_loss_weights, lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("student_widths", self.student_widths, lambda v: v > 0, "> 0"),
+        ):
+            if not values:
+                raise InputError(f"`{name}` needs at least one value.")
+            bad = [v for v in values if not ok(v)]
+            if bad:
+                raise InputError(f"Every value of `{name}` must be {expected}. Received: {list(values)}.")
+
+    def grid(self) -> list[dict[str, float]]:
+        return [
+            {"temperature": t, "student_loss_weight": a, "student_width": w}
+            for t, a, w in itertools.product(self.temperatures, self.student_loss_weights, self.student_widths)
+        ]
+
+    def sample(self, num_trials: int, seed: int) -> list[dict[str, float]]:
+        rng = random.Random(seed)
+        grid = self.grid()
+        if num_trials >= len(grid):
+            return grid
+        return rng.sample(grid, num_trials)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """How each trial trains and is measured."""
+
+    data: str = "digits"
+    validation_fraction: float = 0.1
+    max_train_samples: int | None = None
+    teacher: str | None = None
+    teacher_preset: str = "cnn"
+    teacher_width: float = 1.0
+    teacher_epochs: int = 30
+    student_preset: str = "dscnn"
+    distillation_loss: str = "logits"
+    epochs: int = 40
+    qat_epochs: int = 0
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    qat_learning_rate: float = 5e-4
+    patience: int = 8
+    seed: int = 0
+    measure_arena: bool = True
+    strategy: str = "none"
+    verbose: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"Unknown strategy {self.strategy!r}. Expected one of: {', '.join(STRATEGIES)}.")
+        if self.epochs < 1 or self.qat_epochs < 0 or self.teacher_epochs < 1:
+            raise InputError(f"`epochs` and `teacher_epochs` must be >= 1 and `qat_epochs` >= 0. Received: {self.epochs}, {self.teacher_epochs}, {self.qat_epochs}.")
+
+
+def _train_config(settings: SearchSettings, *, epochs: int, learning_rate: float):
+    from edgedistill.training import TrainConfig
+
+    return TrainConfig(
+        epochs=epochs, batch_size=settings.batch_size, learning_rate=learning_rate, patience=settings.patience,
+        seed=settings.seed, verbose=settings.verbose,
+    )
+
+
+def _load_data(settings: SearchSettings):
+    from edgedistill.data import load_dataset
+
+    return load_dataset(settings.data, validation_fraction=settings.validation_fraction, seed=settings.seed, max_train_samples=settings.max_train_samples)
+
+
+def prepare_teacher(settings: SearchSettings, data, output_dir: Path, log: Logger) -> str:
+    """The teacher's path: the user's file, or a preset trained once and saved in ``output_dir``."""
+    from edgedistill.models import build_model
+    from edgedistill.pipeline import check_classes
+    from edgedistill.training import train_classifier
+
+    if settings.teacher:
+        return settings.teacher
+    path = output_dir / "teacher.keras"
+    log(f"== teacher: training preset {settings.teacher_preset} (width {settings.teacher_width}) once for every trial")
+    teacher = build_model(settings.teacher_preset, data.input_shape, data.num_classes, width=settings.teacher_width, name="teacher")
+    train_classifier(teacher, data, config=_train_config(settings, epochs=settings.teacher_epochs, learning_rate=settings.learning_rate))
+    check_classes(teacher, data.num_classes, "teacher")
+    teacher.save(path)
+    return str(path)
+
+
+def _strategy_scope(name: str):
+    import contextlib
+
+    if name == "none":
+        return contextlib.nullcontext()
+    from edgedistill._keras import tf
+
+    strategy = tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
+    return strategy.scope()
+
+
+def run_trial(params: dict[str, float], *, settings: SearchSettings, teacher_path: str, data=None, teacher_outputs: dict | None = None) -> dict[str, Any]:
+    """One trial: distill (+ QAT) a fresh student with ``params``, convert to int8, measure on validation."""
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.distill import distill
+    from edgedistill.distill.pipeline_hooks import resolve_loss
+    from edgedistill.models import build_model, load_model_file, predict_logits
+    from edgedistill.tflite_model import LiteRTModel
+    from edgedistill.training import accuracy
+
+    started = time.perf_counter()
+    data = data if data is not None else _load_data(settings)
+    teacher = load_model_file(teacher_path)
+    if teacher_outputs is None:
+        teacher_outputs = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
+    loss_config = dataclasses.make_dataclass("LossConfig", ["distillation_loss", "temperature", "final_temperature"])(
+        settings.distillation_loss, float(params["temperature"]), None
+    )
+    loss = resolve_loss(loss_config)
+    weight = float(params["student_loss_weight"])
+    with _strategy_scope(settings.strategy):
+        student = build_model(settings.student_preset, data.input_shape, data.num_classes, width=float(params["student_width"]), name="student")
+        student, history = distill(
+            teacher, student, data, distillation_losses=[loss], student_loss_weight=weight,
+            config=_train_config(settings, epochs=settings.epochs, learning_rate=settings.learning_rate), teacher_outputs=teacher_outputs,
+        )
+    final = student
+    if settings.qat_epochs:
+        from edgedistill.quantize import quantize_distill
+
+        final, _ = quantize_distill(
+            teacher, student, data, config=_train_config(settings, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate),
+            teacher_outputs=teacher_outputs, distillation_losses=[loss], student_loss_weight=weight,
+        )
+    int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train)
+    int8_predictions = LiteRTModel(int8).predict(data.x_val).argmax(axis=-1)
+    record: dict[str, Any] = {
+        "params": {key: float(value) for key, value in params.items()},
+        "parameters": int(student.count_params()),
+        "val_accuracy": accuracy(student, data.x_val, data.y_val),
+        "qat_val_accuracy": accuracy(final, data.x_val, data.y_val) if settings.qat_epochs else None,
+        "int8_val_accuracy": float((int8_predictions == data.y_val).mean() * 100.0),
+        "int8_bytes": len(int8),
+        "arena_bytes": None,
+        "epochs_run": len(history.get("loss", [])),
+    }
+    if settings.measure_arena:
+        from edgedistill.micro import measure_arena
+
+        record["arena_bytes"] = int(measure_arena(int8)["arena_bytes"])
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    return record
+
+
+def pareto_front(records: Sequence[dict], *, accuracy_key: str = "int8_val_accuracy", size_key: str = "int8_bytes") -> list[int]:
+    """Indices of the records no other record dominates (at least as accurate and as small, better in one)."""
+    front = []
+    for i, a in enumerate(records):
+        dominated = any(
+            b[accuracy_key] >= a[accuracy_key] and b[size_key] <= a[size_key] and (b[accuracy_key] > a[accuracy_key] or b[size_key] < a[size_key])
+            for j, b in enumerate(records)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: records[i][size_key])
+
+
+# ---------------------------------------------------------------------------------------
+# Backends
+
+
+def _run_local(method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, data, log: Logger) -> list[dict]:
+    from edgedistill.models import load_model_file, predict_logits
+
+    teacher = load_model_file(teacher_path)
+    cached = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
+
+    def trial(params: dict, index: int) -> dict:
+        log(f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} width={params['student_width']:.3g}")
+        record = run_trial(params, settings=settings, teacher_path=teacher_path, data=data, teacher_outputs=cached)
+        log(f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes int8, {record['seconds']:.1f} s")
+        return record
+
+    if method in ("grid", "random"):
+        trials = space.grid() if method == "grid" else space.sample(num_trials, settings.seed)
+        return [trial(params, index) for index, params in enumerate(trials)]
+    optuna = _import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    records: list[dict] = []
+
+    def objective(optuna_trial) -> float:
+        record = trial(_suggest(optuna_trial, space), len(records))
+        records.append(record)
+        return record["int8_val_accuracy"]
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
+    study.optimize(objective, n_trials=num_trials)
+    return records
+
+
+def _import_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise InputError("--method optuna needs Optuna: pip install 'edgedistill[search]' (or pip install optuna).") from None
+    return optuna
+
+
+def _suggest(trial, space: SearchSpace) -> dict[str, float]:
+    def number(name: str, values: Sequence[float], *, log: bool = False) -> float:
+        low, high = min(values), max(values)
+        return float(low) if low == high else trial.suggest_float(name, low, high, log=log)
+
+    return {
+        "temperature": number("temperature", space.temperatures, log=True),
+        "student_loss_weight": number("student_loss_weight", space.student_loss_weights),
+        "student_width": float(trial.suggest_categorical("student_width", list(space.student_widths))),
+    }
+
+
+def _ray_trial(config: dict, settings: dict, teacher_path: str) -> dict:
+    """Ray Tune function trainable: one trial in a Ray worker (loads its own data and teacher)."""
+    from ray import tune
+
+    record = run_trial(config, settings=SearchSettings(**settings), teacher_path=teacher_path)
+    flat = {key: value for key, value in record.items() if key != "params"}
+    tune.report({**flat, "score": record["int8_val_accuracy"]})
+
+
+def _run_ray(method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, ray_address: str | None, output_dir: Path, log: Logger) -> list[dict]:
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise InputError("--backend ray needs Ray Tune: pip install 'ray[tune]'.") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+        if ray_address:
+            options["address"] = ray_address
+        ray.init(**options)
+    try:
+        search_alg = None
+        if method == "grid":
+            param_space = {
+                "temperature": tune.grid_search(list(space.temperatures)),
+                "student_loss_weight": tune.grid_search(list(space.student_loss_weights)),
+                "student_width": tune.grid_search(list(space.student_widths)),
+            }
+            num_samples = 1
+        elif method == "random":
+            param_space = {
+                "temperature": tune.choice(list(space.temperatures)),
+                "student_loss_weight": tune.choice(list(space.student_loss_weights)),
+                "student_width": tune.choice(list(space.student_widths)),
+            }
+            num_samples = num_trials
+        else:
+            _import_optuna()
+            from ray.tune.search.optuna import OptunaSearch
+
+            def bounds(values, log=False):
+                low, high = min(values), max(values)
+                if low == high:
+                    return low
+                return tune.loguniform(low, high) if log else tune.uniform(low, high)
+
+            param_space = {
+                "temperature": bounds(space.temperatures, log=True),
+                "student_loss_weight": bounds(space.student_loss_weights),
+                "student_width": tune.choice(list(space.student_widths)),
+            }
+            search_alg = OptunaSearch(metric="score", mode="max", seed=settings.seed)
+            num_samples = num_trials
+        trainable = tune.with_parameters(_ray_trial, settings=dataclasses.asdict(settings), teacher_path=str(Path(teacher_path).resolve()))
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, metric="score", mode="max"),
+            run_config=tune.RunConfig(storage_path=str((output_dir / "ray").resolve()), name="search", verbose=0),
+        )
+        results = tuner.fit()
+        records = []
+        for result in results:
+            if result.error is not None:
+                raise RuntimeError(f"A Ray trial failed: {str(result.error).splitlines()[0][:300]}")
+            metrics = dict(result.metrics)
+            record = {key: metrics.get(key) for key in ("parameters", "val_accuracy", "qat_val_accuracy", "int8_val_accuracy", "int8_bytes", "arena_bytes", "epochs_run", "seconds")}
+            record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
+            records.append(record)
+            log(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
+        return records
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point
+
+
+def run_search(
+    settings: SearchSettings,
+    space: SearchSpace,
+    *,
+    method: str = "grid",
+    num_trials: int = 10,
+    backend: str = "local",
+    ray_address: str | None = None,
+    output_dir: str | Path = "search",
+    log: Logger = print,
+) -> dict[str, Any]:
+    """Run the search; write ``search.json``, ``search.md`` (and ``pareto.png``) in ``output_dir``; return the result.
+
+    Example::
+
+        result = run_search(SearchSettings(data="digits", epochs=10), SearchSpace(temperatures=(2, 4)), method="grid")
+        result["pareto_front"]  # trials on the accuracy-vs-bytes front, smallest first
+    """
+    if method not in METHODS:
+        raise InputError(f"Unknown search method {method!r}. Expected one of: {', '.join(METHODS)}.")
+    if backend not in BACKENDS:
+        raise InputError(f"Unknown backend {backend!r}. Expected one of: {', '.join(BACKENDS)}.")
+    if not isinstance(num_trials, int) or num_trials < 1:
+        raise InputError(f"`num_trials` must be an integer >= 1. Received: num_trials={num_trials!r}.")
+    if method == "optuna":
+        _import_optuna()
+    from edgedistill.models import PRESETS
+    from edgedistill.tflite_model import runtime_versions
+
+    PRESETS.get(settings.student_preset)
+    if not settings.teacher:
+        PRESETS.get(settings.teacher_preset)
+    from edgedistill.distill.losses import LOSSES
+
+    LOSSES.get(settings.distillation_loss.partition(":")[0])
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = _load_data(settings)
+    teacher_path = prepare_teacher(settings, data, output_dir, log)
+    if backend == "local":
+        records = _run_local(method, space, num_trials, settings, teacher_path, data, log)
+    else:
+        records = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log)
+    front = pareto_front(records)
+    best = max(range(len(records)), key=lambda i: records[i]["int8_val_accuracy"])
+    result = {
+        "schema_version": 1,
+        "method": method,
+        "backend": backend,
+        "num_trials": len(records),
+        "settings": dataclasses.asdict(settings),
+        "space": dataclasses.asdict(space),
+        "data": data.summary(),
+        "teacher": teacher_path,
+        "score": "int8_val_accuracy (validation split, int8 model on LiteRT)",
+        "trials": records,
+        "pareto_front": front,
+        "best": best,
+        "versions": runtime_versions(),
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    write_search_report(result, output_dir)
+    return result
+
+
+def write_search_report(result: dict[str, Any], output_dir: Path) -> None:
+    """``search.json``, ``search.md`` and (with matplotlib) ``pareto.png``."""
+    from edgedistill.fileio import write_text_atomic
+
+    output_dir = Path(output_dir)
+    write_text_atomic(output_dir / "search.json", json.dumps(result, indent=2))
+    front = set(result["pareto_front"])
+    lines = [
+        f"# Search: {result['method']} on {result['backend']}, {result['num_trials']} trials",
+        "",
+        f"Data {result['data']['name']} ({result['data']['num_train']} train / {result['data']['num_val']} val); "
+        f"score: {result['score']}. Pareto front (accuracy vs int8 bytes) marked *.",
+        "",
+        "| # | T | alpha | width | parameters | float val % | int8 val % | int8 bytes | arena bytes | s | front |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, record in enumerate(result["trials"]):
+        params = record["params"]
+        lines.append(
+            f"| {index + 1} | {params['temperature']:.3g} | {params['student_loss_weight']:.3g} | {params['student_width']:.3g} | "
+            f"{record['parameters']} | {record['val_accuracy']:.2f} | {record['int8_val_accuracy']:.2f} | {record['int8_bytes']} | "
+            f"{record['arena_bytes'] if record['arena_bytes'] is not None else '-'} | {record['seconds']:.1f} | {'*' if index in front else ''} |"
+        )
+    if _plot_pareto(result, output_dir / "pareto.png"):
+        lines += ["", "![Pareto front](pareto.png)"]
+    write_text_atomic(output_dir / "search.md", "\n".join(lines) + "\n")
+
+
+def _plot_pareto(result: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    trials = result["trials"]
+    sizes = [t["int8_bytes"] / 1024 for t in trials]
+    accuracies = [t["int8_val_accuracy"] for t in trials]
+    front = result["pareto_front"]
+    figure, axes = plt.subplots(figsize=(5, 3.5), dpi=120)
+    axes.scatter(sizes, accuracies, c="lightgray", edgecolors="gray", label="trials")
+    axes.plot([sizes[i] for i in front], [accuracies[i] for i in front], "o-", color="tab:red", label="Pareto front")
+    axes.set_xlabel("int8 model size (KiB)")
+    axes.set_ylabel("int8 validation accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+__all__ = ["SearchSpace", "SearchSettings", "run_search", "run_trial", "pareto_front", "write_search_report", "METHODS", "BACKENDS", "STRATEGIES"]

@@ -1,0 +1,138 @@
+"""`edgedistill search`: grid, random and Optuna on 3 tiny trials; the Pareto front; bad input.
+
+Each trial distills a width-0.125/0.25 cnn student for 1 epoch on digits; the teacher is a
+small cnn trained for 2 epochs once per module (saved to a file, as the search does).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgedistill.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    from edgedistill.data import load_dataset
+    from edgedistill.models import build_model
+    from edgedistill.training import TrainConfig, train_classifier
+
+    data = load_dataset("digits")
+    teacher = build_model("cnn", data.input_shape, 10, width=0.25, name="teacher")
+    train_classifier(teacher, data, config=TrainConfig(epochs=2, patience=0, verbose=0))
+    path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
+    teacher.save(path)
+    return str(path)
+
+
+def _settings(teacher_file, **overrides):
+    from edgedistill.search import SearchSettings
+
+    values = dict(teacher=teacher_file, student_preset="cnn", epochs=1, patience=0, measure_arena=False)
+    values.update(overrides)
+    return SearchSettings(**values)
+
+
+def _space():
+    from edgedistill.search import SearchSpace
+
+    return SearchSpace(temperatures=(2.0, 4.0), student_loss_weights=(0.5,), student_widths=(0.125, 0.25))
+
+
+def _check(result, output_dir, expected_trials):
+    assert result["num_trials"] == expected_trials
+    for record in result["trials"]:
+        assert 0.0 <= record["int8_val_accuracy"] <= 100.0 and record["int8_bytes"] > 0
+    # the Pareto front: no trial on it is dominated, every trial off it is
+    trials, front = result["trials"], set(result["pareto_front"])
+    for i, a in enumerate(trials):
+        dominated = any(
+            b["int8_val_accuracy"] >= a["int8_val_accuracy"] and b["int8_bytes"] <= a["int8_bytes"] and b != a
+            and (b["int8_val_accuracy"] > a["int8_val_accuracy"] or b["int8_bytes"] < a["int8_bytes"])
+            for b in trials
+        )
+        assert (i in front) == (not dominated)
+    saved = json.loads((output_dir / "search.json").read_text())
+    assert saved["trials"] == result["trials"]
+    assert "| front |" in (output_dir / "search.md").read_text()
+
+
+def test_grid_search_runs_every_combination(teacher_file, tmp_path):
+    from edgedistill.search import SearchSpace, run_search
+
+    space = SearchSpace(temperatures=(2.0, 4.0), student_loss_weights=(0.5,), student_widths=(0.125,))
+    result = run_search(_settings(teacher_file, measure_arena=True), space, method="grid", output_dir=tmp_path, log=lambda _: None)
+    _check(result, tmp_path, 2)
+    assert sorted(r["params"]["temperature"] for r in result["trials"]) == [2.0, 4.0]
+    assert all(r["arena_bytes"] > 0 for r in result["trials"])
+    assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_random_search(teacher_file, tmp_path):
+    from edgedistill.search import run_search
+
+    result = run_search(_settings(teacher_file), _space(), method="random", num_trials=3, output_dir=tmp_path, log=lambda _: None)
+    _check(result, tmp_path, 3)
+    combos = {tuple(sorted(r["params"].items())) for r in result["trials"]}
+    assert len(combos) == 3  # drawn without replacement
+
+
+def test_optuna_search(teacher_file, tmp_path):
+    pytest.importorskip("optuna")
+    from edgedistill.search import run_search
+
+    result = run_search(_settings(teacher_file), _space(), method="optuna", num_trials=3, output_dir=tmp_path, log=lambda _: None)
+    _check(result, tmp_path, 3)
+    for record in result["trials"]:  # optuna searches the range the values span
+        assert 2.0 <= record["params"]["temperature"] <= 4.0
+        assert record["params"]["student_width"] in (0.125, 0.25)
+
+
+def test_pareto_front():
+    from edgedistill.search import pareto_front
+
+    records = [
+        {"int8_val_accuracy": 90.0, "int8_bytes": 100},
+        {"int8_val_accuracy": 80.0, "int8_bytes": 50},
+        {"int8_val_accuracy": 85.0, "int8_bytes": 120},  # dominated by the first
+        {"int8_val_accuracy": 95.0, "int8_bytes": 300},
+    ]
+    assert pareto_front(records) == [1, 0, 3]
+
+
+def test_search_bad_input(teacher_file, tmp_path):
+    from edgedistill.search import SearchSettings, SearchSpace, run_search
+
+    with pytest.raises(InputError, match="Unknown search method 'bayes'"):
+        run_search(_settings(teacher_file), _space(), method="bayes", output_dir=tmp_path)
+    with pytest.raises(InputError, match="student_loss_weights"):
+        SearchSpace(student_loss_weights=(1.5,))
+    with pytest.raises(InputError, match="Unknown model preset 'tiny'"):
+        run_search(_settings(teacher_file, student_preset="tiny"), _space(), output_dir=tmp_path)
+    with pytest.raises(InputError, match="strategy"):
+        SearchSettings(strategy="tpu")
+
+
+def test_search_cli_help_and_bad_values():
+    from click.testing import CliRunner
+
+    from edgedistill.commands.search import search
+
+    runner = CliRunner()
+    assert "Pareto" in runner.invoke(search, ["--help"]).output
+    result = runner.invoke(search, ["--temperatures", "two"])
+    assert result.exit_code == 2 and "comma-separated numbers" in result.output
+
+
+@pytest.mark.slow
+def test_ray_backend_local_runtime(teacher_file, tmp_path):
+    """The same search on a local Ray runtime (started and stopped by the search)."""
+    pytest.importorskip("ray.tune")
+    from edgedistill.search import SearchSpace, run_search
+
+    space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125, 0.25))
+    result = run_search(_settings(teacher_file), space, method="grid", backend="ray", output_dir=tmp_path, log=lambda _: None)
+    _check(result, tmp_path, 2)
+    assert sorted(r["params"]["student_width"] for r in result["trials"]) == [0.125, 0.25]
