@@ -80,10 +80,13 @@ def test_estimate_keeps_the_head_and_shrinks_only_pointer_structs():
         assert count * struct_size(fields, HOST_ABI) == host.categories[name][0]
     assert host.head_bytes < estimate["estimate_bytes"] < host.total_bytes
     # Identity: estimating for the host's own ABI gives the host figure back.
-    same = estimate_target_arena(host, target_abi=HOST_ABI)
+    same = estimate_target_arena(host, target_abi=HOST_ABI, recorded=False)
     assert same["estimate_bytes"] == host.total_bytes
 
 
 def test_estimate_with_no_categories_is_head_plus_scaled_tail():
     host = AllocationBreakdown(total_bytes=1000, head_bytes=600, tail_bytes=400)
-    assert estimate_target_arena(host)["estimate_bytes"] == 600 + 200
+    assert estimate_target_arena(host, recorded=False)["estimate_bytes"] == 600 + 200
+    from edgedistill.firmware.arena import RECORDING_ALLOCATOR_EXTRA_WORDS
+
+    assert estimate_target_arena(host)["estimate_bytes"] == 600 + (400 - RECORDING_ALLOCATOR_EXTRA_WORDS * 8) // 2

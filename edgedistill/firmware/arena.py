@@ -103,6 +103,12 @@ QUANTIZATION_CATEGORY = "Persistent TfLiteTensor quantization data"
 # Kernel op data and the interpreter's tensor pointer arrays: mostly int32 arrays (per-channel
 # multipliers and shifts), a few pointers. Kept at the host size: the estimate errs high.
 OP_DATA_CATEGORY = "Persistent buffer data"
+# The host figure comes from TFLM's RecordingMicroAllocator; the firmware uses the plain
+# MicroAllocator. The recording classes, also placed in the arena's tail, add pointer-sized
+# members (recording_micro_allocator.h, recording_single_arena_buffer_allocator.h): one
+# pointer and 7 RecordedAllocation {requested_bytes, used_bytes, count} (size_t each) in
+# RecordingMicroAllocator, and 4 size_t counters in RecordingSingleArenaBufferAllocator.
+RECORDING_ALLOCATOR_EXTRA_WORDS = 1 + 7 * 3 + 4
 
 
 def struct_size(fields: str, abi: dict[str, int]) -> int:
@@ -117,7 +123,11 @@ def struct_size(fields: str, abi: dict[str, int]) -> int:
 
 
 def estimate_target_arena(
-    host: AllocationBreakdown, *, host_abi: dict[str, int] = HOST_ABI, target_abi: dict[str, int] = CORTEX_M_ABI
+    host: AllocationBreakdown,
+    *,
+    host_abi: dict[str, int] = HOST_ABI,
+    target_abi: dict[str, int] = CORTEX_M_ABI,
+    recorded: bool = True,
 ) -> dict[str, Any]:
     """Estimate ``arena_used_bytes()`` on a 32-bit Cortex-M from the host (64-bit) accounting.
 
@@ -126,7 +136,9 @@ def estimate_target_arena(
       affine quantization): count x their size under the target ABI;
     - kernel op data: kept (mostly int32 arrays);
     - the rest of the tail (allocator, memory planner, subgraph and interpreter objects,
-      made of pointers): scaled by target/host pointer size.
+      made of pointers): scaled by target/host pointer size, after removing what only the
+      recording allocator adds (``recorded=True``: the host figure comes from it; the
+      firmware uses the plain allocator).
     """
     parts: dict[str, int] = {"head": host.head_bytes}
     accounted = 0
@@ -140,7 +152,7 @@ def estimate_target_arena(
             parts[name] = used - saved
         else:
             parts[name] = used
-    other = max(host.tail_bytes - accounted, 0)
+    other = max(host.tail_bytes - accounted - (RECORDING_ALLOCATOR_EXTRA_WORDS * host_abi["p"] if recorded else 0), 0)
     parts["other tail (allocator, planner, interpreter objects)"] = -(-other * target_abi["p"] // host_abi["p"])
     estimate = sum(parts.values())
     return {"estimate_bytes": estimate, "host_bytes": host.total_bytes, "parts": parts}
