@@ -64,7 +64,9 @@ def make_bigger_run(student_run: Path, work: Path) -> Path:
     run_dir = work / "bigger"
     (run_dir / "micro").mkdir(parents=True, exist_ok=True)
     (run_dir / "bigger_int8.tflite").write_bytes(tflite)
-    export_micro(tflite, run_dir / "micro", test_inputs=data[:3], test_labels=np.zeros(3, dtype=int), model_name="bigger_int8.tflite")
+    export_micro(
+        tflite, run_dir / "micro", test_inputs=data[:3], test_labels=np.zeros(3, dtype=int), model_name="bigger_int8.tflite"
+    )
     return run_dir
 
 
@@ -76,22 +78,49 @@ def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float) -> list[dic
     export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
     rows = []
     for board, kernels, emulate in PLAN:
-        row = {"model": name, "board": board, "kernels": kernels, "model_size_bytes": export["model_size_bytes"],
-               "kTensorArenaSize": export["kTensorArenaSize"], "arena_bytes_host": export["arena_bytes_host"]}
+        row = {
+            "model": name,
+            "board": board,
+            "kernels": kernels,
+            "model_size_bytes": export["model_size_bytes"],
+            "kTensorArenaSize": export["kTensorArenaSize"],
+            "arena_bytes_host": export["arena_bytes_host"],
+        }
         try:
             built = build_firmware(run_dir, board=board, kernels=kernels, tflm_dir=tflm_dir)
-            row.update({"flash_bytes": built.info["sizes"]["flash_bytes"], "ram_bytes": built.info["sizes"]["ram_bytes"],
-                        "text_bytes": built.info["sizes"]["text_bytes"], "bss_bytes": built.info["sizes"]["bss_bytes"],
-                        "tflm_commit": built.info["tflm_commit"], "compiler": built.info["compiler"]})
+            row.update(
+                {
+                    "flash_bytes": built.info["sizes"]["flash_bytes"],
+                    "ram_bytes": built.info["sizes"]["ram_bytes"],
+                    "text_bytes": built.info["sizes"]["text_bytes"],
+                    "bss_bytes": built.info["sizes"]["bss_bytes"],
+                    "tflm_commit": built.info["tflm_commit"],
+                    "compiler": built.info["compiler"],
+                }
+            )
             if emulate:
                 ran = run_firmware(run_dir, board=board, kernels=kernels, timeout_seconds=timeout, build=False)
-                row.update({"status": ran["status"], "instructions_per_invoke": ran["instructions_per_invoke"],
-                            "arena_used_bytes": ran["arena_used_bytes"], "arena": ran["arena"]})
+                row.update(
+                    {
+                        "status": ran["status"],
+                        "instructions_per_invoke": ran["instructions_per_invoke"],
+                        "arena_used_bytes": ran["arena_used_bytes"],
+                        "arena": ran["arena"],
+                    }
+                )
             else:
                 row["status"] = "built (not run: real board, untested)"
         except EdgeDistillError as error:
             row["status"] = f"error: {error}"
-        print(json.dumps({k: row.get(k) for k in ("model", "board", "kernels", "status", "flash_bytes", "ram_bytes", "instructions_per_invoke")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    k: row.get(k)
+                    for k in ("model", "board", "kernels", "status", "flash_bytes", "ram_bytes", "instructions_per_invoke")
+                }
+            ),
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -102,7 +131,11 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        arena = f"{row['arena_used_bytes']} / {row['arena_bytes_host']}" if row.get("arena_used_bytes") else f"- / {row['arena_bytes_host']}"
+        arena = (
+            f"{row['arena_used_bytes']} / {row['arena_bytes_host']}"
+            if row.get("arena_used_bytes")
+            else f"- / {row['arena_bytes_host']}"
+        )
         instructions = f"{row['instructions_per_invoke']:,}" if row.get("instructions_per_invoke") else "-"
         lines.append(
             f"| {row['model']} | {row['board']} | {row['kernels']} | {row.get('flash_bytes', '-')} | {row.get('ram_bytes', '-')} | "
@@ -136,14 +169,17 @@ def main() -> None:
     from edgedistill._version import __version__
     from edgedistill.fileio import write_json_atomic
 
-    write_json_atomic(args.output, {
-        "benchmark": "firmware_footprint",
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "edgedistill": __version__,
-        "command": " ".join(sys.argv),
-        "notes": "instructions per invoke from QEMU -icount shift=0 (1 ns per instruction) and SysTick; not cycles",
-        "rows": rows,
-    })
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "firmware_footprint",
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "edgedistill": __version__,
+            "command": " ".join(sys.argv),
+            "notes": "instructions per invoke from QEMU -icount shift=0 (1 ns per instruction) and SysTick; not cycles",
+            "rows": rows,
+        },
+    )
     print(table(rows))
     print(f"\nWrote {args.output}")
 

@@ -138,12 +138,24 @@ def build_bare_metal(tmp_path: Path, board: str, *, iterations: int = 1_000_000,
     flags = [*BOARD_FLAGS[board], "-mthumb", "-O2", "-ffunction-sections", "-fdata-sections", "-fno-exceptions", "-fno-rtti"]
     defines = [f"-DLOOP_ITERATIONS={iterations}u"] + (["-DHANG"] if hang else [])
     command = [
-        "arm-none-eabi-g++", *flags, *defines, "-std=c++17",
-        f"-I{firmware_dir() / 'src'}", f"-I{ports / 'common'}",
-        str(source), str(ports / "common" / "cortex_m_startup.c"), str(ports / "common" / "systick.cc"),
-        "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-        f"-L{ports / 'common'}", f"-T{ports / board / 'linker.ld'}", "-Wl,--gc-sections",
-        f"-Wl,-Map={tmp_path / 'bare.map'}", "-o", str(elf),
+        "arm-none-eabi-g++",
+        *flags,
+        *defines,
+        "-std=c++17",
+        f"-I{firmware_dir() / 'src'}",
+        f"-I{ports / 'common'}",
+        str(source),
+        str(ports / "common" / "cortex_m_startup.c"),
+        str(ports / "common" / "systick.cc"),
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        f"-L{ports / 'common'}",
+        f"-T{ports / board / 'linker.ld'}",
+        "-Wl,--gc-sections",
+        f"-Wl,-Map={tmp_path / 'bare.map'}",
+        "-o",
+        str(elf),
     ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return elf

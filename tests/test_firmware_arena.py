@@ -41,7 +41,9 @@ def test_struct_size_matches_arm_none_eabi_gcc(tmp_path):
         source.append(f"struct s{index} {{ {members} }};")
         source.append(f"char size{index}[sizeof(struct s{index})];")
     (tmp_path / "probe.c").write_text("\n".join(source) + "\n")
-    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-c", "probe.c", "-o", "probe.o"], cwd=tmp_path, check=True)
+    subprocess.run(
+        ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-c", "probe.c", "-o", "probe.o"], cwd=tmp_path, check=True
+    )
     nm = subprocess.run(["arm-none-eabi-nm", "-S", "probe.o"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     sizes = {line.split()[-1]: int(line.split()[1], 16) for line in nm.splitlines() if line.split()[-1].startswith("size")}
     for index, fields in enumerate(LAYOUTS.values()):

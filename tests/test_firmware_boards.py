@@ -73,6 +73,8 @@ def test_importing_the_firmware_cli_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, edgedistill.firmware.cli; print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules))"
+    code = (
+        "import sys, edgedistill.firmware.cli; print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules))"
+    )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"

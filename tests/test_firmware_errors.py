@@ -142,7 +142,14 @@ def test_qemu_timeout_is_reported_without_traceback(tmp_path):
     stand_in.write_text("#!/bin/sh\n# stand-in for qemu-system-arm: prints a little, then hangs\necho booting\nexec sleep 30\n")
     stand_in.chmod(stand_in.stat().st_mode | stat.S_IEXEC)
     result = invoke(
-        "firmware", "run", tmp_path, "--board", "qemu-mps2-an386", "--no-build", "--timeout", "1",
+        "firmware",
+        "run",
+        tmp_path,
+        "--board",
+        "qemu-mps2-an386",
+        "--no-build",
+        "--timeout",
+        "1",
         env={"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     assert result.exit_code == 1

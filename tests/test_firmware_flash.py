@@ -80,10 +80,16 @@ def test_pyocd_command():
 
 
 def test_probe_checks():
-    listing = json.dumps({"pyocd_version": "0.36.0", "status": 0, "boards": [
-        {"unique_id": "0668FF555051", "info": "ST-Link v2-1", "target": "stm32f446retx"},
-        {"unique_id": "E6614103E7", "info": "CMSIS-DAP", "target": "cortex_m"},
-    ]})
+    listing = json.dumps(
+        {
+            "pyocd_version": "0.36.0",
+            "status": 0,
+            "boards": [
+                {"unique_id": "0668FF555051", "info": "ST-Link v2-1", "target": "stm32f446retx"},
+                {"unique_id": "E6614103E7", "info": "CMSIS-DAP", "target": "cortex_m"},
+            ],
+        }
+    )
     probes = parse_probe_list(listing)
     assert check_probe(probes, NUCLEO, "0668")["unique_id"] == "0668FF555051"
     with pytest.raises(InputError, match="Choose one with --probe"):
@@ -125,7 +131,9 @@ def test_flash_cli_dry_run_and_missing_pyocd(tmp_path, monkeypatch):
     write_micro_export(run_dir)
     _real_build(run_dir, tmp_path)
     drive = _stand_in_drive(tmp_path / "media", "NODE_F446RE", "DETAILS.TXT")
-    result = CliRunner().invoke(cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "drive", "--drive", str(drive), "--dry-run"])
+    result = CliRunner().invoke(
+        cli, ["flash", str(run_dir), "--board", "nucleo-f446re", "--method", "drive", "--drive", str(drive), "--dry-run"]
+    )
     assert result.exit_code == 0, result.output
     assert "Would run: copy" in result.output and "fits nucleo-f446re" in result.output
     import edgedistill.firmware.flash as flash_module

@@ -32,7 +32,7 @@ def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
     _, run_dir, _ = pipeline_run
     result = CliRunner().invoke(cli, ["firmware", "run", str(run_dir), "--board", board, "--json"])
     assert result.exit_code == 0, result.output
-    run = json.loads(result.output[result.output.index("{"):])
+    run = json.loads(result.output[result.output.index("{") :])
     assert run["status"] == "pass"
     assert all(sample["match"] and sample["max_abs_diff"] == 0 for sample in run["samples"])
     export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
@@ -60,4 +60,7 @@ def test_second_build_reuses_the_cached_library(pipeline_run):
     build_firmware(run_dir, board="qemu-mps2-an386")
     again = build_firmware(run_dir, board="qemu-mps2-an386")
     assert again.info["tflm_library_built_now"] is False
-    assert again.info["sizes"]["arena_bytes"] == json.loads((run_dir / "micro" / "micro_export.json").read_text())["kTensorArenaSize"]
+    assert (
+        again.info["sizes"]["arena_bytes"]
+        == json.loads((run_dir / "micro" / "micro_export.json").read_text())["kTensorArenaSize"]
+    )

@@ -15,7 +15,6 @@ printed on the target (``arena_used_bytes()``) side by side, with the estimate's
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -57,7 +56,9 @@ class AllocationBreakdown:
             "total_bytes": self.total_bytes,
             "head_bytes": self.head_bytes,
             "tail_bytes": self.tail_bytes,
-            "categories": {name: {"used_bytes": u, "requested_bytes": r, "count": c} for name, (u, r, c) in self.categories.items()},
+            "categories": {
+                name: {"used_bytes": u, "requested_bytes": r, "count": c} for name, (u, r, c) in self.categories.items()
+            },
         }
 
 
@@ -72,7 +73,9 @@ def parse_allocations(text: str) -> AllocationBreakdown:
 
 def host_allocation_breakdown(model_path: Path, *, arena_size: int, python: str = sys.executable) -> AllocationBreakdown:
     """The host (64-bit) TFLM interpreter's allocation accounting for ``model_path`` (in a subprocess)."""
-    completed = subprocess.run([python, "-c", _SCRIPT, str(model_path), str(arena_size)], capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [python, "-c", _SCRIPT, str(model_path), str(arena_size)], capture_output=True, text=True, timeout=300
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"The host TFLM interpreter failed on {model_path}: {completed.stderr.strip()[-300:]}")
     return parse_allocations(completed.stdout + completed.stderr)
@@ -148,7 +151,9 @@ def estimate_target_arena(
             parts[name] = count * struct_size(STRUCT_FIELDS[name], target_abi)
         elif name == QUANTIZATION_CATEGORY:
             structs = count // 2
-            saved = structs * (struct_size(AFFINE_QUANTIZATION_FIELDS, host_abi) - struct_size(AFFINE_QUANTIZATION_FIELDS, target_abi))
+            saved = structs * (
+                struct_size(AFFINE_QUANTIZATION_FIELDS, host_abi) - struct_size(AFFINE_QUANTIZATION_FIELDS, target_abi)
+            )
             parts[name] = used - saved
         else:
             parts[name] = used
@@ -188,4 +193,11 @@ def arena_truth(export: MicroExport, *, arena_used_bytes: int | None, pointer_by
     return truth
 
 
-__all__ = ["AllocationBreakdown", "parse_allocations", "host_allocation_breakdown", "estimate_target_arena", "arena_truth", "struct_size"]
+__all__ = [
+    "AllocationBreakdown",
+    "parse_allocations",
+    "host_allocation_breakdown",
+    "estimate_target_arena",
+    "arena_truth",
+    "struct_size",
+]

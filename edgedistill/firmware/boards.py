@@ -128,8 +128,7 @@ def get_board(name: str) -> Board:
         return BOARDS[name]
     except KeyError:
         raise InputError(
-            f"Unknown board {name!r}. Expected one of: {', '.join(BOARDS)}. "
-            "Pass one of these with --board."
+            f"Unknown board {name!r}. Expected one of: {', '.join(BOARDS)}. Pass one of these with --board."
         ) from None
 
 
@@ -138,8 +137,7 @@ def check_kernels(board: Board, kernels: str) -> str:
         raise InputError(f"Unknown kernels {kernels!r}. Expected one of: {', '.join(KERNELS)}.")
     if kernels not in board.kernels:
         raise InputError(
-            f"Board {board.name!r} does not support kernels={kernels!r}. "
-            f"Expected one of: {', '.join(board.kernels)}."
+            f"Board {board.name!r} does not support kernels={kernels!r}. Expected one of: {', '.join(board.kernels)}."
         )
     return kernels
 

@@ -105,7 +105,11 @@ def build_firmware(
 
     started = time.monotonic()
     library, built_now = ensure_library(
-        checkout, board_spec.tflm_target, board_spec.tflm_target_arch, kernels, jobs=jobs,
+        checkout,
+        board_spec.tflm_target,
+        board_spec.tflm_target_arch,
+        kernels,
+        jobs=jobs,
         log_path=out / "tflm_library.log",
     )
     library_seconds = time.monotonic() - started
@@ -114,7 +118,10 @@ def build_firmware(
     if arena_bytes is not None:
         defines.append(f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_bytes)}")
     command = [
-        "make", "-C", str(firmware_dir()), f"-j{jobs}",
+        "make",
+        "-C",
+        str(firmware_dir()),
+        f"-j{jobs}",
         f"BOARD={board_spec.name}",
         f"KERNELS={kernels}",
         f"MICRO_DIR={export.micro_dir.resolve()}",

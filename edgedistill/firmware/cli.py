@@ -32,7 +32,9 @@ _tflm_option = click.option(
     metavar="PATH",
     help="TFLite Micro checkout (default: $TFLM_DIR, else a clone at the pinned commit).",
 )
-_jobs_option = click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel compile jobs.")
+_jobs_option = click.option(
+    "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel compile jobs."
+)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
@@ -85,8 +87,13 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invoke
     from edgedistill.firmware.build import build_firmware
 
     result = build_firmware(
-        run_dir, board=board, kernels=kernels, tflm_dir=tflm_dir, jobs=jobs,
-        arena_bytes=arena_bytes, num_timed_invokes=num_timed_invokes,
+        run_dir,
+        board=board,
+        kernels=kernels,
+        tflm_dir=tflm_dir,
+        jobs=jobs,
+        arena_bytes=arena_bytes,
+        num_timed_invokes=num_timed_invokes,
     )
     info = result.info
     if as_json:
@@ -108,7 +115,9 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invoke
 @_kernels_option
 @_tflm_option
 @_jobs_option
-@click.option("--timeout", "timeout_seconds", default=120.0, show_default=True, type=float, help="Seconds before QEMU is stopped.")
+@click.option(
+    "--timeout", "timeout_seconds", default=120.0, show_default=True, type=float, help="Seconds before QEMU is stopped."
+)
 @click.option("--build/--no-build", default=True, show_default=True, help="Build first if there is no build.")
 @_json_option
 def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, as_json) -> None:
@@ -122,7 +131,9 @@ def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, as_json
         click.echo(json.dumps(result, indent=2))
         return
     matched = sum(1 for sample in result["samples"] if sample["match"])
-    click.echo(f"{board} ({kernels}): {result['status']} - {matched}/{len(result['samples'])} samples match the host TFLM outputs")
+    click.echo(
+        f"{board} ({kernels}): {result['status']} - {matched}/{len(result['samples'])} samples match the host TFLM outputs"
+    )
     arena = result["arena"]
     click.echo(
         f"  arena used on target {arena.get('arena_used_bytes_target')} bytes "

@@ -103,8 +103,7 @@ def load_micro_export(run_dir: str | Path) -> MicroExport:
         metadata = json.loads((micro_dir / "micro_export.json").read_text())
     except json.JSONDecodeError as error:
         raise InputError(
-            f"{str(micro_dir / 'micro_export.json')!r} is not valid JSON ({error}). "
-            "Re-run `edgedistill micro` to write it again."
+            f"{str(micro_dir / 'micro_export.json')!r} is not valid JSON ({error}). Re-run `edgedistill micro` to write it again."
         ) from None
     version = metadata.get("schema_version")
     if version not in SUPPORTED_SCHEMA_VERSIONS:

@@ -224,7 +224,9 @@ def flash_firmware(
     if method is not None and method not in METHODS:
         raise InputError(f"Unknown --method {method!r}. Expected one of: {', '.join(METHODS)}.")
     if method is not None and method not in board_spec.flash_methods:
-        raise InputError(f"Board {board!r} cannot be flashed with {method}. Expected one of: {', '.join(board_spec.flash_methods)}.")
+        raise InputError(
+            f"Board {board!r} cannot be flashed with {method}. Expected one of: {', '.join(board_spec.flash_methods)}."
+        )
     built = load_build(run_dir, board=board, kernels=kernels)
     if not built.elf.is_file():
         raise InputError(f"{built.elf} is missing. Rebuild: edgedistill firmware build {run_dir} --board {board}")

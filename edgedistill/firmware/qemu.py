@@ -31,11 +31,16 @@ def qemu_command(board: Board, elf: Path, *, qemu: str = "qemu-system-arm") -> l
         command += ["-cpu", board.qemu_cpu]
     return command + [
         "-nographic",
-        "-monitor", "none",
-        "-serial", "none",
-        "-semihosting-config", "enable=on,target=native",
-        "-icount", "shift=0",
-        "-kernel", str(elf),
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+        "-kernel",
+        str(elf),
     ]
 
 

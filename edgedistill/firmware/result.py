@@ -60,14 +60,12 @@ def parse_result_block(text: str) -> FirmwareResult:
     """The last complete result block in ``text``; :class:`StageError` if there is none."""
     start = text.rfind(BEGIN)
     if start < 0:
-        raise StageError(
-            f"The firmware printed no {BEGIN} block. Its output began: {text.strip()[:300]!r}"
-        )
+        raise StageError(f"The firmware printed no {BEGIN} block. Its output began: {text.strip()[:300]!r}")
     end = text.find(END, start)
     if end < 0:
         raise StageError(
             f"The firmware's result block has no {END} line (it stopped early). Output after the block start: "
-            f"{text[start:start + 400].strip()!r}"
+            f"{text[start : start + 400].strip()!r}"
         )
     result = FirmwareResult(fields={})
     for line in text[start + len(BEGIN) : end].splitlines():
@@ -106,9 +104,7 @@ def compare_outputs(
     for index, (sample, want) in enumerate(zip(result.samples, expected)):
         got = sample.get("output", [])
         if len(got) != len(want):
-            raise StageError(
-                f"Sample {index}: the firmware printed {len(got)} outputs, the export expects {len(want)}."
-            )
+            raise StageError(f"Sample {index}: the firmware printed {len(got)} outputs, the export expects {len(want)}.")
         differences = [abs(a - b) for a, b in zip(got, want)]
         worst = max(differences, default=0)
         if relative:

@@ -82,15 +82,12 @@ def run_firmware(
     parsed = parse_result_block(ran.output)
     if parsed.status == "error":
         raise StageError(
-            f"The firmware stopped with error={parsed.fields.get('error', '?')} on {board}. "
-            f"Log: {built.build_dir / 'run.log'}"
+            f"The firmware stopped with error={parsed.fields.get('error', '?')} on {board}. Log: {built.build_dir / 'run.log'}"
         )
 
     expected = export.expected_outputs()
     is_float = export.output_dtype.startswith("float")
-    checks = compare_outputs(
-        parsed, expected, tolerance=FLOAT_RELATIVE_TOLERANCE if is_float else 0, relative=is_float
-    )
+    checks = compare_outputs(parsed, expected, tolerance=FLOAT_RELATIVE_TOLERANCE if is_float else 0, relative=is_float)
     outputs_match = all(check["match"] for check in checks)
     firmware_says_pass = parsed.status == "pass"
 
