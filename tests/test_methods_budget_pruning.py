@@ -12,15 +12,25 @@ def test_budget_picks_the_largest_width_that_fits():
 
     widths = (0.125, 0.25, 0.5, 1.0)
     # a flash budget between the measured sizes of widths 0.25 and 0.5
-    small = measure_student("dscnn", (8, 8, 1), 10, 0.25, budget=Budget(max_flash_kb=1e6, max_arena_kb=1e6))
-    large = measure_student("dscnn", (8, 8, 1), 10, 0.5, budget=Budget(max_flash_kb=1e6, max_arena_kb=1e6))
-    assert small.flash_bytes < large.flash_bytes and small.arena_bytes <= large.arena_bytes
+    small = measure_student("dscnn", (8, 8, 1), 10, 0.25, budget=Budget(max_flash_kb=1e6))
+    large = measure_student("dscnn", (8, 8, 1), 10, 0.5, budget=Budget(max_flash_kb=1e6))
+    assert small.flash_bytes < large.flash_bytes
+    assert small.arena_bytes is None  # the arena is only probed when it is budgeted
     limit_kb = (small.flash_bytes + large.flash_bytes) / 2 / 1024
     choice = select_student_width("dscnn", (8, 8, 1), 10, Budget(max_flash_kb=limit_kb), widths=widths)
     assert choice.width == 0.25
     assert choice.chosen.fits and choice.chosen.flash_bytes <= limit_kb * 1024
     assert any(m.width == 0.5 and not m.fits for m in choice.measurements)
     assert choice.to_dict()["chosen"]["width"] == 0.25
+
+
+def test_budget_arena_is_measured_with_tflm():
+    from edgedistill.budget import Budget, measure_student
+
+    tight = measure_student("dscnn", (8, 8, 1), 10, 0.125, budget=Budget(max_arena_kb=1.0))
+    loose = measure_student("dscnn", (8, 8, 1), 10, 0.125, budget=Budget(max_arena_kb=1000.0))
+    assert tight.arena_bytes == loose.arena_bytes > 1024  # the same model, measured twice
+    assert not tight.fits and loose.fits
 
 
 def test_budget_no_preset_can_meet():
