@@ -16,7 +16,6 @@ Every problem (not an int8 model, an op TFLM lacks) is reported before anything 
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 import tempfile
@@ -405,14 +404,6 @@ def export_micro(
     )
 
 
-def load_micro_export(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a micro export folder (raises if the folder holds no complete export)."""
-    path = Path(folder) / "micro_export.json"
-    if not path.is_file():
-        raise InputError(f"{folder} holds no TFLite Micro export (no micro_export.json). Run `edgedistill micro` first.")
-    return json.loads(path.read_text())
-
-
 __all__ = [
     "TFLM_RESOLVER_METHODS",
     "MicroExport",
@@ -420,6 +411,5 @@ __all__ = [
     "measure_arena",
     "arena_with_margin",
     "check_micro_compatible",
-    "load_micro_export",
     "c_array_lines",
 ]
