@@ -70,14 +70,32 @@ def make_bigger_run(student_run: Path, work: Path) -> Path:
     return run_dir
 
 
-def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float) -> list[dict]:
+def cached_only(plan: list[tuple[str, str, bool]], tflm_dir: str) -> list[tuple[str, str, bool]]:
+    """The entries whose TFLM library is already built (the others would first build it: 10-30 min each)."""
+    from pathlib import Path as _Path
+
+    from edgedistill.firmware.boards import get_board
+    from edgedistill.firmware.tflm import library_for, tflm_commit
+
+    commit = tflm_commit(_Path(tflm_dir))
+    kept = []
+    for board, kernels, emulate in plan:
+        spec = get_board(board)
+        if library_for(commit, spec.tflm_target, spec.tflm_target_arch, kernels).exists:
+            kept.append((board, kernels, emulate))
+        else:
+            print(f"skipped {board} {kernels}: its TFLM library is not built yet (--cached-only)", flush=True)
+    return kept
+
+
+def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float, plan: list[tuple[str, str, bool]] = PLAN) -> list[dict]:
     from edgedistill.errors import EdgeDistillError
     from edgedistill.firmware.build import build_firmware
     from edgedistill.firmware.run import run_firmware
 
     export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
     rows = []
-    for board, kernels, emulate in PLAN:
+    for board, kernels, emulate in plan:
         row = {
             "model": name,
             "board": board,
@@ -151,6 +169,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--no-bigger", action="store_true", help="only the student")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--cached-only", action="store_true", help="skip boards/kernels whose TFLM library is not built yet")
     args = parser.parse_args()
     tflm_dir = os.environ.get("TFLM_DIR")
     if not tflm_dir:
@@ -162,9 +181,10 @@ def main() -> None:
     if not args.no_bigger:
         runs.append(("bigger-cnn", make_bigger_run(student, args.work_dir)))
 
+    plan = cached_only(PLAN, tflm_dir) if args.cached_only else PLAN
     rows = []
     for name, run_dir in runs:
-        rows += measure(run_dir, name, tflm_dir, args.timeout)
+        rows += measure(run_dir, name, tflm_dir, args.timeout, plan)
 
     from edgedistill._version import __version__
     from edgedistill.fileio import write_json_atomic
@@ -176,6 +196,7 @@ def main() -> None:
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "edgedistill": __version__,
             "command": " ".join(sys.argv),
+            "plan": [list(entry) for entry in plan],
             "notes": "instructions per invoke from QEMU -icount shift=0 (1 ns per instruction) and SysTick; not cycles",
             "rows": rows,
         },
