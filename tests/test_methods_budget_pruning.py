@@ -7,30 +7,36 @@ import pytest
 from edgedistill.errors import InputError
 
 
-def test_budget_picks_the_largest_width_that_fits():
-    from edgedistill.budget import Budget, measure_student, select_student_width
+def test_budget_bisects_to_the_largest_width_that_fits(monkeypatch):
+    """The bisection over the width ladder, with measurements faked as 10 KB per unit of width."""
+    from edgedistill import budget as budget_mod
 
-    widths = (0.125, 0.25, 0.5, 1.0)
-    # a flash budget between the measured sizes of widths 0.25 and 0.5
-    small = measure_student("dscnn", (8, 8, 1), 10, 0.25, budget=Budget(max_flash_kb=1e6))
-    large = measure_student("dscnn", (8, 8, 1), 10, 0.5, budget=Budget(max_flash_kb=1e6))
-    assert small.flash_bytes < large.flash_bytes
-    assert small.arena_bytes is None  # the arena is only probed when it is budgeted
-    limit_kb = (small.flash_bytes + large.flash_bytes) / 2 / 1024
-    choice = select_student_width("dscnn", (8, 8, 1), 10, Budget(max_flash_kb=limit_kb), widths=widths)
-    assert choice.width == 0.25
-    assert choice.chosen.fits and choice.chosen.flash_bytes <= limit_kb * 1024
-    assert any(m.width == 0.5 and not m.fits for m in choice.measurements)
-    assert choice.to_dict()["chosen"]["width"] == 0.25
+    measured = []
+
+    def fake_measure(preset, input_shape, num_classes, width, *, budget, seed=0):
+        measured.append(width)
+        flash = int(width * 10 * 1024)
+        return budget_mod.StudentMeasurement(preset, width, int(width * 1000), flash, None, None, flash <= budget.max_flash_kb * 1024)
+
+    monkeypatch.setattr(budget_mod, "measure_student", fake_measure)
+    choice = budget_mod.select_student_width("dscnn", (8, 8, 1), 10, budget_mod.Budget(max_flash_kb=6.0))
+    assert choice.width == 0.5  # 0.5 -> 5 KB fits, 0.75 -> 7.5 KB does not
+    assert choice.chosen.fits and not any(m.fits for m in choice.measurements if m.width > 0.5)
+    assert len(measured) <= 5 < len(budget_mod.DEFAULT_WIDTHS)  # bisection, not a sweep
+    assert choice.to_dict()["chosen"]["width"] == 0.5
+    measured.clear()
+    assert budget_mod.select_student_width("dscnn", (8, 8, 1), 10, budget_mod.Budget(max_flash_kb=100.0)).width == 2.0
+    assert len(measured) == 2  # smallest and largest both fit
 
 
 def test_budget_arena_is_measured_with_tflm():
     from edgedistill.budget import Budget, measure_student
 
     tight = measure_student("dscnn", (8, 8, 1), 10, 0.125, budget=Budget(max_arena_kb=1.0))
-    loose = measure_student("dscnn", (8, 8, 1), 10, 0.125, budget=Budget(max_arena_kb=1000.0))
-    assert tight.arena_bytes == loose.arena_bytes > 1024  # the same model, measured twice
-    assert not tight.fits and loose.fits
+    assert tight.arena_bytes > 1024 and not tight.fits
+    assert tight.flash_bytes > 0 and tight.parameters > 0
+    bigger = measure_student("dscnn", (8, 8, 1), 10, 0.5, budget=Budget(max_arena_kb=1000.0))
+    assert bigger.fits and bigger.flash_bytes > tight.flash_bytes and bigger.arena_bytes >= tight.arena_bytes
 
 
 def test_budget_no_preset_can_meet():

@@ -186,8 +186,10 @@ def test_run_scheme_options(setup):
         run_scheme("patient", teacher, student(), data, options="mixup=0.2", config=config)
     with pytest.raises(InputError, match="assistant_widths"):
         run_scheme("teacher_assistant", teacher, student(), data, config=config)
-    model, history = run_scheme("teacher_assistant", teacher, student(), data, options="assistant_widths=0.25", config=config)
-    assert len(history["chain"]) == 2
+    with pytest.raises(InputError, match="teachers=a.keras"):
+        run_scheme("multi_teacher", teacher, student(), data, config=config)
+    with pytest.raises(InputError, match="Model file not found"):
+        run_scheme("multi_teacher", teacher, student(), data, options="teachers=/nonexistent.keras", config=config)
 
 
 def test_temperature_scaling_and_ece():
