@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedistill.distill.losses import LOSSES, DistillationLoss, LogitsDistillation, get_loss, register_loss
+from edgedistill.distill.losses import (
+    LOSSES,
+    AttentionTransfer,
+    DistillationLoss,
+    FeatureDistillation,
+    LogitsDistillation,
+    RelationalDistillation,
+    get_loss,
+    register_loss,
+)
 
 
 def distill(
@@ -69,4 +78,16 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["Distiller", "DistillationLoss", "LogitsDistillation", "LOSSES", "distill", "get_loss", "register_loss", "teacher_targets"]
+__all__ = [
+    "Distiller",
+    "DistillationLoss",
+    "LogitsDistillation",
+    "FeatureDistillation",
+    "AttentionTransfer",
+    "RelationalDistillation",
+    "LOSSES",
+    "distill",
+    "get_loss",
+    "register_loss",
+    "teacher_targets",
+]
