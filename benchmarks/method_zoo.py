@@ -44,7 +44,12 @@ def methods(args):
     from edgedistill.distill.calibration import calibrate_logits
     from edgedistill.distill.losses import AttentionTransfer, FeatureDistillation, LogitsDistillation, RelationalDistillation
     from edgedistill.distill.schemes import (
-        data_free_distill, distill_multi_teacher, mutual_distill, patient_distill, self_distill, teacher_assistant_distill,
+        data_free_distill,
+        distill_multi_teacher,
+        mutual_distill,
+        patient_distill,
+        self_distill,
+        teacher_assistant_distill,
     )
     from edgedistill.models import build_model, predict_logits
     from edgedistill.training import train_classifier
@@ -52,46 +57,116 @@ def methods(args):
     T, alpha = args.temperature, args.alpha
 
     def logits(teacher, teachers, student, data, config):
-        return distill(teacher, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config)
+        return distill(
+            teacher, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config
+        )
 
     def logits_annealed(teacher, teachers, student, data, config):
-        return distill(teacher, student, data, distillation_losses=[LogitsDistillation(8.0, final_temperature=2.0)], student_loss_weight=alpha, config=config)
+        return distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[LogitsDistillation(8.0, final_temperature=2.0)],
+            student_loss_weight=alpha,
+            config=config,
+        )
 
     def calibrated(teacher, teachers, student, data, config):
         outputs = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
         calibration = calibrate_logits(outputs["val"], data.y_val)
         outputs = {k: calibration.apply(v) for k, v in outputs.items()}
-        student, history = distill(teacher, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config, teacher_outputs=outputs)
+        student, history = distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[LogitsDistillation(T)],
+            student_loss_weight=alpha,
+            config=config,
+            teacher_outputs=outputs,
+        )
         history["calibration"] = calibration.to_dict()
         return student, history
 
     def hint(teacher, teachers, student, data, config):
-        return distill(teacher, student, data, distillation_losses=[FeatureDistillation("block2_relu", "block2_relu")], student_loss_weight=alpha, config=config)
+        return distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[FeatureDistillation("block2_relu", "block2_relu")],
+            student_loss_weight=alpha,
+            config=config,
+        )
 
     def attention(teacher, teachers, student, data, config):
-        return distill(teacher, student, data, distillation_losses=[AttentionTransfer("block2_relu", "block2_relu")], student_loss_weight=alpha, config=config)
+        return distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[AttentionTransfer("block2_relu", "block2_relu")],
+            student_loss_weight=alpha,
+            config=config,
+        )
 
     def rkd(teacher, teachers, student, data, config):
-        return distill(teacher, student, data, distillation_losses=[RelationalDistillation()], student_loss_weight=alpha, config=config)
+        return distill(
+            teacher, student, data, distillation_losses=[RelationalDistillation()], student_loss_weight=alpha, config=config
+        )
 
     def multi(teacher, teachers, student, data, config):
-        return distill_multi_teacher(teachers, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config)
+        return distill_multi_teacher(
+            teachers, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config
+        )
 
     def self_ema(teacher, teachers, student, data, config):
-        return self_distill(None, student, data, mode="ema", ema_decay=0.99, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config)
+        return self_distill(
+            None,
+            student,
+            data,
+            mode="ema",
+            ema_decay=0.99,
+            distillation_losses=[LogitsDistillation(T)],
+            student_loss_weight=alpha,
+            config=config,
+        )
 
     def mutual(teacher, teachers, student, data, config):
         return mutual_distill(None, student, data, config=config)
 
     def assistant(teacher, teachers, student, data, config):
         helper = build_model("cnn", data.input_shape, data.num_classes, width=args.assistant_width, name="assistant")
-        return teacher_assistant_distill(teacher, student, data, assistants=[helper], distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config)
+        return teacher_assistant_distill(
+            teacher,
+            student,
+            data,
+            assistants=[helper],
+            distillation_losses=[LogitsDistillation(T)],
+            student_loss_weight=alpha,
+            config=config,
+        )
 
     def patient(teacher, teachers, student, data, config):
-        return patient_distill(teacher, student, data, mixup_alpha=1.0, translation=0.1, distillation_losses=[LogitsDistillation(1.0)], student_loss_weight=0.0, config=config)
+        return patient_distill(
+            teacher,
+            student,
+            data,
+            mixup_alpha=1.0,
+            translation=0.1,
+            distillation_losses=[LogitsDistillation(1.0)],
+            student_loss_weight=0.0,
+            config=config,
+        )
 
     def data_free(teacher, teachers, student, data, config):
-        return data_free_distill(teacher, student, data, num_samples=args.data_free_samples, steps=args.data_free_steps, distillation_losses=[LogitsDistillation(T)], student_loss_weight=0.0, config=config)
+        return data_free_distill(
+            teacher,
+            student,
+            data,
+            num_samples=args.data_free_samples,
+            steps=args.data_free_steps,
+            distillation_losses=[LogitsDistillation(T)],
+            student_loss_weight=0.0,
+            config=config,
+        )
 
     def scratch(teacher, teachers, student, data, config):
         return student, train_classifier(student, data, config=config, stage="scratch")
@@ -140,35 +215,69 @@ def main() -> int:
 
     table = methods(args)
     chosen = [m for m in args.methods.split(",") if m] or list(table)
-    output = Path(args.output) if args.output else ROOT / "results" / ("method_zoo.json" if args.data == "fashion_mnist" else f"method_zoo_{args.data.split(':')[0]}.json")
+    output = (
+        Path(args.output)
+        if args.output
+        else ROOT
+        / "results"
+        / ("method_zoo.json" if args.data == "fashion_mnist" else f"method_zoo_{args.data.split(':')[0]}.json")
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "settings": vars(args),
         "versions": runtime_versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "note": "2 cores shared with other jobs: wall times are indicative"},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "note": "2 cores shared with other jobs: wall times are indicative",
+        },
         "runs": [],
     }
     for seed in [int(s) for s in args.seeds.split(",")]:
         data = load_dataset(args.data, validation_fraction=0.05, seed=seed, max_train_samples=args.max_train_samples)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience, seed=seed, verbose=0)
-        teacher_config = TrainConfig(epochs=args.teacher_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience, seed=seed, verbose=0)
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            seed=seed,
+            verbose=0,
+        )
+        teacher_config = TrainConfig(
+            epochs=args.teacher_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            seed=seed,
+            verbose=0,
+        )
         teachers = []
         for index, width in enumerate((1.0, 0.5)):
             started = time.perf_counter()
             teacher = build_model("cnn", data.input_shape, data.num_classes, width=width, name=f"teacher{index}")
             train_classifier(teacher, data, config=teacher_config)
             teachers.append(teacher)
-            record = {"seed": seed, "method": f"teacher_cnn_w{width:g}", "parameters": int(teacher.count_params()),
-                      "float_accuracy": accuracy(teacher, data.x_test, data.y_test), "seconds": round(time.perf_counter() - started, 1)}
+            record = {
+                "seed": seed,
+                "method": f"teacher_cnn_w{width:g}",
+                "parameters": int(teacher.count_params()),
+                "float_accuracy": accuracy(teacher, data.x_test, data.y_test),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
             result["runs"].append(record)
-            print(f"seed {seed} {record['method']:<28} {record['parameters']:>8} params  {record['float_accuracy']:.2f}%  {record['seconds']:.0f} s", flush=True)
+            print(
+                f"seed {seed} {record['method']:<28} {record['parameters']:>8} params  {record['float_accuracy']:.2f}%  {record['seconds']:.0f} s",
+                flush=True,
+            )
         for name in chosen:
             started = time.perf_counter()
             student = build_model("cnn", data.input_shape, data.num_classes, width=args.student_width, name="student")
             student, history = table[name](teachers[0], teachers, student, data, config)
             record = {
-                "seed": seed, "method": name, "parameters": int(student.count_params()),
+                "seed": seed,
+                "method": name,
+                "parameters": int(student.count_params()),
                 "float_accuracy": accuracy(student, data.x_test, data.y_test),
                 "int8_accuracy": int8_accuracy(student, data),
                 "epochs_run": len(history.get("loss", [])),
@@ -178,7 +287,10 @@ def main() -> int:
                 if key in history:
                     record[key] = history[key]
             result["runs"].append(record)
-            print(f"seed {seed} {name:<28} {record['parameters']:>8} params  float {record['float_accuracy']:.2f}%  int8 {record['int8_accuracy']:.2f}%  {record['seconds']:.0f} s", flush=True)
+            print(
+                f"seed {seed} {name:<28} {record['parameters']:>8} params  float {record['float_accuracy']:.2f}%  int8 {record['int8_accuracy']:.2f}%  {record['seconds']:.0f} s",
+                flush=True,
+            )
             result["summary"] = summarize(result["runs"])
             output.write_text(json.dumps(result, indent=2))
     print_table(result["summary"])
@@ -208,10 +320,15 @@ def summarize(runs: list[dict]) -> list[dict]:
         if gains:
             row["gain_over_scratch_mean"] = float(np.mean(gains))
             row["gain_over_scratch_per_seed"] = [round(g, 2) for g in gains]
-            int8_gains = [r["int8_accuracy"] - scratch_int8[r["seed"]] for r in selected if scratch_int8.get(r["seed"]) is not None]
+            int8_gains = [
+                r["int8_accuracy"] - scratch_int8[r["seed"]] for r in selected if scratch_int8.get(r["seed"]) is not None
+            ]
             row["int8_gain_over_scratch_mean"] = float(np.mean(int8_gains)) if int8_gains else None
-            gaps = [(r["float_accuracy"] - scratch[r["seed"]]) / (teacher[r["seed"]] - scratch[r["seed"]])
-                    for r in selected if r["seed"] in teacher and teacher[r["seed"]] != scratch[r["seed"]]]
+            gaps = [
+                (r["float_accuracy"] - scratch[r["seed"]]) / (teacher[r["seed"]] - scratch[r["seed"]])
+                for r in selected
+                if r["seed"] in teacher and teacher[r["seed"]] != scratch[r["seed"]]
+            ]
             row["gap_recovered_mean"] = float(np.mean(gaps)) if gaps else None
         rows.append(row)
     return rows
@@ -224,7 +341,9 @@ def print_table(rows: list[dict]) -> None:
         gain = f"{row['gain_over_scratch_mean']:+.2f}" if "gain_over_scratch_mean" in row else "-"
         gap = f"{row['gap_recovered_mean']:+.2f}" if row.get("gap_recovered_mean") is not None else "-"
         per_seed = ", ".join(f"{g:+.2f}" for g in row.get("gain_over_scratch_per_seed", []))
-        print(f"{row['method']:<28} {row['parameters']:>8} {row['float_accuracy_mean']:>8.2f} {int8:>8} {gain:>7} {gap:>8} {row['seconds_mean']:>6.0f}  {per_seed}")
+        print(
+            f"{row['method']:<28} {row['parameters']:>8} {row['float_accuracy_mean']:>8.2f} {int8:>8} {gain:>7} {gap:>8} {row['seconds_mean']:>6.0f}  {per_seed}"
+        )
 
 
 if __name__ == "__main__":

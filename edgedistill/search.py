@@ -92,22 +92,33 @@ class SearchSettings:
         if self.strategy not in STRATEGIES:
             raise InputError(f"Unknown strategy {self.strategy!r}. Expected one of: {', '.join(STRATEGIES)}.")
         if self.epochs < 1 or self.qat_epochs < 0 or self.teacher_epochs < 1:
-            raise InputError(f"`epochs` and `teacher_epochs` must be >= 1 and `qat_epochs` >= 0. Received: {self.epochs}, {self.teacher_epochs}, {self.qat_epochs}.")
+            raise InputError(
+                f"`epochs` and `teacher_epochs` must be >= 1 and `qat_epochs` >= 0. Received: {self.epochs}, {self.teacher_epochs}, {self.qat_epochs}."
+            )
 
 
 def _train_config(settings: SearchSettings, *, epochs: int, learning_rate: float):
     from edgedistill.training import TrainConfig
 
     return TrainConfig(
-        epochs=epochs, batch_size=settings.batch_size, learning_rate=learning_rate, patience=settings.patience,
-        seed=settings.seed, verbose=settings.verbose,
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        learning_rate=learning_rate,
+        patience=settings.patience,
+        seed=settings.seed,
+        verbose=settings.verbose,
     )
 
 
 def _load_data(settings: SearchSettings):
     from edgedistill.data import load_dataset
 
-    return load_dataset(settings.data, validation_fraction=settings.validation_fraction, seed=settings.seed, max_train_samples=settings.max_train_samples)
+    return load_dataset(
+        settings.data,
+        validation_fraction=settings.validation_fraction,
+        seed=settings.seed,
+        max_train_samples=settings.max_train_samples,
+    )
 
 
 def prepare_teacher(settings: SearchSettings, data, output_dir: Path, log: Logger) -> str:
@@ -120,8 +131,12 @@ def prepare_teacher(settings: SearchSettings, data, output_dir: Path, log: Logge
         return settings.teacher
     path = output_dir / "teacher.keras"
     log(f"== teacher: training preset {settings.teacher_preset} (width {settings.teacher_width}) once for every trial")
-    teacher = build_model(settings.teacher_preset, data.input_shape, data.num_classes, width=settings.teacher_width, name="teacher")
-    train_classifier(teacher, data, config=_train_config(settings, epochs=settings.teacher_epochs, learning_rate=settings.learning_rate))
+    teacher = build_model(
+        settings.teacher_preset, data.input_shape, data.num_classes, width=settings.teacher_width, name="teacher"
+    )
+    train_classifier(
+        teacher, data, config=_train_config(settings, epochs=settings.teacher_epochs, learning_rate=settings.learning_rate)
+    )
     check_classes(teacher, data.num_classes, "teacher")
     teacher.save(path)
     return str(path)
@@ -138,7 +153,9 @@ def _strategy_scope(name: str):
     return strategy.scope()
 
 
-def run_trial(params: dict[str, float], *, settings: SearchSettings, teacher_path: str, data=None, teacher_outputs: dict | None = None) -> dict[str, Any]:
+def run_trial(
+    params: dict[str, float], *, settings: SearchSettings, teacher_path: str, data=None, teacher_outputs: dict | None = None
+) -> dict[str, Any]:
     """One trial: distill (+ QAT) a fresh student with ``params``, convert to int8, measure on validation."""
     from edgedistill.convert import convert_keras_model
     from edgedistill.distill import distill
@@ -158,18 +175,30 @@ def run_trial(params: dict[str, float], *, settings: SearchSettings, teacher_pat
     loss = resolve_loss(loss_config)
     weight = float(params["student_loss_weight"])
     with _strategy_scope(settings.strategy):
-        student = build_model(settings.student_preset, data.input_shape, data.num_classes, width=float(params["student_width"]), name="student")
+        student = build_model(
+            settings.student_preset, data.input_shape, data.num_classes, width=float(params["student_width"]), name="student"
+        )
         student, history = distill(
-            teacher, student, data, distillation_losses=[loss], student_loss_weight=weight,
-            config=_train_config(settings, epochs=settings.epochs, learning_rate=settings.learning_rate), teacher_outputs=teacher_outputs,
+            teacher,
+            student,
+            data,
+            distillation_losses=[loss],
+            student_loss_weight=weight,
+            config=_train_config(settings, epochs=settings.epochs, learning_rate=settings.learning_rate),
+            teacher_outputs=teacher_outputs,
         )
     final = student
     if settings.qat_epochs:
         from edgedistill.quantize import quantize_distill
 
         final, _ = quantize_distill(
-            teacher, student, data, config=_train_config(settings, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate),
-            teacher_outputs=teacher_outputs, distillation_losses=[loss], student_loss_weight=weight,
+            teacher,
+            student,
+            data,
+            config=_train_config(settings, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate),
+            teacher_outputs=teacher_outputs,
+            distillation_losses=[loss],
+            student_loss_weight=weight,
         )
     int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train)
     int8_predictions = LiteRTModel(int8).predict(data.x_val).argmax(axis=-1)
@@ -196,7 +225,9 @@ def pareto_front(records: Sequence[dict], *, accuracy_key: str = "int8_val_accur
     front = []
     for i, a in enumerate(records):
         dominated = any(
-            b[accuracy_key] >= a[accuracy_key] and b[size_key] <= a[size_key] and (b[accuracy_key] > a[accuracy_key] or b[size_key] < a[size_key])
+            b[accuracy_key] >= a[accuracy_key]
+            and b[size_key] <= a[size_key]
+            and (b[accuracy_key] > a[accuracy_key] or b[size_key] < a[size_key])
             for j, b in enumerate(records)
             if j != i
         )
@@ -209,16 +240,22 @@ def pareto_front(records: Sequence[dict], *, accuracy_key: str = "int8_val_accur
 # Backends
 
 
-def _run_local(method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, data, log: Logger) -> list[dict]:
+def _run_local(
+    method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, data, log: Logger
+) -> list[dict]:
     from edgedistill.models import load_model_file, predict_logits
 
     teacher = load_model_file(teacher_path)
     cached = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
 
     def trial(params: dict, index: int) -> dict:
-        log(f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} width={params['student_width']:.3g}")
+        log(
+            f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} width={params['student_width']:.3g}"
+        )
         record = run_trial(params, settings=settings, teacher_path=teacher_path, data=data, teacher_outputs=cached)
-        log(f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes int8, {record['seconds']:.1f} s")
+        log(
+            f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes int8, {record['seconds']:.1f} s"
+        )
         return record
 
     if method in ("grid", "random"):
@@ -267,7 +304,16 @@ def _ray_trial(config: dict, settings: dict, teacher_path: str) -> dict:
     tune.report({**flat, "score": record["int8_val_accuracy"]})
 
 
-def _run_ray(method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, ray_address: str | None, output_dir: Path, log: Logger) -> list[dict]:
+def _run_ray(
+    method: str,
+    space: SearchSpace,
+    num_trials: int,
+    settings: SearchSettings,
+    teacher_path: str,
+    ray_address: str | None,
+    output_dir: Path,
+    log: Logger,
+) -> list[dict]:
     try:
         import ray
         from ray import tune
@@ -312,7 +358,9 @@ def _run_ray(method: str, space: SearchSpace, num_trials: int, settings: SearchS
             }
             search_alg = OptunaSearch(metric="score", mode="max", seed=settings.seed)
             num_samples = num_trials
-        trainable = tune.with_parameters(_ray_trial, settings=dataclasses.asdict(settings), teacher_path=str(Path(teacher_path).resolve()))
+        trainable = tune.with_parameters(
+            _ray_trial, settings=dataclasses.asdict(settings), teacher_path=str(Path(teacher_path).resolve())
+        )
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
             param_space=param_space,
@@ -325,7 +373,19 @@ def _run_ray(method: str, space: SearchSpace, num_trials: int, settings: SearchS
             if result.error is not None:
                 raise RuntimeError(f"A Ray trial failed: {str(result.error).splitlines()[0][:300]}")
             metrics = dict(result.metrics)
-            record = {key: metrics.get(key) for key in ("parameters", "val_accuracy", "qat_val_accuracy", "int8_val_accuracy", "int8_bytes", "arena_bytes", "epochs_run", "seconds")}
+            record = {
+                key: metrics.get(key)
+                for key in (
+                    "parameters",
+                    "val_accuracy",
+                    "qat_val_accuracy",
+                    "int8_val_accuracy",
+                    "int8_bytes",
+                    "arena_bytes",
+                    "epochs_run",
+                    "seconds",
+                )
+            }
             record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
             records.append(record)
             log(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
@@ -459,4 +519,14 @@ def _plot_pareto(result: dict[str, Any], path: Path) -> bool:
     return True
 
 
-__all__ = ["SearchSpace", "SearchSettings", "run_search", "run_trial", "pareto_front", "write_search_report", "METHODS", "BACKENDS", "STRATEGIES"]
+__all__ = [
+    "SearchSpace",
+    "SearchSettings",
+    "run_search",
+    "run_trial",
+    "pareto_front",
+    "write_search_report",
+    "METHODS",
+    "BACKENDS",
+    "STRATEGIES",
+]

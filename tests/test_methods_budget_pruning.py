@@ -16,7 +16,9 @@ def test_budget_bisects_to_the_largest_width_that_fits(monkeypatch):
     def fake_measure(preset, input_shape, num_classes, width, *, budget, seed=0):
         measured.append(width)
         flash = int(width * 10 * 1024)
-        return budget_mod.StudentMeasurement(preset, width, int(width * 1000), flash, None, None, flash <= budget.max_flash_kb * 1024)
+        return budget_mod.StudentMeasurement(
+            preset, width, int(width * 1000), flash, None, None, flash <= budget.max_flash_kb * 1024
+        )
 
     monkeypatch.setattr(budget_mod, "measure_student", fake_measure)
     choice = budget_mod.select_student_width("dscnn", (8, 8, 1), 10, budget_mod.Budget(max_flash_kb=6.0))
@@ -42,7 +44,9 @@ def test_budget_arena_is_measured_with_tflm():
 def test_budget_no_preset_can_meet():
     from edgedistill.budget import Budget, select_student_width
 
-    with pytest.raises(InputError, match=r"No width of preset 'dscnn' meets the budget \(flash <= 0.5 KB, arena <= 0.5 KB\).*KB flash"):
+    with pytest.raises(
+        InputError, match=r"No width of preset 'dscnn' meets the budget \(flash <= 0.5 KB, arena <= 0.5 KB\).*KB flash"
+    ):
         select_student_width("dscnn", (8, 8, 1), 10, Budget(max_flash_kb=0.5, max_arena_kb=0.5), widths=(0.125, 0.25))
     with pytest.raises(InputError, match="Unknown model preset"):
         select_student_width("resnet", (8, 8, 1), 10, Budget(max_flash_kb=10))

@@ -67,7 +67,9 @@ def test_loss_contract(name, tiny):
     assert math.isfinite(value_different)
 
     # zero when the student is the teacher (same architecture, same weights)
-    value_same = Distiller(teacher, _clone(teacher), distillation_losses=[get_loss({"kind": name, **config})]).distillation_loss_value(x)
+    value_same = Distiller(
+        teacher, _clone(teacher), distillation_losses=[get_loss({"kind": name, **config})]
+    ).distillation_loss_value(x)
     assert abs(value_same) < 1e-4
     assert value_different > value_same + 1e-4
 

@@ -70,10 +70,14 @@ def test_multi_teacher(setup):
     ensemble = EnsembleTeacher([teacher, second], weights=[2, 1], temperature=4.0)
     np.testing.assert_allclose(
         np.asarray(ensemble(data.x_val[:16])),
-        ensemble_logits([predict_logits(teacher, data.x_val[:16]), predict_logits(second, data.x_val[:16])], weights=[2, 1], temperature=4.0),
+        ensemble_logits(
+            [predict_logits(teacher, data.x_val[:16]), predict_logits(second, data.x_val[:16])], weights=[2, 1], temperature=4.0
+        ),
         atol=1e-4,
     )
-    model, history = distill_multi_teacher([teacher, second], student(), data, teacher_weights=[2, 1], distillation_losses=[LogitsDistillation(4.0)], config=config)
+    model, history = distill_multi_teacher(
+        [teacher, second], student(), data, teacher_weights=[2, 1], distillation_losses=[LogitsDistillation(4.0)], config=config
+    )
     _check_trained(model, history, data)
 
 
@@ -134,7 +138,9 @@ def test_teacher_assistant(setup):
     from edgedistill.distill.schemes import teacher_assistant_distill
 
     data, teacher, student, config = setup
-    model, history = teacher_assistant_distill(teacher, student(width=0.125), data, assistants=[student(width=0.25, name="assistant")], config=config)
+    model, history = teacher_assistant_distill(
+        teacher, student(width=0.125), data, assistants=[student(width=0.25, name="assistant")], config=config
+    )
     assert [step["model"] for step in history["chain"]] == ["assistant", "student"]
     _check_trained(model, history, data)
     with pytest.raises(InputError, match="assistant"):
@@ -156,7 +162,11 @@ def test_patient_with_feature_hint(setup):
 
     data, teacher, student, config = setup
     model, history = patient_distill(
-        teacher, student(), data, config=config, student_loss_weight=0.2,
+        teacher,
+        student(),
+        data,
+        config=config,
+        student_loss_weight=0.2,
         distillation_losses=[LogitsDistillation(2.0), FeatureDistillation("block2_relu", "block2_relu")],
     )
     _check_trained(model, history, data)

@@ -49,7 +49,9 @@ def _check(result, output_dir, expected_trials):
     trials, front = result["trials"], set(result["pareto_front"])
     for i, a in enumerate(trials):
         dominated = any(
-            b["int8_val_accuracy"] >= a["int8_val_accuracy"] and b["int8_bytes"] <= a["int8_bytes"] and b != a
+            b["int8_val_accuracy"] >= a["int8_val_accuracy"]
+            and b["int8_bytes"] <= a["int8_bytes"]
+            and b != a
             and (b["int8_val_accuracy"] > a["int8_val_accuracy"] or b["int8_bytes"] < a["int8_bytes"])
             for b in trials
         )
@@ -63,7 +65,9 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
     from edgedistill.search import SearchSpace, run_search
 
     space = SearchSpace(temperatures=(2.0, 4.0), student_loss_weights=(0.5,), student_widths=(0.125,))
-    result = run_search(_settings(teacher_file, measure_arena=True), space, method="grid", output_dir=tmp_path, log=lambda _: None)
+    result = run_search(
+        _settings(teacher_file, measure_arena=True), space, method="grid", output_dir=tmp_path, log=lambda _: None
+    )
     _check(result, tmp_path, 2)
     assert sorted(r["params"]["temperature"] for r in result["trials"]) == [2.0, 4.0]
     assert all(r["arena_bytes"] > 0 for r in result["trials"])

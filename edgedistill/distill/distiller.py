@@ -34,15 +34,15 @@ def find_layer_output(model, layer_name: str, *, role: str = "model"):
         last = model.layers[-1]
         inputs = last.input
         if isinstance(inputs, (list, tuple)):
-            raise InputError(f"The last layer of the {role} ({last.name!r}) has several inputs; name the embedding layer explicitly.")
+            raise InputError(
+                f"The last layer of the {role} ({last.name!r}) has several inputs; name the embedding layer explicitly."
+            )
         return inputs
     names = [layer.name for layer in model.layers]
     for candidate in (layer_name, *(prefix + layer_name for prefix in WRAPPER_PREFIXES)):
         if candidate in names:
             return model.get_layer(candidate).output
-    raise InputError(
-        f"The {role} {model.name!r} has no layer named {layer_name!r}. Its layers are: {', '.join(names)}."
-    )
+    raise InputError(f"The {role} {model.name!r} has no layer named {layer_name!r}. Its layers are: {', '.join(names)}.")
 
 
 def feature_extractor(model, layer_names: Sequence[str], *, role: str):
@@ -108,9 +108,7 @@ class Distiller(keras.Model):
                 "give one weight per distillation loss."
             )
         if isinstance(student_loss_weight, bool) or not 0.0 <= float(student_loss_weight) <= 1.0:
-            raise InputError(
-                f"`student_loss_weight` must be in [0, 1]. Received: student_loss_weight={student_loss_weight}."
-            )
+            raise InputError(f"`student_loss_weight` must be in [0, 1]. Received: student_loss_weight={student_loss_weight}.")
         teacher_classes, student_classes = model_output_classes(teacher), model_output_classes(student)
         if teacher_classes is not None and student_classes is not None and teacher_classes != student_classes:
             raise InputError(
@@ -217,7 +215,11 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
-        return [self.total_loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker] + self.compiled_metrics.metrics
+        return [
+            self.total_loss_tracker,
+            self.student_loss_tracker,
+            self.distillation_loss_tracker,
+        ] + self.compiled_metrics.metrics
 
     def _split_targets(self, y):
         if isinstance(y, dict):
@@ -307,9 +309,7 @@ class Distiller(keras.Model):
 
     def get_config(self):
         return {
-            "distillation_losses": [
-                {"kind": loss.name, **loss.get_config()} for loss in self.distillation_losses
-            ],
+            "distillation_losses": [{"kind": loss.name, **loss.get_config()} for loss in self.distillation_losses],
             "distillation_loss_weights": self.distillation_loss_weights,
             "student_loss_weight": self.student_loss_weight,
         }

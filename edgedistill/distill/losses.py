@@ -109,7 +109,9 @@ class LogitsDistillation(DistillationLoss):
 
     def __init__(self, temperature: float = 3.0, final_temperature: float | None = None, schedule: str = "linear") -> None:
         self.temperature = _check_positive_number("temperature", temperature)
-        self.final_temperature = None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
+        self.final_temperature = (
+            None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
+        )
         if schedule not in SCHEDULES:
             raise InputError(f"Unknown temperature schedule {schedule!r}. Expected one of: {', '.join(SCHEDULES)}.")
         self.schedule = schedule
@@ -139,7 +141,6 @@ class LogitsDistillation(DistillationLoss):
         if self.final_temperature is not None:
             config.update(final_temperature=self.final_temperature, schedule=self.schedule)
         return config
-
 
 
 def _check_layer_name(role: str, value) -> str:
@@ -194,7 +195,13 @@ class FeatureDistillation(DistillationLoss):
         loss = FeatureDistillation(teacher_layer_name="block2_relu", student_layer_name="block2_pw_relu")
     """
 
-    def __init__(self, teacher_layer_name: str = "features", student_layer_name: str = "features", metric: str = "mse", adapter: str = "auto") -> None:
+    def __init__(
+        self,
+        teacher_layer_name: str = "features",
+        student_layer_name: str = "features",
+        metric: str = "mse",
+        adapter: str = "auto",
+    ) -> None:
         self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
         self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
         if metric not in FEATURE_METRICS:
@@ -268,7 +275,13 @@ class AttentionTransfer(DistillationLoss):
         loss = AttentionTransfer(teacher_layer_name="block2_relu", student_layer_name="block2_relu")
     """
 
-    def __init__(self, teacher_layer_name: str = "block2_relu", student_layer_name: str = "block2_relu", p: float = 2.0, beta: float = 1000.0) -> None:
+    def __init__(
+        self,
+        teacher_layer_name: str = "block2_relu",
+        student_layer_name: str = "block2_relu",
+        p: float = 2.0,
+        beta: float = 1000.0,
+    ) -> None:
         self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
         self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
         self.p = _check_positive_number("p", p)
@@ -278,7 +291,10 @@ class AttentionTransfer(DistillationLoss):
         self.build(teacher_outputs.shape, student_outputs.shape)
 
     def build(self, teacher_shape, student_shape) -> list:
-        for role, name, shape in (("teacher", self.teacher_layer_name, teacher_shape), ("student", self.student_layer_name, student_shape)):
+        for role, name, shape in (
+            ("teacher", self.teacher_layer_name, teacher_shape),
+            ("student", self.student_layer_name, student_shape),
+        ):
             if len(shape) != 4:
                 raise InputError(
                     f"AttentionTransfer needs 4-D conv activations; the {role} layer {name!r} outputs shape {tuple(shape)}. "
@@ -306,7 +322,12 @@ class AttentionTransfer(DistillationLoss):
         return self.beta / 2.0 * tf.reduce_mean(tf.square(student - teacher))
 
     def get_config(self) -> dict[str, Any]:
-        return {"teacher_layer_name": self.teacher_layer_name, "student_layer_name": self.student_layer_name, "p": self.p, "beta": self.beta}
+        return {
+            "teacher_layer_name": self.teacher_layer_name,
+            "student_layer_name": self.student_layer_name,
+            "p": self.p,
+            "beta": self.beta,
+        }
 
 
 def _pairwise_distances(embeddings):
@@ -346,7 +367,13 @@ class RelationalDistillation(DistillationLoss):
         loss = RelationalDistillation()  # penultimate embeddings of both models
     """
 
-    def __init__(self, teacher_layer_name: str = DistillationLoss.PENULTIMATE, student_layer_name: str = DistillationLoss.PENULTIMATE, distance_weight: float = 25.0, angle_weight: float = 50.0) -> None:
+    def __init__(
+        self,
+        teacher_layer_name: str = DistillationLoss.PENULTIMATE,
+        student_layer_name: str = DistillationLoss.PENULTIMATE,
+        distance_weight: float = 25.0,
+        angle_weight: float = 50.0,
+    ) -> None:
         self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
         self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
         for name, value in (("distance_weight", distance_weight), ("angle_weight", angle_weight)):
@@ -385,7 +412,9 @@ class RelationalDistillation(DistillationLoss):
         student = tf.reshape(student_outputs, [batch, -1])
         loss = tf.constant(0.0, dtype=student.dtype)
         if self.distance_weight:
-            loss += self.distance_weight * _huber(self._distance_potential(student), tf.stop_gradient(self._distance_potential(teacher)))
+            loss += self.distance_weight * _huber(
+                self._distance_potential(student), tf.stop_gradient(self._distance_potential(teacher))
+            )
         if self.angle_weight:
             loss += self.angle_weight * _huber(self._angle_potential(student), tf.stop_gradient(self._angle_potential(teacher)))
         return loss
@@ -409,7 +438,9 @@ def parse_arguments(text: str, *, what: str = "arguments") -> dict[str, Any]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, separator, value = item.partition("=")
         if not separator or not key.strip():
-            raise InputError(f"Cannot read {what} {text!r}: {item!r} is not key=value. Expected e.g. 'temperature=4,schedule=cosine'.")
+            raise InputError(
+                f"Cannot read {what} {text!r}: {item!r} is not key=value. Expected e.g. 'temperature=4,schedule=cosine'."
+            )
         arguments[key.strip()] = _parse_value(value.strip())
     return arguments
 
@@ -442,13 +473,17 @@ def get_loss(spec: "str | dict[str, Any] | DistillationLoss") -> DistillationLos
         arguments = dict(spec)
         kind = arguments.pop("kind", None)
         if kind is None:
-            raise InputError(f"A distillation loss needs a `kind`. Received: {spec}. Expected one of: {', '.join(LOSSES.names())}.")
+            raise InputError(
+                f"A distillation loss needs a `kind`. Received: {spec}. Expected one of: {', '.join(LOSSES.names())}."
+            )
         cls = LOSSES.get(kind)
         try:
             return cls(**arguments)
         except TypeError as error:
             raise InputError(f"Bad arguments for distillation loss {kind!r}: {error}.") from None
-    raise InputError(f"Cannot make a distillation loss from {spec!r}; expected a name, a dict with `kind`, or a DistillationLoss.")
+    raise InputError(
+        f"Cannot make a distillation loss from {spec!r}; expected a name, a dict with `kind`, or a DistillationLoss."
+    )
 
 
 __all__ = [

@@ -54,7 +54,9 @@ def choose_student_width(config, data, log: Logger) -> tuple[float, dict[str, An
     if not budget.is_set:
         return config.student_width, None
     if config.student:
-        raise InputError("--max-flash-kb / --max-arena-kb / --max-latency-ms choose a preset width; they cannot size a --student file.")
+        raise InputError(
+            "--max-flash-kb / --max-arena-kb / --max-latency-ms choose a preset width; they cannot size a --student file."
+        )
     from edgedistill.budget import select_student_width
 
     choice = select_student_width(config.student_preset, data.input_shape, data.num_classes, budget, log=log)
@@ -80,13 +82,28 @@ def distill_student(config, teacher, student, data, *, loss, train_config, teach
         from edgedistill.distill.pruning import prune_distill
 
         student, history = prune_distill(
-            teacher, student, data, sparsity=config.prune_sparsity, distillation_losses=[loss],
-            student_loss_weight=config.student_loss_weight, config=train_config, teacher_outputs=teacher_outputs, log_dir=log_dir,
+            teacher,
+            student,
+            data,
+            sparsity=config.prune_sparsity,
+            distillation_losses=[loss],
+            student_loss_weight=config.student_loss_weight,
+            config=train_config,
+            teacher_outputs=teacher_outputs,
+            log_dir=log_dir,
         )
         return student, history, {"sparsity": history["sparsity"]}
     student, history = run_scheme(
-        config.scheme, teacher, student, data, options=config.scheme_options, distillation_losses=[loss],
-        student_loss_weight=config.student_loss_weight, config=train_config, teacher_outputs=teacher_outputs, log_dir=log_dir,
+        config.scheme,
+        teacher,
+        student,
+        data,
+        options=config.scheme_options,
+        distillation_losses=[loss],
+        student_loss_weight=config.student_loss_weight,
+        config=train_config,
+        teacher_outputs=teacher_outputs,
+        log_dir=log_dir,
     )
     extra = {"scheme": config.scheme}
     for key in ("synthesis", "chain"):
@@ -101,17 +118,37 @@ def quantize_student(config, teacher, student, data, *, loss, train_config, teac
         from edgedistill.distill.pruning import model_sparsity, quantize_distill_pruned
 
         qat_student, history = quantize_distill_pruned(
-            teacher, student, data, config=train_config, teacher_outputs=teacher_outputs, log_dir=log_dir,
-            distillation_losses=[loss], student_loss_weight=config.student_loss_weight,
+            teacher,
+            student,
+            data,
+            config=train_config,
+            teacher_outputs=teacher_outputs,
+            log_dir=log_dir,
+            distillation_losses=[loss],
+            student_loss_weight=config.student_loss_weight,
         )
         return qat_student, history, {"sparsity": model_sparsity(qat_student)}
     from edgedistill.quantize import quantize_distill
 
     qat_student, history = quantize_distill(
-        teacher, student, data, config=train_config, teacher_outputs=teacher_outputs, log_dir=log_dir,
-        distillation_losses=[loss], student_loss_weight=config.student_loss_weight,
+        teacher,
+        student,
+        data,
+        config=train_config,
+        teacher_outputs=teacher_outputs,
+        log_dir=log_dir,
+        distillation_losses=[loss],
+        student_loss_weight=config.student_loss_weight,
     )
     return qat_student, history, {}
 
 
-__all__ = ["check_method_names", "resolve_loss", "choose_student_width", "calibrate", "distill_student", "quantize_student", "budget_of"]
+__all__ = [
+    "check_method_names",
+    "resolve_loss",
+    "choose_student_width",
+    "calibrate",
+    "distill_student",
+    "quantize_student",
+    "budget_of",
+]

@@ -32,7 +32,11 @@ def prune_model(model: keras.Model, *, sparsity: float, end_step: int, begin_ste
     tfmot = import_tfmot()
     sparsity = _check_sparsity(sparsity)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=begin_step, end_step=max(begin_step + 1, end_step), frequency=frequency
+        initial_sparsity=0.0,
+        final_sparsity=sparsity,
+        begin_step=begin_step,
+        end_step=max(begin_step + 1, end_step),
+        frequency=frequency,
     )
     try:
         return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
@@ -79,7 +83,9 @@ def tflite_weight_sparsity(tflite_bytes: bytes) -> float:
     return zeros / total if total else 0.0
 
 
-def quantize_distill_pruned(teacher, pruned_student: keras.Model, data, *, config=None, teacher_outputs=None, log_dir=None, **distill_options):
+def quantize_distill_pruned(
+    teacher, pruned_student: keras.Model, data, *, config=None, teacher_outputs=None, log_dir=None, **distill_options
+):
     """QAT of a pruned (stripped) student that keeps its zeros; returns ``(qat_student, history)``.
 
     tfmot's own prune-preserving scheme (``Default8BitPrunePreserveQuantizeScheme``) lost
@@ -91,8 +97,15 @@ def quantize_distill_pruned(teacher, pruned_student: keras.Model, data, *, confi
 
     qat_student = quantize_model(pruned_student)
     return distill(
-        teacher, qat_student, data, config=config, teacher_outputs=teacher_outputs, stage="qat", log_dir=log_dir,
-        preserve_sparsity=True, **distill_options,
+        teacher,
+        qat_student,
+        data,
+        config=config,
+        teacher_outputs=teacher_outputs,
+        stage="qat",
+        log_dir=log_dir,
+        preserve_sparsity=True,
+        **distill_options,
     )
 
 
@@ -123,8 +136,16 @@ def prune_distill(
     steps = math.ceil(len(data.x_train) / config.batch_size) * config.epochs
     pruned = prune_model(student, sparsity=sparsity, end_step=int(steps * 0.75), frequency=max(1, min(10, steps // 20)))
     pruned, history = distill(
-        teacher, pruned, data, distillation_losses=distillation_losses, distillation_loss_weights=distillation_loss_weights,
-        student_loss_weight=student_loss_weight, config=config, teacher_outputs=teacher_outputs, stage=stage, log_dir=log_dir,
+        teacher,
+        pruned,
+        data,
+        distillation_losses=distillation_losses,
+        distillation_loss_weights=distillation_loss_weights,
+        student_loss_weight=student_loss_weight,
+        config=config,
+        teacher_outputs=teacher_outputs,
+        stage=stage,
+        log_dir=log_dir,
     )
     stripped = strip_pruning(pruned)
     history = dict(history)
@@ -132,4 +153,12 @@ def prune_distill(
     return stripped, history
 
 
-__all__ = ["prune_model", "strip_pruning", "is_pruned", "model_sparsity", "quantize_distill_pruned", "tflite_weight_sparsity", "prune_distill"]
+__all__ = [
+    "prune_model",
+    "strip_pruning",
+    "is_pruned",
+    "model_sparsity",
+    "quantize_distill_pruned",
+    "tflite_weight_sparsity",
+    "prune_distill",
+]

@@ -22,6 +22,7 @@ result, then :func:`edgedistill.quantize.quantize_distill` with the same losses)
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -77,7 +78,9 @@ def check_same_classes(models: Sequence, *, role: str = "teacher") -> int | None
     return known.pop() if known else None
 
 
-def ensemble_logits(logits: Sequence[np.ndarray], *, weights: Sequence[float] | None = None, temperature: float = 1.0) -> np.ndarray:
+def ensemble_logits(
+    logits: Sequence[np.ndarray], *, weights: Sequence[float] | None = None, temperature: float = 1.0
+) -> np.ndarray:
     """Soft targets of an ensemble, as logits.
 
     ``p = sum_i w_i softmax(z_i / T)`` (weights normalised to sum 1); returned as ``T * log p``
@@ -88,7 +91,9 @@ def ensemble_logits(logits: Sequence[np.ndarray], *, weights: Sequence[float] | 
     logits = [np.asarray(z, dtype=np.float64) for z in logits]
     shapes = {z.shape for z in logits}
     if len(shapes) != 1:
-        raise InputError(f"The teachers' outputs have different shapes {sorted(shapes)}; they must classify the same samples into the same classes.")
+        raise InputError(
+            f"The teachers' outputs have different shapes {sorted(shapes)}; they must classify the same samples into the same classes."
+        )
     weights = np.ones(len(logits)) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != len(logits) or np.any(weights < 0) or weights.sum() <= 0:
         raise InputError(f"`teacher_weights` must hold {len(logits)} non-negative numbers, not all 0. Received: {list(weights)}.")
@@ -106,7 +111,14 @@ class EnsembleTeacher(keras.Model):
     Usable wherever a teacher runs per batch (e.g. the ``patient`` scheme).
     """
 
-    def __init__(self, teachers: Sequence[keras.Model], *, weights: Sequence[float] | None = None, temperature: float = 1.0, name: str = "ensemble_teacher") -> None:
+    def __init__(
+        self,
+        teachers: Sequence[keras.Model],
+        *,
+        weights: Sequence[float] | None = None,
+        temperature: float = 1.0,
+        name: str = "ensemble_teacher",
+    ) -> None:
         super().__init__(name=name)
         if len(teachers) < 1:
             raise InputError("An ensemble needs at least one teacher.")
@@ -164,16 +176,26 @@ def distill_multi_teacher(
     outputs = {}
     for split, x in (("train", data.x_train), ("val", data.x_val)):
         per_teacher = [
-            (teacher_outputs[index][split] if teacher_outputs else predict_logits(teacher, x)) for index, teacher in enumerate(teachers)
+            (teacher_outputs[index][split] if teacher_outputs else predict_logits(teacher, x))
+            for index, teacher in enumerate(teachers)
         ]
         classes = {z.shape[-1] for z in per_teacher}
         if len(classes) > 1:
             listing = ", ".join(f"teacher {index + 1}: {z.shape[-1]}" for index, z in enumerate(per_teacher))
-            raise InputError(f"The teachers output different numbers of classes ({listing}); every teacher must be trained on the same classes.")
+            raise InputError(
+                f"The teachers output different numbers of classes ({listing}); every teacher must be trained on the same classes."
+            )
         outputs[split] = ensemble_logits(per_teacher, weights=teacher_weights, temperature=temperature)
     return distill(
-        teachers[0], student, data, distillation_losses=distillation_losses, student_loss_weight=student_loss_weight,
-        config=config, teacher_outputs=outputs, stage=stage, log_dir=log_dir,
+        teachers[0],
+        student,
+        data,
+        distillation_losses=distillation_losses,
+        student_loss_weight=student_loss_weight,
+        config=config,
+        teacher_outputs=outputs,
+        stage=stage,
+        log_dir=log_dir,
     )
 
 
@@ -233,11 +255,21 @@ def self_distill(
     if mode == "ema":
         set_seed(config.seed)
         distiller = EMADistiller(
-            student, ema_decay=ema_decay, distillation_losses=distillation_losses or [LogitsDistillation()],
+            student,
+            ema_decay=ema_decay,
+            distillation_losses=distillation_losses or [LogitsDistillation()],
             student_loss_weight=student_loss_weight,
         )
         _compile(distiller, config.learning_rate)
-        history = fit(distiller, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage, log_dir=log_dir)
+        history = fit(
+            distiller,
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            config=config,
+            stage=stage,
+            log_dir=log_dir,
+        )
         return distiller.student, history
     if mode == "born_again":
         if not isinstance(generations, int) or generations < 1:
@@ -248,8 +280,14 @@ def self_distill(
         for generation in range(1, generations + 1):
             current = build_student()
             current, history = distill(
-                previous, current, data, distillation_losses=distillation_losses, student_loss_weight=student_loss_weight,
-                config=config, stage=f"{stage}_generation{generation}", log_dir=log_dir,
+                previous,
+                current,
+                data,
+                distillation_losses=distillation_losses,
+                student_loss_weight=student_loss_weight,
+                config=config,
+                stage=f"{stage}_generation{generation}",
+                log_dir=log_dir,
             )
             previous = current
         return previous, history
@@ -293,7 +331,9 @@ class MutualLearner(keras.Model):
         distillation = LogitsDistillation(self.temperature)
         total, kl_total = 0.0, 0.0
         for k, z_k in enumerate(outputs):
-            kl = tf.add_n([distillation.compute_loss(tf.stop_gradient(z_l), z_k) for l, z_l in enumerate(outputs) if l != k]) / (len(outputs) - 1)
+            kl = tf.add_n(
+                [distillation.compute_loss(tf.stop_gradient(z_l), z_k) for other, z_l in enumerate(outputs) if other != k]
+            ) / (len(outputs) - 1)
             total += self.loss_fn(labels, z_k) + kl
             kl_total += kl
         return total, kl_total / len(outputs)
@@ -347,7 +387,9 @@ def mutual_distill(
     set_seed(config.seed)
     peers = list(peers) if peers else [keras.models.clone_model(student)]
     learner = _compile(MutualLearner([student, *peers], temperature=temperature), config.learning_rate)
-    history = fit(learner, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage, log_dir=log_dir)
+    history = fit(
+        learner, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage, log_dir=log_dir
+    )
     return student, history
 
 
@@ -386,10 +428,23 @@ def teacher_assistant_distill(
     for index, model in enumerate([*assistants, student]):
         check_same_classes([teacher, model], role="model")
         trained, history = distill(
-            current_teacher, model, data, distillation_losses=distillation_losses, student_loss_weight=student_loss_weight,
-            config=config, teacher_outputs=outputs, stage=f"{stage}_step{index + 1}", log_dir=log_dir,
+            current_teacher,
+            model,
+            data,
+            distillation_losses=distillation_losses,
+            student_loss_weight=student_loss_weight,
+            config=config,
+            teacher_outputs=outputs,
+            stage=f"{stage}_step{index + 1}",
+            log_dir=log_dir,
         )
-        chain.append({"model": trained.name, "parameters": int(trained.count_params()), "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0})
+        chain.append(
+            {
+                "model": trained.name,
+                "parameters": int(trained.count_params()),
+                "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
+            }
+        )
         current_teacher, outputs = trained, None
     history = dict(history)
     history["chain"] = chain
@@ -407,7 +462,7 @@ def _beta(alpha: float, shape):
 
 
 class ConsistentDistiller(Distiller):
-    """"Knowledge distillation: a good teacher is patient and consistent" (Beyer et al. 2022).
+    """ "Knowledge distillation: a good teacher is patient and consistent" (Beyer et al. 2022).
 
     Every step the *same* augmented batch goes to teacher and student (the teacher runs per
     batch; nothing is cached): random translation, then mixup
@@ -420,7 +475,9 @@ class ConsistentDistiller(Distiller):
     def __init__(self, teacher, student, *, mixup_alpha: float = 1.0, translation: float = 0.1, **kwargs) -> None:
         super().__init__(teacher, student, **kwargs)
         if self.teacher is None:
-            raise InputError("The patient-and-consistent scheme runs the teacher on every augmented batch; it needs a tf_keras teacher.")
+            raise InputError(
+                "The patient-and-consistent scheme runs the teacher on every augmented batch; it needs a tf_keras teacher."
+            )
         if mixup_alpha < 0:
             raise InputError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: mixup_alpha={mixup_alpha}.")
         self.mixup_alpha = float(mixup_alpha)
@@ -445,7 +502,9 @@ class ConsistentDistiller(Distiller):
             student_outputs, student_features, teacher_outputs, teacher_features = self._forward(x, None, training=True)
             if teacher_outputs is None:
                 teacher_outputs = tf.stop_gradient(self.teacher(x, training=False))
-            _, _, distillation_loss = self._compute_losses(labels, student_outputs, teacher_outputs, student_features, teacher_features)
+            _, _, distillation_loss = self._compute_losses(
+                labels, student_outputs, teacher_outputs, student_features, teacher_features
+            )
             per_sample = keras.losses.sparse_categorical_crossentropy
             student_loss = tf.reduce_mean(
                 lam * per_sample(labels, student_outputs, from_logits=True)
@@ -482,12 +541,24 @@ def patient_distill(
     config = _config(config)
     set_seed(config.seed)
     distiller = ConsistentDistiller(
-        teacher, student, mixup_alpha=mixup_alpha, translation=translation,
-        distillation_losses=distillation_losses or [LogitsDistillation(1.0)], student_loss_weight=student_loss_weight,
+        teacher,
+        student,
+        mixup_alpha=mixup_alpha,
+        translation=translation,
+        distillation_losses=distillation_losses or [LogitsDistillation(1.0)],
+        student_loss_weight=student_loss_weight,
     )
     _compile(distiller, config.learning_rate)
     val_targets = teacher_targets(teacher, data.x_val, data.y_val)
-    history = fit(distiller, data.x_train, data.y_train, validation_data=(data.x_val, val_targets), config=config, stage=stage, log_dir=log_dir)
+    history = fit(
+        distiller,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, val_targets),
+        config=config,
+        stage=stage,
+        log_dir=log_dir,
+    )
     return distiller.student, history
 
 
@@ -561,7 +632,7 @@ def synthesize_inputs(
         variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build([variable])  # its slots must exist before tracing
-        compiled = tf.function(lambda: step(variable, targets, optimizer))
+        compiled = tf.function(functools.partial(step, variable, targets, optimizer))
         for _ in range(optimizer_steps):
             ce, bn = compiled()
         batches.append(tf.sigmoid(variable).numpy())
@@ -609,8 +680,13 @@ def data_free_distill(
 
     config = _config(config)
     x, info = synthesize_inputs(
-        teacher, num_samples=int(num_samples), input_shape=data.input_shape, num_classes=data.num_classes,
-        steps=int(steps), bn_weight=float(bn_weight), seed=config.seed,
+        teacher,
+        num_samples=int(num_samples),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        steps=int(steps),
+        bn_weight=float(bn_weight),
+        seed=config.seed,
     )
     logits = predict_logits(teacher, x)
     labels = logits.argmax(axis=-1).astype(np.int64)
@@ -618,12 +694,26 @@ def data_free_distill(
     num_val = max(1, len(x) // 10)
     val, train = order[:num_val], order[num_val:]
     synthetic = Dataset(
-        name=f"synthetic({data.name})", x_train=x[train], y_train=labels[train], x_val=x[val], y_val=labels[val],
-        x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes, class_names=data.class_names,
+        name=f"synthetic({data.name})",
+        x_train=x[train],
+        y_train=labels[train],
+        x_val=x[val],
+        y_val=labels[val],
+        x_test=data.x_test,
+        y_test=data.y_test,
+        num_classes=data.num_classes,
+        class_names=data.class_names,
     )
     student, history = distill(
-        teacher, student, synthetic, distillation_losses=distillation_losses, student_loss_weight=student_loss_weight,
-        config=config, teacher_outputs={"train": logits[train], "val": logits[val]}, stage=stage, log_dir=log_dir,
+        teacher,
+        student,
+        synthetic,
+        distillation_losses=distillation_losses,
+        student_loss_weight=student_loss_weight,
+        config=config,
+        teacher_outputs={"train": logits[train], "val": logits[val]},
+        stage=stage,
+        log_dir=log_dir,
     )
     history = dict(history)
     history["synthesis"] = info
@@ -664,7 +754,13 @@ def run_scheme(
     """
     scheme = SCHEMES.get(name)
     options = parse_arguments(options, what="scheme options") if isinstance(options, str) else dict(options or {})
-    common = dict(distillation_losses=distillation_losses, student_loss_weight=student_loss_weight, config=config, stage=stage, log_dir=log_dir)
+    common = dict(
+        distillation_losses=distillation_losses,
+        student_loss_weight=student_loss_weight,
+        config=config,
+        stage=stage,
+        log_dir=log_dir,
+    )
     if name == "standard":
         return scheme(teacher, student, data, teacher_outputs=teacher_outputs, **common, **options)
     if name == "multi_teacher":
@@ -682,13 +778,25 @@ def run_scheme(
 
         widths = [float(w) for w in str(options.pop("assistant_widths", "")).split("|") if w]
         if not widths:
-            raise InputError("The teacher_assistant scheme needs assistant sizes: --scheme-options 'assistant_widths=0.5' (widths of the preset, large to small).")
+            raise InputError(
+                "The teacher_assistant scheme needs assistant sizes: --scheme-options 'assistant_widths=0.5' (widths of the preset, large to small)."
+            )
         preset = options.pop("assistant_preset", "cnn")
-        assistants = [build_model(preset, data.input_shape, data.num_classes, width=w, name=f"assistant{i + 1}") for i, w in enumerate(widths)]
+        assistants = [
+            build_model(preset, data.input_shape, data.num_classes, width=w, name=f"assistant{i + 1}")
+            for i, w in enumerate(widths)
+        ]
         return scheme(teacher, student, data, assistants=assistants, teacher_outputs=teacher_outputs, **common, **options)
     if name == "mutual":
         common.pop("distillation_losses"), common.pop("student_loss_weight")
-        return scheme(teacher, student, data, temperature=_temperature_of(distillation_losses) if distillation_losses else 1.0, **common, **options)
+        return scheme(
+            teacher,
+            student,
+            data,
+            temperature=_temperature_of(distillation_losses) if distillation_losses else 1.0,
+            **common,
+            **options,
+        )
     try:
         return scheme(teacher, student, data, **common, **options)
     except TypeError as error:
