@@ -253,7 +253,8 @@ def main() -> int:
             verbose=0,
         )
         teachers = []
-        for index, width in enumerate((1.0, 0.5)):
+        # the second teacher (width 0.5) is only needed by multi_teacher
+        for index, width in enumerate((1.0, 0.5) if "multi_teacher" in chosen else (1.0,)):
             started = time.perf_counter()
             teacher = build_model("cnn", data.input_shape, data.num_classes, width=width, name=f"teacher{index}")
             train_classifier(teacher, data, config=teacher_config)
