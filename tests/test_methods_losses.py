@@ -158,3 +158,25 @@ def test_rkd_is_invariant_to_embedding_scale():
     loss = RelationalDistillation()
     assert float(loss.compute_loss(teacher, student)) == pytest.approx(float(loss.compute_loss(3.0 * teacher, student)), rel=1e-4)
     assert float(loss.compute_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_user_loss_without_kwargs_and_adapter_kept_for_qat(tiny):
+    """A user's loss whose compute_loss takes only (teacher, student) works; a feature loss
+    reused for the QAT student keeps the adapter it learned."""
+    import tensorflow as tf
+
+    from edgedistill.distill.distiller import Distiller
+    from edgedistill.distill.losses import DistillationLoss, FeatureDistillation
+    from edgedistill.quantize import quantize_model
+
+    class MeanSquaredLogits(DistillationLoss):
+        def compute_loss(self, teacher_outputs, student_outputs):
+            return tf.reduce_mean(tf.square(teacher_outputs - student_outputs))
+
+    data, teacher, different = tiny
+    value = Distiller(teacher, different, distillation_losses=[MeanSquaredLogits()]).distillation_loss_value(data.x_train[:16])
+    assert math.isfinite(value) and value > 0
+    hint = FeatureDistillation("block2_relu", "block2_relu")
+    float_adapter = Distiller(teacher, different, distillation_losses=[hint]).adapters[0]
+    qat_adapter = Distiller(teacher, quantize_model(_clone(different)), distillation_losses=[hint]).adapters[0]
+    assert qat_adapter is float_adapter

@@ -230,6 +230,12 @@ class FeatureDistillation(DistillationLoss):
             return []
         student_rank = len(student_shape)
         teacher_rank = len(teacher_shape)
+        expected_kernel = (
+            (1, 1, student_dim, teacher_dim) if student_rank == 4 and teacher_rank == 4 else (student_dim, teacher_dim)
+        )
+        if self.adapter is not None and tuple(self.adapter.kernel.shape) == expected_kernel:
+            # The same loss continues in the QAT stage: keep the adapter learned while distilling.
+            return [self.adapter]
         if student_rank == 4 and teacher_rank == 4:
             self.adapter = keras.layers.Conv2D(teacher_dim, 1, use_bias=False, name=f"adapter_{self.student_layer_name}")
             self.adapter.build(tuple(student_shape))
