@@ -228,9 +228,17 @@ def c_array_lines(data: bytes, *, per_line: int = 12) -> str:
     return "\n".join(rows)
 
 
+def _float_literal(value: float) -> str:
+    """A C++ float literal that round-trips a float32: ``0.0f``, ``1.5f``, ``3.0e-05f`` (``1f`` is not C++)."""
+    text = f"{float(value):.9g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text + "f"
+
+
 def _format_values(values: np.ndarray, c_type: str) -> str:
     if c_type == "float":
-        return ", ".join(f"{float(v):.9g}f" for v in values)
+        return ", ".join(_float_literal(v) for v in values)
     return ", ".join(str(int(v)) for v in values)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
-import pytest
 
 from firmware_helpers import needs_cross_toolchain
 
@@ -62,11 +61,6 @@ def test_int8_export_sources_compile(tmp_path):
     _compile(tmp_path, "model_data.cc", "test_data.cc")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgedistill.micro._format_values writes whole floats as `0f`/`1f`, which C++ rejects "
-    '(no literal operator ""f); remove this marker when the exporter writes `0.0f`',
-)
 def test_float_export_sources_compile_with_whole_numbers(tmp_path):
     # Image pixels of exactly 0.0 and softmax outputs of exactly 1.0 are common.
     inputs = np.array([[0.0, 0.5, 1.0], [0.25, 0.0, 0.0]], dtype=np.float32)

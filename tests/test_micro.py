@@ -112,3 +112,13 @@ def test_float_io_int8_model_exports_float_test_vectors(tiny_teacher, digits, tm
     header = (tmp_path / "test_data.h").read_text()
     assert "using ModelInputType = float;" in header and "using ModelOutputType = float;" in header
     assert "AddQuantize" in export.resolver_methods and "AddDequantize" in export.resolver_methods
+
+
+def test_float_literals_are_valid_cpp_and_round_trip():
+    from edgedistill.micro import _float_literal
+
+    values = np.array([0.0, 1.0, -2.0, 0.5, 1e-5, 123456.789, 3.4e38], dtype=np.float32)
+    literals = [_float_literal(v) for v in values]
+    assert literals[:3] == ["0.0f", "1.0f", "-2.0f"]
+    assert all(re.fullmatch(r"-?\d+(\.\d*)?(e[-+]?\d+)?f", literal) for literal in literals), literals
+    np.testing.assert_array_equal(np.array([float(literal[:-1]) for literal in literals], dtype=np.float32), values)
