@@ -122,3 +122,23 @@ def test_float_literals_are_valid_cpp_and_round_trip():
     assert literals[:3] == ["0.0f", "1.0f", "-2.0f"]
     assert all(re.fullmatch(r"-?\d+(\.\d*)?(e[-+]?\d+)?f", literal) for literal in literals), literals
     np.testing.assert_array_equal(np.array([float(literal[:-1]) for literal in literals], dtype=np.float32), values)
+
+
+def test_atomic_writes_leave_no_partial_file_and_usual_permissions(tmp_path, monkeypatch):
+    import os
+
+    from edgedistill.fileio import write_bytes_atomic
+
+    path = write_bytes_atomic(tmp_path / "a" / "file.bin", b"data")
+    assert path.read_bytes() == b"data"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+    def failing_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_bytes_atomic(tmp_path / "a" / "other.bin", b"x")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["file.bin"]
