@@ -18,15 +18,13 @@ CHANCE = 10.0  # digits: 10 balanced classes
 
 
 @pytest.fixture(scope="module")
-def setup():
-    from edgedistill.data import load_dataset
+def setup(digits, tiny_teacher):
+    """The session's digits and tiny trained cnn teacher (conftest), a student factory, a 2-epoch config."""
     from edgedistill.models import build_model
-    from edgedistill.training import TrainConfig, train_classifier
+    from edgedistill.training import TrainConfig
 
-    data = load_dataset("digits", seed=0)
+    data, teacher = digits, tiny_teacher
     config = TrainConfig(epochs=EPOCHS, patience=0, verbose=0, learning_rate=3e-3)
-    teacher = build_model("cnn", data.input_shape, data.num_classes, width=0.25, name="teacher")
-    train_classifier(teacher, data, config=TrainConfig(epochs=4, patience=0, verbose=0))
 
     def student(width=0.125, preset="cnn", name="student"):
         return build_model(preset, data.input_shape, data.num_classes, width=width, name=name)

@@ -1,7 +1,7 @@
 """`edgedistill search`: grid, random and Optuna on 3 tiny trials; the Pareto front; bad input.
 
-Each trial distills a width-0.125/0.25 cnn student for 1 epoch on digits; the teacher is a
-small cnn trained for 2 epochs once per module (saved to a file, as the search does).
+Each trial distills a width-0.125/0.25 cnn student for 1 epoch on digits; the teacher is the
+session's tiny cnn (conftest ``teacher_file``), given as a file as users do.
 """
 
 from __future__ import annotations
@@ -13,24 +13,10 @@ import pytest
 from edgedistill.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory):
-    from edgedistill.data import load_dataset
-    from edgedistill.models import build_model
-    from edgedistill.training import TrainConfig, train_classifier
-
-    data = load_dataset("digits")
-    teacher = build_model("cnn", data.input_shape, 10, width=0.25, name="teacher")
-    train_classifier(teacher, data, config=TrainConfig(epochs=2, patience=0, verbose=0))
-    path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
-    teacher.save(path)
-    return str(path)
-
-
 def _settings(teacher_file, **overrides):
     from edgedistill.search import SearchSettings
 
-    values = dict(teacher=teacher_file, student_preset="cnn", epochs=1, patience=0, measure_arena=False)
+    values = dict(teacher=str(teacher_file), student_preset="cnn", epochs=1, patience=0, measure_arena=False)
     values.update(overrides)
     return SearchSettings(**values)
 
