@@ -31,6 +31,7 @@ def test_budget_bisects_to_the_largest_width_that_fits(monkeypatch):
     assert len(measured) == 2  # smallest and largest both fit
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_budget_arena_is_measured_with_tflm():
     from edgedistill.budget import Budget, measure_student
 
@@ -54,6 +55,7 @@ def test_budget_no_preset_can_meet():
         Budget(max_arena_kb=0)
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_prune_distill_qat_int8_keeps_sparsity():
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset

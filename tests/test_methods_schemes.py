@@ -109,6 +109,7 @@ def test_self_distillation_ema(setup):
         EMADistiller(student(), ema_decay=1.0)
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_self_distillation_born_again(setup):
     from edgedistill.distill.schemes import self_distill
 
@@ -132,6 +133,7 @@ def test_mutual_learning(setup):
     _check_trained(peer, history, data)
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_teacher_assistant(setup):
     from edgedistill.distill.schemes import teacher_assistant_distill
 
@@ -153,6 +155,7 @@ def test_patient_and_consistent(setup):
     _check_trained(model, history, data)
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_patient_with_feature_hint(setup):
     """Schemes compose with layer losses: the consistent batch feeds the feature extractors too."""
     from edgedistill.distill.losses import FeatureDistillation, LogitsDistillation

@@ -60,6 +60,7 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
     assert (tmp_path / "pareto.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_random_search(teacher_file, tmp_path):
     from edgedistill.search import run_search
 
@@ -69,6 +70,7 @@ def test_random_search(teacher_file, tmp_path):
     assert len(combos) == 3  # drawn without replacement
 
 
+@pytest.mark.slow  # > 30 s on the shared 2-core machine
 def test_optuna_search(teacher_file, tmp_path):
     pytest.importorskip("optuna")
     from edgedistill.search import run_search
