@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("edgedistill.commands.pipeline:verify", "Accuracy parity: Keras, LiteRT int8 and TFLM int8."),
     "micro": ("edgedistill.commands.pipeline:micro", "TFLite Micro sources: C array, op resolver, arena size."),
     "info": ("edgedistill.commands.pipeline:info", "Ops, tensors, quantization and size of a .tflite model."),
+    "search": ("edgedistill.commands.search:search", "Search temperature, alpha and student width; Pareto front of accuracy vs int8 bytes."),
     "bench": ("edgedistill.commands.bench:bench", "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators."),
     "results": ("edgedistill.commands.bench:results", "Compare and plot benchmark result files."),
     "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),

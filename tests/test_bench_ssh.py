@@ -6,6 +6,7 @@ import glob
 import json
 import shutil
 import sys
+import subprocess
 import threading
 import time
 
@@ -154,7 +155,15 @@ def test_device_disappears_mid_run_grid_goes_on(server, models, tmp_path):
     dropped = []
 
     def drop_link():
-        time.sleep(4.5)  # connect + deploy ~1.5 s; then the runner flushes samples about once a second
+        # Wait until the runner runs on the "device" (a loaded machine can take seconds to connect and
+        # deploy), then long enough for it to load the model and flush samples (about once a second).
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            found = subprocess.run(["pgrep", "-f", "edgedistill_runner.py"], capture_output=True)
+            if found.returncode == 0:
+                break
+            time.sleep(0.2)
+        time.sleep(6.0)
         dropped.append(server.drop_connections())
 
     killer = threading.Thread(target=drop_link)

@@ -32,11 +32,11 @@ def setup(digits, tiny_teacher):
     return data, teacher, student, config
 
 
-def _check_trained(student, history, data, *, minimum=2 * CHANCE):
+def _check_trained(student, history, data, *, minimum=2 * CHANCE, epochs=EPOCHS):
     from edgedistill.training import accuracy
 
     assert all(math.isfinite(v) for v in history["loss"])
-    assert len(history["loss"]) == EPOCHS
+    assert len(history["loss"]) == epochs
     assert accuracy(student, data.x_val, data.y_val) > minimum
 
 
@@ -161,16 +161,18 @@ def test_patient_with_feature_hint(setup):
     from edgedistill.distill.losses import FeatureDistillation, LogitsDistillation
     from edgedistill.distill.schemes import patient_distill
 
+    import dataclasses
+
     data, teacher, student, config = setup
     model, history = patient_distill(
         teacher,
         student(),
         data,
-        config=config,
+        config=dataclasses.replace(config, epochs=5),  # two layer losses on a mixed batch: 2 epochs sat near chance
         student_loss_weight=0.2,
         distillation_losses=[LogitsDistillation(2.0), FeatureDistillation("block2_relu", "block2_relu")],
     )
-    _check_trained(model, history, data)
+    _check_trained(model, history, data, epochs=5)
 
 
 def test_data_free(setup):
