@@ -92,20 +92,11 @@ def quantize_distill_pruned(
     the sparsity of a Dense layer followed by ReLU here (0.50 -> 0.18 after one epoch), so the
     standard ``quantize_model`` is used with the Distiller's ``preserve_sparsity`` masks.
     """
-    from edgedistill.distill import distill
-    from edgedistill.quantize import quantize_model
+    from edgedistill.quantize import quantize_distill
 
-    qat_student = quantize_model(pruned_student)
-    return distill(
-        teacher,
-        qat_student,
-        data,
-        config=config,
-        teacher_outputs=teacher_outputs,
-        stage="qat",
-        log_dir=log_dir,
-        preserve_sparsity=True,
-        **distill_options,
+    return quantize_distill(
+        teacher, pruned_student, data, config=config, teacher_outputs=teacher_outputs, log_dir=log_dir,
+        preserve_sparsity=True, **distill_options,
     )
 
 
