@@ -85,17 +85,11 @@ def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, log: L
     try:
         _run_stages(config, run_dir, stages, report, log)
         report["status"] = "ok"
-    except GateFailed as error:
+    except BaseException as error:  # user errors, the gate, bugs and interrupts all leave an honest report
+        message = str(error) if isinstance(error, EdgeDistillError) else f"{type(error).__name__}: {error}"
+        stage = "verify" if isinstance(error, GateFailed) else stages.current
         report["status"] = "failed"
-        report["error"] = {"stage": "verify", "message": str(error)}
-        raise
-    except EdgeDistillError as error:
-        report["status"] = "failed"
-        report["error"] = {"stage": stages.current, "message": str(error)}
-        raise
-    except BaseException as error:  # a bug or an interrupt: still leave an honest report
-        report["status"] = "failed"
-        report["error"] = {"stage": stages.current, "message": f"{type(error).__name__}: {error}"}
+        report["error"] = {"stage": stage, "message": message}
         raise
     finally:
         report["stages"] = {name: {"seconds": seconds} for name, seconds in stages.seconds.items()}
