@@ -13,7 +13,6 @@ Targets (issue 3): harness overhead on the p50 < 5 %; spread of the local target
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import InputError, StageError
+from edgedistill.firmware.arena import ARENA_ALIGNMENT, arena_with_margin
 from edgedistill.fileio import write_json_atomic, write_text_atomic
 from edgedistill.tflite_model import ModelInfo, TFLMModel, quantize_input, read_model_info, runtime_versions
 
 SCHEMA_VERSION = 1
-ARENA_ALIGNMENT = 16
 
 # TFLite builtin op -> the MicroMutableOpResolver method that registers it (TFLM's
 # micro_mutable_op_resolver.h). An op missing here is one TFLM cannot run.
@@ -205,13 +205,6 @@ def measure_arena(tflite_bytes: bytes, *, max_bytes: int = 512 * 1024 * 1024) ->
         finally:
             prober.close()
     return {"arena_bytes": high, "num_probes": prober.num_probes, "num_crashes": prober.num_crashes}
-
-
-def arena_with_margin(arena_bytes: int, *, margin_fraction: float = 0.10, margin_min_bytes: int = 1024) -> tuple[int, int]:
-    """``kTensorArenaSize`` = measured + max(10 %, 1 KiB), rounded up to 16 bytes; returns (size, margin)."""
-    margin = max(int(np.ceil(arena_bytes * margin_fraction)), margin_min_bytes)
-    size = -(-(arena_bytes + margin) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
-    return size, size - arena_bytes
 
 
 # ---------------------------------------------------------------------------------------

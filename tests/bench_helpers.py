@@ -3,7 +3,6 @@ so the test process does not pay TensorFlow's import)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap

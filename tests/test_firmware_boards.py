@@ -40,6 +40,42 @@ def test_every_board_has_a_port_that_matches_the_table(name):
         assert not board.tested, "no board was ever connected here: real boards must be marked untested"
 
 
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_every_board_has_a_place_to_measure_its_arena(name):
+    """A board that cannot run here is measured on an emulated board that links the same TFLM library."""
+    from edgedistill.firmware.build import arena_probe_board
+
+    board = BOARDS[name]
+    probe = arena_probe_board(board)
+    assert probe.runnable_here
+    assert (probe.tflm_target, probe.tflm_target_arch, probe.cpu) == (board.tflm_target, board.tflm_target_arch, board.cpu)
+    assert set(board.kernels) <= set(probe.kernels)
+    if board.runnable_here:
+        assert probe is board
+
+
+def test_probe_arena_is_generous_but_within_ram():
+    from edgedistill.firmware.build import PROBE_MIN_ARENA_BYTES, probe_arena_size
+
+    m55 = BOARDS["qemu-mps3-an547"]
+    size = probe_arena_size(m55, 7744)
+    assert size == PROBE_MIN_ARENA_BYTES and size % 16 == 0
+    # A model whose host arena is large gets 8x, but never more than the RAM besides the stack and the runner.
+    big = probe_arena_size(m55, 1_000_000)
+    assert 1_000_000 < big <= m55.ram_bytes - m55.stack_bytes - 64 * 1024
+    assert probe_arena_size(BOARDS["host"], 1_000_000) == 8_000_000
+
+
+def test_a_board_with_nowhere_to_measure_says_to_pass_the_arena():
+    import dataclasses
+
+    from edgedistill.firmware.build import arena_probe_board
+
+    orphan = dataclasses.replace(BOARDS["nucleo-f446re"], name="custom", arena_probe_board=None)
+    with pytest.raises(InputError, match="--arena-bytes N, or --arena export"):
+        arena_probe_board(orphan)
+
+
 def test_unknown_board_lists_the_boards():
     with pytest.raises(InputError) as error:
         get_board("esp32")

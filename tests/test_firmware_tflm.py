@@ -40,6 +40,9 @@ def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
     # The arena the 32-bit target used fits what the export reserved, and is below the 64-bit host figure.
     assert 0 < run["arena_used_bytes"] <= export["kTensorArenaSize"]
     assert run["arena_used_bytes"] < export["arena_bytes_host"]
+    # The firmware reserved the arena its probe measured on this target, plus the export's margin rule.
+    assert run["arena"]["source"] == "measured"
+    assert run["arena"]["kTensorArenaSize"] - run["arena_used_bytes"] >= 1024
     assert run["instructions_per_invoke"] > 1000
     # The host-side estimate corrected for 32-bit pointers agrees with the target's figure:
     # never below it (it keeps op data at host size), at most 5 % above (measured: +0.3 % to +2.5 %).
@@ -53,14 +56,42 @@ def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
     assert emulated and emulated[-1]["instructions_per_invoke"] == run["instructions_per_invoke"]
 
 
-def test_second_build_reuses_the_cached_library(pipeline_run):
+def test_second_build_reuses_the_cached_library_and_arena_probe(pipeline_run):
     from edgedistill.firmware.build import build_firmware
 
     _, run_dir, _ = pipeline_run
-    build_firmware(run_dir, board="qemu-mps2-an386")
+    first = build_firmware(run_dir, board="qemu-mps2-an386")
     again = build_firmware(run_dir, board="qemu-mps2-an386")
     assert again.info["tflm_library_built_now"] is False
-    assert (
-        again.info["sizes"]["arena_bytes"]
-        == json.loads((run_dir / "micro" / "micro_export.json").read_text())["kTensorArenaSize"]
-    )
+    assert again.info["arena"]["cached"] is True
+    assert again.info["sizes"]["arena_bytes"] == first.info["kTensorArenaSize"] == again.info["kTensorArenaSize"]
+    # The Makefile tracks its flags: another arena size recompiles the runner (the map shows the new arena).
+    export_arena = json.loads((run_dir / "micro" / "micro_export.json").read_text())["kTensorArenaSize"]
+    from_export = build_firmware(run_dir, board="qemu-mps2-an386", arena="export")
+    assert from_export.info["sizes"]["arena_bytes"] == export_arena
+    override = build_firmware(run_dir, board="qemu-mps2-an386", arena_bytes=export_arena + 4096)
+    assert override.info["sizes"]["arena_bytes"] == export_arena + 4096
+
+
+def test_cmsis_nn_on_the_m55_needs_the_arena_measured_on_the_target(pipeline_run):
+    """The MVE kernels' scratch buffers are invisible to the host's reference-kernel measurement."""
+    from click.testing import CliRunner
+
+    from edgedistill.cli import cli
+
+    _, run_dir, _ = pipeline_run
+    args = ["firmware", "run", str(run_dir), "--board", "qemu-mps3-an547", "--kernels", "cmsis_nn"]
+    measured = CliRunner().invoke(cli, [*args, "--arena", "measured", "--json"])
+    assert measured.exit_code == 0, measured.output
+    run = json.loads(measured.output[measured.output.index("{") :])
+    assert run["status"] == "pass"
+    export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
+    # Scratch buffers: more arena than the same model with reference kernels on the host.
+    assert run["arena_used_bytes"] > run["arena"]["arena_estimate_bytes_32bit"]
+
+    from_export = CliRunner().invoke(cli, [*args, "--arena", "export"])
+    if run["arena_used_bytes"] > export["kTensorArenaSize"]:
+        assert from_export.exit_code == 1
+        assert "too small" in from_export.output and "--arena measured" in from_export.output
+    else:  # a student whose margin happens to cover the scratch buffers
+        assert from_export.exit_code == 0, from_export.output

@@ -15,6 +15,7 @@ printed on the target (``arena_used_bytes()``) side by side, with the estimate's
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -23,6 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.firmware.export import MicroExport
+
+ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
+
+
+def arena_with_margin(arena_bytes: int, *, margin_fraction: float = 0.10, margin_min_bytes: int = 1024) -> tuple[int, int]:
+    """``kTensorArenaSize`` = measured + max(10 %, 1 KiB), rounded up to 16 bytes; returns (size, margin).
+
+    One rule for both measurements: the host export (``edgedistill micro``) and the arena
+    measured on the target by ``edgedistill firmware build``.
+    """
+    margin = max(math.ceil(arena_bytes * margin_fraction), margin_min_bytes)
+    size = -(-(arena_bytes + margin) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+    return size, size - arena_bytes
+
 
 _SCRIPT = r"""
 import os, sys
@@ -163,16 +178,27 @@ def estimate_target_arena(
     return {"estimate_bytes": estimate, "host_bytes": host.total_bytes, "parts": parts}
 
 
-def arena_truth(export: MicroExport, *, arena_used_bytes: int | None, pointer_bytes: int | None) -> dict[str, Any]:
-    """Host 64-bit arena, the 32-bit estimate and the target's own figure, side by side."""
+def arena_truth(
+    export: MicroExport,
+    *,
+    arena_used_bytes: int | None,
+    pointer_bytes: int | None,
+    compiled_arena_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Host 64-bit arena, the 32-bit estimate and the target's own figure, side by side.
+
+    ``compiled_arena_bytes``: the arena the firmware reserved (default: the export's ``kTensorArenaSize``).
+    """
+    compiled = export.arena_bytes if compiled_arena_bytes is None else int(compiled_arena_bytes)
     truth: dict[str, Any] = {
         "arena_used_bytes_target": arena_used_bytes,
         "target_pointer_bytes": pointer_bytes,
         "arena_bytes_host": export.arena_bytes_host,
-        "kTensorArenaSize": export.arena_bytes,
+        "kTensorArenaSize": compiled,
+        "export_kTensorArenaSize": export.arena_bytes,
     }
     if arena_used_bytes is not None:
-        truth["headroom_bytes"] = export.arena_bytes - arena_used_bytes
+        truth["headroom_bytes"] = compiled - arena_used_bytes
     model = export.model_path
     if not model.is_file():
         truth["estimate_error"] = f"model file {model} not found"
@@ -194,6 +220,8 @@ def arena_truth(export: MicroExport, *, arena_used_bytes: int | None, pointer_by
 
 
 __all__ = [
+    "ARENA_ALIGNMENT",
+    "arena_with_margin",
     "AllocationBreakdown",
     "parse_allocations",
     "host_allocation_breakdown",

@@ -47,6 +47,14 @@ class Board:
     tested: bool = True  # False: built here, never run on the hardware (no board in this workplace)
     notes: str = ""
     flash_methods: tuple[str, ...] = field(default=())
+    # Where the tensor arena is measured for a board that cannot run here: an emulated board with
+    # the same TFLM target and CPU, so the same compiled library (and the same kernels' scratch).
+    arena_probe_board: str | None = None
+
+    @property
+    def runnable_here(self) -> bool:
+        """QEMU boards and the host run here; real boards need the hardware."""
+        return self.kind in ("qemu", "host")
 
     @property
     def cross_compiled(self) -> bool:
@@ -109,6 +117,7 @@ BOARDS: dict[str, Board] = {
             flash_base_address=0x0800_0000,
             tested=False,
             flash_methods=("pyocd", "drive"),
+            arena_probe_board="qemu-mps2-an386",
             notes=(
                 "Built here; never run on hardware (no board in this workplace). pyOCD needs the target pack once: "
                 "pyocd pack install stm32f446retx."

@@ -3,13 +3,21 @@
 Steps: validate the micro export and the board; check the model can fit before building;
 find the toolchain and the TFLM checkout; build (or reuse) the cached TFLM library; compile
 the runner, the port and the generated model sources with ``firmware/Makefile``; measure the
-image (``size -B``, map file) and check it fits. Outputs go to
+image (``size -B``, map file) and check it fits.
+
+The tensor arena compiled in is measured on the target by default: a probe build with a large
+arena runs once (in QEMU, natively for ``host``, or for a real board on the emulated board with
+the same TFLM target and CPU), prints ``arena_used_bytes()``, and the real build reserves that
+plus the export's margin rule. The export's ``kTensorArenaSize`` is measured on the host with
+TFLM's reference kernels, which do not see optimized kernels' scratch buffers (CMSIS-NN on the
+Cortex-M55 needs ~2 KiB more than reference kernels for the default student). Outputs go to
 ``<run_dir>/firmware/<board>_<kernels>/`` with a ``build.json`` that ``firmware run`` and
 ``flash`` read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,12 +29,20 @@ from typing import Any
 from edgedistill.errors import InputError, StageError
 from edgedistill.fileio import write_json_atomic
 from edgedistill.firmware import sizes as sizes_module
+from edgedistill.firmware.arena import ARENA_ALIGNMENT, arena_with_margin
 from edgedistill.firmware.boards import Board, check_kernels, get_board
 from edgedistill.firmware.export import MicroExport, load_micro_export
+from edgedistill.firmware.qemu import qemu_command, run_command
+from edgedistill.firmware.result import parse_result_block
 from edgedistill.firmware.tflm import ensure_library, firmware_dir, resolve_tflm_dir
-from edgedistill.firmware.toolchain import HOST_TOOLS, cross_toolchain, require_tools
+from edgedistill.firmware.toolchain import HOST_TOOLS, cross_toolchain, qemu_binary, require_tools
 
 BUILD_INFO = "build.json"
+ARENA_PROBE_INFO = "arena_probe.json"
+PROBE_MIN_ARENA_BYTES = 1024 * 1024  # the probe reserves at least this much (or what the board's RAM allows)
+PROBE_ARENA_FACTOR = 8  # ... and at least 8x the host-measured arena
+PROBE_RAM_RESERVE_BYTES = 64 * 1024  # RAM left for the runner's data, bss and heap besides the arena and stack
+ARENA_SOURCES = ("measured", "export", "override")
 
 
 def build_dir_for(run_dir: str | Path, board: str, kernels: str) -> Path:
@@ -72,6 +88,141 @@ def prepare(run_dir: str | Path, board_name: str, kernels: str, *, arena_bytes: 
     return export, board
 
 
+def arena_probe_board(board: Board) -> Board:
+    """The board the arena of ``board`` is measured on: itself if it runs here, else its emulated twin."""
+    if board.runnable_here:
+        return board
+    if not board.arena_probe_board:
+        raise InputError(
+            f"Board {board.name!r} cannot run here and has no emulated board to measure its tensor arena on. "
+            "Pass the arena size with --arena-bytes N, or --arena export to use the export's kTensorArenaSize."
+        )
+    probe = get_board(board.arena_probe_board)
+    if (probe.tflm_target, probe.tflm_target_arch) != (board.tflm_target, board.tflm_target_arch):
+        raise StageError(
+            f"Board table error: {board.name!r} is measured on {probe.name!r}, which builds a different TFLM library "
+            f"({probe.tflm_target}/{probe.tflm_target_arch} vs {board.tflm_target}/{board.tflm_target_arch})."
+        )
+    return probe
+
+
+def probe_arena_size(board: Board, export_arena_bytes: int) -> int:
+    """The arena a probe build reserves: generous, but within the board's RAM."""
+    wanted = max(PROBE_MIN_ARENA_BYTES, PROBE_ARENA_FACTOR * export_arena_bytes)
+    if board.ram_bytes is None:
+        return wanted
+    room = board.ram_bytes - board.stack_bytes - PROBE_RAM_RESERVE_BYTES
+    return max(min(wanted, room), export_arena_bytes) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+
+
+def _probe_key(export: MicroExport, probe: Board, kernels: str, library: Any) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for name in ("model_data.cc", "model_op_resolver.h"):
+        digest.update((export.micro_dir / name).read_bytes())
+    digest.update((firmware_dir() / "src" / "main.cc").read_bytes())
+    return {"model_sources_sha256": digest.hexdigest(), "probe_board": probe.name, "kernels": kernels, "tflm_commit": library.commit}
+
+
+def _make_app(export: MicroExport, board: Board, kernels: str, library: Any, out: Path, defines: list[str], jobs: int):
+    """Compile and link the runner into ``out`` with ``firmware/Makefile``; StageError with the log's tail if it fails."""
+    command = [
+        "make",
+        "-C",
+        str(firmware_dir()),
+        f"-j{jobs}",
+        f"BOARD={board.name}",
+        f"KERNELS={kernels}",
+        f"MICRO_DIR={export.micro_dir.resolve()}",
+        f"TFLM_LIB_DIR={library.directory}",
+        f"BUILD_DIR={out.resolve()}",
+        f"EXTRA_DEFINES={' '.join(defines)}",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    (out / "build.log").write_text(completed.stdout + completed.stderr)
+    if completed.returncode != 0:
+        overflow = sizes_module.linker_overflow(completed.stderr)
+        if overflow:
+            detail = ", ".join(f"{region} by {count} bytes" for region, count in overflow)
+            raise StageError(
+                f"The firmware does not fit {board.name}: the linker overflowed {detail}. "
+                "Distill a smaller student or pick a board with more memory."
+            )
+        tail = " | ".join(completed.stderr.strip().splitlines()[-4:])
+        raise StageError(f"Building the firmware failed (make exit {completed.returncode}): {tail}. Log: {out / 'build.log'}")
+
+
+def measure_target_arena(
+    export: MicroExport,
+    board: Board,
+    kernels: str,
+    *,
+    checkout: Path,
+    out: Path,
+    jobs: int = 2,
+    timeout_seconds: float = 300.0,
+) -> dict[str, Any]:
+    """The tensor arena the firmware needs on ``board`` with ``kernels``, measured by running a probe build.
+
+    The probe reserves :func:`probe_arena_size` bytes, runs the test samples once and prints
+    ``arena_used_bytes()``: what TFLM's allocator used on the target, optimized kernels'
+    scratch buffers included. The result is cached in ``out/arena_probe.json`` for the same
+    model sources, runner, TFLM commit, kernels and probe board.
+    """
+    probe = arena_probe_board(board)
+    if probe.cross_compiled:
+        cross_toolchain()
+    library, _ = ensure_library(
+        checkout, probe.tflm_target, probe.tflm_target_arch, kernels, jobs=jobs, log_path=out / "tflm_library.log"
+    )
+    key = _probe_key(export, probe, kernels, library)
+    cached_path = out / ARENA_PROBE_INFO
+    if cached_path.is_file():
+        cached = json.loads(cached_path.read_text())
+        if cached.get("key") == key:
+            return {**cached, "cached": True}
+
+    probe_size = probe_arena_size(probe, export.arena_bytes)
+    probe_dir = out / "arena_probe"
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    _make_app(
+        export,
+        probe,
+        kernels,
+        library,
+        probe_dir,
+        ["-DEDGEDISTILL_NUM_TIMED_INVOKES=1", f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={probe_size}"],
+        jobs,
+    )
+    elf = probe_dir / "firmware.elf"
+    if probe.kind == "qemu":
+        command, what = qemu_command(probe, elf, qemu=qemu_binary()), f"The arena probe in QEMU ({probe.qemu_machine})"
+    else:
+        command, what = [str(elf)], "The host arena probe"
+    ran = run_command(command, timeout_seconds=timeout_seconds, what=what)
+    (probe_dir / "run.log").write_text(ran.output)
+    parsed = parse_result_block(ran.output)
+    used = parsed.arena_used_bytes
+    if used is None:
+        error = parsed.fields.get("error", "?")
+        if error == "allocate_tensors_failed":
+            raise StageError(
+                f"The model needs more than {probe_size} bytes of tensor arena on {probe.name} with kernels={kernels} "
+                f"(the most its RAM allows a probe). Distill a smaller student or pick a board with more RAM."
+            )
+        raise StageError(f"The arena probe stopped with error={error} on {probe.name}. Log: {probe_dir / 'run.log'}")
+    result = {
+        "key": key,
+        "arena_used_bytes_target": used,
+        "probe_board": probe.name,
+        "probe_arena_bytes": probe_size,
+        "pointer_bytes": parsed.integer("pointer_bytes"),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    write_json_atomic(cached_path, result)
+    return {**result, "cached": False}
+
+
 def build_firmware(
     run_dir: str | Path,
     *,
@@ -81,14 +232,21 @@ def build_firmware(
     jobs: int = 2,
     arena_bytes: int | None = None,
     num_timed_invokes: int = 10,
+    arena: str = "measured",
+    probe_timeout_seconds: float = 300.0,
 ) -> BuildResult:
     """Build the firmware of ``run_dir`` for ``board``. See the module docstring.
+
+    ``arena``: ``"measured"`` (default; measure on the target, see :func:`measure_target_arena`)
+    or ``"export"`` (the export's host-measured ``kTensorArenaSize``); ``arena_bytes`` overrides both.
 
     Example::
 
         result = build_firmware("runs/20250101-120000", board="qemu-mps2-an386", kernels="cmsis_nn")
         result.info["sizes"]["flash_bytes"]
     """
+    if arena not in ("measured", "export"):
+        raise InputError(f"Unknown arena source {arena!r}. Expected 'measured' or 'export' (or pass --arena-bytes N).")
     export, board_spec = prepare(run_dir, board, kernels, arena_bytes=arena_bytes)
     if board_spec.cross_compiled:
         toolchain = cross_toolchain()
@@ -114,34 +272,31 @@ def build_firmware(
     )
     library_seconds = time.monotonic() - started
 
-    defines = [f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}"]
     if arena_bytes is not None:
-        defines.append(f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_bytes)}")
-    command = [
-        "make",
-        "-C",
-        str(firmware_dir()),
-        f"-j{jobs}",
-        f"BOARD={board_spec.name}",
-        f"KERNELS={kernels}",
-        f"MICRO_DIR={export.micro_dir.resolve()}",
-        f"TFLM_LIB_DIR={library.directory}",
-        f"BUILD_DIR={out.resolve()}",
-        f"EXTRA_DEFINES={' '.join(defines)}",
+        arena_info = {"source": "override", "kTensorArenaSize": int(arena_bytes)}
+    elif arena == "export":
+        arena_info = {"source": "export", "kTensorArenaSize": export.arena_bytes}
+    else:
+        measured = measure_target_arena(
+            export, board_spec, kernels, checkout=checkout, out=out, jobs=jobs, timeout_seconds=probe_timeout_seconds
+        )
+        size, margin = arena_with_margin(measured["arena_used_bytes_target"])
+        arena_info = {
+            "source": "measured",
+            "kTensorArenaSize": size,
+            "margin_bytes": margin,
+            **{key: value for key, value in measured.items() if key != "key"},
+        }
+        sizes_module.check_export_fits(export, board_spec, arena_bytes=size)
+    arena_info["export_kTensorArenaSize"] = export.arena_bytes
+    arena_info["arena_bytes_host"] = export.arena_bytes_host
+
+    defines = [
+        f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}",
+        f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_info['kTensorArenaSize'])}",
     ]
     app_started = time.monotonic()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    (out / "build.log").write_text(completed.stdout + completed.stderr)
-    if completed.returncode != 0:
-        overflow = sizes_module.linker_overflow(completed.stderr)
-        if overflow:
-            detail = ", ".join(f"{region} by {count} bytes" for region, count in overflow)
-            raise StageError(
-                f"The firmware does not fit {board_spec.name}: the linker overflowed {detail}. "
-                "Distill a smaller student or pick a board with more memory."
-            )
-        tail = " | ".join(completed.stderr.strip().splitlines()[-4:])
-        raise StageError(f"Building the firmware failed (make exit {completed.returncode}): {tail}. Log: {out / 'build.log'}")
+    _make_app(export, board_spec, kernels, library, out, defines, jobs)
     app_seconds = time.monotonic() - app_started
 
     elf = out / "firmware.elf"
@@ -160,8 +315,8 @@ def build_firmware(
         "sizes": image.as_dict(),
         "board_flash_bytes": board_spec.flash_bytes,
         "board_ram_bytes": board_spec.ram_bytes,
-        "kTensorArenaSize": export.arena_bytes,
-        "arena_bytes_override": arena_bytes,
+        "kTensorArenaSize": arena_info["kTensorArenaSize"],
+        "arena": arena_info,
         "arena_bytes_host": export.arena_bytes_host,
         "num_timed_invokes": num_timed_invokes,
         "tflm_dir": str(checkout),
@@ -202,4 +357,14 @@ def load_build(run_dir: str | Path, *, board: str, kernels: str) -> BuildResult:
     return BuildResult(board=board, kernels=kernels, build_dir=out, info=json.loads(info_path.read_text()))
 
 
-__all__ = ["BuildResult", "build_firmware", "load_build", "build_dir_for", "prepare", "prepare_library"]
+__all__ = [
+    "BuildResult",
+    "build_firmware",
+    "load_build",
+    "build_dir_for",
+    "prepare",
+    "prepare_library",
+    "measure_target_arena",
+    "arena_probe_board",
+    "probe_arena_size",
+]

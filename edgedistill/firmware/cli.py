@@ -36,6 +36,14 @@ _jobs_option = click.option(
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel compile jobs."
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+_arena_option = click.option(
+    "--arena",
+    type=click.Choice(["measured", "export"]),
+    default="measured",
+    show_default=True,
+    help="Tensor arena to compile in: measured on the target with these kernels (a probe run in QEMU or on the "
+    "host first), or the export's host-measured kTensorArenaSize.",
+)
 
 
 @click.group("firmware")
@@ -79,10 +87,11 @@ def prepare(board, kernels, tflm_dir, jobs) -> None:
 @_kernels_option
 @_tflm_option
 @_jobs_option
-@click.option("--arena-bytes", type=int, default=None, help="Override kTensorArenaSize (bytes).")
+@_arena_option
+@click.option("--arena-bytes", type=int, default=None, help="Compile in this arena size (bytes) instead; no probe.")
 @click.option("--num-timed-invokes", default=10, show_default=True, type=click.IntRange(1, 100000))
 @_json_option
-def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invokes, as_json) -> None:
+def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed_invokes, as_json) -> None:
     """Cross-build the firmware of RUN_DIR (a run folder with a micro export) for --board."""
     from edgedistill.firmware.build import build_firmware
 
@@ -94,6 +103,7 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invoke
         jobs=jobs,
         arena_bytes=arena_bytes,
         num_timed_invokes=num_timed_invokes,
+        arena=arena,
     )
     info = result.info
     if as_json:
@@ -106,6 +116,15 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invoke
         f"  flash {sizes['flash_bytes']} bytes (text {sizes['text_bytes']} + data {sizes['data_bytes']}), "
         f"RAM {sizes['ram_bytes']} bytes (data + bss {sizes['bss_bytes']}; arena {sizes['arena_bytes']})"
     )
+    arena_info = info["arena"]
+    if arena_info["source"] == "measured":
+        click.echo(
+            f"  arena {arena_info['kTensorArenaSize']} bytes: {arena_info['arena_used_bytes_target']} used on "
+            f"{arena_info['probe_board']} with {kernels} kernels + {arena_info['margin_bytes']} margin "
+            f"(export's host-measured kTensorArenaSize: {arena_info['export_kTensorArenaSize']})"
+        )
+    else:
+        click.echo(f"  arena {arena_info['kTensorArenaSize']} bytes ({arena_info['source']})")
     click.echo(f"  TFLM {info['tflm_commit'][:12]} library {library}; app built in {info['app_build_seconds']} s")
 
 
@@ -119,13 +138,26 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena_bytes, num_timed_invoke
     "--timeout", "timeout_seconds", default=120.0, show_default=True, type=float, help="Seconds before QEMU is stopped."
 )
 @click.option("--build/--no-build", default=True, show_default=True, help="Build first if there is no build.")
+@click.option(
+    "--arena",
+    type=click.Choice(["measured", "export"]),
+    default=None,
+    help="Arena source when building (default: measured); rebuilds an existing build made with the other source.",
+)
 @_json_option
-def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, as_json) -> None:
+def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, as_json) -> None:
     """Run the firmware of RUN_DIR in QEMU (or natively for host) and check its outputs."""
     from edgedistill.firmware.run import run_firmware
 
     result = run_firmware(
-        run_dir, board=board, kernels=kernels, timeout_seconds=timeout_seconds, build=build, tflm_dir=tflm_dir, jobs=jobs
+        run_dir,
+        board=board,
+        kernels=kernels,
+        timeout_seconds=timeout_seconds,
+        build=build,
+        tflm_dir=tflm_dir,
+        jobs=jobs,
+        arena=arena,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

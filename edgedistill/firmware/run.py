@@ -41,6 +41,16 @@ def _versions(build_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _built_arena_differs(build_info: Path, arena: str | None) -> bool:
+    """True when ``arena`` asks for another arena source than the existing build used (None: any)."""
+    if arena is None:
+        return False
+    import json
+
+    source = (json.loads(build_info.read_text()).get("arena") or {}).get("source", "export")
+    return source != arena
+
+
 def run_firmware(
     run_dir: str | Path,
     *,
@@ -50,8 +60,12 @@ def run_firmware(
     build: bool = True,
     tflm_dir: str | None = None,
     jobs: int = 2,
+    arena: str | None = None,
 ) -> dict[str, Any]:
     """Run the firmware of ``run_dir`` on ``board`` (QEMU or host) and check its outputs.
+
+    ``arena``: ``"measured"`` or ``"export"`` (see :func:`build_firmware`); None keeps an existing
+    build as it is and measures the arena when it builds.
 
     Example::
 
@@ -67,8 +81,9 @@ def run_firmware(
     if timeout_seconds <= 0:
         raise InputError(f"--timeout must be > 0 seconds. Received: {timeout_seconds}.")
     export = load_micro_export(run_dir)
-    if build and not (build_dir_for(export.run_dir, board, kernels) / "build.json").is_file():
-        build_firmware(export.run_dir, board=board, kernels=kernels, tflm_dir=tflm_dir, jobs=jobs)
+    build_info = build_dir_for(export.run_dir, board, kernels) / "build.json"
+    if build and (not build_info.is_file() or _built_arena_differs(build_info, arena)):
+        build_firmware(export.run_dir, board=board, kernels=kernels, tflm_dir=tflm_dir, jobs=jobs, arena=arena or "measured")
     built = load_build(export.run_dir, board=board, kernels=kernels)
 
     if board_spec.kind == "qemu":
@@ -80,6 +95,14 @@ def run_firmware(
     ran = run_command(command, timeout_seconds=timeout_seconds, what=what)
     (built.build_dir / "run.log").write_text(ran.output)
     parsed = parse_result_block(ran.output)
+    if parsed.status == "error" and parsed.fields.get("error") == "allocate_tensors_failed":
+        compiled = built.info.get("kTensorArenaSize")
+        source = (built.info.get("arena") or {}).get("source", "export")
+        raise StageError(
+            f"The firmware's tensor arena ({compiled} bytes, source: {source}) is too small on {board} with "
+            f"kernels={kernels}. Rebuild with the arena measured on the target: "
+            f"edgedistill firmware build {run_dir} --board {board} --kernels {kernels} --arena measured"
+        )
     if parsed.status == "error":
         raise StageError(
             f"The firmware stopped with error={parsed.fields.get('error', '?')} on {board}. Log: {built.build_dir / 'run.log'}"
@@ -102,7 +125,13 @@ def run_firmware(
 
     arena_used = parsed.arena_used_bytes
     pointer_bytes = parsed.integer("pointer_bytes")
-    truth = arena_module.arena_truth(export, arena_used_bytes=arena_used, pointer_bytes=pointer_bytes)
+    truth = arena_module.arena_truth(
+        export,
+        arena_used_bytes=arena_used,
+        pointer_bytes=pointer_bytes,
+        compiled_arena_bytes=built.info.get("kTensorArenaSize"),
+    )
+    truth["source"] = (built.info.get("arena") or {}).get("source", "export")
     if kernels != "reference":
         # The host accounting runs TFLM's reference kernels: optimized kernels' scratch buffers are not in it.
         truth["estimate_basis"] = f"host reference kernels; {kernels} scratch buffers are not included"
@@ -137,7 +166,7 @@ def run_firmware(
 
     section = load_report(export.run_dir).get("firmware") or {}
     section[f"{board}/{kernels}"] = {
-        "build": {key: built.info.get(key) for key in ("sizes", "tflm_commit", "compiler", "elf", "kTensorArenaSize")},
+        "build": {key: built.info.get(key) for key in ("sizes", "tflm_commit", "compiler", "elf", "kTensorArenaSize", "arena")},
         "run": {key: value for key, value in result.items() if key not in ("command",)},
     }
     add_section(export.run_dir, "firmware", section)

@@ -14,7 +14,6 @@ One connection is shared by all commands of a session (``ControlMaster``).
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
