@@ -101,7 +101,7 @@ def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float, plan: list[
             "board": board,
             "kernels": kernels,
             "model_size_bytes": export["model_size_bytes"],
-            "kTensorArenaSize": export["kTensorArenaSize"],
+            "export_kTensorArenaSize": export["kTensorArenaSize"],
             "arena_bytes_host": export["arena_bytes_host"],
         }
         try:
@@ -112,6 +112,9 @@ def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float, plan: list[
                     "ram_bytes": built.info["sizes"]["ram_bytes"],
                     "text_bytes": built.info["sizes"]["text_bytes"],
                     "bss_bytes": built.info["sizes"]["bss_bytes"],
+                    "kTensorArenaSize": built.info["kTensorArenaSize"],
+                    "arena_source": built.info["arena"]["source"],
+                    "arena_probe_board": built.info["arena"].get("probe_board"),
                     "tflm_commit": built.info["tflm_commit"],
                     "compiler": built.info["compiler"],
                 }
@@ -145,8 +148,8 @@ def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float, plan: list[
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | board | kernels | flash (text+data) | RAM (data+bss) | arena used (32-bit) / host 64-bit | instructions per invoke | outputs |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| model | board | kernels | flash (text+data) | RAM (data+bss) | arena used (32-bit) / host 64-bit | arena compiled in (measured on) | instructions per invoke | outputs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         arena = (
@@ -155,11 +158,22 @@ def table(rows: list[dict]) -> str:
             else f"- / {row['arena_bytes_host']}"
         )
         instructions = f"{row['instructions_per_invoke']:,}" if row.get("instructions_per_invoke") else "-"
+        compiled = f"{row['kTensorArenaSize']} ({row.get('arena_probe_board') or row.get('arena_source')})" if row.get("kTensorArenaSize") else "-"
         lines.append(
             f"| {row['model']} | {row['board']} | {row['kernels']} | {row.get('flash_bytes', '-')} | {row.get('ram_bytes', '-')} | "
-            f"{arena} | {instructions} | {row.get('status')} |"
+            f"{arena} | {compiled} | {instructions} | {row.get('status')} |"
         )
-    return "\n".join(lines)
+    speedups = []
+    for row in rows:
+        if row["kernels"] != "cmsis_nn" or not row.get("instructions_per_invoke"):
+            continue
+        reference = next(
+            (r for r in rows if (r["model"], r["board"], r["kernels"]) == (row["model"], row["board"], "reference")), None
+        )
+        if reference and reference.get("instructions_per_invoke"):
+            ratio = reference["instructions_per_invoke"] / row["instructions_per_invoke"]
+            speedups.append(f"{row['model']} on {row['board']}: CMSIS-NN {ratio:.1f}x fewer instructions than reference")
+    return "\n".join(lines + ([""] + speedups if speedups else []))
 
 
 def main() -> None:

@@ -206,6 +206,16 @@ def main() -> int:
     parser.add_argument("--data-free-steps", type=int, default=100)
     parser.add_argument("--methods", default="", help="comma-separated subset (default: all)")
     parser.add_argument("--output", default=None)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the (seed, method) results already in the output file and run only the missing ones",
+    )
+    parser.add_argument(
+        "--teacher-cache",
+        default="runs/method_zoo_teachers",
+        help="folder where each seed's teachers are saved, so a resumed seed distills from the same teacher",
+    )
     args = parser.parse_args()
 
     from edgedistill.data import load_dataset
@@ -234,7 +244,17 @@ def main() -> int:
         },
         "runs": [],
     }
+    if args.resume and output.is_file():
+        previous = json.loads(output.read_text())
+        result["runs"] = previous.get("runs", [])
+        result["resumed"] = previous.get("resumed", []) + [previous.get("command")]
+        if previous.get("note"):
+            result["note"] = previous["note"]
+    done = {(r["seed"], r["method"]) for r in result["runs"]}
     for seed in [int(s) for s in args.seeds.split(",")]:
+        todo = [name for name in chosen if (seed, name) not in done]
+        if not todo:
+            continue
         data = load_dataset(args.data, validation_fraction=0.05, seed=seed, max_train_samples=args.max_train_samples)
         config = TrainConfig(
             epochs=args.epochs,
@@ -257,21 +277,34 @@ def main() -> int:
         for index, width in enumerate((1.0, 0.5) if "multi_teacher" in chosen else (1.0,)):
             started = time.perf_counter()
             teacher = build_model("cnn", data.input_shape, data.num_classes, width=width, name=f"teacher{index}")
-            train_classifier(teacher, data, config=teacher_config)
+            cached = Path(args.teacher_cache) / f"{args.data.split(':')[0]}_seed{seed}_cnn_w{width:g}.weights.h5"
+            method = f"teacher_cnn_w{width:g}"
+            loaded = cached.is_file()
+            if loaded:
+                teacher.load_weights(str(cached))
+            else:
+                train_classifier(teacher, data, config=teacher_config)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                teacher.save_weights(str(cached))
             teachers.append(teacher)
+            if (seed, method) in done and loaded:
+                continue  # the same teacher as the seed's earlier methods: already recorded
             record = {
                 "seed": seed,
-                "method": f"teacher_cnn_w{width:g}",
+                "method": method if (seed, method) not in done else f"{method}_resumed",
                 "parameters": int(teacher.count_params()),
                 "float_accuracy": accuracy(teacher, data.x_test, data.y_test),
                 "seconds": round(time.perf_counter() - started, 1),
+                "teacher": "loaded from " + str(cached) if loaded else "trained",
             }
+            # "_resumed": a seed resumed from a run that did not save its teacher; this one was
+            # retrained with the same seed (TF's threaded kernels make it close, not identical).
             result["runs"].append(record)
             print(
                 f"seed {seed} {record['method']:<28} {record['parameters']:>8} params  {record['float_accuracy']:.2f}%  {record['seconds']:.0f} s",
                 flush=True,
             )
-        for name in chosen:
+        for name in todo:
             started = time.perf_counter()
             student = build_model("cnn", data.input_shape, data.num_classes, width=args.student_width, name="student")
             student, history = table[name](teachers[0], teachers, student, data, config)

@@ -11,6 +11,10 @@ from typing import Any
 
 from edgedistill.errors import InputError
 
+# tf.distribute strategies training accepts: none (the default device), mirrored (every local
+# GPU, or the CPU), multi_worker (the workers in TF_CONFIG; one worker without it).
+STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -37,6 +41,7 @@ class RunConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     patience: int = 8
+    strategy: str = "none"  # tf.distribute strategy of every training stage (STRATEGIES)
     # distillation methods (issue 5); the defaults keep plain logit distillation
     final_temperature: float | None = None  # logits: anneal temperature -> final_temperature
     scheme: str = "standard"
@@ -85,6 +90,7 @@ class RunConfig:
             ("warmup_runs", self.warmup_runs >= 0, ">= 0"),
             ("num_threads", self.num_threads >= 1, ">= 1"),
             ("io_type", self.io_type in ("int8", "float32"), "one of: int8, float32"),
+            ("strategy", self.strategy in STRATEGIES, "one of: " + ", ".join(STRATEGIES)),
             ("final_temperature", self.final_temperature is None or self.final_temperature > 0, "> 0 (or unset)"),
             ("prune_sparsity", 0 <= self.prune_sparsity < 1, "in [0, 1) (0 disables pruning)"),
             ("max_flash_kb", self.max_flash_kb is None or self.max_flash_kb > 0, "> 0 (or unset)"),
@@ -133,4 +139,4 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-__all__ = ["RunConfig", "read_config_file", "save_config"]
+__all__ = ["RunConfig", "STRATEGIES", "read_config_file", "save_config"]

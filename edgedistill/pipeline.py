@@ -108,7 +108,7 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
     from edgedistill.distill import pipeline_hooks as methods
     from edgedistill.micro import export_micro, measure_arena
     from edgedistill.tflite_model import read_model_info, runtime_versions
-    from edgedistill.training import TrainConfig, train_classifier
+    from edgedistill.training import TrainConfig, strategy_scope, train_classifier
     from edgedistill.verify import raise_if_failed, verify_models
 
     report["versions"] = runtime_versions()
@@ -125,80 +125,89 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
         report["data"] = data.summary()
         log(f"   {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, input {data.input_shape}, {data.num_classes} classes")
 
-    with stages.stage("teacher"):
-        if config.teacher:
-            teacher = models_mod.load_model_file(config.teacher)
-            source = config.teacher
-        else:
-            teacher = models_mod.build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
-            teacher_config = TrainConfig(
-                epochs=config.teacher_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                patience=config.patience, seed=config.seed, verbose=config.verbose,
-            )
-            train_classifier(teacher, data, config=teacher_config, stage="teacher", log_dir=logs)
-            source = f"preset {config.teacher_preset} (width {config.teacher_width})"
-        check_classes(teacher, data.num_classes, "teacher")
-        teacher_outputs = {
-            "train": models_mod.predict_logits(teacher, data.x_train),
-            "val": models_mod.predict_logits(teacher, data.x_val),
-        }
-        check_classes(teacher_outputs["train"], data.num_classes, "teacher")  # also for Keras 3 / SavedModel teachers
-        if isinstance(teacher, keras.Model):
-            teacher.save(run_dir / "teacher.keras")
-        report["teacher"] = {"source": source, "parameters": models_mod.count_parameters(teacher)}
-        teacher_outputs, calibration = methods.calibrate(config, teacher_outputs, data)
-        if calibration:
-            report["teacher"]["calibration"] = calibration
+    # Every training stage runs under the configured tf.distribute strategy (none by default).
+    with strategy_scope(config.strategy):
+        with stages.stage("teacher"):
+            if config.teacher:
+                teacher = models_mod.load_model_file(config.teacher)
+                source = config.teacher
+            else:
+                teacher = models_mod.build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
+                teacher_config = TrainConfig(
+                    epochs=config.teacher_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                    patience=config.patience, seed=config.seed, verbose=config.verbose,
+                )
+                train_classifier(teacher, data, config=teacher_config, stage="teacher", log_dir=logs)
+                source = f"preset {config.teacher_preset} (width {config.teacher_width})"
+            check_classes(teacher, data.num_classes, "teacher")
+            teacher_outputs = {
+                "train": models_mod.predict_logits(teacher, data.x_train),
+                "val": models_mod.predict_logits(teacher, data.x_val),
+            }
+            check_classes(teacher_outputs["train"], data.num_classes, "teacher")  # also for Keras 3 / SavedModel teachers
+            if isinstance(teacher, keras.Model):
+                teacher.save(run_dir / "teacher.keras")
+            report["teacher"] = {"source": source, "parameters": models_mod.count_parameters(teacher)}
+            teacher_outputs, calibration = methods.calibrate(config, teacher_outputs, data)
+            if calibration:
+                report["teacher"]["calibration"] = calibration
 
-    distill_config = TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        patience=config.patience, seed=config.seed, verbose=config.verbose,
-    )
-    loss = methods.resolve_loss(config)
-    with stages.stage("distill"):
-        student_width = config.student_width
-        if config.student:
-            student = models_mod.load_model_file(config.student)
-            if not isinstance(student, keras.Model):
-                raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
-        else:
-            student_width, budget = methods.choose_student_width(config, data, log)
-            if budget:
-                report["budget"] = budget
-            student = models_mod.build_model(config.student_preset, data.input_shape, data.num_classes, width=student_width, name="student")
-        check_classes(student, data.num_classes, "student")
-        student, history, method_report = methods.distill_student(
-            config, teacher, student, data, loss=loss, train_config=distill_config, teacher_outputs=teacher_outputs, log_dir=logs,
+        distill_config = TrainConfig(
+            epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            patience=config.patience, seed=config.seed, verbose=config.verbose,
         )
-        student.save(run_dir / "student_float.keras")
-        report["student"] = {
-            "source": config.student or f"preset {config.student_preset} (width {student_width})",
-            "parameters": models_mod.count_parameters(student),
-            "distill_epochs": len(history.get("loss", [])),
-            "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
-            **method_report,
-        }
+        loss = methods.resolve_loss(config)
+        with stages.stage("distill"):
+            student_width = config.student_width
+            if config.student:
+                student = models_mod.load_model_file(config.student)
+                if not isinstance(student, keras.Model):
+                    raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
+            else:
+                student_width, budget = methods.choose_student_width(config, data, log)
+                if budget:
+                    report["budget"] = budget
+                student = models_mod.build_model(config.student_preset, data.input_shape, data.num_classes, width=student_width, name="student")
+            check_classes(student, data.num_classes, "student")
+            student, history, method_report = methods.distill_student(
+                config, teacher, student, data, loss=loss, train_config=distill_config, teacher_outputs=teacher_outputs, log_dir=logs,
+            )
+            student.save(run_dir / "student_float.keras")
+            # A data-free student never sees the training data: QAT and int8 calibration use the
+            # synthetic inputs (and the teacher's outputs on them) it was distilled on.
+            quant_data, quant_teacher_outputs = data, teacher_outputs
+            if "synthetic_data" in history:
+                quant_data = history.pop("synthetic_data")
+                quant_teacher_outputs = history.pop("synthetic_teacher_outputs")
+            report["student"] = {
+                "source": config.student or f"preset {config.student_preset} (width {student_width})",
+                "parameters": models_mod.count_parameters(student),
+                "distill_epochs": len(history.get("loss", [])),
+                "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
+                **method_report,
+            }
 
-    qat_student = None
-    with stages.stage("qat"):
-        if config.qat_epochs > 0:
-            qat_config = TrainConfig(
-                epochs=config.qat_epochs, batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
-                patience=config.patience, seed=config.seed, verbose=config.verbose,
-            )
-            qat_student, qat_history, qat_report = methods.quantize_student(
-                config, teacher, student, data, loss=loss, train_config=qat_config, teacher_outputs=teacher_outputs, log_dir=logs,
-            )
-            qat_student.save(run_dir / "student_qat.h5")
-            report["qat"] = {"epochs": len(qat_history.get("loss", [])), **qat_report}
-        else:
-            report["qat"] = {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
+        qat_student = None
+        with stages.stage("qat"):
+            if config.qat_epochs > 0:
+                qat_config = TrainConfig(
+                    epochs=config.qat_epochs, batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
+                    patience=config.patience, seed=config.seed, verbose=config.verbose,
+                )
+                qat_student, qat_history, qat_report = methods.quantize_student(
+                    config, teacher, student, quant_data, loss=loss, train_config=qat_config,
+                    teacher_outputs=quant_teacher_outputs, log_dir=logs,
+                )
+                qat_student.save(run_dir / "student_qat.h5")
+                report["qat"] = {"epochs": len(qat_history.get("loss", [])), "data": quant_data.name, **qat_report}
+            else:
+                report["qat"] = {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
 
     with stages.stage("convert"):
         int8_source = qat_student if qat_student is not None else student
         int8_bytes = convert_keras_model(
             int8_source, quantization="int8", io_type=config.io_type,
-            representative_data=data.x_train, num_calibration_samples=config.num_calibration_samples,
+            representative_data=quant_data.x_train, num_calibration_samples=config.num_calibration_samples,
         )
         files = {"student_int8.tflite": int8_bytes, "student_float32.tflite": convert_keras_model(student, quantization="float32")}
         if isinstance(teacher, keras.Model):
@@ -207,7 +216,9 @@ def _run_stages(config: RunConfig, run_dir: Path, stages: _Stages, report: dict[
             write_bytes_atomic(run_dir / name, content)
         info = read_model_info(int8_bytes)
         report["tflite"] = {name: {"size_bytes": len(content)} for name, content in files.items()}
-        report["tflite"]["student_int8.tflite"].update({"ops": info.ops, "io_type": config.io_type})
+        report["tflite"]["student_int8.tflite"].update(
+            {"ops": info.ops, "io_type": config.io_type, "calibration_data": quant_data.name}
+        )
 
     with stages.stage("micro"):
         arena = measure_arena(int8_bytes)

@@ -51,6 +51,88 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _method_lines(report: dict[str, Any]) -> list[str]:
+    """How the student was made: loss, scheme, calibration, pruning, budget, synthesis, the chain."""
+    config = report.get("config") or {}
+    student = report.get("student") or {}
+    if not config:
+        return []
+    loss = config.get("distillation_loss", "logits")
+    if loss == "logits":
+        schedule = f" -> {config['final_temperature']:g}" if config.get("final_temperature") else ""
+        loss = f"logits (T = {config.get('temperature', 0):g}{schedule}, T^2-scaled KL)"
+    parts = [
+        f"Method: scheme `{config.get('scheme', 'standard')}`"
+        + (f" ({config['scheme_options']})" if config.get("scheme_options") else "")
+        + f", loss {loss}, hard-label weight {config.get('student_loss_weight')}"
+        + (f", strategy {config['strategy']}" if config.get("strategy", "none") != "none" else "")
+        + "."
+    ]
+    calibration = (report.get("teacher") or {}).get("calibration")
+    if calibration:
+        parts.append(
+            f"Teacher calibrated by temperature scaling on {calibration['num_samples']} validation samples: "
+            f"T = {calibration['temperature']:g}, ECE {calibration['ece_before_percent']:.2f}% -> "
+            f"{calibration['ece_after_percent']:.2f}%, NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}."
+        )
+    if config.get("prune_sparsity"):
+        after_qat = (report.get("qat") or {}).get("sparsity")
+        parts.append(
+            f"Pruned to target sparsity {config['prune_sparsity']:g}: kernels {_fmt(student.get('sparsity'), 3)} zero after "
+            f"distillation" + (f", {_fmt(after_qat, 3)} after QAT" if after_qat is not None else "") + "."
+        )
+    budget = report.get("budget")
+    if budget:
+        chosen = budget.get("chosen") or {}
+        parts.append(
+            f"Budget {budget.get('budget')}: width {budget.get('width')} chosen from {len(budget.get('measurements', []))} "
+            f"measured widths ({_fmt(chosen.get('flash_bytes'), 0)} bytes int8"
+            + (f", arena {chosen['arena_bytes']} bytes" if chosen.get("arena_bytes") else "")
+            + ")."
+        )
+    synthesis = student.get("synthesis")
+    if synthesis:
+        parts.append(
+            f"Data-free: {synthesis.get('num_samples')} inputs synthesised from the teacher in {synthesis.get('steps')} steps "
+            f"(teacher agrees with the target class on {_fmt(synthesis.get('teacher_agrees_with_target_percent'), 1)}%); "
+            f"QAT and int8 calibration used `{(report.get('qat') or {}).get('data', '?')}`."
+        )
+    chain = student.get("chain")
+    if chain:
+        steps = " -> ".join(f"{step['model']} ({step['parameters']} params, val {step['best_val_accuracy']:.2f}%)" for step in chain)
+        parts.append(f"Teacher-assistant chain: {steps}.")
+    return [" ".join(parts), ""]
+
+
+def _firmware_lines(firmware: dict[str, Any]) -> list[str]:
+    if not firmware:
+        return []
+    lines = [
+        "## Firmware",
+        "",
+        "| board / kernels | outputs | arena used on target | kTensorArenaSize (source) | flash bytes | RAM bytes | per invoke |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in firmware.items():
+        run = entry.get("run") or {}
+        build = entry.get("build") or {}
+        sizes = build.get("sizes") or {}
+        arena = build.get("arena") or {}
+        if run.get("instructions_per_invoke") is not None:
+            per_invoke = f"{run['instructions_per_invoke']:,} instructions (QEMU)"
+        elif run.get("latency_ms") is not None:
+            per_invoke = f"{run['latency_ms']:.3f} ms"
+        else:
+            per_invoke = "-"
+        matched = sum(1 for sample in run.get("samples", []) if sample.get("match"))
+        lines.append(
+            f"| {name} | {run.get('status', '-')} ({matched}/{len(run.get('samples', []))} match host TFLM) | "
+            f"{_fmt(run.get('arena_used_bytes'), 0)} | {_fmt(build.get('kTensorArenaSize'), 0)} ({arena.get('source', 'export')}) | "
+            f"{_fmt(sizes.get('flash_bytes'), 0)} | {_fmt(sizes.get('ram_bytes'), 0)} | {per_invoke} |"
+        )
+    return lines + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgedistill run: {report.get('status', 'unknown')}", ""]
     if report.get("error"):
@@ -63,6 +145,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
         ]
 
+    lines += _method_lines(report)
     accuracy = (report.get("verify") or {}).get("accuracy", {})
     tflite = report.get("tflite", {})
     parameters = {"teacher": (report.get("teacher") or {}).get("parameters"), "student": (report.get("student") or {}).get("parameters")}
@@ -113,9 +196,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt(latency.get('p99'), 4)} | {_fmt(latency.get('std'), 4)} | {_fmt(rss / 2**20 if rss else None, 1)} |"
             )
         lines.append("")
-    for section in ("firmware",):
-        if report.get(section):
-            lines += [f"## {section}", "", "```json", json.dumps(report[section], indent=2)[:4000], "```", ""]
+    lines += _firmware_lines(report.get("firmware") or {})
     stages = report.get("stages")
     if stages:
         timing = ", ".join(f"{name} {info['seconds']:.1f}s" for name, info in stages.items())

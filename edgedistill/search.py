@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from edgedistill.config import STRATEGIES
 from edgedistill.errors import InputError
 
 METHODS = ("grid", "random", "optuna")
 BACKENDS = ("local", "ray")
-STRATEGIES = ("none", "mirrored", "multi_worker")
 Logger = Callable[[str], None]
 
 
@@ -142,17 +142,6 @@ def prepare_teacher(settings: SearchSettings, data, output_dir: Path, log: Logge
     return str(path)
 
 
-def _strategy_scope(name: str):
-    import contextlib
-
-    if name == "none":
-        return contextlib.nullcontext()
-    from edgedistill._keras import tf
-
-    strategy = tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
-    return strategy.scope()
-
-
 def run_trial(
     params: dict[str, float], *, settings: SearchSettings, teacher_path: str, data=None, teacher_outputs: dict | None = None
 ) -> dict[str, Any]:
@@ -162,7 +151,7 @@ def run_trial(
     from edgedistill.distill.pipeline_hooks import resolve_loss
     from edgedistill.models import build_model, load_model_file, predict_logits
     from edgedistill.tflite_model import LiteRTModel
-    from edgedistill.training import accuracy
+    from edgedistill.training import accuracy, strategy_scope
 
     started = time.perf_counter()
     data = data if data is not None else _load_data(settings)
@@ -174,7 +163,7 @@ def run_trial(
     )
     loss = resolve_loss(loss_config)
     weight = float(params["student_loss_weight"])
-    with _strategy_scope(settings.strategy):
+    with strategy_scope(settings.strategy):
         student = build_model(
             settings.student_preset, data.input_shape, data.num_classes, width=float(params["student_width"]), name="student"
         )

@@ -46,6 +46,43 @@ class _NaNGuard(keras.callbacks.Callback):
         self._epoch = epoch
 
 
+_STRATEGIES: dict[str, object] = {}
+
+
+def strategy_scope(name: str = "none"):
+    """The scope of the ``tf.distribute`` strategy ``name`` (see :data:`edgedistill.config.STRATEGIES`).
+
+    Models built and compiled inside it train on every replica of the strategy: ``mirrored``
+    mirrors variables over the local GPUs (the CPU when there is none); ``multi_worker`` over the
+    workers listed in ``TF_CONFIG`` (a single worker without it). One strategy object per name
+    and process (TensorFlow configures collective ops once). The Distiller divides its loss by
+    the number of replicas, so results do not depend on it.
+
+    Example::
+
+        with strategy_scope("mirrored"):
+            student = build_model("dscnn", (8, 8, 1), 10)
+            distill(teacher, student, data)
+    """
+    import contextlib
+
+    from edgedistill.config import STRATEGIES
+
+    if name not in STRATEGIES:
+        from edgedistill.errors import InputError
+
+        raise InputError(f"Unknown strategy {name!r}. Expected one of: {', '.join(STRATEGIES)}.")
+    if name == "none":
+        return contextlib.nullcontext()
+    if name not in _STRATEGIES:
+        from edgedistill._keras import tf
+
+        _STRATEGIES[name] = (
+            tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
+        )
+    return _STRATEGIES[name].scope()
+
+
 def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 

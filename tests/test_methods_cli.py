@@ -49,3 +49,54 @@ def test_loss_spec_with_arguments():
         resolve_loss(RunConfig(distillation_loss="attention:block2_relu"))
     with pytest.raises(InputError, match="Bad arguments for distillation loss 'rkd'"):
         resolve_loss(RunConfig(distillation_loss="rkd:gamma=2"))
+
+
+def test_run_data_free_calibrated_under_a_strategy_end_to_end(tmp_path):
+    """The CLI path of three method options at once: a data-free student (whose QAT and int8
+    calibration must use the synthetic inputs too), a calibrated teacher and a tf.distribute strategy."""
+    import json
+
+    from conftest import TINY_RUN, invoke
+
+    result = invoke(
+        "run", *TINY_RUN, "--scheme", "data_free", "--scheme-options", "num_samples=120,steps=10",
+        "--calibrate-teacher", "--strategy", "mirrored", "--no-bench", "--max-int8-drop", "100",
+        "--output-dir", tmp_path, "--run-name", "datafree",
+    )  # fmt: skip
+    run_dir = tmp_path / "datafree"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert result.exit_code == 0, result.output
+    assert report["config"]["strategy"] == "mirrored"
+    assert report["student"]["scheme"] == "data_free" and report["student"]["synthesis"]["num_samples"] == 120
+    assert report["qat"]["data"].startswith("synthetic(")
+    assert report["tflite"]["student_int8.tflite"]["calibration_data"].startswith("synthetic(")
+    calibration = report["teacher"]["calibration"]
+    assert calibration["temperature"] > 0 and calibration["ece_after_percent"] <= calibration["ece_before_percent"] + 1e-9
+    markdown = (run_dir / "report.md").read_text()
+    assert "Method: scheme `data_free`" in markdown and "strategy mirrored" in markdown
+    assert f"ECE {calibration['ece_before_percent']:.2f}% -> {calibration['ece_after_percent']:.2f}%" in markdown
+    assert "QAT and int8 calibration used `synthetic(" in markdown
+
+
+def test_run_teacher_assistant_from_a_yaml_config(tmp_path):
+    import json
+
+    from conftest import TINY_RUN, invoke
+
+    config = tmp_path / "ta.yaml"
+    config.write_text("scheme: teacher_assistant\nscheme-options: assistant_widths=0.5\nqat_epochs: 0\nbench: false\n")
+    result = invoke("run", "--config", config, *TINY_RUN, "--qat-epochs", "0", "--output-dir", tmp_path, "--run-name", "ta")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ta" / "report.json").read_text())
+    chain = report["student"]["chain"]
+    assert [step["model"] for step in chain][-1] == "student" and len(chain) == 2
+    assert chain[0]["parameters"] > chain[1]["parameters"]  # the assistant sits between teacher and student
+    assert "Teacher-assistant chain: " in (tmp_path / "ta" / "report.md").read_text()
+
+
+def test_unknown_strategy_is_a_one_line_error():
+    from conftest import invoke
+
+    result = invoke("run", "--strategy", "tpu")
+    assert result.exit_code == 2
+    assert "`strategy` must be one of: none, mirrored, multi_worker. Received: strategy='tpu'." in result.output

@@ -42,6 +42,7 @@ HELP = {
     "batch_size": "Batch size of every training stage.",
     "learning_rate": "Adam learning rate of teacher training and distillation.",
     "patience": "Early-stopping patience in epochs (0 disables).",
+    "strategy": "tf.distribute strategy of the training stages: none, mirrored (all local GPUs, or the CPU) or multi_worker (the workers in TF_CONFIG).",
     "qat_epochs": "Quantization-aware distillation epochs (0: post-training quantization only).",
     "qat_learning_rate": "Adam learning rate of quantization-aware distillation.",
     "io_type": "Input/output type of the int8 model: int8 or float32.",

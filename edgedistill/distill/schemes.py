@@ -622,8 +622,15 @@ def synthesize_inputs(
                 batch_mean, batch_variance = tf.nn.moments(features, axes=axes)
                 bn_loss += tf.norm(batch_mean - mean) + tf.norm(batch_variance - variance)
             total = loss + bn_weight * bn_loss + tv_weight * total_variation(x) + l2_weight * tf.reduce_mean(tf.square(x))
+            # Under a tf.distribute strategy every replica optimises the same inputs and the
+            # optimizer sums their gradients: divide, as the Distiller does.
+            total = total / strategy.num_replicas_in_sync
         optimizer.apply_gradients([(tape.gradient(total, variable), variable)])
         return loss, bn_loss
+
+    # The current strategy (the default one outside any scope) runs the step in its replica
+    # context, where optimizers may update (mirrored) variables.
+    strategy = tf.distribute.get_strategy()
 
     batches, final_ce, final_bn = [], [], []
     for start in range(0, num_samples, batch_size):
@@ -632,12 +639,12 @@ def synthesize_inputs(
         variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build([variable])  # its slots must exist before tracing
-        compiled = tf.function(functools.partial(step, variable, targets, optimizer))
+        compiled = tf.function(lambda: strategy.run(functools.partial(step, variable, targets, optimizer)))
         for _ in range(optimizer_steps):
             ce, bn = compiled()
-        batches.append(tf.sigmoid(variable).numpy())
-        final_ce.append(float(ce))
-        final_bn.append(float(bn))
+        batches.append(tf.sigmoid(tf.convert_to_tensor(variable)).numpy())
+        final_ce.append(float(strategy.experimental_local_results(ce)[0]))
+        final_bn.append(float(strategy.experimental_local_results(bn)[0]))
     x = np.concatenate(batches).astype(np.float32)
     predictions = predict_logits(teacher, x).argmax(axis=-1)
     wanted = np.arange(num_samples) % num_classes
@@ -673,7 +680,9 @@ def data_free_distill(
     ``data`` is used only for its input shape and number of classes (and its test split, by
     the caller, for evaluation): no training or validation image reaches the student.
     Validation (early stopping) uses 10 % of the synthetic set labelled by the teacher.
-    The synthesis figures are in ``history["synthesis"]``.
+    The synthesis figures are in ``history["synthesis"]``; the synthetic set and the teacher's
+    logits on it in ``history["synthetic_data"]`` / ``["synthetic_teacher_outputs"]`` (the
+    pipeline quantizes on them).
     """
     from edgedistill.data import Dataset
     from edgedistill.distill import distill
@@ -717,6 +726,9 @@ def data_free_distill(
     )
     history = dict(history)
     history["synthesis"] = info
+    # For the stages after distillation (QAT, int8 calibration), which must not see real data either.
+    history["synthetic_data"] = synthetic
+    history["synthetic_teacher_outputs"] = {"train": logits[train], "val": logits[val]}
     return student, history
 
 
