@@ -293,6 +293,25 @@ def _ray_trial(config: dict, settings: dict, teacher_path: str) -> dict:
     tune.report({**flat, "score": record["int8_val_accuracy"]})
 
 
+def _check_reachable(address: str, timeout_seconds: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at a Ray address (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":  # Ray finds the cluster started on this machine
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address must be HOST:PORT of a Ray head node. Received: {address!r}.")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_seconds):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"Could not connect to the Ray cluster at --ray-address {address!r}: {error}. "
+            "Expected the address of a running head node (`ray start --head` prints it)."
+        ) from None
+
+
 def _run_ray(
     method: str,
     space: SearchSpace,
@@ -302,6 +321,7 @@ def _run_ray(
     ray_address: str | None,
     output_dir: Path,
     log: Logger,
+    cluster: dict[str, Any],
 ) -> list[dict]:
     try:
         import ray
@@ -312,8 +332,31 @@ def _run_ray(
     if started_here:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
         if ray_address:
+            _check_reachable(ray_address)
             options["address"] = ray_address
-        ray.init(**options)
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError) as error:
+            if not ray_address:
+                raise
+            reason = str(error).splitlines()[0][:200]
+            if "Authentication" in str(error) or "auth" in str(error).lower():
+                reason += (
+                    " The cluster uses token authentication: set RAY_AUTH_MODE=token and make its token available "
+                    "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)."
+                )
+            raise InputError(
+                f"Could not connect to the Ray cluster at --ray-address {ray_address!r}: {reason} "
+                "Expected the address of a running head node (`ray start --head` prints it)."
+            ) from None
+    cluster["address"] = ray.get_runtime_context().gcs_address
+    cluster["started_here"] = started_here and not ray_address
+    cluster["nodes"] = sum(1 for node in ray.nodes() if node.get("Alive"))
+    cluster["cpus"] = ray.cluster_resources().get("CPU")
+    log(
+        f"   ray: {'local runtime' if cluster['started_here'] else 'cluster'} at {cluster['address']}, "
+        f"{cluster['nodes']} node(s), {cluster['cpus']:g} CPUs"
+    )
     try:
         search_alg = None
         if method == "grid":
@@ -429,16 +472,18 @@ def run_search(
     started = time.perf_counter()
     data = _load_data(settings)
     teacher_path = prepare_teacher(settings, data, output_dir, log)
+    cluster: dict[str, Any] = {}
     if backend == "local":
         records = _run_local(method, space, num_trials, settings, teacher_path, data, log)
     else:
-        records = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log)
+        records = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log, cluster)
     front = pareto_front(records)
     best = max(range(len(records)), key=lambda i: records[i]["int8_val_accuracy"])
     result = {
         "schema_version": 1,
         "method": method,
         "backend": backend,
+        **({"ray": cluster} if cluster else {}),
         "num_trials": len(records),
         "settings": dataclasses.asdict(settings),
         "space": dataclasses.asdict(space),

@@ -128,3 +128,80 @@ def test_ray_backend_local_runtime(teacher_file, tmp_path):
     result = run_search(_settings(teacher_file), space, method="grid", backend="ray", output_dir=tmp_path, log=lambda _: None)
     _check(result, tmp_path, 2)
     assert sorted(r["params"]["student_width"] for r in result["trials"]) == [0.125, 0.25]
+
+
+@pytest.fixture()
+def ray_head_node(tmp_path):
+    """A real Ray head node started with `ray start --head`, as on a cluster's head machine.
+
+    Ray's `ray start` turns token authentication on unless RAY_AUTH_MODE=disabled; clients then
+    need RAY_AUTH_MODE=token in their environment before Ray is imported (it is read once, and
+    other tests import Ray first). This head node opts out, so the test process connects as is.
+    """
+    import os
+
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray.tune")
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("needs the `ray` command line (pip install 'ray[tune]')")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+        "--include-dashboard", "false", "--disable-usage-stats",
+    ]  # fmt: skip
+    started = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_AUTH_MODE": "disabled"}
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_cluster_address(teacher_file, tmp_path, ray_head_node):
+    """`--ray-address`: the trials run on a separately started Ray cluster, which stays up afterwards."""
+    from edgedistill.search import SearchSpace, run_search
+
+    space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125,))
+    result = run_search(
+        _settings(teacher_file),
+        space,
+        method="grid",
+        backend="ray",
+        ray_address=ray_head_node,
+        output_dir=tmp_path,
+        log=lambda _: None,
+    )
+    _check(result, tmp_path, 1)
+    # The head node reports its own IP (not necessarily loopback) with the port it was started on.
+    assert result["ray"]["address"].endswith(":" + ray_head_node.rsplit(":", 1)[1])
+    assert result["ray"]["started_here"] is False
+    assert result["ray"]["nodes"] == 1 and result["ray"]["cpus"] == 2
+
+
+@pytest.mark.slow
+def test_ray_address_without_a_cluster_is_a_clear_error(teacher_file, tmp_path):
+    pytest.importorskip("ray.tune")
+    import socket
+
+    from edgedistill.search import SearchSpace, run_search
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here
+    space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125,))
+    with pytest.raises(InputError, match=f"Could not connect to the Ray cluster at --ray-address '127.0.0.1:{port}'"):
+        run_search(
+            _settings(teacher_file), space, backend="ray", ray_address=f"127.0.0.1:{port}", output_dir=tmp_path,
+            log=lambda _: None,
+        )
