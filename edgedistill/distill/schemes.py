@@ -639,7 +639,7 @@ def synthesize_inputs(
         variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build([variable])  # its slots must exist before tracing
-        compiled = tf.function(lambda: strategy.run(functools.partial(step, variable, targets, optimizer)))
+        compiled = tf.function(functools.partial(strategy.run, functools.partial(step, variable, targets, optimizer)))
         for _ in range(optimizer_steps):
             ce, bn = compiled()
         batches.append(tf.sigmoid(tf.convert_to_tensor(variable)).numpy())
