@@ -100,3 +100,20 @@ def test_unknown_strategy_is_a_one_line_error():
     result = invoke("run", "--strategy", "tpu")
     assert result.exit_code == 2
     assert "`strategy` must be one of: none, mirrored, multi_worker. Received: strategy='tpu'." in result.output
+
+
+def test_stage_commands_train_under_a_strategy(tmp_path):
+    """teacher -> distill -> quantize, each with --strategy mirrored, as a user would chain them."""
+    from conftest import invoke
+
+    common = ["--data", "digits", "--batch-size", "128", "--patience", "0", "--strategy", "mirrored"]
+    teacher = tmp_path / "teacher.keras"
+    result = invoke("teacher", *common, "--width", "0.25", "--epochs", "1", "-o", teacher)
+    assert result.exit_code == 0, result.output
+    student = tmp_path / "student.keras"
+    result = invoke("distill", *common, "--teacher", teacher, "--student-width", "0.25", "--epochs", "1", "-o", student)
+    assert result.exit_code == 0, result.output
+    qat = tmp_path / "qat.h5"
+    result = invoke("quantize", *common, "--teacher", teacher, "--student", student, "--epochs", "1", "-o", qat)
+    assert result.exit_code == 0, result.output
+    assert qat.is_file() and "QAT student: test accuracy" in result.output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from edgedistill.config import RunConfig, read_config_file
+from edgedistill.config import STRATEGIES, RunConfig, read_config_file
 
 HELP = {
     "data": "Data set: digits (embedded default), fashion_mnist[:DIR], npz:PATH or images:DIR.",
@@ -113,6 +113,9 @@ def _echo_summary(report: dict) -> None:
 
 data_option = click.option("--data", default="digits", show_default=True, help=HELP["data"])
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help=HELP["seed"])
+strategy_option = click.option(
+    "--strategy", type=click.Choice(STRATEGIES), default="none", show_default=True, help=HELP["strategy"]
+)
 output_option = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write.")
 
 
@@ -149,16 +152,18 @@ def _save_keras_atomic(model, output: str) -> None:
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--patience", default=8, show_default=True, type=int)
 @seed_option
+@strategy_option
 @output_option
-def teacher(data, preset, width, epochs, learning_rate, batch_size, patience, seed, output) -> None:
+def teacher(data, preset, width, epochs, learning_rate, batch_size, patience, seed, strategy, output) -> None:
     """Train a teacher from a preset on hard labels and save it (.keras)."""
     from edgedistill.data import load_dataset
     from edgedistill.models import build_model
-    from edgedistill.training import accuracy, train_classifier
+    from edgedistill.training import accuracy, strategy_scope, train_classifier
 
     dataset = load_dataset(data, seed=seed)
-    model = build_model(preset, dataset.input_shape, dataset.num_classes, width=width, name="teacher")
-    train_classifier(model, dataset, config=_train_config(epochs, learning_rate, batch_size, patience, seed))
+    with strategy_scope(strategy):
+        model = build_model(preset, dataset.input_shape, dataset.num_classes, width=width, name="teacher")
+        train_classifier(model, dataset, config=_train_config(epochs, learning_rate, batch_size, patience, seed))
     _save_keras_atomic(model, output)
     click.echo(f"teacher: {model.count_params()} parameters, test accuracy {accuracy(model, dataset.x_test, dataset.y_test):.2f}% -> {output}")
 
@@ -172,6 +177,7 @@ def _distill_options(function):
         click.option("--batch-size", default=64, show_default=True, type=int),
         click.option("--patience", default=8, show_default=True, type=int),
         seed_option,
+        strategy_option,
         output_option,
     ]):
         function = decorator(function)
@@ -195,7 +201,7 @@ def _load_teacher(path: str, dataset):
 @click.option("--student-width", default=0.5, show_default=True, type=float, help=HELP["student_width"])
 @click.option("--epochs", default=40, show_default=True, type=int)
 @click.option("--learning-rate", default=3e-3, show_default=True, type=float)
-def distill(data, teacher_path, temperature, student_loss_weight, batch_size, patience, seed, output,
+def distill(data, teacher_path, temperature, student_loss_weight, batch_size, patience, seed, strategy, output,
             student_path, student_preset, student_width, epochs, learning_rate) -> None:
     """Distill a float student from a teacher (logit distillation) and save it (.keras)."""
     from edgedistill.data import load_dataset
@@ -203,17 +209,18 @@ def distill(data, teacher_path, temperature, student_loss_weight, batch_size, pa
     from edgedistill.distill import distill as distill_student
     from edgedistill.models import build_model, load_model_file
     from edgedistill.pipeline import check_classes
-    from edgedistill.training import accuracy
+    from edgedistill.training import accuracy, strategy_scope
 
     loss = LogitsDistillation(temperature)
     dataset = load_dataset(data, seed=seed)
     teacher_model, outputs = _load_teacher(teacher_path, dataset)
-    student = load_model_file(student_path) if student_path else build_model(student_preset, dataset.input_shape, dataset.num_classes, width=student_width, name="student")
-    check_classes(student, dataset.num_classes, "student")
-    student, _ = distill_student(
-        teacher_model, student, dataset, distillation_losses=[loss], student_loss_weight=student_loss_weight,
-        config=_train_config(epochs, learning_rate, batch_size, patience, seed), teacher_outputs=outputs,
-    )
+    with strategy_scope(strategy):
+        student = load_model_file(student_path) if student_path else build_model(student_preset, dataset.input_shape, dataset.num_classes, width=student_width, name="student")
+        check_classes(student, dataset.num_classes, "student")
+        student, _ = distill_student(
+            teacher_model, student, dataset, distillation_losses=[loss], student_loss_weight=student_loss_weight,
+            config=_train_config(epochs, learning_rate, batch_size, patience, seed), teacher_outputs=outputs,
+        )
     _save_keras_atomic(student, output)
     click.echo(f"student: {student.count_params()} parameters, test accuracy {accuracy(student, dataset.x_test, dataset.y_test):.2f}% -> {output}")
 
@@ -223,22 +230,23 @@ def distill(data, teacher_path, temperature, student_loss_weight, batch_size, pa
 @click.option("--student", "student_path", required=True, type=click.Path(), help="Float student to make quantization-aware (.keras).")
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option("--learning-rate", default=5e-4, show_default=True, type=float)
-def quantize(data, teacher_path, temperature, student_loss_weight, batch_size, patience, seed, output, student_path, epochs, learning_rate) -> None:
+def quantize(data, teacher_path, temperature, student_loss_weight, batch_size, patience, seed, strategy, output, student_path, epochs, learning_rate) -> None:
     """Quantization-aware distillation (tfmot QAT) of a float student; saves the fake-quant model."""
     from edgedistill.data import load_dataset
     from edgedistill.distill import LogitsDistillation
     from edgedistill.models import load_model_file
     from edgedistill.quantize import quantize_distill
-    from edgedistill.training import accuracy
+    from edgedistill.training import accuracy, strategy_scope
 
     loss = LogitsDistillation(temperature)
     dataset = load_dataset(data, seed=seed)
     teacher_model, outputs = _load_teacher(teacher_path, dataset)
-    student = load_model_file(student_path)
-    qat, _ = quantize_distill(
-        teacher_model, student, dataset, config=_train_config(epochs, learning_rate, batch_size, patience, seed),
-        teacher_outputs=outputs, distillation_losses=[loss], student_loss_weight=student_loss_weight,
-    )
+    with strategy_scope(strategy):
+        student = load_model_file(student_path)
+        qat, _ = quantize_distill(
+            teacher_model, student, dataset, config=_train_config(epochs, learning_rate, batch_size, patience, seed),
+            teacher_outputs=outputs, distillation_losses=[loss], student_loss_weight=student_loss_weight,
+        )
     _save_keras_atomic(qat, output)
     click.echo(f"QAT student: test accuracy {accuracy(qat, dataset.x_test, dataset.y_test):.2f}% -> {output}")
 
