@@ -134,9 +134,8 @@ def test_ray_backend_local_runtime(teacher_file, tmp_path):
 def ray_head_node(tmp_path):
     """A real Ray head node started with `ray start --head`, as on a cluster's head machine.
 
-    Ray's `ray start` turns token authentication on unless RAY_AUTH_MODE=disabled; clients then
-    need RAY_AUTH_MODE=token in their environment before Ray is imported (it is read once, and
-    other tests import Ray first). This head node opts out, so the test process connects as is.
+    Ray's `ray start` turns token authentication on (the token goes to ~/.ray/auth_token); its
+    clients need RAY_AUTH_MODE=token in their environment, as the README tells users.
     """
     import os
 
@@ -157,8 +156,10 @@ def ray_head_node(tmp_path):
         ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
         "--include-dashboard", "false", "--disable-usage-stats",
     ]  # fmt: skip
+    # Processes a local runtime of an earlier test may have left (they break a new head node's scheduling).
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
     started = subprocess.run(
-        command, capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_AUTH_MODE": "disabled"}
+        command, capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_AUTH_MODE": "token"}
     )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -169,19 +170,23 @@ def ray_head_node(tmp_path):
 
 @pytest.mark.slow
 def test_ray_backend_on_a_cluster_address(teacher_file, tmp_path, ray_head_node):
-    """`--ray-address`: the trials run on a separately started Ray cluster, which stays up afterwards."""
-    from edgedistill.search import SearchSpace, run_search
+    """`edgedistill search --backend ray --ray-address`: the trials run on a separately started Ray
+    cluster, which stays up afterwards. A fresh process, as users run it (a process that already
+    started and shut down a local Ray runtime cannot then schedule on a cluster: Ray 2.60)."""
+    import os
+    import subprocess
+    import sys
 
-    space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125,))
-    result = run_search(
-        _settings(teacher_file),
-        space,
-        method="grid",
-        backend="ray",
-        ray_address=ray_head_node,
-        output_dir=tmp_path,
-        log=lambda _: None,
-    )
+    command = [
+        sys.executable, "-c", "from edgedistill.cli import main; main()", "search", "--data", "digits",
+        "--teacher", str(teacher_file), "--student-preset", "cnn", "--temperatures", "2", "--student-loss-weights",
+        "0.5", "--widths", "0.125", "--epochs", "1", "--patience", "0", "--qat-epochs", "0", "--no-measure-arena",
+        "--backend", "ray", "--ray-address", ray_head_node, "--output-dir", str(tmp_path),
+    ]  # fmt: skip
+    environment = {**os.environ, "RAY_AUTH_MODE": "token"}  # what a user of a `ray start` cluster sets
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    result = json.loads((tmp_path / "search.json").read_text())
     _check(result, tmp_path, 1)
     # The head node reports its own IP (not necessarily loopback) with the port it was started on.
     assert result["ray"]["address"].endswith(":" + ray_head_node.rsplit(":", 1)[1])
