@@ -267,8 +267,10 @@ def render_settings(*, arena_size: int, arena_host: int, margin: int, input_size
     return header + (
         "#ifndef EDGEDISTILL_MODEL_SETTINGS_H_\n#define EDGEDISTILL_MODEL_SETTINGS_H_\n\n"
         f"// Smallest arena the TFLM interpreter accepted on the 64-bit host: {arena_host} bytes;\n"
-        f"// plus a margin of {margin} bytes (max(10 %, 1 KiB), rounded up to 16). A 32-bit target\n"
-        "// needs less (smaller pointers): the firmware prints arena_used_bytes() to confirm.\n"
+        f"// plus a margin of {margin} bytes (max(10 %, 1 KiB), rounded up to 16), measured with TFLM's\n"
+        "// reference kernels. A 32-bit target needs less with the same kernels (smaller pointers);\n"
+        "// optimized kernels (CMSIS-NN, above all on the Cortex-M55) may need more for their scratch\n"
+        "// buffers. `edgedistill firmware build` measures the arena on the target and compiles that in.\n"
         f"constexpr int kTensorArenaSize = {arena_size};\n"
         f"constexpr int kTensorArenaHostBytes = {arena_host};\n"
         f"constexpr int kInputSize = {input_size};\n"
