@@ -306,10 +306,14 @@ def _check_reachable(address: str, timeout_seconds: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_seconds):
             pass
     except OSError as error:
-        raise InputError(
-            f"Could not connect to the Ray cluster at --ray-address {address!r}: {error}. "
-            "Expected the address of a running head node (`ray start --head` prints it)."
-        ) from None
+        raise _connect_error(address, f"{error}.") from None
+
+
+def _connect_error(address: str, reason: str) -> InputError:
+    return InputError(
+        f"Could not connect to the Ray cluster at --ray-address {address!r}: {reason} "
+        "Expected the address of a running head node (`ray start --head` prints it)."
+    )
 
 
 def _run_ray(
@@ -321,8 +325,8 @@ def _run_ray(
     ray_address: str | None,
     output_dir: Path,
     log: Logger,
-    cluster: dict[str, Any],
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, Any]]:
+    """The trials' records, and where they ran (``address``, ``started_here``, ``nodes``, ``cpus``)."""
     try:
         import ray
         from ray import tune
@@ -340,19 +344,18 @@ def _run_ray(
             if not ray_address:
                 raise
             reason = str(error).splitlines()[0][:200]
-            if "Authentication" in str(error) or "auth" in str(error).lower():
+            if "auth" in str(error).lower():
                 reason += (
                     " The cluster uses token authentication: set RAY_AUTH_MODE=token and make its token available "
                     "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)."
                 )
-            raise InputError(
-                f"Could not connect to the Ray cluster at --ray-address {ray_address!r}: {reason} "
-                "Expected the address of a running head node (`ray start --head` prints it)."
-            ) from None
-    cluster["address"] = ray.get_runtime_context().gcs_address
-    cluster["started_here"] = started_here and not ray_address
-    cluster["nodes"] = sum(1 for node in ray.nodes() if node.get("Alive"))
-    cluster["cpus"] = ray.cluster_resources().get("CPU")
+            raise _connect_error(ray_address, reason) from None
+    cluster = {
+        "address": ray.get_runtime_context().gcs_address,
+        "started_here": started_here and not ray_address,
+        "nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
+        "cpus": ray.cluster_resources().get("CPU"),
+    }
     log(
         f"   ray: {'local runtime' if cluster['started_here'] else 'cluster'} at {cluster['address']}, "
         f"{cluster['nodes']} node(s), {cluster['cpus']:g} CPUs"
@@ -421,7 +424,7 @@ def _run_ray(
             record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
             records.append(record)
             log(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
-        return records
+        return records, cluster
     finally:
         if started_here:
             ray.shutdown()
@@ -476,7 +479,7 @@ def run_search(
     if backend == "local":
         records = _run_local(method, space, num_trials, settings, teacher_path, data, log)
     else:
-        records = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log, cluster)
+        records, cluster = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log)
     front = pareto_front(records)
     best = max(range(len(records)), key=lambda i: records[i]["int8_val_accuracy"])
     result = {

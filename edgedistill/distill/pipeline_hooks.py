@@ -74,37 +74,28 @@ def calibrate(config, teacher_outputs: dict, data) -> tuple[dict, dict[str, Any]
     return {split: calibration.apply(logits) for split, logits in teacher_outputs.items()}, calibration.to_dict()
 
 
-def distill_student(config, teacher, student, data, *, loss, train_config, teacher_outputs, log_dir):
-    """The distill stage: the configured scheme, or pruning during standard distillation."""
-    from edgedistill.distill.schemes import run_scheme
-
-    if config.prune_sparsity:
-        from edgedistill.distill.pruning import prune_distill
-
-        student, history = prune_distill(
-            teacher,
-            student,
-            data,
-            sparsity=config.prune_sparsity,
-            distillation_losses=[loss],
-            student_loss_weight=config.student_loss_weight,
-            config=train_config,
-            teacher_outputs=teacher_outputs,
-            log_dir=log_dir,
-        )
-        return student, history, {"sparsity": history["sparsity"]}
-    student, history = run_scheme(
-        config.scheme,
-        teacher,
-        student,
-        data,
-        options=config.scheme_options,
+def _training_arguments(config, loss, train_config, teacher_outputs, log_dir) -> dict[str, Any]:
+    """What every distill and QAT entry point takes from a run: the loss, its weight, the schedule."""
+    return dict(
         distillation_losses=[loss],
         student_loss_weight=config.student_loss_weight,
         config=train_config,
         teacher_outputs=teacher_outputs,
         log_dir=log_dir,
     )
+
+
+def distill_student(config, teacher, student, data, *, loss, train_config, teacher_outputs, log_dir):
+    """The distill stage: the configured scheme, or pruning during standard distillation."""
+    from edgedistill.distill.schemes import run_scheme
+
+    common = _training_arguments(config, loss, train_config, teacher_outputs, log_dir)
+    if config.prune_sparsity:
+        from edgedistill.distill.pruning import prune_distill
+
+        student, history = prune_distill(teacher, student, data, sparsity=config.prune_sparsity, **common)
+        return student, history, {"sparsity": history["sparsity"]}
+    student, history = run_scheme(config.scheme, teacher, student, data, options=config.scheme_options, **common)
     extra = {"scheme": config.scheme}
     for key in ("synthesis", "chain"):
         if key in history:
@@ -114,32 +105,15 @@ def distill_student(config, teacher, student, data, *, loss, train_config, teach
 
 def quantize_student(config, teacher, student, data, *, loss, train_config, teacher_outputs, log_dir):
     """The QAT stage with the same loss; a pruned student keeps its zeros."""
+    common = _training_arguments(config, loss, train_config, teacher_outputs, log_dir)
     if config.prune_sparsity:
         from edgedistill.distill.pruning import model_sparsity, quantize_distill_pruned
 
-        qat_student, history = quantize_distill_pruned(
-            teacher,
-            student,
-            data,
-            config=train_config,
-            teacher_outputs=teacher_outputs,
-            log_dir=log_dir,
-            distillation_losses=[loss],
-            student_loss_weight=config.student_loss_weight,
-        )
+        qat_student, history = quantize_distill_pruned(teacher, student, data, **common)
         return qat_student, history, {"sparsity": model_sparsity(qat_student)}
     from edgedistill.quantize import quantize_distill
 
-    qat_student, history = quantize_distill(
-        teacher,
-        student,
-        data,
-        config=train_config,
-        teacher_outputs=teacher_outputs,
-        log_dir=log_dir,
-        distillation_losses=[loss],
-        student_loss_weight=config.student_loss_weight,
-    )
+    qat_student, history = quantize_distill(teacher, student, data, **common)
     return qat_student, history, {}
 
 

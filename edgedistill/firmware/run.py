@@ -10,6 +10,7 @@ instructions per invoke (QEMU) and ``run.json`` next to the image. Outputs that 
 from __future__ import annotations
 
 import datetime as _datetime
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,6 @@ def _built_arena_differs(build_info: Path, arena: str | None) -> bool:
     """True when ``arena`` asks for another arena source than the existing build used (None: any)."""
     if arena is None:
         return False
-    import json
-
     source = (json.loads(build_info.read_text()).get("arena") or {}).get("source", "export")
     return source != arena
 
