@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up chatter hides the messages users need; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if os.environ["TF_USE_LEGACY_KERAS"] != "1":  # pragma: no cover - user override
     raise RuntimeError(
@@ -24,11 +22,6 @@ if os.environ["TF_USE_LEGACY_KERAS"] != "1":  # pragma: no cover - user override
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-
-try:  # absl logs through Python's logging; keep only errors.
-    tf.get_logger().setLevel("ERROR")
-except Exception:  # pragma: no cover
-    pass
 
 
 def import_tfmot():

@@ -179,7 +179,7 @@ def op_summary(interpreter) -> dict:
     return {"num_ops": len(names), "num_delegate_ops": names.count("DELEGATE"), "op_names": sorted(set(names))}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--num-runs", type=int, default=50)
@@ -190,15 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"))
     parser.add_argument("--inputs", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    emit({"event": "device", **device_facts()})
-    rss_start = read_status_bytes("VmRSS")
-    try:
-        import numpy as np
-    except Exception as error:
-        fail("no_numpy", f"Python {platform.python_version()} at {sys.executable} has no numpy ({error}). "
-             f"Install it there: `{sys.executable} -m pip install numpy`.", EXIT_NO_INTERPRETER)
+
+def build_interpreter(args: argparse.Namespace, np, rss_start: int | None):
+    """Load the model into the first interpreter found and allocate tensors; emits the ``init`` line."""
     interpreter_class, runtime, runtime_version, module = load_interpreter_class(args.runtime)
     try:
         with open(args.model, "rb") as handle:
@@ -231,28 +227,28 @@ def main(argv: list[str] | None = None) -> None:
         "rss_start_bytes": rss_start,
         **op_summary(interpreter),
     })
+    return interpreter
 
-    for detail, array in zip(interpreter.get_input_details(), make_inputs(interpreter, np, args.inputs, args.seed)):
-        interpreter.set_tensor(detail["index"], array)
 
-    invoke = interpreter.invoke
+def time_invokes(invoke, warmup_runs: int, num_runs: int, min_secs: float) -> tuple[float, list[float], list[float]]:
+    """(first inference ms, warmup ms, timed samples ms); samples are emitted about once a second."""
     clock = time.perf_counter_ns
     start = clock()
     invoke()
     first_inference_ms = (clock() - start) / 1e6
     warmup_ms = [first_inference_ms]
-    for _ in range(max(0, args.warmup_runs - 1)):
+    for _ in range(max(0, warmup_runs - 1)):
         start = clock()
         invoke()
         warmup_ms.append((clock() - start) / 1e6)
-    if args.warmup_runs <= 0:
+    if warmup_runs <= 0:
         warmup_ms = []
 
-    samples_ms: list[float] = [] if args.warmup_runs > 0 else [first_inference_ms]
+    samples_ms: list[float] = [] if warmup_runs > 0 else [first_inference_ms]
     sent = 0
     loop_start = last_flush = time.monotonic()
-    min_secs = max(0.0, args.min_secs)
-    while len(samples_ms) < args.num_runs or time.monotonic() - loop_start < min_secs:
+    min_secs = max(0.0, min_secs)
+    while len(samples_ms) < num_runs or time.monotonic() - loop_start < min_secs:
         start = clock()
         invoke()
         samples_ms.append((clock() - start) / 1e6)
@@ -262,6 +258,24 @@ def main(argv: list[str] | None = None) -> None:
             sent = len(samples_ms)
             last_flush = now
     emit({"event": "samples", "samples_ms": samples_ms[sent:]})
+    return first_inference_ms, warmup_ms, samples_ms
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    emit({"event": "device", **device_facts()})
+    rss_start = read_status_bytes("VmRSS")
+    try:
+        import numpy as np
+    except Exception as error:
+        fail("no_numpy", f"Python {platform.python_version()} at {sys.executable} has no numpy ({error}). "
+             f"Install it there: `{sys.executable} -m pip install numpy`.", EXIT_NO_INTERPRETER)
+    interpreter = build_interpreter(args, np, rss_start)
+    for detail, array in zip(interpreter.get_input_details(), make_inputs(interpreter, np, args.inputs, args.seed)):
+        interpreter.set_tensor(detail["index"], array)
+
+    first_inference_ms, warmup_ms, samples_ms = time_invokes(interpreter.invoke, args.warmup_runs, args.num_runs,
+                                                             args.min_secs)
     output_details = interpreter.get_output_details()
     emit({
         "event": "result",

@@ -10,10 +10,13 @@ Example::
     m = run_benchmark("run/student_int8.tflite", target="local", num_runs=100, warmup_runs=10,
                       num_threads=1, results_path="run/bench.jsonl")
     m.latency_ms["p50"], m.peak_rss_bytes, m.to_dict()
+
+Progress goes to the ``edgedistill.bench`` logger: one line when a grid starts, one per pair measured.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,6 +28,8 @@ from typing import Callable, Sequence
 from edgedistill.errors import EdgeDistillError, InputError, StageError
 from edgedistill.targets import TargetOptions, make_target
 from edgedistill.targets.base import BenchConfig, Measurement, Target, file_sha256, pair_key, require_model
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,38 @@ def run_benchmark(
                          "for random inputs.")
     model_path = require_model(model)
     target_object = target if isinstance(target, Target) else make_target(target, target_options)
-    measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path)[0]
+    measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path,
+                                      on_result=_Progress(total=1))[0]
     if raise_on_failure and not measurement.ok:
-        error = measurement.__dict__.get("exception")
-        if isinstance(error, EdgeDistillError):
-            raise error
+        if measurement.exception is not None:
+            raise measurement.exception
         raise StageError(measurement.error or "benchmark failed")
     return measurement
+
+
+class _Progress:
+    """Logs one line per pair measured (``[3/8] model @ target: p50 ...``); thread-safe via the grid's lock."""
+
+    def __init__(self, total: int, then: Callable[[Measurement], None] | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.then = then
+
+    def __call__(self, measurement: Measurement) -> None:
+        from edgedistill.results import target_label
+
+        self.done += 1
+        where = f"[{self.done}/{self.total}] {Path(measurement.model).name} @ {target_label(measurement)}"
+        latency = measurement.latency_ms or {}
+        if not measurement.ok:
+            logger.warning("%s: FAILED: %s", where, measurement.error)
+        elif latency.get("p50") is not None:
+            note = " (emulated, not device time)" if measurement.kind == "emulated" else ""
+            logger.info("%s: p50 %.3f ms over %d runs%s", where, latency["p50"], len(measurement.samples_ms), note)
+        else:  # benchmark_model builds that print no median
+            logger.info("%s: mean %s ms (no raw samples)", where, latency.get("mean"))
+        if self.then is not None:
+            self.then(measurement)
 
 
 def _failed(target: Target, model: Path, config: BenchConfig, error: EdgeDistillError, started: float) -> Measurement:
@@ -83,8 +113,7 @@ def _failed(target: Target, model: Path, config: BenchConfig, error: EdgeDistill
     measurement.status = "failed"
     measurement.error = str(error)
     measurement.wall_s = time.monotonic() - started
-    # Kept (not serialised) so a single-pair caller can re-raise it with its own type and exit code.
-    measurement.__dict__["exception"] = error
+    measurement.exception = error
     return measurement
 
 
@@ -132,8 +161,8 @@ def _measure_on_session(
     finally:
         try:
             target.close()
-        except EdgeDistillError:
-            pass
+        except EdgeDistillError as error:
+            logger.debug("Closing the session on %s failed: %s", target.spec, error)
     return measurements
 
 
@@ -178,32 +207,21 @@ def run_grid(
     options = target_options or TargetOptions()
     target_objects = [make_target(spec, options) for spec in targets]
     done = read_done_keys(results_path) if resume else set()
-    digests = {path: file_sha256(path) for path in model_paths}
-    key_config = config.to_dict()
-
-    # One queue per device, in the order the user gave: a device never runs two pairs at once.
-    queues_by_device: dict[str, list[tuple[Target, list[Path]]]] = {}
-    for target in target_objects:
-        paths = []
-        for path in model_paths:
-            if pair_key(str(path), digests[path], target.spec, key_config) in done:
-                if on_skip is not None:
-                    on_skip(Pair(path, target.spec))
-                continue
-            paths.append(path)
-        if paths:
-            queues_by_device.setdefault(target.device_key, []).append((target, paths))
-    queues = list(queues_by_device.values())
+    queues, skipped = _device_queues(model_paths, target_objects, config, done, on_skip)
+    total = sum(len(paths) for queue in queues for _, paths in queue)
+    logger.info("Benchmarking %d pair(s) (%d model(s) x %d target(s), %d already measured)%s", total,
+                len(model_paths), len(target_objects), skipped, f"; results -> {results_path}" if results_path else "")
     lock = threading.Lock()
-    results: list[Measurement] = []
+    progress = _Progress(total, then=on_result)
 
     def run_queue(queue: list[tuple[Target, list[Path]]]) -> list[Measurement]:
         out = []
         for target, paths in queue:
-            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=on_result,
+            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=progress,
                                        lock=lock)
         return out
 
+    results: list[Measurement] = []
     if jobs == 1 or len(queues) <= 1:
         for queue in queues:
             results += run_queue(queue)
@@ -212,6 +230,33 @@ def run_grid(
             for measured in pool.map(run_queue, queues):
                 results += measured
     return results
+
+
+def _device_queues(
+    model_paths: Sequence[Path],
+    target_objects: Sequence[Target],
+    config: BenchConfig,
+    done: set[str],
+    on_skip: Callable[[Pair], None] | None,
+) -> tuple[list[list[tuple[Target, list[Path]]]], int]:
+    """One queue per device, in the order the user gave (a device never runs two pairs at once),
+    without the pairs in ``done``; and how many pairs were skipped."""
+    digests = {path: file_sha256(path) for path in model_paths}
+    key_config = config.to_dict()
+    queues_by_device: dict[str, list[tuple[Target, list[Path]]]] = {}
+    skipped = 0
+    for target in target_objects:
+        paths = []
+        for path in model_paths:
+            if pair_key(str(path), digests[path], target.spec, key_config) in done:
+                skipped += 1
+                if on_skip is not None:
+                    on_skip(Pair(path, target.spec))
+                continue
+            paths.append(path)
+        if paths:
+            queues_by_device.setdefault(target.device_key, []).append((target, paths))
+    return list(queues_by_device.values()), skipped
 
 
 __all__ = ["run_benchmark", "run_grid", "read_done_keys", "Pair", "BenchConfig", "Measurement", "TargetOptions"]

@@ -85,12 +85,17 @@ def _unavailable(name: str, why: str) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgedistill")
-def cli() -> None:
+@click.option("-v", "verbosity", count=True, help="More detail: -v debug lines, -vv also TensorFlow's own logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (results are still printed).")
+def cli(verbosity: int, quiet: bool) -> None:
     """edgedistill: distill a Keras model into a small int8 model and prove it runs on the edge.
 
     Start with `edgedistill run` (no arguments) for the whole pipeline on the embedded
     digits data set; see `edgedistill COMMAND --help` for each stage.
     """
+    from edgedistill.logs import configure_cli_output
+
+    configure_cli_output(verbosity=verbosity, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,116 +1,312 @@
-"""The configuration of a run: one frozen dataclass, read from options or YAML, saved with results.
+"""The configuration of a run: one frozen dataclass per stage, nested in :class:`RunConfig`.
+
+Every option is defined once, as a field of a section below: its default, its help text and
+its check live in the field (:func:`option`). The command line (``run``, each stage command,
+``search``) is generated from these sections (:mod:`edgedistill.commands.options`), so an
+option has one name, one default and one check everywhere. Field names are unique across
+sections, so they are also the YAML keys and the ``--option-names``.
 
 Precedence (click's ``default_map``): command line > ``--config`` YAML > defaults.
+
+Example::
+
+    config = RunConfig.from_options({"temperature": 2.0, "epochs": 5})
+    config.distill.temperature      # 2.0
+    config.to_options()["epochs"]   # 5: the flat view, as YAML and on the command line
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from edgedistill.errors import InputError
 
 # tf.distribute strategies training accepts: none (the default device), mirrored (every local
 # GPU, or the CPU), multi_worker (the workers in TF_CONFIG; one worker without it).
 STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
+IO_TYPES: tuple[str, ...] = ("int8", "float32")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    check: Callable[[Any], bool] | None = None,
+    expected: str = "",
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field: its default, its ``--help`` text and its validation, in one place.
+
+    ``check`` is called on set values (``None`` means unset and is always allowed); a value
+    it rejects is an :class:`InputError` saying ``expected``. ``choices`` lists valid strings.
+    """
+    metadata = {"help": help, "check": check, "expected": expected, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _finite(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    # NaN compares False with everything, but infinity passes `> 0`: refuse both.
+    return lambda value: isinstance(value, (int, float)) and math.isfinite(value) and check(value)
+
+
+def positive(value: Any) -> bool:
+    return _finite(lambda v: v > 0)(value)
+
+
+def at_least(low: float) -> Callable[[Any], bool]:
+    return _finite(lambda v: v >= low)
+
+
+def between(low: float, high: float, *, closed: bool = True) -> Callable[[Any], bool]:
+    return _finite((lambda v: low <= v <= high) if closed else (lambda v: low < v < high))
+
+
+class Section:
+    """Base of every config section: validates each field against its :func:`option` metadata."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            check_value(field, getattr(self, field.name))
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [field.name for field in dataclasses.fields(cls)]
+
+
+def check_value(field: dataclasses.Field, value: Any) -> None:
+    """Raise :class:`InputError` when ``value`` breaks the field's choices or check."""
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise InputError(
+            f"`{field.name}` must be one of: {', '.join(choices)}. Received: {field.name}={value!r}."
+        )
+    check = field.metadata.get("check")
+    if check is not None and value is not None and not check(value):
+        expected = field.metadata.get("expected") or "valid"
+        raise InputError(f"`{field.name}` must be {expected}. Received: {field.name}={value!r}.")
+
+
+# ---------------------------------------------------------------------------------------
+# The sections, in flow order
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Section):
+    data: str = option("digits", "Data set: digits (embedded default), fashion_mnist[:DIR], npz:PATH or images:DIR.")
+    validation_fraction: float = option(
+        0.1, "Fraction of the training split held out for validation.", check=between(0, 1, closed=False), expected="in (0, 1)"
+    )
+    max_train_samples: int | None = option(
+        None, "Use at most this many training samples (quick runs).", check=at_least(1), expected=">= 1 (or unset)"
+    )
+    seed: int = option(0, "Random seed (data split, initialisation, shuffling).")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(Section):
+    """How every training stage (teacher, distill, QAT) trains."""
+
+    batch_size: int = option(64, "Batch size of every training stage.", check=at_least(1), expected=">= 1")
+    learning_rate: float = option(3e-3, "Adam learning rate of teacher training and distillation.", check=positive, expected="> 0")
+    patience: int = option(8, "Early-stopping patience in epochs (0 disables).", check=at_least(0), expected=">= 0")
+    strategy: str = option(
+        "none",
+        "tf.distribute strategy of the training stages: none, mirrored (all local GPUs, or the CPU) or multi_worker (the workers in TF_CONFIG).",
+        choices=STRATEGIES,
+    )
+    verbose: int = option(
+        2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.", check=lambda v: v in (0, 1, 2), expected="0, 1 or 2"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig(Section):
+    teacher: str | None = option(
+        None,
+        "Teacher model file (.keras, .h5, SavedModel; Keras 2 or 3). Trained from --teacher-preset when absent. "
+        "A plain TensorFlow SavedModel runs its graph when it is used.",
+    )
+    teacher_preset: str = option("cnn", "Teacher architecture when no --teacher is given: cnn, dscnn or mlp.")
+    teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=positive, expected="> 0")
+    teacher_epochs: int = option(30, "Epochs to train the teacher (early stopping may end sooner).", check=at_least(1), expected=">= 1")
+    calibrate_teacher: bool = option(
+        False, "Temperature-scale the teacher on the validation split before distilling (ECE before/after in the report)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig(Section):
+    student: str | None = option(None, "Student model file (tf_keras). Built from --student-preset when absent.")
+    student_preset: str = option("dscnn", "Student architecture: cnn, dscnn or mlp.")
+    student_width: float = option(0.5, "Width multiplier of the student preset.", check=positive, expected="> 0")
+    max_flash_kb: float | None = option(
+        None, "Budget: pick the largest --student-preset width whose untrained int8 model is at most this many KB.",
+        check=positive, expected="> 0 (or unset)",
+    )
+    max_arena_kb: float | None = option(
+        None, "Budget: ... whose TFLM tensor arena (measured) is at most this many KB.", check=positive, expected="> 0 (or unset)"
+    )
+    max_latency_ms: float | None = option(
+        None, "Budget: ... whose mean latency on the host LiteRT interpreter is at most this many ms.",
+        check=positive, expected="> 0 (or unset)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(Section):
+    distillation_loss: str = option(
+        "logits",
+        "Distillation loss: logits, feature, attention or rkd, with arguments as NAME:KEY=VALUE,... "
+        "(e.g. attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu).",
+    )
+    temperature: float = option(4.0, "Softmax temperature T of logit distillation (the loss is scaled by T^2).", check=positive, expected="> 0")
+    final_temperature: float | None = option(
+        None, "Anneal the logits temperature linearly from --temperature to this over the epochs (unset: constant).",
+        check=positive, expected="> 0 (or unset)",
+    )
+    student_loss_weight: float = option(
+        0.5, "Weight of the hard-label loss; the distillation loss gets 1 - this.", check=between(0, 1), expected="in [0, 1]"
+    )
+    epochs: int = option(40, "Distillation epochs (early stopping on validation accuracy may end sooner).", check=at_least(1), expected=">= 1")
+    scheme: str = option("standard", "Distillation scheme: standard, multi_teacher, self, mutual, teacher_assistant, patient or data_free.")
+    scheme_options: str = option(
+        "", "Options of the scheme as KEY=VALUE,... (e.g. assistant_widths=0.5 ; teachers=a.keras|b.keras ; mode=ema ; mixup_alpha=1)."
+    )
+    prune_sparsity: float = option(
+        0.0, "Prune the student's kernels to this sparsity while distilling (tfmot, gradual), kept through QAT; 0 disables.",
+        check=_finite(lambda v: 0 <= v < 1), expected="in [0, 1) (0 disables pruning)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class QatConfig(Section):
+    qat_epochs: int = option(
+        10, "Quantization-aware distillation epochs (0: post-training quantization only).", check=at_least(0), expected=">= 0"
+    )
+    qat_learning_rate: float = option(5e-4, "Adam learning rate of quantization-aware distillation.", check=positive, expected="> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig(Section):
+    io_type: str = option("int8", "Input/output type of the int8 model: int8 or float32.", choices=IO_TYPES)
+    num_calibration_samples: int = option(
+        200, "Training samples used to calibrate int8 ranges.", check=at_least(1), expected=">= 1"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroConfig(Section):
+    arena_margin: float = option(
+        0.10, "Fraction added to the measured TFLM arena for kTensorArenaSize (at least 1 KiB).",
+        check=between(0, 10), expected="in [0, 10]",
+    )
+    num_test_vectors: int = option(
+        5, "Test samples embedded in the micro export for on-device checks.", check=at_least(1), expected=">= 1"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig(Section):
+    max_int8_drop: float = option(
+        1.0, "Fail when int8 accuracy is more than this many points below the QAT student.", check=between(0, 100), expected="in [0, 100]"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchStageConfig(Section):
+    """The run's own benchmark: the int8 and float models on the host LiteRT interpreter."""
+
+    bench: bool = option(True, "Benchmark the int8 and float models on the host LiteRT interpreter.")
+    num_runs: int = option(100, "Timed invokes per benchmark.", check=at_least(1), expected=">= 1")
+    warmup_runs: int = option(10, "Untimed invokes before timing.", check=at_least(0), expected=">= 0")
+    num_threads: int = option(1, "Interpreter threads for the benchmark.", check=at_least(1), expected=">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig(Section):
+    output_dir: str = option("runs", "Folder that holds run folders.")
+    run_name: str | None = option(None, "Name of the run folder (default: UTC timestamp).")
+
+
+# ---------------------------------------------------------------------------------------
+# The whole run
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything `edgedistill run` needs. Field names are the YAML keys and the CLI options."""
+    """Everything `edgedistill run` needs: one section per stage (plus shared training and output)."""
 
-    # data
-    data: str = "digits"
-    validation_fraction: float = 0.1
-    max_train_samples: int | None = None
-    seed: int = 0
-    # models
-    teacher: str | None = None  # a model file; trained from teacher_preset when absent
-    teacher_preset: str = "cnn"
-    teacher_width: float = 1.0
-    teacher_epochs: int = 30
-    student: str | None = None  # a tf_keras model file; built from student_preset when absent
-    student_preset: str = "dscnn"
-    student_width: float = 0.5
-    # distillation
-    distillation_loss: str = "logits"
-    temperature: float = 4.0
-    student_loss_weight: float = 0.5
-    epochs: int = 40
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    patience: int = 8
-    strategy: str = "none"  # tf.distribute strategy of every training stage (STRATEGIES)
-    # distillation methods (issue 5); the defaults keep plain logit distillation
-    final_temperature: float | None = None  # logits: anneal temperature -> final_temperature
-    scheme: str = "standard"
-    scheme_options: str = ""
-    calibrate_teacher: bool = False
-    prune_sparsity: float = 0.0
-    max_flash_kb: float | None = None
-    max_arena_kb: float | None = None
-    max_latency_ms: float | None = None
-    # quantization-aware distillation
-    qat_epochs: int = 10
-    qat_learning_rate: float = 5e-4
-    # conversion and gates
-    io_type: str = "int8"
-    num_calibration_samples: int = 200
-    max_int8_drop: float = 1.0
-    # micro export
-    arena_margin: float = 0.10
-    num_test_vectors: int = 5
-    # local benchmark
-    bench: bool = True
-    num_runs: int = 100
-    warmup_runs: int = 10
-    num_threads: int = 1
-    # output
-    output_dir: str = "runs"
-    run_name: str | None = None
-    verbose: int = 2
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("validation_fraction", 0 < self.validation_fraction < 1, "in (0, 1)"),
-            ("teacher_epochs", self.teacher_epochs >= 1, ">= 1"),
-            ("epochs", self.epochs >= 1, ">= 1"),
-            ("qat_epochs", self.qat_epochs >= 0, ">= 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("qat_learning_rate", self.qat_learning_rate > 0, "> 0"),
-            ("temperature", self.temperature > 0, "> 0"),
-            ("student_loss_weight", 0 <= self.student_loss_weight <= 1, "in [0, 1]"),
-            ("teacher_width", self.teacher_width > 0, "> 0"),
-            ("student_width", self.student_width > 0, "> 0"),
-            ("max_int8_drop", self.max_int8_drop >= 0, ">= 0"),
-            ("arena_margin", self.arena_margin >= 0, ">= 0"),
-            ("num_runs", self.num_runs >= 1, ">= 1"),
-            ("warmup_runs", self.warmup_runs >= 0, ">= 0"),
-            ("num_threads", self.num_threads >= 1, ">= 1"),
-            ("io_type", self.io_type in ("int8", "float32"), "one of: int8, float32"),
-            ("strategy", self.strategy in STRATEGIES, "one of: " + ", ".join(STRATEGIES)),
-            ("final_temperature", self.final_temperature is None or self.final_temperature > 0, "> 0 (or unset)"),
-            ("prune_sparsity", 0 <= self.prune_sparsity < 1, "in [0, 1) (0 disables pruning)"),
-            ("max_flash_kb", self.max_flash_kb is None or self.max_flash_kb > 0, "> 0 (or unset)"),
-            ("max_arena_kb", self.max_arena_kb is None or self.max_arena_kb > 0, "> 0 (or unset)"),
-            ("max_latency_ms", self.max_latency_ms is None or self.max_latency_ms > 0, "> 0 (or unset)"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise InputError(f"`{name}` must be {expected}. Received: {name}={getattr(self, name)!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    qat: QatConfig = dataclasses.field(default_factory=QatConfig)
+    convert: ConvertConfig = dataclasses.field(default_factory=ConvertConfig)
+    micro: MicroConfig = dataclasses.field(default_factory=MicroConfig)
+    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
+    bench: BenchStageConfig = dataclasses.field(default_factory=BenchStageConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     @classmethod
-    def field_names(cls) -> list[str]:
-        return [field.name for field in dataclasses.fields(cls)]
+    def sections(cls) -> dict[str, type[Section]]:
+        """Section name -> its dataclass, in flow order."""
+        return {field.name: field.default_factory for field in dataclasses.fields(cls)}  # type: ignore[misc]
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [name for section in cls.sections().values() for name in section.option_names()]
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "RunConfig":
+        """Build from flat option names (CLI / YAML keys, ``-`` or ``_``); unknown names are errors."""
+        values = {str(key).replace("-", "_"): value for key, value in options.items()}
+        check_known(values, source="options")
+        parts = {
+            name: section(**{key: values[key] for key in section.option_names() if key in values})
+            for name, section in cls.sections().items()
+        }
+        return cls(**parts)
+
+    def to_options(self) -> dict[str, Any]:
+        """The flat view: option name -> value (the YAML keys and the command line's options)."""
+        return {key: value for section in self.to_dict().values() for key, value in section.items()}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The nested view: section -> option -> value."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in self.sections()}
+
+    def replace(self, **options: Any) -> "RunConfig":
+        """A copy with some options changed (flat names)."""
+        return RunConfig.from_options({**self.to_options(), **options})
+
+
+# Options that existed under another name, with their replacement.
+RENAMED_OPTIONS: dict[str, str] = {}
+
+
+def check_known(values: Mapping[str, Any], *, source: str) -> None:
+    """Unknown option names are errors listing the valid ones (renamed ones name their replacement)."""
+    known = set(RunConfig.option_names())
+    unknown = sorted(set(values) - known)
+    for name in unknown:
+        if name in RENAMED_OPTIONS:
+            raise InputError(f"{source}: option {name!r} is now {RENAMED_OPTIONS[name]!r}; rename it.")
+    if unknown:
+        raise InputError(
+            f"{source}: unknown option(s) {', '.join(unknown)}. Expected some of: {', '.join(RunConfig.option_names())}."
+        )
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML run configuration; keys may use ``-`` or ``_``. Unknown keys are errors."""
+    """Read a YAML run configuration as flat options.
+
+    Keys are option names (``-`` or ``_``), at the top level or grouped under a section name
+    (``distill: {temperature: 2}``); unknown keys are errors.
+    """
     import yaml
 
     path = Path(path).expanduser()
@@ -118,25 +314,53 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise InputError(f"Config file not found: {path}. Expected a YAML file of run options.")
     try:
         content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(content, dict):
         raise InputError(f"{path} must hold a mapping of option: value; received a {type(content).__name__}.")
-    values = {str(key).replace("-", "_"): value for key, value in content.items()}
-    unknown = sorted(set(values) - set(RunConfig.field_names()))
-    if unknown:
-        raise InputError(
-            f"{path}: unknown option(s) {', '.join(unknown)}. Expected some of: {', '.join(RunConfig.field_names())}."
-        )
+    values: dict[str, Any] = {}
+    for key, value in content.items():
+        key = str(key).replace("-", "_")
+        if key in RunConfig.sections() and isinstance(value, dict):  # a section: its keys are options
+            values.update({str(k).replace("-", "_"): v for k, v in value.items()})
+        else:
+            values[key] = value
+    check_known(values, source=str(path))
     return values
 
 
-def save_config(config: RunConfig, path: str | Path) -> None:
+def render_config(config: RunConfig) -> str:
+    """YAML of the resolved configuration: flat option names, one commented block per section."""
     import yaml
 
+    blocks = [f"# {name}\n" + yaml.safe_dump(values, sort_keys=False) for name, values in config.to_dict().items()]
+    return "\n".join(blocks)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
     from edgedistill.fileio import write_text_atomic
 
-    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text_atomic(path, render_config(config))
 
 
-__all__ = ["RunConfig", "STRATEGIES", "read_config_file", "save_config"]
+__all__ = [
+    "RunConfig",
+    "DataConfig",
+    "TrainingConfig",
+    "TeacherConfig",
+    "StudentConfig",
+    "DistillConfig",
+    "QatConfig",
+    "ConvertConfig",
+    "MicroConfig",
+    "VerifyConfig",
+    "BenchStageConfig",
+    "OutputConfig",
+    "Section",
+    "STRATEGIES",
+    "IO_TYPES",
+    "option",
+    "read_config_file",
+    "render_config",
+    "save_config",
+]

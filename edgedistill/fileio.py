@@ -74,4 +74,24 @@ def append_jsonl(path: str | os.PathLike, record: Any) -> None:
         os.fsync(handle.fileno())
 
 
-__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]
+def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
+    """``model.save(path)`` through a temporary folder beside it, then a rename: never a half-written model.
+
+    The temporary file keeps the final name (Keras picks the format from the suffix:
+    ``.keras``, ``.h5``, or a SavedModel folder).
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        temporary = Path(folder) / path.name
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return path
+
+
+__all__ = ["save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]

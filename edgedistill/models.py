@@ -225,6 +225,20 @@ def model_output_classes(model) -> int | None:
     return None
 
 
+def check_classes(model_or_outputs, num_classes: int, role: str) -> None:
+    """The model (or an array of its outputs) must give one value per class of the data."""
+    shape = getattr(model_or_outputs, "shape", None)
+    if shape is not None and not callable(model_or_outputs):
+        classes = int(shape[-1])
+    else:
+        classes = model_output_classes(model_or_outputs)
+    if classes is not None and classes != num_classes:
+        raise InputError(
+            f"The {role} outputs {classes} classes but the data has {num_classes}; they must match. "
+            f"Use a {role} trained on this data set, or the data it was trained on."
+        )
+
+
 def predict_logits(model, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Model outputs as logits.
 
@@ -249,5 +263,6 @@ __all__ = [
     "count_parameters",
     "load_model_file",
     "predict_logits",
+    "check_classes",
     "ExternalTeacher",
 ]

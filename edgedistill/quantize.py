@@ -1,24 +1,79 @@
-"""Quantization-aware training (QAT) through tfmot, with the teacher still guiding.
+"""Quantization-aware training (QAT) models through tfmot: fake-quant int8 wrappers, nothing else.
 
-``quantize_model`` wraps the float student in fake-quant ops (int8 weights per channel,
-int8 activations), then the same distillation loss continues: the float teacher pulls the
-fake-quant student, so the student learns weights that survive int8 rounding.
+``quantize_model`` wraps a float tf_keras model in fake-quant ops (int8 weights per channel,
+int8 activations) with tfmot's default 8-bit scheme. Training the result is the caller's
+business: :func:`edgedistill.distill.quantize_distill` continues distillation on it (the float
+teacher pulls the fake-quant student). This module knows nothing of distillation.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 
 from edgedistill._keras import import_tfmot, keras
 from edgedistill.errors import InputError, StageError
 
-_UNSUPPORTED = re.compile(r"Layer (?P<name>[^:]+):<class '(?P<type>[^']+)'> is not supported")
+logger = logging.getLogger(__name__)
+
+# tfmot's default 8-bit layout transforms fold a BatchNormalization into the linear layer
+# that feeds it (Conv2DBatchNormQuantize, DenseBatchNormQuantize and their +ReLU forms), so
+# such a BatchNormalization is quantized although the registry does not list it.
+_FOLDED_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def _inbound_layers(layer) -> list:
+    """The layers feeding ``layer`` in its (single) functional node."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _folded_batch_norm(layer) -> bool:
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    inbound = _inbound_layers(layer)
+    return (
+        len(inbound) == 1
+        and type(inbound[0]).__name__ in _FOLDED_INTO
+        and inbound[0].get_config().get("activation") == "linear"
+    )
+
+
+def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
+    """``(name, type)`` of each layer tfmot's default 8-bit scheme cannot quantize.
+
+    A layer passes when it is already annotated or wrapped by tfmot (``QuantizeAnnotate``,
+    ``QuantizeWrapper``: its QuantizeConfig decides), when
+    ``Default8BitQuantizeRegistry().supports(layer)``, when it is a BatchNormalization folded
+    into the Conv2D/DepthwiseConv2D/Dense before it, an input, or a Lambda (tfmot leaves
+    Lambda layers in float and warns). A nested model is reported: tfmot refuses them.
+    """
+    quantization = import_tfmot().quantization.keras
+    # The annotation wrapper has no public name: tfmot's own `quantize` module imports it.
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import QuantizeAnnotate
+
+    registry = quantization.default_8bit.Default8BitQuantizeRegistry()
+    already_quantizable = (QuantizeAnnotate, quantization.QuantizeWrapper, keras.layers.InputLayer)
+    unsupported = []
+    for layer in model.layers:
+        if isinstance(layer, already_quantizable):
+            continue
+        if isinstance(layer, keras.Model):
+            unsupported.append((layer.name, f"{type(layer).__name__} (a model nested in the model)"))
+        elif isinstance(layer, keras.layers.Lambda):
+            logger.warning("tfmot leaves Lambda layer %r in float: the int8 model may keep float ops.", layer.name)
+        elif not (registry.supports(layer) or _folded_batch_norm(layer)):
+            unsupported.append((layer.name, type(layer).__name__))
+    return unsupported
 
 
 def quantize_model(model: keras.Model) -> keras.Model:
     """Wrap a float tf_keras model for QAT (``tfmot.quantization.keras.quantize_model``).
 
-    A layer tfmot cannot quantize raises :class:`StageError` naming the layer and its type.
+    Every layer is checked first (:func:`unsupported_layers`): one tfmot cannot quantize
+    raises :class:`StageError` naming the layer and its type, before tfmot clones anything.
     """
     tfmot = import_tfmot()
     if not isinstance(model, keras.Model):
@@ -26,38 +81,25 @@ def quantize_model(model: keras.Model) -> keras.Model:
             f"QAT needs a tf_keras model; received {type(model).__module__}.{type(model).__name__}. "
             "Build the student with tf_keras (Keras 2) or from a preset."
         )
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise InputError(
+            f"QAT needs a functional or Sequential tf_keras model; {model.name!r} is a subclassed "
+            f"{type(model).__name__}. Build it with the functional API or from a preset."
+        )
+    unsupported = unsupported_layers(model)
+    if unsupported:
+        listing = ", ".join(f"{name!r} of type {layer_type}" for name, layer_type in unsupported)
+        raise StageError(
+            f"tfmot cannot quantize layer {listing} (model {model.name!r}). "
+            "Replace it with a supported layer (Conv2D, DepthwiseConv2D, Dense, BatchNormalization after a conv or dense, "
+            "ReLU, pooling, Reshape/Flatten) or annotate it with a tfmot QuantizeConfig."
+        )
     try:
         return tfmot.quantization.keras.quantize_model(model)
-    except RuntimeError as error:
-        match = _UNSUPPORTED.search(str(error))
-        if not match:
-            raise
-        layer_type = match.group("type").rsplit(".", 1)[-1]
-        raise StageError(
-            f"tfmot cannot quantize layer {match.group('name')!r} of type {layer_type}. "
-            "Replace it with a supported layer (Conv2D, DepthwiseConv2D, Dense, BatchNormalization, ReLU, pooling, "
-            "Reshape/Flatten) or annotate it with a tfmot QuantizeConfig."
-        ) from None
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
+        # What the layer check above cannot foresee (e.g. a custom QuantizeConfig that fails).
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StageError(f"tfmot cannot quantize model {model.name!r}: {message}") from None
 
 
-def quantize_distill(teacher, float_student: keras.Model, data, *, config=None, teacher_outputs=None, log_dir=None, **distill_options):
-    """QAT of ``float_student`` with the same distillation loss; returns ``(qat_student, history)``."""
-    from edgedistill.distill import distill
-
-    qat_student = quantize_model(float_student)
-    return distill(
-        teacher,
-        qat_student,
-        data,
-        config=config,
-        teacher_outputs=teacher_outputs,
-        stage="qat",
-        log_dir=log_dir,
-        **distill_options,
-    )
-
-
-__all__ = ["quantize_model", "quantize_distill"]
+__all__ = ["quantize_model", "unsupported_layers"]

@@ -1,7 +1,10 @@
 """Benchmark result files (JSON lines): read, tabulate, compare with ratios, plot.
 
-Each line is one :class:`~edgedistill.targets.base.Measurement`. Emulated figures are labelled
-``emulated`` in every table and plot, and are never presented as device time.
+Each line is one :class:`~edgedistill.targets.base.Measurement` (one schema per file; the same
+file reads as a table with ``pandas.read_json(path, lines=True)``). Emulated figures are labelled
+``emulated`` in every table and plot, and are never presented as device time. Firmware results
+(``edgedistill firmware run``) have their own file, ``firmware.jsonl``; the lines older versions
+appended to ``bench.jsonl`` are skipped with a warning.
 
 Example::
 
@@ -12,7 +15,9 @@ Example::
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,23 +26,31 @@ from typing import Any, Sequence
 from edgedistill.errors import InputError
 from edgedistill.targets.base import Measurement
 
+logger = logging.getLogger(__name__)
+
 
 def read_results(path: str | os.PathLike) -> list[Measurement]:
     """Every measurement in a JSON-lines file, in file order.
 
     A last line cut short by a crash is skipped (everything before it was flushed whole); a
-    broken line elsewhere is an error naming the line.
+    broken line elsewhere is an error naming the line. ``firmware run`` lines that older versions
+    appended to ``bench.jsonl`` are skipped with a warning; a file of nothing but firmware results
+    (``firmware.jsonl``) is an error saying how to read it.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Results file not found: {str(path)!r}. Pass a bench.jsonl written by `edgedistill bench`.")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     measurements = []
+    firmware_lines = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
+            if _is_firmware_record(data):
+                firmware_lines += 1
+                continue
             if not isinstance(data, dict) or "model" not in data or "target" not in data:
                 raise ValueError("not a measurement")
             measurements.append(Measurement.from_dict(data))
@@ -46,7 +59,19 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
                 continue  # the line being written when the process died
             raise InputError(f"{str(path)!r} line {number} is not a benchmark result ({error}). "
                              "Pass a bench.jsonl written by `edgedistill bench`.") from None
+    if firmware_lines and not measurements:
+        raise InputError(f"{str(path)!r} holds firmware results (`edgedistill firmware run`), not benchmark "
+                         "results. Pass a bench.jsonl written by `edgedistill bench`; read firmware results with "
+                         "pandas.read_json(path, lines=True).")
+    if firmware_lines:
+        logger.warning("Skipped %d `firmware run` line(s) in %s: written by an older edgedistill; firmware "
+                       "results now go to firmware.jsonl.", firmware_lines, path)
     return measurements
+
+
+def _is_firmware_record(data: object) -> bool:
+    """A ``firmware run`` record: it names ``kernels`` and its target is a board name, not a dict."""
+    return isinstance(data, dict) and "kernels" in data and not isinstance(data.get("target"), dict)
 
 
 def latest_per_pair(measurements: Sequence[Measurement]) -> list[Measurement]:
@@ -76,7 +101,8 @@ def _model_name(measurement: Measurement) -> str:
     return Path(measurement.model).name
 
 
-def _target_label(measurement: Measurement) -> str:
+def target_label(measurement: Measurement) -> str:
+    """The target's spec, with `` [emulated]`` when its times are not device times."""
     spec = measurement.target.get("spec") or measurement.target.get("name") or "?"
     return f"{spec} [emulated]" if measurement.kind == "emulated" else spec
 
@@ -89,13 +115,13 @@ def format_table(measurements: Sequence[Measurement]) -> str:
     for m in measurements:
         latency = m.latency_ms or {}
         rows.append([
-            _model_name(m), _target_label(m), m.kind, m.status, str(m.num_threads), str(len(m.samples_ms)),
+            _model_name(m), target_label(m), m.kind, m.status, str(m.num_threads), str(len(m.samples_ms)),
             _ms(latency.get("p50")), _ms(latency.get("mean")), _ms(latency.get("p90")), _ms(latency.get("p99")),
             _ms(m.init_ms), _ms(m.first_inference_ms), _mib(m.peak_rss_bytes),
             "-" if m.model_size_bytes is None else f"{m.model_size_bytes / 1024:.1f}",
         ])
     text = _render(header, rows)
-    failures = [f"  {_model_name(m)} on {_target_label(m)}: {m.error}" for m in measurements if not m.ok]
+    failures = [f"  {_model_name(m)} on {target_label(m)}: {m.error}" for m in measurements if not m.ok]
     if failures:
         text += "\nFailed:\n" + "\n".join(failures)
     if any(m.kind == "emulated" for m in measurements):
@@ -193,12 +219,13 @@ def format_comparison(rows: Sequence[ComparisonRow], labels: Sequence[str]) -> s
 
 
 def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """Latency CDF and p50 bars (p90/p99 marks) of every ok pair in a results file, as one PNG."""
-    try:
-        import matplotlib
+    """Latency CDF and p50 bars (p90/p99 marks) of every ok pair in a results file, as one PNG.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    Draws on its own ``Figure`` and Agg canvas: pyplot and the process's backend are left alone.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise InputError("Plotting needs matplotlib, which is not installed. "
                          "Install it: `pip install 'edgedistill[plot]'` (or `pip install matplotlib`).") from None
@@ -208,42 +235,47 @@ def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = Non
     if not measurements:
         raise InputError(f"{str(path)!r} has no successful measurement with samples to plot.")
     output = Path(output) if output else Path(path).with_suffix(".png")
-    figure, (cdf_axes, bar_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = []
-    for m in measurements:
-        label = f"{_model_name(m)} @ {_target_label(m)}"
-        labels.append(label)
-        values = sorted(m.samples_ms)
-        fractions = [(i + 1) / len(values) for i in range(len(values))]
-        cdf_axes.step(values, fractions, where="post", label=label, linestyle="--" if m.kind == "emulated" else "-")
-    cdf_axes.set_xlabel("latency per invoke (ms)")
-    cdf_axes.set_ylabel("fraction of runs")
-    cdf_axes.set_title("Latency CDF")
-    cdf_axes.grid(alpha=0.3)
-    cdf_axes.legend(fontsize=7)
-    positions = list(range(len(measurements)))
-    p50 = [m.latency_ms["p50"] for m in measurements]
-    bars = bar_axes.bar(positions, p50, color=["#bbbbbb" if m.kind == "emulated" else "#4477aa" for m in measurements])
-    for bar, m in zip(bars, measurements):
-        if m.kind == "emulated":
-            bar.set_hatch("//")
-    bar_axes.scatter(positions, [m.latency_ms["p90"] for m in measurements], marker="_", s=300, color="k",
-                     label="p90")
-    bar_axes.scatter(positions, [m.latency_ms["p99"] for m in measurements], marker="x", color="r", label="p99")
-    bar_axes.set_xticks(positions)
-    bar_axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
-    bar_axes.set_ylabel("p50 latency (ms)")
-    bar_axes.set_title("p50 per pair (hatched = emulated, not device time)")
-    bar_axes.legend(fontsize=7)
+    figure = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas: savefig renders with Agg, no pyplot
+    cdf_axes, bar_axes = figure.subplots(1, 2)
+    labels = [f"{_model_name(m)} @ {target_label(m)}" for m in measurements]
+    _plot_cdf(cdf_axes, measurements, labels)
+    _plot_percentile_bars(bar_axes, measurements, labels)
     figure.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
     write_bytes_atomic(output, buffer.getvalue())
+    logger.debug("Wrote %s (%d pairs)", output, len(measurements))
     return output
 
 
+def _plot_cdf(axes: Any, measurements: Sequence[Measurement], labels: Sequence[str]) -> None:
+    for m, label in zip(measurements, labels):
+        values = sorted(m.samples_ms)
+        fractions = [(i + 1) / len(values) for i in range(len(values))]
+        axes.step(values, fractions, where="post", label=label, linestyle="--" if m.kind == "emulated" else "-")
+    axes.set_xlabel("latency per invoke (ms)")
+    axes.set_ylabel("fraction of runs")
+    axes.set_title("Latency CDF")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+
+
+def _plot_percentile_bars(axes: Any, measurements: Sequence[Measurement], labels: Sequence[str]) -> None:
+    positions = list(range(len(measurements)))
+    p50 = [m.latency_ms["p50"] for m in measurements]
+    bars = axes.bar(positions, p50, color=["#bbbbbb" if m.kind == "emulated" else "#4477aa" for m in measurements])
+    for bar, m in zip(bars, measurements):
+        if m.kind == "emulated":
+            bar.set_hatch("//")
+    axes.scatter(positions, [m.latency_ms["p90"] for m in measurements], marker="_", s=300, color="k", label="p90")
+    axes.scatter(positions, [m.latency_ms["p99"] for m in measurements], marker="x", color="r", label="p99")
+    axes.set_xticks(positions)
+    axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+    axes.set_ylabel("p50 latency (ms)")
+    axes.set_title("p50 per pair (hatched = emulated, not device time)")
+    axes.legend(fontsize=7)
+
+
 __all__ = ["read_results", "latest_per_pair", "format_table", "compare_results", "format_comparison",
-           "plot_results", "ComparisonRow"]
+           "plot_results", "target_label", "ComparisonRow"]

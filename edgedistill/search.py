@@ -17,17 +17,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from edgedistill.config import STRATEGIES
+from edgedistill.config import RunConfig
 from edgedistill.errors import InputError
 
+logger = logging.getLogger(__name__)
 METHODS = ("grid", "random", "optuna")
 BACKENDS = ("local", "ray")
-Logger = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,147 +65,73 @@ class SearchSpace:
         return rng.sample(grid, num_trials)
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchSettings:
-    """How each trial trains and is measured."""
-
-    data: str = "digits"
-    validation_fraction: float = 0.1
-    max_train_samples: int | None = None
-    teacher: str | None = None
-    teacher_preset: str = "cnn"
-    teacher_width: float = 1.0
-    teacher_epochs: int = 30
-    student_preset: str = "dscnn"
-    distillation_loss: str = "logits"
-    epochs: int = 40
-    qat_epochs: int = 0
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    qat_learning_rate: float = 5e-4
-    patience: int = 8
-    seed: int = 0
-    measure_arena: bool = True
-    strategy: str = "none"
-    verbose: int = 0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise InputError(f"Unknown strategy {self.strategy!r}. Expected one of: {', '.join(STRATEGIES)}.")
-        if self.epochs < 1 or self.qat_epochs < 0 or self.teacher_epochs < 1:
-            raise InputError(
-                f"`epochs` and `teacher_epochs` must be >= 1 and `qat_epochs` >= 0. Received: {self.epochs}, {self.teacher_epochs}, {self.qat_epochs}."
-            )
+# The search's own defaults where a trial should be shorter than a run (one place, shown by --help).
+SEARCH_DEFAULTS: dict[str, Any] = {"epochs": 20, "patience": 5, "qat_epochs": 0, "verbose": 0}
 
 
-def _train_config(settings: SearchSettings, *, epochs: int, learning_rate: float):
-    from edgedistill.training import TrainConfig
-
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=settings.batch_size,
-        learning_rate=learning_rate,
-        patience=settings.patience,
-        seed=settings.seed,
-        verbose=settings.verbose,
-    )
+def search_config(**options: Any) -> RunConfig:
+    """A :class:`RunConfig` for trials: the run's options, with :data:`SEARCH_DEFAULTS` under ``options``."""
+    return RunConfig.from_options({**SEARCH_DEFAULTS, **options})
 
 
-def _load_data(settings: SearchSettings):
-    from edgedistill.data import load_dataset
-
-    return load_dataset(
-        settings.data,
-        validation_fraction=settings.validation_fraction,
-        seed=settings.seed,
-        max_train_samples=settings.max_train_samples,
-    )
-
-
-def prepare_teacher(settings: SearchSettings, data, output_dir: Path, log: Logger) -> str:
+def prepare_teacher(config: RunConfig, data, output_dir: Path) -> str:
     """The teacher's path: the user's file, or a preset trained once and saved in ``output_dir``."""
-    from edgedistill.models import build_model
-    from edgedistill.pipeline import check_classes
-    from edgedistill.training import train_classifier
+    from edgedistill import stages
+    from edgedistill.fileio import save_model_atomic
 
-    if settings.teacher:
-        return settings.teacher
-    path = output_dir / "teacher.keras"
-    log(f"== teacher: training preset {settings.teacher_preset} (width {settings.teacher_width}) once for every trial")
-    teacher = build_model(
-        settings.teacher_preset, data.input_shape, data.num_classes, width=settings.teacher_width, name="teacher"
-    )
-    train_classifier(
-        teacher, data, config=_train_config(settings, epochs=settings.teacher_epochs, learning_rate=settings.learning_rate)
-    )
-    check_classes(teacher, data.num_classes, "teacher")
-    teacher.save(path)
-    return str(path)
+    if config.teacher.teacher:
+        return config.teacher.teacher
+    logger.info("== teacher: training preset %s once for every trial", config.teacher.teacher_preset)
+    teacher, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed)
+    return str(save_model_atomic(teacher.model, output_dir / "teacher.keras"))
+
+
+def _teacher(teacher_path: str, data, teacher_outputs: dict | None):
+    from edgedistill import stages
+    from edgedistill.models import load_model_file, predict_logits
+
+    model = load_model_file(teacher_path)
+    if teacher_outputs is None:
+        teacher_outputs = {"train": predict_logits(model, data.x_train), "val": predict_logits(model, data.x_val)}
+    return stages.Teacher(model=model, outputs=teacher_outputs, source=teacher_path)
 
 
 def run_trial(
-    params: dict[str, float], *, settings: SearchSettings, teacher_path: str, data=None, teacher_outputs: dict | None = None
+    params: dict[str, float], *, config: RunConfig, teacher_path: str, data=None, teacher_outputs: dict | None = None,
+    measure_arena: bool = True,
 ) -> dict[str, Any]:
     """One trial: distill (+ QAT) a fresh student with ``params``, convert to int8, measure on validation."""
+    from edgedistill import stages
     from edgedistill.convert import convert_keras_model
-    from edgedistill.distill import distill
-    from edgedistill.distill.pipeline_hooks import resolve_loss
-    from edgedistill.models import build_model, load_model_file, predict_logits
     from edgedistill.tflite_model import LiteRTModel
     from edgedistill.training import accuracy, strategy_scope
 
     started = time.perf_counter()
-    data = data if data is not None else _load_data(settings)
-    teacher = load_model_file(teacher_path)
-    if teacher_outputs is None:
-        teacher_outputs = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
-    loss_config = dataclasses.make_dataclass("LossConfig", ["distillation_loss", "temperature", "final_temperature"])(
-        settings.distillation_loss, float(params["temperature"]), None
-    )
-    loss = resolve_loss(loss_config)
-    weight = float(params["student_loss_weight"])
-    with strategy_scope(settings.strategy):
-        student = build_model(
-            settings.student_preset, data.input_shape, data.num_classes, width=float(params["student_width"]), name="student"
-        )
-        student, history = distill(
-            teacher,
-            student,
-            data,
-            distillation_losses=[loss],
-            student_loss_weight=weight,
-            config=_train_config(settings, epochs=settings.epochs, learning_rate=settings.learning_rate),
-            teacher_outputs=teacher_outputs,
-        )
-    final = student
-    if settings.qat_epochs:
-        from edgedistill.quantize import quantize_distill
-
-        final, _ = quantize_distill(
-            teacher,
-            student,
-            data,
-            config=_train_config(settings, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate),
-            teacher_outputs=teacher_outputs,
-            distillation_losses=[loss],
-            student_loss_weight=weight,
-        )
+    config = config.replace(**{key: float(value) for key, value in params.items()})
+    data = data if data is not None else stages.load_data(config.data)[0]
+    teacher = _teacher(teacher_path, data, teacher_outputs)
+    seed = config.data.seed
+    with strategy_scope(config.training.strategy):
+        student, _, _ = stages.build_student(config.student, data)
+        distilled, _ = stages.distill_student(config.distill, config.training, teacher, student, data, seed=seed)
+        qat, _ = stages.quantize_student(config.qat, config.distill, config.training, teacher, distilled, data, seed=seed)
+    final = qat if qat is not None else distilled.student
     int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train)
     int8_predictions = LiteRTModel(int8).predict(data.x_val).argmax(axis=-1)
     record: dict[str, Any] = {
         "params": {key: float(value) for key, value in params.items()},
-        "parameters": int(student.count_params()),
-        "val_accuracy": accuracy(student, data.x_val, data.y_val),
-        "qat_val_accuracy": accuracy(final, data.x_val, data.y_val) if settings.qat_epochs else None,
+        "parameters": int(distilled.student.count_params()),
+        "val_accuracy": accuracy(distilled.student, data.x_val, data.y_val),
+        "qat_val_accuracy": accuracy(qat, data.x_val, data.y_val) if qat is not None else None,
         "int8_val_accuracy": float((int8_predictions == data.y_val).mean() * 100.0),
         "int8_bytes": len(int8),
         "arena_bytes": None,
-        "epochs_run": len(history.get("loss", [])),
+        "epochs_run": len(distilled.history.get("loss", [])),
     }
-    if settings.measure_arena:
-        from edgedistill.micro import measure_arena
+    if measure_arena:
+        from edgedistill.micro import measure_arena as measure
 
-        record["arena_bytes"] = int(measure_arena(int8)["arena_bytes"])
+        record["arena_bytes"] = int(measure(int8)["arena_bytes"])
     record["seconds"] = round(time.perf_counter() - started, 2)
     return record
 
@@ -230,7 +157,7 @@ def pareto_front(records: Sequence[dict], *, accuracy_key: str = "int8_val_accur
 
 
 def _run_local(
-    method: str, space: SearchSpace, num_trials: int, settings: SearchSettings, teacher_path: str, data, log: Logger
+    method: str, space: SearchSpace, num_trials: int, config: RunConfig, teacher_path: str, data, measure_arena: bool
 ) -> list[dict]:
     from edgedistill.models import load_model_file, predict_logits
 
@@ -238,17 +165,19 @@ def _run_local(
     cached = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
 
     def trial(params: dict, index: int) -> dict:
-        log(
+        logger.info(
             f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} width={params['student_width']:.3g}"
         )
-        record = run_trial(params, settings=settings, teacher_path=teacher_path, data=data, teacher_outputs=cached)
-        log(
+        record = run_trial(
+            params, config=config, teacher_path=teacher_path, data=data, teacher_outputs=cached, measure_arena=measure_arena
+        )
+        logger.info(
             f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes int8, {record['seconds']:.1f} s"
         )
         return record
 
     if method in ("grid", "random"):
-        trials = space.grid() if method == "grid" else space.sample(num_trials, settings.seed)
+        trials = space.grid() if method == "grid" else space.sample(num_trials, config.data.seed)
         return [trial(params, index) for index, params in enumerate(trials)]
     optuna = _import_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -259,7 +188,7 @@ def _run_local(
         records.append(record)
         return record["int8_val_accuracy"]
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.data.seed))
     study.optimize(objective, n_trials=num_trials)
     return records
 
@@ -284,11 +213,12 @@ def _suggest(trial, space: SearchSpace) -> dict[str, float]:
     }
 
 
-def _ray_trial(config: dict, settings: dict, teacher_path: str) -> dict:
+def _ray_trial(params: dict, options: dict, teacher_path: str, measure_arena: bool) -> dict:
     """Ray Tune function trainable: one trial in a Ray worker (loads its own data and teacher)."""
     from ray import tune
 
-    record = run_trial(config, settings=SearchSettings(**settings), teacher_path=teacher_path)
+    config = RunConfig.from_options(options)
+    record = run_trial(params, config=config, teacher_path=teacher_path, measure_arena=measure_arena)
     flat = {key: value for key, value in record.items() if key != "params"}
     tune.report({**flat, "score": record["int8_val_accuracy"]})
 
@@ -320,11 +250,11 @@ def _run_ray(
     method: str,
     space: SearchSpace,
     num_trials: int,
-    settings: SearchSettings,
+    config: RunConfig,
     teacher_path: str,
     ray_address: str | None,
     output_dir: Path,
-    log: Logger,
+    measure_arena: bool,
 ) -> tuple[list[dict], dict[str, Any]]:
     """The trials' records, and where they ran (``address``, ``started_here``, ``nodes``, ``cpus``)."""
     try:
@@ -356,7 +286,7 @@ def _run_ray(
         "nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
         "cpus": ray.cluster_resources().get("CPU"),
     }
-    log(
+    logger.info(
         f"   ray: {'local runtime' if cluster['started_here'] else 'cluster'} at {cluster['address']}, "
         f"{cluster['nodes']} node(s), {cluster['cpus']:g} CPUs"
     )
@@ -391,10 +321,10 @@ def _run_ray(
                 "student_loss_weight": bounds(space.student_loss_weights),
                 "student_width": tune.choice(list(space.student_widths)),
             }
-            search_alg = OptunaSearch(metric="score", mode="max", seed=settings.seed)
+            search_alg = OptunaSearch(metric="score", mode="max", seed=config.data.seed)
             num_samples = num_trials
         trainable = tune.with_parameters(
-            _ray_trial, settings=dataclasses.asdict(settings), teacher_path=str(Path(teacher_path).resolve())
+            _ray_trial, options=config.to_options(), teacher_path=str(Path(teacher_path).resolve()), measure_arena=measure_arena
         )
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
@@ -423,7 +353,7 @@ def _run_ray(
             }
             record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
             records.append(record)
-            log(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
+            logger.info(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
         return records, cluster
     finally:
         if started_here:
@@ -435,7 +365,7 @@ def _run_ray(
 
 
 def run_search(
-    settings: SearchSettings,
+    config: RunConfig,
     space: SearchSpace,
     *,
     method: str = "grid",
@@ -443,13 +373,13 @@ def run_search(
     backend: str = "local",
     ray_address: str | None = None,
     output_dir: str | Path = "search",
-    log: Logger = print,
+    measure_arena: bool = True,
 ) -> dict[str, Any]:
     """Run the search; write ``search.json``, ``search.md`` (and ``pareto.png``) in ``output_dir``; return the result.
 
     Example::
 
-        result = run_search(SearchSettings(data="digits", epochs=10), SearchSpace(temperatures=(2, 4)), method="grid")
+        result = run_search(search_config(data="digits", epochs=10), SearchSpace(temperatures=(2, 4)), method="grid")
         result["pareto_front"]  # trials on the accuracy-vs-bytes front, smallest first
     """
     if method not in METHODS:
@@ -460,26 +390,21 @@ def run_search(
         raise InputError(f"`num_trials` must be an integer >= 1. Received: num_trials={num_trials!r}.")
     if method == "optuna":
         _import_optuna()
-    from edgedistill.models import PRESETS
+    from edgedistill import stages
     from edgedistill.tflite_model import runtime_versions
 
-    PRESETS.get(settings.student_preset)
-    if not settings.teacher:
-        PRESETS.get(settings.teacher_preset)
-    from edgedistill.distill.losses import LOSSES
-
-    LOSSES.get(settings.distillation_loss.partition(":")[0])
+    stages.check_names(config)
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = _load_data(settings)
-    teacher_path = prepare_teacher(settings, data, output_dir, log)
+    data, _ = stages.load_data(config.data)
+    teacher_path = prepare_teacher(config, data, output_dir)
     cluster: dict[str, Any] = {}
     if backend == "local":
-        records = _run_local(method, space, num_trials, settings, teacher_path, data, log)
+        records = _run_local(method, space, num_trials, config, teacher_path, data, measure_arena)
     else:
-        records, cluster = _run_ray(method, space, num_trials, settings, teacher_path, ray_address, output_dir, log)
+        records, cluster = _run_ray(method, space, num_trials, config, teacher_path, ray_address, output_dir, measure_arena)
     front = pareto_front(records)
     best = max(range(len(records)), key=lambda i: records[i]["int8_val_accuracy"])
     result = {
@@ -488,7 +413,7 @@ def run_search(
         "backend": backend,
         **({"ray": cluster} if cluster else {}),
         "num_trials": len(records),
-        "settings": dataclasses.asdict(settings),
+        "settings": config.to_options() | {"measure_arena": measure_arena},
         "space": dataclasses.asdict(space),
         "data": data.summary(),
         "teacher": teacher_path,
@@ -532,18 +457,19 @@ def write_search_report(result: dict[str, Any], output_dir: Path) -> None:
 
 
 def _plot_pareto(result: dict[str, Any], path: Path) -> bool:
+    # A Figure with its own Agg canvas: no pyplot, so a notebook's backend is left alone.
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return False
     trials = result["trials"]
     sizes = [t["int8_bytes"] / 1024 for t in trials]
     accuracies = [t["int8_val_accuracy"] for t in trials]
     front = result["pareto_front"]
-    figure, axes = plt.subplots(figsize=(5, 3.5), dpi=120)
+    figure = Figure(figsize=(5, 3.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     axes.scatter(sizes, accuracies, c="lightgray", edgecolors="gray", label="trials")
     axes.plot([sizes[i] for i in front], [accuracies[i] for i in front], "o-", color="tab:red", label="Pareto front")
     axes.set_xlabel("int8 model size (KiB)")
@@ -552,18 +478,18 @@ def _plot_pareto(result: dict[str, Any], path: Path) -> bool:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return True
 
 
 __all__ = [
     "SearchSpace",
-    "SearchSettings",
+    "SEARCH_DEFAULTS",
+    "search_config",
+    "prepare_teacher",
     "run_search",
     "run_trial",
     "pareto_front",
     "write_search_report",
     "METHODS",
     "BACKENDS",
-    "STRATEGIES",
 ]

@@ -1,4 +1,4 @@
-"""Reading ``.tflite`` flatbuffers and running them on LiteRT and on the real TFLM interpreter.
+"""Reading ``.tflite`` flatbuffers and running them on LiteRT (TFLite Micro: :mod:`edgedistill.tflm`).
 
 Ops are read from the flatbuffer itself, not from an interpreter: LiteRT reports ops taken
 by its default delegate (XNNPACK) as ``DELEGATE``, which hides what the model contains.
@@ -16,19 +16,17 @@ import numpy as np
 
 from edgedistill.errors import InputError
 
-_TENSOR_TYPES = {
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
-    7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
-    13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
-}  # fmt: skip
-
-
 def _schema():
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # pragma: no cover - a device or image without LiteRT
         from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
     return schema
+
+
+def tensor_type_names() -> dict[int, str]:
+    """TFLite tensor type code -> numpy-style name (``9 -> "int8"``), from the schema module's ``TensorType``."""
+    return {code: name.lower() for name, code in vars(_schema().TensorType).items() if not name.startswith("_")}
 
 
 @dataclasses.dataclass
@@ -105,10 +103,11 @@ def check_flatbuffer(data: bytes, *, source: str = "model") -> None:
         )
 
 
-def read_model_info(data: bytes) -> ModelInfo:
+def read_model_info(data: bytes, *, source: str = "model") -> ModelInfo:
     """Parse a TFLite flatbuffer (first subgraph for tensors; ops from all subgraphs)."""
-    check_flatbuffer(data)
+    check_flatbuffer(data, source=source)
     schema = _schema()
+    tensor_types = tensor_type_names()
     names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
     try:
         model = schema.Model.GetRootAs(data, 0)
@@ -147,7 +146,7 @@ def read_model_info(data: bytes) -> ModelInfo:
                     index=k,
                     name=t.Name().decode() if t.Name() else f"tensor_{k}",
                     shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-                    dtype=_TENSOR_TYPES.get(t.Type(), f"type_{t.Type()}"),
+                    dtype=tensor_types.get(t.Type(), f"type_{t.Type()}"),
                     is_constant=is_constant,
                     scale=scale,
                     zero_point=zero_point,
@@ -160,7 +159,7 @@ def read_model_info(data: bytes) -> ModelInfo:
     except InputError:
         raise
     except Exception as error:  # a truncated or corrupt flatbuffer fails anywhere in parsing
-        raise InputError(f"The model flatbuffer is corrupt ({type(error).__name__}: {error}). Re-export it.") from None
+        raise InputError(f"The {source} flatbuffer is corrupt ({type(error).__name__}: {error}). Re-export it.") from None
     return ModelInfo(
         size_bytes=len(data),
         ops=ordered,
@@ -290,31 +289,13 @@ class LiteRTModel:
         return dequantize_output(self.raw_outputs(x), self.output)
 
 
-class TFLMModel:
-    """A ``.tflite`` model on the real TFLite Micro interpreter (PyPI ``tflite-micro``, reference kernels).
+def __getattr__(name: str) -> Any:
+    # TFLMModel lives in edgedistill.tflm (the one TFLM runner); this old import path still works.
+    if name == "TFLMModel":
+        from edgedistill.tflm import TFLMModel
 
-    ``arena_size`` must be large enough (see :func:`edgedistill.micro.measure_arena`): a too
-    small arena can crash the process.
-    """
-
-    def __init__(self, data: bytes, *, arena_size: int) -> None:
-        from tflite_micro.python.tflite_micro import runtime
-
-        self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=int(arena_size))
-        self.input = self.interpreter.get_input_details(0)
-        self.output = self.interpreter.get_output_details(0)
-
-    def raw_outputs(self, x: np.ndarray) -> np.ndarray:
-        inputs = quantize_input(np.asarray(x, dtype=np.float32), self.input)
-        rows = []
-        for sample in inputs:
-            self.interpreter.set_input(sample[None, ...], 0)
-            self.interpreter.invoke()
-            rows.append(np.array(self.interpreter.get_output(0))[0].copy())
-        return np.stack(rows)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return dequantize_output(self.raw_outputs(x), self.output)
+        return TFLMModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -323,8 +304,8 @@ __all__ = [
     "read_model_bytes",
     "read_model_info",
     "check_flatbuffer",
+    "tensor_type_names",
     "LiteRTModel",
-    "TFLMModel",
     "litert_interpreter_class",
     "runtime_versions",
     "quantize_input",

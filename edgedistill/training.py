@@ -14,19 +14,24 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill._keras import keras
-from edgedistill.errors import StageError
+from edgedistill.config import STRATEGIES, DataConfig, DistillConfig, TrainingConfig
+from edgedistill.errors import InputError, StageError
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How a stage trains. ``patience=0`` disables early stopping."""
+    """How one training stage trains. ``patience=0`` disables early stopping.
 
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    patience: int = 5
-    seed: int = 0
-    verbose: int = 2
+    The defaults are those of the run's options (:class:`edgedistill.config.TrainingConfig`),
+    so Python callers and the command line train alike.
+    """
+
+    epochs: int = DistillConfig.epochs
+    batch_size: int = TrainingConfig.batch_size
+    learning_rate: float = TrainingConfig.learning_rate
+    patience: int = TrainingConfig.patience
+    seed: int = DataConfig.seed
+    verbose: int = TrainingConfig.verbose
 
 
 class _NaNGuard(keras.callbacks.Callback):
@@ -66,11 +71,7 @@ def strategy_scope(name: str = "none"):
     """
     import contextlib
 
-    from edgedistill.config import STRATEGIES
-
     if name not in STRATEGIES:
-        from edgedistill.errors import InputError
-
         raise InputError(f"Unknown strategy {name!r}. Expected one of: {', '.join(STRATEGIES)}.")
     if name == "none":
         return contextlib.nullcontext()

@@ -57,17 +57,15 @@ def read_suite(path: str) -> dict[str, Any]:
     return data
 
 
-def _progress(measurement) -> None:
-    from edgedistill.results import _target_label
-
-    name = Path(measurement.model).name
-    where = _target_label(measurement)
-    if measurement.ok:
-        p50 = measurement.latency_ms["p50"]
-        label = " (emulated, not device time)" if measurement.kind == "emulated" else ""
-        click.echo(f"  {name} @ {where}: p50 {p50:.3f} ms over {len(measurement.samples_ms)} runs{label}", err=True)
-    else:
-        click.echo(f"  {name} @ {where}: FAILED: {measurement.error}", err=True)
+def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any]) -> None:
+    """Fill ``values`` from a suite file: the command line wins over the file, the file over defaults."""
+    for key, value in data.items():
+        name = SUITE_KEYS[key]
+        if name in ("models", "targets"):
+            if not values[name]:
+                values[name] = list(value or [])
+        elif ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
+            values[name] = value
 
 
 @click.command("bench")
@@ -126,14 +124,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
 
     values: dict[str, Any] = {"models": list(models), "targets": list(targets), **options}
     if suite:
-        data = read_suite(suite)
-        for key, value in data.items():
-            name = SUITE_KEYS[key]
-            if name in ("models", "targets"):
-                if not values[name]:
-                    values[name] = list(value or [])
-            elif ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
-                values[name] = value
+        _merge_suite(ctx, values, read_suite(suite))
     if not values["models"]:
         raise InputError("No model given. Pass one or more .tflite files, or --suite FILE with a `models:` list.")
     target_specs = values["targets"] or ["local"]
@@ -148,12 +139,11 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
         serial=values["serial"], benchmark_binary=values["benchmark_binary"], taskset=values["taskset"],
         rootfs=values["rootfs"])
     pairs = len(values["models"]) * len(target_specs)
-    click.echo(f"Benchmarking {len(values['models'])} model(s) x {len(target_specs)} target(s); results -> "
-               f"{values['results_path']}", err=True)
     skipped = []
+    # Progress (one line per pair) goes through the edgedistill.bench logger.
     measurements = run_grid(values["models"], target_specs, config, results_path=values["results_path"],
                             jobs=values["jobs"], resume=values["resume"], target_options=target_options,
-                            on_result=_progress, on_skip=skipped.append)
+                            on_skip=skipped.append)
     if skipped:
         click.echo(f"Skipped {len(skipped)} pair(s) already in {values['results_path']} (--resume).", err=True)
     if values["as_json"]:
@@ -162,8 +152,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     elif measurements:
         click.echo(format_table(measurements))
     failed = [m for m in measurements if not m.ok]
-    if len(measurements) == 1 and failed and failed[0].__dict__.get("exception") is not None:
-        raise failed[0].__dict__["exception"]  # one pair: its own error and exit code (2 for bad input)
+    if len(measurements) == 1 and failed and failed[0].exception is not None:
+        raise failed[0].exception  # one pair: its own error and exit code (2 for bad input)
     if failed:
         raise StageError(f"{len(failed)} of {pairs} pair(s) failed (first: {failed[0].error}); the others are in "
                          f"{values['results_path']}.")

@@ -1,15 +1,20 @@
-"""The Distiller: a tf_keras Model that trains a student against a frozen teacher."""
+"""The Distiller: a tf_keras Model that trains a student against a frozen teacher, and :func:`distill`."""
 
 from __future__ import annotations
 
+import inspect
+import logging
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from edgedistill._keras import keras, tf
-from edgedistill.distill.losses import DistillationLoss, LogitsDistillation, get_loss
+from edgedistill.distill.losses import DistillationLoss, LogitsDistillation, get_loss, keras_loss, keras_loss_config
 from edgedistill.errors import InputError, StageError
 from edgedistill.models import model_output_classes, predict_logits
+
+logger = logging.getLogger(__name__)
 
 LABELS = "labels"
 TEACHER_OUTPUTS = "teacher_outputs"
@@ -51,6 +56,11 @@ def feature_extractor(model, layer_names: Sequence[str], *, role: str):
     return keras.Model(model.inputs, [model.outputs[0], *outputs], name=f"{model.name}_features")
 
 
+def default_student_loss():
+    """The student loss when none is given: the presets output logits."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 class _Progress(keras.callbacks.Callback):
     """Sets the Distiller's training progress (0 at the first epoch, 1 at the last) for schedules."""
 
@@ -64,9 +74,16 @@ class _Progress(keras.callbacks.Callback):
 
 
 class Distiller(keras.Model):
-    """Knowledge distillation, with the names of ``keras.distillation``.
+    """Knowledge distillation, with the names and conventions of ``keras.distillation.Distiller``.
 
-    ``total = student_loss_weight * CE(labels, student) + (1 - student_loss_weight) * sum_i w_i * L_i(teacher, student)``
+    ``total = a * L_student(labels, student) + (1 - a) * sum_i w_i * L_i(teacher, student)``
+    with ``a = student_loss_weight``, ``L_i`` the distillation losses and ``w_i`` their
+    ``distillation_loss_weights``.
+
+    As in Keras, :meth:`compile` takes the student (hard-label) loss ``L_student`` as ``loss``
+    (anything ``keras.losses.get`` accepts) and the user's ``metrics`` (computed on the
+    student's outputs against the labels). Without ``loss`` it is
+    ``SparseCategoricalCrossentropy(from_logits=True)``: the presets output logits.
 
     The teacher is frozen. When the targets given to :meth:`fit` already hold the
     teacher's outputs (``{"labels": y, "teacher_outputs": t}``, see
@@ -78,7 +95,7 @@ class Distiller(keras.Model):
 
         distiller = Distiller(teacher, student, distillation_losses=LogitsDistillation(temperature=4.0),
                               student_loss_weight=0.5)
-        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        distiller.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         distiller.fit(x, teacher_targets(teacher, x, y), epochs=10)
         student = distiller.student
     """
@@ -127,9 +144,10 @@ class Distiller(keras.Model):
         self.distillation_losses = losses
         self.distillation_loss_weights = [float(w) for w in distillation_loss_weights]
         self.student_loss_weight = float(student_loss_weight)
-        # reduction "none" + an explicit mean: tf.distribute strategies reject the default
-        # reduction inside a custom train_step.
-        self.student_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+        # Until compile(loss=...) says otherwise (keras_loss: reduction "none", the mean is taken
+        # in _compute_losses, as tf.distribute strategies require inside a custom train_step).
+        self._student_loss_spec = None
+        self.student_loss_fn = keras_loss(default_student_loss(), role="student loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -185,10 +203,20 @@ class Distiller(keras.Model):
             callbacks.append(import_tfmot().sparsity.keras.UpdatePruningStep())
         return super().fit(*args, epochs=epochs, callbacks=callbacks, **kwargs)
 
-    @property
-    def can_cache_teacher(self) -> bool:
-        """True when every loss uses only the teacher's final outputs."""
-        return all(loss.uses_final_outputs for loss in self.distillation_losses)
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configure training like ``keras.distillation.Distiller.compile``.
+
+        ``loss`` is the student's hard-label loss: a name, a ``keras.losses.Loss`` or a callable
+        (anything ``keras.losses.get`` accepts); ``None`` keeps
+        ``SparseCategoricalCrossentropy(from_logits=True)``. ``metrics`` are the user's, computed
+        on the student's outputs; ``loss``, ``student_loss`` and ``distillation_loss`` are always logged.
+        """
+        if loss is not None:
+            self.student_loss_fn = keras_loss(loss, role="Distiller.compile `loss`")
+            self._student_loss_spec = loss
+        if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
+            raise InputError(f"`metrics` must be a list of metrics (names or objects). Received: metrics={metrics!r}.")
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     @property
     def trainable_weights_to_update(self) -> list:
@@ -238,14 +266,12 @@ class Distiller(keras.Model):
 
     def _loss_options(self, loss) -> dict:
         """``progress`` for losses whose ``compute_loss`` accepts it (users' losses may not)."""
-        import inspect
-
         parameters = inspect.signature(loss.compute_loss).parameters
         accepts = "progress" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         return {"progress": self.progress} if accepts else {}
 
     def _compute_losses(self, labels, student_outputs, teacher_outputs, student_features=None, teacher_features=None):
-        student_loss = tf.reduce_mean(self.student_loss_fn(labels, student_outputs))
+        student_loss = tf.reduce_mean(tf.cast(self.student_loss_fn(labels, student_outputs), student_outputs.dtype))
         distillation_loss = tf.constant(0.0, dtype=student_outputs.dtype)
         for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
             if loss.uses_final_outputs:
@@ -322,6 +348,7 @@ class Distiller(keras.Model):
             "distillation_losses": [{"kind": loss.name, **loss.get_config()} for loss in self.distillation_losses],
             "distillation_loss_weights": self.distillation_loss_weights,
             "student_loss_weight": self.student_loss_weight,
+            "student_loss": keras_loss_config(self._student_loss_spec),
         }
 
 
@@ -334,4 +361,59 @@ def teacher_targets(teacher, x: np.ndarray, y: np.ndarray, *, teacher_outputs: n
     return {LABELS: np.asarray(y), TEACHER_OUTPUTS: np.asarray(teacher_outputs, dtype=np.float32)}
 
 
-__all__ = ["Distiller", "teacher_targets", "find_layer_output", "feature_extractor"]
+def distill(
+    teacher,
+    student: keras.Model,
+    data,
+    *,
+    distillation_losses=None,
+    distillation_loss_weights=None,
+    student_loss_weight: float = 0.5,
+    student_loss=None,
+    config=None,
+    teacher_outputs: dict | None = None,
+    stage: str = "distill",
+    log_dir: str | Path | None = None,
+    preserve_sparsity: bool = False,
+):
+    """Train ``student`` against a frozen ``teacher`` on ``data``; return ``(student, history)``.
+
+    ``teacher_outputs`` may hold the teacher's cached logits per split
+    (``{"train": ..., "val": ...}``); they are computed here when absent, once.
+    ``student_loss`` is the hard-label loss (see :meth:`Distiller.compile`).
+    ``preserve_sparsity`` keeps a pruned student's zero weights at zero (QAT after pruning).
+    """
+    from edgedistill.training import TrainConfig, fit, set_seed
+
+    config = config or TrainConfig()
+    set_seed(config.seed)
+    distiller = Distiller(
+        teacher,
+        student,
+        distillation_losses=distillation_losses,
+        distillation_loss_weights=distillation_loss_weights,
+        student_loss_weight=student_loss_weight,
+        preserve_sparsity=preserve_sparsity,
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=student_loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    cached = teacher_outputs or {}
+    train_targets = teacher_targets(teacher, data.x_train, data.y_train, teacher_outputs=cached.get("train"))
+    val_targets = teacher_targets(teacher, data.x_val, data.y_val, teacher_outputs=cached.get("val"))
+    logger.info("%s: distilling %s from %s (%d epochs)", stage, student.name, getattr(teacher, "name", type(teacher).__name__), config.epochs)
+    history = fit(
+        distiller,
+        data.x_train,
+        train_targets,
+        validation_data=(data.x_val, val_targets),
+        config=config,
+        stage=stage,
+        log_dir=log_dir,
+    )
+    return distiller.student, history
+
+
+__all__ = ["Distiller", "distill", "teacher_targets", "find_layer_output", "feature_extractor"]

@@ -7,12 +7,55 @@ Keras users find what they know, on tf_keras (Keras 2) because tfmot needs it.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Callable
 
 from edgedistill.errors import InputError
 from edgedistill.registry import Registry
 
+logger = logging.getLogger(__name__)
+
 LOSSES: Registry[type["DistillationLoss"]] = Registry("distillation loss")
+
+#: What ``keras.losses.get`` accepts: a name (``"mse"``), a serialized dict, a Loss instance or a callable.
+KerasLossSpec = Any
+
+
+def keras_loss(spec: KerasLossSpec, *, role: str) -> Callable:
+    """A per-sample loss function ``f(y_true, y_pred)`` from anything ``keras.losses.get`` accepts.
+
+    A ``keras.losses.Loss`` instance is rebuilt with ``reduction="none"`` and the caller takes
+    the mean: ``tf.distribute`` strategies reject the default reduction inside a custom
+    ``train_step``. An unknown name raises :class:`InputError` naming ``role``.
+    """
+    from edgedistill._keras import keras
+
+    try:
+        loss = keras.losses.get(spec)
+    except (ValueError, TypeError) as error:
+        raise InputError(
+            f"{role}: cannot make a Keras loss from {spec!r} ({str(error).splitlines()[0]}). Expected a name keras.losses.get "
+            "accepts (e.g. mse, kl_divergence, sparse_categorical_crossentropy), a keras.losses.Loss or a callable."
+        ) from None
+    if loss is None:
+        raise InputError(f"{role}: a loss is needed; received None.")
+    if isinstance(loss, keras.losses.Loss):
+        try:
+            return type(loss).from_config({**loss.get_config(), "reduction": keras.losses.Reduction.NONE})
+        except Exception:  # noqa: BLE001 - a user's Loss whose config does not round-trip: use it as given
+            logger.debug("Loss %r kept with its own reduction", loss)
+    return loss
+
+
+def keras_loss_config(spec: KerasLossSpec) -> Any:
+    """A JSON-friendly form of a Keras loss spec that :func:`keras_loss` accepts back."""
+    if spec is None or isinstance(spec, (str, dict)):
+        return spec
+    from edgedistill._keras import keras
+
+    if isinstance(spec, keras.losses.Loss):
+        return keras.losses.serialize(spec)
+    return getattr(spec, "__name__", repr(spec))
 
 
 class DistillationLoss:
@@ -101,13 +144,25 @@ class LogitsDistillation(DistillationLoss):
     ``f(p) = p`` (``schedule="linear"``) or ``f(p) = (1 - cos(pi p)) / 2`` (``"cosine"``).
     The :class:`~edgedistill.distill.distiller.Distiller` feeds ``p`` per epoch.
 
+    ``loss`` is what ``keras.distillation.LogitsDistillation`` accepts (anything
+    ``keras.losses.get`` takes). The default ``"kl_divergence"`` (or a ``KLDivergence``) is the
+    formula above, computed in log space; any other loss is applied as Keras does, to the
+    temperature-scaled logits without the ``T^2`` factor: ``mean(loss(z_t / T, z_s / T))``.
+
     Example::
 
         loss = LogitsDistillation(temperature=4.0)
         annealed = LogitsDistillation(temperature=8.0, final_temperature=2.0, schedule="cosine")
+        squared = LogitsDistillation(temperature=1.0, loss="mse")  # logit matching (Ba & Caruana 2014)
     """
 
-    def __init__(self, temperature: float = 3.0, final_temperature: float | None = None, schedule: str = "linear") -> None:
+    def __init__(
+        self,
+        temperature: float = 3.0,
+        final_temperature: float | None = None,
+        schedule: str = "linear",
+        loss: KerasLossSpec = "kl_divergence",
+    ) -> None:
         self.temperature = _check_positive_number("temperature", temperature)
         self.final_temperature = (
             None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
@@ -115,6 +170,8 @@ class LogitsDistillation(DistillationLoss):
         if schedule not in SCHEDULES:
             raise InputError(f"Unknown temperature schedule {schedule!r}. Expected one of: {', '.join(SCHEDULES)}.")
         self.schedule = schedule
+        self.loss = loss
+        self._loss_fn = None if _is_kl_divergence(loss) else keras_loss(loss, role="LogitsDistillation `loss`")
 
     def temperature_at(self, progress):
         """The temperature at training progress ``progress`` in [0, 1] (a float or a tensor)."""
@@ -130,6 +187,9 @@ class LogitsDistillation(DistillationLoss):
         from edgedistill._keras import tf
 
         temperature = tf.cast(self.temperature_at(progress), student_outputs.dtype)
+        if self._loss_fn is not None:
+            teacher_scaled = tf.cast(teacher_outputs, student_outputs.dtype) / temperature
+            return tf.reduce_mean(tf.cast(self._loss_fn(teacher_scaled, student_outputs / temperature), student_outputs.dtype))
         teacher_log_probs = tf.nn.log_softmax(tf.cast(teacher_outputs, student_outputs.dtype) / temperature, axis=-1)
         student_log_probs = tf.nn.log_softmax(student_outputs / temperature, axis=-1)
         # KL(p_t || p_s) = sum p_t (log p_t - log p_s); log-space for numerical stability.
@@ -140,7 +200,23 @@ class LogitsDistillation(DistillationLoss):
         config: dict[str, Any] = {"temperature": self.temperature}
         if self.final_temperature is not None:
             config.update(final_temperature=self.final_temperature, schedule=self.schedule)
+        if not (isinstance(self.loss, str) and self.loss == "kl_divergence"):
+            config["loss"] = keras_loss_config(self.loss)
         return config
+
+
+_KL_NAMES = ("kl_divergence", "kld", "kullback_leibler_divergence")
+
+
+def _is_kl_divergence(spec: KerasLossSpec) -> bool:
+    """True for the names and objects of Keras' KL divergence (checked without importing TensorFlow for names)."""
+    if isinstance(spec, str):
+        return spec.lower() in _KL_NAMES
+    if isinstance(spec, dict):
+        return str(spec.get("class_name", "")).lower() in ("kldivergence", *_KL_NAMES)
+    from edgedistill._keras import keras
+
+    return spec is keras.losses.kl_divergence or isinstance(spec, keras.losses.KLDivergence)
 
 
 def _check_layer_name(role: str, value) -> str:
@@ -167,6 +243,7 @@ def _feature_dim(shape) -> int | None:
     return None if shape[-1] is None else int(shape[-1])
 
 
+#: Feature losses computed here; any other ``loss`` goes through ``keras.losses.get``.
 FEATURE_METRICS = ("mse", "cosine")
 ADAPTER_MODES = ("auto", "always", "none")
 
@@ -178,8 +255,12 @@ class FeatureDistillation(DistillationLoss):
     The output ``F_s`` of a student layer (the *guided* layer) is pulled towards the output
     ``F_t`` of a teacher layer (the *hint*) through a learned regressor ``r``:
 
-    - ``metric="mse"``: ``loss = mean((r(F_s) - F_t)^2)`` (FitNets' hint loss, averaged);
-    - ``metric="cosine"``: ``loss = mean_i (1 - cos(r(F_s)_i, F_t_i))`` over flattened samples.
+    - ``loss="mse"``: ``loss = mean((r(F_s) - F_t)^2)`` (FitNets' hint loss, averaged);
+    - ``loss="cosine"``: ``loss = mean_i (1 - cos(r(F_s)_i, F_t_i))`` over flattened samples;
+    - any other value ``keras.losses.get`` accepts (as ``keras.distillation.FeatureDistillation``
+      does, e.g. ``"mae"`` or a ``keras.losses.Huber()``): ``mean(loss(F_t, r(F_s)))``.
+
+    ``metric`` is the former name of ``loss`` and is still accepted.
 
     ``r`` is a 1x1 convolution (4-D features) or a dense layer (2-D) mapping the student's
     channels to the teacher's; with ``adapter="auto"`` it is only created when the channel
@@ -199,16 +280,22 @@ class FeatureDistillation(DistillationLoss):
         self,
         teacher_layer_name: str = "features",
         student_layer_name: str = "features",
-        metric: str = "mse",
+        loss: KerasLossSpec = "mse",
         adapter: str = "auto",
+        *,
+        metric: str | None = None,
     ) -> None:
         self.teacher_layer_name = _check_layer_name("teacher_layer_name", teacher_layer_name)
         self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
-        if metric not in FEATURE_METRICS:
-            raise InputError(f"Unknown feature metric {metric!r}. Expected one of: {', '.join(FEATURE_METRICS)}.")
+        if metric is not None:
+            if loss not in ("mse", metric):
+                raise InputError(f"FeatureDistillation: give `loss` or its former name `metric`, not both (loss={loss!r}, metric={metric!r}).")
+            loss = metric
         if adapter not in ADAPTER_MODES:
             raise InputError(f"Unknown adapter mode {adapter!r}. Expected one of: {', '.join(ADAPTER_MODES)}.")
-        self.metric = metric
+        self.loss = loss
+        # mse and cosine are computed below; anything else is a Keras loss (an unknown name fails here).
+        self._loss_fn = None if loss in FEATURE_METRICS else keras_loss(loss, role="FeatureDistillation `loss`")
         self.adapter_mode = adapter
         self.adapter = None
 
@@ -250,7 +337,9 @@ class FeatureDistillation(DistillationLoss):
         teacher, student = _match_spatial(tf.cast(teacher_outputs, student_outputs.dtype), student_outputs)
         if self.adapter is not None:
             student = self.adapter(student)
-        if self.metric == "mse":
+        if self._loss_fn is not None:
+            return tf.reduce_mean(tf.cast(self._loss_fn(teacher, student), student.dtype))
+        if self.loss == "mse":
             return tf.reduce_mean(tf.square(student - teacher))
         batch = tf.shape(student)[0]
         teacher_flat = tf.math.l2_normalize(tf.reshape(teacher, [batch, -1]), axis=-1)
@@ -261,7 +350,7 @@ class FeatureDistillation(DistillationLoss):
         return {
             "teacher_layer_name": self.teacher_layer_name,
             "student_layer_name": self.student_layer_name,
-            "metric": self.metric,
+            "loss": keras_loss_config(self.loss),
             "adapter": self.adapter_mode,
         }
 
@@ -502,4 +591,5 @@ __all__ = [
     "register_loss",
     "get_loss",
     "parse_arguments",
+    "keras_loss",
 ]

@@ -11,6 +11,7 @@ empty and p90/p99 are not available on this target (p5/median/p95 are, in newer 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shlex
@@ -27,6 +28,8 @@ from edgedistill.targets.benchmark_model import (
     fill_from_benchmark_model,
     parse_benchmark_model_output,
 )
+
+logger = logging.getLogger(__name__)
 
 DEVICE_TMP = "/data/local/tmp"
 PROPS = {
@@ -157,6 +160,7 @@ class AdbTarget(Target):
         self._device = {name: (props[i].strip() if i < len(props) else "") for i, name in enumerate(PROPS)}
         self._device["serial"] = self.serial
         self.remote_dir = f"{DEVICE_TMP}/edgedistill-{secrets.token_hex(4)}"
+        logger.debug("adb %s (%s): session folder %s", self.serial, self._device.get("model"), self.remote_dir)
         self._check(self.shell(["mkdir", "-p", self.remote_dir]), "creating a folder in /data/local/tmp")
         self._pushed = {}
         self._push(self.binary, "benchmark_model")
@@ -166,14 +170,15 @@ class AdbTarget(Target):
         if self.remote_dir:
             try:
                 self.shell(["rm", "-rf", self.remote_dir], timeout_s=30)
-            except StageError:
-                pass
+            except StageError as error:
+                logger.debug("adb %s: could not remove %s: %s", self.serial, self.remote_dir, error)
             self.remote_dir = None
 
     def _push(self, local: Path, name: str) -> str:
         key = f"{local.resolve()}:{local.stat().st_mtime_ns}"
         if key not in self._pushed:
             remote = f"{self.remote_dir}/{name}"
+            logger.debug("adb %s: pushing %s to %s", self.serial, local, remote)
             self._check(self._adb("push", str(local), remote, timeout_s=600), f"pushing {local.name}")
             self._pushed[key] = remote
         return self._pushed[key]

@@ -15,20 +15,21 @@ import dataclasses
 import datetime as _datetime
 import hashlib
 import json
-import math
+import logging
 import os
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
 
 from edgedistill._version import __version__
-from edgedistill.errors import InputError, StageError
+from edgedistill.errors import EdgeDistillError, InputError
 
-KINDS = ("measured", "emulated")
-STATUSES = ("ok", "failed")
+logger = logging.getLogger(__name__)
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "_runner.py"
 
 
@@ -66,23 +67,19 @@ class BenchConfig:
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, float | None]:
-    """mean / std / min / p50 / p90 / p99 / max of raw samples (linear-interpolated percentiles)."""
+    """mean / std / min / p50 / p90 / p99 / max of raw samples, in the samples' unit.
+
+    Percentiles interpolate linearly between the two nearest ranks (numpy's default
+    ``method="linear"``, as ``benchmark_model`` users expect); ``std`` is the population standard
+    deviation (``ddof=0``). All None when there is no sample.
+    """
     keys = ("mean", "std", "min", "p50", "p90", "p99", "max")
-    if not samples_ms:
+    if len(samples_ms) == 0:
         return {key: None for key in keys}
-    values = sorted(float(v) for v in samples_ms)
-    count = len(values)
-    mean = sum(values) / count
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / count)
-
-    def percentile(q: float) -> float:
-        position = (count - 1) * q / 100.0
-        lower = math.floor(position)
-        upper = min(lower + 1, count - 1)
-        return values[lower] + (values[upper] - values[lower]) * (position - lower)
-
-    return {"mean": mean, "std": std, "min": values[0], "p50": percentile(50), "p90": percentile(90),
-            "p99": percentile(99), "max": values[-1]}
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99], method="linear")
+    figures = (values.mean(), values.std(), values.min(), p50, p90, p99, values.max())
+    return {key: float(value) for key, value in zip(keys, figures)}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -136,15 +133,19 @@ class Measurement:
     wall_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = 1
+    # The library error that failed this pair; never written, so a single-pair caller can
+    # re-raise it with its own type and exit code (2 for bad input).
+    exception: EdgeDistillError | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON line of this measurement (every field but ``exception``)."""
         from edgedistill.fileio import to_jsonable
 
-        return to_jsonable(dataclasses.asdict(self))
+        return to_jsonable({name: getattr(self, name) for name in _serialised_fields()})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Measurement":
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = set(_serialised_fields())
         known = {k: v for k, v in data.items() if k in names}
         unknown = {k: v for k, v in data.items() if k not in names}
         measurement = cls(**known)
@@ -160,6 +161,10 @@ class Measurement:
     def pair_key(self) -> str:
         return pair_key(self.model, self.model_sha256, self.target.get("spec", self.target.get("name")),
                         self.config)
+
+
+def _serialised_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(Measurement) if f.name != "exception"]
 
 
 def pair_key(model: str, model_sha256: str | None, target_spec: str | None, config: dict[str, Any]) -> str:
@@ -328,6 +333,7 @@ def run_streaming(
 
     def kill_on_timeout() -> None:
         timed_out.set()
+        logger.debug("%s: no end after %g s; killing its process group", command[0], timeout_s)
         kill_process_group(process)
 
     timer = threading.Timer(timeout_s, kill_on_timeout) if timeout_s else None
@@ -419,14 +425,7 @@ def require_model(model: str | os.PathLike) -> Path:
     return path
 
 
-def check_names(values: Iterable[str], valid: Sequence[str], what: str) -> None:
-    for value in values:
-        if value not in valid:
-            raise InputError(f"Unknown {what} {value!r}. Expected one of: {', '.join(valid)}.")
-
-
 __all__ = [
     "BenchConfig", "Measurement", "Target", "RunnerOutput", "latency_stats", "runner_arguments",
-    "run_streaming", "finish_from_runner", "require_model", "pair_key", "KINDS", "STATUSES", "RUNNER_PATH",
-    "StageError",
+    "run_streaming", "finish_from_runner", "require_model", "pair_key", "file_sha256", "RUNNER_PATH",
 ]

@@ -69,33 +69,7 @@ def parse_benchmark_model_output(text: str) -> dict[str, Any]:
         "inference_avg_ms": inference_us / 1000.0,
         "errors": errors,
     }
-    # The last `count=` line before the summary is the timed run; the one before it the warmup.
-    count_lines = []
-    for match in _COUNT.finditer(text[: timings.start()]):
-        fields = {name: float(value) for name, value in _FIELD.findall(match.group(2))}
-        fields["count"] = int(match.group(1))
-        count_lines.append(fields)
-    if count_lines:
-        timed = count_lines[-1]
-        result["num_runs_done"] = timed["count"]
-        result["latency_ms"] = {
-            "mean": timed.get("avg", inference_us) / 1000.0,
-            "std": timed["std"] / 1000.0 if "std" in timed else None,
-            "min": timed["min"] / 1000.0 if "min" in timed else None,
-            "p50": timed["median"] / 1000.0 if "median" in timed else None,
-            "p90": None,
-            "p99": None,
-            "max": timed["max"] / 1000.0 if "max" in timed else None,
-        }
-        if "p5" in timed:
-            result["p5_ms"] = timed["p5"] / 1000.0
-        if "p95" in timed:
-            result["p95_ms"] = timed["p95"] / 1000.0
-        if len(count_lines) >= 2:
-            result["num_warmup_runs_done"] = count_lines[-2]["count"]
-    else:
-        result["latency_ms"] = {"mean": inference_us / 1000.0, "std": None, "min": None, "p50": None, "p90": None,
-                                "p99": None, "max": None}
+    result.update(_count_line_figures(text[: timings.start()], inference_us))
     memory = _MEMORY.search(text)
     if memory:
         result["memory_init_delta_bytes"] = int(float(memory.group(1)) * MIB)
@@ -112,6 +86,37 @@ def parse_benchmark_model_output(text: str) -> dict[str, Any]:
     delegated = _REPLACING.findall(text)
     if delegated:
         result["delegated_nodes"] = [{"replaced": int(a), "of": int(b), "delegate": c} for a, b, c in delegated]
+    return result
+
+
+def _count_line_figures(text: str, inference_us: float) -> dict[str, Any]:
+    """Latency statistics (ms) from the ``count=`` lines before the summary line."""
+    # The last `count=` line before the summary is the timed run; the one before it the warmup.
+    count_lines = []
+    for match in _COUNT.finditer(text):
+        fields = {name: float(value) for name, value in _FIELD.findall(match.group(2))}
+        fields["count"] = int(match.group(1))
+        count_lines.append(fields)
+    if not count_lines:
+        return {"latency_ms": {"mean": inference_us / 1000.0, "std": None, "min": None, "p50": None, "p90": None,
+                               "p99": None, "max": None}}
+    timed = count_lines[-1]
+    result: dict[str, Any] = {"num_runs_done": timed["count"]}
+    result["latency_ms"] = {
+        "mean": timed.get("avg", inference_us) / 1000.0,
+        "std": timed["std"] / 1000.0 if "std" in timed else None,
+        "min": timed["min"] / 1000.0 if "min" in timed else None,
+        "p50": timed["median"] / 1000.0 if "median" in timed else None,
+        "p90": None,
+        "p99": None,
+        "max": timed["max"] / 1000.0 if "max" in timed else None,
+    }
+    if "p5" in timed:
+        result["p5_ms"] = timed["p5"] / 1000.0
+    if "p95" in timed:
+        result["p95_ms"] = timed["p95"] / 1000.0
+    if len(count_lines) >= 2:
+        result["num_warmup_runs_done"] = count_lines[-2]["count"]
     return result
 
 

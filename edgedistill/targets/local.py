@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -18,6 +19,8 @@ from edgedistill.targets.base import (
     run_streaming,
     runner_arguments,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class LocalTarget(Target):
@@ -50,6 +53,7 @@ class LocalTarget(Target):
         command = [self.python, str(RUNNER_PATH), *runner_arguments(str(model), config, inputs_path=config.inputs)]
         # Keep TensorFlow's C++ logging quiet in the child; it is not part of what is measured.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        logger.debug("local: %s", " ".join(command))
         exit_code, stderr, timed_out = run_streaming(command, timeout_s=config.timeout_s, on_line=output.feed, env=env)
         return finish_from_runner(
             measurement, output, exit_code, stderr, timed_out, where="local", started=started,

@@ -14,6 +14,7 @@ One connection is shared by all commands of a session (``ControlMaster``).
 
 from __future__ import annotations
 
+import logging
 import shlex
 import shutil
 import subprocess
@@ -40,6 +41,8 @@ from edgedistill.targets.benchmark_model import (
     fill_from_benchmark_model,
     parse_benchmark_model_output,
 )
+
+logger = logging.getLogger(__name__)
 
 SSH_ERROR_EXIT = 255  # ssh's own exit code for connection/authentication failures
 
@@ -191,13 +194,14 @@ class SshTarget(Target):
             raise StageError(f"{self.spec}: `mktemp -d` printed {result.stdout!r}; expected a folder path.")
         self.remote_dir = lines[-1]
         self._deployed = {}
+        logger.debug("%s: session folder %s", self.spec, self.remote_dir)
 
     def close(self) -> None:
         try:
             if self.remote_dir and "/edgedistill." in self.remote_dir:
                 self.run(["rm", "-rf", "--", self.remote_dir], timeout_s=30)
-        except StageError:
-            pass
+        except StageError as error:
+            logger.debug("%s: could not remove %s: %s", self.spec, self.remote_dir, error)
         finally:
             self.remote_dir = None
             if self._control_dir:
@@ -210,6 +214,7 @@ class SshTarget(Target):
     def _deploy(self, local: Path, remote_name: str) -> str:
         key = f"{local.resolve()}:{local.stat().st_mtime_ns}"
         if key not in self._deployed:
+            logger.debug("%s: copying %s", self.spec, local)
             self._deployed[key] = self.copy(local, remote_name)
         return self._deployed[key]
 

@@ -1,0 +1,328 @@
+"""The stages of the flow, one function each: ``(stage config, typed inputs) -> (typed outputs, report section)``.
+
+``edgedistill run`` chains them (:mod:`edgedistill.pipeline`), each stage command calls one of
+them, and ``search`` calls the training ones per trial. Inputs and outputs are plain types: a
+:class:`~edgedistill.data.Dataset`, Keras models, ``.tflite`` ``bytes``, a
+:class:`~edgedistill.micro.MicroExport`, a :class:`~edgedistill.verify.VerifyResult`. The report
+section is a dict of plain JSON values for ``report.json``. TensorFlow is imported inside the
+functions so that importing this module (and ``--help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgedistill.config import (
+    BenchStageConfig,
+    ConvertConfig,
+    DataConfig,
+    DistillConfig,
+    MicroConfig,
+    QatConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainingConfig,
+    VerifyConfig,
+)
+from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
+Report = dict[str, Any]
+
+
+@dataclasses.dataclass
+class Teacher:
+    """A loaded or trained teacher and its cached logits per split (``train``, ``val``)."""
+
+    model: Any
+    outputs: dict[str, Any]
+    source: str
+
+
+def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_rate: float | None = None):
+    """The :class:`~edgedistill.training.TrainConfig` of one training stage."""
+    from edgedistill.training import TrainConfig
+
+    return TrainConfig(
+        epochs=epochs, batch_size=training.batch_size, learning_rate=learning_rate or training.learning_rate,
+        patience=training.patience, seed=seed, verbose=training.verbose,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# data
+
+
+def load_data(config: DataConfig):
+    """The data set of a run, split into train / validation / test."""
+    from edgedistill.data import load_dataset
+
+    data = load_dataset(
+        config.data, validation_fraction=config.validation_fraction, seed=config.seed,
+        max_train_samples=config.max_train_samples,
+    )
+    logger.info(
+        "   %s: %d train / %d val / %d test, input %s, %d classes",
+        data.name, len(data.x_train), len(data.x_val), len(data.x_test), data.input_shape, data.num_classes,
+    )
+    return data, data.summary()
+
+
+# ---------------------------------------------------------------------------------------
+# teacher
+
+
+def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, seed: int = 0, log_dir: Path | None = None):
+    """The user's teacher file, or a preset trained on hard labels; its logits cached per split."""
+    from edgedistill.models import build_model, check_classes, count_parameters, load_model_file, predict_logits
+
+    if config.teacher:
+        model, source = load_model_file(config.teacher), config.teacher
+    else:
+        from edgedistill.training import train_classifier
+
+        model = build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
+        logger.info("   training teacher preset %s (width %g)", config.teacher_preset, config.teacher_width)
+        stage_config = train_config(training, epochs=config.teacher_epochs, seed=seed)
+        train_classifier(model, data, config=stage_config, stage="teacher", log_dir=log_dir)
+        source = f"preset {config.teacher_preset} (width {config.teacher_width})"
+    check_classes(model, data.num_classes, "teacher")
+    outputs = {"train": predict_logits(model, data.x_train), "val": predict_logits(model, data.x_val)}
+    check_classes(outputs["train"], data.num_classes, "teacher")  # also Keras 3 / SavedModel teachers
+    report: Report = {"source": source, "parameters": count_parameters(model)}
+    if config.calibrate_teacher:
+        from edgedistill.distill.calibration import calibrate_logits
+
+        calibration = calibrate_logits(outputs["val"], data.y_val)
+        outputs = {split: calibration.apply(logits) for split, logits in outputs.items()}
+        report["calibration"] = calibration.to_dict()
+    return Teacher(model=model, outputs=outputs, source=source), report
+
+
+# ---------------------------------------------------------------------------------------
+# student
+
+
+def budget_of(config: StudentConfig):
+    from edgedistill.budget import Budget
+
+    return Budget(max_flash_kb=config.max_flash_kb, max_arena_kb=config.max_arena_kb, max_latency_ms=config.max_latency_ms)
+
+
+def build_student(config: StudentConfig, data):
+    """The user's student file, or a preset at ``student_width`` (or the widest that fits a budget)."""
+    from edgedistill._keras import keras
+    from edgedistill.models import build_model, check_classes, load_model_file
+
+    budget, report = budget_of(config), {}
+    if config.student:
+        if budget.is_set:
+            raise InputError(
+                "--max-flash-kb / --max-arena-kb / --max-latency-ms choose a preset width; they cannot size a --student file."
+            )
+        student = load_model_file(config.student)
+        if not isinstance(student, keras.Model):
+            raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
+        source = config.student
+    else:
+        width = config.student_width
+        if budget.is_set:
+            from edgedistill.budget import select_student_width
+
+            choice = select_student_width(config.student_preset, data.input_shape, data.num_classes, budget)
+            logger.info("   budget (%s): %s", budget.describe(), choice.chosen.describe())
+            width, report = choice.width, choice.to_dict()
+        student = build_model(config.student_preset, data.input_shape, data.num_classes, width=width, name="student")
+        source = f"preset {config.student_preset} (width {width})"
+    check_classes(student, data.num_classes, "student")
+    return student, source, report
+
+
+# ---------------------------------------------------------------------------------------
+# distill and QAT
+
+
+def resolve_loss(config: DistillConfig):
+    """The distillation loss: ``logits`` gets ``temperature`` (and ``final_temperature``);
+    ``name:key=value,...`` gives any registered loss its arguments."""
+    from edgedistill.distill.losses import get_loss, parse_arguments
+
+    name, _, text = config.distillation_loss.partition(":")
+    arguments = parse_arguments(text, what=f"the arguments of loss {name!r}") if text else {}
+    if name.strip() == "logits":
+        arguments.setdefault("temperature", config.temperature)
+        if config.final_temperature is not None:
+            arguments.setdefault("final_temperature", config.final_temperature)
+    return get_loss({"kind": name.strip(), **arguments})
+
+
+def check_names(config) -> None:
+    """Unknown data set, preset, loss or scheme names fail before any training, listing valid names."""
+    from edgedistill.data import LOADERS
+    from edgedistill.distill import SCHEMES
+    from edgedistill.distill.losses import LOSSES
+    from edgedistill.models import PRESETS
+
+    LOADERS.get(config.data.data.partition(":")[0])
+    if not config.teacher.teacher:
+        PRESETS.get(config.teacher.teacher_preset)
+    if not config.student.student:
+        PRESETS.get(config.student.student_preset)
+    LOSSES.get(config.distill.distillation_loss.partition(":")[0].strip())
+    SCHEMES.get(config.distill.scheme)
+    if config.distill.prune_sparsity and config.distill.scheme != "standard":
+        raise InputError(
+            f"--prune-sparsity works with the standard scheme only. Received: scheme={config.distill.scheme!r}, "
+            f"prune_sparsity={config.distill.prune_sparsity}. Prune in a second run from the distilled student."
+        )
+
+
+def training_arguments(config: DistillConfig, training: TrainingConfig, teacher: Teacher | None, *, epochs: int,
+                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None):
+    """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs."""
+    from edgedistill.distill import TrainingArguments
+
+    return TrainingArguments(
+        distillation_losses=[resolve_loss(config)],
+        student_loss_weight=config.student_loss_weight,
+        config=train_config(training, epochs=epochs, seed=seed, learning_rate=learning_rate),
+        teacher_outputs=teacher.outputs if teacher is not None else None,
+        log_dir=log_dir,
+    )
+
+
+def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *,
+                    seed: int = 0, log_dir: Path | None = None):
+    """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
+    from edgedistill.distill import SchemeResult, prune_distill, run_scheme
+
+    arguments = training_arguments(config, training, teacher, epochs=config.epochs, seed=seed, log_dir=log_dir)
+    if config.prune_sparsity:
+        student, history = prune_distill(teacher.model, student, data, sparsity=config.prune_sparsity, training=arguments)
+        result = SchemeResult(student=student, history=history, report={"sparsity": history["sparsity"]})
+    else:
+        result = run_scheme(config.scheme, teacher.model, student, data, options=config.scheme_options, training=arguments)
+    history = result.history
+    report = {
+        "distill_epochs": len(history.get("loss", [])),
+        "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
+        "scheme": config.scheme,
+        **result.report,
+    }
+    return result, report
+
+
+def quantize_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
+                     distilled, data, *, seed: int = 0, log_dir: Path | None = None):
+    """Quantization-aware distillation with the same loss; ``None`` when ``qat_epochs`` is 0.
+
+    A data-free student never saw the training data: QAT uses the synthetic inputs (and the
+    teacher's outputs on them) it was distilled on.
+    """
+    if config.qat_epochs == 0:
+        return None, {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
+    from edgedistill.distill import quantize_distill, quantize_distill_pruned
+
+    quantization_data = distilled.quantization_data or data
+    outputs = distilled.quantization_teacher_outputs or teacher.outputs
+    arguments = training_arguments(
+        distill_config, training, teacher, epochs=config.qat_epochs, seed=seed,
+        learning_rate=config.qat_learning_rate, log_dir=log_dir,
+    )
+    arguments = dataclasses.replace(arguments, teacher_outputs=outputs)
+    report: Report = {"data": quantization_data.name}
+    if distill_config.prune_sparsity:
+        from edgedistill.distill.pruning import model_sparsity
+
+        qat_student, history = quantize_distill_pruned(teacher.model, distilled.student, quantization_data, training=arguments)
+        report["sparsity"] = model_sparsity(qat_student)
+    else:
+        qat_student, history = quantize_distill(teacher.model, distilled.student, quantization_data, training=arguments)
+    return qat_student, {"epochs": len(history.get("loss", [])), **report}
+
+
+# ---------------------------------------------------------------------------------------
+# convert, micro, verify, bench
+
+
+def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model, calibration_inputs) -> tuple[dict[str, bytes], Report]:
+    """``student_int8.tflite`` (from the QAT student when there is one) and float32 copies for comparison."""
+    from edgedistill._keras import keras
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.tflite_model import read_model_info
+
+    logger.info("   converting to int8 and float32 TFLite (about 10 s a model)")
+    int8 = convert_keras_model(
+        qat_student if qat_student is not None else student, quantization="int8", io_type=config.io_type,
+        representative_data=calibration_inputs, num_calibration_samples=config.num_calibration_samples,
+    )
+    files = {"student_int8.tflite": int8, "student_float32.tflite": convert_keras_model(student, quantization="float32")}
+    if isinstance(teacher_model, keras.Model):
+        files["teacher_float32.tflite"] = convert_keras_model(teacher_model, quantization="float32")
+    report: Report = {name: {"size_bytes": len(content)} for name, content in files.items()}
+    report["student_int8.tflite"].update({"ops": read_model_info(int8).ops, "io_type": config.io_type})
+    return files, report
+
+
+def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Path, *, model_name: str = "model.tflite"):
+    """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter."""
+    from edgedistill.micro import export_micro
+
+    export = export_micro(
+        int8, output_dir, test_inputs=data.x_test if data is not None else None,
+        test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
+        margin_fraction=config.arena_margin, model_name=model_name,
+    )
+    return export, export.to_dict()
+
+
+def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], int8: bytes, arena_bytes: int | None,
+                   reference: str, max_samples: int | None = None):
+    """Accuracy of every form on the test split and their agreement; the gate is decided here, raised by the caller."""
+    from edgedistill.verify import verify_models
+
+    result = verify_models(
+        data.x_test, data.y_test, keras_models=keras_models, int8_tflite=int8, tflm_arena_size=arena_bytes,
+        max_int8_drop=config.max_int8_drop, reference=reference, max_samples=max_samples,
+    )
+    logger.info("   test accuracy: %s", ", ".join(f"{name} {value:.2f}%" for name, value in result.accuracy.items()))
+    return result, result.to_dict() | {"reference": reference}
+
+
+def bench_models(config: BenchStageConfig, paths: list[Path], *, results_path: Path) -> Report:
+    """Each model on the host LiteRT interpreter; every raw sample goes to ``results_path``."""
+    from edgedistill.bench import run_benchmark
+
+    report: Report = {}
+    for path in paths:
+        logger.info("   benchmarking %s (%d runs)", path.name, config.num_runs)
+        measurement = run_benchmark(
+            path, target="local", num_runs=config.num_runs, warmup_runs=config.warmup_runs,
+            num_threads=config.num_threads, results_path=results_path,
+        )
+        summary = measurement.to_dict()
+        summary.pop("samples_ms", None)  # every raw sample stays in the results file
+        report[path.name] = summary
+    return report
+
+
+__all__ = [
+    "Teacher",
+    "train_config",
+    "load_data",
+    "prepare_teacher",
+    "build_student",
+    "budget_of",
+    "resolve_loss",
+    "check_names",
+    "training_arguments",
+    "distill_student",
+    "quantize_student",
+    "convert_models",
+    "export_micro_sources",
+    "verify_student",
+    "bench_models",
+]

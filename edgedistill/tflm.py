@@ -1,0 +1,580 @@
+"""The one TensorFlow Lite Micro runner: the real TFLM interpreter (PyPI ``tflite-micro``) on the host.
+
+Everything that runs TFLM goes through this module:
+
+- :func:`smallest_arena`: the smallest tensor arena (multiple of 16 bytes) with which TFLM
+  allocates and invokes a model, by bisection;
+- :func:`tflm_outputs`: a model's outputs on given (raw, already quantized) inputs;
+- :func:`allocation_report` / :func:`allocation_breakdown`: TFLM's RecordingMicroAllocator
+  accounting (``print_allocations``);
+- :class:`TFLMModel`: outputs in this process, for an arena known to be large enough;
+- ``python tflm.py bench --model M ...``: the benchmark runner of ``bench --target tflm``
+  (JSON lines: ``device`` / ``init`` / ``samples`` / ``result`` / ``error`` events, as ``_runner.py``).
+
+A too-small arena can crash the process (a segmentation fault in TFLM), so every probe of an
+arena that may be too small runs in a worker subprocess: this very file, run by path
+(``python tflm.py serve MODEL``), reading one JSON request a line on stdin and answering one JSON
+line on stdout. Run by path it needs only the standard library, numpy and tflite-micro (the bench
+target may use another Python), so edgedistill modules are imported inside the host-side functions.
+
+TFLM's C++ code prints its messages (``MicroPrintf``: errors such as "Node CONV_2D (number 0)
+failed to prepare", and the ``print_allocations`` report) straight to file descriptor 2, i.e.
+stderr, not stdout and not through Python's ``sys.stderr``; they are captured at that level
+(:class:`_CapturedStderr`) so TFLM's own error text reaches the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - only the bench worker in a foreign Python; it reports it as an event
+    np = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
+SCRIPT_PATH = Path(__file__).resolve()
+DEFAULT_MAX_ARENA_BYTES = 512 * 1024 * 1024
+_ALLOCATOR_PREFIX = "[RecordingMicroAllocator]"
+
+
+# ---------------------------------------------------------------------------------------
+# Shared by the worker and the host: running the interpreter, capturing TFLM's messages
+
+
+class _CapturedStderr:
+    """Captures what is written to file descriptor 2 (where TFLM's C++ ``MicroPrintf`` writes) in a block."""
+
+    def __enter__(self) -> _CapturedStderr:
+        sys.stderr.flush()
+        self.text = ""
+        self._sink = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._sink.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._sink.seek(0)
+        self.text = self._sink.read().decode("utf-8", "replace")
+        self._sink.close()
+
+
+def tflm_error_text(messages: str, error: BaseException | None = None) -> str:
+    """TFLM's own error lines (allocation report lines left out), in one line; else the exception text."""
+    lines = [line.strip().rstrip(".") for line in messages.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_ALLOCATOR_PREFIX)]
+    if lines:
+        return "; ".join(lines)
+    return str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else "no message"
+
+
+def _runtime():
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime
+
+
+def _invoke_zeros(interpreter: Any) -> None:
+    """One inference on an all-zero input: the arena probe (allocation alone misses invoke-time scratch)."""
+    detail = interpreter.get_input_details(0)
+    interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+    interpreter.invoke()
+
+
+def _invoke_rows(interpreter: Any, raw_inputs: np.ndarray) -> np.ndarray:
+    """Output 0 for every sample of ``raw_inputs`` (already in the input tensor's dtype), one row per sample."""
+    rows = []
+    for sample in raw_inputs:
+        interpreter.set_input(sample[None, ...], 0)
+        interpreter.invoke()
+        rows.append(np.array(interpreter.get_output(0))[0].copy())
+    return np.stack(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# TFLM's allocation report (RecordingMicroAllocator::PrintAllocations), on the host or a target
+
+_TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_CATEGORY = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
+
+
+@dataclasses.dataclass
+class AllocationBreakdown:
+    """TFLM's RecordingMicroAllocator accounting of one model on one build."""
+
+    total_bytes: int
+    head_bytes: int
+    tail_bytes: int
+    # category -> (used bytes, requested bytes, number of allocations)
+    categories: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total_bytes": self.total_bytes,
+            "head_bytes": self.head_bytes,
+            "tail_bytes": self.tail_bytes,
+            "categories": {
+                name: {"used_bytes": u, "requested_bytes": r, "count": c} for name, (u, r, c) in self.categories.items()
+            },
+        }
+
+
+def parse_allocations(text: str) -> AllocationBreakdown:
+    """Parse RecordingMicroAllocator::PrintAllocations() output (host or firmware)."""
+    totals = {kind: int(value) for kind, value in _TOTAL.findall(text)}
+    if not {"total", "head", "tail"} <= set(totals):
+        raise ValueError(f"No RecordingMicroAllocator totals in: {text.strip()[:200]!r}")
+    categories = {name: (int(used), int(requested), int(count)) for name, used, requested, count in _CATEGORY.findall(text)}
+    return AllocationBreakdown(totals["total"], totals["head"], totals["tail"], categories)
+
+
+# ---------------------------------------------------------------------------------------
+# The worker side: `python tflm.py serve MODEL`
+
+
+def _handle(runtime: Any, data: bytes, request: dict[str, Any]) -> dict[str, Any]:
+    """One request: load with ``arena_bytes``, invoke (zeros, or the samples of ``inputs``), maybe report."""
+    answer: dict[str, Any] = {"status": "ok"}
+    failure: BaseException | None = None
+    with _CapturedStderr() as messages:
+        try:
+            interpreter = runtime.Interpreter.from_bytes(data, arena_size=int(request["arena_bytes"]))
+            if request.get("inputs"):
+                np.save(request["outputs"], _invoke_rows(interpreter, np.load(request["inputs"])))
+            else:
+                _invoke_zeros(interpreter)
+            if request.get("allocations"):
+                interpreter.print_allocations()
+        except Exception as error:  # TFLM raises RuntimeError; its reason is in the captured messages
+            failure = error
+    if failure is not None:
+        return {"status": "failed", "error": tflm_error_text(messages.text, failure)}
+    if request.get("allocations"):
+        answer["allocations"] = messages.text
+    return answer
+
+
+def serve(model_path: str) -> None:
+    """Answer requests (one JSON object a line on stdin) for one model until stdin closes."""
+    runtime = _runtime()
+    data = Path(model_path).read_bytes()
+    for line in sys.stdin:
+        if line.strip():
+            sys.stdout.write(json.dumps(_handle(runtime, data, json.loads(line))) + "\n")
+            sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------
+# The host side: a worker process per model
+
+
+def _exit_description(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class TFLMWorker:
+    """A worker subprocess for one model; a request that crashes it counts as failed, and the
+    next request starts a new one. One worker answers many requests: starting Python and TFLM
+    costs ~0.5 s each time.
+    """
+
+    def __init__(self, tflite_bytes: bytes, *, python: str | None = None) -> None:
+        self.folder = tempfile.TemporaryDirectory(prefix="edgedistill-tflm-")
+        self.model_path = Path(self.folder.name) / "model.tflite"
+        self.model_path.write_bytes(tflite_bytes)
+        self.python = python or sys.executable
+        self.process: subprocess.Popen | None = None
+        self.stderr = tempfile.TemporaryFile()  # the worker's own errors, outside a request's capture
+        self.stderr_offset = 0
+        self.num_requests = 0
+        self.num_crashes = 0
+
+    def _start(self) -> subprocess.Popen:
+        command = [self.python, str(SCRIPT_PATH), "serve", str(self.model_path)]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+
+    def request(self, arena_bytes: int, *, inputs: np.ndarray | None = None, allocations: bool = False) -> dict[str, Any]:
+        """``{"status": "ok" | "failed" | "crashed", "error": ..., "outputs": ..., "allocations": ...}``; never raises."""
+        self.num_requests += 1
+        if self.process is None or self.process.poll() is not None:
+            self.process = self._start()
+        self.stderr_offset = self.stderr.seek(0, os.SEEK_END)
+        request: dict[str, Any] = {"arena_bytes": int(arena_bytes), "allocations": allocations}
+        if inputs is not None:
+            request["inputs"] = str(Path(self.folder.name) / "inputs.npy")
+            request["outputs"] = str(Path(self.folder.name) / "outputs.npy")
+            np.save(request["inputs"], inputs)
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            return self._crashed()
+        answer = json.loads(line)
+        if answer["status"] == "ok" and inputs is not None:
+            answer["outputs"] = np.load(request["outputs"])
+        return answer
+
+    def _crashed(self) -> dict[str, Any]:
+        """The worker died: a too-small arena (or a broken model) crashed TFLM."""
+        self.num_crashes += 1
+        code = self.process.wait()
+        self.process = None
+        self.stderr.seek(self.stderr_offset)
+        tail = self.stderr.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+        detail = f": {tail[0]}" if tail else ""
+        return {"status": "crashed", "error": f"the TFLM interpreter crashed ({_exit_description(code)}){detail}"}
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        self.process = None
+        self.stderr.close()
+        self.folder.cleanup()
+
+    def __enter__(self) -> TFLMWorker:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _checked_model(tflite_bytes: bytes, source: str) -> None:
+    """A corrupt flatbuffer is one clear InputError here, not a crash in TFLM."""
+    from edgedistill.tflite_model import read_model_info
+
+    read_model_info(tflite_bytes, source=source)
+
+
+# ---------------------------------------------------------------------------------------
+# The smallest arena
+
+
+@dataclasses.dataclass(frozen=True)
+class ArenaSearch:
+    """The smallest arena TFLM accepted on this host, and what finding it took."""
+
+    arena_bytes: int
+    num_probes: int
+    num_crashes: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"arena_bytes": self.arena_bytes, "num_probes": self.num_probes, "num_crashes": self.num_crashes}
+
+
+def _first_working_size(worker: TFLMWorker, start: int, max_bytes: int) -> int:
+    """Double from ``start`` until TFLM allocates and invokes the model."""
+    from edgedistill.errors import StageError
+
+    size = start
+    while (answer := worker.request(size))["status"] != "ok":
+        if size >= max_bytes:
+            raise StageError(
+                f"TFLM could not allocate the model even with a {max_bytes}-byte arena; "
+                "the model is too large for a microcontroller or uses an op TFLM cannot prepare. "
+                f"TFLM said: {answer['error']}"
+            )
+        size = min(size * 2, max_bytes)
+    return size
+
+
+def smallest_arena(
+    tflite_bytes: bytes, *, max_bytes: int = DEFAULT_MAX_ARENA_BYTES, python: str | None = None, source: str = "model"
+) -> ArenaSearch:
+    """Smallest tensor arena (bytes, multiple of 16) with which the real TFLM interpreter allocates
+    and invokes the model, found by bisection; every probe runs in a worker subprocess."""
+    _checked_model(tflite_bytes, source)
+    logger.info("measuring the TFLM arena of %s (bisection, each probe in a subprocess) ...", source)
+    started = time.monotonic()
+    with TFLMWorker(tflite_bytes, python=python) as worker:
+        high = _first_working_size(worker, max(4096, len(tflite_bytes)), max_bytes)
+        low = 0  # largest size known to fail (0 always fails)
+        while high - low > ARENA_ALIGNMENT:
+            middle = (low + high) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+            if middle <= low:
+                break
+            if worker.request(middle)["status"] == "ok":
+                high = middle
+            else:
+                low = middle
+    result = ArenaSearch(arena_bytes=high, num_probes=worker.num_requests, num_crashes=worker.num_crashes)
+    logger.info(
+        "TFLM arena: %d bytes (%d probes, %d crashed, %.1f s)",
+        result.arena_bytes, result.num_probes, result.num_crashes, time.monotonic() - started,
+    )  # fmt: skip
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Outputs and the allocation report, in a subprocess
+
+
+def _request_or_raise(tflite_bytes: bytes, arena_bytes: int, *, source: str, python: str | None, **options: Any) -> dict[str, Any]:
+    from edgedistill.errors import StageError
+
+    _checked_model(tflite_bytes, source)
+    with TFLMWorker(tflite_bytes, python=python) as worker:
+        answer = worker.request(arena_bytes, **options)
+    if answer["status"] != "ok":
+        raise StageError(
+            f"TFLM could not run {source} with a {arena_bytes}-byte arena: {answer['error']}. "
+            "Give a larger arena (see `edgedistill micro`, which measures it) or check the model's ops are in TFLM."
+        )
+    return answer
+
+
+def tflm_outputs(
+    tflite_bytes: bytes, raw_inputs: np.ndarray, *, arena_bytes: int, python: str | None = None, source: str = "model"
+) -> np.ndarray:
+    """Output 0 of the model for every sample of ``raw_inputs`` (in the input tensor's dtype), run in a subprocess."""
+    answer = _request_or_raise(tflite_bytes, arena_bytes, source=source, python=python, inputs=np.asarray(raw_inputs))
+    return answer["outputs"]
+
+
+def allocation_report(tflite_bytes: bytes, *, arena_bytes: int, python: str | None = None, source: str = "model") -> str:
+    """TFLM's ``print_allocations`` text after one inference (on zeros), run in a subprocess."""
+    return _request_or_raise(tflite_bytes, arena_bytes, source=source, python=python, allocations=True)["allocations"]
+
+
+def allocation_breakdown(
+    tflite_bytes: bytes, *, arena_bytes: int, python: str | None = None, source: str = "model"
+) -> AllocationBreakdown:
+    """The host (64-bit) TFLM interpreter's allocation accounting of the model."""
+    return parse_allocations(allocation_report(tflite_bytes, arena_bytes=arena_bytes, python=python, source=source))
+
+
+# ---------------------------------------------------------------------------------------
+# In this process (an arena known to be large enough)
+
+
+class TFLMModel:
+    """A ``.tflite`` model on the real TFLite Micro interpreter (reference kernels), in this process.
+
+    ``arena_size`` must be large enough (see :func:`smallest_arena`): a too small arena can
+    crash the process. Use :func:`tflm_outputs` for an arena that may be too small.
+    """
+
+    def __init__(self, data: bytes, *, arena_size: int, source: str = "model") -> None:
+        _checked_model(data, source)
+        self.source = source
+        self.arena_size = int(arena_size)
+        self.interpreter = self._call(lambda: _runtime().Interpreter.from_bytes(data, arena_size=self.arena_size))
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+
+    def _call(self, function: Any) -> Any:
+        """``function()``, with TFLM's own message in the error when it fails."""
+        from edgedistill.errors import StageError
+
+        failure: BaseException | None = None
+        with _CapturedStderr() as messages:
+            try:
+                return function()
+            except (RuntimeError, ValueError) as error:  # TFLM raises RuntimeError; its reason is in the messages
+                failure = error
+        raise StageError(
+            f"TFLM could not run {self.source} with a {self.arena_size}-byte arena: "
+            f"{tflm_error_text(messages.text, failure)}. Check the model is int8 with ops TFLM has."
+        ) from None
+
+    def raw_outputs(self, x: np.ndarray) -> np.ndarray:
+        """Outputs in the model's output dtype (int8 for int8 models), one row per sample."""
+        from edgedistill.tflite_model import quantize_input
+
+        inputs = quantize_input(np.asarray(x, dtype=np.float32), self.input)
+        return self._call(lambda: _invoke_rows(self.interpreter, inputs))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        from edgedistill.tflite_model import dequantize_output
+
+        return dequantize_output(self.raw_outputs(x), self.output)
+
+
+# ---------------------------------------------------------------------------------------
+# The benchmark runner: `python tflm.py bench --model M ...` (JSON-lines protocol of _runner.py)
+
+
+def emit(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _bench_arguments(argv: list[str]) -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tflm.py bench")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--num-runs", type=int, default=50)
+    parser.add_argument("--warmup-runs", type=int, default=1)
+    parser.add_argument("--min-secs", type=float, default=0.0)
+    parser.add_argument("--arena-bytes", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_known_args(argv)[0]
+
+
+def _bench_runtime() -> tuple[Any, str]:
+    """TFLM's runtime and version, or an ``error`` event and exit code 3."""
+    try:
+        from importlib import metadata
+
+        if np is None:
+            raise ImportError("numpy is not installed")
+        return _runtime(), metadata.version("tflite-micro")
+    except Exception as error:
+        emit({"event": "error", "code": "no_interpreter",
+              "message": f"the TFLite Micro Python package is not importable ({error}). Install it: "
+                         "`pip install tflite-micro`."})  # fmt: skip
+        sys.exit(3)
+
+
+def _bench_load(runtime: Any, data: bytes, arena: int) -> Any:
+    """The interpreter, or an ``error`` event with TFLM's own reason and exit code 4."""
+    failure: BaseException | None = None
+    with _CapturedStderr() as messages:
+        try:
+            return runtime.Interpreter.from_bytes(data, arena_size=arena)
+        except Exception as error:
+            failure = error
+    emit({"event": "error", "code": "bad_model",
+          "message": f"TFLM cannot load the model with a {arena}-byte arena: {tflm_error_text(messages.text, failure)}. "
+                     "Pass a larger arena (--arena-bytes) or check the model's ops are in TFLM."})  # fmt: skip
+    sys.exit(4)
+
+
+def _set_random_inputs(interpreter: Any, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    index = 0
+    while True:
+        try:
+            detail = interpreter.get_input_details(index)
+        except Exception:
+            break
+        dtype = np.dtype(detail["dtype"])
+        shape = [int(s) for s in detail["shape"]]
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            array = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+        else:
+            array = rng.random(size=shape, dtype=np.float32).astype(dtype)
+        interpreter.set_input(array, index)
+        index += 1
+
+
+def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float]]:
+    """First inference and warm-up times (ms); the samples stream out as ``samples`` events."""
+    clock = time.perf_counter_ns
+    start = clock()
+    interpreter.invoke()
+    first_ms = (clock() - start) / 1e6
+    warmup = [first_ms]
+    for _ in range(max(0, args.warmup_runs - 1)):
+        start = clock()
+        interpreter.invoke()
+        warmup.append((clock() - start) / 1e6)
+    samples = [] if args.warmup_runs > 0 else [first_ms]
+    begin = last = time.monotonic()
+    sent = 0
+    while len(samples) < args.num_runs or time.monotonic() - begin < args.min_secs:
+        start = clock()
+        interpreter.invoke()
+        samples.append((clock() - start) / 1e6)
+        if time.monotonic() - last >= 1.0:
+            emit({"event": "samples", "samples_ms": samples[sent:]})
+            sent, last = len(samples), time.monotonic()
+    emit({"event": "samples", "samples_ms": samples[sent:]})
+    return first_ms, warmup if args.warmup_runs > 0 else []
+
+
+def _arena_used(interpreter: Any) -> dict[str, int]:
+    """``arena_total_bytes`` / ``_head_`` / ``_tail_``: the arena TFLM really used (its allocation report)."""
+    with _CapturedStderr() as messages:
+        interpreter.print_allocations()
+    try:
+        breakdown = parse_allocations(messages.text)
+    except ValueError:
+        return {}
+    return {"arena_total_bytes": breakdown.total_bytes, "arena_head_bytes": breakdown.head_bytes,
+            "arena_tail_bytes": breakdown.tail_bytes}  # fmt: skip
+
+
+def bench(argv: list[str]) -> None:
+    """Measure one model; TFLM's Python binding has no per-op profiler, so no per-op time."""
+    args = _bench_arguments(argv)
+    emit({"event": "device", "uname": " ".join(platform.uname()), "machine": platform.machine(),
+          "num_cores": os.cpu_count(), "python_version": platform.python_version(),
+          "emulates": "TFLite Micro interpreter on the host CPU (not a microcontroller)"})  # fmt: skip
+    runtime, version = _bench_runtime()
+    with open(args.model, "rb") as handle:
+        data = handle.read()
+    arena = args.arena_bytes or len(data) * 10 + 16 * 1024
+    rss_before = status_bytes("VmRSS")
+    start = time.perf_counter_ns()
+    interpreter = _bench_load(runtime, data, arena)
+    emit({"event": "init", "runtime": "tflite_micro", "runtime_version": version,
+          "init_ms": (time.perf_counter_ns() - start) / 1e6, "rss_before_init_bytes": rss_before,
+          "rss_after_init_bytes": status_bytes("VmRSS"), "arena_size_bytes": arena})  # fmt: skip
+    _set_random_inputs(interpreter, args.seed)
+    first_ms, warmup = _timed_runs(interpreter, args)
+    emit({"event": "result", "first_inference_ms": first_ms, "warmup_ms": warmup,
+          "peak_rss_bytes": status_bytes("VmHWM"), "per_op_ms": None, **_arena_used(interpreter)})  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``serve MODEL`` (the request worker) or ``[bench] --model M ...`` (the benchmark runner)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"] and len(argv) == 2:
+        serve(argv[1])
+    else:
+        bench(argv[1:] if argv[:1] == ["bench"] else argv)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "ARENA_ALIGNMENT",
+    "SCRIPT_PATH",
+    "AllocationBreakdown",
+    "ArenaSearch",
+    "TFLMModel",
+    "TFLMWorker",
+    "allocation_breakdown",
+    "allocation_report",
+    "parse_allocations",
+    "smallest_arena",
+    "tflm_error_text",
+    "tflm_outputs",
+]
