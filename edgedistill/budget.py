@@ -16,6 +16,7 @@ Size grows with width, so the ladder is bisected: about log2(len(widths)) + 1 me
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 
 from edgedistill.errors import InputError
 
+logger = logging.getLogger(__name__)
 DEFAULT_WIDTHS = (0.0625, 0.125, 0.1875, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
@@ -151,7 +153,6 @@ def select_student_width(
     budget: Budget,
     *,
     widths: Sequence[float] = DEFAULT_WIDTHS,
-    log=None,
 ) -> BudgetChoice:
     """The largest width of ``preset`` (from ``widths``) whose untrained int8 model meets ``budget``.
 
@@ -176,8 +177,7 @@ def select_student_width(
         width = ladder[index]
         if width not in measured:
             measured[width] = measure_student(preset, input_shape, num_classes, width, budget=budget)
-            if log:
-                log(f"   budget: {measured[width].describe()} -> {'fits' if measured[width].fits else 'too large'}")
+            logger.info("   budget: %s -> %s", measured[width].describe(), "fits" if measured[width].fits else "too large")
         return measured[width]
 
     if not measure(0).fits:

@@ -8,6 +8,7 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import InputError
+
 
 def _schema():
     try:
@@ -24,6 +26,7 @@ def _schema():
     return schema
 
 
+@functools.lru_cache(maxsize=None)
 def tensor_type_names() -> dict[int, str]:
     """TFLite tensor type code -> numpy-style name (``9 -> "int8"``), from the schema module's ``TensorType``."""
     return {code: name.lower() for name, code in vars(_schema().TensorType).items() if not name.startswith("_")}
@@ -96,6 +99,10 @@ def read_model_bytes(path: str | os.PathLike) -> bytes:
 
 
 def check_flatbuffer(data: bytes, *, source: str = "model") -> None:
+    """The one flatbuffer header check: ``InputError`` unless ``data`` carries the ``TFL3`` identifier.
+
+    ``data`` may be the first 8 bytes of a file only.
+    """
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise InputError(
             f"{source} is not a TFLite flatbuffer ({len(data)} bytes, identifier {data[4:8]!r}; expected b'TFL3'). "
@@ -103,74 +110,79 @@ def check_flatbuffer(data: bytes, *, source: str = "model") -> None:
         )
 
 
-def read_model_info(data: bytes, *, source: str = "model") -> ModelInfo:
-    """Parse a TFLite flatbuffer (first subgraph for tensors; ops from all subgraphs)."""
-    check_flatbuffer(data, source=source)
-    schema = _schema()
-    tensor_types = tensor_type_names()
+def _op_names(model: Any, schema: Any) -> list[str]:
+    """Name of every operator code: ``CONV_2D``, ``CUSTOM:<code>``."""
     names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
-    try:
-        model = schema.Model.GetRootAs(data, 0)
-        op_names: list[str] = []
-        for i in range(model.OperatorCodesLength()):
-            code = model.OperatorCodes(i)
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            name = names.get(builtin, f"BUILTIN_{builtin}")
-            if name == "CUSTOM":
-                name = f"CUSTOM:{code.CustomCode().decode()}"
-            op_names.append(name)
-        op_versions: dict[str, int] = {}
-        op_counts: dict[str, int] = {}
-        ordered: list[str] = []
-        for s in range(model.SubgraphsLength()):
-            subgraph = model.Subgraphs(s)
-            for j in range(subgraph.OperatorsLength()):
-                index = subgraph.Operators(j).OpcodeIndex()
-                name = op_names[index]
-                version = model.OperatorCodes(index).Version()
-                op_versions[name] = max(op_versions.get(name, 0), version)
-                op_counts[name] = op_counts.get(name, 0) + 1
-                if name not in ordered:
-                    ordered.append(name)
-        subgraph = model.Subgraphs(0)
-        tensors = []
-        for k in range(subgraph.TensorsLength()):
-            t = subgraph.Tensors(k)
-            buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
-            is_constant = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
-            q = t.Quantization()
-            scale = [float(v) for v in q.ScaleAsNumpy()] if q is not None and q.ScaleLength() else []
-            zero_point = [int(v) for v in q.ZeroPointAsNumpy()] if q is not None and q.ZeroPointLength() else []
-            tensors.append(
-                TensorInfo(
-                    index=k,
-                    name=t.Name().decode() if t.Name() else f"tensor_{k}",
-                    shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-                    dtype=tensor_types.get(t.Type(), f"type_{t.Type()}"),
-                    is_constant=is_constant,
-                    scale=scale,
-                    zero_point=zero_point,
-                )
-            )
-        inputs = [tensors[i] for i in subgraph.InputsAsNumpy()]
-        outputs = [tensors[i] for i in subgraph.OutputsAsNumpy()]
-        description = model.Description().decode() if model.Description() else ""
-        num_subgraphs = model.SubgraphsLength()
-    except InputError:
-        raise
-    except Exception as error:  # a truncated or corrupt flatbuffer fails anywhere in parsing
-        raise InputError(f"The {source} flatbuffer is corrupt ({type(error).__name__}: {error}). Re-export it.") from None
+    op_names: list[str] = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{code.CustomCode().decode()}"
+        op_names.append(name)
+    return op_names
+
+
+def _op_usage(model: Any, op_names: list[str]) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Ops in order of first use over all subgraphs, their highest version and their count."""
+    op_versions: dict[str, int] = {}
+    op_counts: dict[str, int] = {}
+    ordered: list[str] = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for j in range(subgraph.OperatorsLength()):
+            index = subgraph.Operators(j).OpcodeIndex()
+            name = op_names[index]
+            op_versions[name] = max(op_versions.get(name, 0), model.OperatorCodes(index).Version())
+            op_counts[name] = op_counts.get(name, 0) + 1
+            if name not in ordered:
+                ordered.append(name)
+    return ordered, op_versions, op_counts
+
+
+def _tensor(model: Any, subgraph: Any, k: int, tensor_types: dict[int, str]) -> TensorInfo:
+    t = subgraph.Tensors(k)
+    buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+    q = t.Quantization()
+    return TensorInfo(
+        index=k,
+        name=t.Name().decode() if t.Name() else f"tensor_{k}",
+        shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+        dtype=tensor_types.get(t.Type(), f"type_{t.Type()}"),
+        is_constant=buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1),
+        scale=[float(v) for v in q.ScaleAsNumpy()] if q is not None and q.ScaleLength() else [],
+        zero_point=[int(v) for v in q.ZeroPointAsNumpy()] if q is not None and q.ZeroPointLength() else [],
+    )
+
+
+def _parse_model(data: bytes) -> ModelInfo:
+    schema = _schema()
+    model = schema.Model.GetRootAs(data, 0)
+    ordered, op_versions, op_counts = _op_usage(model, _op_names(model, schema))
+    subgraph = model.Subgraphs(0)
+    tensor_types = tensor_type_names()
+    tensors = [_tensor(model, subgraph, k, tensor_types) for k in range(subgraph.TensorsLength())]
     return ModelInfo(
         size_bytes=len(data),
         ops=ordered,
         op_versions=op_versions,
         op_counts=op_counts,
         tensors=tensors,
-        inputs=inputs,
-        outputs=outputs,
-        num_subgraphs=num_subgraphs,
-        description=description,
+        inputs=[tensors[i] for i in subgraph.InputsAsNumpy()],
+        outputs=[tensors[i] for i in subgraph.OutputsAsNumpy()],
+        num_subgraphs=model.SubgraphsLength(),
+        description=model.Description().decode() if model.Description() else "",
     )
+
+
+def read_model_info(data: bytes, *, source: str = "model") -> ModelInfo:
+    """Parse a TFLite flatbuffer (first subgraph for tensors; ops from all subgraphs)."""
+    check_flatbuffer(data, source=source)
+    try:
+        return _parse_model(data)
+    except Exception as error:  # a truncated or corrupt flatbuffer fails anywhere in parsing
+        raise InputError(f"The {source} flatbuffer is corrupt ({type(error).__name__}: {error}). Re-export it.") from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ def test_compare_and_plot(models, tmp_path):
     rows = json.loads(invoke("results", "compare", x, y, "--json").output)
     local = next(r for r in rows if r["target"] == "local")
     assert local["ratios_p50"][0] == pytest.approx(local["p50_ms"][1] / local["p50_ms"][0])
+    pandas = pytest.importorskip("pandas")
+    table = pandas.read_json(y, lines=True)  # one row per pair, one column per Measurement field
+    assert list(table["target"].map(lambda target: target["spec"])) == ["local", "tflm"]
+    assert list(table["kind"]) == ["measured", "emulated"] and all(len(s) == 20 for s in table["samples_ms"])
     pytest.importorskip("matplotlib")
     png = tmp_path / "plot.png"
     outcome = invoke("results", "plot", y, "-o", png)

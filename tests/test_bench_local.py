@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -142,13 +143,18 @@ def test_no_interpreter_message(models):
     assert "has no TFLite interpreter" in m.error and "pip install ai-edge-litert" in m.error
 
 
-def test_grid_resume_and_same_device_serial(models, tmp_path):
+def test_grid_resume_and_same_device_serial(models, tmp_path, caplog):
     results = tmp_path / "bench.jsonl"
     config = BenchConfig(num_runs=5)
     seen = []
-    first = run_grid([models["tiny_int8"], models["tiny_float"]], ["local"], config, results_path=results,
-                     jobs=2, on_result=seen.append)
+    with caplog.at_level(logging.INFO, logger="edgedistill.bench"):
+        first = run_grid([models["tiny_int8"], models["tiny_float"]], ["local"], config, results_path=results,
+                         jobs=2, on_result=seen.append)
     assert [m.status for m in first] == ["ok", "ok"] and len(seen) == 2
+    # A start line, then one progress line per pair measured.
+    messages = [r.getMessage() for r in caplog.records if r.name == "edgedistill.bench"]
+    assert messages[0].startswith("Benchmarking 2 pair(s)") and len(messages) == 3
+    assert messages[1].startswith("[1/2] tiny_int8.tflite @ local: p50 ") and messages[2].startswith("[2/2] ")
     # Same device: measured one after another, never overlapping.
     spans = sorted((m.timestamp, m.wall_s) for m in first)
     assert len(results.read_text().splitlines()) == 2

@@ -51,9 +51,10 @@ def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
 
     report = json.loads((run_dir / "report.json").read_text())
     assert report["firmware"][f"{board}/reference"]["run"]["status"] == "pass"
-    lines = [json.loads(line) for line in (run_dir / "bench.jsonl").read_text().splitlines()]
-    emulated = [line for line in lines if line.get("kind") == "emulated" and line["target"] == board]
-    assert emulated and emulated[-1]["instructions_per_invoke"] == run["instructions_per_invoke"]
+    lines = [json.loads(line) for line in (run_dir / "firmware.jsonl").read_text().splitlines()]
+    on_board = [line for line in lines if line["board"] == board]
+    assert on_board and on_board[-1]["instructions_per_invoke"] == run["instructions_per_invoke"]
+    assert on_board[-1]["kind"] == "emulated" and on_board[-1]["status"] == "pass"
 
 
 def test_second_build_reuses_the_cached_library_and_arena_probe(pipeline_run):

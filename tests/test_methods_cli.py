@@ -29,9 +29,9 @@ def test_run_rejects_bad_method_options(arguments, message, tmp_path):
 
 
 def test_loss_spec_with_arguments():
-    from edgedistill.config import RunConfig
+    from edgedistill.config import DistillConfig as RunConfig  # the loss options are the distill section's
     from edgedistill.distill.losses import AttentionTransfer, LogitsDistillation
-    from edgedistill.distill.pipeline_hooks import resolve_loss
+    from edgedistill.stages import resolve_loss
     from edgedistill.errors import InputError
 
     loss = resolve_loss(

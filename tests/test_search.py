@@ -14,11 +14,9 @@ from edgedistill.errors import InputError
 
 
 def _settings(teacher_file, **overrides):
-    from edgedistill.search import SearchSettings
+    from edgedistill.search import search_config
 
-    values = dict(teacher=str(teacher_file), student_preset="cnn", epochs=1, patience=0, measure_arena=False)
-    values.update(overrides)
-    return SearchSettings(**values)
+    return search_config(teacher=str(teacher_file), student_preset="cnn", epochs=1, patience=0, **overrides)
 
 
 def _space():
@@ -52,7 +50,7 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
 
     space = SearchSpace(temperatures=(2.0, 4.0), student_loss_weights=(0.5,), student_widths=(0.125,))
     result = run_search(
-        _settings(teacher_file, measure_arena=True), space, method="grid", output_dir=tmp_path, log=lambda _: None
+        _settings(teacher_file), space, method="grid", output_dir=tmp_path, measure_arena=True
     )
     _check(result, tmp_path, 2)
     assert sorted(r["params"]["temperature"] for r in result["trials"]) == [2.0, 4.0]
@@ -64,7 +62,7 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
 def test_random_search(teacher_file, tmp_path):
     from edgedistill.search import run_search
 
-    result = run_search(_settings(teacher_file), _space(), method="random", num_trials=3, output_dir=tmp_path, log=lambda _: None)
+    result = run_search(_settings(teacher_file), _space(), method="random", num_trials=3, output_dir=tmp_path, measure_arena=False)
     _check(result, tmp_path, 3)
     combos = {tuple(sorted(r["params"].items())) for r in result["trials"]}
     assert len(combos) == 3  # drawn without replacement
@@ -75,7 +73,7 @@ def test_optuna_search(teacher_file, tmp_path):
     pytest.importorskip("optuna")
     from edgedistill.search import run_search
 
-    result = run_search(_settings(teacher_file), _space(), method="optuna", num_trials=3, output_dir=tmp_path, log=lambda _: None)
+    result = run_search(_settings(teacher_file), _space(), method="optuna", num_trials=3, output_dir=tmp_path, measure_arena=False)
     _check(result, tmp_path, 3)
     for record in result["trials"]:  # optuna searches the range the values span
         assert 2.0 <= record["params"]["temperature"] <= 4.0
@@ -95,7 +93,7 @@ def test_pareto_front():
 
 
 def test_search_bad_input(teacher_file, tmp_path):
-    from edgedistill.search import SearchSettings, SearchSpace, run_search
+    from edgedistill.search import SearchSpace, run_search, search_config
 
     with pytest.raises(InputError, match="Unknown search method 'bayes'"):
         run_search(_settings(teacher_file), _space(), method="bayes", output_dir=tmp_path)
@@ -104,7 +102,7 @@ def test_search_bad_input(teacher_file, tmp_path):
     with pytest.raises(InputError, match="Unknown model preset 'tiny'"):
         run_search(_settings(teacher_file, student_preset="tiny"), _space(), output_dir=tmp_path)
     with pytest.raises(InputError, match="strategy"):
-        SearchSettings(strategy="tpu")
+        search_config(strategy="tpu")
 
 
 def test_search_cli_help_and_bad_values():
@@ -125,7 +123,7 @@ def test_ray_backend_local_runtime(teacher_file, tmp_path):
     from edgedistill.search import SearchSpace, run_search
 
     space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125, 0.25))
-    result = run_search(_settings(teacher_file), space, method="grid", backend="ray", output_dir=tmp_path, log=lambda _: None)
+    result = run_search(_settings(teacher_file), space, method="grid", backend="ray", output_dir=tmp_path, measure_arena=False)
     _check(result, tmp_path, 2)
     assert sorted(r["params"]["student_width"] for r in result["trials"]) == [0.125, 0.25]
 
@@ -208,5 +206,5 @@ def test_ray_address_without_a_cluster_is_a_clear_error(teacher_file, tmp_path):
     with pytest.raises(InputError, match=f"Could not connect to the Ray cluster at --ray-address '127.0.0.1:{port}'"):
         run_search(
             _settings(teacher_file), space, backend="ray", ray_address=f"127.0.0.1:{port}", output_dir=tmp_path,
-            log=lambda _: None,
+            measure_arena=False,
         )

@@ -1,0 +1,213 @@
+"""The scheme registry: one entry per scheme, its options dataclass, and :func:`run_scheme`.
+
+A scheme is registered with :func:`register_scheme` under the name users type (``--scheme``,
+YAML ``scheme:``), together with a frozen dataclass of its options. Every field has a default
+and its help text in ``metadata["help"]``; the user's ``--scheme-options "key=value,..."`` text
+(or a dict, or an instance) becomes that dataclass through :func:`parse_scheme_options`.
+:func:`run_scheme` looks the entry up and calls it; no code compares scheme names.
+
+Tuple fields are written ``a|b|c`` on the command line (``teachers=a.keras|b.keras``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import types
+import typing
+from typing import Any, Callable, Mapping
+
+from edgedistill.distill.arguments import SchemeResult, TrainingArguments
+from edgedistill.errors import InputError
+from edgedistill.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+#: ``run(teacher, student, data, options, training) -> SchemeResult``
+SchemeFunction = Callable[[Any, Any, Any, Any, TrainingArguments], SchemeResult]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """A registry entry: the scheme's name, its options dataclass and the function that runs it."""
+
+    name: str
+    options: type
+    run: SchemeFunction
+
+    @property
+    def summary(self) -> str:
+        """The first line of the run function's docstring."""
+        return (self.run.__doc__ or "").strip().splitlines()[0] if self.run.__doc__ else ""
+
+    def option_help(self) -> dict[str, str]:
+        """``{option name: help text}`` of the scheme's options, from the fields' metadata."""
+        return {field.name: field.metadata.get("help", "") for field in dataclasses.fields(self.options)}
+
+    def parse(self, options: "str | Mapping[str, Any] | Any | None") -> Any:
+        return parse_scheme_options(self, options)
+
+
+SCHEMES: Registry[Scheme] = Registry("distillation scheme")
+
+
+def option(default: Any, help: str) -> Any:
+    """An options field: its default and its help text (``metadata["help"]``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def register_scheme(name: str, options: type) -> Callable[[SchemeFunction], SchemeFunction]:
+    """Decorator: register ``run(teacher, student, data, options, training)`` as scheme ``name``."""
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
+        raise TypeError(f"the options of scheme {name!r} must be a frozen dataclass")
+
+    def decorator(run: SchemeFunction) -> SchemeFunction:
+        SCHEMES.add(name, Scheme(name=name, options=options, run=run))
+        return run
+
+    return decorator
+
+
+def _valid_keys(scheme: Scheme) -> str:
+    names = [field.name for field in dataclasses.fields(scheme.options)]
+    return f"Valid keys: {', '.join(names)}" if names else f"Scheme {scheme.name!r} takes no options"
+
+
+def _split_text(scheme: Scheme, text: str) -> dict[str, str]:
+    """``"a=1,b=x|y"`` -> ``{"a": "1", "b": "x|y"}`` (raw text; types come from the dataclass)."""
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise InputError(
+                f"Bad options for scheme {scheme.name!r}: {item!r} is not key=value. {_valid_keys(scheme)}. "
+                f"Received: --scheme-options {text!r}."
+            )
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """``value`` (text from the command line, or a YAML/Python value) as type ``hint``; ValueError if it is not."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = next(a for a in arguments if a is not type(None))
+        return None if _is_none(value) else _convert(inner, value)
+    if origin is tuple:
+        items = value.split("|") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_convert(arguments[0], item) for item in items if not (isinstance(item, str) and not item.strip()))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise ValueError
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        number = hint(value.strip()) if isinstance(value, str) else value
+        if hint is int and number != int(number):
+            raise ValueError
+        return hint(number)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError
+        return str(value)
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return f"{_type_name(next(a for a in arguments if a is not type(None)))} (or none)"
+    if origin is tuple:
+        return f"{_type_name(arguments[0])}s separated by |"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(hint, str(hint))
+
+
+def parse_scheme_options(scheme: "Scheme | str", options: "str | Mapping[str, Any] | Any | None") -> Any:
+    """The options dataclass of ``scheme`` from ``"key=value,..."``, a dict, an instance or ``None`` (defaults).
+
+    Unknown keys and values of the wrong type raise :class:`InputError` listing the scheme's
+    valid keys and the received text; the dataclass checks its own values.
+
+    Example::
+
+        parse_scheme_options("self", "mode=born_again,generations=3")   # SelfOptions(mode='born_again', ...)
+    """
+    scheme = SCHEMES.get(scheme) if isinstance(scheme, str) else scheme
+    if isinstance(options, scheme.options):
+        return options
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        raise InputError(
+            f"Scheme {scheme.name!r} takes {scheme.options.__name__}; received {type(options).__name__}."
+        )
+    received = options if isinstance(options, str) else dict(options or {})
+    values = _split_text(scheme, options) if isinstance(options, str) else dict(options or {})
+    hints = typing.get_type_hints(scheme.options)
+    fields = {field.name for field in dataclasses.fields(scheme.options)}
+    arguments = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise InputError(
+                f"Bad options for scheme {scheme.name!r}: unknown key {key!r}. {_valid_keys(scheme)}. Received: {received!r}."
+            )
+        try:
+            arguments[key] = _convert(hints[key], value)
+        except (ValueError, TypeError):
+            raise InputError(
+                f"Bad options for scheme {scheme.name!r}: `{key}` must be {_type_name(hints[key])}. "
+                f"Received: {key}={value!r} in {received!r}."
+            ) from None
+    return scheme.options(**arguments)
+
+
+def run_scheme(
+    name: str,
+    teacher,
+    student,
+    data,
+    *,
+    options: "str | Mapping[str, Any] | Any | None" = None,
+    training: TrainingArguments | None = None,
+) -> SchemeResult:
+    """Run the registered scheme ``name`` with its options (see :func:`parse_scheme_options`).
+
+    Example::
+
+        result = run_scheme("teacher_assistant", teacher, student, data, options="assistant_widths=0.5",
+                            training=TrainingArguments(distillation_losses=[LogitsDistillation(4.0)]))
+        result.student, result.history, result.report["chain"]
+    """
+    scheme = SCHEMES.get(name)
+    parsed = scheme.parse(options)
+    training = training or TrainingArguments()
+    logger.info("distill: scheme %s with %s", name, parsed)
+    return scheme.run(teacher, student, data, parsed, training)
+
+
+def compile_learner(model, training: TrainingArguments):
+    """Compile a Distiller-like model with Adam at the training's learning rate, its student loss and accuracy."""
+    from edgedistill._keras import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(training.config.learning_rate),
+        loss=training.student_loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+__all__ = [
+    "SCHEMES",
+    "Scheme",
+    "register_scheme",
+    "option",
+    "parse_scheme_options",
+    "run_scheme",
+    "compile_learner",
+]

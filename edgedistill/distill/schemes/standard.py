@@ -1,0 +1,25 @@
+"""The ``standard`` scheme: one frozen teacher with cached outputs (Hinton et al. 2015)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgedistill.distill.arguments import SchemeResult, TrainingArguments
+from edgedistill.distill.schemes.base import register_scheme
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardOptions:
+    """The standard scheme has no options: the losses and their weights are the training's."""
+
+
+@register_scheme("standard", StandardOptions)
+def run_standard(teacher, student, data, options: StandardOptions, training: TrainingArguments) -> SchemeResult:
+    """One frozen teacher, its outputs computed once (:func:`edgedistill.distill.distill`)."""
+    from edgedistill.distill.distiller import distill
+
+    student, history = distill(teacher, student, data, **training.distill_options())
+    return SchemeResult(student=student, history=history)
+
+
+__all__ = ["StandardOptions", "run_standard"]
