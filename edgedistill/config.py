@@ -226,6 +226,17 @@ class BenchStageConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class TrustConfig(Section):
+    """What a model file may do when it is loaded."""
+
+    trust_model_code: bool = option(
+        False,
+        "Load model files whose layers carry Python code (Lambda layers): that code runs with your rights. "
+        "Off by default; pass it only for files you trust. (A plain TensorFlow SavedModel always runs its graph.)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class OutputConfig(Section):
     output_dir: str = option("runs", "Folder that holds run folders.")
     run_name: str | None = option(None, "Name of the run folder (default: UTC timestamp).")
@@ -249,6 +260,7 @@ class RunConfig:
     micro: MicroConfig = dataclasses.field(default_factory=MicroConfig)
     verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
     bench: BenchStageConfig = dataclasses.field(default_factory=BenchStageConfig)
+    trust: TrustConfig = dataclasses.field(default_factory=TrustConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     @classmethod
@@ -355,6 +367,7 @@ __all__ = [
     "MicroConfig",
     "VerifyConfig",
     "BenchStageConfig",
+    "TrustConfig",
     "OutputConfig",
     "Section",
     "STRATEGIES",

@@ -14,15 +14,19 @@ A teacher can also be a file: a tf_keras ``.h5`` / ``.keras`` / SavedModel folde
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from edgedistill.errors import InputError
 from edgedistill.registry import Registry
 
+logger = logging.getLogger(__name__)
 PRESETS: Registry[Callable[..., Any]] = Registry("model preset")
 
 
@@ -157,15 +161,125 @@ def _looks_like_keras3_file(path: Path) -> bool:
     return str(metadata.get("keras_version", "")).startswith("3")
 
 
-def load_model_file(path: str | os.PathLike, *, compile: bool = False):
-    """Load a teacher or student from a file.
+# Layers whose configuration carries Python code that runs when the model is loaded or called.
+CODE_LAYERS = ("Lambda",)
+_TRUST_MODEL_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("edgedistill_trust_model_code", default=False)
 
-    Accepts tf_keras ``.h5`` / ``.keras`` / SavedModel folders (returned as ``tf_keras.Model``),
-    Keras 3 ``.keras`` files and plain TensorFlow SavedModels (returned as
-    :class:`ExternalTeacher`: usable as a teacher, not as a student).
+
+@contextlib.contextmanager
+def trust_model_code(enabled: bool = True) -> Iterator[None]:
+    """Within this block, :func:`load_model_file` loads models whose layers carry Python code.
+
+    Off by default: a tf_keras ``.h5`` file with a ``Lambda`` layer runs its bytecode when loaded
+    (tf_keras applies ``safe_mode`` to ``.keras`` files only). ``--trust-model-code`` turns it on.
     """
-    from edgedistill._keras import import_tfmot, keras, tf
+    token = _TRUST_MODEL_CODE.set(enabled)
+    try:
+        yield
+    finally:
+        _TRUST_MODEL_CODE.reset(token)
 
+
+def _model_configs(path: Path) -> list[Any]:
+    """The Keras configuration(s) stored in a model file, read as JSON without deserializing anything."""
+    import json
+    import zipfile
+
+    if path.is_dir():
+        metadata = path / "keras_metadata.pb"
+        if not metadata.is_file():
+            return []
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        saved = saved_metadata_pb2.SavedMetadata()
+        saved.ParseFromString(metadata.read_bytes())
+        return [json.loads(node.metadata) for node in saved.nodes if node.metadata]
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [json.loads(archive.read("config.json"))] if "config.json" in archive.namelist() else []
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        text = handle.attrs.get("model_config")
+    return [json.loads(text)] if text is not None else []
+
+
+def find_code_layers(config: Any) -> list[str]:
+    """``"name (Lambda)"`` for every layer in a Keras config (nested models included) that carries code."""
+    found: list[str] = []
+    if isinstance(config, dict):
+        if config.get("class_name") in CODE_LAYERS:
+            name = (config.get("config") or {}).get("name") or config.get("name") or "?"
+            found.append(f"{name} ({config['class_name']})")
+        for value in config.values():
+            found.extend(find_code_layers(value))
+    elif isinstance(config, list):
+        for value in config:
+            found.extend(find_code_layers(value))
+    return list(dict.fromkeys(found))
+
+
+def refuse_code_layers(path: Path) -> None:
+    """Refuse a model with Python-code layers unless :func:`trust_model_code` is on."""
+    if _TRUST_MODEL_CODE.get():
+        return
+    try:
+        layers = find_code_layers(_model_configs(path))
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loaders below
+        return
+    if layers:
+        raise InputError(
+            f"{path} has layer(s) that run Python code when loaded: {', '.join(layers[:5])}. Refused for safety. "
+            "Rewrite them as built-in layers, or pass --trust-model-code if you trust this file."
+        )
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__
+
+
+def _load_tf_keras(path: Path, *, compile: bool):
+    from edgedistill._keras import import_tfmot, keras
+
+    options = {"safe_mode": not _TRUST_MODEL_CODE.get()} if path.suffix == ".keras" else {}
+    # The quantize scope lets QAT (fake-quant) models saved by edgedistill load too.
+    with import_tfmot().quantization.keras.quantize_scope():
+        loaded = keras.models.load_model(path, compile=compile, **options)
+    # A SavedModel without Keras metadata loads as a bare trackable: it is read by _load_saved_model.
+    return loaded if isinstance(loaded, keras.Model) else None
+
+
+def _load_keras3(path: Path) -> ExternalTeacher:
+    import keras as keras3  # Keras 3 is independent of TF_USE_LEGACY_KERAS
+
+    model = keras3.saving.load_model(path, compile=False, safe_mode=not _TRUST_MODEL_CODE.get())
+    return ExternalTeacher(
+        lambda x: np.asarray(model(np.asarray(x, dtype=np.float32), training=False)),
+        description=f"Keras {keras3.__version__} model {path.name}",
+        num_params=int(model.count_params()),
+    )
+
+
+def _load_saved_model(path: Path) -> ExternalTeacher:
+    from edgedistill._keras import tf
+
+    logger.warning(
+        "Loading TensorFlow SavedModel %s: its graph runs whenever it is used (side effects included); "
+        "use SavedModels only from sources you trust.", path
+    )
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
+    input_name = list(signature.structured_input_signature[1].keys())[0]
+    output_name = list(signature.structured_outputs.keys())[0]
+
+    def run(x):
+        return signature(**{input_name: tf.constant(np.asarray(x, dtype=np.float32))})[output_name].numpy()
+
+    num_params = int(sum(np.prod(v.shape) for v in getattr(loaded, "variables", [])))
+    return ExternalTeacher(run, description=f"SavedModel {path.name}", num_params=num_params)
+
+
+def _check_model_path(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"Model file not found: {path}. Expected a .keras, .h5 file or a SavedModel folder.")
@@ -173,44 +287,35 @@ def load_model_file(path: str | os.PathLike, *, compile: bool = False):
         raise InputError(f"Model file {path} is empty (0 bytes). Re-export the model.")
     if path.is_file() and path.suffix == ".tflite":
         raise InputError(f"{path} is a TFLite flatbuffer; a Keras model (.keras, .h5 or a SavedModel folder) is needed here.")
+    return path
 
+
+def load_model_file(path: str | os.PathLike, *, compile: bool = False):
+    """Load a teacher or student from a file.
+
+    Accepts tf_keras ``.h5`` / ``.keras`` / SavedModel folders (returned as ``tf_keras.Model``),
+    Keras 3 ``.keras`` files and plain TensorFlow SavedModels (returned as
+    :class:`ExternalTeacher`: usable as a teacher, not as a student). Models with layers that
+    carry Python code (``Lambda``) are refused unless :func:`trust_model_code` is on.
+    """
+    path = _check_model_path(path)
+    refuse_code_layers(path)
     errors: list[str] = []
+    loaders = []
     if not (path.suffix == ".keras" and _looks_like_keras3_file(path)):
-        try:
-            # The quantize scope lets QAT (fake-quant) models saved by edgedistill load too.
-            with import_tfmot().quantization.keras.quantize_scope():
-                loaded = keras.models.load_model(path, compile=compile)
-            if isinstance(loaded, keras.Model):
-                return loaded
-            # A SavedModel without Keras metadata loads as a bare trackable: use its signature below.
-        except Exception as error:  # noqa: BLE001 - every loader failure is reported together below
-            errors.append(f"tf_keras: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+        loaders.append(("tf_keras", lambda: _load_tf_keras(path, compile=compile)))
     if path.suffix == ".keras":
-        try:
-            import keras as keras3  # Keras 3 is independent of TF_USE_LEGACY_KERAS
-
-            model = keras3.saving.load_model(path, compile=False)
-            return ExternalTeacher(
-                lambda x: np.asarray(model(np.asarray(x, dtype=np.float32), training=False)),
-                description=f"Keras {keras3.__version__} model {path.name}",
-                num_params=int(model.count_params()),
-            )
-        except Exception as error:  # noqa: BLE001
-            errors.append(f"keras 3: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+        loaders.append(("keras 3", lambda: _load_keras3(path)))
     if path.is_dir():
+        loaders.append(("SavedModel", lambda: _load_saved_model(path)))
+    for name, loader in loaders:
         try:
-            loaded = tf.saved_model.load(str(path))
-            signature = loaded.signatures["serving_default"]
-            input_name = list(signature.structured_input_signature[1].keys())[0]
-            output_name = list(signature.structured_outputs.keys())[0]
-
-            def run(x):
-                return signature(**{input_name: tf.constant(np.asarray(x, dtype=np.float32))})[output_name].numpy()
-
-            num_params = int(sum(np.prod(v.shape) for v in getattr(loaded, "variables", [])))
-            return ExternalTeacher(run, description=f"SavedModel {path.name}", num_params=num_params)
-        except Exception as error:  # noqa: BLE001
-            errors.append(f"SavedModel: {str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__}")
+            loaded = loader()
+        except Exception as error:  # noqa: BLE001 - every loader failure is reported together below
+            errors.append(f"{name}: {_first_line(error)}")
+            continue
+        if loaded is not None:
+            return loaded
     raise InputError(
         f"Cannot load model {path}: it is corrupt or not a Keras/SavedModel model ({'; '.join(errors)}). "
         "Expected a tf_keras or Keras 3 .keras file, an .h5 file or a SavedModel folder."
@@ -265,4 +370,6 @@ __all__ = [
     "predict_logits",
     "check_classes",
     "ExternalTeacher",
+    "trust_model_code",
+    "find_code_layers",
 ]

@@ -199,10 +199,12 @@ class _Timer:
 
 
 def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, timer: _Timer, report: dict[str, Any]) -> None:
+    from edgedistill.models import trust_model_code
     from edgedistill.training import strategy_scope
 
-    # Every training stage runs under the configured tf.distribute strategy (none by default).
-    with strategy_scope(config.training.strategy):
+    # Every training stage runs under the configured tf.distribute strategy (none by default);
+    # model files load with code only when the user said so.
+    with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         for stage in stages:
             if stage.enabled(config):
                 with timer.stage(stage.name):

@@ -31,6 +31,7 @@ import logging
 import os
 import platform
 import re
+import select
 import subprocess
 import sys
 import tempfile
@@ -196,7 +197,8 @@ class TFLMWorker:
     costs ~0.5 s each time.
     """
 
-    def __init__(self, tflite_bytes: bytes, *, python: str | None = None) -> None:
+    def __init__(self, tflite_bytes: bytes, *, python: str | None = None, timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s
         self.folder = tempfile.TemporaryDirectory(prefix="edgedistill-tflm-")
         self.model_path = Path(self.folder.name) / "model.tflite"
         self.model_path.write_bytes(tflite_bytes)
@@ -225,15 +227,26 @@ class TFLMWorker:
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
-            line = self.process.stdout.readline()
+            line = self._answer_line()
         except BrokenPipeError:
             line = ""
+        if line is None:
+            return {"status": "failed", "error": f"TFLM did not answer within {self.timeout_s:g} s"}
         if not line:
             return self._crashed()
         answer = json.loads(line)
         if answer["status"] == "ok" and inputs is not None:
             answer["outputs"] = np.load(request["outputs"])
         return answer
+
+    def _answer_line(self) -> str | None:
+        """The worker's answer ("" if it died), or None after ``timeout_s`` (the worker is then stopped)."""
+        if self.timeout_s is not None and not select.select([self.process.stdout], [], [], self.timeout_s)[0]:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            return None
+        return self.process.stdout.readline()
 
     def _crashed(self) -> dict[str, Any]:
         """The worker died: a too-small arena (or a broken model) crashed TFLM."""
@@ -330,11 +343,13 @@ def smallest_arena(
 # Outputs and the allocation report, in a subprocess
 
 
-def _request_or_raise(tflite_bytes: bytes, arena_bytes: int, *, source: str, python: str | None, **options: Any) -> dict[str, Any]:
+def _request_or_raise(
+    tflite_bytes: bytes, arena_bytes: int, *, source: str, python: str | None, **options: Any
+) -> dict[str, Any]:
     from edgedistill.errors import StageError
 
     _checked_model(tflite_bytes, source)
-    with TFLMWorker(tflite_bytes, python=python) as worker:
+    with TFLMWorker(tflite_bytes, python=python, timeout_s=300) as worker:
         answer = worker.request(arena_bytes, **options)
     if answer["status"] != "ok":
         raise StageError(

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import GateFailed
-from edgedistill.tflite_model import LiteRTModel, TFLMModel
+from edgedistill.tflite_model import LiteRTModel
+from edgedistill.tflm import TFLMModel
 
 
 @dataclasses.dataclass
@@ -39,6 +40,24 @@ def _max_steps(a: np.ndarray, b: np.ndarray) -> int:
 
 def _percent(mask: np.ndarray) -> float:
     return float(np.mean(mask) * 100.0)
+
+
+def _int8_predictions(
+    int8_tflite: bytes, x_test: np.ndarray, tflm_arena_size: int | None, predictions: dict[str, np.ndarray]
+) -> tuple[int | None, int | None]:
+    """Adds the LiteRT (and TFLM) predictions; returns the largest int8 output differences
+    LiteRT builtin~TFLM and LiteRT XNNPACK~TFLM, in quantization steps."""
+    litert_raw = LiteRTModel(int8_tflite).raw_outputs(x_test)
+    predictions["int8_litert"] = litert_raw.argmax(axis=-1)
+    if tflm_arena_size is None:
+        return None, None
+    tflm_raw = TFLMModel(int8_tflite, arena_size=tflm_arena_size).raw_outputs(x_test)
+    predictions["int8_tflm"] = tflm_raw.argmax(axis=-1)
+    if not np.issubdtype(litert_raw.dtype, np.integer):
+        return None, None
+    # Like for like: LiteRT's own kernels (no XNNPACK delegate) against TFLM's.
+    builtin_raw = LiteRTModel(int8_tflite, kernels="builtin").raw_outputs(x_test)
+    return _max_steps(builtin_raw, tflm_raw), _max_steps(litert_raw, tflm_raw)
 
 
 def verify_models(
@@ -69,16 +88,7 @@ def verify_models(
             predictions[name] = np.asarray(model.predict(x_test, batch_size=256, verbose=0)).argmax(axis=-1)
     max_steps = max_steps_xnnpack = None
     if int8_tflite is not None:
-        litert_raw = LiteRTModel(int8_tflite).raw_outputs(x_test)
-        predictions["int8_litert"] = litert_raw.argmax(axis=-1)
-        if tflm_arena_size is not None:
-            tflm_raw = TFLMModel(int8_tflite, arena_size=tflm_arena_size).raw_outputs(x_test)
-            predictions["int8_tflm"] = tflm_raw.argmax(axis=-1)
-            if np.issubdtype(litert_raw.dtype, np.integer):
-                # Like for like: LiteRT's own kernels (no XNNPACK delegate) against TFLM's.
-                builtin_raw = LiteRTModel(int8_tflite, kernels="builtin").raw_outputs(x_test)
-                max_steps = _max_steps(builtin_raw, tflm_raw)
-                max_steps_xnnpack = _max_steps(litert_raw, tflm_raw)
+        max_steps, max_steps_xnnpack = _int8_predictions(int8_tflite, x_test, tflm_arena_size, predictions)
     accuracy = {name: _percent(p == y_test) for name, p in predictions.items()}
     agreement: dict[str, float] = {}
     pairs = [("int8_litert", "int8_tflm"), ("qat_student", "int8_litert"), ("float_student", "qat_student"), ("teacher", "float_student")]

@@ -37,6 +37,7 @@ def test_tflm_arena_too_small(models):
     target = make_target("tflm", TargetOptions(tflm_arena_bytes=512))
     m = run_benchmark(models["tiny_int8"], target=target, num_runs=3, raise_on_failure=False)
     assert m.status == "failed" and "arena" in m.error and "--arena-bytes" in m.error
+    assert "512-byte arena" in m.error  # the runner names the arena and passes TFLM's reason through
 
 
 def test_emulated_rows_labelled_in_table(models, tmp_path):

@@ -92,3 +92,24 @@ def test_estimate_with_no_categories_is_head_plus_scaled_tail():
     from edgedistill.firmware.arena import RECORDING_ALLOCATOR_EXTRA_WORDS
 
     assert estimate_target_arena(host)["estimate_bytes"] == 600 + (400 - RECORDING_ALLOCATOR_EXTRA_WORDS * 8) // 2
+
+
+def test_firmware_uses_the_one_micro_export_and_tflm_runner():
+    from edgedistill import micro, tflm
+    from edgedistill.firmware import arena
+    from edgedistill.firmware import export as firmware_export
+
+    assert arena.arena_with_margin is micro.arena_with_margin and arena.ARENA_ALIGNMENT == micro.ARENA_ALIGNMENT == 16
+    assert arena.parse_allocations is tflm.parse_allocations and arena.AllocationBreakdown is tflm.AllocationBreakdown
+    assert firmware_export.MicroExport is micro.MicroExport
+
+
+def test_arena_truth_reads_the_micro_export(tmp_path):
+    from edgedistill.firmware.arena import arena_truth
+    from edgedistill.micro import load_micro_export
+    from firmware_helpers import write_micro_export
+
+    write_micro_export(tmp_path, arena_bytes=8192, arena_bytes_host=7000)
+    truth = arena_truth(load_micro_export(tmp_path), arena_used_bytes=6000, pointer_bytes=4)
+    assert truth["kTensorArenaSize"] == truth["export_kTensorArenaSize"] == 8192 and truth["arena_bytes_host"] == 7000
+    assert truth["headroom_bytes"] == 2192 and "not found" in truth["estimate_error"]

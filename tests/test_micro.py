@@ -1,6 +1,9 @@
-"""TFLite Micro export: C array round trip, op resolver, arena bisection, pre-flight checks."""
+"""TFLite Micro export: C array round trip, op resolver (TFLM's naming rule), arena, the one MicroExport."""
 
+import json
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,13 +11,18 @@ import pytest
 from edgedistill.errors import InputError
 from edgedistill.micro import (
     TFLM_RESOLVER_METHODS,
+    MicroExport,
     arena_with_margin,
     c_array_lines,
     check_micro_compatible,
     export_micro,
+    load_micro_export,
     measure_arena,
+    resolver_method,
+    tflm_rule_method,
 )
-from edgedistill.tflite_model import TFLMModel, read_model_info
+from edgedistill.tflite_model import read_model_info
+from edgedistill.tflm import TFLMModel, TFLMWorker
 
 
 def _parse_c_array(text: str) -> bytes:
@@ -50,22 +58,11 @@ def test_op_resolver_holds_exactly_the_models_ops(export, int8_bytes):
 
 
 def test_arena_is_the_smallest_that_allocates(export, int8_bytes):
-    """The reported arena works and 16 bytes less does not (probed in a subprocess: may crash)."""
-    import subprocess
-    import sys
-
+    """The reported arena works and 16 bytes less does not (probed in the worker subprocess: may crash)."""
     measured = export.arena_bytes_host
-    probe = (
-        "import sys; from tflite_micro.python.tflite_micro import runtime; import numpy as np;"
-        "it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=int(sys.argv[2]));"
-        "d = it.get_input_details(0); it.set_input(np.zeros(d['shape'], d['dtype']), 0); it.invoke()"
-    )
-    model = export.output_dir / "probe.tflite"
-    model.write_bytes(int8_bytes)
-    ok = subprocess.run([sys.executable, "-c", probe, model, str(measured)], capture_output=True)
-    too_small = subprocess.run([sys.executable, "-c", probe, model, str(measured - 16)], capture_output=True)
-    assert ok.returncode == 0
-    assert too_small.returncode != 0
+    with TFLMWorker(int8_bytes) as worker:
+        assert worker.request(measured)["status"] == "ok"
+        assert worker.request(measured - 16)["status"] in ("failed", "crashed")
     assert export.tensor_arena_size == arena_with_margin(measured)[0]
     assert export.tensor_arena_size % 16 == 0 and export.tensor_arena_size - measured >= 1024
     settings = (export.output_dir / "model_settings.h").read_text()
@@ -73,7 +70,7 @@ def test_arena_is_the_smallest_that_allocates(export, int8_bytes):
 
 
 def test_test_vectors_match_the_tflm_interpreter(export, int8_bytes, digits):
-    manifest = __import__("json").loads((export.output_dir / "micro_export.json").read_text())
+    manifest = json.loads((export.output_dir / "micro_export.json").read_text())
     source = (export.output_dir / "test_data.cc").read_text()
     expected_block = source[source.index("g_test_expected_outputs") :]
     expected_rows = re.findall(r"\{([-\d, ]+)\}", expected_block)[:3]
@@ -81,6 +78,25 @@ def test_test_vectors_match_the_tflm_interpreter(export, int8_bytes, digits):
     outputs = TFLMModel(int8_bytes, arena_size=manifest["kTensorArenaSize"]).raw_outputs(digits.x_test[:3])
     np.testing.assert_array_equal(expected, outputs)
     assert manifest["num_test_samples"] == 3 and manifest["input_dtype"] == "int8"
+
+
+def test_loaded_export_is_the_written_one(export, int8_bytes):
+    """One MicroExport: what export_micro returns is what load_micro_export reads back (and the firmware uses)."""
+    from edgedistill.firmware.export import MicroExport as FirmwareMicroExport
+    from edgedistill.firmware.export import load_micro_export as firmware_load
+
+    loaded = load_micro_export(export.output_dir)
+    assert loaded == export and FirmwareMicroExport is MicroExport and firmware_load is load_micro_export
+    assert loaded.metadata["kTensorArenaSize"] == loaded.tensor_arena_size
+    assert loaded.metadata["arena_bytes_host"] == loaded.arena_bytes_host
+    assert loaded.tensor_arena_size == loaded.arena_bytes_host + loaded.arena_margin_bytes
+    assert loaded.run_dir == export.output_dir.parent and loaded.model_size_bytes == len(int8_bytes)
+    assert len(loaded.expected_outputs()) == loaded.num_test_samples == 3
+    assert list(export.to_dict()) == [
+        "output_dir", "ops", "resolver_methods", "arena_bytes_host", "arena_margin_bytes", "kTensorArenaSize",
+        "num_test_samples", "files", "arena_probes",
+    ]  # fmt: skip
+    assert export.to_dict()["arena_probes"] == loaded.metadata["arena_probes"] > 3
 
 
 def test_float_model_is_refused_before_anything_is_written(float_bytes, tmp_path):
@@ -94,6 +110,52 @@ def test_op_tflm_lacks_is_named(int8_bytes):
     info.ops = [*info.ops, "NON_MAX_SUPPRESSION_V5"]
     with pytest.raises(InputError, match="NON_MAX_SUPPRESSION_V5"):
         check_micro_compatible(info)
+
+
+@pytest.mark.parametrize(
+    "op, method",
+    [
+        ("CONV_2D", "AddConv2D"),
+        ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"),
+        ("ADD_N", "AddAddN"),
+        ("BATCH_TO_SPACE_ND", "AddBatchToSpaceNd"),
+        ("L2_POOL_2D", "AddL2Pool2D"),
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM"),
+        ("RELU6", "AddRelu6"),
+        ("FULLY_CONNECTED", "AddFullyConnected"),
+        ("BATCH_MATMUL", "AddBatchMatMul"),
+        ("CUMSUM", "AddCumSum"),
+        ("PADV2", "AddPadV2"),
+    ],
+)
+def test_resolver_method_names_follow_tflms_rule(op, method):
+    assert resolver_method(op) == method == TFLM_RESOLVER_METHODS[op]
+
+
+def test_tflms_rule_itself():
+    """TFLM's generator (ParseString) spells these two otherwise than its own header: hence the exceptions."""
+    assert tflm_rule_method("CUMSUM") == "AddCumsum" and tflm_rule_method("PADV2") == "AddPadv2"
+    assert tflm_rule_method("TFLite_Detection_PostProcess") == "AddDetectionPostprocess"
+
+
+def _pinned_header() -> Path:
+    folder = os.environ.get("TFLM_DIR")
+    if not folder:
+        pytest.skip("TFLM_DIR is not set: point it at a tflite-micro checkout (the commit of firmware/tflm.env)")
+    header = Path(folder) / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+    assert header.is_file(), f"TFLM_DIR={folder!r} has no {header}"
+    return header
+
+
+@pytest.mark.tflm_source
+def test_every_resolver_method_is_in_the_tflm_header():
+    """Every generated method exists in micro_mutable_op_resolver.h and registers the op it is generated from."""
+    text = _pinned_header().read_text()
+    bodies = dict(re.findall(r"TfLiteStatus (Add\w+)\((.*?)\n  \}", text, re.S))
+    missing = [method for method in TFLM_RESOLVER_METHODS.values() if method not in bodies]
+    assert not missing, f"not in {_pinned_header()}: {missing}"
+    wrong = [op for op, method in TFLM_RESOLVER_METHODS.items() if f"BuiltinOperator_{op}," not in bodies[method]]
+    assert not wrong, f"methods that register another op: {wrong}"
 
 
 def test_measure_arena_reports_probes(int8_bytes):
@@ -115,7 +177,7 @@ def test_float_io_int8_model_exports_float_test_vectors(tiny_teacher, digits, tm
 
 
 def test_float_literals_are_valid_cpp_and_round_trip():
-    from edgedistill.micro import _float_literal
+    from edgedistill.micro.sources import _float_literal
 
     values = np.array([0.0, 1.0, -2.0, 0.5, 1e-5, 123456.789, 3.4e38], dtype=np.float32)
     literals = [_float_literal(v) for v in values]

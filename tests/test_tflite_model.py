@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgedistill.errors import InputError
-from edgedistill.tflite_model import LiteRTModel, TFLMModel, read_model_info
+from edgedistill.tflite_model import LiteRTModel, read_model_info, tensor_type_names
+from edgedistill.tflm import TFLMModel
 
 from conftest import invoke
 
@@ -18,6 +19,18 @@ def test_info_reads_ops_from_the_flatbuffer(int8_bytes):
     assert "DELEGATE" not in info.ops
     assert info.inputs[0].dtype == "int8" and info.inputs[0].shape == [1, 8, 8, 1]
     assert info.inputs[0].quantization["scale"] > 0
+
+
+def test_tensor_types_come_from_the_schema():
+    names = tensor_type_names()
+    assert (names[0], names[1], names[9], names[13], names[17]) == ("float32", "float16", "int8", "resource", "int4")
+    assert len(names) >= 18 and all(name == name.lower() for name in names.values())
+
+
+def test_old_import_path_of_tflm_model_still_works():
+    from edgedistill import tflite_model
+
+    assert tflite_model.TFLMModel is TFLMModel
 
 
 def test_float_model_is_not_int8(float_bytes):

@@ -25,6 +25,7 @@ from edgedistill.config import (
     StudentConfig,
     TeacherConfig,
     TrainingConfig,
+    TrustConfig,
     VerifyConfig,
 )
 
@@ -82,19 +83,20 @@ def teacher(config_file: str | None, output: str, **options) -> None:
 @config_file_option
 @config_options([DataConfig])
 @config_options([TeacherConfig], only=("teacher", "calibrate_teacher"), required=("teacher",))
-@config_options([StudentConfig, DistillConfig, TrainingConfig])
+@config_options([StudentConfig, DistillConfig, TrainingConfig, TrustConfig])
 @output_option
 def distill(config_file: str | None, output: str, **options) -> None:
     """Distill a float student from a teacher (any loss and scheme) and save it (.keras)."""
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
+    from edgedistill.models import trust_model_code
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
     stages.check_names(config)
     data, _ = stages.load_data(config.data)
-    teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
-    with strategy_scope(config.training.strategy):
+    with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
+        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
         student, _, _ = stages.build_student(config.student, data)
         result, _ = stages.distill_student(config.distill, config.training, teacher_result, student, data, seed=config.data.seed)
     save_model_atomic(result.student, output)
@@ -112,19 +114,20 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @config_options([DistillConfig], only=("distillation_loss", "temperature", "final_temperature", "student_loss_weight"))
 @config_options([QatConfig], aliases={"qat_epochs": ("--epochs",), "qat_learning_rate": ("--learning-rate",)})
 @config_options([TrainingConfig], exclude=("learning_rate",))
+@config_options([TrustConfig])
 @output_option
 def quantize(config_file: str | None, output: str, **options) -> None:
     """Quantization-aware distillation (tfmot QAT) of a float student; saves the fake-quant model."""
     from edgedistill import stages
     from edgedistill.distill import SchemeResult
     from edgedistill.fileio import save_model_atomic
-    from edgedistill.models import load_model_file
+    from edgedistill.models import load_model_file, trust_model_code
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
     data, _ = stages.load_data(config.data)
-    teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
-    with strategy_scope(config.training.strategy):
+    with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
+        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
         float_student = SchemeResult(student=load_model_file(config.student.student), history={}, report={})
         qat, _ = stages.quantize_student(
             config.qat, config.distill, config.training, teacher_result, float_student, data, seed=config.data.seed
@@ -141,15 +144,17 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @click.option("--quantization", default="int8", show_default=True, type=click.Choice(["int8", "float32"]))
 @config_options([ConvertConfig])
 @config_options([DataConfig], only=("data",), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
+@config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
     """Convert a Keras model (float or QAT) to a .tflite file."""
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset
     from edgedistill.fileio import write_bytes_atomic
-    from edgedistill.models import load_model_file
+    from edgedistill.models import load_model_file, trust_model_code
 
     config = RunConfig.from_options(options)
-    keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
+    with trust_model_code(config.trust.trust_model_code):
+        keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
     representative = load_dataset(config.data.data).x_train if quantization == "int8" else None
     content = convert_keras_model(
         keras_model, quantization=quantization, io_type=config.convert.io_type, representative_data=representative,
@@ -163,21 +168,22 @@ def convert(model, output, quantization, **options) -> None:
 @click.argument("model", type=click.Path())
 @config_options([DataConfig], only=("data",))
 @click.option("--reference", type=click.Path(), help="Keras model (e.g. the QAT student) the int8 accuracy is compared with.")
-@config_options([VerifyConfig])
+@config_options([VerifyConfig, TrustConfig])
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many test samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify(model, reference, max_samples, as_json, **options) -> None:
     """Accuracy of an int8 .tflite on LiteRT and on the TFLM interpreter (and a Keras reference)."""
     from edgedistill import stages
     from edgedistill.micro import arena_with_margin, measure_arena
-    from edgedistill.models import load_model_file
+    from edgedistill.models import load_model_file, trust_model_code
     from edgedistill.tflite_model import read_model_bytes
     from edgedistill.verify import raise_if_failed
 
     config = RunConfig.from_options(options)
     content = read_model_bytes(model)
     data, _ = stages.load_data(config.data)
-    keras_models = {"reference": load_model_file(reference)} if reference else {}
+    with trust_model_code(config.trust.trust_model_code):
+        keras_models = {"reference": load_model_file(reference)} if reference else {}
     arena, _ = arena_with_margin(measure_arena(content)["arena_bytes"])
     result, _ = stages.verify_student(
         config.verify, data, keras_models=keras_models, int8=content, arena_bytes=arena, reference="reference",

@@ -1,9 +1,24 @@
-"""Knowledge distillation on tf_keras: losses, the Distiller, and the distill stage."""
+"""Knowledge distillation on tf_keras: losses, the Distiller, schemes, pruning and QAT with the teacher.
+
+Everything a distillation stage calls takes the same :class:`TrainingArguments` and returns a
+:class:`SchemeResult`::
+
+    from edgedistill.distill import LogitsDistillation, TrainingArguments, quantize_distill, run_scheme
+
+    training = TrainingArguments(distillation_losses=[LogitsDistillation(4.0)], student_loss_weight=0.5)
+    result = run_scheme("standard", teacher, student, data, options="", training=training)
+    qat = quantize_distill(teacher, result.student, result.quantization_data or data, training=training)
+
+Importing this package does not import TensorFlow: the names that need it (the Distiller,
+the schemes, pruning, QAT) load on first use.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+from typing import Any
 
+from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.losses import (
     LOSSES,
     AttentionTransfer,
@@ -15,79 +30,43 @@ from edgedistill.distill.losses import (
     register_loss,
 )
 
-
-def distill(
-    teacher,
-    student,
-    data,
-    *,
-    distillation_losses=None,
-    distillation_loss_weights=None,
-    student_loss_weight: float = 0.5,
-    config=None,
-    teacher_outputs: dict | None = None,
-    stage: str = "distill",
-    log_dir: str | Path | None = None,
-    preserve_sparsity: bool = False,
-):
-    """Train ``student`` against a frozen ``teacher`` on ``data``; return ``(student, history)``.
-
-    ``teacher_outputs`` may hold the teacher's cached logits per split
-    (``{"train": ..., "val": ...}``); they are computed here when absent, once.
-    ``preserve_sparsity`` keeps a pruned student's zero weights at zero (QAT after pruning).
-    """
-    from edgedistill.distill.distiller import Distiller, teacher_targets
-    from edgedistill.training import TrainConfig, fit, set_seed
-    from edgedistill._keras import keras
-
-    config = config or TrainConfig()
-    set_seed(config.seed)
-    distiller = Distiller(
-        teacher,
-        student,
-        distillation_losses=distillation_losses,
-        distillation_loss_weights=distillation_loss_weights,
-        student_loss_weight=student_loss_weight,
-        preserve_sparsity=preserve_sparsity,
-    )
-    distiller.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    cached = teacher_outputs or {}
-    train_targets = teacher_targets(teacher, data.x_train, data.y_train, teacher_outputs=cached.get("train"))
-    val_targets = teacher_targets(teacher, data.x_val, data.y_val, teacher_outputs=cached.get("val"))
-    history = fit(
-        distiller,
-        data.x_train,
-        train_targets,
-        validation_data=(data.x_val, val_targets),
-        config=config,
-        stage=stage,
-        log_dir=log_dir,
-    )
-    return distiller.student, history
+# Public names whose modules import TensorFlow: name -> module, imported on first access.
+_LAZY = {
+    "Distiller": "edgedistill.distill.distiller",
+    "distill": "edgedistill.distill.distiller",
+    "teacher_targets": "edgedistill.distill.distiller",
+    "quantize_distill": "edgedistill.distill.qat",
+    "prune_distill": "edgedistill.distill.pruning",
+    "quantize_distill_pruned": "edgedistill.distill.pruning",
+    "SCHEMES": "edgedistill.distill.schemes",
+    "Scheme": "edgedistill.distill.schemes",
+    "run_scheme": "edgedistill.distill.schemes",
+    "parse_scheme_options": "edgedistill.distill.schemes",
+    "register_scheme": "edgedistill.distill.schemes",
+    "calibrate_logits": "edgedistill.distill.calibration",
+}
 
 
-def __getattr__(name: str):
-    # The Distiller subclasses tf_keras.Model, so importing it imports TensorFlow: do it on demand.
-    if name in ("Distiller", "teacher_targets"):
-        from edgedistill.distill import distiller
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return getattr(distiller, name)
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
-    "Distiller",
+    "TrainingArguments",
+    "SchemeResult",
     "DistillationLoss",
     "LogitsDistillation",
     "FeatureDistillation",
     "AttentionTransfer",
     "RelationalDistillation",
     "LOSSES",
-    "distill",
     "get_loss",
     "register_loss",
-    "teacher_targets",
+    *_LAZY,
 ]

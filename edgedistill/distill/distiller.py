@@ -56,6 +56,42 @@ def feature_extractor(model, layer_names: Sequence[str], *, role: str):
     return keras.Model(model.inputs, [model.outputs[0], *outputs], name=f"{model.name}_features")
 
 
+def _check_arguments(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight):
+    """The Distiller's losses (resolved with :func:`get_loss`) and their weights, after checking the arguments."""
+    if distillation_losses is None:
+        distillation_losses = [LogitsDistillation()]
+    if isinstance(distillation_losses, (DistillationLoss, str, dict)):
+        distillation_losses = [distillation_losses]
+    losses = [get_loss(loss) for loss in distillation_losses]
+    if distillation_loss_weights is None:
+        distillation_loss_weights = [1.0] * len(losses)
+    if len(distillation_loss_weights) != len(losses):
+        raise InputError(
+            f"`distillation_loss_weights` has {len(distillation_loss_weights)} entries for {len(losses)} losses; "
+            "give one weight per distillation loss."
+        )
+    if isinstance(student_loss_weight, bool) or not 0.0 <= float(student_loss_weight) <= 1.0:
+        raise InputError(f"`student_loss_weight` must be in [0, 1]. Received: student_loss_weight={student_loss_weight}.")
+    teacher_classes, student_classes = model_output_classes(teacher), model_output_classes(student)
+    if teacher_classes is not None and student_classes is not None and teacher_classes != student_classes:
+        raise InputError(
+            f"The teacher outputs {teacher_classes} classes and the student {student_classes}; "
+            "they must match. Build the student with the teacher's number of classes."
+        )
+    return losses, [float(w) for w in distillation_loss_weights]
+
+
+def _sparsity_masks(student) -> list:
+    """``(kernel, its non-zero mask)`` for each partly-zero kernel (rank >= 2) of ``student``."""
+    masks = []
+    for variable in student.trainable_variables:
+        if len(variable.shape) >= 2:
+            mask = (variable.numpy() != 0).astype(np.float32)
+            if mask.mean() < 1.0:
+                masks.append((variable, tf.constant(mask)))
+    return masks
+
+
 def default_student_loss():
     """The student loss when none is given: the presets output logits."""
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -112,26 +148,7 @@ class Distiller(keras.Model):
         **kwargs,
     ) -> None:
         super().__init__(name=name, **kwargs)
-        if distillation_losses is None:
-            distillation_losses = [LogitsDistillation()]
-        if isinstance(distillation_losses, (DistillationLoss, str, dict)):
-            distillation_losses = [distillation_losses]
-        losses = [get_loss(loss) for loss in distillation_losses]
-        if distillation_loss_weights is None:
-            distillation_loss_weights = [1.0] * len(losses)
-        if len(distillation_loss_weights) != len(losses):
-            raise InputError(
-                f"`distillation_loss_weights` has {len(distillation_loss_weights)} entries for {len(losses)} losses; "
-                "give one weight per distillation loss."
-            )
-        if isinstance(student_loss_weight, bool) or not 0.0 <= float(student_loss_weight) <= 1.0:
-            raise InputError(f"`student_loss_weight` must be in [0, 1]. Received: student_loss_weight={student_loss_weight}.")
-        teacher_classes, student_classes = model_output_classes(teacher), model_output_classes(student)
-        if teacher_classes is not None and student_classes is not None and teacher_classes != student_classes:
-            raise InputError(
-                f"The teacher outputs {teacher_classes} classes and the student {student_classes}; "
-                "they must match. Build the student with the teacher's number of classes."
-            )
+        losses, weights = _check_arguments(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight)
         self.student = student
         # A teacher that is not a tf_keras Model (Keras 3, SavedModel) is kept out of
         # Keras' tracking: it is only ever used through its cached outputs.
@@ -142,7 +159,7 @@ class Distiller(keras.Model):
             self._external_teacher = [teacher]
             self.teacher = None
         self.distillation_losses = losses
-        self.distillation_loss_weights = [float(w) for w in distillation_loss_weights]
+        self.distillation_loss_weights = weights
         self.student_loss_weight = float(student_loss_weight)
         # Until compile(loss=...) says otherwise (keras_loss: reduction "none", the mean is taken
         # in _compute_losses, as tf.distribute strategies require inside a custom train_step).
@@ -156,13 +173,7 @@ class Distiller(keras.Model):
         self._build_feature_extraction(teacher, student)
         # preserve_sparsity: a pruned student's zeros stay zero (e.g. during QAT after pruning):
         # each kernel is multiplied by its initial non-zero mask after every step.
-        self._sparsity_masks = []
-        if preserve_sparsity:
-            for variable in student.trainable_variables:
-                if len(variable.shape) >= 2:
-                    mask = (variable.numpy() != 0).astype(np.float32)
-                    if mask.mean() < 1.0:
-                        self._sparsity_masks.append((variable, tf.constant(mask)))
+        self._sparsity_masks = _sparsity_masks(student) if preserve_sparsity else []
 
     def _build_feature_extraction(self, teacher, student) -> None:
         """Sub-models returning the matched layers' outputs, and each loss's adapter."""

@@ -8,92 +8,25 @@ pointers and ``size_t`` fields that are 8 bytes on the host and 4 on the target.
 buffers themselves (the head) are the same on both.
 
 :func:`host_allocation_breakdown` reads the host interpreter's own accounting
-(``print_allocations``); :func:`estimate_target_arena` corrects its tail for 32-bit
+(``print_allocations``, through :mod:`edgedistill.tflm`); :func:`estimate_target_arena` corrects its tail for 32-bit
 pointers; :func:`arena_truth` puts the host figure, the estimate and the figure the firmware
 printed on the target (``arena_used_bytes()``) side by side, with the estimate's error.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedistill.firmware.export import MicroExport
-
-ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
-
-
-def arena_with_margin(arena_bytes: int, *, margin_fraction: float = 0.10, margin_min_bytes: int = 1024) -> tuple[int, int]:
-    """``kTensorArenaSize`` = measured + max(10 %, 1 KiB), rounded up to 16 bytes; returns (size, margin).
-
-    One rule for both measurements: the host export (``edgedistill micro``) and the arena
-    measured on the target by ``edgedistill firmware build``.
-    """
-    margin = max(math.ceil(arena_bytes * margin_fraction), margin_min_bytes)
-    size = -(-(arena_bytes + margin) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
-    return size, size - arena_bytes
-
-
-_SCRIPT = r"""
-import os, sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-model = open(sys.argv[1], "rb").read()
-interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(sys.argv[2]))
-detail = interpreter.get_input_details(0)
-interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), 0)
-interpreter.invoke()
-sys.stdout.flush()
-interpreter.print_allocations()
-"""
-
-_TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_CATEGORY = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
-
-
-@dataclass
-class AllocationBreakdown:
-    """TFLM's RecordingMicroAllocator accounting of one model on one build."""
-
-    total_bytes: int
-    head_bytes: int
-    tail_bytes: int
-    # category -> (used bytes, requested bytes, number of allocations)
-    categories: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total_bytes": self.total_bytes,
-            "head_bytes": self.head_bytes,
-            "tail_bytes": self.tail_bytes,
-            "categories": {
-                name: {"used_bytes": u, "requested_bytes": r, "count": c} for name, (u, r, c) in self.categories.items()
-            },
-        }
-
-
-def parse_allocations(text: str) -> AllocationBreakdown:
-    """Parse RecordingMicroAllocator::PrintAllocations() output (host or firmware)."""
-    totals = {kind: int(value) for kind, value in _TOTAL.findall(text)}
-    if not {"total", "head", "tail"} <= set(totals):
-        raise ValueError(f"No RecordingMicroAllocator totals in: {text.strip()[:200]!r}")
-    categories = {name: (int(used), int(requested), int(count)) for name, used, requested, count in _CATEGORY.findall(text)}
-    return AllocationBreakdown(totals["total"], totals["head"], totals["tail"], categories)
+from edgedistill.micro import ARENA_ALIGNMENT, MicroExport, arena_with_margin
+from edgedistill.tflm import AllocationBreakdown, allocation_breakdown, parse_allocations
 
 
 def host_allocation_breakdown(model_path: Path, *, arena_size: int, python: str = sys.executable) -> AllocationBreakdown:
     """The host (64-bit) TFLM interpreter's allocation accounting for ``model_path`` (in a subprocess)."""
-    completed = subprocess.run(
-        [python, "-c", _SCRIPT, str(model_path), str(arena_size)], capture_output=True, text=True, timeout=300
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"The host TFLM interpreter failed on {model_path}: {completed.stderr.strip()[-300:]}")
-    return parse_allocations(completed.stdout + completed.stderr)
+    return allocation_breakdown(Path(model_path).read_bytes(), arena_bytes=arena_size, python=python, source=str(model_path))
 
 
 # The data models (ABIs) that matter here. arm-none-eabi GCC uses short enums (AAPCS
@@ -189,13 +122,13 @@ def arena_truth(
 
     ``compiled_arena_bytes``: the arena the firmware reserved (default: the export's ``kTensorArenaSize``).
     """
-    compiled = export.arena_bytes if compiled_arena_bytes is None else int(compiled_arena_bytes)
+    compiled = export.tensor_arena_size if compiled_arena_bytes is None else int(compiled_arena_bytes)
     truth: dict[str, Any] = {
         "arena_used_bytes_target": arena_used_bytes,
         "target_pointer_bytes": pointer_bytes,
         "arena_bytes_host": export.arena_bytes_host,
         "kTensorArenaSize": compiled,
-        "export_kTensorArenaSize": export.arena_bytes,
+        "export_kTensorArenaSize": export.tensor_arena_size,
     }
     if arena_used_bytes is not None:
         truth["headroom_bytes"] = compiled - arena_used_bytes
@@ -204,7 +137,7 @@ def arena_truth(
         truth["estimate_error"] = f"model file {model} not found"
         return truth
     try:
-        host = host_allocation_breakdown(model, arena_size=max(export.arena_bytes, export.arena_bytes_host) * 2)
+        host = host_allocation_breakdown(model, arena_size=max(export.tensor_arena_size, export.arena_bytes_host) * 2)
     except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as error:
         truth["estimate_error"] = str(error)[:300]
         return truth

@@ -14,7 +14,7 @@ def arena_with_margin(arena_bytes: int, *, margin_fraction: float = 0.10, margin
     """``kTensorArenaSize`` = measured + max(10 %, 1 KiB), rounded up to 16 bytes; returns (size, margin).
 
     One rule for both measurements: the host export (``edgedistill micro``) and the arena
-    measured on the target by ``edgedistill firmware build``.
+    measured on the target by the ``firmware build`` command.
     """
     margin = max(math.ceil(arena_bytes * margin_fraction), margin_min_bytes)
     size = -(-(arena_bytes + margin) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT

@@ -48,7 +48,9 @@ def render_model_data(data: bytes, *, header: str) -> tuple[str, str]:
 
 
 def render_op_resolver(ops: list[str], methods: list[str], *, header: str) -> str:
-    calls = "\n".join(f"  if (resolver.{method}() != kTfLiteOk) return kTfLiteError;  // {op}" for op, method in zip(ops, methods))
+    calls = "\n".join(
+        f"  if (resolver.{method}() != kTfLiteOk) return kTfLiteError;  // {op}" for op, method in zip(ops, methods)
+    )
     return header + (
         "#ifndef EDGEDISTILL_MODEL_OP_RESOLVER_H_\n#define EDGEDISTILL_MODEL_OP_RESOLVER_H_\n\n"
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
@@ -60,14 +62,16 @@ def render_op_resolver(ops: list[str], methods: list[str], *, header: str) -> st
     )
 
 
-def render_settings(*, arena_size: int, arena_host: int, margin: int, input_size: int, output_size: int, num_classes: int, header: str) -> str:
+def render_settings(
+    *, arena_size: int, arena_host: int, margin: int, input_size: int, output_size: int, num_classes: int, header: str
+) -> str:
     return header + (
         "#ifndef EDGEDISTILL_MODEL_SETTINGS_H_\n#define EDGEDISTILL_MODEL_SETTINGS_H_\n\n"
         f"// Smallest arena the TFLM interpreter accepted on the 64-bit host: {arena_host} bytes;\n"
         f"// plus a margin of {margin} bytes (max(10 %, 1 KiB), rounded up to 16), measured with TFLM's\n"
         "// reference kernels. A 32-bit target needs less with the same kernels (smaller pointers);\n"
         "// optimized kernels (CMSIS-NN, above all on the Cortex-M55) may need more for their scratch\n"
-        "// buffers. `edgedistill firmware build` measures the arena on the target and compiles that in.\n"
+        "// buffers. The `firmware build` command measures the arena on the target and compiles that in.\n"
         f"constexpr int kTensorArenaSize = {arena_size};\n"
         f"constexpr int kTensorArenaHostBytes = {arena_host};\n"
         f"constexpr int kInputSize = {input_size};\n"
@@ -77,7 +81,9 @@ def render_settings(*, arena_size: int, arena_host: int, margin: int, input_size
     )
 
 
-def render_test_data(inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str) -> tuple[str, str]:
+def render_test_data(
+    inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str
+) -> tuple[str, str]:
     num = len(inputs)
     h = header + (
         "#ifndef EDGEDISTILL_TEST_DATA_H_\n#define EDGEDISTILL_TEST_DATA_H_\n\n#include <cstdint>\n\n"

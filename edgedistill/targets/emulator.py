@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from edgedistill.targets.base import (
 
 DEFAULT_ROOTFS = "/var/cache/edgedistill/rootfs-arm64-bookworm"
 MARKER = ".edgedistill-rootfs.json"
-TFLM_RUNNER_PATH = Path(__file__).resolve().parent.parent / "_tflm_runner.py"
+# The one TFLM runner (edgedistill/tflm.py), run by path: `tflm.py bench --model ...`.
+TFLM_RUNNER_PATH = Path(__file__).resolve().parent.parent / "tflm.py"
 QEMU = "qemu-aarch64-static"
 
 
@@ -193,7 +193,7 @@ class TflmTarget(Target):
         measurement = self.new_measurement(model, config)
         started = time.monotonic()
         arena = self.options.tflm_arena_bytes or 0
-        command = [self.options.python or sys.executable, str(TFLM_RUNNER_PATH), "--model", str(model),
+        command = [self.options.python or sys.executable, str(TFLM_RUNNER_PATH), "bench", "--model", str(model),
                    "--num-runs", str(config.num_runs), "--warmup-runs", str(config.warmup_runs),
                    "--min-secs", repr(float(config.min_secs)), "--arena-bytes", str(arena),
                    "--seed", str(config.seed)]
@@ -206,14 +206,10 @@ class TflmTarget(Target):
                                  f"({output.init.get('arena_size_bytes', arena)} bytes) is probably too small. "
                                  "Pass a larger one with --arena-bytes.")
             return measurement
+        # The result event carries arena_total_bytes / _head_ / _tail_ (TFLM's allocation report): into extra.
         measurement = finish_from_runner(measurement, output, exit_code, stderr, timed_out, where="tflm",
                                          started=started, timeout_s=config.timeout_s)
         measurement.num_threads = 1  # TFLM is single-threaded
-        report = "\n".join(output.other_lines) + "\n" + stderr  # MicroPrintf writes to stderr
-        for key in ("total", "head", "tail"):
-            match = re.search(rf"Arena allocation {key} (\d+) bytes", report)
-            if match:
-                measurement.extra[f"arena_{key}_bytes"] = int(match.group(1))
         if measurement.ok and "arena_total_bytes" not in measurement.extra:
             measurement.extra["arena_total_bytes"] = None
         measurement.extra["note"] = "emulated: TFLM on the host CPU, not microcontroller time; no per-op time " \

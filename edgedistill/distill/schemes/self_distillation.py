@@ -69,8 +69,9 @@ def _born_again(student, data, *, generations: int, build_student, training: Tra
     build_student = build_student or (lambda: keras.models.clone_model(student))
     # Generation 0 learns from the labels alone, with the training's student loss.
     set_seed(training.config.seed)
-    compile_classifier(student, training.config.learning_rate)
-    if training.student_loss is not None:
+    if training.student_loss is None:
+        compile_classifier(student, training.config.learning_rate)
+    else:
         compile_learner(student, training)
     history = fit(
         student, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),

@@ -1,0 +1,362 @@
+"""A micro export folder: written by :func:`export_micro`, read back by :func:`load_micro_export`.
+
+``export_micro(tflite_bytes, output_dir, ...)`` writes, into ``output_dir``:
+
+- ``model_data.h`` / ``model_data.cc``: the flatbuffer as a 16-byte aligned C array;
+- ``model_op_resolver.h``: ``MicroMutableOpResolver<N>`` with exactly the model's ops;
+- ``model_settings.h``: ``kTensorArenaSize`` (smallest arena the real TFLM interpreter
+  accepts, found by bisection, plus a stated margin), input/output sizes;
+- ``test_data.h`` / ``test_data.cc``: a few real test samples and the int8 outputs the host
+  TFLM interpreter gives for them, so firmware can check itself;
+- ``micro_export.json``: everything above as data (written last: its presence marks a complete export).
+
+Every problem (not an int8 model, an op TFLM lacks) is reported before anything is written.
+Both functions return the one :class:`MicroExport`; the firmware commands consume it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.errors import InputError
+from edgedistill.fileio import write_json_atomic, write_text_atomic
+from edgedistill.micro.arena import arena_with_margin, measure_arena
+from edgedistill.micro.resolver import check_micro_compatible
+from edgedistill.micro.sources import (
+    C_TYPES,
+    HEADER_TEMPLATE,
+    render_model_data,
+    render_op_resolver,
+    render_settings,
+    render_test_data,
+)
+from edgedistill.tflite_model import quantize_input, read_model_info, runtime_versions
+from edgedistill.tflm import TFLMModel
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+MICRO_DIR = "micro"
+REQUIRED_FILES: tuple[str, ...] = (
+    "model_data.h",
+    "model_data.cc",
+    "model_op_resolver.h",
+    "model_settings.h",
+    "test_data.h",
+    "test_data.cc",
+    "micro_export.json",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroExport:
+    """A micro export folder as data.
+
+    Its arena figures: ``arena_bytes_host`` is the smallest arena the TFLM interpreter accepted
+    on the 64-bit host (measured); ``arena_margin_bytes`` the margin added to it;
+    ``tensor_arena_size`` is ``kTensorArenaSize``, what the firmware reserves (host + margin,
+    rounded up to 16). ``metadata`` is ``micro_export.json``.
+    """
+
+    output_dir: Path
+    ops: list[str]
+    resolver_methods: list[str]
+    arena_bytes_host: int
+    arena_margin_bytes: int
+    tensor_arena_size: int
+    num_test_samples: int
+    files: list[str]
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_metadata(cls, output_dir: str | Path, metadata: dict[str, Any]) -> MicroExport:
+        tensor_arena_size = int(metadata["kTensorArenaSize"])
+        arena_bytes_host = int(metadata["arena_bytes_host"])
+        return cls(
+            output_dir=Path(output_dir),
+            ops=list(metadata.get("ops", [])),
+            resolver_methods=list(metadata.get("resolver_methods", [])),
+            arena_bytes_host=arena_bytes_host,
+            arena_margin_bytes=int(metadata.get("arena_margin_bytes", tensor_arena_size - arena_bytes_host)),
+            tensor_arena_size=tensor_arena_size,
+            num_test_samples=int(metadata["num_test_samples"]),
+            files=list(REQUIRED_FILES),
+            metadata=metadata,
+        )
+
+    @property
+    def micro_dir(self) -> Path:
+        """The export folder (``output_dir``)."""
+        return self.output_dir
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder the export belongs to (``runs/<id>`` for ``runs/<id>/micro``)."""
+        return self.output_dir.parent
+
+    @property
+    def arena_bytes(self) -> int:
+        """Deprecated name of :attr:`tensor_arena_size` (``kTensorArenaSize``)."""
+        return self.tensor_arena_size
+
+    @property
+    def arena_probes(self) -> int | None:
+        return self.metadata.get("arena_probes")
+
+    @property
+    def model_size_bytes(self) -> int:
+        return int(self.metadata["model_size_bytes"])
+
+    @property
+    def model_path(self) -> Path:
+        """The .tflite the export was made from (next to the export, or in the run folder)."""
+        name = str(self.metadata.get("model_file", ""))
+        beside = self.output_dir / name
+        return beside if beside.is_file() else self.run_dir / name
+
+    @property
+    def output_dtype(self) -> str:
+        return str(self.metadata.get("output_dtype", "int8"))
+
+    def expected_outputs(self) -> list[list[float]]:
+        """The host TFLM outputs of the test samples, read from ``test_data.cc`` (not from the firmware)."""
+        return parse_c_array_rows(self.output_dir / "test_data.cc", "g_test_expected_outputs")
+
+    def test_labels(self) -> list[int]:
+        rows = parse_c_array_rows(self.output_dir / "test_data.cc", "g_test_labels", nested=False)
+        return [int(v) for v in rows[0]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``micro`` section of ``report.json``."""
+        return {
+            "output_dir": str(self.output_dir),
+            "ops": self.ops,
+            "resolver_methods": self.resolver_methods,
+            "arena_bytes_host": self.arena_bytes_host,
+            "arena_margin_bytes": self.arena_margin_bytes,
+            "kTensorArenaSize": self.tensor_arena_size,
+            "num_test_samples": self.num_test_samples,
+            "files": self.files,
+            "arena_probes": self.arena_probes,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Reading an export
+
+
+def find_micro_dir(run_dir: str | Path) -> Path:
+    """``run_dir/micro`` (or ``run_dir`` itself if it is the export folder)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "micro_export.json").exists():
+        return run_dir
+    return run_dir / MICRO_DIR
+
+
+def _read_metadata(micro_dir: Path) -> dict[str, Any]:
+    path = micro_dir / "micro_export.json"
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{str(path)!r} is not valid JSON ({error}). Re-run `edgedistill micro` to write it again.") from None
+    version = metadata.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise InputError(
+            f"micro_export.json has schema_version={version!r}; expected one of {SUPPORTED_SCHEMA_VERSIONS}. "
+            "Re-export with this edgedistill version (`edgedistill micro`)."
+        )
+    for key in ("kTensorArenaSize", "arena_bytes_host", "model_size_bytes", "num_test_samples"):
+        if not isinstance(metadata.get(key), int) or metadata[key] < 0:
+            raise InputError(
+                f"micro_export.json: {key!r} must be a non-negative integer. Received: {metadata.get(key)!r}. "
+                "Re-run `edgedistill micro`."
+            )
+    return metadata
+
+
+def load_micro_export(folder_or_run_dir: str | Path) -> MicroExport:
+    """Validate and load a micro export: the export folder itself or a run folder holding ``micro/``;
+    :class:`InputError` if it is not usable."""
+    run_dir = Path(folder_or_run_dir)
+    if not run_dir.is_dir():
+        raise InputError(
+            f"Run folder {str(run_dir)!r} does not exist. Expected a folder written by `edgedistill run` "
+            "(runs/<id>). Pass an existing run folder."
+        )
+    micro_dir = find_micro_dir(run_dir)
+    missing = [name for name in REQUIRED_FILES if not (micro_dir / name).is_file()]
+    if missing:
+        raise InputError(
+            f"Run folder {str(run_dir)!r} has no complete micro export: missing {', '.join(missing)} in "
+            f"{str(micro_dir)!r}. Expected the files of `edgedistill micro`. "
+            f"Fix: run `edgedistill micro {run_dir}` (or `edgedistill run`) first."
+        )
+    return MicroExport.from_metadata(micro_dir, _read_metadata(micro_dir))
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?f?|0x[0-9a-fA-F]+")
+
+
+def _c_number(token: str) -> float:
+    token = token.rstrip("f")
+    if token.lower().startswith("0x"):
+        return int(token, 16)
+    value = float(token)
+    return int(value) if value.is_integer() and "." not in token and "e" not in token.lower() else value
+
+
+def parse_c_array_rows(path: Path, name: str, *, nested: bool = True) -> list[list[float]]:
+    """The rows of the C array ``name`` in ``path``: ``{{1,2},{3,4}}`` -> ``[[1,2],[3,4]]``."""
+    text = Path(path).read_text()
+    match = re.search(rf"\b{re.escape(name)}\b[^=;]*=\s*\{{", text)
+    if not match:
+        raise InputError(f"{str(path)!r} does not define {name}. Re-run `edgedistill micro`.")
+    depth, start = 1, match.end()
+    index = start
+    while depth and index < len(text):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        index += 1
+    body = text[start : index - 1]
+    rows_text = re.findall(r"\{([^{}]*)\}", body) if nested else [body]
+    return [[_c_number(t) for t in _NUMBER.findall(row)] for row in rows_text]
+
+
+# ---------------------------------------------------------------------------------------
+# Writing an export
+
+
+def _quantization(detail: dict[str, Any]) -> dict[str, Any] | None:
+    parameters = detail["quantization_parameters"]
+    if len(parameters["scales"]) == 0:
+        return None
+    return {"scale": float(parameters["scales"][0]), "zero_point": int(parameters["zero_points"][0])}
+
+
+def _test_vectors(model: TFLMModel, test_inputs, test_labels, num_test_samples: int):
+    """(raw inputs, expected raw outputs, labels): real samples, or seeded random ones labelled -1."""
+    if test_inputs is None:
+        rng = np.random.default_rng(0)
+        test_inputs = rng.random((num_test_samples, *model.input["shape"][1:]), dtype=np.float32)
+        test_labels = np.full(num_test_samples, -1)
+    test_inputs = np.asarray(test_inputs[:num_test_samples], dtype=np.float32)
+    labels = np.asarray(test_labels[:num_test_samples] if test_labels is not None else np.full(len(test_inputs), -1))
+    return quantize_input(test_inputs, model.input), model.raw_outputs(test_inputs), labels
+
+
+def _sources(
+    tflite_bytes: bytes, ops: list[str], methods: list[str], model: TFLMModel, vectors, *, arena: dict[str, int], header: str
+) -> dict[str, str]:
+    """File name -> text of every C/C++ source of the export."""
+    raw_inputs, expected, labels = vectors
+    input_size = int(np.prod(model.input["shape"]))
+    output_size = int(np.prod(model.output["shape"]))
+    data_h, data_cc = render_model_data(tflite_bytes, header=header)
+    test_h, test_cc = render_test_data(
+        raw_inputs, expected, labels, header=header,
+        input_type=C_TYPES[np.dtype(model.input["dtype"]).name], output_type=C_TYPES[np.dtype(model.output["dtype"]).name],
+    )  # fmt: skip
+    settings = render_settings(
+        arena_size=arena["tensor_arena_size"], arena_host=arena["arena_bytes"], margin=arena["margin"],
+        input_size=input_size, output_size=output_size, num_classes=output_size, header=header,
+    )  # fmt: skip
+    return {
+        "model_data.h": data_h,
+        "model_data.cc": data_cc,
+        "model_op_resolver.h": render_op_resolver(ops, methods, header=header),
+        "model_settings.h": settings,
+        "test_data.h": test_h,
+        "test_data.cc": test_cc,
+    }
+
+
+def _manifest(
+    tflite_bytes: bytes,
+    ops,
+    methods,
+    model: TFLMModel,
+    *,
+    arena: dict[str, int],
+    margin_fraction: float,
+    model_name: str,
+    num_samples: int,
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_file": model_name,
+        "model_size_bytes": len(tflite_bytes),
+        "ops": ops,
+        "resolver_methods": methods,
+        "arena_bytes_host": arena["arena_bytes"],
+        "arena_probes": arena.get("num_probes"),
+        "arena_margin_bytes": arena["margin"],
+        "arena_margin_rule": f"max({margin_fraction:.0%} of the measured arena, 1024 bytes), rounded up to 16",
+        "kTensorArenaSize": arena["tensor_arena_size"],
+        "input_shape": [int(d) for d in model.input["shape"]],
+        "input_dtype": np.dtype(model.input["dtype"]).name,
+        "output_shape": [int(d) for d in model.output["shape"]],
+        "output_dtype": np.dtype(model.output["dtype"]).name,
+        "input_quantization": _quantization(model.input),
+        "output_quantization": _quantization(model.output),
+        "num_test_samples": num_samples,
+        "tflm_version": runtime_versions().get("tflite-micro"),
+    }
+
+
+def export_micro(
+    tflite_bytes: bytes,
+    output_dir: str | Path,
+    *,
+    test_inputs: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    num_test_samples: int = 5,
+    margin_fraction: float = 0.10,
+    model_name: str = "model.tflite",
+    arena: dict[str, int] | None = None,
+) -> MicroExport:
+    """Write the TFLite Micro sources for an int8 model into ``output_dir``.
+
+    Args:
+        tflite_bytes: an int8 ``.tflite`` flatbuffer.
+        test_inputs: float images (``[0, 1]``, NHWC) to embed as test vectors; their
+            expected outputs come from the real TFLM interpreter on the host.
+        arena: a result of :func:`edgedistill.micro.measure_arena`, when already measured.
+    """
+    from edgedistill._version import __version__
+
+    info = read_model_info(tflite_bytes, source=model_name)
+    methods = check_micro_compatible(info, source=model_name)  # before anything is written
+    arena = dict(arena or measure_arena(tflite_bytes, source=model_name))
+    arena["tensor_arena_size"], arena["margin"] = arena_with_margin(arena["arena_bytes"], margin_fraction=margin_fraction)
+    model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
+    vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples)
+    output_dir = Path(output_dir)
+    header = HEADER_TEMPLATE.format(version=__version__, model=model_name)
+    for name, text in _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header).items():
+        write_text_atomic(output_dir / name, text)
+    manifest = _manifest(
+        tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
+        model_name=model_name, num_samples=int(len(vectors[0])),
+    )  # fmt: skip
+    write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
+    logger.debug("micro export of %s written to %s", model_name, output_dir)
+    return MicroExport.from_metadata(output_dir, manifest)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MICRO_DIR",
+    "REQUIRED_FILES",
+    "MicroExport",
+    "export_micro",
+    "load_micro_export",
+    "find_micro_dir",
+    "parse_c_array_rows",
+]
