@@ -99,7 +99,16 @@ def cli(verbosity: int, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: TensorFlow's native start-up lines are filtered unless ``-vv``."""
+    import re
+    import sys
+
+    arguments = sys.argv[1:] if argv is None else argv
+    verbosity = sum(len(word) - 1 for word in arguments if re.fullmatch(r"-v+", word))
+    if verbosity < 2:
+        from edgedistill.logs import filter_native_stderr
+
+        filter_native_stderr()
     cli.main(args=argv, prog_name="edgedistill")
 
 

@@ -7,9 +7,12 @@ logging set-up, and importing edgedistill changes nothing process-wide).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
 import sys
+import threading
 import warnings
 
 # Loggers of libraries whose INFO/WARNING lines are noise in a command's output.
@@ -53,7 +56,51 @@ def configure_cli_output(*, verbosity: int = 0, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     # tf_keras warns that HDF5 is legacy on every QAT save; HDF5 is chosen on purpose (see pipeline).
     warnings.filterwarnings("ignore", message=r".*HDF5 file.*legacy.*")
+    # The converter's note on an int8 model whose input statistics come from calibration, as intended.
+    warnings.filterwarnings("ignore", message=r"Statistics for quantized inputs were expected")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-__all__ = ["configure_cli_output"]
+# Lines TensorFlow's native libraries write straight to file descriptor 2 before absl logging
+# is set up (so TF_CPP_MIN_LOG_LEVEL cannot hide them): oneDNN and CUDA notices on a CPU-only
+# machine, CPU-feature advice, converter statistics.
+NATIVE_NOISE = re.compile(
+    r"^(?:[IW]\d{4} \S+\s+\d+ \S+:\d+\]"  # absl/glog info and warning lines
+    r"|E\d{4} \S+\s+\d+ cuda\w*\.cc:\d+\] failed call to cuInit"  # "no GPU" reported as an error
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions:"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
+    r"|fully_quantize: \d+, inference_type: "  # the converter's calibration summary
+    r")"
+)
+
+
+def filter_native_stderr() -> None:
+    """Route file descriptor 2 through a filter that drops :data:`NATIVE_NOISE` lines.
+
+    Used by the console entry point only (never on import, never under a test runner): a
+    thread copies every other line to the real stderr; an exit handler drains it.
+    """
+    read_end, write_end = os.pipe()
+    real_stderr = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def copy() -> None:
+        with os.fdopen(read_end, "rb") as source:
+            for line in source:
+                if not NATIVE_NOISE.match(line.decode("utf-8", "replace")):
+                    os.write(real_stderr, line)
+
+    thread = threading.Thread(target=copy, name="edgedistill-stderr-filter", daemon=True)
+    thread.start()
+
+    def drain() -> None:
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)  # closes the pipe's last write end: the thread sees EOF
+        thread.join(timeout=5)
+
+    atexit.register(drain)
+
+
+__all__ = ["configure_cli_output", "filter_native_stderr", "NATIVE_NOISE"]

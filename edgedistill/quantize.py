@@ -21,24 +21,30 @@ logger = logging.getLogger(__name__)
 _FOLDED_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
-def _inbound_layers(layer) -> list:
-    """The layers feeding ``layer`` in its (single) functional node."""
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) != 1:
-        return []
-    inbound = nodes[0].inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+def _producers(model: keras.Model) -> dict[str, list[str]]:
+    """``layer name -> names of the layers feeding it`` in this model's graph.
+
+    Read from the model's config, as tfmot's transforms do: a layer object reused by another
+    model (e.g. after ``strip_pruning``) has inbound nodes in both, its config here only one.
+    """
+    if isinstance(model, keras.Sequential):
+        names = [layer.name for layer in model.layers]
+        return {name: [previous] for previous, name in zip(names, names[1:])}
+    producers = {}
+    for layer in model.get_config()["layers"]:
+        nodes = layer.get("inbound_nodes") or []
+        producers[layer["name"]] = [entry[0] for entry in nodes[0]] if len(nodes) == 1 else []
+    return producers
 
 
-def _folded_batch_norm(layer) -> bool:
+def _folded_batch_norm(layer, producers: dict[str, list[str]], model: keras.Model) -> bool:
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
-    inbound = _inbound_layers(layer)
-    return (
-        len(inbound) == 1
-        and type(inbound[0]).__name__ in _FOLDED_INTO
-        and inbound[0].get_config().get("activation") == "linear"
-    )
+    inbound = producers.get(layer.name, [])
+    if len(inbound) != 1:
+        return False
+    source = model.get_layer(inbound[0])
+    return type(source).__name__ in _FOLDED_INTO and source.get_config().get("activation") == "linear"
 
 
 def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
@@ -56,6 +62,7 @@ def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
 
     registry = quantization.default_8bit.Default8BitQuantizeRegistry()
     already_quantizable = (QuantizeAnnotate, quantization.QuantizeWrapper, keras.layers.InputLayer)
+    producers = _producers(model)
     unsupported = []
     for layer in model.layers:
         if isinstance(layer, already_quantizable):
@@ -64,7 +71,7 @@ def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
             unsupported.append((layer.name, f"{type(layer).__name__} (a model nested in the model)"))
         elif isinstance(layer, keras.layers.Lambda):
             logger.warning("tfmot leaves Lambda layer %r in float: the int8 model may keep float ops.", layer.name)
-        elif not (registry.supports(layer) or _folded_batch_norm(layer)):
+        elif not (registry.supports(layer) or _folded_batch_norm(layer, producers, model)):
             unsupported.append((layer.name, type(layer).__name__))
     return unsupported
 

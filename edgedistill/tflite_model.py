@@ -301,15 +301,6 @@ class LiteRTModel:
         return dequantize_output(self.raw_outputs(x), self.output)
 
 
-def __getattr__(name: str) -> Any:
-    # TFLMModel lives in edgedistill.tflm (the one TFLM runner); this old import path still works.
-    if name == "TFLMModel":
-        from edgedistill.tflm import TFLMModel
-
-        return TFLMModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "ModelInfo",
     "TensorInfo",

@@ -97,11 +97,9 @@ def test_estimate_with_no_categories_is_head_plus_scaled_tail():
 def test_firmware_uses_the_one_micro_export_and_tflm_runner():
     from edgedistill import micro, tflm
     from edgedistill.firmware import arena
-    from edgedistill.firmware import export as firmware_export
 
     assert arena.arena_with_margin is micro.arena_with_margin and arena.ARENA_ALIGNMENT == micro.ARENA_ALIGNMENT == 16
     assert arena.parse_allocations is tflm.parse_allocations and arena.AllocationBreakdown is tflm.AllocationBreakdown
-    assert firmware_export.MicroExport is micro.MicroExport
 
 
 def test_arena_truth_reads_the_micro_export(tmp_path):

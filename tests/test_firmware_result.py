@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from edgedistill.errors import StageError
-from edgedistill.firmware.export import load_micro_export, parse_c_array_rows
+from edgedistill.micro import load_micro_export, parse_c_array_rows
 from edgedistill.firmware.result import compare_outputs, parse_result_block
 from firmware_helpers import write_micro_export
 

@@ -1,4 +1,4 @@
-"""Budget-driven student selection and pruning through distillation, QAT and int8 export."""
+"""Budget-driven student selection (pruning is in test_pruning.py)."""
 
 from __future__ import annotations
 
@@ -53,28 +53,3 @@ def test_budget_no_preset_can_meet():
         select_student_width("resnet", (8, 8, 1), 10, Budget(max_flash_kb=10))
     with pytest.raises(InputError, match="max_arena_kb"):
         Budget(max_arena_kb=0)
-
-
-@pytest.mark.slow  # > 30 s on the shared 2-core machine
-def test_prune_distill_qat_int8_keeps_sparsity():
-    from edgedistill.convert import convert_keras_model
-    from edgedistill.data import load_dataset
-    from edgedistill.distill.pruning import model_sparsity, prune_distill, quantize_distill_pruned, tflite_weight_sparsity
-    from edgedistill.models import build_model
-    from edgedistill.training import TrainConfig, accuracy, train_classifier
-
-    data = load_dataset("digits")
-    config = TrainConfig(epochs=3, patience=0, verbose=0)
-    teacher = build_model("cnn", data.input_shape, 10, width=0.25, name="teacher")
-    train_classifier(teacher, data, config=config)
-    student = build_model("cnn", data.input_shape, 10, width=0.25, name="student")
-    pruned, history = prune_distill(teacher, student, data, sparsity=0.5, config=config)
-    assert history["sparsity"] == pytest.approx(0.5, abs=0.01)
-    assert not any(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers)  # stripped
-    qat, _ = quantize_distill_pruned(teacher, pruned, data, config=TrainConfig(epochs=1, patience=0, verbose=0))
-    assert model_sparsity(qat) == pytest.approx(0.5, abs=0.01)
-    content = convert_keras_model(qat, representative_data=data.x_train)
-    assert tflite_weight_sparsity(content) >= 0.49  # int8 rounding can only add zeros
-    assert accuracy(qat, data.x_val, data.y_val) > 30.0  # chance is 10
-    with pytest.raises(InputError, match="prune_sparsity"):
-        prune_distill(teacher, student, data, sparsity=1.5, config=config)

@@ -27,12 +27,6 @@ def test_tensor_types_come_from_the_schema():
     assert len(names) >= 18 and all(name == name.lower() for name in names.values())
 
 
-def test_old_import_path_of_tflm_model_still_works():
-    from edgedistill import tflite_model
-
-    assert tflite_model.TFLMModel is TFLMModel
-
-
 def test_float_model_is_not_int8(float_bytes):
     assert not read_model_info(float_bytes).is_int8
 

@@ -29,9 +29,9 @@ from typing import Any
 from edgedistill.errors import InputError, StageError
 from edgedistill.fileio import write_json_atomic
 from edgedistill.firmware import sizes as sizes_module
-from edgedistill.firmware.arena import ARENA_ALIGNMENT, arena_with_margin
+from edgedistill.micro import ARENA_ALIGNMENT, arena_with_margin
 from edgedistill.firmware.boards import Board, check_kernels, get_board
-from edgedistill.firmware.export import MicroExport, load_micro_export
+from edgedistill.micro import MicroExport, load_micro_export
 from edgedistill.firmware.qemu import qemu_command, run_command
 from edgedistill.firmware.result import parse_result_block
 from edgedistill.firmware.tflm import ensure_library, firmware_dir, resolve_tflm_dir
@@ -180,7 +180,7 @@ def measure_target_arena(
         if cached.get("key") == key:
             return {**cached, "cached": True}
 
-    probe_size = probe_arena_size(probe, export.arena_bytes)
+    probe_size = probe_arena_size(probe, export.tensor_arena_size)
     probe_dir = out / "arena_probe"
     probe_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -274,7 +274,7 @@ def build_firmware(
     if arena_bytes is not None:
         arena_info = {"source": "override", "kTensorArenaSize": int(arena_bytes)}
     elif arena == "export":
-        arena_info = {"source": "export", "kTensorArenaSize": export.arena_bytes}
+        arena_info = {"source": "export", "kTensorArenaSize": export.tensor_arena_size}
     else:
         measured = measure_target_arena(
             export, board_spec, kernels, checkout=checkout, out=out, jobs=jobs, timeout_seconds=probe_timeout_seconds
@@ -287,7 +287,7 @@ def build_firmware(
             **{key: value for key, value in measured.items() if key != "key"},
         }
         sizes_module.check_export_fits(export, board_spec, arena_bytes=size)
-    arena_info["export_kTensorArenaSize"] = export.arena_bytes
+    arena_info["export_kTensorArenaSize"] = export.tensor_arena_size
     arena_info["arena_bytes_host"] = export.arena_bytes_host
 
     defines = [

@@ -46,7 +46,7 @@ from edgedistill.fileio import append_jsonl, write_json_atomic
 from edgedistill.firmware import arena as arena_module
 from edgedistill.firmware.boards import Board, get_board
 from edgedistill.firmware.build import BuildResult, build_dir_for, build_firmware, load_build
-from edgedistill.firmware.export import load_micro_export
+from edgedistill.micro import load_micro_export
 from edgedistill.firmware.qemu import instructions_per_invoke, qemu_command, run_command
 from edgedistill.firmware.result import FirmwareResult, compare_outputs, parse_result_block
 from edgedistill.firmware.toolchain import qemu_binary

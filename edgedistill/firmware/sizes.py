@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgedistill.errors import InputError, StageError
 from edgedistill.firmware.boards import Board
-from edgedistill.firmware.export import MicroExport
+from edgedistill.micro import MicroExport
 
 
 def _kib(value: int) -> str:
@@ -27,7 +27,7 @@ def _kib(value: int) -> str:
 
 def check_export_fits(export: MicroExport, board: Board, *, arena_bytes: int | None = None) -> None:
     """:class:`InputError` if the model alone exceeds flash, or the arena and stack exceed RAM."""
-    arena = export.arena_bytes if arena_bytes is None else arena_bytes
+    arena = export.tensor_arena_size if arena_bytes is None else arena_bytes
     if board.flash_bytes is not None and export.model_size_bytes > board.flash_bytes:
         raise InputError(
             f"The model ({_kib(export.model_size_bytes)}) does not fit the flash of {board.name} "

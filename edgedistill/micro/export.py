@@ -103,11 +103,6 @@ class MicroExport:
         return self.output_dir.parent
 
     @property
-    def arena_bytes(self) -> int:
-        """Deprecated name of :attr:`tensor_arena_size` (``kTensorArenaSize``)."""
-        return self.tensor_arena_size
-
-    @property
     def arena_probes(self) -> int | None:
         return self.metadata.get("arena_probes")
 
