@@ -28,10 +28,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def one_seed(dataset_name: str, seed: int, args) -> dict:
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset
-    from edgedistill.distill import LogitsDistillation, distill
+    from edgedistill.distill import LogitsDistillation, TrainingArguments, distill, quantize_distill
     from edgedistill.micro import arena_with_margin, measure_arena
     from edgedistill.models import build_model, predict_logits
-    from edgedistill.quantize import quantize_distill
     from edgedistill.training import TrainConfig, accuracy, train_classifier
     from edgedistill.verify import verify_models
 
@@ -47,7 +46,9 @@ def one_seed(dataset_name: str, seed: int, args) -> dict:
     loss = LogitsDistillation(args.temperature)
     student, _ = distill(teacher, student, data, distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=config, teacher_outputs=outputs)
     qat_config = TrainConfig(epochs=args.qat_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate / 5, patience=args.patience, seed=seed, verbose=0)
-    qat, _ = quantize_distill(teacher, student, data, config=qat_config, teacher_outputs=outputs, distillation_losses=[loss], student_loss_weight=args.student_loss_weight)
+    qat = quantize_distill(teacher, student, data, training=TrainingArguments(
+        distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=qat_config, teacher_outputs=outputs,
+    )).student
     int8 = convert_keras_model(qat, quantization="int8", representative_data=data.x_train)
     arena, _ = arena_with_margin(measure_arena(int8)["arena_bytes"])
     parity = verify_models(

@@ -43,6 +43,7 @@ def methods(args):
     from edgedistill.distill import distill
     from edgedistill.distill.calibration import calibrate_logits
     from edgedistill.distill.losses import AttentionTransfer, FeatureDistillation, LogitsDistillation, RelationalDistillation
+    from edgedistill.distill import TrainingArguments
     from edgedistill.distill.schemes import (
         data_free_distill,
         distill_multi_teacher,
@@ -55,6 +56,15 @@ def methods(args):
     from edgedistill.training import train_classifier
 
     T, alpha = args.temperature, args.alpha
+
+    def pair(result):
+        """A SchemeResult as this table's (student, history with the scheme's report figures)."""
+        return result.student, {**result.history, **result.report}
+
+    def training(config, loss=None, weight=None):
+        return TrainingArguments(
+            distillation_losses=[loss or LogitsDistillation(T)], student_loss_weight=alpha if weight is None else weight, config=config
+        )
 
     def logits(teacher, teachers, student, data, config):
         return distill(
@@ -113,59 +123,32 @@ def methods(args):
         )
 
     def multi(teacher, teachers, student, data, config):
-        return distill_multi_teacher(
-            teachers, student, data, distillation_losses=[LogitsDistillation(T)], student_loss_weight=alpha, config=config
-        )
+        return pair(distill_multi_teacher(teachers, student, data, training=training(config)))
 
     def self_ema(teacher, teachers, student, data, config):
-        return self_distill(
-            None,
-            student,
-            data,
-            mode="ema",
-            ema_decay=0.99,
-            distillation_losses=[LogitsDistillation(T)],
-            student_loss_weight=alpha,
-            config=config,
-        )
+        return pair(self_distill(student, data, mode="ema", ema_decay=0.99, training=training(config)))
 
     def mutual(teacher, teachers, student, data, config):
-        return mutual_distill(None, student, data, config=config)
+        return pair(mutual_distill(student, data, training=training(config)))
 
     def assistant(teacher, teachers, student, data, config):
         helper = build_model("cnn", data.input_shape, data.num_classes, width=args.assistant_width, name="assistant")
-        return teacher_assistant_distill(
-            teacher,
-            student,
-            data,
-            assistants=[helper],
-            distillation_losses=[LogitsDistillation(T)],
-            student_loss_weight=alpha,
-            config=config,
-        )
+        return pair(teacher_assistant_distill(teacher, student, data, assistants=[helper], training=training(config)))
 
     def patient(teacher, teachers, student, data, config):
-        return patient_distill(
-            teacher,
-            student,
-            data,
-            mixup_alpha=1.0,
-            translation=0.1,
-            distillation_losses=[LogitsDistillation(1.0)],
-            student_loss_weight=0.0,
-            config=config,
+        return pair(
+            patient_distill(
+                teacher, student, data, mixup_alpha=1.0, translation=0.1,
+                training=training(config, LogitsDistillation(1.0), 0.0),
+            )  # fmt: skip
         )
 
     def data_free(teacher, teachers, student, data, config):
-        return data_free_distill(
-            teacher,
-            student,
-            data,
-            num_samples=args.data_free_samples,
-            steps=args.data_free_steps,
-            distillation_losses=[LogitsDistillation(T)],
-            student_loss_weight=0.0,
-            config=config,
+        return pair(
+            data_free_distill(
+                teacher, student, data, num_samples=args.data_free_samples, steps=args.data_free_steps,
+                training=training(config, weight=0.0),
+            )  # fmt: skip
         )
 
     def scratch(teacher, teachers, student, data, config):

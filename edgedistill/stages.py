@@ -197,12 +197,11 @@ def training_arguments(config: DistillConfig, training: TrainingConfig, teacher:
 def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *,
                     seed: int = 0, log_dir: Path | None = None):
     """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
-    from edgedistill.distill import SchemeResult, prune_distill, run_scheme
+    from edgedistill.distill import prune_distill, run_scheme
 
     arguments = training_arguments(config, training, teacher, epochs=config.epochs, seed=seed, log_dir=log_dir)
     if config.prune_sparsity:
-        student, history = prune_distill(teacher.model, student, data, sparsity=config.prune_sparsity, training=arguments)
-        result = SchemeResult(student=student, history=history, report={"sparsity": history["sparsity"]})
+        result = prune_distill(teacher.model, student, data, sparsity=config.prune_sparsity, training=arguments)
     else:
         result = run_scheme(config.scheme, teacher.model, student, data, options=config.scheme_options, training=arguments)
     history = result.history
@@ -233,15 +232,9 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
         learning_rate=config.qat_learning_rate, log_dir=log_dir,
     )
     arguments = dataclasses.replace(arguments, teacher_outputs=outputs)
-    report: Report = {"data": quantization_data.name}
-    if distill_config.prune_sparsity:
-        from edgedistill.distill.pruning import model_sparsity
-
-        qat_student, history = quantize_distill_pruned(teacher.model, distilled.student, quantization_data, training=arguments)
-        report["sparsity"] = model_sparsity(qat_student)
-    else:
-        qat_student, history = quantize_distill(teacher.model, distilled.student, quantization_data, training=arguments)
-    return qat_student, {"epochs": len(history.get("loss", [])), **report}
+    quantize = quantize_distill_pruned if distill_config.prune_sparsity else quantize_distill  # a pruned student keeps its zeros
+    result = quantize(teacher.model, distilled.student, quantization_data, training=arguments)
+    return result.student, {"epochs": len(result.history.get("loss", [])), "data": quantization_data.name, **result.report}
 
 
 # ---------------------------------------------------------------------------------------

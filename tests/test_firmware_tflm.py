@@ -32,7 +32,7 @@ def test_student_runs_in_qemu_and_matches_host_tflm(pipeline_run, board):
     _, run_dir, _ = pipeline_run
     result = CliRunner().invoke(cli, ["firmware", "run", str(run_dir), "--board", board, "--json"])
     assert result.exit_code == 0, result.output
-    run = json.loads(result.output[result.output.index("{") :])
+    run = json.loads(result.stdout)
     assert run["status"] == "pass"
     assert all(sample["match"] and sample["max_abs_diff"] == 0 for sample in run["samples"])
     export = json.loads((run_dir / "micro" / "micro_export.json").read_text())

@@ -15,11 +15,14 @@ Pure NumPy/SciPy: usable on cached logits without TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
 
 from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

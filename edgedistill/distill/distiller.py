@@ -119,7 +119,9 @@ class Distiller(keras.Model):
     As in Keras, :meth:`compile` takes the student (hard-label) loss ``L_student`` as ``loss``
     (anything ``keras.losses.get`` accepts) and the user's ``metrics`` (computed on the
     student's outputs against the labels). Without ``loss`` it is
-    ``SparseCategoricalCrossentropy(from_logits=True)``: the presets output logits.
+    ``SparseCategoricalCrossentropy(from_logits=True)``: the presets output logits. A loss
+    given by name has its Keras meaning: ``"sparse_categorical_crossentropy"`` expects
+    probabilities (``from_logits=False``), so pass a Loss instance for logits.
 
     The teacher is frozen. When the targets given to :meth:`fit` already hold the
     teacher's outputs (``{"labels": y, "teacher_outputs": t}``, see
@@ -131,7 +133,7 @@ class Distiller(keras.Model):
 
         distiller = Distiller(teacher, student, distillation_losses=LogitsDistillation(temperature=4.0),
                               student_loss_weight=0.5)
-        distiller.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        distiller.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         distiller.fit(x, teacher_targets(teacher, x, y), epochs=10)
         student = distiller.student
     """

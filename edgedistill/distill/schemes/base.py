@@ -187,7 +187,10 @@ def run_scheme(
     parsed = scheme.parse(options)
     training = training or TrainingArguments()
     logger.info("distill: scheme %s with %s", name, parsed)
-    return scheme.run(teacher, student, data, parsed, training)
+    result = scheme.run(teacher, student, data, parsed, training)
+    best = max(result.history.get("val_accuracy", [float("nan")]))
+    logger.info("distill: scheme %s done, best validation accuracy %.2f %%", name, best * 100.0)
+    return result
 
 
 def compile_learner(model, training: TrainingArguments):

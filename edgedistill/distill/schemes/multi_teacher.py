@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -12,6 +13,8 @@ from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.schemes.base import option, register_scheme
 from edgedistill.errors import InputError
 from edgedistill.models import model_output_classes, predict_logits
+
+logger = logging.getLogger(__name__)
 
 
 def check_same_classes(models: Sequence, *, role: str = "teacher") -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Sequence
 
 from edgedistill._keras import keras, tf
@@ -12,6 +13,8 @@ from edgedistill.distill.losses import LogitsDistillation, keras_loss
 from edgedistill.distill.schemes.base import compile_learner, option, register_scheme
 from edgedistill.distill.schemes.multi_teacher import check_same_classes
 from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 class MutualLearner(keras.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from edgedistill._keras import keras, tf
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
@@ -10,6 +11,8 @@ from edgedistill.distill.distiller import Distiller, teacher_targets
 from edgedistill.distill.losses import LogitsDistillation
 from edgedistill.distill.schemes.base import compile_learner, option, register_scheme
 from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 def _beta(alpha: float, shape):

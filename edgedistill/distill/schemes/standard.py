@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.schemes.base import register_scheme
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
