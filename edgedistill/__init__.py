@@ -34,6 +34,9 @@ _EXPORTS: dict[str, str] = {
     "distill": "edgedistill.distill",
     "quantize_distill": "edgedistill.distill",
     "run_scheme": "edgedistill.distill",
+    "SCHEMES": "edgedistill.distill",
+    "TrainingArguments": "edgedistill.distill",
+    "SchemeResult": "edgedistill.distill",
     # quantization, conversion, deployment
     "quantize_model": "edgedistill.quantize",
     "convert_keras_model": "edgedistill.convert",

@@ -11,7 +11,6 @@ import pytest
 from edgedistill.errors import InputError
 from edgedistill.micro import (
     TFLM_RESOLVER_METHODS,
-    MicroExport,
     arena_with_margin,
     c_array_lines,
     check_micro_compatible,

@@ -315,7 +315,9 @@ def solve_placement(
     status = solver.Solve(model)
     seconds = time.monotonic() - started
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        logger.info("CP-SAT found no placement in %.1f s (%s): TFLM's greedy placement is kept", seconds, solver.StatusName(status))
+        logger.info(
+            "CP-SAT found no placement in %.1f s (%s): TFLM's greedy placement is kept", seconds, solver.StatusName(status)
+        )
         return _Placement(greedy, greedy_head, "fallback", bound, seconds)
     offsets = [int(solver.Value(start)) * unit for start in starts]
     solved_bound = max(bound, int(np.ceil(solver.BestObjectiveBound() - 1e-9)) * unit)
@@ -708,3 +710,162 @@ def apply_plan(tflite_bytes: bytes, plan: MemoryPlan, *, source: str = "model") 
     if written is None or written["count"] != plan.num_tensors or tuple(written["offsets"]) != plan.offsets:
         raise StageError(f"memory plan: the plan read back from the written {source} differs from the plan; not written")
     return planned
+
+
+# ---------------------------------------------------------------------------------------
+# Verification on the TFLM interpreter
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanVerification:
+    """The planned model against the original on the host TFLM interpreter (same allocator as the firmware)."""
+
+    greedy_arena_bytes: int  # smallest arena of the original model (bisection)
+    planned_arena_bytes: int  # smallest arena of the planned model
+    greedy_tflm_head_bytes: int  # the head TFLM's allocator reported for each
+    planned_tflm_head_bytes: int
+    outputs_identical: bool
+    num_samples: int
+
+    @property
+    def passed(self) -> bool:
+        """Identical outputs and an arena no larger than TFLM's own plan gives."""
+        return self.outputs_identical and self.planned_arena_bytes <= self.greedy_arena_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def default_test_inputs(tflite_bytes: bytes, *, num_samples: int = 4, seed: int = 0) -> np.ndarray:
+    """Random raw inputs in the input tensor's dtype and range (one row per sample), when no test vectors are given."""
+    from edgedistill.tflite_model import read_model_info
+
+    detail = read_model_info(tflite_bytes).inputs[0]
+    shape = (num_samples, *[max(int(d), 1) for d in detail.shape[1:]])
+    dtype = np.dtype(detail.dtype)
+    rng = np.random.default_rng(seed)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _check_single_io(tflite_bytes: bytes, source: str) -> None:
+    from edgedistill.tflite_model import read_model_info
+
+    info = read_model_info(tflite_bytes, source=source)
+    if len(info.inputs) != 1 or len(info.outputs) != 1:
+        raise InputError(
+            f"{source} has {len(info.inputs)} inputs and {len(info.outputs)} outputs; verifying a memory plan runs "
+            "TFLM on input 0 and compares output 0 only, so it needs one of each. Use --memory-plan greedy."
+        )
+
+
+def verify_plan(
+    original: bytes, planned: bytes, test_inputs: np.ndarray | None = None, *, source: str = "model"
+) -> PlanVerification:
+    """Measure both models' smallest arena with TFLM (bisection, in subprocesses) and compare their
+    outputs on ``test_inputs`` (raw, in the input dtype; random ones when None) bit for bit.
+
+    A model TFLM refuses raises ``StageError`` with TFLM's own message (from :mod:`edgedistill.tflm`).
+    """
+    from edgedistill.tflm import allocation_breakdown, smallest_arena, tflm_outputs
+
+    _check_single_io(original, source)
+    inputs = default_test_inputs(original) if test_inputs is None else np.asarray(test_inputs)
+    logger.info("verifying the memory plan of %s on TFLM (%d samples) ...", source, len(inputs))
+    greedy_arena = smallest_arena(original, source=f"{source} (greedy plan)").arena_bytes
+    planned_arena = smallest_arena(planned, source=f"{source} (offline plan)").arena_bytes
+    greedy_outputs = tflm_outputs(original, inputs, arena_bytes=greedy_arena, source=source)
+    planned_outputs = tflm_outputs(planned, inputs, arena_bytes=planned_arena, source=f"{source} (offline plan)")
+    identical = greedy_outputs.dtype == planned_outputs.dtype and np.array_equal(greedy_outputs, planned_outputs)
+    verification = PlanVerification(
+        greedy_arena_bytes=greedy_arena,
+        planned_arena_bytes=planned_arena,
+        greedy_tflm_head_bytes=allocation_breakdown(original, arena_bytes=greedy_arena).head_bytes,
+        planned_tflm_head_bytes=allocation_breakdown(planned, arena_bytes=planned_arena).head_bytes,
+        outputs_identical=bool(identical),
+        num_samples=len(inputs),
+    )
+    logger.info(
+        "memory plan of %s on TFLM: arena %d -> %d bytes, outputs %s", source, greedy_arena, planned_arena,
+        "identical" if identical else "DIFFERENT",
+    )  # fmt: skip
+    return verification
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedModel:
+    """What :func:`plan_and_verify` decided: ``model_bytes`` is the planned model only when it verified
+    and needs a smaller arena; otherwise the original, unchanged (``used_plan`` False, ``reason`` says why)."""
+
+    model_bytes: bytes
+    used_plan: bool
+    reason: str
+    plan: MemoryPlan
+    verification: PlanVerification | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """For micro_export.json and the report: the plan's figures, the measured arenas, the decision."""
+        return {
+            "memory_plan": "offline" if self.used_plan else "greedy",
+            "reason": self.reason,
+            **self.plan.to_dict(),
+            "verification": self.verification.to_dict() if self.verification is not None else None,
+        }
+
+
+def plan_and_verify(
+    tflite_bytes: bytes,
+    test_inputs: np.ndarray | None = None,
+    *,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    reorder: bool = True,
+    replace_existing: bool = False,
+    num_workers: int = 2,
+    source: str = "model",
+) -> PlannedModel:
+    """Plan, write, verify: the planned model when TFLM runs it with identical outputs in a smaller
+    arena, else the original model. A plan that fails verification is never handed back."""
+    plan = plan_memory(
+        tflite_bytes, time_limit_s=time_limit_s, reorder=reorder, replace_existing=replace_existing,
+        num_workers=num_workers, source=source,
+    )  # fmt: skip
+    if plan.solver_status == "existing":
+        return PlannedModel(tflite_bytes, False, "the model carries its own offline plan; kept", plan, None)
+    planned = apply_plan(tflite_bytes, plan, source=source)
+    verification = verify_plan(tflite_bytes, planned, test_inputs, source=source)
+    if not verification.outputs_identical:
+        reason = "the planned model's TFLM outputs differ from the original's; plan discarded"
+        logger.warning("memory plan of %s: %s", source, reason)
+        return PlannedModel(tflite_bytes, False, reason, plan, verification)
+    if verification.planned_arena_bytes >= verification.greedy_arena_bytes:
+        reason = (f"the planned arena ({verification.planned_arena_bytes} bytes) is not smaller than TFLM's greedy "
+                  f"plan's ({verification.greedy_arena_bytes} bytes); the model is kept as it was")  # fmt: skip
+        return PlannedModel(tflite_bytes, False, reason, plan, verification)
+    saved = verification.greedy_arena_bytes - verification.planned_arena_bytes
+    return PlannedModel(planned, True, f"verified on TFLM: {saved} bytes less arena, outputs identical", plan, verification)
+
+
+__all__ = [
+    "ALIGNMENT",
+    "METADATA_NAME",
+    "MemoryPlan",
+    "PlanVerification",
+    "PlannedModel",
+    "TensorLifetime",
+    "apply_plan",
+    "best_operator_order",
+    "check_placement",
+    "default_test_inputs",
+    "greedy_offsets",
+    "head_bytes",
+    "lower_bound_bytes",
+    "plan_and_verify",
+    "plan_buffer_words",
+    "plan_memory",
+    "read_offline_plan",
+    "roundtrip_model",
+    "solve_placement",
+    "verify_plan",
+]

@@ -417,11 +417,10 @@ def require_model(model: str | os.PathLike) -> Path:
     path = Path(model)
     if not path.is_file():
         raise InputError(f"Model file not found: {str(path)!r}. Pass the path of a .tflite file.")
+    from edgedistill.tflite_model import check_flatbuffer
+
     with open(path, "rb") as handle:
-        header = handle.read(8)
-    if len(header) < 8 or header[4:8] != b"TFL3":
-        raise InputError(f"{str(path)!r} is not a TFLite flatbuffer (no 'TFL3' identifier). "
-                         "Pass a .tflite file, e.g. one written by `edgedistill convert`.")
+        check_flatbuffer(handle.read(), source=repr(str(path)))
     return path
 
 

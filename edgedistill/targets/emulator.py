@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,8 @@ from edgedistill.targets.base import (
     run_streaming,
     runner_arguments,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ROOTFS = "/var/cache/edgedistill/rootfs-arm64-bookworm"
 MARKER = ".edgedistill-rootfs.json"
@@ -54,8 +57,7 @@ def rootfs_ready(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def prepare_rootfs(path: str | os.PathLike = DEFAULT_ROOTFS, *, suite: str = "bookworm",
-                   mirror: str = "http://deb.debian.org/debian", packages: tuple[str, ...] = ("ai-edge-litert", "numpy"),
-                   log=print) -> Path:
+                   mirror: str = "http://deb.debian.org/debian", packages: tuple[str, ...] = ("ai-edge-litert", "numpy")) -> Path:
     """Build an arm64 Debian root with Python, numpy and LiteRT, once (about 11 minutes, ~450 MB).
 
     Needs root, ``debootstrap`` and ``qemu-user-static`` with binfmt enabled (the second stage runs
@@ -75,17 +77,17 @@ def prepare_rootfs(path: str | os.PathLike = DEFAULT_ROOTFS, *, suite: str = "bo
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    log(f"debootstrap {suite} arm64 into {partial} (first stage)")
+    logger.info(f"debootstrap {suite} arm64 into {partial} (first stage)")
     subprocess.run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
                     "--include=python3,python3-venv,python3-pip,ca-certificates", suite, str(partial), mirror],
                    check=True)
     shutil.copy(shutil.which(QEMU), partial / "usr/bin" / QEMU)
-    log("second stage under QEMU (about 8-10 minutes)")
+    logger.info("second stage under QEMU (about 8-10 minutes)")
     subprocess.run(["chroot", str(partial), "/debootstrap/debootstrap", "--second-stage"], check=True)
     # pip inside the root must trust what the host trusts (e.g. a proxy's CA), and resolve names.
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", partial / "etc/ssl/certs/ca-certificates.crt")
     shutil.copy("/etc/resolv.conf", partial / "etc/resolv.conf")
-    log(f"pip install {' '.join(packages)} (arm64 wheels)")
+    logger.info(f"pip install {' '.join(packages)} (arm64 wheels)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     subprocess.run(["chroot", str(partial), "/usr/bin/python3", "-m", "pip", "install", "--no-cache-dir",
                     "--break-system-packages", "--disable-pip-version-check", *packages], check=True, env=env)
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     prepare = sub.add_parser("prepare-rootfs", help="build the cached arm64 root for --target qemu-aarch64")
     prepare.add_argument("path", nargs="?", default=str(rootfs_path()))
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # this module's own command line
     if args.command == "prepare-rootfs":
         started = time.monotonic()
         path = prepare_rootfs(args.path)
