@@ -69,6 +69,8 @@ def run_benchmark(
                          "for random inputs.")
     model_path = require_model(model)
     target_object = target if isinstance(target, Target) else make_target(target, target_options)
+    if results_path is not None:
+        prepare_results_file(results_path)
     measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path,
                                       on_result=_Progress(total=1))[0]
     if raise_on_failure and not measurement.ok:
@@ -203,16 +205,23 @@ def run_grid(
         raise InputError("No target given. Pass --target local (or ssh://user@host, adb, qemu-aarch64, tflm).")
     if resume and results_path is None:
         raise InputError("--resume needs a results file: pass --results FILE.")
-    model_paths = [require_model(m) for m in models]
     options = target_options or TargetOptions()
     target_objects = [make_target(spec, options) for spec in targets]
+    model_paths, unreadable = _readable_models(models)
+    if results_path is not None:
+        prepare_results_file(results_path)
     done = read_done_keys(results_path) if resume else set()
     queues, skipped = _device_queues(model_paths, target_objects, config, done, on_skip)
-    total = sum(len(paths) for queue in queues for _, paths in queue)
+    total = sum(len(paths) for queue in queues for _, paths in queue) + len(unreadable) * len(target_objects)
     logger.info("Benchmarking %d pair(s) (%d model(s) x %d target(s), %d already measured)%s", total,
-                len(model_paths), len(target_objects), skipped, f"; results -> {results_path}" if results_path else "")
+                len(models), len(target_objects), skipped, f"; results -> {results_path}" if results_path else "")
     lock = threading.Lock()
     progress = _Progress(total, then=on_result)
+    results: list[Measurement] = []
+    # An unreadable model fails its pairs, recorded like any failure; the other models are measured.
+    for path, error in unreadable:
+        for target in target_objects:
+            results.append(_record(_failed(target, path, config, error, time.monotonic()), results_path, progress))
 
     def run_queue(queue: list[tuple[Target, list[Path]]]) -> list[Measurement]:
         out = []
@@ -221,7 +230,6 @@ def run_grid(
                                        lock=lock)
         return out
 
-    results: list[Measurement] = []
     if jobs == 1 or len(queues) <= 1:
         for queue in queues:
             results += run_queue(queue)
@@ -230,6 +238,39 @@ def run_grid(
             for measured in pool.map(run_queue, queues):
                 results += measured
     return results
+
+
+def _readable_models(models: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, InputError]]]:
+    """The models that are readable .tflite files, and the others with their error."""
+    readable, unreadable = [], []
+    for model in models:
+        try:
+            readable.append(require_model(model))
+        except InputError as error:
+            unreadable.append((Path(model), error))
+    return readable, unreadable
+
+
+def _record(measurement: Measurement, results_path: str | os.PathLike | None,
+            on_result: Callable[[Measurement], None]) -> Measurement:
+    from edgedistill.fileio import append_jsonl
+
+    if results_path is not None:
+        append_jsonl(results_path, measurement.to_dict())
+    on_result(measurement)
+    return measurement
+
+
+def prepare_results_file(results_path: str | os.PathLike) -> None:
+    """Before the first append: a results file that can be written, whose cut last line (if any) is set aside."""
+    from edgedistill.fileio import ensure_writable_dir
+    from edgedistill.results import set_aside_cut_line
+
+    path = Path(results_path)
+    if path.is_dir():
+        raise InputError(f"--results {str(path)!r} is a folder. Pass a file name, e.g. {str(path / 'bench.jsonl')!r}.")
+    ensure_writable_dir(path.parent, what="the folder of --results")
+    set_aside_cut_line(path)
 
 
 def _device_queues(
@@ -259,4 +300,4 @@ def _device_queues(
     return list(queues_by_device.values()), skipped
 
 
-__all__ = ["run_benchmark", "run_grid", "read_done_keys", "Pair", "BenchConfig", "Measurement", "TargetOptions"]
+__all__ = ["run_benchmark", "run_grid", "read_done_keys", "prepare_results_file", "Pair", "BenchConfig", "Measurement", "TargetOptions"]

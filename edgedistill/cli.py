@@ -3,7 +3,8 @@
 Commands are loaded lazily from the modules named in ``COMMANDS`` so that
 ``edgedistill --help`` never imports TensorFlow (importing it takes ~14 s). Each command
 parses options, calls one library function and formats its result. Errors derived from
-:class:`edgedistill.errors.EdgeDistillError` become one line on stderr and a non-zero exit;
+:class:`edgedistill.errors.EdgeDistillError` become one line on stderr and their exit code (2 bad
+input, 1 a stage failed, 3 a gate failed); Ctrl-C is ``Error: interrupted`` and exit code 130;
 anything else is a bug and keeps its traceback.
 """
 
@@ -32,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
     "flash": ("edgedistill.firmware.cli:flash", "Flash a built firmware image to a board."),
 }
+
+
+INTERRUPTED_EXIT_CODE = 130
 
 
 class UserFacingError(click.ClickException):
@@ -67,6 +71,9 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeDistillError as error:
             raise UserFacingError(str(error), error.exit_code) from None
+        except KeyboardInterrupt:
+            # Ctrl-C: 130 (128 + SIGINT) as shells expect, one line, no traceback.
+            raise UserFacingError("interrupted (Ctrl-C).", INTERRUPTED_EXIT_CODE) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]

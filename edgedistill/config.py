@@ -95,14 +95,60 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
-    data: str = option("digits", "Data set: digits (embedded default), fashion_mnist[:DIR], npz:PATH or images:DIR.")
+    data: str = option("digits", "Data set: digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR or audio:DIR.")
     validation_fraction: float = option(
         0.1, "Fraction of the training split held out for validation.", check=between(0, 1, closed=False), expected="in (0, 1)"
     )
     max_train_samples: int | None = option(
         None, "Use at most this many training samples (quick runs).", check=at_least(1), expected=">= 1 (or unset)"
     )
-    seed: int = option(0, "Random seed (data split, initialisation, shuffling).")
+    seed: int = option(0, "Random seed (data split, initialisation, shuffling).", check=between(0, 2**32 - 1), expected="in [0, 2**32 - 1]")
+    # audio:DIR (edgedistill.audio): files, split, the device front end (TFLM Signal ops), augmentation.
+    audio_label_pattern: str | None = option(
+        None, "audio:DIR: labels from file names, a pattern of {label} and other {fields}, one of them {speaker} or "
+        "{group} (e.g. {label}_{speaker}_{index}.wav). Unset: one sub-folder per class.",
+    )
+    audio_test_split: str = option(
+        "random", "audio:DIR: the test split: random (20 %), FIELD=V1,V2 (e.g. speaker=theo: held-out speakers) or "
+        "FIELD<N (e.g. index<5: FSDD's usual split). DIR/train and DIR/test sub-folders, when present, are the split.",
+    )
+    audio_sample_rate: int = option(16000, "Sample rate (Hz) of the audio front end and the model.", check=at_least(1000), expected=">= 1000")
+    audio_resample: str = option(
+        "down", "Audio files at another rate: down (resample higher rates, refuse lower), any (resample every rate) or off (refuse).",
+        choices=("down", "any", "off"),
+    )
+    audio_clip_ms: int = option(1000, "Audio window of the model (ms); shorter clips are zero-padded.", check=at_least(10), expected=">= 10")
+    audio_align: str = option(
+        "centre", "Where a shorter clip sits in the window, and what --audio-trim keeps of a longer one.", choices=("start", "centre")
+    )
+    audio_trim: bool = option(False, "Trim clips longer than --audio-clip-ms (by default a longer clip is an error).")
+    audio_window_ms: int = option(30, "Audio front end: frame length (ms).", check=at_least(1), expected=">= 1")
+    audio_stride_ms: int = option(20, "Audio front end: frame step (ms).", check=at_least(1), expected=">= 1")
+    audio_channels: int = option(40, "Audio front end: mel filter bank channels.", check=at_least(2), expected=">= 2")
+    audio_lower_hz: float = option(125.0, "Audio front end: lower edge of the filter bank (Hz).", check=at_least(0), expected=">= 0")
+    audio_upper_hz: float | None = option(
+        None, "Audio front end: upper edge of the filter bank (Hz); unset: min(7500, 15/16 of the Nyquist frequency).",
+        check=positive, expected="> 0 (or unset)",
+    )
+    audio_augment_copies: int = option(
+        0, "Augmented copies of each training clip (time shift, background noise, SpecAugment masks), added after the "
+        "validation split; the teacher is trained and queried on the same copies.", check=at_least(0), expected=">= 0",
+    )
+    audio_time_shift_ms: float = option(100.0, "Augmentation: largest random time shift (ms).", check=at_least(0), expected=">= 0")
+    audio_noise_dir: str | None = option(
+        None, "Augmentation: folder of background-noise WAVs (mono 16-bit); unset: generated white and pink noise."
+    )
+    audio_noise_probability: float = option(
+        0.8, "Augmentation: fraction of copies mixed with background noise.", check=between(0, 1), expected="in [0, 1]"
+    )
+    audio_min_snr_db: float = option(5.0, "Augmentation: lowest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30")
+    audio_max_snr_db: float = option(20.0, "Augmentation: highest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30")
+    audio_time_mask_frames: int = option(
+        0, "SpecAugment: widest time mask (frames) on augmented copies; 0: no time mask.", check=at_least(0), expected=">= 0"
+    )
+    audio_frequency_mask_channels: int = option(
+        0, "SpecAugment: widest frequency mask (channels) on augmented copies; 0: no frequency mask.", check=at_least(0), expected=">= 0"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,12 +252,20 @@ class MicroConfig(Section):
     num_test_vectors: int = option(
         5, "Test samples embedded in the micro export for on-device checks.", check=at_least(1), expected=">= 1"
     )
+    front_end: str | None = option(
+        None, "Audio front end (.tflite of TFLM Signal ops, front_end.tflite of an audio run) to export with the model; "
+        "an audio:DIR --data brings its own.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig(Section):
     max_int8_drop: float = option(
         1.0, "Fail when int8 accuracy is more than this many points below the QAT student.", check=between(0, 100), expected="in [0, 100]"
+    )
+    chance_gate: bool = option(
+        True, "Fail when the teacher, a student or the int8 model scores at most 5 points above chance on the test "
+        "split (chance: guessing the most frequent label). --no-chance-gate for plumbing runs on too little data.",
     )
 
 
@@ -239,7 +293,11 @@ class TrustConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class OutputConfig(Section):
     output_dir: str = option("runs", "Folder that holds run folders.")
-    run_name: str | None = option(None, "Name of the run folder (default: UTC timestamp).")
+    run_name: str | None = option(
+        None, "Name of the run folder (default: UTC timestamp).",
+        check=lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..") and not set(v) & set("/\\\0"),
+        expected="one folder name (no /, no .., not empty)",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,7 +396,81 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             values[key] = value
     check_known(values, source=str(path))
+    check_types(values, source=str(path))
     return values
+
+
+def _field_hints() -> dict[str, tuple[dataclasses.Field, Any]]:
+    import typing
+
+    found = {}
+    for section in RunConfig.sections().values():
+        hints = typing.get_type_hints(section)
+        found.update({field.name: (field, hints[field.name]) for field in dataclasses.fields(section)})
+    return found
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text value"}
+
+
+def _converts(value: Any, kind: type) -> bool:
+    """Whether a YAML value can stand for an option of type ``kind`` (the command line converts it)."""
+    if kind is bool:
+        return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"))
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        return False
+    if kind is str:
+        return isinstance(value, (str, int, float))
+    if kind is int and isinstance(value, float):
+        return False  # 2.5 epochs: refuse rather than round
+    try:
+        kind(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_types(values: Mapping[str, Any], *, source: str) -> None:
+    """Each value fits its option's type, choices and range; errors name ``source`` (the YAML file) and the key."""
+    import typing
+
+    for name, value in values.items():
+        field, hint = _field_hints()[name]
+        kinds = typing.get_args(hint) or (hint,)
+        kind = next(k for k in kinds if k is not type(None))
+        if value is None:
+            if type(None) in kinds:
+                continue
+            raise InputError(f"{source}: `{name}` has no value; expected {_TYPE_NAMES.get(kind, kind.__name__)}. "
+                             f"Give one (default: {field.default!r}) or remove the key.")
+        if not _converts(value, kind):
+            raise InputError(f"{source}: `{name}` must be {_TYPE_NAMES.get(kind, kind.__name__)}. Received: {value!r} "
+                             f"({type(value).__name__}). Fix the value in {source}.")
+        if kind in (int, float) and not isinstance(value, (int, float)):
+            value = kind(value)
+        try:
+            check_value(field, value)
+        except InputError as error:
+            raise InputError(f"{source}: {error} Fix the value in {source}.") from None
+
+
+def number_type(kind: type, check: Callable[[Any], bool], expected: str) -> Any:
+    """A click type for a number option that is not a config field: converts, then applies a check of
+    this module (``at_least(1)``, ``positive``...), so ``nan``, ``inf`` and out-of-range values stop at the option."""
+    import click
+
+    base = click.INT if kind is int else click.FLOAT
+
+    class CheckedNumber(click.ParamType):
+        name = base.name
+
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            number = base.convert(value, param, ctx)
+            if not check(number):
+                self.fail(f"`{param.name if param else 'value'}` must be {expected}. Received: {value!r}.", param, ctx)
+            return number
+
+    return CheckedNumber()
 
 
 def render_config(config: RunConfig) -> str:
@@ -374,6 +506,8 @@ __all__ = [
     "IO_TYPES",
     "option",
     "read_config_file",
+    "check_types",
+    "number_type",
     "render_config",
     "save_config",
 ]

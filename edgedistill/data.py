@@ -6,7 +6,8 @@ A data set is named by a string users type:
 - ``fashion_mnist`` or ``fashion_mnist:DIR``: the IDX files of the Debian package
   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``) or of a folder;
 - ``npz:PATH``: a NumPy archive with ``x_train, y_train, x_test, y_test``;
-- ``images:DIR``: one sub-folder per class (or ``DIR/train`` and ``DIR/test`` each so).
+- ``images:DIR``: one sub-folder per class (or ``DIR/train`` and ``DIR/test`` each so);
+- ``audio:DIR``: WAV clips -> log-mel features of the device's audio front end (:mod:`edgedistill.audio`).
 
 Every loader returns a :class:`Dataset` of float32 NHWC images in [0, 1] and int labels.
 The validation split is taken from train; the test split is only for the final evaluation.
@@ -19,7 +20,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     class_names: tuple[str, ...] = ()
+    audio: Any = None  # audio:DIR only: edgedistill.audio.AudioData (the front end, the raw test clips)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -210,6 +212,17 @@ def _load_images(argument: str | None) -> RawSplits:
     return x[train], y[train], x[test], y[test], class_names
 
 
+@LOADERS.register("audio")
+def _load_audio(argument: str | None, *, spec: str = "audio", **settings: Any) -> Dataset:
+    """``audio:DIR``: WAV clips -> features of the device front end (:mod:`edgedistill.audio`, imported when used)."""
+    from edgedistill.audio import load_audio_splits
+
+    splits = load_audio_splits(argument, **settings)
+    arrays = {name: getattr(splits, name) for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    names = splits.class_names
+    return Dataset(name=spec, **arrays, num_classes=len(names), class_names=names, audio=splits.audio)
+
+
 def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
     if x.ndim == 3:  # (N, H, W): one channel
         x = x[..., None]
@@ -246,6 +259,7 @@ def load_dataset(
     validation_fraction: float = 0.1,
     seed: int = 0,
     max_train_samples: int | None = None,
+    options: Any = None,
 ) -> Dataset:
     """Load a data set by name and split a validation set off its training split.
 
@@ -255,6 +269,7 @@ def load_dataset(
             (early stopping, calibration); the test split is never used for training.
         seed: seed of the validation split.
         max_train_samples: keep at most this many training images (quick runs).
+        options: the loader's options (the ``DataConfig``; ``audio:DIR`` reads its ``audio_*`` fields).
 
     Example::
 
@@ -267,6 +282,9 @@ def load_dataset(
         raise InputError(
             f"`validation_fraction` must be in (0, 1). Received: validation_fraction={validation_fraction}."
         )
+    if name == "audio":  # its own split rules (held-out speakers), augmentation after the validation split
+        return _load_audio(argument or None, validation_fraction=validation_fraction, seed=seed,
+                           max_train_samples=max_train_samples, options=options, spec=spec)  # fmt: skip
     x_train, y_train, x_test, y_test, class_names = loader(argument or None)
     x_train = _as_images(np.asarray(x_train), "x_train", spec)
     x_test = _as_images(np.asarray(x_test), "x_test", spec)

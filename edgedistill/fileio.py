@@ -74,6 +74,31 @@ def append_jsonl(path: str | os.PathLike, record: Any) -> None:
         os.fsync(handle.fileno())
 
 
+def ensure_writable_dir(path: str | os.PathLike, *, what: str = "the output folder") -> Path:
+    """Prove a file can be written in folder ``path`` (or, when it does not exist yet, in its nearest
+    existing parent, which is left as it is) before any long work: a read-only folder, a path under
+    /proc, or an existing *file* in its place is one :class:`InputError` naming the folder and the
+    reason, not a traceback after the work. Creates nothing."""
+    from edgedistill.errors import InputError
+
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".edgedistill-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = f"creating a file in {str(existing)!r} failed: {error.strerror or type(error).__name__}"
+        if isinstance(error, NotADirectoryError):
+            reason = f"{str(existing)!r} is a file, not a folder"
+        raise InputError(f"Cannot write to {what} {str(path)!r}: {reason}. Pass a folder you can write to.") from None
+    return path
+
+
 def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
     """``model.save(path)`` through a temporary folder beside it, then a rename: never a half-written model.
 
@@ -94,4 +119,4 @@ def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]
+__all__ = ["ensure_writable_dir", "save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]

@@ -6,7 +6,12 @@ BatchNormalization folded into the conv, ReLU, pooling). They output logits.
 
 - ``cnn``: a plain CNN, two conv blocks (32w, 64w channels) and a dense layer (256w);
 - ``dscnn``: a depthwise-separable CNN (MobileNet-style blocks) with global pooling;
-- ``mlp``: two dense layers (256w, 128w), for flat feature data.
+- ``mlp``: two dense layers (256w, 128w), for flat feature data;
+- ``resnet8``: the MLPerf Tiny image classification reference (ResNet-8, 16w/32w/64w);
+- ``mobilenet_v1``: MobileNetV1 with width = alpha (MLPerf Tiny visual wake words: width 0.25);
+- ``mobilenet_v2``: ``keras.applications.MobileNetV2`` (``weights=None``, alpha = width; inputs >= 32x32);
+- ``dscnn_kws``: the MLPerf Tiny keyword spotting DS-CNN (conv 10x4 stride 2, 64w, 4 DS blocks);
+- ``dscnn_kws_large``: Hello Edge's DS-CNN-L (276w, 5 DS blocks), a keyword spotting teacher.
 
 A teacher can also be a file: a tf_keras ``.h5`` / ``.keras`` / SavedModel folder, a Keras 3
 ``.keras`` file, or a plain TensorFlow SavedModel (used for its outputs only).
@@ -111,8 +116,166 @@ def build_mlp(input_shape, num_classes: int, *, width: float = 1.0, dropout: flo
     return keras.Model(inputs, outputs, name=name)
 
 
+def _conv_bn(keras, x, filters: int, kernel_size, name: str, strides=1):
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+
+
+def _depthwise_separable(keras, x, filters: int, name: str, strides=1):
+    """DW3x3-BN-ReLU then PW1x1-BN-ReLU (MobileNetV1's block, also DS-CNN's)."""
+    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_dw_relu")(x)
+    return _conv_bn_relu(keras, x, filters, 1, name=f"{name}_pw")
+
+
+def _pooled_head(keras, inputs, x, num_classes: int, dropout: float, name: str):
+    """Global average pool (``features``), optional dropout, dense ``logits``: the presets' common head."""
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_image_input(preset: str, input_shape) -> None:
+    if len(tuple(input_shape)) != 3:
+        raise InputError(
+            f"The {preset} preset needs height x width x channels inputs; received shape {tuple(input_shape)}. "
+            "Use the mlp preset for flat feature data."
+        )
+
+
+@PRESETS.register("resnet8")
+def build_resnet8(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "resnet8"):
+    """ResNet-8, the MLPerf Tiny image classification reference (tiny v0.5, CIFAR-10 32x32x3).
+
+    Stem conv3x3 (16w), then 3 residual stacks of (16w, 32w, 64w) channels: two conv3x3-BN
+    (the first with stride 2 in stacks 2 and 3) added to the shortcut (identity in stack 1, a
+    strided conv1x1 after), ReLU; global average pool, logits. As the reference, without its
+    L2 weight decay (training owns regularisation) and with bias-free convs before batch norm
+    (the same model once the batch norm is folded).
+    """
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    _check_image_input("resnet8", input_shape)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = _conv_bn_relu(keras, inputs, _channels(16, width), 3, name="stem")
+    for index, base in enumerate((16, 32, 64)):
+        stack, strides = f"stack{index + 1}", 1 if index == 0 else 2
+        filters = _channels(base, width)
+        y = _conv_bn_relu(keras, x, filters, 3, name=f"{stack}_a", strides=strides)
+        y = _conv_bn(keras, y, filters, 3, name=f"{stack}_b")
+        if index > 0:
+            x = keras.layers.Conv2D(filters, 1, strides=strides, padding="same", name=f"{stack}_shortcut")(x)
+        x = keras.layers.Add(name=f"{stack}_add")([x, y])
+        x = keras.layers.ReLU(name=f"{stack}_relu")(x)
+    return _pooled_head(keras, inputs, x, num_classes, dropout, name)
+
+
+# MobileNetV1's 13 depthwise-separable blocks: (pointwise channels at width 1, stride).
+MOBILENET_V1_BLOCKS = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+)  # fmt: skip
+
+
+@PRESETS.register("mobilenet_v1")
+def build_mobilenet_v1(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "mobilenet_v1"):
+    """MobileNetV1 (Howard et al. 2017) with width = alpha; the MLPerf Tiny visual wake words
+    reference is width 0.25 on 96x96x3 (2 classes).
+
+    Conv3x3 stride 2 (32w), 13 depthwise-separable blocks (64w ... 1024w, strides as the paper),
+    global average pool, logits. Without the reference's L2 weight decay.
+    """
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    _check_image_input("mobilenet_v1", input_shape)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = _conv_bn_relu(keras, inputs, _channels(32, width), 3, name="stem", strides=2)
+    for index, (base, strides) in enumerate(MOBILENET_V1_BLOCKS):
+        x = _depthwise_separable(keras, x, _channels(base, width), name=f"block{index + 1}", strides=strides)
+    return _pooled_head(keras, inputs, x, num_classes, dropout, name)
+
+
+def _build_kws_dscnn(inputs, *, filters: int, stem_strides, num_blocks: int, block_strides, keras):
+    x = _conv_bn_relu(keras, inputs, filters, (10, 4), name="stem", strides=stem_strides)
+    for index in range(num_blocks):
+        x = _depthwise_separable(keras, x, filters, name=f"block{index + 1}", strides=block_strides if index == 0 else 1)
+    return x
+
+
+@PRESETS.register("dscnn_kws")
+def build_dscnn_kws(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "dscnn_kws"):
+    """DS-CNN, the MLPerf Tiny keyword spotting reference (Zhang et al. 2017, "Hello Edge", DS-CNN-S;
+    49 frames x 10 MFCC x 1 inputs, 12 classes).
+
+    Conv 10x4 stride 2 (64w), 4 depthwise-separable blocks (DW3x3 + PW1x1, 64w), global average
+    pool, logits. Without the reference's dropouts (0.2, 0.4; ``dropout`` sets the one before
+    the logits) and L2 weight decay. Not the ``dscnn`` preset (the default image student).
+    """
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    _check_image_input("dscnn_kws", input_shape)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = _build_kws_dscnn(inputs, filters=_channels(64, width), stem_strides=2, num_blocks=4, block_strides=1, keras=keras)
+    return _pooled_head(keras, inputs, x, num_classes, dropout, name)
+
+
+@PRESETS.register("dscnn_kws_large")
+def build_dscnn_kws_large(
+    input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "dscnn_kws_large"
+):
+    """DS-CNN-L of "Hello Edge" (Zhang et al. 2017): a keyword spotting teacher (~0.4 M parameters at width 1).
+
+    Conv 10x4 stride (2, 1) (276w), 5 depthwise-separable blocks of 276w (the first with stride
+    2), global average pool, logits. About 8x the parameters of ``dscnn_kws`` at the same width.
+    """
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    _check_image_input("dscnn_kws_large", input_shape)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    x = _build_kws_dscnn(inputs, filters=_channels(276, width), stem_strides=(2, 1), num_blocks=5, block_strides=2, keras=keras)
+    return _pooled_head(keras, inputs, x, num_classes, dropout, name)
+
+
+MOBILENET_V2_MIN_SIZE = 32  # keras.applications.MobileNetV2 refuses smaller inputs
+
+
+@PRESETS.register("mobilenet_v2")
+def build_mobilenet_v2(input_shape, num_classes: int, *, width: float = 1.0, dropout: float = 0.0, name: str = "mobilenet_v2"):
+    """MobileNetV2 (Sandler et al. 2018) from ``keras.applications`` with ``weights=None`` and alpha = width.
+
+    The application's body (inverted residual blocks, ReLU6, its last 1x1 conv of 1280 channels
+    for width <= 1), global average pool and this project's logits head. Inputs must be at least
+    32x32. Batch norms get this project's momentum so that short trainings settle.
+    """
+    from edgedistill._keras import keras
+
+    _check_width(width)
+    _check_image_input("mobilenet_v2", input_shape)
+    height, width_pixels = tuple(input_shape)[:2]
+    if height < MOBILENET_V2_MIN_SIZE or width_pixels < MOBILENET_V2_MIN_SIZE:
+        raise InputError(
+            f"The mobilenet_v2 preset needs inputs of at least {MOBILENET_V2_MIN_SIZE}x{MOBILENET_V2_MIN_SIZE} "
+            f"(keras.applications.MobileNetV2); received {height}x{width_pixels}. Resize the data "
+            "(e.g. --image-size 32x32) or use mobilenet_v1 or resnet8."
+        )
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    body = keras.applications.MobileNetV2(input_tensor=inputs, include_top=False, weights=None, alpha=width, pooling=None)
+    for layer in body.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM  # the application's 0.999 leaves the statistics unsettled after short trainings
+    return _pooled_head(keras, inputs, body.output, num_classes, dropout, name)
+
+
 def build_model(preset: str, input_shape, num_classes: int, *, width: float = 1.0, name: str | None = None, **options):
-    """Build a preset by name (``cnn``, ``dscnn``, ``mlp``), sized by ``width``."""
+    """Build a preset by name (``cnn``, ``dscnn``, ``mlp``, ``resnet8``, ``mobilenet_v1``, ``mobilenet_v2``,
+    ``dscnn_kws``, ``dscnn_kws_large``; see :data:`PRESETS`), sized by ``width``."""
     builder = PRESETS.get(preset)
     return builder(input_shape, num_classes, width=width, name=name or preset, **options)
 
@@ -365,6 +528,11 @@ __all__ = [
     "build_cnn",
     "build_dscnn",
     "build_mlp",
+    "build_resnet8",
+    "build_mobilenet_v1",
+    "build_mobilenet_v2",
+    "build_dscnn_kws",
+    "build_dscnn_kws_large",
     "count_parameters",
     "load_model_file",
     "predict_logits",

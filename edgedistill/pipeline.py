@@ -13,11 +13,13 @@ Run folder (default ``runs/<timestamp>/``)::
     micro/                      TFLite Micro sources (see edgedistill.micro)
     bench.jsonl                 raw benchmark results (every timed run)
     logs/                       TensorBoard logs per stage
-    report.json / report.md     every figure; status "ok" or "failed"
+    progress.json               the stages completed so far and their report sections (for run --resume)
+    report.json / report.md     every figure; status "ok", "failed" or "interrupted"
 
 Each :class:`Stage` reads what earlier stages left in :class:`Artifacts`, calls one function of
 :mod:`edgedistill.stages`, saves its files and returns its report sections. ``run_pipeline``
-times each stage, records the one that failed and always writes the report. A stage is added or
+times each stage, records the one that failed (or was interrupted) and always writes the report;
+``edgedistill run --resume RUN_DIR`` restores the completed stages from their files and goes on. A stage is added or
 replaced by editing ``STAGES`` (or passing ``stages=``), without touching the others.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 from edgedistill import stages as stage_functions
 from edgedistill.config import RunConfig, save_config
 from edgedistill.errors import EdgeDistillError, GateFailed, InputError
-from edgedistill.fileio import save_model_atomic, write_bytes_atomic
+from edgedistill.fileio import ensure_writable_dir, save_model_atomic, write_bytes_atomic, write_json_atomic
 from edgedistill.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -60,15 +62,24 @@ class Artifacts:
 
 
 StageFunction = Callable[[RunConfig, Artifacts], dict[str, Any]]
+# (config, artifacts, the stage's report sections from progress.json) -> restored? (False: run it again)
+RestoreFunction = Callable[[RunConfig, Artifacts, dict[str, Any]], bool]
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One step of a run: ``run(config, artifacts)`` returns ``{report section: value}``."""
+    """One step of a run: ``run(config, artifacts)`` returns ``{report section: value}``.
+
+    ``restore`` serves ``run --resume``: for a stage that completed before the interruption, it
+    reloads the stage's outputs from the run folder into ``artifacts`` (its report sections are
+    kept from ``progress.json``). A stage without one (or whose restore returns False) runs again,
+    and so do all the stages after it.
+    """
 
     name: str
     run: StageFunction
     enabled: Callable[[RunConfig], bool] = lambda config: True
+    restore: RestoreFunction | None = None
 
 
 def _data(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
@@ -153,30 +164,115 @@ def _bench(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     return {"bench": stage_functions.bench_models(config.bench, paths, results_path=artifacts.run_dir / "bench.jsonl")}
 
 
+# -- restoring completed stages (run --resume) -------------------------------------------
+
+
+def _restore_data(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    _data(config, artifacts)  # nothing saved: loading it again (same seed) gives the same split
+    return True
+
+
+def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    saved = artifacts.run_dir / "teacher.keras"
+    if not saved.exists() and not config.teacher.teacher:
+        return False
+    # The saved copy (or the user's own file, for teachers that are not tf_keras): loaded, not trained.
+    teacher_config = dataclasses.replace(config.teacher, teacher=str(saved)) if saved.exists() else config.teacher
+    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, artifacts.data, seed=config.data.seed)
+    return True
+
+
+def _restore_distill(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    from edgedistill.distill import SchemeResult
+    from edgedistill.models import load_model_file
+
+    saved = artifacts.run_dir / "student_float.keras"
+    if not saved.exists() or sections.get("student", {}).get("scheme") == "data_free":
+        return False  # a data-free student's synthetic inputs (used by QAT and calibration) are not saved
+    artifacts.distilled = SchemeResult(student=load_model_file(saved), history={}, report={})
+    return True
+
+
+def _restore_qat(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    from edgedistill.models import load_model_file
+
+    if config.qat.qat_epochs == 0:
+        return True
+    saved = artifacts.run_dir / "student_qat.h5"
+    if not saved.exists():
+        return False
+    artifacts.qat_student, artifacts.reference = load_model_file(saved), "qat_student"
+    return True
+
+
+def _restore_convert(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    paths = [artifacts.run_dir / name for name in sections.get("tflite", {})]
+    if not paths or not all(path.is_file() for path in paths):
+        return False
+    artifacts.tflite = {path.name: path.read_bytes() for path in paths}
+    return True
+
+
+def _restore_micro(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    from edgedistill.micro import load_micro_export
+
+    try:
+        artifacts.micro = load_micro_export(artifacts.run_dir / "micro")
+    except InputError:
+        return False
+    return True
+
+
+def _restore_verify(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    from edgedistill.verify import VerifyResult
+
+    fields = dataclasses.fields(VerifyResult)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    saved = sections.get("verify", {})
+    if not required <= set(saved):
+        return False
+    artifacts.verify = VerifyResult(**{f.name: saved[f.name] for f in fields if f.name in saved})
+    artifacts.reference = saved.get("reference", artifacts.reference)
+    return True
+
+
+def _restore_bench(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    return True  # its results are in bench.jsonl and its report section in progress.json
+
+
 STAGES: tuple[Stage, ...] = (
-    Stage("data", _data),
-    Stage("teacher", _teacher),
-    Stage("distill", _distill),
-    Stage("qat", _qat),
-    Stage("convert", _convert),
-    Stage("micro", _micro),
-    Stage("verify", _verify),
-    Stage("bench", _bench, enabled=lambda config: config.bench.bench),
+    Stage("data", _data, restore=_restore_data),
+    Stage("teacher", _teacher, restore=_restore_teacher),
+    Stage("distill", _distill, restore=_restore_distill),
+    Stage("qat", _qat, restore=_restore_qat),
+    Stage("convert", _convert, restore=_restore_convert),
+    Stage("micro", _micro, restore=_restore_micro),
+    Stage("verify", _verify, restore=_restore_verify),
+    Stage("bench", _bench, enabled=lambda config: config.bench.bench, restore=_restore_bench),
 )
+PROGRESS_FILE = "progress.json"
 
 
 def new_run_dir(output_dir: str | Path, run_name: str | None = None) -> Path:
     """A fresh run folder ``output_dir/<run_name or UTC timestamp>``; never reuses one."""
     name = run_name or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = Path(output_dir)
+    ensure_writable_dir(base, what="--output-dir")  # before any work, not after the teacher's training
     path = base / name
     suffix = 1
     while path.exists():
         if run_name:
-            raise InputError(f"Run folder {path} exists already; choose another --run-name or remove it.")
+            raise InputError(
+                f"Run folder {path} exists already; choose another --run-name, remove it, or continue it with "
+                f"`edgedistill run --resume {path}`."
+            )
         suffix += 1
         path = base / f"{name}-{suffix}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as error:
+        raise InputError(f"Cannot create the run folder {str(path)!r}: {error.strerror}. Pass a folder you can write "
+                         "to with --output-dir.") from None
     return path
 
 
@@ -198,43 +294,100 @@ class _Timer:
         self.current = None
 
 
-def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, timer: _Timer, report: dict[str, Any]) -> None:
+def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, timer: _Timer, report: dict[str, Any],
+          completed: dict[str, Any]) -> list[str]:
+    """Run the stages in order; with ``completed`` (``run --resume``), restore those that completed
+    before instead, up to the first that must run. Returns the names of the restored stages."""
     from edgedistill.models import trust_model_code
     from edgedistill.training import strategy_scope
 
+    progress: dict[str, Any] = {}
+    restored: list[str] = []
+    running = False  # once a stage runs, every later one runs too (its inputs may have changed)
     # Every training stage runs under the configured tf.distribute strategy (none by default);
     # model files load with code only when the user said so.
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         for stage in stages:
-            if stage.enabled(config):
-                with timer.stage(stage.name):
-                    report.update(stage.run(config, artifacts))
+            if not stage.enabled(config):
+                continue
+            before = completed.get(stage.name)
+            if not running and before is not None and stage.restore is not None:
+                logger.info("== %s: completed before, restoring its outputs from %s", stage.name, artifacts.run_dir)
+                timer.current = stage.name
+                if stage.restore(config, artifacts, before["sections"]):
+                    report.update(before["sections"])
+                    timer.seconds[stage.name] = before["seconds"]
+                    progress[stage.name] = before
+                    restored.append(stage.name)
+                    timer.current = None
+                    continue
+            running = True
+            with timer.stage(stage.name):
+                sections = stage.run(config, artifacts)
+            report.update(sections)
+            progress[stage.name] = {"seconds": timer.seconds[stage.name], "sections": sections}
+            write_json_atomic(artifacts.run_dir / PROGRESS_FILE, {"schema_version": 1, "stages": progress})
+    return restored
 
 
-def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages: Sequence[Stage] = STAGES) -> dict[str, Any]:
+def read_progress(run_dir: str | Path) -> dict[str, Any]:
+    """The completed stages of a run folder (``progress.json``): name -> {seconds, sections}."""
+    import json
+
+    path = Path(run_dir) / PROGRESS_FILE
+    if not path.is_file():
+        raise InputError(f"{str(run_dir)!r} has no {PROGRESS_FILE}, so there is nothing to resume. Pass a run folder "
+                         "written by `edgedistill run` (this version), or start a new run.")
+    try:
+        stages = json.loads(path.read_text())["stages"]
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) and "sections" in v for v in stages.values()):
+            raise ValueError("stages is not a mapping of completed stages")
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{str(path)!r} is not a valid progress file ({error}). Start a new run.") from None
+    return stages
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration a run folder was made with (its ``config.yaml``)."""
+    from edgedistill.config import read_config_file
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError(f"Run folder not found: {str(path)!r}. Pass a folder written by `edgedistill run`.")
+    return RunConfig.from_options(read_config_file(path / "config.yaml"))
+
+
+def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages: Sequence[Stage] = STAGES,
+                 resume: bool = False) -> dict[str, Any]:
     """Run every stage; return the report (also written to ``run_dir/report.json``).
 
     Raises :class:`GateFailed` (after writing the report) when the int8 model loses more
     than ``max_int8_drop`` points against the QAT student, and re-raises any stage error
-    after recording it in the report.
+    after recording it in the report. Ctrl-C (``KeyboardInterrupt``) is re-raised too, with the
+    report marked ``interrupted``. With ``resume=True`` (``run_dir`` required), the stages that
+    completed in ``run_dir`` before are restored from its files instead of run again.
     """
     from edgedistill.tflite_model import runtime_versions
 
     started = time.perf_counter()
+    if resume and run_dir is None:
+        raise InputError("resume needs the run folder to continue (run_dir).")
+    completed = read_progress(run_dir) if resume else {}
+    if run_dir is not None:
+        ensure_writable_dir(run_dir, what="the run folder")
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.output.output_dir, config.output.run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     timer, artifacts = _Timer(), Artifacts(run_dir=run_dir)
     report: dict[str, Any] = {"run_dir": str(run_dir), "config": config.to_options(), "versions": runtime_versions()}
     try:
-        _walk(config, stages, artifacts, timer, report)
+        restored = _walk(config, stages, artifacts, timer, report, completed)
+        if resume:
+            report["resumed"] = {"restored_stages": restored}
         _raise_if_gate_failed(artifacts)
         report["status"] = "ok"
     except BaseException as error:  # user errors, the gate, bugs and interrupts all leave an honest report
-        message = str(error) if isinstance(error, EdgeDistillError) else f"{type(error).__name__}: {error}"
-        stage = "verify" if isinstance(error, GateFailed) else timer.current
-        report["status"] = "failed"
-        report["error"] = {"stage": stage, "message": message}
+        _record_failure(report, error, timer, run_dir)
         raise
     finally:
         report["stages"] = {name: {"seconds": seconds} for name, seconds in timer.seconds.items()}
@@ -244,6 +397,19 @@ def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages
     return report
 
 
+def _record_failure(report: dict[str, Any], error: BaseException, timer: _Timer, run_dir: Path) -> None:
+    stage = "verify" if isinstance(error, GateFailed) else timer.current
+    if isinstance(error, KeyboardInterrupt):
+        report["status"] = "interrupted"
+        report["error"] = {"stage": stage, "message": "interrupted (Ctrl-C)"}
+        logger.warning("Interrupted during stage %s. Continue from the last completed stage with: "
+                       "edgedistill run --resume %s", stage, run_dir)
+        return
+    message = str(error) if isinstance(error, EdgeDistillError) else f"{type(error).__name__}: {error}"
+    report["status"] = "failed"
+    report["error"] = {"stage": stage, "message": message}
+
+
 def _raise_if_gate_failed(artifacts: Artifacts) -> None:
     if artifacts.verify is not None:
         from edgedistill.verify import raise_if_failed
@@ -251,4 +417,4 @@ def _raise_if_gate_failed(artifacts: Artifacts) -> None:
         raise_if_failed(artifacts.verify, reference=artifacts.reference)
 
 
-__all__ = ["run_pipeline", "new_run_dir", "Stage", "STAGES", "Artifacts"]
+__all__ = ["run_pipeline", "new_run_dir", "load_run_config", "read_progress", "Stage", "STAGES", "Artifacts"]

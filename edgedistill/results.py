@@ -33,11 +33,13 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
     """Every measurement in a JSON-lines file, in file order.
 
     A last line cut short by a crash is skipped (everything before it was flushed whole); a
-    broken line elsewhere is an error naming the line. ``firmware run`` lines that older versions
-    appended to ``bench.jsonl`` are skipped with a warning; a file of nothing but firmware results
-    (``firmware.jsonl``) is an error saying how to read it.
+    broken line elsewhere, or a field of the wrong type, is an error naming the file and the line.
+    ``firmware run`` lines that older versions appended to ``bench.jsonl`` are skipped with a
+    warning; a file of nothing but firmware results (``firmware.jsonl``) is an error saying how to read it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder. Pass a bench.jsonl file written by `edgedistill bench`.")
     if not path.is_file():
         raise InputError(f"Results file not found: {str(path)!r}. Pass a bench.jsonl written by `edgedistill bench`.")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -51,9 +53,7 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
             if _is_firmware_record(data):
                 firmware_lines += 1
                 continue
-            if not isinstance(data, dict) or "model" not in data or "target" not in data:
-                raise ValueError("not a measurement")
-            measurements.append(Measurement.from_dict(data))
+            measurements.append(Measurement.from_dict(check_record(data)))
         except (ValueError, TypeError) as error:
             if number == len(lines) and not line.endswith("}"):
                 continue  # the line being written when the process died
@@ -67,6 +67,95 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
         logger.warning("Skipped %d `firmware run` line(s) in %s: written by an older edgedistill; firmware "
                        "results now go to firmware.jsonl.", firmware_lines, path)
     return measurements
+
+
+_NUMBER = (int, float)
+# Field -> (accepted types, what to say); None is accepted where a figure may be missing.
+_RECORD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a file name"),
+    "target": ((dict,), "an object"),
+    "model_size_bytes": ((int, type(None)), "a whole number or null"),
+    "kind": ((str,), "a text value"),
+    "status": ((str,), "a text value"),
+    "num_threads": ((int,), "a whole number"),
+    "num_runs": ((int,), "a whole number"),
+    "latency_ms": ((dict,), "an object"),
+    "samples_ms": ((list,), "a list of numbers"),
+    "peak_rss_bytes": ((int, type(None)), "a whole number or null"),
+    "init_ms": ((int, float, type(None)), "a number or null"),
+    "first_inference_ms": ((int, float, type(None)), "a number or null"),
+    "error": ((str, type(None)), "a text value or null"),
+    "config": ((dict,), "an object"),
+    "extra": ((dict,), "an object"),
+}
+
+
+def check_record(data: Any) -> dict[str, Any]:
+    """``data`` if it is a measurement whose fields have the types tables and ratios rely on; else ValueError."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    missing = [name for name in ("model", "target", "model_size_bytes") if name not in data]
+    if missing:
+        raise ValueError(f"no {', '.join(repr(name) for name in missing)} field")
+    for name, (types, expected) in _RECORD_TYPES.items():
+        value = data.get(name)
+        if name in data and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ValueError(f"field {name!r} must be {expected}, not {type(value).__name__} {value!r:.40}")
+    numbers = list(data.get("samples_ms", [])) + list((data.get("latency_ms") or {}).values())
+    if any(not isinstance(v, _NUMBER) or isinstance(v, bool) for v in numbers if v is not None):
+        raise ValueError("samples_ms / latency_ms must hold numbers")
+    return data
+
+
+def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
+    """Before appending to a results file whose last line was cut short (a crash while writing it):
+    move that fragment's bytes to a side file and end the file after its last complete line, so new
+    records start on a line of their own. Complete lines are never rewritten. Returns the side file.
+
+    A last line that is a whole record missing only its newline gets the newline instead.
+    """
+    from edgedistill.fileio import write_bytes_atomic
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if size == 0:
+        return None
+    with open(path, "rb") as handle:
+        start = size
+        tail = b""
+        while start > 0 and b"\n" not in tail:  # read backwards until the last line's start
+            start = max(0, start - 65536)
+            handle.seek(start)
+            tail = handle.read(size - start)
+    if tail.endswith(b"\n"):
+        return None
+    fragment = tail[tail.rfind(b"\n") + 1:]
+    try:
+        json.loads(fragment.decode("utf-8"))
+        whole = True
+    except (UnicodeDecodeError, ValueError):
+        whole = False
+    if whole:
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
+        return None
+    side = _free_name(path.with_name(path.name + ".cut"))
+    write_bytes_atomic(side, fragment)
+    os.truncate(path, size - len(fragment))
+    logger.warning("%s: its last line was cut short (%d bytes, probably a crash while it was written); those bytes "
+                   "are kept in %s and new results start on a new line.", path, len(fragment), side)
+    return side
+
+
+def _free_name(path: Path) -> Path:
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
 
 
 def _is_firmware_record(data: object) -> bool:
@@ -172,9 +261,16 @@ def compare_results(paths: Sequence[str | os.PathLike]) -> list[ComparisonRow]:
     tables = []
     for path in paths:
         by_key = {}
-        for m in latest_per_pair(read_results(path)):
+        measurements = read_results(path)
+        if not measurements:
+            raise InputError(f"{str(path)!r} holds no benchmark result ({_why_empty(Path(path))}). Pass a bench.jsonl "
+                             "written by `edgedistill bench`.")
+        for m in latest_per_pair(measurements):
             if m.ok:
                 by_key[(_model_name(m), m.target.get("spec") or m.target.get("name"), m.num_threads)] = m
+        if not by_key:
+            raise InputError(f"{str(path)!r} holds no successful measurement ({len(measurements)} failed), so there "
+                             "is nothing to compare. Re-run `edgedistill bench --resume --results FILE` to measure them.")
         tables.append(by_key)
     keys: list[tuple] = []
     for table in tables:
@@ -194,6 +290,13 @@ def compare_results(paths: Sequence[str | os.PathLike]) -> list[ComparisonRow]:
         row.ratios_peak_rss = [_ratio_of(v, row.peak_rss_bytes[0]) for v in row.peak_rss_bytes[1:]]
         rows.append(row)
     return rows
+
+
+def _why_empty(path: Path) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        return "the file is empty"
+    return "its only line is not a complete JSON object"
 
 
 def format_comparison(rows: Sequence[ComparisonRow], labels: Sequence[str]) -> str:
@@ -277,5 +380,5 @@ def _plot_percentile_bars(axes: Any, measurements: Sequence[Measurement], labels
     axes.legend(fontsize=7)
 
 
-__all__ = ["read_results", "latest_per_pair", "format_table", "compare_results", "format_comparison",
+__all__ = ["read_results", "check_record", "set_aside_cut_line", "latest_per_pair", "format_table", "compare_results", "format_comparison",
            "plot_results", "target_label", "ComparisonRow"]

@@ -62,13 +62,16 @@ def load_data(config: DataConfig):
 
     data = load_dataset(
         config.data, validation_fraction=config.validation_fraction, seed=config.seed,
-        max_train_samples=config.max_train_samples,
+        max_train_samples=config.max_train_samples, options=config,
     )
     logger.info(
         "   %s: %d train / %d val / %d test, input %s, %d classes",
         data.name, len(data.x_train), len(data.x_val), len(data.x_test), data.input_shape, data.num_classes,
     )
-    return data, data.summary()
+    summary = data.summary()
+    if data.audio is not None:  # audio:DIR: the front end the features came from
+        summary["audio"] = data.audio.summary()
+    return data, summary
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,15 +149,16 @@ def build_student(config: StudentConfig, data):
 
 
 def resolve_loss(config: DistillConfig):
-    """The distillation loss: ``logits`` gets ``temperature`` (and ``final_temperature``);
-    ``name:key=value,...`` gives any registered loss its arguments."""
-    from edgedistill.distill.losses import get_loss, parse_arguments
+    """The distillation loss: the logit losses (``logits``, ``dkd``, ``dist``, ...) get ``temperature``
+    (and ``final_temperature``) unless given; ``name:key=value,...`` gives any registered loss its arguments."""
+    from edgedistill.distill.losses import get_loss, loss_parameters, parse_arguments
 
     name, _, text = config.distillation_loss.partition(":")
     arguments = parse_arguments(text, what=f"the arguments of loss {name!r}") if text else {}
-    if name.strip() == "logits":
+    parameters = loss_parameters(name.strip())
+    if "temperature" in parameters:
         arguments.setdefault("temperature", config.temperature)
-        if config.final_temperature is not None:
+        if config.final_temperature is not None and "final_temperature" in parameters:
             arguments.setdefault("final_temperature", config.final_temperature)
     return get_loss({"kind": name.strip(), **arguments})
 
@@ -261,15 +265,36 @@ def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model
 
 
 def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Path, *, model_name: str = "model.tflite"):
-    """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter."""
+    """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter
+    (and the audio front end with its own arena, for audio data or ``config.front_end``)."""
     from edgedistill.micro import export_micro
 
     export = export_micro(
         int8, output_dir, test_inputs=data.x_test if data is not None else None,
         test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
-        margin_fraction=config.arena_margin, model_name=model_name,
+        margin_fraction=config.arena_margin, model_name=model_name, front_end=_front_end_export(config, data),
     )
     return export, export.to_dict()
+
+
+def _front_end_export(config: MicroConfig, data):
+    """The audio front end to export with the model: the data set's, or the ``front_end`` file."""
+    audio = getattr(data, "audio", None)
+    if audio is None and not config.front_end:
+        return None
+    from edgedistill.micro.frontend import FrontEndExport
+    from edgedistill.tflite_model import read_model_bytes
+
+    content = read_model_bytes(config.front_end) if config.front_end else audio.frontend_model
+    if audio is not None and content != audio.frontend_model:
+        raise InputError(
+            f"--front-end {config.front_end} is not the front end the audio data's features came from. "
+            "Leave --front-end out (the data brings its own), or give the data's --audio-* options."
+        )
+    return FrontEndExport(
+        content, test_clips=audio.test_clips if audio is not None else None, num_test_samples=config.num_test_vectors,
+        source=str(config.front_end or "front_end.tflite"),
+    )
 
 
 def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], int8: bytes, arena_bytes: int | None,
@@ -279,7 +304,7 @@ def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], 
 
     result = verify_models(
         data.x_test, data.y_test, keras_models=keras_models, int8_tflite=int8, tflm_arena_size=arena_bytes,
-        max_int8_drop=config.max_int8_drop, reference=reference, max_samples=max_samples,
+        max_int8_drop=config.max_int8_drop, reference=reference, max_samples=max_samples, chance_gate=config.chance_gate,
     )
     logger.info("   test accuracy: %s", ", ".join(f"{name} {value:.2f}%" for name, value in result.accuracy.items()))
     return result, result.to_dict() | {"reference": reference}

@@ -91,9 +91,16 @@ class ModelInfo:
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """The bytes of a ``.tflite`` file, checked to be a TFLite flatbuffer."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.tflite"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise InputError(f"{path} is a folder{hint}, not a model file. Pass the path of a .tflite file.")
     if not path.is_file():
         raise InputError(f"Model file not found: {path}. Expected a .tflite file.")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"Cannot read model file {path}: {error.strerror}. Check its permissions.") from None
     check_flatbuffer(data, source=str(path))
     return data
 
@@ -225,11 +232,16 @@ def runtime_versions() -> dict[str, str | None]:
 
 
 def _scale_zero_point(detail: dict) -> tuple[float, int]:
-    """Per-tensor (scale, zero point) from LiteRT's or TFLM's tensor details."""
+    """Per-tensor (scale, zero point) from LiteRT's or TFLM's tensor details; an integer tensor
+    without quantization (an audio front end's int16 samples) holds raw values: (1.0, 0)."""
     if "quantization" in detail:
-        return detail["quantization"]
-    parameters = detail["quantization_parameters"]  # TFLM's spelling
-    return float(parameters["scales"][0]), int(parameters["zero_points"][0])
+        scale, zero_point = detail["quantization"]
+    else:
+        parameters = detail["quantization_parameters"]  # TFLM's spelling
+        if len(parameters["scales"]) == 0:
+            return 1.0, 0
+        scale, zero_point = parameters["scales"][0], parameters["zero_points"][0]
+    return (float(scale), int(zero_point)) if scale else (1.0, 0)
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:

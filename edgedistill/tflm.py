@@ -50,6 +50,8 @@ ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
 SCRIPT_PATH = Path(__file__).resolve()
 DEFAULT_MAX_ARENA_BYTES = 512 * 1024 * 1024
 _ALLOCATOR_PREFIX = "[RecordingMicroAllocator]"
+# Crashes at this many doubling arena sizes in a row: the model, not the arena, is the problem.
+_MAX_CRASHES_IN_A_ROW = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,12 +79,27 @@ class _CapturedStderr:
 
 
 def tflm_error_text(messages: str, error: BaseException | None = None) -> str:
-    """TFLM's own error lines (allocation report lines left out), in one line; else the exception text."""
+    """TFLM's own error lines (allocation report lines left out), in one line; else the exception text.
+
+    TFLM prints one line per node it rejects, often the same one: each distinct line is said once,
+    with how many times it came (``...not supported (x14)``), so a message stays short.
+    """
     lines = [line.strip().rstrip(".") for line in messages.splitlines()]
     lines = [line for line in lines if line and not line.startswith(_ALLOCATOR_PREFIX)]
     if lines:
-        return "; ".join(lines)
+        counts: dict[str, int] = {}
+        for line in lines:
+            counts[line] = counts.get(line, 0) + 1
+        return "; ".join(line if count == 1 else f"{line} (x{count})" for line, count in counts.items())
     return str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else "no message"
+
+
+_ARENA_FAILURE = re.compile(r"(?i)resize buffer|alloc|arena|missing: \d+")
+
+
+def is_arena_failure(reason: str) -> bool:
+    """Whether TFLM's reason says the arena is too small (a larger one may work), not that the model is unusable."""
+    return bool(_ARENA_FAILURE.search(reason))
 
 
 def _runtime():
@@ -99,12 +116,14 @@ def _invoke_zeros(interpreter: Any) -> None:
 
 
 def _invoke_rows(interpreter: Any, raw_inputs: np.ndarray) -> np.ndarray:
-    """Output 0 for every sample of ``raw_inputs`` (already in the input tensor's dtype), one row per sample."""
+    """Output 0 for every sample of ``raw_inputs`` (already in the input tensor's dtype), one row per sample
+    (the batch dimension of an output ``[1, ...]`` dropped; an output without one, e.g. ``[40]``, kept whole)."""
     rows = []
     for sample in raw_inputs:
         interpreter.set_input(sample[None, ...], 0)
         interpreter.invoke()
-        rows.append(np.array(interpreter.get_output(0))[0].copy())
+        output = np.array(interpreter.get_output(0))
+        rows.append((output[0] if output.ndim > 1 and output.shape[0] == 1 else output).copy())
     return np.stack(rows)
 
 
@@ -300,8 +319,18 @@ def _first_working_size(worker: TFLMWorker, start: int, max_bytes: int) -> int:
     """Double from ``start`` until TFLM allocates and invokes the model."""
     from edgedistill.errors import StageError
 
-    size = start
+    size, crashes = start, 0
     while (answer := worker.request(size))["status"] != "ok":
+        crashes = crashes + 1 if answer["status"] == "crashed" else 0
+        if answer["status"] == "failed" and not is_arena_failure(answer["error"]):
+            # Not a matter of size (an op TFLM cannot prepare, a hybrid model...): say TFLM's reason at once.
+            raise StageError(f"TFLM cannot run the model: {answer['error']}. Check that it is a full-integer int8 "
+                             "model whose ops TFLM has (`edgedistill info MODEL`).")
+        if crashes >= _MAX_CRASHES_IN_A_ROW:
+            raise StageError(
+                f"The TFLM interpreter crashed with every arena from {start} to {size} bytes ({answer['error']}); "
+                "the model is probably corrupt, or uses an op TFLM cannot run. Check it with `edgedistill info MODEL`."
+            )
         if size >= max_bytes:
             raise StageError(
                 f"TFLM could not allocate the model even with a {max_bytes}-byte arena; "
@@ -425,6 +454,27 @@ class TFLMModel:
 
         return dequantize_output(self.raw_outputs(x), self.output)
 
+    def raw_sequence_outputs(self, sequences: np.ndarray) -> np.ndarray:
+        """Output 0 (its full shape) of every step of every sequence ``(N, steps, *input shape)``, raw.
+
+        The interpreter is reset before each sequence, so a model with state (an audio front end's
+        noise estimate) starts every sequence as the firmware does after ``MicroInterpreter::Reset()``.
+        """
+
+        def run() -> np.ndarray:
+            results = []
+            for sequence in sequences:
+                self.interpreter.reset()
+                steps = []
+                for step in sequence:
+                    self.interpreter.set_input(step, 0)
+                    self.interpreter.invoke()
+                    steps.append(np.array(self.interpreter.get_output(0)).copy())
+                results.append(np.stack(steps))
+            return np.stack(results)
+
+        return self._call(run)
+
 
 # ---------------------------------------------------------------------------------------
 # The benchmark runner: `python tflm.py bench --model M ...` (JSON-lines protocol of _runner.py)
@@ -474,18 +524,33 @@ def _bench_runtime() -> tuple[Any, str]:
         sys.exit(3)
 
 
-def _bench_load(runtime: Any, data: bytes, arena: int) -> Any:
-    """The interpreter, or an ``error`` event with TFLM's own reason and exit code 4."""
-    failure: BaseException | None = None
-    with _CapturedStderr() as messages:
-        try:
-            return runtime.Interpreter.from_bytes(data, arena_size=arena)
-        except Exception as error:
-            failure = error
-    emit({"event": "error", "code": "bad_model",
-          "message": f"TFLM cannot load the model with a {arena}-byte arena: {tflm_error_text(messages.text, failure)}. "
-                     "Pass a larger arena (--arena-bytes) or check the model's ops are in TFLM."})  # fmt: skip
-    sys.exit(4)
+def _bench_load(runtime: Any, data: bytes, arena: int, *, grow: bool) -> tuple[Any, int]:
+    """The interpreter and its arena, or an ``error`` event with TFLM's own reason and exit code 4.
+
+    With ``grow`` (no arena given), an arena TFLM says is too small is doubled until the model fits
+    (up to 512 MiB); any other reason (an op TFLM cannot prepare, a hybrid model) is reported as it is.
+    """
+    while True:
+        failure: BaseException | None = None
+        with _CapturedStderr() as messages:
+            try:
+                return runtime.Interpreter.from_bytes(data, arena_size=arena), arena
+            except Exception as error:
+                failure = error
+        reason = tflm_error_text(messages.text, failure)
+        if not is_arena_failure(reason):
+            _bench_fail("bad_model", f"TFLM cannot run the model: {reason}. Check that it is a full-integer int8 "
+                                     "model whose ops TFLM has (`edgedistill info MODEL`).")
+        if not grow or arena >= DEFAULT_MAX_ARENA_BYTES:
+            hint = "Pass a larger --arena-bytes, or omit it to let bench grow the arena." if not grow else \
+                "The model is too large for TFLM."
+            _bench_fail("arena_too_small", f"TFLM cannot fit the model in a {arena}-byte arena: {reason}. {hint}")
+        arena = min(arena * 2, DEFAULT_MAX_ARENA_BYTES)
+
+
+def _bench_fail(code: str, message: str, exit_code: int = 4) -> None:
+    emit({"event": "error", "code": code, "message": message})
+    sys.exit(exit_code)
 
 
 def _set_random_inputs(interpreter: Any, seed: int) -> None:
@@ -553,15 +618,23 @@ def bench(argv: list[str]) -> None:
     runtime, version = _bench_runtime()
     with open(args.model, "rb") as handle:
         data = handle.read()
-    arena = args.arena_bytes or len(data) * 10 + 16 * 1024
+    initial = args.arena_bytes or len(data) * 10 + 16 * 1024
     rss_before = status_bytes("VmRSS")
     start = time.perf_counter_ns()
-    interpreter = _bench_load(runtime, data, arena)
+    interpreter, arena = _bench_load(runtime, data, initial, grow=not args.arena_bytes)
     emit({"event": "init", "runtime": "tflite_micro", "runtime_version": version,
           "init_ms": (time.perf_counter_ns() - start) / 1e6, "rss_before_init_bytes": rss_before,
-          "rss_after_init_bytes": status_bytes("VmRSS"), "arena_size_bytes": arena})  # fmt: skip
-    _set_random_inputs(interpreter, args.seed)
-    first_ms, warmup = _timed_runs(interpreter, args)
+          "rss_after_init_bytes": status_bytes("VmRSS"), "arena_size_bytes": arena,
+          **({"arena_grown_from_bytes": initial} if arena != initial else {})})  # fmt: skip
+    failure: BaseException | None = None
+    with _CapturedStderr() as messages:
+        try:
+            _set_random_inputs(interpreter, args.seed)
+            first_ms, warmup = _timed_runs(interpreter, args)
+        except Exception as error:  # TFLM raises RuntimeError on a failed invoke; its reason is in the messages
+            failure = error
+    if failure is not None:
+        _bench_fail("invoke_failed", f"TFLM failed to run the model: {tflm_error_text(messages.text, failure)}.", 5)
     emit({"event": "result", "first_inference_ms": first_ms, "warmup_ms": warmup,
           "peak_rss_bytes": status_bytes("VmHWM"), "per_op_ms": None, **_arena_used(interpreter)})  # fmt: skip
 
@@ -590,6 +663,7 @@ __all__ = [
     "allocation_report",
     "parse_allocations",
     "smallest_arena",
+    "is_arena_failure",
     "tflm_error_text",
     "tflm_outputs",
 ]

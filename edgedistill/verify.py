@@ -29,9 +29,24 @@ class VerifyResult:
     max_int8_drop: float
     int8_drop: float | None
     passed: bool
+    # The chance gate: the share of the most frequent test label (what a constant guess scores, at
+    # least 100 / classes), and the forms whose accuracy is not CHANCE_MARGIN_POINTS above it.
+    chance_accuracy: float | None = None
+    at_chance: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# A form must beat chance by this many points: a model that learned nothing (a diverged learning rate,
+# shuffled labels) scores about chance and must never pass.
+CHANCE_MARGIN_POINTS = 5.0
+
+
+def chance_accuracy(y_test: np.ndarray) -> float:
+    """Test accuracy (percent) of always guessing the most frequent test label."""
+    _, counts = np.unique(np.asarray(y_test), return_counts=True)
+    return float(counts.max() / counts.sum() * 100.0) if counts.size else 0.0
 
 
 def _max_steps(a: np.ndarray, b: np.ndarray) -> int:
@@ -70,6 +85,7 @@ def verify_models(
     max_int8_drop: float = 1.0,
     reference: str = "qat_student",
     max_samples: int | None = None,
+    chance_gate: bool = True,
 ) -> VerifyResult:
     """Accuracy (percent) per form of the model and agreement between forms.
 
@@ -79,6 +95,7 @@ def verify_models(
             ``tflm_arena_size`` is given, on TFLM (``int8_tflm``).
         max_int8_drop: the gate: the int8 (LiteRT) accuracy may be at most this many
             points below ``reference`` (default the QAT student).
+        chance_gate: also fail when any form scores at most chance + ``CHANCE_MARGIN_POINTS``.
     """
     if max_samples is not None:
         x_test, y_test = x_test[:max_samples], y_test[:max_samples]
@@ -98,6 +115,9 @@ def verify_models(
     drop = None
     if "int8_litert" in accuracy and reference in accuracy:
         drop = accuracy[reference] - accuracy["int8_litert"]
+    chance = chance_accuracy(y_test) if len(y_test) else None
+    at_chance = [name for name, value in accuracy.items()
+                 if chance_gate and chance is not None and value <= chance + CHANCE_MARGIN_POINTS]
     return VerifyResult(
         accuracy=accuracy,
         agreement=agreement,
@@ -106,11 +126,20 @@ def verify_models(
         num_test_samples=int(len(y_test)),
         max_int8_drop=max_int8_drop,
         int8_drop=drop,
-        passed=drop is None or drop <= max_int8_drop,
+        passed=(drop is None or drop <= max_int8_drop) and not at_chance,
+        chance_accuracy=chance,
+        at_chance=at_chance,
     )
 
 
 def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> None:
+    if result.at_chance:
+        scores = ", ".join(f"{name} {result.accuracy[name]:.2f}%" for name in result.at_chance)
+        raise GateFailed(
+            f"test accuracy at chance: {scores}; guessing the most frequent label scores {result.chance_accuracy:.2f}% "
+            f"and the gate needs more than {result.chance_accuracy + CHANCE_MARGIN_POINTS:.2f}%. The model learned "
+            "nothing: lower --learning-rate, train longer, or check the labels (--no-chance-gate skips this check)."
+        )
     if not result.passed:
         raise GateFailed(
             f"int8 accuracy {result.accuracy['int8_litert']:.2f}% is {result.int8_drop:.2f} points below the "
@@ -119,4 +148,4 @@ def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> 
         )
 
 
-__all__ = ["VerifyResult", "verify_models", "raise_if_failed"]
+__all__ = ["VerifyResult", "verify_models", "raise_if_failed", "chance_accuracy", "CHANCE_MARGIN_POINTS"]

@@ -74,6 +74,17 @@ class SshServer:
                 pass
         return len(pids)
 
+    def rotate_host_key(self) -> str:
+        """Restart the server with a new host key on the same port (as a reinstalled device, or a
+        man in the middle, would present); ``known_hosts`` keeps the old one. Returns the new key."""
+        self.stop()
+        host_key = self.folder / "host_ed25519"
+        host_key.unlink()
+        host_key.with_suffix(".pub").unlink()
+        public = keygen(host_key)
+        self.process = _launch(self.folder, self.port)
+        return public
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -118,22 +129,26 @@ def start_sshd(folder: Path) -> SshServer:
         f"Subsystem sftp {SFTP_SERVER}\n"
         "LogLevel VERBOSE\n"
     )
-    log = folder / "sshd.log"
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=open(log, "wb"))
+    process = _launch(folder, port)
     known_hosts = folder / "known_hosts"
     # The host key pinned as `[127.0.0.1]:PORT` (what ssh looks up for a non-22 port).
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_public.split()[0]} {host_public.split()[1]}\n")
+    return SshServer(folder, port, process, getpass.getuser(), client_key, host_public, known_hosts)
+
+
+def _launch(folder: Path, port: int) -> subprocess.Popen:
+    """sshd in the foreground with ``folder/sshd_config``; returns once it listens on ``port``."""
+    log = folder / "sshd.log"
+    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=subprocess.DEVNULL,
+                               stderr=open(log, "ab"))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sshd exited: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return process
         except OSError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-    return SshServer(folder, port, process, getpass.getuser(), client_key, host_public, known_hosts)
+    process.kill()
+    raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port}: {log.read_text()[-2000:]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import re
 import json
 import shutil
 import sys
@@ -224,3 +225,115 @@ def test_cli_unknown_host_key_exit_code(server, models, tmp_path):
     assert "Error: ssh://fresh2: the device's host key is not in known_hosts" in outcome.output
     assert "--accept-new-host-key" in outcome.output
     assert "Traceback" not in outcome.output
+
+
+# -- issue 12: hostile model names, changed host keys, nothing left behind -------------------------------------------
+
+HOSTILE_NAME = "m;cd;touch pwned1;x $(touch pwned2) `touch pwned3` 'q\"&|<>*?[a]{b,c}~!#.tflite"
+MARKERS = ("pwned1", "pwned2", "pwned3")
+
+
+def _scp_wrapper(folder, protocol):
+    """An `scp` first on PATH that forces `-O` (legacy protocol: the remote shell reads the path, as with
+    OpenSSH clients before 9.0, e.g. Ubuntu 22.04) or `-s` (SFTP); it logs each call."""
+    import os
+
+    real = shutil.which("scp")
+    folder.mkdir()
+    wrapper = folder / "scp"
+    flag = "-O" if protocol == "legacy" else "-s"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {folder}/calls\nexec {real} {flag} "$@"\n')
+    wrapper.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "legacy"])
+def test_shell_metacharacters_in_model_name_under_both_scp_protocols(server, models, tmp_path, monkeypatch, protocol):
+    import pathlib
+
+    places = [pathlib.Path.home(), pathlib.Path("/tmp"), pathlib.Path.cwd()]
+    for place in places:
+        for marker in MARKERS:
+            (place / marker).unlink(missing_ok=True)
+    monkeypatch.setenv("PATH", _scp_wrapper(tmp_path / "bin", protocol))
+    model = tmp_path / HOSTILE_NAME
+    shutil.copy(models["tiny_int8"], model)
+    other = tmp_path / "other" / HOSTILE_NAME  # same name, other bytes: must not be confused with the first
+    other.parent.mkdir()
+    shutil.copy(models["conv_int8"], other)
+    measured = run_grid([model, other], ["ssh://pi"], BenchConfig(num_runs=3), target_options=options(server))
+    assert [m.ok for m in measured] == [True, True], [m.error for m in measured]
+    # Each measured its own bytes on the device (tiny is 8x8x1, conv 32x32x3).
+    assert [m.extra["inputs"][0]["shape"] for m in measured] == [[1, 8, 8, 1], [1, 32, 32, 3]]
+    calls = (tmp_path / "bin" / "calls").read_text()
+    assert "edgedistill." in calls  # the wrapper (and so the protocol under test) was used
+    for place in places:
+        for marker in MARKERS:
+            assert not (place / marker).exists(), f"{place / marker}: the name ran as a command"
+
+
+def test_remote_file_names_are_safe_and_distinct():
+    from edgedistill.targets.ssh import remote_file_name
+
+    names = {remote_file_name(i, HOSTILE_NAME) for i in range(3)}
+    assert len(names) == 3
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in names)
+    assert remote_file_name(0, "../../.bashrc") == "0_bashrc" or "/" not in remote_file_name(0, "../../.bashrc")
+
+
+def test_changed_host_key_is_reported_as_changed_never_trusted(models, tmp_path):
+    try:
+        own = start_sshd(tmp_path / "sshd")
+    except (RuntimeError, PermissionError) as error:
+        pytest.skip(f"cannot start sshd here: {error}")
+    try:
+        assert run_benchmark(models["tiny_int8"], num_runs=2, target=make_target("ssh://dev", options(own, "dev"))).ok
+        recorded = own.known_hosts.read_text()
+        own.rotate_host_key()
+        for accept_new in (False, True):
+            target = make_target("ssh://dev", options(own, "dev", accept_new_host_key=accept_new))
+            with pytest.raises(StageError) as caught:
+                run_benchmark(models["tiny_int8"], num_runs=2, target=target)
+            message = str(caught.value)
+            assert "host key has CHANGED" in message and "man-in-the-middle" in message
+            assert "to trust it" not in message and "not in known_hosts" not in message
+        assert own.known_hosts.read_text() == recorded  # nothing was trusted or rewritten
+        outcome = CliRunner().invoke(cli, [
+            "bench", str(models["tiny_int8"]), "--target", "ssh://dev", "--ssh-config", str(own.client_config("dev")),
+            "--accept-new-host-key", "--remote-python", DEVICE_PYTHON, "--num-runs", "2",
+            "--results", str(tmp_path / "r.jsonl")])
+        assert outcome.exit_code == 1, outcome.output
+        errors = [line for line in outcome.output.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "host key has CHANGED" in errors[0]
+    finally:
+        own.stop()
+
+
+def test_failed_connection_leaves_no_control_folder(server, models, tmp_path, monkeypatch):
+    import tempfile
+
+    # A short private temp folder (the control socket path must stay under 108 characters).
+    private = pathlib_short_tempdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    try:
+        config = server.client_config("nobody2", port=free_port())  # nothing listens there
+        for _ in range(2):
+            with pytest.raises(StageError, match="cannot reach the device"):
+                run_benchmark(models["tiny_int8"], num_runs=2,
+                              target=make_target("ssh://nobody2", options(server, ssh_config=config)))
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        with pytest.raises(StageError, match="not in known_hosts"):
+            run_benchmark(models["tiny_int8"], num_runs=2, target=make_target(
+                "ssh://fresh3", options(server, ssh_config=server.client_config("fresh3", known_hosts=empty))))
+        assert run_benchmark(models["tiny_int8"], num_runs=2, target=make_target("ssh://pi", options(server))).ok
+        assert list(private.glob("edgedistill-ssh-*")) == []
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def pathlib_short_tempdir():
+    import pathlib
+    import tempfile
+
+    return pathlib.Path(tempfile.mkdtemp(prefix="ed12-", dir="/tmp"))

@@ -90,6 +90,9 @@ def test_cached_distillation_trains_the_student_towards_the_teacher(tiny_teacher
 # loss whose defaults do not fit a cnn gets its entry here; a missing entry fails loudly below.
 CONTRACT_ARGUMENTS: dict[str, dict] = {
     "logits": {"temperature": 4.0},
+    "logit_standardization": {"temperature": 2.0},
+    "dkd": {"temperature": 4.0, "beta": 8.0},
+    "dist": {"temperature": 4.0, "beta": 2.0, "gamma": 2.0},
     "feature": {"teacher_layer_name": "block2_relu", "student_layer_name": "block2_relu"},
     "attention": {"teacher_layer_name": "block2_relu", "student_layer_name": "block2_relu"},
     "rkd": {},

@@ -67,7 +67,7 @@ def models() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def verified(models) -> dict[str, mp.PlannedModel]:
     """plan_and_verify of every model, once (each runs TFLM's arena bisection twice)."""
-    return {name: mp.plan_and_verify(data, source=name) for name, data in models.items()}
+    return {name: mp.plan_and_verify(data, verify_always=True, source=name) for name, data in models.items()}
 
 
 def _schema():
@@ -163,13 +163,20 @@ def test_plan_bounds_outputs_and_arena(name, verified):
     assert verification.planned_tflm_head_bytes == plan.planned_head_bytes
 
 
-def test_plan_goes_below_greedy(verified):
+def test_plan_goes_below_greedy(verified, models):
     residual = verified["residual"]
     assert residual.plan.planned_head_bytes < residual.plan.greedy_head_bytes
     assert residual.used_plan and residual.model_bytes != b""
     assert residual.verification.planned_arena_bytes < residual.verification.greedy_arena_bytes
     chain = verified["chain"]  # nothing to gain on a chain: the model is handed back unchanged
-    assert not chain.used_plan and "not smaller" in chain.reason
+    assert not chain.used_plan and "not smaller" in chain.reason and chain.model_bytes == models["chain"]
+
+
+def test_a_plan_that_cannot_help_is_not_verified(models, monkeypatch):
+    monkeypatch.setattr(mp, "verify_plan", lambda *args, **kwargs: pytest.fail("verified a plan that cannot help"))
+    result = mp.plan_and_verify(models["chain"])
+    assert not result.used_plan and result.verification is None and result.model_bytes == models["chain"]
+    assert result.to_dict()["memory_plan"] == "greedy"
 
 
 def test_reordering_lowers_the_bound(verified, models):
@@ -272,7 +279,7 @@ def test_a_model_tflm_refuses_is_one_clear_error(models):
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SEGMENT_SUM
 
     refused = _edit(models["chain"], unknown_op)
-    with pytest.raises(InputError, match="TFLite Micro does not have: SEGMENT_SUM") as caught:
+    with pytest.raises(InputError, match="builtin op resolver: SEGMENT_SUM") as caught:
         mp.plan_memory(refused)
     assert "\n" not in str(caught.value)
 
@@ -288,3 +295,8 @@ def test_a_plan_failing_verification_is_never_handed_back(models, monkeypatch):
     result = mp.plan_and_verify(models["residual"])
     assert result.model_bytes == models["residual"] and not result.used_plan
     assert "differ" in result.reason
+    # A smaller arena but a larger head on TFLM (scratch buffers placed around the fixed offsets): not used either.
+    higher_head = mp.PlanVerification(10_000, 9_000, 4_096, 4_112, outputs_identical=True, num_samples=4)
+    monkeypatch.setattr(mp, "verify_plan", lambda *args, **kwargs: higher_head)
+    result = mp.plan_and_verify(models["residual"])
+    assert not higher_head.passed and not result.used_plan and result.model_bytes == models["residual"]

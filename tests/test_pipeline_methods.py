@@ -60,7 +60,7 @@ def test_run_data_free_calibrated_under_a_strategy_end_to_end(tmp_path):
 
     result = invoke(
         "run", *TINY_RUN, "--scheme", "data_free", "--scheme-options", "num_samples=120,steps=10",
-        "--calibrate-teacher", "--strategy", "mirrored", "--no-bench", "--max-int8-drop", "100",
+        "--calibrate-teacher", "--strategy", "mirrored", "--no-bench", "--max-int8-drop", "100", "--no-chance-gate",
         "--output-dir", tmp_path, "--run-name", "datafree",
     )  # fmt: skip
     run_dir = tmp_path / "datafree"

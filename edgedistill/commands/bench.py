@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
+from edgedistill.config import at_least, number_type, positive
 from edgedistill.errors import InputError, StageError
+
+COUNT = number_type(int, at_least(1), ">= 1")
+COUNT_OR_ZERO = number_type(int, at_least(0), ">= 0")
+SECONDS = number_type(float, positive, "a finite number > 0")
+SECONDS_OR_ZERO = number_type(float, at_least(0), "a finite number >= 0")
 
 # Keys a suite file may hold -> the bench option they feed (command line > suite file > default).
 SUITE_KEYS = {
@@ -20,7 +26,20 @@ SUITE_KEYS = {
     "inputs": "inputs", "jobs": "jobs", "results": "results_path", "ssh_config": "ssh_config",
     "remote_python": "remote_python", "accept_new_host_key": "accept_new_host_key", "serial": "serial",
     "benchmark_binary": "benchmark_binary", "taskset": "taskset", "rootfs": "rootfs",
-    "connect_timeout": "connect_timeout",
+    "connect_timeout": "connect_timeout", "arena_bytes": "arena_bytes",
+}
+_LIST = (list, "a list of text values (or one)")
+_TEXT = (str, "a text value")
+# Suite key -> (type, what it must be, range check or None): checked when the file is read.
+SUITE_TYPES: dict[str, tuple[Any, ...]] = {
+    "models": _LIST, "targets": _LIST, "inputs": _TEXT, "results": _TEXT, "ssh_config": _TEXT,
+    "remote_python": _TEXT, "serial": _TEXT, "benchmark_binary": _TEXT, "taskset": _TEXT, "rootfs": _TEXT,
+    "use_xnnpack": (bool, "true or false"), "accept_new_host_key": (bool, "true or false"),
+    "num_runs": (int, "a whole number >= 1", at_least(1)), "warmup_runs": (int, "a whole number >= 0", at_least(0)),
+    "num_threads": (int, "a whole number >= 1", at_least(1)), "jobs": (int, "a whole number >= 1", at_least(1)),
+    "arena_bytes": (int, "a whole number >= 1", at_least(1)),
+    "min_secs": (float, "a finite number >= 0", at_least(0)), "timeout": (float, "a finite number > 0", positive),
+    "connect_timeout": (float, "a finite number > 0", positive),
 }
 PATH_KEYS = ("models", "inputs", "results", "ssh_config", "benchmark_binary", "rootfs")
 
@@ -45,6 +64,8 @@ def read_suite(path: str) -> dict[str, Any]:
     for key in ("models", "targets"):
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
+    for key, value in data.items():
+        _check_suite_value(path, key, value)
     base = suite_path.parent
 
     def resolve(value: str) -> str:
@@ -55,6 +76,23 @@ def read_suite(path: str) -> dict[str, Any]:
         if key in data and data[key] is not None:
             data[key] = [resolve(v) for v in data[key]] if key == "models" else resolve(data[key])
     return data
+
+
+def _check_suite_value(path: str, key: str, value: Any) -> None:
+    kind, expected, *check = SUITE_TYPES[key]
+    if value is None:
+        return
+    if kind is list:
+        fits = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    elif kind is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if fits and check:
+        fits = check[0](value)
+    if not fits:
+        raise InputError(f"Suite file {path!r}: `{key}` must be {expected}. Received: {value!r} "
+                         f"({type(value).__name__}). Fix it in {path!r}.")
 
 
 def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any]) -> None:
@@ -74,18 +112,18 @@ def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any
               help="local | ssh://user@host[:port] | adb[:SERIAL] | qemu-aarch64 | tflm. Repeat for a grid. "
                    "[default: local]")
 @click.option("--suite", type=click.Path(dir_okay=False), help="YAML file of models x targets and settings.")
-@click.option("--num-runs", type=int, default=50, show_default=True, help="Timed invokes (at least).")
-@click.option("--warmup-runs", type=int, default=1, show_default=True, help="Untimed invokes first (the first "
+@click.option("--num-runs", type=COUNT, default=50, show_default=True, help="Timed invokes (at least).")
+@click.option("--warmup-runs", type=COUNT_OR_ZERO, default=1, show_default=True, help="Untimed invokes first (the first "
               "is reported as first inference).")
-@click.option("--num-threads", type=int, default=1, show_default=True)
-@click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep invoking for at least this "
+@click.option("--num-threads", type=COUNT, default=1, show_default=True)
+@click.option("--min-secs", type=SECONDS_OR_ZERO, default=0.0, show_default=True, help="Keep invoking for at least this "
               "long, even past --num-runs.")
 @click.option("--use-xnnpack/--no-xnnpack", default=True, show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=SECONDS, default=600.0, show_default=True,
               help="Seconds allowed per (model, target) pair; the pair is marked failed past it.")
 @click.option("--inputs", type=click.Path(dir_okay=False), help=".npy/.npz inputs (default: random data of "
               "each input's dtype and shape).")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Devices measured at once (never two "
+@click.option("--jobs", "-j", type=COUNT, default=1, show_default=True, help="Devices measured at once (never two "
               "pairs on one device).")
 @click.option("--resume", is_flag=True, help="Skip pairs already measured with these settings in --results.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False), default="bench.jsonl",
@@ -95,12 +133,14 @@ def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any
 @click.option("--remote-python", default="python3", show_default=True, help="ssh: Python on the device.")
 @click.option("--accept-new-host-key", is_flag=True, help="ssh: trust a host key seen for the first time "
               "(StrictHostKeyChecking=accept-new). Without it an unknown host is refused.")
-@click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="ssh/adb: seconds to connect.")
+@click.option("--connect-timeout", type=SECONDS, default=10.0, show_default=True, help="ssh/adb: seconds to connect.")
 @click.option("--serial", "-s", help="adb: device serial (needed when several devices are attached).")
 @click.option("--benchmark-binary", envvar="EDGEDISTILL_BENCHMARK_MODEL", type=click.Path(dir_okay=False),
               help="TFLite benchmark_model binary for the device (adb: required; ssh: optional). "
                    "[env: EDGEDISTILL_BENCHMARK_MODEL]")
 @click.option("--taskset", metavar="MASK", help="adb/ssh with benchmark_model: pin with `taskset MASK` (e.g. f0).")
+@click.option("--arena-bytes", type=COUNT, default=None,
+              help="tflm: tensor arena in bytes [default: 10x the model + 16 KiB, grown until TFLM fits].")
 @click.option("--rootfs", envvar="EDGEDISTILL_ROOTFS", type=click.Path(file_okay=False),
               help="qemu-aarch64: arm64 root file system [env: EDGEDISTILL_ROOTFS; default: "
                    "/var/cache/edgedistill/rootfs-arm64-bookworm].")
@@ -137,7 +177,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
         ssh_config=values["ssh_config"], remote_python=values["remote_python"],
         accept_new_host_key=values["accept_new_host_key"], connect_timeout_s=values["connect_timeout"],
         serial=values["serial"], benchmark_binary=values["benchmark_binary"], taskset=values["taskset"],
-        rootfs=values["rootfs"])
+        rootfs=values["rootfs"], tflm_arena_bytes=values["arena_bytes"])
     pairs = len(values["models"]) * len(target_specs)
     skipped = []
     # Progress (one line per pair) goes through the edgedistill.bench logger.
@@ -152,8 +192,11 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     elif measurements:
         click.echo(format_table(measurements))
     failed = [m for m in measurements if not m.ok]
-    if len(measurements) == 1 and failed and failed[0].exception is not None:
-        raise failed[0].exception  # one pair: its own error and exit code (2 for bad input)
+    if len(measurements) == 1 and failed:
+        # One pair: its own error and exit code (2 for bad input); the result is in the results file.
+        raise failed[0].exception if failed[0].exception is not None else StageError(failed[0].error or "failed")
+    if failed and len(failed) == len(measurements) and all(isinstance(m.exception, InputError) for m in failed):
+        raise InputError(f"all {len(failed)} pair(s) failed on bad input (first: {failed[0].error})")
     if failed:
         raise StageError(f"{len(failed)} of {pairs} pair(s) failed (first: {failed[0].error}); the others are in "
                          f"{values['results_path']}.")

@@ -24,8 +24,7 @@ def _flag(name: str) -> str:
 
 
 def _click_type(field: dataclasses.Field, hint: Any) -> Any:
-    if field.metadata.get("choices"):
-        return click.Choice(field.metadata["choices"])
+    # Choices are checked by the config section (one `Error:` line listing them), not by click.
     base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
     return base if base in (int, float, str) else str
 

@@ -30,6 +30,8 @@ from edgedistill.config import (
 )
 
 logger = logging.getLogger(__name__)
+# The options of audio:DIR data sets, for the commands that otherwise take only --data.
+AUDIO_OPTIONS: tuple[str, ...] = tuple(name for name in DataConfig.option_names() if name.startswith("audio_"))
 output_option = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write.")
 
 
@@ -143,7 +145,7 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @output_option
 @click.option("--quantization", default="int8", show_default=True, type=click.Choice(["int8", "float32"]))
 @config_options([ConvertConfig])
-@config_options([DataConfig], only=("data",), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
+@config_options([DataConfig], only=("data", *AUDIO_OPTIONS), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
 @config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
     """Convert a Keras model (float or QAT) to a .tflite file."""
@@ -155,7 +157,7 @@ def convert(model, output, quantization, **options) -> None:
     config = RunConfig.from_options(options)
     with trust_model_code(config.trust.trust_model_code):
         keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
-    representative = load_dataset(config.data.data).x_train if quantization == "int8" else None
+    representative = load_dataset(config.data.data, options=config.data).x_train if quantization == "int8" else None
     content = convert_keras_model(
         keras_model, quantization=quantization, io_type=config.convert.io_type, representative_data=representative,
         num_calibration_samples=config.convert.num_calibration_samples,
@@ -166,7 +168,7 @@ def convert(model, output, quantization, **options) -> None:
 
 @click.command()
 @click.argument("model", type=click.Path())
-@config_options([DataConfig], only=("data",))
+@config_options([DataConfig], only=("data", *AUDIO_OPTIONS))
 @click.option("--reference", type=click.Path(), help="Keras model (e.g. the QAT student) the int8 accuracy is compared with.")
 @config_options([VerifyConfig, TrustConfig])
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many test samples.")
@@ -204,21 +206,22 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False), help="Folder for the sources.")
 @config_options(
-    [DataConfig], only=("data",),
+    [DataConfig], only=("data", *AUDIO_OPTIONS),
     overrides={"data": {"default": None, "show_default": False,
                         "help": "Data set whose test samples become embedded test vectors (default: random inputs)."}},
 )
 @config_options([MicroConfig])
 def micro(model, output_dir, **options) -> None:
-    """TFLite Micro sources of an int8 .tflite: C array, op resolver, measured arena, test vectors."""
+    """TFLite Micro sources of an int8 .tflite: C array, op resolver, measured arena, test vectors
+    (and an audio front end: the one of --data audio:DIR, or --front-end)."""
     from edgedistill import stages
     from edgedistill.tflite_model import read_model_bytes
 
     content = read_model_bytes(model)
+    data_options = {name: options.pop(name) for name in ("data", *AUDIO_OPTIONS) if name in options}
     data = None
-    if options.get("data"):
-        data, _ = stages.load_data(DataConfig(data=options["data"]))
-    options.pop("data", None)
+    if data_options.get("data"):
+        data, _ = stages.load_data(DataConfig(**data_options))
     config = RunConfig.from_options(options)
     export, _ = stages.export_micro_sources(config.micro, content, data, Path(output_dir), model_name=Path(model).name)
     click.echo(

@@ -277,23 +277,25 @@ class Distiller(keras.Model):
             )
         return tf.stop_gradient(self.teacher(x, training=False))
 
-    def _loss_options(self, loss) -> dict:
-        """``progress`` for losses whose ``compute_loss`` accepts it (users' losses may not)."""
+    def _loss_options(self, loss, labels=None) -> dict:
+        """``progress`` (and the batch's ``labels``, e.g. for DKD's target class) for losses whose
+        ``compute_loss`` accepts them (users' losses may not)."""
         parameters = inspect.signature(loss.compute_loss).parameters
-        accepts = "progress" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        return {"progress": self.progress} if accepts else {}
+        any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        options = {"progress": self.progress, "labels": labels}
+        return {key: value for key, value in options.items() if key in parameters or any_keyword}
 
     def _compute_losses(self, labels, student_outputs, teacher_outputs, student_features=None, teacher_features=None):
         student_loss = tf.reduce_mean(tf.cast(self.student_loss_fn(labels, student_outputs), student_outputs.dtype))
         distillation_loss = tf.constant(0.0, dtype=student_outputs.dtype)
         for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
             if loss.uses_final_outputs:
-                value = loss.compute_loss(teacher_outputs, student_outputs, **self._loss_options(loss))
+                value = loss.compute_loss(teacher_outputs, student_outputs, **self._loss_options(loss, labels))
             else:
                 value = loss.compute_loss(
                     teacher_features[loss.teacher_layer_name],
                     student_features[loss.student_layer_name],
-                    **self._loss_options(loss),
+                    **self._loss_options(loss, labels),
                 )
             distillation_loss += weight * tf.cast(value, student_outputs.dtype)
         total = self.student_loss_weight * student_loss + (1.0 - self.student_loss_weight) * distillation_loss

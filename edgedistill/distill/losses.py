@@ -130,19 +130,89 @@ def _check_positive_number(name: str, value) -> float:
     return float(value)
 
 
+class TemperatureLoss(DistillationLoss):
+    """Base of the losses on temperature-softened logits (``logits``, ``dkd``, ``dist``, ...).
+
+    Holds the temperature and its optional schedule: with ``final_temperature`` the
+    temperature moves from ``temperature`` (first epoch) to ``final_temperature`` (last epoch),
+    ``T(p) = T0 + (T1 - T0) * f(p)`` with training progress ``p`` in [0, 1] and
+    ``f(p) = p`` (``schedule="linear"``) or ``f(p) = (1 - cos(pi p)) / 2`` (``"cosine"``).
+    The :class:`~edgedistill.distill.distiller.Distiller` feeds ``p`` per epoch.
+    """
+
+    def __init__(self, temperature: float = 3.0, final_temperature: float | None = None, schedule: str = "linear") -> None:
+        self.temperature = _check_positive_number("temperature", temperature)
+        self.final_temperature = (
+            None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
+        )
+        if schedule not in SCHEDULES:
+            raise InputError(f"Unknown temperature schedule {schedule!r}. Expected one of: {', '.join(SCHEDULES)}.")
+        self.schedule = schedule
+
+    def temperature_at(self, progress):
+        """The temperature at training progress ``progress`` in [0, 1] (a float or a tensor)."""
+        if self.final_temperature is None or progress is None:
+            return self.temperature
+        from edgedistill._keras import tf
+
+        progress = tf.clip_by_value(tf.cast(progress, tf.float32), 0.0, 1.0)
+        fraction = progress if self.schedule == "linear" else (1.0 - tf.cos(progress * 3.141592653589793)) / 2.0
+        return self.temperature + (self.final_temperature - self.temperature) * fraction
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"temperature": self.temperature}
+        if self.final_temperature is not None:
+            config.update(final_temperature=self.final_temperature, schedule=self.schedule)
+        return config
+
+
+#: Added to a standard deviation's square before the root: keeps the gradient finite for constant logits.
+_STD_EPSILON = 1e-12
+
+
+def standardize_logits(logits):
+    """Z-score each row of logits: ``(z - mean(z)) / std(z)`` over the classes (population std).
+
+    The pre-process of logit standardization (Sun et al., CVPR 2024): softmax of the result
+    depends on the logits' relations, not on their range, so a small student need not match a
+    large teacher's logit magnitude.
+    """
+    from edgedistill._keras import tf
+
+    centered = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
+    variance = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+    return centered / tf.sqrt(variance + _STD_EPSILON)
+
+
+def _softened(teacher_outputs, student_outputs, temperature, standardize: bool):
+    """Teacher and student logits (teacher cast to the student's dtype), optionally z-scored, divided by T."""
+    from edgedistill._keras import tf
+
+    teacher = tf.cast(teacher_outputs, student_outputs.dtype)
+    student = student_outputs
+    if standardize:
+        teacher, student = standardize_logits(teacher), standardize_logits(student)
+    return teacher / temperature, student / temperature
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"`{name}` must be true or false. Received: {name}={value!r}.")
+    return value
+
+
 @register_loss("logits")
-class LogitsDistillation(DistillationLoss):
+class LogitsDistillation(TemperatureLoss):
     """Soft-target distillation (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network").
 
     ``loss = T^2 * KL(softmax(z_t / T) || softmax(z_s / T))``, averaged over the batch.
     The ``T^2`` factor keeps the gradient scale of the soft targets independent of the
     temperature, so the weight against the hard-label loss keeps its meaning as T changes.
 
-    Temperature schedule: with ``final_temperature`` the temperature moves from
-    ``temperature`` (first epoch) to ``final_temperature`` (last epoch),
-    ``T(p) = T0 + (T1 - T0) * f(p)`` with training progress ``p`` in [0, 1] and
-    ``f(p) = p`` (``schedule="linear"``) or ``f(p) = (1 - cos(pi p)) / 2`` (``"cosine"``).
-    The :class:`~edgedistill.distill.distiller.Distiller` feeds ``p`` per epoch.
+    Temperature schedule (``final_temperature``, ``schedule``): see :class:`TemperatureLoss`.
+
+    ``standardize=True`` z-scores both logits first (logit standardization, Sun et al. 2024;
+    see :class:`LogitStandardization`): ``z -> (z - mean(z)) / std(z)``.
 
     ``loss`` is what ``keras.distillation.LogitsDistillation`` accepts (anything
     ``keras.losses.get`` takes). The default ``"kl_divergence"`` (or a ``KLDivergence``) is the
@@ -162,46 +232,32 @@ class LogitsDistillation(DistillationLoss):
         final_temperature: float | None = None,
         schedule: str = "linear",
         loss: KerasLossSpec = "kl_divergence",
+        standardize: bool = False,
     ) -> None:
-        self.temperature = _check_positive_number("temperature", temperature)
-        self.final_temperature = (
-            None if final_temperature is None else _check_positive_number("final_temperature", final_temperature)
-        )
-        if schedule not in SCHEDULES:
-            raise InputError(f"Unknown temperature schedule {schedule!r}. Expected one of: {', '.join(SCHEDULES)}.")
-        self.schedule = schedule
+        super().__init__(temperature, final_temperature, schedule)
         self.loss = loss
+        self.standardize = _check_flag("standardize", standardize)
         self._loss_fn = None if _is_kl_divergence(loss) else keras_loss(loss, role="LogitsDistillation `loss`")
-
-    def temperature_at(self, progress):
-        """The temperature at training progress ``progress`` in [0, 1] (a float or a tensor)."""
-        if self.final_temperature is None or progress is None:
-            return self.temperature
-        from edgedistill._keras import tf
-
-        progress = tf.clip_by_value(tf.cast(progress, tf.float32), 0.0, 1.0)
-        fraction = progress if self.schedule == "linear" else (1.0 - tf.cos(progress * 3.141592653589793)) / 2.0
-        return self.temperature + (self.final_temperature - self.temperature) * fraction
 
     def compute_loss(self, teacher_outputs, student_outputs, progress=None, **kwargs):
         from edgedistill._keras import tf
 
         temperature = tf.cast(self.temperature_at(progress), student_outputs.dtype)
+        teacher_scaled, student_scaled = _softened(teacher_outputs, student_outputs, temperature, self.standardize)
         if self._loss_fn is not None:
-            teacher_scaled = tf.cast(teacher_outputs, student_outputs.dtype) / temperature
-            return tf.reduce_mean(tf.cast(self._loss_fn(teacher_scaled, student_outputs / temperature), student_outputs.dtype))
-        teacher_log_probs = tf.nn.log_softmax(tf.cast(teacher_outputs, student_outputs.dtype) / temperature, axis=-1)
-        student_log_probs = tf.nn.log_softmax(student_outputs / temperature, axis=-1)
+            return tf.reduce_mean(tf.cast(self._loss_fn(teacher_scaled, student_scaled), student_outputs.dtype))
+        teacher_log_probs = tf.nn.log_softmax(teacher_scaled, axis=-1)
+        student_log_probs = tf.nn.log_softmax(student_scaled, axis=-1)
         # KL(p_t || p_s) = sum p_t (log p_t - log p_s); log-space for numerical stability.
         kl = tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
         return tf.reduce_mean(kl) * temperature**2
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"temperature": self.temperature}
-        if self.final_temperature is not None:
-            config.update(final_temperature=self.final_temperature, schedule=self.schedule)
+        config = super().get_config()
         if not (isinstance(self.loss, str) and self.loss == "kl_divergence"):
             config["loss"] = keras_loss_config(self.loss)
+        if self.standardize:
+            config["standardize"] = True
         return config
 
 
@@ -523,6 +579,230 @@ class RelationalDistillation(DistillationLoss):
         }
 
 
+@register_loss("logit_standardization")
+class LogitStandardization(LogitsDistillation):
+    """Knowledge distillation with logit standardization (Sun, Ren, Li, Wang & Cao, CVPR 2024,
+    "Logit Standardization in Knowledge Distillation").
+
+    Both logits are z-scored per sample before the softened softmax,
+    ``Z(z) = (z - mean(z)) / std(z)`` (mean and population standard deviation over the K
+    classes), then ``loss = T^2 * KL(softmax(Z(z_t) / T) || softmax(Z(z_s) / T))``, averaged
+    over the batch. Each model thus gets its own effective temperature ``T * std(z)``: the
+    student matches the teacher's logit *relations*, not their range, which a small student
+    often cannot reach. ``T`` is the paper's base temperature (2 in its CIFAR-100 runs).
+
+    It is ``logits`` with ``standardize=True`` (the paper's pre-process applies to any logit
+    loss: ``dkd:standardize=true`` is DKD with it), registered under its own name so users find
+    the method. Note: the paper weights the KD term 9 against 0.1 for the hard-label loss
+    (``--student-loss-weight`` about 0.01 here); the official code uses the unbiased standard
+    deviation, the same up to a factor ``sqrt(K/(K-1))`` on ``T``.
+
+    Example::
+
+        loss = LogitStandardization(temperature=2.0)   # CLI: --distillation-loss logit_standardization:temperature=2
+    """
+
+    def __init__(
+        self,
+        temperature: float = 2.0,
+        final_temperature: float | None = None,
+        schedule: str = "linear",
+        loss: KerasLossSpec = "kl_divergence",
+    ) -> None:
+        super().__init__(temperature, final_temperature, schedule, loss, standardize=True)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("standardize", None)  # always on
+        return config
+
+
+DKD_TARGETS = ("label", "teacher")
+
+
+def _target_classes(labels, teacher_logits):
+    """The target class of each sample as int32 ``[batch]``: from sparse or one-hot labels, else the teacher's top class."""
+    from edgedistill._keras import tf
+
+    if labels is None:
+        return tf.argmax(teacher_logits, axis=-1, output_type=tf.int32)
+    labels = tf.convert_to_tensor(labels)
+    num_classes = teacher_logits.shape[-1]
+    if labels.shape.rank == teacher_logits.shape.rank and num_classes not in (None, 1) and labels.shape[-1] == num_classes:
+        return tf.argmax(labels, axis=-1, output_type=tf.int32)  # one-hot (or soft) labels
+    return tf.reshape(tf.cast(labels, tf.int32), [-1])
+
+
+def _binary_log_probs(log_probs, target_mask):
+    """``[log p_target, log (1 - p_target)]`` per sample from log-probabilities over K classes, without ``log(1 - p)``."""
+    from edgedistill._keras import tf
+
+    num_classes = log_probs.shape[-1] or tf.shape(log_probs)[-1]
+    log_target = tf.reduce_sum(tf.where(target_mask, log_probs, tf.zeros_like(log_probs)), axis=-1)
+    non_target = tf.reshape(tf.boolean_mask(log_probs, tf.logical_not(target_mask)), [-1, num_classes - 1])
+    return tf.stack([log_target, tf.reduce_logsumexp(non_target, axis=-1)], axis=-1), non_target
+
+
+def _kl_from_log_probs(teacher_log_probs, student_log_probs):
+    from edgedistill._keras import tf
+
+    return tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
+
+
+@register_loss("dkd")
+class DecoupledKD(TemperatureLoss):
+    """Decoupled knowledge distillation (Zhao, Cui, Song, Qiu & Liang, CVPR 2022, "Decoupled Knowledge Distillation").
+
+    With ``p = softmax(z / T)`` and ``t`` the target class of the sample, KD splits into
+
+    - TCKD (target class): ``KL(b_T || b_S)`` on the binary ``b = [p_t, 1 - p_t]``;
+    - NCKD (non-target classes): ``KL(q_T || q_S)`` on ``q = softmax(z_{i != t} / T)``, the
+      distribution among the K-1 other classes;
+
+    ``loss = w(p) * T^2 * (alpha * TCKD + beta * NCKD)``, averaged over the batch. Vanilla KD is
+    ``TCKD + (1 - p_t^T) * NCKD``: it weakens NCKD exactly where the teacher is confident;
+    DKD gives it its own weight ``beta`` (the paper: alpha = 1, beta = 8 on CIFAR-100, T = 4).
+
+    ``target="label"`` (the paper) takes ``t`` from the ground-truth labels the Distiller
+    passes; ``"teacher"`` uses the teacher's top class (e.g. without labels or with mixup);
+    without labels the teacher's top class is used. ``warmup`` ramps the loss in linearly over
+    that fraction of training, ``w(p) = min(1, p / warmup)`` (the paper: 20 of 240 epochs,
+    ``warmup=0.08``; 0 = off). ``standardize=True`` z-scores the logits first (see
+    :class:`LogitStandardization`). Temperature schedule: see :class:`TemperatureLoss`.
+
+    Example::
+
+        loss = DecoupledKD(alpha=1.0, beta=8.0, temperature=4.0)   # CLI: --distillation-loss dkd:beta=8
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 8.0,
+        temperature: float = 4.0,
+        final_temperature: float | None = None,
+        schedule: str = "linear",
+        warmup: float = 0.0,
+        target: str = "label",
+        standardize: bool = False,
+    ) -> None:
+        super().__init__(temperature, final_temperature, schedule)
+        self.alpha, self.beta = _check_weights("DecoupledKD", alpha=alpha, beta=beta)
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup <= 1:
+            raise InputError(f"`warmup` must be a fraction of training in [0, 1]. Received: warmup={warmup!r}. The paper's is 0.08.")
+        self.warmup = float(warmup)
+        if target not in DKD_TARGETS:
+            raise InputError(f"Unknown DKD target {target!r}. Expected one of: {', '.join(DKD_TARGETS)}.")
+        self.target = target
+        self.standardize = _check_flag("standardize", standardize)
+
+    def compute_loss(self, teacher_outputs, student_outputs, progress=None, labels=None, **kwargs):
+        from edgedistill._keras import tf
+
+        temperature = tf.cast(self.temperature_at(progress), student_outputs.dtype)
+        teacher_scaled, student_scaled = _softened(teacher_outputs, student_outputs, temperature, self.standardize)
+        target = _target_classes(None if self.target == "teacher" else labels, teacher_scaled)
+        target_mask = tf.cast(tf.one_hot(target, tf.shape(student_scaled)[-1]), tf.bool)
+        teacher_binary, teacher_other = _binary_log_probs(tf.nn.log_softmax(teacher_scaled, axis=-1), target_mask)
+        student_binary, student_other = _binary_log_probs(tf.nn.log_softmax(student_scaled, axis=-1), target_mask)
+        tckd = _kl_from_log_probs(teacher_binary, student_binary)
+        # softmax over the non-target classes = log_softmax of their log-probabilities (shift invariance)
+        nckd = _kl_from_log_probs(tf.nn.log_softmax(teacher_other, axis=-1), tf.nn.log_softmax(student_other, axis=-1))
+        loss = tf.reduce_mean(self.alpha * tckd + self.beta * nckd) * temperature**2
+        if self.warmup > 0 and progress is not None:
+            loss *= tf.minimum(1.0, tf.cast(progress, loss.dtype) / self.warmup)
+        return loss
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"alpha": self.alpha, "beta": self.beta, **super().get_config()}
+        if self.warmup:
+            config["warmup"] = self.warmup
+        if self.target != "label":
+            config["target"] = self.target
+        if self.standardize:
+            config["standardize"] = True
+        return config
+
+
+def _check_weights(owner: str, **weights) -> tuple[float, ...]:
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InputError(f"`{name}` must be a number >= 0. Received: {name}={value!r}.")
+    if not any(weights.values()):
+        names = " and ".join(f"`{name}`" for name in weights)
+        raise InputError(f"{owner}: {names} are all 0; set at least one > 0.")
+    return tuple(float(value) for value in weights.values())
+
+
+#: Floor of a squared norm in the Pearson correlation: a constant row or column (e.g. a batch of one) gives 0, not NaN.
+_PEARSON_EPSILON = 1e-12
+
+
+def pearson_correlation(a, b, axis: int):
+    """Pearson correlation of ``a`` and ``b`` along ``axis`` (one value per row or column)."""
+    from edgedistill._keras import tf
+
+    a = tf.math.l2_normalize(a - tf.reduce_mean(a, axis=axis, keepdims=True), axis=axis, epsilon=_PEARSON_EPSILON)
+    b = tf.math.l2_normalize(b - tf.reduce_mean(b, axis=axis, keepdims=True), axis=axis, epsilon=_PEARSON_EPSILON)
+    return tf.reduce_sum(a * b, axis=axis)
+
+
+@register_loss("dist")
+class DISTDistillation(TemperatureLoss):
+    """DIST: distillation from a stronger teacher (Huang, You, Wang, Qian & Xu, NeurIPS 2022,
+    "Knowledge Distillation from A Stronger Teacher").
+
+    Exact probability matching (KL) is replaced by correlation matching, which keeps only the
+    teacher's *relations*. With ``Y = softmax(Z / T)`` the B x K probability matrix of a batch
+    and ``rho`` the Pearson correlation coefficient:
+
+    - inter-class relation: ``L_inter = 1 - 1/B * sum_i rho(Y_s[i, :], Y_t[i, :])`` (each
+      sample's ranking of the classes);
+    - intra-class relation: ``L_intra = 1 - 1/K * sum_j rho(Y_s[:, j], Y_t[:, j])`` (each class's
+      scores across the batch's samples);
+
+    ``loss = T^2 * (beta * L_inter + gamma * L_intra)``. The paper: beta = gamma = 1, T = 1 on
+    ImageNet; beta = gamma = 2, T = 4 on CIFAR-100. The intra-class term needs batches of
+    several samples (a batch of one contributes ``gamma * T^2``, constant).
+    Temperature schedule: see :class:`TemperatureLoss`.
+
+    Example::
+
+        loss = DISTDistillation(beta=2.0, gamma=2.0, temperature=4.0)   # CLI: --distillation-loss dist:beta=2,gamma=2
+    """
+
+    def __init__(
+        self,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        temperature: float = 1.0,
+        final_temperature: float | None = None,
+        schedule: str = "linear",
+    ) -> None:
+        super().__init__(temperature, final_temperature, schedule)
+        self.beta, self.gamma = _check_weights("DISTDistillation", beta=beta, gamma=gamma)
+
+    def compute_loss(self, teacher_outputs, student_outputs, progress=None, **kwargs):
+        from edgedistill._keras import tf
+
+        temperature = tf.cast(self.temperature_at(progress), student_outputs.dtype)
+        teacher_scaled, student_scaled = _softened(teacher_outputs, student_outputs, temperature, False)
+        teacher_probs, student_probs = tf.nn.softmax(teacher_scaled, axis=-1), tf.nn.softmax(student_scaled, axis=-1)
+        inter = 1.0 - tf.reduce_mean(pearson_correlation(student_probs, teacher_probs, axis=1))
+        intra = 1.0 - tf.reduce_mean(pearson_correlation(student_probs, teacher_probs, axis=0))
+        return (self.beta * inter + self.gamma * intra) * temperature**2
+
+    def get_config(self) -> dict[str, Any]:
+        return {"beta": self.beta, "gamma": self.gamma, **super().get_config()}
+
+
+def loss_parameters(name: str) -> set[str]:
+    """The constructor arguments of the registered loss ``name`` (e.g. which take ``temperature``)."""
+    import inspect
+
+    return set(inspect.signature(LOSSES.get(name)).parameters)
+
+
 def parse_arguments(text: str, *, what: str = "arguments") -> dict[str, Any]:
     """``"a=1,b=x,c=0.5"`` -> ``{"a": 1, "b": "x", "c": 0.5}`` (numbers, true/false/none, else strings).
 
@@ -583,7 +863,14 @@ def get_loss(spec: "str | dict[str, Any] | DistillationLoss") -> DistillationLos
 
 __all__ = [
     "DistillationLoss",
+    "TemperatureLoss",
     "LogitsDistillation",
+    "LogitStandardization",
+    "DecoupledKD",
+    "DISTDistillation",
+    "standardize_logits",
+    "pearson_correlation",
+    "loss_parameters",
     "FeatureDistillation",
     "AttentionTransfer",
     "RelationalDistillation",

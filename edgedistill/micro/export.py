@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import InputError
-from edgedistill.fileio import write_json_atomic, write_text_atomic
+from edgedistill.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgedistill.micro.arena import arena_with_margin, measure_arena
 from edgedistill.micro.resolver import check_micro_compatible
 from edgedistill.micro.sources import (
@@ -38,7 +38,7 @@ from edgedistill.micro.sources import (
     render_test_data,
 )
 from edgedistill.tflite_model import quantize_input, read_model_info, runtime_versions
-from edgedistill.tflm import TFLMModel
+from edgedistill.tflm import TFLMModel, tflm_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class MicroExport:
             arena_margin_bytes=int(metadata.get("arena_margin_bytes", tensor_arena_size - arena_bytes_host)),
             tensor_arena_size=tensor_arena_size,
             num_test_samples=int(metadata["num_test_samples"]),
-            files=list(REQUIRED_FILES),
+            files=list(REQUIRED_FILES) + list(metadata.get("front_end", {}).get("files", [])),
             metadata=metadata,
         )
 
@@ -141,6 +141,7 @@ class MicroExport:
             "num_test_samples": self.num_test_samples,
             "files": self.files,
             "arena_probes": self.arena_probes,
+            **({"front_end": self.metadata["front_end"]} if "front_end" in self.metadata else {}),
         }
 
 
@@ -192,9 +193,18 @@ def load_micro_export(folder_or_run_dir: str | Path) -> MicroExport:
         raise InputError(
             f"Run folder {str(run_dir)!r} has no complete micro export: missing {', '.join(missing)} in "
             f"{str(micro_dir)!r}. Expected the files of `edgedistill micro`. "
-            f"Fix: run `edgedistill micro {run_dir}` (or `edgedistill run`) first."
+            f"Fix: run `{_micro_command(run_dir)}` (or `edgedistill run`) first."
         )
     return MicroExport.from_metadata(micro_dir, _read_metadata(micro_dir))
+
+
+def _micro_command(run_dir: Path) -> str:
+    """The `edgedistill micro` command that writes ``run_dir/micro`` (from the run's int8 model when it has one)."""
+    import shlex
+
+    models = sorted(run_dir.glob("*int8*.tflite")) or sorted(run_dir.glob("*.tflite"))
+    model = shlex.quote(str(models[0])) if models else "MODEL.tflite"
+    return f"edgedistill micro {model} -o {shlex.quote(str(run_dir / MICRO_DIR))}"
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?f?|0x[0-9a-fA-F]+")
@@ -235,19 +245,52 @@ def _quantization(detail: dict[str, Any]) -> dict[str, Any] | None:
     return {"scale": float(parameters["scales"][0]), "zero_point": int(parameters["zero_points"][0])}
 
 
-def _test_vectors(model: TFLMModel, test_inputs, test_labels, num_test_samples: int):
-    """(raw inputs, expected raw outputs, labels): real samples, or seeded random ones labelled -1."""
+def _check_test_inputs(info, test_inputs, source: str) -> None:
+    """One input, and test samples of its shape: checked before the arena is measured or anything written."""
+    if len(info.inputs) != 1:
+        names = ", ".join(f"{t.name} {t.shape}" for t in info.inputs)
+        raise InputError(
+            f"{source} has {len(info.inputs)} inputs ({names}); the micro export's test vectors and the firmware app "
+            "feed one input tensor. Export a model with a single input."
+        )
+    if test_inputs is None:
+        return
+    expected = tuple(int(d) for d in info.inputs[0].shape[1:])
+    received = tuple(int(d) for d in np.shape(test_inputs)[1:])
+    if received != expected:
+        raise InputError(
+            f"The data's test samples have shape {received}, but {source} takes inputs of shape {expected}. "
+            "Pass --data with the data set the model was trained on, or leave --data out for random test inputs."
+        )
+    if len(test_inputs) == 0:
+        raise InputError("The data set has no test samples to embed. Pass --data with a test split, or leave --data out.")
+
+
+def _test_vectors(model: TFLMModel, test_inputs, test_labels, num_test_samples: int, *, tflite_bytes: bytes):
+    """(raw inputs, expected raw outputs, labels): real samples, or seeded random ones labelled -1.
+
+    The expected outputs come from a TFLM worker process: an input that crashes TFLM stops the worker,
+    never this process."""
     if test_inputs is None:
         rng = np.random.default_rng(0)
-        test_inputs = rng.random((num_test_samples, *model.input["shape"][1:]), dtype=np.float32)
+        shape = (num_test_samples, *model.input["shape"][1:])
+        if _quantization(model.input) is None and np.issubdtype(model.input["dtype"], np.integer):
+            # raw integer input (an audio front end's int16 samples): values over a quarter of its range
+            info = np.iinfo(model.input["dtype"])
+            test_inputs = rng.integers(info.min // 4, info.max // 4, size=shape).astype(np.float32)
+        else:
+            test_inputs = rng.random(shape, dtype=np.float32)
         test_labels = np.full(num_test_samples, -1)
     test_inputs = np.asarray(test_inputs[:num_test_samples], dtype=np.float32)
     labels = np.asarray(test_labels[:num_test_samples] if test_labels is not None else np.full(len(test_inputs), -1))
-    return quantize_input(test_inputs, model.input), model.raw_outputs(test_inputs), labels
+    raw_inputs = quantize_input(test_inputs, model.input)
+    expected = tflm_outputs(tflite_bytes, raw_inputs, arena_bytes=model.arena_size, source=model.source)
+    return raw_inputs, expected, labels
 
 
 def _sources(
-    tflite_bytes: bytes, ops: list[str], methods: list[str], model: TFLMModel, vectors, *, arena: dict[str, int], header: str
+    tflite_bytes: bytes, ops: list[str], methods: list[str], model: TFLMModel, vectors, *, arena: dict[str, int], header: str,
+    real_samples: bool = True,
 ) -> dict[str, str]:
     """File name -> text of every C/C++ source of the export."""
     raw_inputs, expected, labels = vectors
@@ -255,7 +298,7 @@ def _sources(
     output_size = int(np.prod(model.output["shape"]))
     data_h, data_cc = render_model_data(tflite_bytes, header=header)
     test_h, test_cc = render_test_data(
-        raw_inputs, expected, labels, header=header,
+        raw_inputs, expected, labels, header=header, real_samples=real_samples,
         input_type=C_TYPES[np.dtype(model.input["dtype"]).name], output_type=C_TYPES[np.dtype(model.output["dtype"]).name],
     )  # fmt: skip
     settings = render_settings(
@@ -315,6 +358,7 @@ def export_micro(
     margin_fraction: float = 0.10,
     model_name: str = "model.tflite",
     arena: dict[str, int] | None = None,
+    front_end: Any = None,
 ) -> MicroExport:
     """Write the TFLite Micro sources for an int8 model into ``output_dir``.
 
@@ -323,23 +367,37 @@ def export_micro(
         test_inputs: float images (``[0, 1]``, NHWC) to embed as test vectors; their
             expected outputs come from the real TFLM interpreter on the host.
         arena: a result of :func:`edgedistill.micro.measure_arena`, when already measured.
+        front_end: an audio front end to export with the model
+            (:class:`edgedistill.micro.frontend.FrontEndExport`); the test vectors are then its audio.
     """
     from edgedistill._version import __version__
 
     info = read_model_info(tflite_bytes, source=model_name)
     methods = check_micro_compatible(info, source=model_name)  # before anything is written
+    _check_test_inputs(info, test_inputs if front_end is None else None, model_name)
+    real_samples = test_inputs is not None
+    if front_end is not None:  # its feature shape and features are checked before anything is written, too
+        front_end.check_model(info, source=model_name)
+        test_inputs = front_end.prepare(margin_fraction=margin_fraction, test_inputs=test_inputs)
+        test_labels = test_labels[: len(test_inputs)] if test_labels is not None else None
     arena = dict(arena or measure_arena(tflite_bytes, source=model_name))
     arena["tensor_arena_size"], arena["margin"] = arena_with_margin(arena["arena_bytes"], margin_fraction=margin_fraction)
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
-    vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples)
+    vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
     header = HEADER_TEMPLATE.format(version=__version__, model=model_name)
-    for name, text in _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header).items():
+    sources = _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples)
+    if front_end is not None:
+        sources.update(front_end.sources(model.input, header=header))
+        write_bytes_atomic(output_dir / "front_end.tflite", front_end.tflite_bytes)
+    for name, text in sources.items():
         write_text_atomic(output_dir / name, text)
     manifest = _manifest(
         tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
         model_name=model_name, num_samples=int(len(vectors[0])),
     )  # fmt: skip
+    if front_end is not None:
+        manifest["front_end"] = front_end.manifest()
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
     logger.debug("micro export of %s written to %s", model_name, output_dir)
     return MicroExport.from_metadata(output_dir, manifest)

@@ -96,6 +96,11 @@ class _Graph:
 def _tensor_bytes(tensor: Any, type_names: dict[int, str], index: int, source: str) -> int:
     """``TfLiteEvalTensorByteLength``: elements x element size (a scalar has one element)."""
     dtype = type_names.get(tensor.Type(), f"type_{tensor.Type()}")
+    if dtype in ("resource", "variant"):
+        raise InputError(
+            f"{source}: tensor {index} is a {dtype} tensor (resource variables: VAR_HANDLE, READ_VARIABLE, "
+            "ASSIGN_VARIABLE); the offline memory planner does not handle them. Use --memory-plan greedy for this model."
+        )
     if dtype not in _TYPE_BYTES:
         raise InputError(
             f"{source}: tensor {index} has element type {dtype}, which the memory planner cannot size "
@@ -170,7 +175,7 @@ def _check_plannable(graph: _Graph, source: str) -> None:
     unsupported = sorted({op for op in graph.op_names if op not in TFLM_RESOLVER_METHODS})
     if unsupported:
         raise InputError(
-            f"{source} uses op(s) TFLite Micro does not have: {', '.join(unsupported)}; TFLM would refuse the "
+            f"{source} uses op(s) outside TFLite Micro's builtin op resolver: {', '.join(unsupported)}; TFLM would refuse the "
             "model, planned or not. Change the layers that produce them before planning its memory."
         )
 
@@ -729,8 +734,17 @@ class PlanVerification:
 
     @property
     def passed(self) -> bool:
-        """Identical outputs and an arena no larger than TFLM's own plan gives."""
-        return self.outputs_identical and self.planned_arena_bytes <= self.greedy_arena_bytes
+        """Identical outputs, and neither the arena nor TFLM's head above what TFLM's own plan gives.
+
+        The head is checked too: scratch buffers that kernels request at ``Prepare`` are planned
+        online around the fixed offsets and can land higher than among TFLM's own placement, which
+        a minimum arena set by init-time temporaries would hide.
+        """
+        return (
+            self.outputs_identical
+            and self.planned_arena_bytes <= self.greedy_arena_bytes
+            and self.planned_tflm_head_bytes <= self.greedy_tflm_head_bytes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}
@@ -823,25 +837,34 @@ def plan_and_verify(
     reorder: bool = True,
     replace_existing: bool = False,
     num_workers: int = 2,
+    verify_always: bool = False,
     source: str = "model",
 ) -> PlannedModel:
     """Plan, write, verify: the planned model when TFLM runs it with identical outputs in a smaller
-    arena, else the original model. A plan that fails verification is never handed back."""
+    arena, else the original model. A plan that fails verification is never handed back.
+
+    A plan that cannot help (same head as TFLM's greedy plan, same operator order) is not verified,
+    which saves two arena bisections, unless ``verify_always`` (the benchmark measures every model).
+    """
     plan = plan_memory(
         tflite_bytes, time_limit_s=time_limit_s, reorder=reorder, replace_existing=replace_existing,
         num_workers=num_workers, source=source,
     )  # fmt: skip
     if plan.solver_status == "existing":
         return PlannedModel(tflite_bytes, False, "the model carries its own offline plan; kept", plan, None)
+    if plan.planned_head_bytes >= plan.greedy_head_bytes and not plan.order_changed and not verify_always:
+        reason = f"TFLM's greedy plan is already the best placement (head {plan.greedy_head_bytes} bytes); model kept"
+        return PlannedModel(tflite_bytes, False, reason, plan, None)
     planned = apply_plan(tflite_bytes, plan, source=source)
     verification = verify_plan(tflite_bytes, planned, test_inputs, source=source)
     if not verification.outputs_identical:
         reason = "the planned model's TFLM outputs differ from the original's; plan discarded"
         logger.warning("memory plan of %s: %s", source, reason)
         return PlannedModel(tflite_bytes, False, reason, plan, verification)
-    if verification.planned_arena_bytes >= verification.greedy_arena_bytes:
-        reason = (f"the planned arena ({verification.planned_arena_bytes} bytes) is not smaller than TFLM's greedy "
-                  f"plan's ({verification.greedy_arena_bytes} bytes); the model is kept as it was")  # fmt: skip
+    if not verification.passed or verification.planned_arena_bytes >= verification.greedy_arena_bytes:
+        reason = (f"the planned arena ({verification.planned_arena_bytes} bytes, head {verification.planned_tflm_head_bytes}) "
+                  f"is not smaller than TFLM's greedy plan's ({verification.greedy_arena_bytes} bytes, head "
+                  f"{verification.greedy_tflm_head_bytes}); the model is kept as it was")  # fmt: skip
         return PlannedModel(tflite_bytes, False, reason, plan, verification)
     saved = verification.greedy_arena_bytes - verification.planned_arena_bytes
     return PlannedModel(planned, True, f"verified on TFLM: {saved} bytes less arena, outputs identical", plan, verification)

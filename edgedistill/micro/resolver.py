@@ -1,5 +1,7 @@
 """Which TFLite ops TFLite Micro has, and the ``MicroMutableOpResolver`` method that registers each.
 
+Builtin ops and the custom ops TFLM itself provides (its audio ``Signal*`` kernels, :data:`TFLM_CUSTOM_OPS`).
+
 The method names follow TFLM's own rule (``ParseString`` in TFLM's
 ``tensorflow/lite/micro/tools/gen_micro_mutable_op_resolver/generate_micro_mutable_op_resolver_from_model.py``):
 split the op name on ``_``, capitalise each part that starts with a letter, keep other parts in
@@ -55,8 +57,24 @@ def resolver_method(op: str) -> str:
     return METHOD_EXCEPTIONS.get(op) or tflm_rule_method(op)
 
 
-# TFLite builtin op -> the MicroMutableOpResolver method that registers it.
-TFLM_RESOLVER_METHODS: dict[str, str] = {op: resolver_method(op) for op in TFLM_BUILTIN_OPS}
+# The custom ops TFLM itself provides: its audio Signal library (signal/micro/kernels), registered by
+# these MicroMutableOpResolver methods under these custom codes (micro_mutable_op_resolver.h,
+# AddCustom("SignalWindow", ...) in AddWindow() and so on). micro_speech's audio preprocessor uses them.
+TFLM_CUSTOM_OPS: dict[str, str] = {
+    "SignalDelay": "AddDelay", "SignalEnergy": "AddEnergy", "SignalFftAutoScale": "AddFftAutoScale",
+    "SignalFilterBank": "AddFilterBank", "SignalFilterBankLog": "AddFilterBankLog",
+    "SignalFilterBankSquareRoot": "AddFilterBankSquareRoot",
+    "SignalFilterBankSpectralSubtraction": "AddFilterBankSpectralSubtraction", "SignalFramer": "AddFramer",
+    "SignalIrfft": "AddIrfft", "SignalOverlapAdd": "AddOverlapAdd", "SignalPCAN": "AddPCAN", "SignalRfft": "AddRfft",
+    "SignalStacker": "AddStacker", "SignalWindow": "AddWindow",
+}  # fmt: skip
+
+# Op name as edgedistill.tflite_model reads it (``CONV_2D``, ``CUSTOM:SignalWindow``) -> the
+# MicroMutableOpResolver method that registers it.
+TFLM_RESOLVER_METHODS: dict[str, str] = {
+    **{op: resolver_method(op) for op in TFLM_BUILTIN_OPS},
+    **{f"CUSTOM:{code}": method for code, method in TFLM_CUSTOM_OPS.items()},
+}
 
 
 def check_micro_compatible(info: ModelInfo, *, source: str = "model") -> list[str]:
@@ -72,13 +90,15 @@ def check_micro_compatible(info: ModelInfo, *, source: str = "model") -> list[st
     if unsupported:
         raise InputError(
             f"{source} uses op(s) TFLite Micro does not have: {', '.join(unsupported)}. "
-            "Change the layers that produce them (see `edgedistill info`) before exporting."
+            "Change the layers that produce them (see `edgedistill info`) before exporting "
+            f"(TFLM's own custom ops are {', '.join(sorted(TFLM_CUSTOM_OPS))})."
         )
     return [TFLM_RESOLVER_METHODS[op] for op in info.ops]
 
 
 __all__ = [
     "TFLM_BUILTIN_OPS",
+    "TFLM_CUSTOM_OPS",
     "METHOD_EXCEPTIONS",
     "TFLM_RESOLVER_METHODS",
     "tflm_rule_method",

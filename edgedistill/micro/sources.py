@@ -82,13 +82,20 @@ def render_settings(
 
 
 def render_test_data(
-    inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str
+    inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str,
+    real_samples: bool = True,
 ) -> tuple[str, str]:
     num = len(inputs)
+    origin = (
+        "// Real samples of the test split and the outputs the host TFLM interpreter gave for them.\n"
+        if real_samples else
+        "// Seeded random inputs (no data set was given; labels are -1), not real samples, and the outputs the\n"
+        "// host TFLM interpreter gave for them: they check the firmware computes what the host does, not accuracy.\n"
+    )
     h = header + (
         "#ifndef EDGEDISTILL_TEST_DATA_H_\n#define EDGEDISTILL_TEST_DATA_H_\n\n#include <cstdint>\n\n"
         '#include "model_settings.h"\n\n'
-        "// Real samples of the test split and the outputs the host TFLM interpreter gave for them.\n"
+        + origin +
         f"constexpr int kNumTestSamples = {num};\n"
         f"using ModelInputType = {input_type};\nusing ModelOutputType = {output_type};\n\n"
         "extern const ModelInputType g_test_inputs[kNumTestSamples][kInputSize];\n"

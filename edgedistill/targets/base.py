@@ -47,16 +47,27 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_runs < 1:
-            raise InputError(f"`num_runs` must be >= 1. Received: num_runs={self.num_runs}. Pass e.g. --num-runs 50.")
-        if self.warmup_runs < 0:
-            raise InputError(f"`warmup_runs` must be >= 0. Received: warmup_runs={self.warmup_runs}.")
-        if self.num_threads < 1:
-            raise InputError(f"`num_threads` must be >= 1. Received: num_threads={self.num_threads}.")
-        if self.min_secs < 0:
-            raise InputError(f"`min_secs` must be >= 0. Received: min_secs={self.min_secs}.")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise InputError(f"`timeout_s` must be > 0. Received: timeout_s={self.timeout_s}. Omit it for no limit.")
+        import math
+
+        def whole(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InputError(f"`{name}` must be a whole number >= {low}. Received: {name}={value!r}.")
+
+        def number(name: str, *, allow_zero: bool) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0 or (value == 0 and not allow_zero):
+                expected = ">= 0" if allow_zero else "> 0"
+                raise InputError(f"`{name}` must be a finite number {expected}. Received: {name}={value!r}.")
+
+        whole("num_runs", 1)
+        whole("warmup_runs", 0)
+        whole("num_threads", 1)
+        whole("seed", 0)
+        number("min_secs", allow_zero=True)
+        if self.timeout_s is not None:
+            number("timeout_s", allow_zero=False)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -414,13 +425,23 @@ def finish_from_runner(
 
 
 def require_model(model: str | os.PathLike) -> Path:
+    """``model`` as a Path, checked to be a readable, complete TFLite flatbuffer (InputError otherwise)."""
     path = Path(model)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.tflite"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise InputError(f"{str(path)!r} is a folder{hint}, not a model file. Pass the path of a .tflite file.")
     if not path.is_file():
         raise InputError(f"Model file not found: {str(path)!r}. Pass the path of a .tflite file.")
-    from edgedistill.tflite_model import check_flatbuffer
+    from edgedistill.tflite_model import read_model_info
 
-    with open(path, "rb") as handle:
-        check_flatbuffer(handle.read(), source=repr(str(path)))
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"Cannot read model file {str(path)!r}: {error.strerror}. Check its permissions.") from None
+    # The whole flatbuffer, not only its header: a truncated or corrupt file is one clear error here,
+    # not a crash in an interpreter (or on a device).
+    read_model_info(data, source=repr(str(path)))
     return path
 
 

@@ -30,6 +30,7 @@ from edgedistill.targets.base import (
     RunnerOutput,
     Target,
     finish_from_runner,
+    last_lines,
     run_streaming,
     runner_arguments,
 )
@@ -182,6 +183,7 @@ class TflmTarget(Target):
     def __init__(self, spec: str, options: Any) -> None:
         super().__init__(spec)
         self.options = options
+        self._stderr = ""
 
     @property
     def device_key(self) -> str:
@@ -192,22 +194,35 @@ class TflmTarget(Target):
                 "emulates": "TFLite Micro interpreter on the host CPU (not a microcontroller)"}
 
     def measure(self, model: Path, config: BenchConfig) -> Measurement:
+        given = self.options.tflm_arena_bytes
+        measurement, output, exit_code = self._run(model, config, arena=given or 0)
+        if _crashed(exit_code, output) and not given:
+            # A crash (not a clean "arena too small", which the runner grows past itself) may still be
+            # a too-small arena: one more try with a much larger one before blaming the model.
+            first = output.init.get("arena_size_bytes") or model.stat().st_size * 10 + 16 * 1024
+            measurement, output, exit_code = self._run(model, config, arena=first * 8)
+            if _crashed(exit_code, output):
+                return self._crash_failure(measurement, output, exit_code,
+                                           f"with a {first}-byte arena and again with {first * 8} bytes; the model is "
+                                           "probably corrupt or uses an op TFLM cannot run (check it with "
+                                           "`edgedistill info MODEL`)")
+        elif _crashed(exit_code, output):
+            return self._crash_failure(measurement, output, exit_code,
+                                       f"with the {given}-byte arena given by --arena-bytes, which may be too small; "
+                                       "omit --arena-bytes to let bench grow the arena, or pass a larger one")
+        return measurement
+
+    def _run(self, model: Path, config: BenchConfig, *, arena: int) -> tuple[Measurement, RunnerOutput, int | None]:
+        """One run of the TFLM bench runner (``arena`` 0: the runner picks and grows it)."""
         measurement = self.new_measurement(model, config)
         started = time.monotonic()
-        arena = self.options.tflm_arena_bytes or 0
         command = [self.options.python or sys.executable, str(TFLM_RUNNER_PATH), "bench", "--model", str(model),
                    "--num-runs", str(config.num_runs), "--warmup-runs", str(config.warmup_runs),
                    "--min-secs", repr(float(config.min_secs)), "--arena-bytes", str(arena),
                    "--seed", str(config.seed)]
         output = RunnerOutput()
         exit_code, stderr, timed_out = run_streaming(command, timeout_s=config.timeout_s, on_line=output.feed)
-        if exit_code is not None and exit_code < 0 and not output.error:
-            output.fill(measurement)
-            measurement.status = "failed"
-            measurement.error = (f"tflm: the TFLM interpreter crashed (signal {-exit_code}); the arena "
-                                 f"({output.init.get('arena_size_bytes', arena)} bytes) is probably too small. "
-                                 "Pass a larger one with --arena-bytes.")
-            return measurement
+        self._stderr = stderr
         # The result event carries arena_total_bytes / _head_ / _tail_ (TFLM's allocation report): into extra.
         measurement = finish_from_runner(measurement, output, exit_code, stderr, timed_out, where="tflm",
                                          started=started, timeout_s=config.timeout_s)
@@ -216,7 +231,19 @@ class TflmTarget(Target):
             measurement.extra["arena_total_bytes"] = None
         measurement.extra["note"] = "emulated: TFLM on the host CPU, not microcontroller time; no per-op time " \
                                     "(the tflite-micro Python binding has no profiler)"
+        return measurement, output, exit_code
+
+    def _crash_failure(self, measurement: Measurement, output: RunnerOutput, exit_code: int | None,
+                       detail: str) -> Measurement:
+        said = last_lines(self._stderr, 1)
+        measurement.status = "failed"
+        measurement.error = (f"tflm: the TFLM interpreter crashed (signal {-(exit_code or 0)}) {detail}"
+                             + (f". TFLM said: {said}" if said else "."))
         return measurement
+
+
+def _crashed(exit_code: int | None, output: RunnerOutput) -> bool:
+    return exit_code is not None and exit_code < 0 and not output.error
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,14 +7,17 @@ self-contained runner (``edgedistill/_runner.py``) there, runs it with ``--remot
 (default ``python3``), reads its JSON lines back as they arrive, and removes the folder.
 With ``--benchmark-binary`` it runs TFLite's ``benchmark_model`` instead and parses its output.
 
-Every remote command is built from ``shlex.quote``-d words, so paths with spaces or shell
-characters stay one argument. An unknown host key is refused unless ``accept_new_host_key``.
+Every remote command is built from ``shlex.quote``-d words, with ``--`` before operands, and files
+are deployed under names of safe characters (:func:`remote_file_name`), so no model name ever reaches
+a remote shell, under scp's SFTP protocol or its legacy one (``scp -O``). An unknown host key is
+refused unless ``accept_new_host_key``; a changed one is always refused, and said to be changed.
 One connection is shared by all commands of a session (``ControlMaster``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -45,6 +48,8 @@ from edgedistill.targets.benchmark_model import (
 logger = logging.getLogger(__name__)
 
 SSH_ERROR_EXIT = 255  # ssh's own exit code for connection/authentication failures
+_SAFE_REMOTE = re.compile(r"[A-Za-z0-9._-]+")
+_SAFE_REMOTE_DIR = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
 def parse_ssh_spec(spec: str) -> tuple[str | None, str, int | None]:
@@ -64,14 +69,18 @@ def parse_ssh_spec(spec: str) -> tuple[str | None, str, int | None]:
 def explain_ssh_failure(where: str, stderr: str, options: Any) -> str:
     """One line saying what went wrong in ssh terms and how to fix it."""
     text = stderr.strip()
+    # First: OpenSSH also prints "Host key verification failed" for a changed key, and a changed
+    # key must never be answered with advice to trust it.
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "POSSIBLE DNS SPOOFING" in text:
+        return (f"{where}: the device's host key has CHANGED since it was recorded in known_hosts; refusing to "
+                "connect. This can be a man-in-the-middle attack. Verify the new key with whoever runs the device "
+                "(over another channel) before you change known_hosts; --accept-new-host-key does not apply to "
+                "changed keys.")
     if "Host key verification failed" in text or "No ED25519 host key is known" in text or (
             "host key" in text.lower() and "known" in text.lower()):
         return (f"{where}: the device's host key is not in known_hosts, so the connection was refused. "
                 "Check the key (e.g. `ssh-keyscan HOST`) and add it to known_hosts, or pass --accept-new-host-key "
                 "to trust it on first use.")
-    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
-        return (f"{where}: the device's host key CHANGED since it was recorded in known_hosts; refusing to connect. "
-                "If the device was reinstalled, remove the old key with `ssh-keygen -R HOST`.")
     if "Permission denied" in text:
         return (f"{where}: authentication refused ({last_lines(text, 1)}). Set up key login "
                 "(`ssh-copy-id USER@HOST`), load your key in ssh-agent, or check the user name; "
@@ -84,6 +93,18 @@ def explain_ssh_failure(where: str, stderr: str, options: Any) -> str:
             return (f"{where}: cannot reach the device ({marker}). Check that it is on, on the network, and runs "
                     "an ssh server; see --connect-timeout.")
     return f"{where}: ssh failed: {last_lines(text) or 'no message'}"
+
+
+def remote_file_name(index: int, name: str) -> str:
+    """A name for a deployed file made of ``[A-Za-z0-9._-]`` only, unique per session.
+
+    scp's legacy protocol (``scp -O``, the default of OpenSSH clients before 9.0) hands the remote
+    path to the remote shell, SFTP does not: quoting that suits one breaks the other. A name with
+    no shell character needs no quoting under either, and the index keeps two ``model.tflite`` from
+    different folders apart.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".-") or "file"
+    return f"{index}_{safe[:80]}"
 
 
 class SshTarget(Target):
@@ -165,10 +186,15 @@ class SshTarget(Target):
         return result
 
     def copy(self, local: Path, remote_name: str) -> str:
+        if not _SAFE_REMOTE.fullmatch(remote_name):
+            raise ValueError(f"unsafe remote file name {remote_name!r}")  # a bug: names come from remote_file_name
         remote_path = f"{self.remote_dir}/{remote_name}"
         port = ["-P", str(self.port)] if self.port else []
-        # scp's SFTP mode (the default since OpenSSH 9.0) passes the remote path without a shell.
-        command = [self.scp, "-q", *self._common_options(), *port, str(local), f"{self.destination}:{remote_path}"]
+        # The remote path is made of safe characters only (remote_file_name, _SAFE_REMOTE), so it means
+        # the same under SFTP and under the legacy protocol (where the remote shell reads it); the local
+        # path is absolute, so a ':' in it is never taken for a host; `--` ends scp's options.
+        command = [self.scp, "-q", *self._common_options(), *port, "--", str(local.resolve()),
+                   f"{self.destination}:{remote_path}"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=600,
                                     stdin=subprocess.DEVNULL)
@@ -187,11 +213,19 @@ class SshTarget(Target):
             raise StageError("The OpenSSH client (ssh, scp) is not installed. Install it: "
                              "`apt-get install openssh-client`.")
         self._control_dir = tempfile.mkdtemp(prefix="edgedistill-ssh-")
+        try:
+            self._open_session()
+        except BaseException:
+            self.close()  # a failed connection leaves no control folder behind
+            raise
+
+    def _open_session(self) -> None:
         result = self._check(self.run(["sh", "-c", 'mktemp -d "${TMPDIR:-/tmp}/edgedistill.XXXXXX"'],
                                       timeout_s=self.options.connect_timeout_s + 30), "creating a temporary folder")
         lines = result.stdout.strip().splitlines()
-        if not lines or not lines[-1].startswith("/"):
-            raise StageError(f"{self.spec}: `mktemp -d` printed {result.stdout!r}; expected a folder path.")
+        if not lines or not _SAFE_REMOTE_DIR.fullmatch(lines[-1]):
+            raise StageError(f"{self.spec}: `mktemp -d` printed {result.stdout!r}; expected a folder path of "
+                             "letters, digits and / . _ - (set TMPDIR on the device to such a folder).")
         self.remote_dir = lines[-1]
         self._deployed = {}
         logger.debug("%s: session folder %s", self.spec, self.remote_dir)
@@ -215,7 +249,7 @@ class SshTarget(Target):
         key = f"{local.resolve()}:{local.stat().st_mtime_ns}"
         if key not in self._deployed:
             logger.debug("%s: copying %s", self.spec, local)
-            self._deployed[key] = self.copy(local, remote_name)
+            self._deployed[key] = self.copy(local, remote_file_name(len(self._deployed), remote_name))
         return self._deployed[key]
 
     # -- measuring -------------------------------------------------------------------------
@@ -265,7 +299,7 @@ class SshTarget(Target):
         measurement = self.new_measurement(model, config)
         started = time.monotonic()
         remote_binary = self._deploy(binary, "benchmark_model")
-        self._check(self.run(["chmod", "+x", remote_binary]), "chmod")
+        self._check(self.run(["chmod", "+x", "--", remote_binary]), "chmod")
         remote_model = self._deploy(model, model.name)
         words = [remote_binary, *benchmark_model_arguments(remote_model, config)]
         if self.options.taskset:
@@ -289,4 +323,4 @@ class SshTarget(Target):
         return measurement
 
 
-__all__ = ["SshTarget", "parse_ssh_spec", "explain_ssh_failure"]
+__all__ = ["SshTarget", "parse_ssh_spec", "explain_ssh_failure", "remote_file_name"]
