@@ -117,7 +117,20 @@ def dense_blocks(keras):
     return keras.Model(inputs, L.Dense(5)(L.GlobalAveragePooling2D()(x)))  # fmt: skip
 
 
-BRANCHED = [residual, two_branch, inception, resnet_projection, unet, dense_blocks]
+def inception_stack(keras):
+    """Three four-branch blocks (1x1 of 8/16/24/32 channels, then 3x3 of 8), each concatenated."""
+    L = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = inputs
+    for _ in range(3):
+        branches = [
+            L.Conv2D(8, 3, padding="same", activation="relu")(L.Conv2D(f, 1, activation="relu")(x)) for f in (8, 16, 24, 32)
+        ]
+        x = L.Concatenate()(branches)
+    return keras.Model(inputs, L.Dense(5)(L.GlobalAveragePooling2D()(x)))
+
+
+BRANCHED = [residual, two_branch, inception, inception_stack, resnet_projection, unet, dense_blocks]
 
 
 def keras_models() -> list[tuple[str, str, bytes]]:

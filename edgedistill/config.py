@@ -175,7 +175,11 @@ class TeacherConfig(Section):
         "Teacher model file (.keras, .h5, SavedModel; Keras 2 or 3). Trained from --teacher-preset when absent. "
         "A plain TensorFlow SavedModel runs its graph when it is used.",
     )
-    teacher_preset: str = option("cnn", "Teacher architecture when no --teacher is given: cnn, dscnn or mlp.")
+    teacher_preset: str = option(
+        "cnn",
+        "Teacher architecture when no --teacher is given: cnn, dscnn, mlp, resnet8, mobilenet_v1, mobilenet_v2, "
+        "dscnn_kws or dscnn_kws_large (a keyword spotting teacher).",
+    )
     teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=positive, expected="> 0")
     teacher_epochs: int = option(30, "Epochs to train the teacher (early stopping may end sooner).", check=at_least(1), expected=">= 1")
     calibrate_teacher: bool = option(
@@ -186,7 +190,11 @@ class TeacherConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class StudentConfig(Section):
     student: str | None = option(None, "Student model file (tf_keras). Built from --student-preset when absent.")
-    student_preset: str = option("dscnn", "Student architecture: cnn, dscnn or mlp.")
+    student_preset: str = option(
+        "dscnn",
+        "Student architecture: cnn, dscnn, mlp, resnet8 (MLPerf Tiny image classification), mobilenet_v1 (MLPerf Tiny "
+        "visual wake words at width 0.25), mobilenet_v2 (inputs >= 32x32) or dscnn_kws (MLPerf Tiny keyword spotting).",
+    )
     student_width: float = option(0.5, "Width multiplier of the student preset.", check=positive, expected="> 0")
     max_flash_kb: float | None = option(
         None, "Budget: pick the largest --student-preset width whose untrained int8 model is at most this many KB.",
@@ -205,8 +213,9 @@ class StudentConfig(Section):
 class DistillConfig(Section):
     distillation_loss: str = option(
         "logits",
-        "Distillation loss: logits, feature, attention or rkd, with arguments as NAME:KEY=VALUE,... "
-        "(e.g. attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu).",
+        "Distillation loss: logits, dkd (decoupled KD), dist (DIST), logit_standardization, feature, attention or rkd, "
+        "with arguments as NAME:KEY=VALUE,... (e.g. dkd:beta=8, "
+        "attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu). The logit losses get --temperature.",
     )
     temperature: float = option(4.0, "Softmax temperature T of logit distillation (the loss is scaled by T^2).", check=positive, expected="> 0")
     final_temperature: float | None = option(
@@ -251,6 +260,13 @@ class MicroConfig(Section):
     )
     num_test_vectors: int = option(
         5, "Test samples embedded in the micro export for on-device checks.", check=at_least(1), expected=">= 1"
+    )
+    memory_plan: str = option(
+        "offline",
+        "Tensor placement in the arena: offline (an optimal plan solved with CP-SAT, written into the model and "
+        "verified on TFLM; used only when it needs less arena with identical outputs, else the model is kept) or "
+        "greedy (TFLM's own planner).",
+        choices=("offline", "greedy"),
     )
     front_end: str | None = option(
         None, "Audio front end (.tflite of TFLM Signal ops, front_end.tflite of an audio run) to export with the model; "
@@ -445,13 +461,13 @@ def check_types(values: Mapping[str, Any], *, source: str) -> None:
                              f"Give one (default: {field.default!r}) or remove the key.")
         if not _converts(value, kind):
             raise InputError(f"{source}: `{name}` must be {_TYPE_NAMES.get(kind, kind.__name__)}. Received: {value!r} "
-                             f"({type(value).__name__}). Fix the value in {source}.")
+                             f"({type(value).__name__}). Fix it in that file.")
         if kind in (int, float) and not isinstance(value, (int, float)):
             value = kind(value)
         try:
             check_value(field, value)
         except InputError as error:
-            raise InputError(f"{source}: {error} Fix the value in {source}.") from None
+            raise InputError(f"{source}: {error} Fix it in that file.") from None
 
 
 def number_type(kind: type, check: Callable[[Any], bool], expected: str) -> Any:

@@ -2,7 +2,7 @@
 
 Presets are functional ``tf_keras`` models sized by a width multiplier, built only from
 layers that tfmot can quantize and TFLite Micro can run (Conv2D, DepthwiseConv2D, Dense,
-BatchNormalization folded into the conv, ReLU, pooling). They output logits.
+BatchNormalization folded into the conv, ReLU/ReLU6, Add, ZeroPadding2D, pooling). They output logits.
 
 - ``cnn``: a plain CNN, two conv blocks (32w, 64w channels) and a dense layer (256w);
 - ``dscnn``: a depthwise-separable CNN (MobileNet-style blocks) with global pooling;

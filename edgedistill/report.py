@@ -17,6 +17,19 @@ REPORT_FILE = "report.json"
 REPORT_MARKDOWN = "report.md"
 
 
+def _memory_plan_lines(plan: dict[str, Any] | None) -> list[str]:
+    """One line on the tensor placement: greedy vs planned head, lower bound, solver status, and whether it was used."""
+    if not plan:
+        return []
+    if "greedy_head_bytes" not in plan:
+        return [f"Memory plan: {plan.get('memory_plan', 'greedy')} ({plan.get('reason', '')})."]
+    return [
+        f"Memory plan: {'offline plan written into the model' if plan.get('used_plan') else 'TFLM greedy planner kept'}; "
+        f"head {plan.get('greedy_head_bytes')} bytes greedy, {plan.get('planned_head_bytes')} planned, lower bound "
+        f"{plan.get('lower_bound_bytes')} ({plan.get('solver_status')}, {_fmt(plan.get('solver_seconds'))} s): {plan.get('reason', '')}."
+    ]
+
+
 def load_report(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / REPORT_FILE
     if not path.exists():
@@ -177,6 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"TFLite Micro: ops {', '.join(micro['ops'])}; smallest host arena {micro['arena_bytes_host']} bytes "
             f"(bisection, {micro.get('arena_probes')} probes), kTensorArenaSize {micro['kTensorArenaSize']} "
             f"(margin {micro['arena_margin_bytes']} bytes).",
+            *_memory_plan_lines(micro.get("memory_plan")),
             "",
         ]
     bench = report.get("bench")

@@ -273,8 +273,9 @@ def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Pat
         int8, output_dir, test_inputs=data.x_test if data is not None else None,
         test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
         margin_fraction=config.arena_margin, model_name=model_name, front_end=_front_end_export(config, data),
+        memory_plan=config.memory_plan,
     )
-    return export, export.to_dict()
+    return export, export.to_dict() | {"memory_plan": export.metadata.get("memory_plan")}
 
 
 def _front_end_export(config: MicroConfig, data):

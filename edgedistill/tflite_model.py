@@ -18,7 +18,7 @@ import numpy as np
 from edgedistill.errors import InputError
 
 
-def _schema():
+def schema_module():
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # pragma: no cover - a device or image without LiteRT
@@ -29,7 +29,7 @@ def _schema():
 @functools.lru_cache(maxsize=None)
 def tensor_type_names() -> dict[int, str]:
     """TFLite tensor type code -> numpy-style name (``9 -> "int8"``), from the schema module's ``TensorType``."""
-    return {code: name.lower() for name, code in vars(_schema().TensorType).items() if not name.startswith("_")}
+    return {code: name.lower() for name, code in vars(schema_module().TensorType).items() if not name.startswith("_")}
 
 
 @dataclasses.dataclass
@@ -117,7 +117,7 @@ def check_flatbuffer(data: bytes, *, source: str = "model") -> None:
         )
 
 
-def _op_names(model: Any, schema: Any) -> list[str]:
+def operator_names(model: Any, schema: Any) -> list[str]:
     """Name of every operator code: ``CONV_2D``, ``CUSTOM:<code>``."""
     names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
     op_names: list[str] = []
@@ -164,9 +164,9 @@ def _tensor(model: Any, subgraph: Any, k: int, tensor_types: dict[int, str]) -> 
 
 
 def _parse_model(data: bytes) -> ModelInfo:
-    schema = _schema()
+    schema = schema_module()
     model = schema.Model.GetRootAs(data, 0)
-    ordered, op_versions, op_counts = _op_usage(model, _op_names(model, schema))
+    ordered, op_versions, op_counts = _op_usage(model, operator_names(model, schema))
     subgraph = model.Subgraphs(0)
     tensor_types = tensor_type_names()
     tensors = [_tensor(model, subgraph, k, tensor_types) for k in range(subgraph.TensorsLength())]

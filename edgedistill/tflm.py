@@ -94,7 +94,8 @@ def tflm_error_text(messages: str, error: BaseException | None = None) -> str:
     return str(error).strip().splitlines()[-1] if error is not None and str(error).strip() else "no message"
 
 
-_ARENA_FAILURE = re.compile(r"(?i)resize buffer|alloc|arena|missing: \d+")
+# "Too many buffers (max is N)": the planner's buffer table lives in the arena, so a larger arena helps.
+_ARENA_FAILURE = re.compile(r"(?i)resize buffer|alloc|arena|missing: \d+|too many buffers")
 
 
 def is_arena_failure(reason: str) -> bool:

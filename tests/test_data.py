@@ -91,5 +91,5 @@ def test_bad_npz_data(tmp_path, arrays, message):
 
 
 def test_unknown_data_set_lists_valid_names():
-    with pytest.raises(InputError, match="Unknown data set 'cifar'. Expected one of: digits, fashion_mnist, images, npz"):
+    with pytest.raises(InputError, match="Unknown data set 'cifar'. Expected one of: audio, digits, fashion_mnist, images, npz"):
         load_dataset("cifar")

@@ -258,3 +258,17 @@ def test_two_epoch_distillation_then_qat_with_the_same_loss(name, tiny_teacher, 
     result = quantize_distill(tiny_teacher, student, digits, training=training)
     assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in result.student.layers)
     assert all(math.isfinite(v) for v in result.history["distillation_loss"])
+
+
+def test_distill_command_with_a_new_loss_and_a_reference_preset(teacher_file, tmp_path):
+    """The CLI path: `--distillation-loss dkd:beta=4` with `--temperature` and the resnet8 preset as student."""
+    from conftest import invoke
+
+    output = tmp_path / "student.keras"
+    result = invoke(
+        "distill", "--teacher", teacher_file, "--data", "digits", "--student-preset", "resnet8", "--student-width", "0.25",
+        "--distillation-loss", "dkd:beta=4", "--temperature", "3", "--epochs", "1", "--max-train-samples", "200",
+        "--verbose", "0", "-o", output,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert output.is_file()

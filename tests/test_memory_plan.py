@@ -70,10 +70,10 @@ def verified(models) -> dict[str, mp.PlannedModel]:
     return {name: mp.plan_and_verify(data, verify_always=True, source=name) for name, data in models.items()}
 
 
-def _schema():
-    from edgedistill.tflite_model import _schema
+def schema_module():
+    from edgedistill.tflite_model import schema_module
 
-    return _schema()
+    return schema_module()
 
 
 def _edit(data: bytes, change) -> bytes:
@@ -199,7 +199,7 @@ def test_metadata_layout_is_exact(verified, models):
     for tensor, offset in enumerate(written["offsets"]):
         assert (offset == -1) == (graph.sizes[tensor] == 0)  # constants and the like: planned online
         assert offset == -1 or offset % 16 == 0
-    model = _schema().Model.GetRootAs(result.model_bytes, 0)
+    model = schema_module().Model.GetRootAs(result.model_bytes, 0)
     buffer = model.Buffers(written["buffer"])
     assert buffer._tab.Vector(buffer._tab.Offset(4)) % 16 == 0  # TFLM reads the words in place
     assert mp.read_offline_plan(models["residual"]) is None
@@ -212,7 +212,7 @@ def test_roundtrip_keeps_outputs_and_alignment(models):
     again = mp.roundtrip_model(data)
     inputs = mp.default_test_inputs(data)
     assert np.array_equal(tflm_outputs(data, inputs, arena_bytes=64_000), tflm_outputs(again, inputs, arena_bytes=64_000))
-    model = _schema().Model.GetRootAs(again, 0)
+    model = schema_module().Model.GetRootAs(again, 0)
     for k in range(model.BuffersLength()):
         buffer = model.Buffers(k)
         if buffer.DataLength():
@@ -232,10 +232,10 @@ def test_existing_plan_is_kept_unless_replaced(verified, models):
     replaced = mp.plan_memory(planned, replace_existing=True)
     assert replaced.solver_status in ("optimal", "feasible")
     rewritten = mp.apply_plan(planned, replaced)
-    model = _schema().Model.GetRootAs(rewritten, 0)
+    model = schema_module().Model.GetRootAs(rewritten, 0)
     names = [model.Metadata(m).Name().decode() for m in range(model.MetadataLength())]
     assert names.count(mp.METADATA_NAME) == 1
-    assert model.BuffersLength() == _schema().Model.GetRootAs(planned, 0).BuffersLength()
+    assert model.BuffersLength() == schema_module().Model.GetRootAs(planned, 0).BuffersLength()
 
 
 def test_existing_plan_with_wrong_count_is_refused(verified):
@@ -279,7 +279,7 @@ def test_a_model_tflm_refuses_is_one_clear_error(models):
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SEGMENT_SUM
 
     refused = _edit(models["chain"], unknown_op)
-    with pytest.raises(InputError, match="builtin op resolver: SEGMENT_SUM") as caught:
+    with pytest.raises(InputError, match="does not register: SEGMENT_SUM") as caught:
         mp.plan_memory(refused)
     assert "\n" not in str(caught.value)
 
@@ -300,3 +300,35 @@ def test_a_plan_failing_verification_is_never_handed_back(models, monkeypatch):
     monkeypatch.setattr(mp, "verify_plan", lambda *args, **kwargs: higher_head)
     result = mp.plan_and_verify(models["residual"])
     assert not higher_head.passed and not result.used_plan and result.model_bytes == models["residual"]
+
+
+def test_micro_command_writes_the_verified_plan(models, tmp_path):
+    """`edgedistill micro` plans offline by default; `--memory-plan greedy` keeps TFLM's planner; same outputs."""
+    import json
+
+    from conftest import invoke
+
+    model = tmp_path / "residual.tflite"
+    model.write_bytes(models["residual"])
+    exports = {}
+    for mode in ("offline", "greedy"):
+        result = invoke("micro", model, "-o", tmp_path / mode, "--memory-plan", mode)
+        assert result.exit_code == 0, result.output
+        exports[mode] = json.loads((tmp_path / mode / "micro_export.json").read_text())
+    offline, greedy = exports["offline"], exports["greedy"]
+    assert offline["memory_plan"]["memory_plan"] == "offline" and offline["memory_plan"]["used_plan"] is True
+    assert offline["memory_plan"]["planned_head_bytes"] < offline["memory_plan"]["greedy_head_bytes"]
+    assert offline["arena_bytes_host"] < greedy["arena_bytes_host"]
+    assert greedy["memory_plan"]["memory_plan"] == "greedy"
+    expected = {mode: (tmp_path / mode / "test_data.cc").read_text().split("g_test_expected_outputs")[1] for mode in exports}
+    assert expected["offline"] == expected["greedy"]  # the planned model computes the same outputs
+
+
+def test_unknown_memory_plan_is_one_error_line(models, tmp_path):
+    from conftest import invoke
+
+    model = tmp_path / "chain.tflite"
+    model.write_bytes(models["chain"])
+    result = invoke("micro", model, "-o", tmp_path / "m", "--memory-plan", "best")
+    assert result.exit_code == 2 and "`memory_plan` must be one of: offline, greedy" in result.output
+    assert not (tmp_path / "m").exists()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
             ["--scheme", "nope"],
             "Unknown distillation scheme 'nope'. Expected one of: data_free, multi_teacher, mutual, patient, self, standard, teacher_assistant",
         ),
-        (["--distillation-loss", "hint"], "Unknown distillation loss 'hint'. Expected one of: attention, feature, logits, rkd"),
+        (["--distillation-loss", "hint"], "Unknown distillation loss 'hint'. Expected one of: attention, dist, dkd, feature, logit_standardization, logits, rkd"),
         (["--prune-sparsity", "0.5", "--scheme", "mutual"], "--prune-sparsity works with the standard scheme only"),
         (["--prune-sparsity", "1.5"], "`prune_sparsity` must be in [0, 1)"),
         (["--max-arena-kb", "0"], "`max_arena_kb` must be > 0"),

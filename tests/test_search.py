@@ -16,7 +16,7 @@ from edgedistill.errors import InputError
 def _settings(teacher_file, **overrides):
     from edgedistill.search import search_config
 
-    return search_config(teacher=str(teacher_file), student_preset="cnn", epochs=1, patience=0, **overrides)
+    return search_config(**{"teacher": str(teacher_file), "student_preset": "cnn", "epochs": 1, "patience": 0, **overrides})
 
 
 def _space():

@@ -134,5 +134,5 @@ def test_bench_runner_speaks_the_json_lines_protocol(models):
 
 def test_bench_runner_reports_a_too_small_arena_as_an_error_event(models):
     code, events = _bench(models["tiny_int8"], "--arena-bytes", "512")
-    assert code == 4 and events[-1]["event"] == "error" and events[-1]["code"] == "bad_model"
+    assert code == 4 and events[-1]["event"] == "error" and events[-1]["code"] == "arena_too_small"
     assert "512-byte arena" in events[-1]["message"] and "--arena-bytes" in events[-1]["message"]

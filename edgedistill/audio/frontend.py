@@ -88,6 +88,8 @@ class FrontEnd:
     upper_hz: float | None = None  # None: min(7500 Hz, 15/16 of the Nyquist frequency)
 
     def __post_init__(self) -> None:
+        if self.upper_hz is None:  # resolved once, so a front end read back from its file compares equal
+            object.__setattr__(self, "upper_hz", min(7500.0, self.sample_rate / 2 * 15 / 16))
         if self.window_samples > self.clip_samples:
             raise InputError(
                 f"The audio window ({self.window_ms} ms) is longer than the clip ({self.clip_ms} ms). "
@@ -106,7 +108,7 @@ class FrontEnd:
 
     @property
     def band_upper_hz(self) -> float:
-        return float(self.upper_hz) if self.upper_hz is not None else min(7500.0, self.sample_rate / 2 * 15 / 16)
+        return float(self.upper_hz)  # type: ignore[arg-type]  # set in __post_init__
 
     @property
     def window_samples(self) -> int:

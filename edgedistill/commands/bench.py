@@ -92,7 +92,7 @@ def _check_suite_value(path: str, key: str, value: Any) -> None:
         fits = check[0](value)
     if not fits:
         raise InputError(f"Suite file {path!r}: `{key}` must be {expected}. Received: {value!r} "
-                         f"({type(value).__name__}). Fix it in {path!r}.")
+                         f"({type(value).__name__}). Fix it in that file.")
 
 
 def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any]) -> None:
@@ -107,7 +107,7 @@ def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any
 
 
 @click.command("bench")
-@click.argument("models", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, type=click.Path())  # a folder is refused with its own message
 @click.option("--target", "-t", "targets", multiple=True, metavar="SPEC",
               help="local | ssh://user@host[:port] | adb[:SERIAL] | qemu-aarch64 | tflm. Repeat for a grid. "
                    "[default: local]")
@@ -208,7 +208,7 @@ def results() -> None:
 
 
 @results.command("compare")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 def compare(files: tuple[str, ...], as_json: bool) -> None:
     """Side-by-side p50 / p99 / peak RSS of FILES with ratios to the first file.

@@ -35,18 +35,45 @@ AUDIO_OPTIONS: tuple[str, ...] = tuple(name for name in DataConfig.option_names(
 output_option = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write.")
 
 
+def _writable_output(path: str, what: str = "the folder of -o/--output") -> None:
+    """Checked before any work (a conversion or a training is not wasted on an unwritable output)."""
+    from edgedistill.fileio import ensure_writable_dir
+
+    ensure_writable_dir(Path(path).expanduser().absolute().parent, what=what)
+
+
 @click.command()
 @all_run_options
-def run(config_file: str | None, **options) -> None:
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+    help="Continue the run in this folder (e.g. after Ctrl-C) from its last completed stage, with its saved "
+    "config.yaml; give no other option.",
+)
+@click.pass_context
+def run(ctx: click.Context, config_file: str | None, resume_dir: str | None, **options) -> None:
     """All stages: teacher -> distill -> QAT -> int8 -> micro -> verify -> bench.
 
     With no options it distills a student on the embedded digits data set and writes
     runs/<timestamp>/ with the models, student_int8.tflite, micro/ sources, report.json
-    and report.md. Exit code 3 when the parity gate fails (the report is still written).
+    and report.md. Exit code 3 when the parity gate fails (the report is still written),
+    130 when interrupted (continue with --resume RUN_DIR).
     """
-    from edgedistill.pipeline import run_pipeline
+    from edgedistill.pipeline import load_run_config, run_pipeline
 
-    report = run_pipeline(RunConfig.from_options(options))
+    if resume_dir is None:
+        report = run_pipeline(RunConfig.from_options(options))
+    else:
+        given = [name for name in ("config_file", *options)
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            from edgedistill.errors import InputError
+
+            raise InputError(
+                f"--resume continues a run with the configuration saved in {resume_dir}/config.yaml; other options "
+                f"were given too ({', '.join('--' + name.replace('_', '-') for name in given)}). Drop them, or start "
+                "a new run."
+            )
+        report = run_pipeline(load_run_config(resume_dir), run_dir=resume_dir, resume=True)
     click.echo(f"run folder: {report['run_dir']}")
     for name, value in report.get("verify", {}).get("accuracy", {}).items():
         click.echo(f"  {name:<14} {value:6.2f}%")
@@ -69,6 +96,7 @@ def _accuracy(model, data) -> float:
 @output_option
 def teacher(config_file: str | None, output: str, **options) -> None:
     """Train a teacher from a preset on hard labels and save it (.keras)."""
+    _writable_output(output)
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
     from edgedistill.training import strategy_scope
@@ -89,6 +117,7 @@ def teacher(config_file: str | None, output: str, **options) -> None:
 @output_option
 def distill(config_file: str | None, output: str, **options) -> None:
     """Distill a float student from a teacher (any loss and scheme) and save it (.keras)."""
+    _writable_output(output)
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
     from edgedistill.models import trust_model_code
@@ -120,6 +149,7 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @output_option
 def quantize(config_file: str | None, output: str, **options) -> None:
     """Quantization-aware distillation (tfmot QAT) of a float student; saves the fake-quant model."""
+    _writable_output(output)
     from edgedistill import stages
     from edgedistill.distill import SchemeResult
     from edgedistill.fileio import save_model_atomic
@@ -149,6 +179,7 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
     """Convert a Keras model (float or QAT) to a .tflite file."""
+    _writable_output(output)  # before loading and converting (tens of seconds)
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset
     from edgedistill.fileio import write_bytes_atomic
@@ -204,7 +235,7 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False), help="Folder for the sources.")
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Folder for the sources.")
 @config_options(
     [DataConfig], only=("data", *AUDIO_OPTIONS),
     overrides={"data": {"default": None, "show_default": False,
@@ -215,9 +246,11 @@ def micro(model, output_dir, **options) -> None:
     """TFLite Micro sources of an int8 .tflite: C array, op resolver, measured arena, test vectors
     (and an audio front end: the one of --data audio:DIR, or --front-end)."""
     from edgedistill import stages
+    from edgedistill.fileio import ensure_writable_dir
     from edgedistill.tflite_model import read_model_bytes
 
     content = read_model_bytes(model)
+    ensure_writable_dir(output_dir, what="the output folder (-o)")  # before the arena is measured
     data_options = {name: options.pop(name) for name in ("data", *AUDIO_OPTIONS) if name in options}
     data = None
     if data_options.get("data"):

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgedistill.distill.losses import DistillationLoss, LogitsDistillation, get_loss
+from edgedistill.distill.losses import DistillationLoss, LogitsDistillation, TemperatureLoss, get_loss
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgedistill._keras import keras
@@ -64,9 +64,10 @@ class TrainingArguments:
         }
 
     def logits_temperature(self, default: float = 1.0) -> float:
-        """The temperature of the first :class:`LogitsDistillation` among the losses (``default`` without one)."""
+        """The temperature of the first logit loss (:class:`TemperatureLoss`: ``logits``, ``dkd``, ``dist``, ...)
+        among the losses (``default`` without one)."""
         for loss in self.distillation_losses:
-            if isinstance(loss, LogitsDistillation):
+            if isinstance(loss, TemperatureLoss):
                 return loss.temperature
         return default
 

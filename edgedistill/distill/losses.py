@@ -593,9 +593,9 @@ class LogitStandardization(LogitsDistillation):
 
     It is ``logits`` with ``standardize=True`` (the paper's pre-process applies to any logit
     loss: ``dkd:standardize=true`` is DKD with it), registered under its own name so users find
-    the method. Note: the paper weights the KD term 9 against 0.1 for the hard-label loss
-    (``--student-loss-weight`` about 0.01 here); the official code uses the unbiased standard
-    deviation, the same up to a factor ``sqrt(K/(K-1))`` on ``T``.
+    the method. Note: the paper's code weights the KD term 9 against 1 for the hard-label loss
+    (``--student-loss-weight 0.1`` here) and uses the unbiased standard deviation, the same up
+    to a factor ``sqrt(K/(K-1))`` on ``T``.
 
     Example::
 
@@ -669,6 +669,7 @@ class DecoupledKD(TemperatureLoss):
     that fraction of training, ``w(p) = min(1, p / warmup)`` (the paper: 20 of 240 epochs,
     ``warmup=0.08``; 0 = off). ``standardize=True`` z-scores the logits first (see
     :class:`LogitStandardization`). Temperature schedule: see :class:`TemperatureLoss`.
+    The paper adds DKD to the hard-label loss at weight 1 each: ``--student-loss-weight 0.5``.
 
     Example::
 
@@ -763,7 +764,8 @@ class DISTDistillation(TemperatureLoss):
 
     ``loss = T^2 * (beta * L_inter + gamma * L_intra)``. The paper: beta = gamma = 1, T = 1 on
     ImageNet; beta = gamma = 2, T = 4 on CIFAR-100. The intra-class term needs batches of
-    several samples (a batch of one contributes ``gamma * T^2``, constant).
+    several samples (a batch of one contributes ``gamma * T^2``, constant). The paper adds it to
+    the hard-label loss at weight 1 each (``--student-loss-weight 0.5``).
     Temperature schedule: see :class:`TemperatureLoss`.
 
     Example::

@@ -353,13 +353,29 @@ def load_build(run_dir: str | Path, *, board: str, kernels: str) -> BuildResult:
             f"No firmware built for board {board!r} with kernels={kernels!r} in {str(run_dir)!r} "
             f"(no {info_path}). Build it first: edgedistill firmware build {run_dir} --board {board} --kernels {kernels}"
         )
-    return BuildResult(board=board, kernels=kernels, build_dir=out, info=json.loads(info_path.read_text()))
+    return BuildResult(board=board, kernels=kernels, build_dir=out, info=read_build_info(info_path, run_dir, board, kernels))
+
+
+def read_build_info(info_path: Path, run_dir: str | Path, board: str, kernels: str) -> dict[str, Any]:
+    """``build.json`` as a mapping; anything else (cut short, edited, another file) is an InputError saying how to rebuild."""
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        problem = f"is not valid JSON ({str(error).splitlines()[0]})"
+    else:
+        if isinstance(info, dict):
+            return info
+        problem = f"holds a JSON {type(info).__name__}, not an object"
+    raise InputError(
+        f"{str(info_path)!r} {problem}. Rebuild it: edgedistill firmware build {run_dir} --board {board} --kernels {kernels}"
+    )
 
 
 __all__ = [
     "BuildResult",
     "build_firmware",
     "load_build",
+    "read_build_info",
     "build_dir_for",
     "prepare",
     "prepare_library",

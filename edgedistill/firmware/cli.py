@@ -10,6 +10,7 @@ import json
 
 import click
 
+from edgedistill.config import at_least, number_type, positive
 from edgedistill.firmware.boards import BOARDS, KERNELS
 
 _board_option = click.option(
@@ -88,7 +89,8 @@ def prepare(board, kernels, tflm_dir, jobs) -> None:
 @_tflm_option
 @_jobs_option
 @_arena_option
-@click.option("--arena-bytes", type=int, default=None, help="Compile in this arena size (bytes) instead; no probe.")
+@click.option("--arena-bytes", type=number_type(int, at_least(1), ">= 1"), default=None,
+              help="Compile in this arena size (bytes) instead; no probe.")
 @click.option("--num-timed-invokes", default=10, show_default=True, type=click.IntRange(1, 100000))
 @_json_option
 def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed_invokes, as_json) -> None:
@@ -135,7 +137,8 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed
 @_tflm_option
 @_jobs_option
 @click.option(
-    "--timeout", "timeout_seconds", default=120.0, show_default=True, type=float, help="Seconds before QEMU is stopped."
+    "--timeout", "timeout_seconds", default=120.0, show_default=True, type=number_type(float, positive, "a finite number > 0"),
+    help="Seconds before QEMU is stopped."
 )
 @click.option("--build/--no-build", default=True, show_default=True, help="Build first if there is no build.")
 @click.option(

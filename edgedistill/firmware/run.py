@@ -105,7 +105,11 @@ def _built_arena_differs(build_info: Path, arena: str | None) -> bool:
     """True when ``arena`` asks for another arena source than the existing build used (None: any)."""
     if arena is None:
         return False
-    source = (json.loads(build_info.read_text()).get("arena") or {}).get("source", "export")
+    try:
+        info = json.loads(build_info.read_text())
+        source = (info.get("arena") or {}).get("source", "export")
+    except (OSError, ValueError, AttributeError):
+        return True  # a damaged build.json: build again
     return source != arena
 
 

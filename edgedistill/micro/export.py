@@ -6,7 +6,7 @@
 - ``model_op_resolver.h``: ``MicroMutableOpResolver<N>`` with exactly the model's ops;
 - ``model_settings.h``: ``kTensorArenaSize`` (smallest arena the real TFLM interpreter
   accepts, found by bisection, plus a stated margin), input/output sizes;
-- ``test_data.h`` / ``test_data.cc``: a few real test samples and the int8 outputs the host
+- ``test_data.h`` / ``test_data.cc``: a few test samples (of ``--data``, else seeded random inputs) and the int8 outputs the host
   TFLM interpreter gives for them, so firmware can check itself;
 - ``micro_export.json``: everything above as data (written last: its presence marks a complete export).
 
@@ -348,6 +348,27 @@ def _manifest(
     }
 
 
+MEMORY_PLANS = ("offline", "greedy")
+
+
+def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) -> tuple[bytes, dict[str, Any]]:
+    """The model to export and what planning did: ``offline`` keeps a plan only when TFLM verifies it smaller."""
+    if memory_plan not in MEMORY_PLANS:
+        raise InputError(f"`memory_plan` must be one of: {', '.join(MEMORY_PLANS)}. Received: memory_plan={memory_plan!r}.")
+    if memory_plan == "greedy":
+        return tflite_bytes, {"memory_plan": "greedy", "used_plan": False, "reason": "TFLM's greedy planner (--memory-plan greedy)"}
+    from edgedistill.micro.memory_plan import plan_and_verify
+
+    logger.info("planning the arena of %s offline (CP-SAT, verified on TFLM) ...", source)
+    try:
+        planned = plan_and_verify(tflite_bytes, source=source)
+    except InputError as error:  # a model the planner cannot handle still exports, with TFLM's own plan
+        logger.warning("offline memory plan of %s not possible: %s; TFLM's greedy planner is used", source, error)
+        return tflite_bytes, {"memory_plan": "greedy", "used_plan": False, "reason": str(error)}
+    logger.info("memory plan: %s", planned.reason)
+    return planned.model_bytes, planned.to_dict()
+
+
 def export_micro(
     tflite_bytes: bytes,
     output_dir: str | Path,
@@ -359,6 +380,7 @@ def export_micro(
     model_name: str = "model.tflite",
     arena: dict[str, int] | None = None,
     front_end: Any = None,
+    memory_plan: str = "greedy",
 ) -> MicroExport:
     """Write the TFLite Micro sources for an int8 model into ``output_dir``.
 
@@ -369,6 +391,8 @@ def export_micro(
         arena: a result of :func:`edgedistill.micro.measure_arena`, when already measured.
         front_end: an audio front end to export with the model
             (:class:`edgedistill.micro.frontend.FrontEndExport`); the test vectors are then its audio.
+        memory_plan: ``greedy`` (TFLM's planner) or ``offline``: an optimal placement written into
+            the model (:mod:`edgedistill.micro.memory_plan`), kept only when TFLM verifies it smaller.
     """
     from edgedistill._version import __version__
 
@@ -380,7 +404,8 @@ def export_micro(
         front_end.check_model(info, source=model_name)
         test_inputs = front_end.prepare(margin_fraction=margin_fraction, test_inputs=test_inputs)
         test_labels = test_labels[: len(test_inputs)] if test_labels is not None else None
-    arena = dict(arena or measure_arena(tflite_bytes, source=model_name))
+    tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=model_name)
+    arena = dict(arena if arena and not plan_report.get("used_plan") else measure_arena(tflite_bytes, source=model_name))
     arena["tensor_arena_size"], arena["margin"] = arena_with_margin(arena["arena_bytes"], margin_fraction=margin_fraction)
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
@@ -398,6 +423,7 @@ def export_micro(
     )  # fmt: skip
     if front_end is not None:
         manifest["front_end"] = front_end.manifest()
+    manifest["memory_plan"] = plan_report
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
     logger.debug("micro export of %s written to %s", model_name, output_dir)
     return MicroExport.from_metadata(output_dir, manifest)

@@ -48,7 +48,7 @@ PLAN_FORMAT_VERSION = 1  # word 0 of the buffer; TFLM ignores it, its tests writ
 ONLINE = -1  # TFLM's kOnlinePlannedBuffer
 ALIGNMENT = 16  # MicroArenaBufferAlignment(): sizes aligned up, offsets kept on it
 DEFAULT_TIME_LIMIT_S = 10.0
-DEFAULT_MAX_ORDER_STATES = 20_000
+DEFAULT_MAX_ORDER_STATES = 2_000  # sets of run operators kept per layer; ~1 s of Python at 100 operators
 
 # TfLiteTypeSizeOf for the element types a planned (non-constant) tensor may have.
 _TYPE_BYTES = {
@@ -124,13 +124,13 @@ def _existing_plan(model: Any) -> tuple[tuple[int, ...] | None, int | None]:
 
 def _read_graph(tflite_bytes: bytes, source: str) -> _Graph:
     """Sizes, operators and graph inputs/outputs of subgraph 0, as TFLM's allocator sees them."""
-    from edgedistill.tflite_model import _op_names, _schema, check_flatbuffer, tensor_type_names
+    from edgedistill.tflite_model import operator_names, schema_module, check_flatbuffer, tensor_type_names
 
     check_flatbuffer(tflite_bytes, source=source)
-    schema = _schema()
+    schema = schema_module()
     try:
         model = schema.Model.GetRootAs(tflite_bytes, 0)
-        names = _op_names(model, schema)
+        names = operator_names(model, schema)
         subgraph = model.Subgraphs(0)
         type_names = tensor_type_names()
         sizes, variables = [], []
@@ -175,7 +175,7 @@ def _check_plannable(graph: _Graph, source: str) -> None:
     unsupported = sorted({op for op in graph.op_names if op not in TFLM_RESOLVER_METHODS})
     if unsupported:
         raise InputError(
-            f"{source} uses op(s) outside TFLite Micro's builtin op resolver: {', '.join(unsupported)}; TFLM would refuse the "
+            f"{source} uses op(s) TFLite Micro's op resolver does not register: {', '.join(unsupported)}; TFLM would refuse the "
             "model, planned or not. Change the layers that produce them before planning its memory."
         )
 
@@ -320,7 +320,7 @@ def solve_placement(
     status = solver.Solve(model)
     seconds = time.monotonic() - started
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        logger.info(
+        logger.warning(
             "CP-SAT found no placement in %.1f s (%s): TFLM's greedy placement is kept", seconds, solver.StatusName(status)
         )
         return _Placement(greedy, greedy_head, "fallback", bound, seconds)
@@ -537,14 +537,14 @@ def _place_orders(
 ) -> tuple[tuple[int, ...], list[TensorLifetime], _Placement, float]:
     """The best placement over the candidate orders, within ``time_limit_s`` in all.
 
-    The first (reordered) order gets half the time; if its head is proven optimal and below the
-    original order's lower bound, no placement of the original order can beat it and that is skipped.
+    The first (reordered) order gets half the time; if its head is already at or below the original
+    order's lower bound, no placement of the original order can beat it and that is skipped.
     """
     started = time.monotonic()
     best: tuple[tuple[int, ...], list[TensorLifetime], _Placement] | None = None
     for rank, order in enumerate(orders):
         lifetimes = _lifetimes(graph, order)
-        if best is not None and best[2].status == "optimal" and best[2].head_bytes < lower_bound_bytes(lifetimes):
+        if best is not None and best[2].head_bytes <= lower_bound_bytes(lifetimes):
             break
         remaining = time_limit_s - (time.monotonic() - started)
         share = remaining / 2 if rank == 0 and len(orders) > 1 else remaining
@@ -611,10 +611,10 @@ def plan_buffer_words(num_subgraphs: int, offsets: tuple[int, ...] | list[int]) 
 def read_offline_plan(tflite_bytes: bytes, *, source: str = "model") -> dict[str, Any] | None:
     """The ``OfflineMemoryAllocation`` entry of a model as written (``version``, ``num_subgraphs``,
     ``count``, ``offsets``), or None when it has none."""
-    from edgedistill.tflite_model import _schema, check_flatbuffer
+    from edgedistill.tflite_model import schema_module, check_flatbuffer
 
     check_flatbuffer(tflite_bytes, source=source)
-    model = _schema().Model.GetRootAs(tflite_bytes, 0)
+    model = schema_module().Model.GetRootAs(tflite_bytes, 0)
     for m in range(model.MetadataLength()):
         entry = model.Metadata(m)
         if entry.Name() is not None and entry.Name().decode() == METADATA_NAME:
@@ -649,11 +649,18 @@ def _aligned_buffer_class(schema: Any) -> type:
     return AlignedBufferT
 
 
-def _unpack(tflite_bytes: bytes) -> tuple[Any, Any]:
-    from edgedistill.tflite_model import _schema
+def _unpack(tflite_bytes: bytes, source: str = "model") -> tuple[Any, Any]:
+    """The object model; refuses models whose weights live after the flatbuffer (over 2 GB), which re-serialising would cut off."""
+    from edgedistill.tflite_model import schema_module
 
-    schema = _schema()
-    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
+    schema = schema_module()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
+    if any(buffer.offset > 1 for buffer in model.buffers or []):
+        raise InputError(
+            f"{source} keeps its weights outside the flatbuffer (buffer offsets: a model over 2 GB); the memory planner "
+            "rewrites only models stored whole. Use --memory-plan greedy for this model."
+        )
+    return schema, model
 
 
 def _repack(schema: Any, model: Any) -> bytes:
@@ -705,7 +712,7 @@ def apply_plan(tflite_bytes: bytes, plan: MemoryPlan, *, source: str = "model") 
         )
     if plan.solver_status == "existing":
         return tflite_bytes
-    schema, model = _unpack(tflite_bytes)
+    schema, model = _unpack(tflite_bytes, source)
     subgraph = model.subgraphs[0]
     if plan.order_changed:
         subgraph.operators = [subgraph.operators[op] for op in plan.operator_order]
@@ -823,6 +830,7 @@ class PlannedModel:
         """For micro_export.json and the report: the plan's figures, the measured arenas, the decision."""
         return {
             "memory_plan": "offline" if self.used_plan else "greedy",
+            "used_plan": self.used_plan,
             "reason": self.reason,
             **self.plan.to_dict(),
             "verification": self.verification.to_dict() if self.verification is not None else None,
