@@ -27,7 +27,15 @@ from typing import Callable, Sequence
 
 from edgedistill.errors import EdgeDistillError, InputError, StageError
 from edgedistill.targets import TargetOptions, make_target
-from edgedistill.targets.base import BenchConfig, Measurement, Target, file_sha256, pair_key, require_model
+from edgedistill.targets.base import (
+    BenchConfig,
+    Measurement,
+    Target,
+    file_sha256,
+    pair_key,
+    require_model,
+    stop_running_measurements,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +243,12 @@ def run_grid(
             results += run_queue(queue)
     else:
         with ThreadPoolExecutor(max_workers=min(jobs, len(queues))) as pool:
-            for measured in pool.map(run_queue, queues):
-                results += measured
+            try:
+                for measured in pool.map(run_queue, queues):
+                    results += measured
+            except KeyboardInterrupt:
+                stop_running_measurements()  # else leaving the pool waits for every running pair to end
+                raise
     return results
 
 

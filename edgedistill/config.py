@@ -64,6 +64,11 @@ def between(low: float, high: float, *, closed: bool = True) -> Callable[[Any], 
     return _finite((lambda v: low <= v <= high) if closed else (lambda v: low < v < high))
 
 
+def _image_size_ok(value: Any) -> bool:
+    parts = str(value).lower().replace(",", "x").split("x")
+    return 1 <= len(parts) <= 2 and all(p.strip().isdigit() and 1 <= int(p) <= 4096 for p in parts)
+
+
 class Section:
     """Base of every config section: validates each field against its :func:`option` metadata."""
 
@@ -103,6 +108,20 @@ class DataConfig(Section):
         None, "Use at most this many training samples (quick runs).", check=at_least(1), expected=">= 1 (or unset)"
     )
     seed: int = option(0, "Random seed (data split, initialisation, shuffling).", check=between(0, 2**32 - 1), expected="in [0, 2**32 - 1]")
+    # images:DIR (edgedistill.images): size, colour and class order of image folders.
+    image_size: str | None = option(
+        None, "images:DIR: size the images are brought to, HxW (e.g. 32x32). Unset: the teacher's input size when "
+        "--teacher is a file, else the most common size among the images.",
+        check=lambda v: _image_size_ok(v), expected="HxW in pixels, e.g. 32x32",
+    )
+    color_mode: str | None = option(
+        None, "images:DIR: rgb or grayscale. Unset: rgb when any image is colour, else grayscale.",
+        check=lambda v: v in ("rgb", "grayscale"), expected="rgb or grayscale (or unset)",
+    )
+    class_names: str | None = option(
+        None, "images:DIR: class order, as the teacher's outputs are ordered: a comma-separated list, or a labels "
+        "file (one name per line). Unset: folder names in alphabetical order.",
+    )
     # audio:DIR (edgedistill.audio): files, split, the device front end (TFLM Signal ops), augmentation.
     audio_label_pattern: str | None = option(
         None, "audio:DIR: labels from file names, a pattern of {label} and other {fields}, one of them {speaker} or "
@@ -166,6 +185,16 @@ class TrainingConfig(Section):
     verbose: int = option(
         2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.", check=lambda v: v in (0, 1, 2), expected="0, 1 or 2"
     )
+    augment: bool = option(
+        False, "Augment training images (teacher training, distillation, QAT): random crop after padding by 1/8 of "
+        "the size and horizontal flip (no flip for digits; nothing for feature vectors or audio). Teacher and student "
+        "see the same augmented batch.",
+    )
+    augment_views: int = option(
+        0, "With --augment: 0 runs the teacher on every augmented batch; N > 0 computes the teacher's outputs once on "
+        "N fixed augmented views of each training image (cached, memory-mapped on disk when large) and trains on them.",
+        check=between(0, 64), expected="in [0, 64]",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +213,16 @@ class TeacherConfig(Section):
     teacher_epochs: int = option(30, "Epochs to train the teacher (early stopping may end sooner).", check=at_least(1), expected=">= 1")
     calibrate_teacher: bool = option(
         False, "Temperature-scale the teacher on the validation split before distilling (ECE before/after in the report)."
+    )
+    teacher_preprocessing: str | None = option(
+        None, "What the --teacher file expects of the data's raw values: unit (x/255), raw (0..255 as stored), "
+        "symmetric (x/127.5-1), standardize (per-channel mean/std of the training split, or "
+        "standardize:mean=M1|M2|M3,std=S1|S2|S3) or SCALE,OFFSET (x*SCALE+OFFSET). Unset: detected (the convention "
+        "under which the teacher scores best on the validation split).",
+    )
+    min_teacher_accuracy: float | None = option(
+        None, "Stop (exit 2) before training when the teacher's validation accuracy (%) is below this. "
+        "A teacher near chance always stops the run.", check=between(0, 100), expected="in [0, 100] (or unset)",
     )
 
 

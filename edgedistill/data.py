@@ -9,15 +9,19 @@ A data set is named by a string users type:
 - ``images:DIR``: one sub-folder per class (or ``DIR/train`` and ``DIR/test`` each so);
 - ``audio:DIR``: WAV clips -> log-mel features of the device's audio front end (:mod:`edgedistill.audio`).
 
-Every loader returns a :class:`Dataset` of float32 NHWC images in [0, 1] and int labels.
-The validation split is taken from train; the test split is only for the final evaluation.
+Every loader returns NHWC arrays of the data's **raw values** and int labels: 8-bit pixels stay
+``uint8`` (0..255), the digits are ``uint8`` counts 0..16, other data float32. The
+:class:`Dataset` says what its values are (``value_range``, ``value_description``); each model
+carries its own preprocessing (:mod:`edgedistill.preprocessing`). ``.npz`` archives are read
+lazily (uncompressed members memory-mapped) and subset before any conversion. The validation
+split is taken from train; the test split is only for the final evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
+import inspect
 import struct
 from pathlib import Path
 from typing import Any, Callable
@@ -32,14 +36,15 @@ FASHION_MNIST_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )  # fmt: skip
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclasses.dataclass
 class Dataset:
     """Train / validation / test splits of one data set.
 
-    Images are float32 NHWC in [0, 1]; labels are int64 class indices in [0, num_classes).
+    Images are NHWC arrays of raw values: ``uint8`` for bytes (pixels 0..255, digits 0..16), else
+    float32; ``value_range`` is their nominal range and ``value_description`` says what they are.
+    Labels are int64 class indices in [0, num_classes).
     """
 
     name: str
@@ -52,10 +57,25 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...] = ()
     audio: Any = None  # audio:DIR only: edgedistill.audio.AudioData (the front end, the raw test clips)
+    value_range: tuple[float, float] | None = None  # None: measured from x_train when asked
+    value_description: str = ""
+    notes: dict = dataclasses.field(default_factory=dict)  # what loading did (images resized, converted)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def raw_bytes(self) -> bool:
+        """The values are bytes (``uint8``): the deployed int8 model takes them as ``byte - 128``."""
+        return self.x_train.dtype == np.uint8
+
+    @property
+    def values(self) -> dict:
+        """What the values are, for reports: dtype, nominal range, description."""
+        low, high = self.value_range or nominal_range(self.x_train)
+        return {"dtype": str(self.x_train.dtype), "range": [float(low), float(high)],
+                "description": self.value_description or f"{self.x_train.dtype} values in [{low:g}, {high:g}]"}
 
     def summary(self) -> dict:
         return {
@@ -65,12 +85,25 @@ class Dataset:
             "num_train": int(len(self.x_train)),
             "num_val": int(len(self.x_val)),
             "num_test": int(len(self.x_test)),
+            "values": self.values,
+            **({"loading": self.notes} if self.notes else {}),
         }
 
 
 # A loader takes its argument (the text after "name:", or None) and returns raw splits
-# (x_train, y_train, x_test, y_test, class_names); load_dataset() validates and splits.
-RawSplits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]
+# (x_train, y_train, x_test, y_test, class_names), optionally followed by a RawValues saying what
+# the values are; load_dataset() validates and splits. A loader with an `options` parameter
+# also receives the DataConfig (image folders read --image-size, --color-mode, --class-names).
+RawSplits = tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class RawValues:
+    """What a loader's values are: their nominal range and a description (and loading notes)."""
+
+    value_range: tuple[float, float]
+    description: str
+    notes: dict = dataclasses.field(default_factory=dict)
 LOADERS: Registry[Callable[[str | None], RawSplits]] = Registry("data set")
 
 
@@ -79,7 +112,9 @@ def _load_digits(argument: str | None) -> RawSplits:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = digits.images.astype(np.float32) / 16.0  # pixel values are 0..16
+    # The raw form: uint8 counts 0..16 (each value counts the set pixels of a 4x4 block of the
+    # 32x32 bitmap); the student divides by 16 inside the model, the int8 model takes count - 128.
+    images = digits.images.astype(np.uint8)
     labels = digits.target.astype(np.int64)
     # A fixed, stratified test split so every run evaluates on the same 360 images.
     rng = np.random.default_rng(20150309)
@@ -89,7 +124,8 @@ def _load_digits(argument: str | None) -> RawSplits:
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_index] = True
     names = tuple(str(c) for c in range(10))
-    return images[~is_test], labels[~is_test], images[is_test], labels[is_test], names
+    values = RawValues((0.0, 16.0), "uint8 digit intensities 0..16 (set pixels per 4x4 block; scikit-learn's load_digits)")
+    return images[~is_test], labels[~is_test], images[is_test], labels[is_test], names, values
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -126,90 +162,109 @@ def _load_fashion_mnist(argument: str | None) -> RawSplits:
             "`--data fashion_mnist:DIR` with a folder holding the four IDX files (.gz or not)."
         )
     x_train, y_train, x_test, y_test = (_read_idx(path) for path in paths)  # type: ignore[arg-type]
-    return (
-        x_train.astype(np.float32) / 255.0,
-        y_train.astype(np.int64),
-        x_test.astype(np.float32) / 255.0,
-        y_test.astype(np.int64),
-        FASHION_MNIST_CLASSES,
-    )
+    values = RawValues((0.0, 255.0), "uint8 grayscale pixels 0..255")
+    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), FASHION_MNIST_CLASSES, values
+
+
+def _npz_member(path: Path, archive, name: str) -> np.ndarray:
+    """One array of an .npz: memory-mapped when stored uncompressed (np.savez), else read.
+
+    Nothing is converted here: subsetting and float conversion happen in load_dataset.
+    """
+    import zipfile
+
+    member = f"{name}.npy"
+    info = archive.getinfo(member)
+    if info.compress_type == zipfile.ZIP_STORED:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(info.header_offset)
+                local = handle.read(30)
+                name_length, extra_length = struct.unpack("<HH", local[26:30])
+                handle.seek(info.header_offset + 30 + name_length + extra_length)
+                version = np.lib.format.read_magic(handle)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = reader(handle)
+                offset = handle.tell()
+            if dtype.hasobject:
+                raise _ObjectArray(dtype)
+            if int(np.prod(shape)) > 0:
+                return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+        except _ObjectArray:
+            raise
+        except Exception:  # noqa: BLE001 - an unusual member layout: read it the ordinary way below
+            pass
+    with archive.open(member) as handle:
+        return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+class _ObjectArray(Exception):
+    pass
 
 
 @LOADERS.register("npz")
 def _load_npz(argument: str | None) -> RawSplits:
+    import zipfile
+
     if not argument:
         raise InputError("`npz` needs a path: `--data npz:PATH` (an archive with x_train, y_train, x_test, y_test).")
     path = Path(argument).expanduser()
     if not path.is_file():
         raise InputError(f"Data file not found: {path}. Expected an .npz with x_train, y_train, x_test, y_test.")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            start = handle.read(16)
+        raise InputError(
+            f"{path} is not a NumPy .npz archive (not a zip file; it starts with {start!r}). "
+            "Expected a file written by numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
+        )
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as error:  # zipfile / pickle / value errors: all mean "not a usable npz"
-        raise InputError(f"Cannot read {path} as a NumPy .npz archive ({error}).") from None
-    with archive:
-        keys = ("x_train", "y_train", "x_test", "y_test")
-        missing = [key for key in keys if key not in archive.files]
-        if missing:
-            raise InputError(
-                f"{path} lacks {', '.join(missing)}. Received arrays: {', '.join(archive.files) or 'none'}; "
-                "expected x_train, y_train, x_test, y_test."
-            )
-        x_train, y_train, x_test, y_test = (archive[key] for key in keys)
-    scale = 255.0 if np.issubdtype(x_train.dtype, np.integer) else 1.0
-    return (
-        x_train.astype(np.float32) / scale,
-        y_train,
-        x_test.astype(np.float32) / scale,
-        y_test,
-        (),
-    )
-
-
-def _read_image_folder(folder: Path, image_size: tuple[int, int], class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    from edgedistill._keras import tf
-
-    images, labels = [], []
-    for label, name in enumerate(class_names):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in files:
-            try:
-                image = tf.io.decode_image(tf.io.read_file(str(path)), channels=1, expand_animations=False)
-            except Exception as error:
-                raise InputError(f"Cannot decode image {path} ({error.__class__.__name__}). Remove or convert it.") from None
-            image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, image_size)
-            images.append(image.numpy())
-            labels.append(label)
-    if not images:
-        raise InputError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}.")
-    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
+        with zipfile.ZipFile(path) as archive:
+            names = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+            missing = [key for key in keys if key not in names]
+            if missing:
+                raise InputError(
+                    f"{path} lacks {', '.join(missing)}. Received arrays: {', '.join(names) or 'none'}; "
+                    "expected x_train, y_train, x_test, y_test."
+                )
+            arrays = {}
+            for key in keys:
+                try:
+                    arrays[key] = _npz_member(path, archive, key)
+                except _ObjectArray:
+                    raise InputError(
+                        f"{path}: {key} is an array of Python objects (dtype=object), which is refused (loading it "
+                        "would run pickled code). Save numeric arrays: numpy.savez(path, {key}=np.asarray(..., dtype=np.uint8 or float32))."
+                    ) from None
+                except ValueError as error:
+                    if "allow_pickle" in str(error) or "object" in str(error).lower():
+                        raise InputError(
+                            f"{path}: {key} is an array of Python objects (dtype=object), which is refused. Save numeric arrays."
+                        ) from None
+                    raise
+    except InputError:
+        raise
+    except Exception as error:  # zip / header errors: all mean "not a usable npz"
+        raise InputError(f"Cannot read {path} as a NumPy .npz archive ({type(error).__name__}: {str(error)[:200]}).") from None
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], ()
 
 
 @LOADERS.register("images")
-def _load_images(argument: str | None) -> RawSplits:
+def _load_images(argument: str | None, *, options: Any = None) -> RawSplits:
+    from edgedistill.images import load_image_folders, parse_class_names, parse_image_size
+
     if not argument:
         raise InputError("`images` needs a folder: `--data images:DIR` with one sub-folder per class.")
-    folder = Path(argument).expanduser()
-    if not folder.is_dir():
-        raise InputError(f"Image folder not found: {folder}. Expected a folder with one sub-folder per class.")
-    size = int(os.environ.get("EDGEDISTILL_IMAGE_SIZE", "32"))
-    split_folders = (folder / "train", folder / "test")
-    if all(p.is_dir() for p in split_folders):
-        class_names = tuple(sorted(p.name for p in split_folders[0].iterdir() if p.is_dir()))
-        x_train, y_train = _read_image_folder(split_folders[0], (size, size), class_names)
-        x_test, y_test = _read_image_folder(split_folders[1], (size, size), class_names)
-        return x_train, y_train, x_test, y_test, class_names
-    class_names = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
-    if len(class_names) < 2:
-        raise InputError(
-            f"{folder} has {len(class_names)} class sub-folder(s); expected at least 2 (one per class), "
-            "or `train/` and `test/` folders each holding one sub-folder per class."
-        )
-    x, y = _read_image_folder(folder, (size, size), class_names)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(x))
-    num_test = max(1, len(x) // 5)
-    test, train = order[:num_test], order[num_test:]
-    return x[train], y[train], x[test], y[test], class_names
+    splits = load_image_folders(
+        Path(argument).expanduser(),
+        image_size=parse_image_size(getattr(options, "image_size", None)),
+        color_mode=getattr(options, "color_mode", None),
+        class_names=parse_class_names(getattr(options, "class_names", None)),
+    )
+    mode = splits.notes["color_mode"]
+    values = RawValues((0.0, 255.0), f"uint8 {'RGB' if mode == 'rgb' else 'grayscale'} pixels 0..255", splits.notes)
+    return splits.x_train, splits.y_train, splits.x_test, splits.y_test, splits.class_names, values
 
 
 @LOADERS.register("audio")
@@ -223,7 +278,14 @@ def _load_audio(argument: str | None, *, spec: str = "audio", **settings: Any) -
     return Dataset(name=spec, **arrays, num_classes=len(names), class_names=names, audio=splits.audio)
 
 
+# Values beyond this magnitude are no pixels or features a network can take (1e30 breaks int8 ranges).
+MAX_ABS_VALUE = 1e6
+
+
 def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
+    """NHWC view of ``x`` (no copy, no conversion: that happens after subsetting)."""
+    if x.dtype.hasobject or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise InputError(f"{source}: {what} has dtype {x.dtype}; expected numbers (uint8 pixels or float values).")
     if x.ndim == 3:  # (N, H, W): one channel
         x = x[..., None]
     if x.ndim == 2:  # (N, features): treat as a 1 x F image so the presets still apply
@@ -232,9 +294,63 @@ def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
         raise InputError(
             f"{source}: {what} has shape {x.shape}; expected (N, H, W), (N, H, W, C) or (N, features)."
         )
+    if len(x) == 0:
+        raise InputError(f"{source}: {what} is empty (shape {x.shape}); expected at least one sample.")
+    return x
+
+
+def _byte_like(x: np.ndarray) -> bool:
+    """Integer values that fit a byte: kept (or made) uint8, the raw form of pixels."""
+    if x.dtype == np.uint8:
+        return True
+    if not np.issubdtype(x.dtype, np.integer):
+        return False
+    return bool(x.min() >= 0 and x.max() <= 255)
+
+
+def _take(x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    """``x[index]``; a large subset of a memory-mapped byte array stays memory-mapped (read in chunks)."""
+    from edgedistill.images import MAX_IN_MEMORY_BYTES, allocate
+
+    if not isinstance(x, np.memmap) or x.dtype != np.uint8:
+        return x if index is None else x[index]
+    count = len(x) if index is None else len(index)
+    if count * int(np.prod(x.shape[1:])) <= MAX_IN_MEMORY_BYTES:
+        return np.array(x if index is None else x[index])
+    if index is None:
+        return x
+    subset = allocate((count, *x.shape[1:]))
+    for start in range(0, count, 4096):
+        subset[start : start + 4096] = x[index[start : start + 4096]]
+    return subset
+
+
+def _finish(x: np.ndarray, *, as_bytes: bool, what: str, source: str) -> np.ndarray:
+    """A subset's final form: uint8 for bytes, else float32 checked for NaN, infinity and absurd values."""
+    if as_bytes:
+        return x if x.dtype == np.uint8 else np.ascontiguousarray(x, dtype=np.uint8)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise InputError(f"{source}: {what} contains NaN or infinite values; clean the data first.")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    largest = float(np.max(np.abs(x))) if x.size else 0.0
+    if largest > MAX_ABS_VALUE:
+        raise InputError(
+            f"{source}: {what} holds values up to {largest:.3g}; expected pixels (0..255) or features of moderate size "
+            f"(|x| <= {MAX_ABS_VALUE:g}). Rescale the data (e.g. divide by its largest value) or fix the values."
+        )
+    return x
+
+
+def nominal_range(x: np.ndarray) -> tuple[float, float]:
+    """The range a data set's values are meant to span: 0..255 for bytes; [0, 1], [-1, 1] or
+    [0, 255] when float values lie within them; else their measured min and max."""
+    if x.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(np.min(x)), float(np.max(x))
+    for candidate in ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)):
+        if candidate[0] <= low and high <= candidate[1]:
+            return candidate
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 def _as_labels(y: np.ndarray, num_samples: int, what: str, source: str) -> np.ndarray:
@@ -285,37 +401,82 @@ def load_dataset(
     if name == "audio":  # its own split rules (held-out speakers), augmentation after the validation split
         return _load_audio(argument or None, validation_fraction=validation_fraction, seed=seed,
                            max_train_samples=max_train_samples, options=options, spec=spec)  # fmt: skip
-    x_train, y_train, x_test, y_test, class_names = loader(argument or None)
-    x_train = _as_images(np.asarray(x_train), "x_train", spec)
-    x_test = _as_images(np.asarray(x_test), "x_test", spec)
+    if max_train_samples is not None and max_train_samples < 1:
+        raise InputError(f"`max_train_samples` must be >= 1 (or unset). Received: max_train_samples={max_train_samples}.")
+    x_train, y_train, x_test, y_test, class_names, values = _call_loader(loader, argument or None, options)
+    x_train = _as_images(np.asarray(x_train) if not isinstance(x_train, np.ndarray) else x_train, "x_train", spec)
+    x_test = _as_images(np.asarray(x_test) if not isinstance(x_test, np.ndarray) else x_test, "x_test", spec)
     y_train = _as_labels(y_train, len(x_train), "y_train", spec)
     y_test = _as_labels(y_test, len(x_test), "y_test", spec)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InputError(f"{spec}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}; they must match.")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-    if class_names and num_classes > len(class_names):
-        raise InputError(f"{spec}: label {num_classes - 1} is out of range for {len(class_names)} classes.")
-    num_classes = max(num_classes, len(class_names))
-    if num_classes < 2:
-        raise InputError(f"{spec}: found {num_classes} class; classification needs at least 2.")
-
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x_train))
-    num_val = max(1, int(round(len(x_train) * validation_fraction)))
-    val_index, train_index = order[:num_val], order[num_val:]
-    if max_train_samples is not None:
-        train_index = train_index[:max_train_samples]
+    num_classes = _check_classes(y_train, y_test, class_names, spec)
+    val_index, train_index = _split_indices(len(x_train), validation_fraction, seed, max_train_samples, spec)
+    # Subset first, convert after: a 10k-image run of a 50k archive never holds a float copy of 50k.
+    as_bytes = _byte_like(x_train) and _byte_like(x_test)
+    x_val = _finish(_take(x_train, val_index), as_bytes=as_bytes, what="x_train", source=spec)
+    x_train_kept = _finish(_take(x_train, train_index), as_bytes=as_bytes, what="x_train", source=spec)
+    x_test = _finish(_take(x_test, None), as_bytes=as_bytes, what="x_test", source=spec)
+    if values is None:
+        low, high = nominal_range(x_train_kept)
+        kind = "uint8 values 0..255" if as_bytes else f"float32 values in [{low:g}, {high:g}]"
+        values = RawValues((low, high), kind)
     return Dataset(
         name=spec,
-        x_train=x_train[train_index],
+        x_train=x_train_kept,
         y_train=y_train[train_index],
-        x_val=x_train[val_index],
+        x_val=x_val,
         y_val=y_train[val_index],
         x_test=x_test,
         y_test=y_test,
         num_classes=num_classes,
         class_names=tuple(class_names) or tuple(str(c) for c in range(num_classes)),
+        value_range=tuple(float(v) for v in values.value_range),  # type: ignore[arg-type]
+        value_description=values.description,
+        notes=dict(values.notes),
     )
+
+
+def _call_loader(loader: Callable, argument: str | None, options: Any) -> tuple:
+    """The loader's splits and its RawValues (``None`` when it does not say)."""
+    accepts_options = "options" in inspect.signature(loader).parameters
+    parts = tuple(loader(argument, options=options) if accepts_options else loader(argument))
+    values = parts[5] if len(parts) > 5 else None
+    return (*parts[:5], values)
+
+
+def _check_classes(y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...], spec: str) -> int:
+    """The number of classes; test labels the training split lacks are refused (they would add a class silently)."""
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if class_names and num_classes > len(class_names):
+        raise InputError(f"{spec}: label {num_classes - 1} is out of range for {len(class_names)} classes.")
+    unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if unseen.size:
+        shown = ", ".join(str(int(v)) for v in unseen[:10])
+        raise InputError(
+            f"{spec}: y_test has label(s) {shown} that no training sample has (training labels: "
+            f"{int(y_train.min())}..{int(y_train.max())}, {len(np.unique(y_train))} classes). A model cannot learn a class "
+            "it never sees: remove those test samples or add training samples of that class."
+        )
+    num_classes = max(num_classes, len(class_names))
+    if num_classes < 2:
+        raise InputError(f"{spec}: found {num_classes} class; classification needs at least 2.")
+    return num_classes
+
+
+def _split_indices(num_samples: int, validation_fraction: float, seed: int, max_train_samples: int | None, spec: str):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(num_samples)
+    num_val = max(1, int(round(num_samples * validation_fraction)))
+    val_index, train_index = order[:num_val], order[num_val:]
+    if len(train_index) == 0:
+        raise InputError(
+            f"{spec}: {num_samples} training sample(s) leave none after holding out {num_val} for validation; "
+            "add training data (or lower --validation-fraction)."
+        )
+    if max_train_samples is not None:
+        train_index = train_index[:max_train_samples]
+    return val_index, train_index
 
 
 def dataset_names() -> list[str]:

@@ -404,7 +404,10 @@ def _first_line(error: Exception) -> str:
 def _load_tf_keras(path: Path, *, compile: bool):
     from edgedistill._keras import import_tfmot, keras
 
+    from edgedistill.preprocessing import preprocessing_quantize_config
+
     options = {"safe_mode": not _TRUST_MODEL_CODE.get()} if path.suffix == ".keras" else {}
+    preprocessing_quantize_config()  # registered before loading: QAT students carry it on their `preprocess` layer
     # The quantize scope lets QAT (fake-quant) models saved by edgedistill load too.
     with import_tfmot().quantization.keras.quantize_scope():
         loaded = keras.models.load_model(path, compile=compile, **options)
@@ -514,7 +517,12 @@ def predict_logits(model, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray
     only by a per-sample constant, to which softmax (at any temperature) is invariant, so
     distillation can use it as logits.
     """
-    outputs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    # In blocks: Keras copies its whole input into one tensor (a memory-mapped split would land in RAM).
+    block = 8192
+    outputs = np.concatenate([
+        np.asarray(model.predict(x[start : start + block], batch_size=batch_size, verbose=0), dtype=np.float32)
+        for start in range(0, max(len(x), 1), block)
+    ]) if len(x) > block else np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)  # fmt: skip
     if outputs.ndim != 2:
         raise InputError(f"The model outputs shape {outputs.shape}; expected (batch, num_classes) logits or probabilities.")
     if np.all(outputs >= 0) and np.all(outputs <= 1) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):

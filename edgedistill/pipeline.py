@@ -37,6 +37,7 @@ from edgedistill import stages as stage_functions
 from edgedistill.config import RunConfig, save_config
 from edgedistill.errors import EdgeDistillError, GateFailed, InputError
 from edgedistill.fileio import ensure_writable_dir, save_model_atomic, write_bytes_atomic, write_json_atomic
+from edgedistill.preprocessing import BYTE_RANGE
 from edgedistill.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class Stage:
 
 def _data(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     stage_functions.check_names(config)
-    artifacts.data, summary = stage_functions.load_data(config.data)
+    artifacts.data, summary = stage_functions.load_data(config.data, teacher_file=config.teacher.teacher)
     return {"data": summary}
 
 
@@ -133,17 +134,25 @@ def _convert(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.tflite, report = stage_functions.convert_models(
         config.convert, student=artifacts.distilled.student, qat_student=artifacts.qat_student,
         teacher_model=artifacts.teacher.model, calibration_inputs=calibration.x_train,
+        input_range=BYTE_RANGE if artifacts.data.raw_bytes else None,
     )
     for name, content in artifacts.tflite.items():
         write_bytes_atomic(artifacts.run_dir / name, content)
     report["student_int8.tflite"]["calibration_data"] = calibration.name
-    return {"tflite": report}
+    return {"tflite": report, "input_convention": _input_convention(artifacts)}
+
+
+def _input_convention(artifacts: Artifacts) -> dict[str, Any]:
+    """What the deployed int8 model takes (also in micro_export.json and test_data.h)."""
+    return stage_functions.input_convention_of(
+        artifacts.data, artifacts.tflite["student_int8.tflite"], teacher_preprocessing=artifacts.teacher.preprocessing
+    )
 
 
 def _micro(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.micro, report = stage_functions.export_micro_sources(
         config.micro, artifacts.tflite["student_int8.tflite"], artifacts.data, artifacts.run_dir / "micro",
-        model_name="student_int8.tflite",
+        model_name="student_int8.tflite", input_convention=_input_convention(artifacts),
     )
     return {"micro": report}
 
@@ -177,8 +186,11 @@ def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str
     if not saved.exists() and not config.teacher.teacher:
         return False
     # The saved copy (or the user's own file, for teachers that are not tf_keras): loaded, not trained.
-    teacher_config = dataclasses.replace(config.teacher, teacher=str(saved)) if saved.exists() else config.teacher
+    # The saved copy takes raw values already (its preprocessing is its first layer): "raw", not detected again.
+    teacher_config = (dataclasses.replace(config.teacher, teacher=str(saved), teacher_preprocessing="raw") if saved.exists()
+                      else config.teacher)
     artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, artifacts.data, seed=config.data.seed)
+    artifacts.teacher.preprocessing = sections.get("teacher", {}).get("preprocessing", artifacts.teacher.preprocessing)
     return True
 
 
@@ -336,8 +348,8 @@ def read_progress(run_dir: str | Path) -> dict[str, Any]:
 
     path = Path(run_dir) / PROGRESS_FILE
     if not path.is_file():
-        raise InputError(f"{str(run_dir)!r} has no {PROGRESS_FILE}, so there is nothing to resume. Pass a run folder "
-                         "written by `edgedistill run` (this version), or start a new run.")
+        logger.info("%s: no stage had completed; running them all", run_dir)
+        return {}
     try:
         stages = json.loads(path.read_text())["stages"]
         if not isinstance(stages, dict) or not all(isinstance(v, dict) and "sections" in v for v in stages.values()):

@@ -65,7 +65,7 @@ def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
     producers = _producers(model)
     unsupported = []
     for layer in model.layers:
-        if isinstance(layer, already_quantizable):
+        if isinstance(layer, already_quantizable) or _is_preprocessing(layer):
             continue
         if isinstance(layer, keras.Model):
             unsupported.append((layer.name, f"{type(layer).__name__} (a model nested in the model)"))
@@ -76,11 +76,39 @@ def unsupported_layers(model: keras.Model) -> list[tuple[str, str]]:
     return unsupported
 
 
-def quantize_model(model: keras.Model) -> keras.Model:
+def _is_preprocessing(layer) -> bool:
+    """The ``preprocess`` Rescaling of a model taking raw values (:mod:`edgedistill.preprocessing`)."""
+    from edgedistill.preprocessing import PREPROCESS_LAYER_NAME
+
+    return isinstance(layer, keras.layers.Rescaling) and layer.name.startswith(PREPROCESS_LAYER_NAME)
+
+
+def _annotate_preprocessing(model: keras.Model) -> tuple[keras.Model, dict]:
+    """``model`` with its ``preprocess`` layer annotated for tfmot (its output quantized, nothing else),
+    and the custom objects tfmot needs; the model itself when it has none."""
+    from edgedistill.preprocessing import preprocessing_quantize_config
+
+    if not any(_is_preprocessing(layer) for layer in model.layers):
+        return model, {}
+    config_class = preprocessing_quantize_config()
+    annotate = import_tfmot().quantization.keras.quantize_annotate_layer
+
+    def clone(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        return annotate(fresh, quantize_config=config_class()) if _is_preprocessing(layer) else fresh
+
+    annotated = keras.models.clone_model(model, clone_function=clone)
+    annotated.set_weights(model.get_weights())
+    return annotated, {config_class.__name__: config_class}
+
+
+def quantize_model(model: keras.Model, *, input_range: tuple[float, float] | None = None) -> keras.Model:
     """Wrap a float tf_keras model for QAT (``tfmot.quantization.keras.quantize_model``).
 
     Every layer is checked first (:func:`unsupported_layers`): one tfmot cannot quantize
     raises :class:`StageError` naming the layer and its type, before tfmot clones anything.
+    A ``preprocess`` layer (raw values -> the model's inputs) keeps its float map and gets its output
+    quantized. ``input_range`` fixes the input quantizer's range (0..255 for byte data).
     """
     tfmot = import_tfmot()
     if not isinstance(model, keras.Model):
@@ -101,8 +129,15 @@ def quantize_model(model: keras.Model) -> keras.Model:
             "Replace it with a supported layer (Conv2D, DepthwiseConv2D, Dense, BatchNormalization after a conv or dense, "
             "ReLU, pooling, Reshape/Flatten) or annotate it with a tfmot QuantizeConfig."
         )
+    from edgedistill.preprocessing import set_quantized_input_range
+
     try:
-        return tfmot.quantization.keras.quantize_model(model)
+        annotated, custom_objects = _annotate_preprocessing(model)
+        with tfmot.quantization.keras.quantize_scope(custom_objects):
+            quantized = tfmot.quantization.keras.quantize_model(annotated)
+        if input_range is not None:
+            set_quantized_input_range(quantized, input_range)
+        return quantized
     except (ValueError, RuntimeError) as error:
         # What the layer check above cannot foresee (e.g. a custom QuantizeConfig that fails).
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

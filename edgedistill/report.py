@@ -148,7 +148,10 @@ def _firmware_lines(firmware: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgedistill run: {report.get('status', 'unknown')}", ""]
-    if report.get("error"):
+    if report.get("status") == "interrupted":
+        lines += [f"**Interrupted** in stage `{report['error'].get('stage')}`. Continue from the last completed stage: "
+                  f"`edgedistill run --resume {report.get('run_dir')}`", ""]
+    elif report.get("error"):
         lines += [f"**Failed** in stage `{report['error'].get('stage')}`: {report['error'].get('message')}", ""]
     data = report.get("data")
     if data:

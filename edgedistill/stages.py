@@ -40,6 +40,7 @@ class Teacher:
     model: Any
     outputs: dict[str, Any]
     source: str
+    preprocessing: dict[str, Any] | None = None  # what the teacher file expects of the raw values (report form)
 
 
 def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_rate: float | None = None):
@@ -56,17 +57,28 @@ def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_r
 # data
 
 
-def load_data(config: DataConfig):
-    """The data set of a run, split into train / validation / test."""
+def load_data(config: DataConfig, *, teacher_file: str | None = None):
+    """The data set of a run, split into train / validation / test.
+
+    An image folder without ``--image-size`` takes the input size of ``teacher_file`` when it declares one.
+    """
     from edgedistill.data import load_dataset
 
+    if config.data.startswith("images:") and config.image_size is None and teacher_file:
+        from edgedistill.teachers import teacher_input_shape
+
+        shape = teacher_input_shape(teacher_file)
+        if shape is not None and len(shape) == 3 and None not in shape[:2]:
+            logger.info("   images: brought to the teacher's input size %dx%d", shape[0], shape[1])
+            config = dataclasses.replace(config, image_size=f"{shape[0]}x{shape[1]}")
     data = load_dataset(
         config.data, validation_fraction=config.validation_fraction, seed=config.seed,
         max_train_samples=config.max_train_samples, options=config,
     )
     logger.info(
-        "   %s: %d train / %d val / %d test, input %s, %d classes",
+        "   %s: %d train / %d val / %d test, input %s, %d classes, %s",
         data.name, len(data.x_train), len(data.x_val), len(data.x_test), data.input_shape, data.num_classes,
+        data.values["description"],
     )
     summary = data.summary()
     if data.audio is not None:  # audio:DIR: the front end the features came from
@@ -78,31 +90,81 @@ def load_data(config: DataConfig):
 # teacher
 
 
+def student_preprocessing_of(data):
+    """The project's preprocessing of the student (``x / 255`` for pixels; none for float data)."""
+    from edgedistill.preprocessing import student_preprocessing
+
+    return student_preprocessing(data.value_range or (0.0, 255.0), raw_bytes=data.raw_bytes)
+
+
+def augmentation_of(training: TrainingConfig, data):
+    """The augmentation ``--augment`` means for this data (``None`` when off or when it makes no sense)."""
+    if not training.augment:
+        return None
+    from edgedistill.augment import augmentation_for
+
+    augmentation = augmentation_for(data)
+    if augmentation is None:
+        logger.warning("--augment: nothing to augment in %s (feature vectors or audio); training without it", data.name)
+    return augmentation
+
+
+def _teacher_from_file(config: TeacherConfig, data):
+    """The user's teacher taking raw values: input shape checked, preprocessing declared or detected."""
+    from edgedistill.models import load_model_file
+    from edgedistill.teachers import (
+        apply_preprocessing, check_input_shape, model_input_shape, resolve_preprocessing, teacher_input_shape,
+    )  # fmt: skip
+
+    model = load_model_file(config.teacher)
+    check_input_shape(model_input_shape(model) or teacher_input_shape(config.teacher), data)
+    preprocessing, report = resolve_preprocessing(model, data, config.teacher_preprocessing)
+    return apply_preprocessing(model, preprocessing), preprocessing, report
+
+
 def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, seed: int = 0, log_dir: Path | None = None):
-    """The user's teacher file, or a preset trained on hard labels; its logits cached per split."""
-    from edgedistill.models import build_model, check_classes, count_parameters, load_model_file, predict_logits
+    """The user's teacher file, or a preset trained on hard labels; its logits cached per split.
+
+    Every teacher takes the data's raw values. Before any student is trained, the teacher's
+    validation accuracy is measured: near chance, below ``min_teacher_accuracy`` or in another class
+    order, the run stops here (:func:`edgedistill.teachers.teacher_gate`).
+    """
+    from edgedistill.models import build_model, check_classes, count_parameters, predict_logits
+    from edgedistill.preprocessing import with_preprocessing
+    from edgedistill.teachers import teacher_gate
 
     if config.teacher:
-        model, source = load_model_file(config.teacher), config.teacher
+        model, preprocessing, preprocessing_report = _teacher_from_file(config, data)
+        source = config.teacher
     else:
         from edgedistill.training import train_classifier
 
+        if config.teacher_preprocessing:
+            logger.warning("--teacher-preprocessing describes a --teacher file; the teacher trained here uses the student's")
+        preprocessing = student_preprocessing_of(data)
+        preprocessing_report = preprocessing.to_dict() if preprocessing is not None else None
         model = build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
+        model = with_preprocessing(model, preprocessing)
         logger.info("   training teacher preset %s (width %g)", config.teacher_preset, config.teacher_width)
         stage_config = train_config(training, epochs=config.teacher_epochs, seed=seed)
-        train_classifier(model, data, config=stage_config, stage="teacher", log_dir=log_dir)
+        train_classifier(model, data, config=stage_config, stage="teacher", log_dir=log_dir, augmentation=augmentation_of(training, data))
         source = f"preset {config.teacher_preset} (width {config.teacher_width})"
     check_classes(model, data.num_classes, "teacher")
-    outputs = {"train": predict_logits(model, data.x_train), "val": predict_logits(model, data.x_val)}
-    check_classes(outputs["train"], data.num_classes, "teacher")  # also Keras 3 / SavedModel teachers
-    report: Report = {"source": source, "parameters": count_parameters(model)}
+    val_outputs = predict_logits(model, data.x_val)
+    check_classes(val_outputs, data.num_classes, "teacher")  # also Keras 3 / SavedModel teachers
+    gate = teacher_gate(
+        val_outputs, data.y_val, data.class_names, min_accuracy=config.min_teacher_accuracy, preprocessing=preprocessing,
+        source=source, trained_here=not config.teacher,
+    )
+    outputs = {"train": predict_logits(model, data.x_train), "val": val_outputs}
+    report: Report = {"source": source, "parameters": count_parameters(model), "preprocessing": preprocessing_report, **gate}
     if config.calibrate_teacher:
         from edgedistill.distill.calibration import calibrate_logits
 
         calibration = calibrate_logits(outputs["val"], data.y_val)
         outputs = {split: calibration.apply(logits) for split, logits in outputs.items()}
         report["calibration"] = calibration.to_dict()
-    return Teacher(model=model, outputs=outputs, source=source), report
+    return Teacher(model=model, outputs=outputs, source=source, preprocessing=preprocessing_report), report
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,6 +191,9 @@ def build_student(config: StudentConfig, data):
         student = load_model_file(config.student)
         if not isinstance(student, keras.Model):
             raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
+        from edgedistill.teachers import check_input_shape, model_input_shape
+
+        check_input_shape(model_input_shape(student), data, role="student")
         source = config.student
     else:
         width = config.student_width
@@ -141,6 +206,11 @@ def build_student(config: StudentConfig, data):
         student = build_model(config.student_preset, data.input_shape, data.num_classes, width=width, name="student")
         source = f"preset {config.student_preset} (width {width})"
     check_classes(student, data.num_classes, "student")
+    # The student takes raw values too: its preprocessing is its first layer (the int8 model then takes bytes).
+    from edgedistill.preprocessing import find_preprocessing_layer, with_preprocessing
+
+    if find_preprocessing_layer(student) is None:
+        student = with_preprocessing(student, student_preprocessing_of(data))
     return student, source, report
 
 
@@ -185,8 +255,9 @@ def check_names(config) -> None:
 
 
 def training_arguments(config: DistillConfig, training: TrainingConfig, teacher: Teacher | None, *, epochs: int,
-                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None):
-    """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs."""
+                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None, augmentation=None):
+    """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs
+    (and the augmentation, with how the teacher sees it)."""
     from edgedistill.distill import TrainingArguments
 
     return TrainingArguments(
@@ -195,7 +266,24 @@ def training_arguments(config: DistillConfig, training: TrainingConfig, teacher:
         config=train_config(training, epochs=epochs, seed=seed, learning_rate=learning_rate),
         teacher_outputs=teacher.outputs if teacher is not None else None,
         log_dir=log_dir,
+        augmentation=augmentation,
+        augment_views=training.augment_views,
     )
+
+
+# Schemes whose teacher is the one model distilled from: augmentation keeps teacher and student consistent.
+AUGMENTED_SCHEMES = ("standard", "teacher_assistant")
+
+
+def _augmentation_report(config: DistillConfig, training: TrainingConfig, augmentation) -> dict:
+    if augmentation is None:
+        return {}
+    if config.scheme not in AUGMENTED_SCHEMES and not config.prune_sparsity:
+        logger.warning("--augment: scheme %s trains without augmentation (it applies to %s, pruning and QAT)",
+                       config.scheme, ", ".join(AUGMENTED_SCHEMES))
+        return {"augmentation": None}
+    teacher = f"cached outputs on {training.augment_views} augmented views" if training.augment_views else "run on every augmented batch"
+    return {"augmentation": augmentation.to_dict() | {"teacher": teacher}}
 
 
 def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *,
@@ -203,7 +291,10 @@ def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Te
     """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
     from edgedistill.distill import prune_distill, run_scheme
 
-    arguments = training_arguments(config, training, teacher, epochs=config.epochs, seed=seed, log_dir=log_dir)
+    augmentation = augmentation_of(training, data)
+    arguments = training_arguments(
+        config, training, teacher, epochs=config.epochs, seed=seed, log_dir=log_dir, augmentation=augmentation
+    )
     if config.prune_sparsity:
         result = prune_distill(teacher.model, student, data, sparsity=config.prune_sparsity, training=arguments)
     else:
@@ -213,6 +304,7 @@ def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Te
         "distill_epochs": len(history.get("loss", [])),
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
         "scheme": config.scheme,
+        **_augmentation_report(config, training, augmentation),
         **result.report,
     }
     return result, report
@@ -234,6 +326,7 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
     arguments = training_arguments(
         distill_config, training, teacher, epochs=config.qat_epochs, seed=seed,
         learning_rate=config.qat_learning_rate, log_dir=log_dir,
+        augmentation=augmentation_of(training, data) if distilled.quantization_data is None else None,
     )
     arguments = dataclasses.replace(arguments, teacher_outputs=outputs)
     quantize = quantize_distill_pruned if distill_config.prune_sparsity else quantize_distill  # a pruned student keeps its zeros
@@ -245,8 +338,12 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
 # convert, micro, verify, bench
 
 
-def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model, calibration_inputs) -> tuple[dict[str, bytes], Report]:
-    """``student_int8.tflite`` (from the QAT student when there is one) and float32 copies for comparison."""
+def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model, calibration_inputs,
+                   input_range: tuple[float, float] | None = None) -> tuple[dict[str, bytes], Report]:
+    """``student_int8.tflite`` (from the QAT student when there is one) and float32 copies for comparison.
+
+    ``input_range`` (0..255 for byte data) is the raw range the int8 input covers one to one.
+    """
     from edgedistill._keras import keras
     from edgedistill.convert import convert_keras_model
     from edgedistill.tflite_model import read_model_info
@@ -255,16 +352,30 @@ def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model
     int8 = convert_keras_model(
         qat_student if qat_student is not None else student, quantization="int8", io_type=config.io_type,
         representative_data=calibration_inputs, num_calibration_samples=config.num_calibration_samples,
+        input_range=input_range,
     )
     files = {"student_int8.tflite": int8, "student_float32.tflite": convert_keras_model(student, quantization="float32")}
     if isinstance(teacher_model, keras.Model):
         files["teacher_float32.tflite"] = convert_keras_model(teacher_model, quantization="float32")
     report: Report = {name: {"size_bytes": len(content)} for name, content in files.items()}
-    report["student_int8.tflite"].update({"ops": read_model_info(int8).ops, "io_type": config.io_type})
+    info = read_model_info(int8)
+    report["student_int8.tflite"].update({"ops": info.ops, "io_type": config.io_type, "input_quantization": info.inputs[0].quantization})
     return files, report
 
 
-def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Path, *, model_name: str = "model.tflite"):
+def input_convention_of(data, int8: bytes, *, teacher_preprocessing: dict | None = None) -> Report:
+    """What the deployed int8 model takes (``report.json``, ``micro_export.json``, ``test_data.h``)."""
+    from edgedistill.preprocessing import input_convention
+    from edgedistill.tflite_model import read_model_info
+
+    return input_convention(
+        data.values, raw_bytes=data.raw_bytes, student=student_preprocessing_of(data),
+        input_quantization=read_model_info(int8).inputs[0].quantization, teacher=teacher_preprocessing,
+    )
+
+
+def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Path, *, model_name: str = "model.tflite",
+                         input_convention: dict | None = None):
     """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter
     (and the audio front end with its own arena, for audio data or ``config.front_end``)."""
     from edgedistill.micro import export_micro
@@ -273,7 +384,7 @@ def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Pat
         int8, output_dir, test_inputs=data.x_test if data is not None else None,
         test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
         margin_fraction=config.arena_margin, model_name=model_name, front_end=_front_end_export(config, data),
-        memory_plan=config.memory_plan,
+        memory_plan=config.memory_plan, input_convention=input_convention,
     )
     return export, export.to_dict() | {"memory_plan": export.metadata.get("memory_plan")}
 

@@ -97,8 +97,20 @@ def fit(
     config: TrainConfig,
     stage: str,
     log_dir: str | Path | None = None,
+    augmentation=None,
+    views=None,
 ) -> dict[str, list[float]]:
-    """Fit a compiled model; return its history. Raises :class:`StageError` on a NaN loss."""
+    """Fit a compiled model; return its history. Raises :class:`StageError` on a NaN loss.
+
+    ``augmentation`` (:class:`edgedistill.augment.Augmentation`) augments every training batch;
+    ``views`` (:class:`edgedistill.augment.ViewCache`) trains on cached augmented views and the
+    teacher's outputs on them. Either, or memory-mapped ``x``, feeds Keras batch by batch.
+    """
+    from edgedistill.augment import Batches, streams
+
+    if augmentation is not None or views is not None or streams(x):
+        x = Batches(x, y, batch_size=config.batch_size, seed=config.seed, augmentation=augmentation, views=views)
+        y = None
     guard = _NaNGuard()
     callbacks: list = [guard]
     if config.patience and validation_data is not None:
@@ -114,10 +126,10 @@ def fit(
         y,
         validation_data=validation_data,
         epochs=config.epochs,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size if y is not None else None,
         callbacks=callbacks,
         verbose=config.verbose,
-        shuffle=True,
+        shuffle=y is not None,  # Batches shuffles samples itself, every epoch
     )
     if guard.where is not None:
         raise StageError(
@@ -136,11 +148,16 @@ def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
     return model
 
 
-def train_classifier(model: keras.Model, data, *, config: TrainConfig, stage: str = "teacher", log_dir=None) -> dict:
+def train_classifier(
+    model: keras.Model, data, *, config: TrainConfig, stage: str = "teacher", log_dir=None, augmentation=None
+) -> dict:
     """Supervised training on hard labels (the teacher, or a student trained from scratch)."""
     set_seed(config.seed)
     compile_classifier(model, config.learning_rate)
-    return fit(model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage, log_dir=log_dir)
+    return fit(
+        model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage,
+        log_dir=log_dir, augmentation=augmentation,
+    )
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> float:

@@ -12,6 +12,7 @@ PACKAGES=(
   qemu-system-arm              # Cortex-M firmware in QEMU
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib  # firmware toolchain
   make g++                     # g++: the firmware's host board build
+  espeak-ng sox                # audio tests: words spoken by espeak-ng; sox converts WAVs (as the audio loader's errors suggest)
   python3-pil python3-numpy wget unzip git  # TFLM's Makefile (firmware build): its scripts import PIL/numpy, its downloads use wget/unzip/git
 )
 

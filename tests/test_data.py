@@ -12,11 +12,13 @@ from edgedistill.errors import InputError
 from conftest import write_npz
 
 
-def test_digits_splits_are_disjoint_and_normalised(digits):
+def test_digits_splits_are_disjoint_and_keep_their_raw_values(digits):
     assert digits.input_shape == (8, 8, 1)
     assert digits.num_classes == 10
     assert len(digits.x_train) + len(digits.x_val) + len(digits.x_test) == 1797
-    assert 0.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    # The raw form: uint8 counts 0..16; the student's x / 16 lives inside the model.
+    assert digits.x_train.dtype == np.uint8 and digits.x_train.max() == 16 and digits.value_range == (0.0, 16.0)
+    assert digits.raw_bytes and "0..16" in digits.values["description"]
     assert set(np.unique(digits.y_test)) == set(range(10))
 
 
@@ -29,8 +31,33 @@ def test_npz_loader(tmp_path):
     )
     data = load_dataset(f"npz:{path}")
     assert data.input_shape == (6, 6, 1)
-    assert data.x_train.dtype == np.float32 and data.x_train.max() <= 1.0
+    assert data.x_train.dtype == np.uint8 and data.value_range == (0.0, 255.0)  # pixels stay bytes
     assert len(data.x_train) + len(data.x_val) == 50
+
+
+def test_npz_float_values_keep_their_range(tmp_path):
+    rng = np.random.default_rng(0)
+    path = write_npz(tmp_path / "f.npz", x_train=rng.random((20, 4, 4)) * 255, y_train=np.arange(20) % 2,
+                     x_test=rng.random((4, 4, 4)) * 255, y_test=np.arange(4) % 2)
+    data = load_dataset(f"npz:{path}")
+    assert data.x_train.dtype == np.float32 and not data.raw_bytes and data.value_range == (0.0, 255.0)
+
+
+def test_npz_is_subset_before_any_conversion(tmp_path, monkeypatch):
+    """A 10-sample run of a large archive converts (and copies) only what it keeps."""
+    import edgedistill.data as data_module
+
+    rng = np.random.default_rng(0)
+    path = write_npz(tmp_path / "big.npz", x_train=rng.random((3000, 8, 8, 3)), y_train=np.arange(3000) % 3,
+                     x_test=rng.random((5, 8, 8, 3)), y_test=np.arange(5) % 3)
+    converted = []
+    original = data_module._finish
+    monkeypatch.setattr(data_module, "_finish", lambda x, **kw: converted.append(len(x)) or original(x, **kw))
+    data = load_dataset(f"npz:{path}", max_train_samples=10)
+    assert len(data.x_train) == 10 and data.x_train.dtype == np.float32
+    assert max(converted) == 300  # the validation split (10 %), never all 3,000 training images
+    with np.load(path) as archive:  # memory-mapped members read the same values
+        np.testing.assert_allclose(data.x_test, archive["x_test"].astype(np.float32))
 
 
 def test_npz_missing_keys(tmp_path):
@@ -70,7 +97,7 @@ def test_image_folder(tmp_path):
             (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     data = load_dataset(f"images:{tmp_path}")
     assert data.class_names == ("cat", "dog")
-    assert data.input_shape == (32, 32, 1)
+    assert data.input_shape == (12, 12, 1) and data.x_train.dtype == np.uint8  # the images' own size and bytes
     assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 10
 
 
@@ -81,6 +108,9 @@ def test_image_folder(tmp_path):
         ({"y_train": np.array([0, 1, -1, 0])}, "label -1"),
         ({"y_train": np.array([0, 1])}, "2 labels for 4 images"),
         ({"x_train": np.full((4, 2, 2), np.nan)}, "NaN"),
+        ({"x_train": np.full((4, 2, 2), 1e30)}, "values up to 1e"),
+        ({"y_test": np.array([0, 12])}, "label.s. 12 that no training sample has"),
+        ({"x_train": np.zeros((0, 2, 2)), "y_train": np.zeros(0, dtype=int)}, "x_train is empty"),
     ],
 )
 def test_bad_npz_data(tmp_path, arrays, message):
@@ -93,3 +123,30 @@ def test_bad_npz_data(tmp_path, arrays, message):
 def test_unknown_data_set_lists_valid_names():
     with pytest.raises(InputError, match="Unknown data set 'cifar'. Expected one of: audio, digits, fashion_mnist, images, npz"):
         load_dataset("cifar")
+
+
+def test_no_training_sample_left_after_the_validation_split(tmp_path):
+    path = write_npz(tmp_path / "d.npz", x_train=np.zeros((2, 2, 2)), y_train=np.array([0, 1]),
+                     x_test=np.zeros((2, 2, 2)), y_test=np.array([0, 1]))
+    with pytest.raises(InputError, match="leave none after holding out 2 for validation"):
+        load_dataset(f"npz:{path}", validation_fraction=0.9)
+
+
+def test_npz_object_array_is_refused_by_name(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, x_train=np.array([np.zeros(3), np.zeros(2)], dtype=object), y_train=np.array([0, 1]),
+             x_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    with pytest.raises(InputError, match="x_train is an array of Python objects"):
+        load_dataset(f"npz:{path}")
+
+
+def test_a_text_file_named_npz_says_it_is_not_an_archive(tmp_path):
+    path = tmp_path / "data.npz"
+    path.write_text("hello")
+    with pytest.raises(InputError, match=r"not a NumPy .npz archive \(not a zip file; it starts with b'hello'\)"):
+        load_dataset(f"npz:{path}")
+
+
+def test_max_train_samples_zero_is_refused():
+    with pytest.raises(InputError, match="max_train_samples"):
+        load_dataset("digits", max_train_samples=0)

@@ -166,6 +166,8 @@ CASES = [
      ["arena_bytes"]),
     ("firmware-timeout-nan", lambda m, t: ["firmware", "run", t, "--board", "host", "--timeout", "nan"], 2,
      ["timeout_seconds", "finite"]),
+    ("search-temperature-inf", lambda m, t: ["search", "--temperatures", "2,inf", "-o", t / "s"], 2, ["finite", "'2,inf'"]),
+    ("search-width-nan", lambda m, t: ["search", "--widths", "nan", "-o", t / "s"], 2, ["finite", "'nan'"]),
     # 10, 15: result files, suites, YAML configs and build.json of the wrong kind or types
     ("compare-empty", lambda m, t: ["results", "compare", _file(t, "empty.jsonl", ""), _file(t, "ok.jsonl", _result_line())],
      2, ["empty.jsonl", "the file is empty"]),
@@ -224,6 +226,9 @@ CASES = [
     ("teacher-output-under-proc", lambda m, t: ["teacher", "-o", "/proc/edgedistill-test/t.keras"], 2, ["Cannot write"]),
     ("bench-results-under-proc", lambda m, t: ["bench", m["tiny_int8"], "--results", "/proc/edgedistill-test/r.jsonl"],
      2, ["Cannot write", "--results"]),
+    ("search-output-under-proc", lambda m, t: ["search", "-o", "/proc/edgedistill-test"], 2, ["Cannot write"]),
+    ("plot-output-under-proc", lambda m, t: ["results", "plot", _file(t, "ok.jsonl", _result_line()), "-o",
+                                             "/proc/edgedistill-test/p.png"], 2, ["Cannot write", "plot"]),
     # 14: micro --data that does not fit the model
     ("micro-data-other-shape", lambda m, t: ["micro", m["conv_int8"], "-o", t / "o", "--data", "digits"], 2,
      ["(8, 8, 1)", "(32, 32, 3)", "--data"]),
@@ -356,11 +361,16 @@ def test_gate_fails_a_model_at_chance():
 
 
 @pytest.mark.slow
-def test_a_diverged_learning_rate_never_passes(tmp_path):
+@pytest.mark.parametrize("given_teacher", [False, True], ids=["teacher-trained-here", "teacher-given"])
+def test_a_diverged_learning_rate_never_passes(tmp_path, teacher_file, given_teacher):
+    """--learning-rate 1e6: the teacher trained here is stopped by the teacher gate (exit 2); with a good
+    teacher given, the student diverges (NaN loss, exit 1) or ends at chance (the verify gate, exit 3)."""
     from conftest import TINY_RUN
 
-    result = invoke("run", *TINY_RUN, "--learning-rate", "1e6", "--no-bench", "--output-dir", tmp_path, "--run-name", "lr")
-    assert result.exit_code in (1, 3), result.output
+    teacher = ["--teacher", teacher_file] if given_teacher else []
+    result = invoke("run", *TINY_RUN, *teacher, "--learning-rate", "1e6", "--no-bench", "--output-dir", tmp_path,
+                    "--run-name", "lr")
+    assert result.exit_code in ((1, 3) if given_teacher else (2,)), result.output
     assert "Traceback" not in result.output
     report = json.loads((tmp_path / "lr" / "report.json").read_text())
     assert report["status"] == "failed"
@@ -443,7 +453,8 @@ def test_ctrl_c_during_a_run_exits_130_and_the_report_says_interrupted(tmp_path,
     assert_one_line_error(result, 130, "interrupted")
     report = json.loads((tmp_path / "x" / "report.json").read_text())
     assert report["status"] == "interrupted" and report["error"] == {"stage": "data", "message": "interrupted (Ctrl-C)"}
-    assert "KeyboardInterrupt" not in (tmp_path / "x" / "report.md").read_text()
+    markdown = (tmp_path / "x" / "report.md").read_text()
+    assert "KeyboardInterrupt" not in markdown and f"edgedistill run --resume {tmp_path / 'x'}" in markdown
 
 
 def test_sigint_to_a_benchmark_exits_130(models, tmp_path):
@@ -513,16 +524,16 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert_one_line_error(invoke("run", "--resume", tmp_path / "empty", "--epochs", "3"), 2, "--epochs")
 
 
-@pytest.mark.slow
-def test_interrupted_run_resumes_from_the_last_completed_stage(tmp_path):
+def test_interrupted_run_resumes_from_the_last_completed_stage(tmp_path):  # ~30 s: a tiny run
     """A real run interrupted at the start of `convert` (after teacher, distill and QAT trained), then resumed."""
     import dataclasses
 
     from edgedistill.config import RunConfig
     from edgedistill.pipeline import STAGES, run_pipeline
 
-    options = {"teacher_epochs": 2, "teacher_width": 0.25, "epochs": 1, "qat_epochs": 1, "student_width": 0.25,
-               "max_train_samples": 300, "verbose": 0, "bench": False, "chance_gate": False, "max_int8_drop": 100}
+    # conftest's TINY_RUN (a teacher good enough for the teacher gate), one distillation epoch.
+    options = {"teacher_epochs": 6, "teacher_width": 0.5, "epochs": 1, "qat_epochs": 1, "student_width": 0.25,
+               "max_train_samples": 600, "verbose": 0, "bench": False, "chance_gate": False, "max_int8_drop": 100}
     config = RunConfig.from_options({**options, "output_dir": str(tmp_path), "run_name": "r"})
     run_dir = tmp_path / "r"
 

@@ -241,8 +241,10 @@ def _short_labels(files: tuple[str, ...]) -> list[str]:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="PNG path [default: FILE with .png].")
 def plot(file: str, output: str | None) -> None:
     """Latency CDF and p50 bars of FILE as a PNG (emulated pairs hatched and labelled)."""
+    from edgedistill.fileio import ensure_writable_dir
     from edgedistill.results import plot_results
 
+    ensure_writable_dir(Path(output or file).expanduser().absolute().parent, what="the folder of the plot")
     click.echo(str(plot_results(file, output)))
 
 

@@ -32,6 +32,8 @@ from edgedistill.config import (
 logger = logging.getLogger(__name__)
 # The options of audio:DIR data sets, for the commands that otherwise take only --data.
 AUDIO_OPTIONS: tuple[str, ...] = tuple(name for name in DataConfig.option_names() if name.startswith("audio_"))
+# ... and of images:DIR folders (size, colour, class order).
+IMAGE_OPTIONS: tuple[str, ...] = ("image_size", "color_mode", "class_names")
 output_option = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write.")
 
 
@@ -112,7 +114,9 @@ def teacher(config_file: str | None, output: str, **options) -> None:
 @click.command()
 @config_file_option
 @config_options([DataConfig])
-@config_options([TeacherConfig], only=("teacher", "calibrate_teacher"), required=("teacher",))
+@config_options(
+    [TeacherConfig], only=("teacher", "calibrate_teacher", "teacher_preprocessing", "min_teacher_accuracy"), required=("teacher",)
+)
 @config_options([StudentConfig, DistillConfig, TrainingConfig, TrustConfig])
 @output_option
 def distill(config_file: str | None, output: str, **options) -> None:
@@ -125,7 +129,7 @@ def distill(config_file: str | None, output: str, **options) -> None:
 
     config = RunConfig.from_options(options)
     stages.check_names(config)
-    data, _ = stages.load_data(config.data)
+    data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
         student, _, _ = stages.build_student(config.student, data)
@@ -137,7 +141,7 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @click.command()
 @config_file_option
 @config_options([DataConfig])
-@config_options([TeacherConfig], only=("teacher",), required=("teacher",))
+@config_options([TeacherConfig], only=("teacher", "teacher_preprocessing"), required=("teacher",))
 @config_options(
     [StudentConfig], only=("student",), required=("student",),
     overrides={"student": {"help": "Float student to make quantization-aware (.keras)."}},
@@ -157,7 +161,7 @@ def quantize(config_file: str | None, output: str, **options) -> None:
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
-    data, _ = stages.load_data(config.data)
+    data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
         float_student = SchemeResult(student=load_model_file(config.student.student), history={}, report={})
@@ -175,7 +179,7 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @output_option
 @click.option("--quantization", default="int8", show_default=True, type=click.Choice(["int8", "float32"]))
 @config_options([ConvertConfig])
-@config_options([DataConfig], only=("data", *AUDIO_OPTIONS), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
+@config_options([DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
 @config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
     """Convert a Keras model (float or QAT) to a .tflite file."""
@@ -188,10 +192,14 @@ def convert(model, output, quantization, **options) -> None:
     config = RunConfig.from_options(options)
     with trust_model_code(config.trust.trust_model_code):
         keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
-    representative = load_dataset(config.data.data, options=config.data).x_train if quantization == "int8" else None
+    from edgedistill.preprocessing import BYTE_RANGE
+
+    data = load_dataset(config.data.data, options=config.data) if quantization == "int8" else None
     content = convert_keras_model(
-        keras_model, quantization=quantization, io_type=config.convert.io_type, representative_data=representative,
+        keras_model, quantization=quantization, io_type=config.convert.io_type,
+        representative_data=data.x_train if data is not None else None,
         num_calibration_samples=config.convert.num_calibration_samples,
+        input_range=BYTE_RANGE if data is not None and data.raw_bytes else None,  # byte data: int8 input = byte - 128
     )
     write_bytes_atomic(output, content)
     click.echo(f"{quantization} model: {len(content)} bytes -> {output}")
@@ -199,7 +207,7 @@ def convert(model, output, quantization, **options) -> None:
 
 @click.command()
 @click.argument("model", type=click.Path())
-@config_options([DataConfig], only=("data", *AUDIO_OPTIONS))
+@config_options([DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS))
 @click.option("--reference", type=click.Path(), help="Keras model (e.g. the QAT student) the int8 accuracy is compared with.")
 @config_options([VerifyConfig, TrustConfig])
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many test samples.")
@@ -237,7 +245,7 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Folder for the sources.")
 @config_options(
-    [DataConfig], only=("data", *AUDIO_OPTIONS),
+    [DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS),
     overrides={"data": {"default": None, "show_default": False,
                         "help": "Data set whose test samples become embedded test vectors (default: random inputs)."}},
 )
@@ -251,12 +259,15 @@ def micro(model, output_dir, **options) -> None:
 
     content = read_model_bytes(model)
     ensure_writable_dir(output_dir, what="the output folder (-o)")  # before the arena is measured
-    data_options = {name: options.pop(name) for name in ("data", *AUDIO_OPTIONS) if name in options}
+    data_options = {name: options.pop(name) for name in ("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS) if name in options}
     data = None
     if data_options.get("data"):
         data, _ = stages.load_data(DataConfig(**data_options))
     config = RunConfig.from_options(options)
-    export, _ = stages.export_micro_sources(config.micro, content, data, Path(output_dir), model_name=Path(model).name)
+    convention = stages.input_convention_of(data, content) if data is not None and data.audio is None else None
+    export, _ = stages.export_micro_sources(
+        config.micro, content, data, Path(output_dir), model_name=Path(model).name, input_convention=convention
+    )
     click.echo(
         f"ops: {', '.join(export.ops)}\narena: {export.arena_bytes_host} bytes measured on the host TFLM interpreter, "
         f"kTensorArenaSize {export.tensor_arena_size} (margin {export.arena_margin_bytes})\nwrote: {', '.join(export.files)} -> {output_dir}"

@@ -12,10 +12,15 @@ from edgedistill.config import DataConfig, DistillConfig, QatConfig, RunConfig, 
 
 
 def _floats(text: str) -> tuple[float, ...]:
+    import math
+
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, e.g. 2,4,8; received {text!r}") from None
+        values = (math.nan,)
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"expected comma-separated numbers, finite (no nan or inf), e.g. 2,4,8; received {text!r}")
+    return values
 
 
 def _search_defaults() -> dict[str, dict]:
@@ -60,8 +65,10 @@ def search(config_file, temperatures, alphas, widths, method, num_trials, measur
     Each trial distills a fresh student (optionally with QAT), converts it to int8 and
     scores it on the validation split (int8 accuracy on LiteRT, bytes, TFLM arena).
     """
+    from edgedistill.fileio import ensure_writable_dir
     from edgedistill.search import SearchSpace, run_search
 
+    ensure_writable_dir(output_dir, what="the search output folder (-o)")  # before any trial trains
     space = SearchSpace(temperatures=_floats(temperatures), student_loss_weights=_floats(alphas), student_widths=_floats(widths))
     result = run_search(
         RunConfig.from_options(options), space, method=method, num_trials=num_trials, backend=backend,

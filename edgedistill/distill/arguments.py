@@ -45,6 +45,11 @@ class TrainingArguments:
     teacher_outputs: dict | None = None
     log_dir: Path | None = None
     student_loss: Any = None
+    # Augmentation (edgedistill.augment.Augmentation) and how the teacher sees it: 0 = on every
+    # augmented batch, N = cached outputs on N fixed views. Used by the schemes whose teacher is
+    # the one model distilled from (standard, teacher_assistant), pruning and QAT.
+    augmentation: Any = None
+    augment_views: int = 0
 
     def __post_init__(self) -> None:
         losses = self.distillation_losses
@@ -62,6 +67,11 @@ class TrainingArguments:
             "log_dir": self.log_dir,
             "student_loss": self.student_loss,
         }
+
+    def augment_options(self) -> dict[str, Any]:
+        """The augmentation keywords of :func:`edgedistill.distill.distill` (kept apart from
+        :meth:`distill_options`: schemes whose cached outputs are not the teacher's must not augment)."""
+        return {"augmentation": self.augmentation, "augment_views": self.augment_views}
 
     def logits_temperature(self, default: float = 1.0) -> float:
         """The temperature of the first logit loss (:class:`TemperatureLoss`: ``logits``, ``dkd``, ``dist``, ...)

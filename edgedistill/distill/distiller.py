@@ -390,6 +390,8 @@ def distill(
     stage: str = "distill",
     log_dir: str | Path | None = None,
     preserve_sparsity: bool = False,
+    augmentation=None,
+    augment_views: int = 0,
 ):
     """Train ``student`` against a frozen ``teacher`` on ``data``; return ``(student, history)``.
 
@@ -397,6 +399,9 @@ def distill(
     (``{"train": ..., "val": ...}``); they are computed here when absent, once.
     ``student_loss`` is the hard-label loss (see :meth:`Distiller.compile`).
     ``preserve_sparsity`` keeps a pruned student's zero weights at zero (QAT after pruning).
+    ``augmentation`` (:mod:`edgedistill.augment`) augments the training batches; the teacher sees
+    each augmented batch (``augment_views=0``: it runs in the training step) or its cached outputs on
+    ``augment_views`` fixed views. The cached ``train`` outputs (of un-augmented images) are then unused.
     """
     from edgedistill.training import TrainConfig, fit, set_seed
 
@@ -416,7 +421,7 @@ def distill(
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     cached = teacher_outputs or {}
-    train_targets = teacher_targets(teacher, data.x_train, data.y_train, teacher_outputs=cached.get("train"))
+    train_targets, views = _training_targets(distiller, teacher, data, cached, augmentation, augment_views, config.seed)
     val_targets = teacher_targets(teacher, data.x_val, data.y_val, teacher_outputs=cached.get("val"))
     logger.info("%s: distilling %s from %s (%d epochs)", stage, student.name, getattr(teacher, "name", type(teacher).__name__), config.epochs)
     history = fit(
@@ -427,8 +432,31 @@ def distill(
         config=config,
         stage=stage,
         log_dir=log_dir,
+        augmentation=augmentation if views is None else None,
+        views=views,
     )
     return distiller.student, history
+
+
+def _training_targets(distiller, teacher, data, cached: dict, augmentation, augment_views: int, seed: int):
+    """The training targets, and the cache of augmented views when the teacher's outputs come from one.
+
+    Without augmentation: labels and the teacher's outputs, computed once. With it: labels only
+    (the teacher runs on each augmented batch in the training step), or a :class:`ViewCache`.
+    """
+    if augmentation is None:
+        return teacher_targets(teacher, data.x_train, data.y_train, teacher_outputs=cached.get("train")), None
+    if augment_views:
+        from edgedistill.augment import ViewCache
+
+        views = ViewCache.build(teacher, data.x_train, augmentation, num_views=augment_views, seed=seed)
+        return {LABELS: np.asarray(data.y_train)}, views
+    if distiller.teacher is None:
+        raise InputError(
+            f"Augmenting with this teacher ({type(teacher).__name__}: Keras 3 or SavedModel) needs its outputs cached: "
+            "it cannot run inside a tf_keras training step. Pass --augment-views N (e.g. 4)."
+        )
+    return {LABELS: np.asarray(data.y_train)}, None
 
 
 __all__ = ["Distiller", "distill", "teacher_targets", "find_layer_output", "feature_extractor"]

@@ -126,7 +126,7 @@ def prune_distill(
     steps = math.ceil(len(data.x_train) / config.batch_size) * config.epochs
     pruned = prune_model(student, sparsity=sparsity, end_step=int(steps * 0.75), frequency=max(1, min(10, steps // 20)))
     logger.info("%s: distilling %s while pruning it to %.0f %% sparsity", stage, student.name, sparsity * 100)
-    options = {**training.distill_options(), "config": config}
+    options = {**training.distill_options(), **training.augment_options(), "config": config}
     pruned, history = distill(
         teacher, pruned, data, distillation_loss_weights=distillation_loss_weights, stage=stage, **options
     )

@@ -34,8 +34,11 @@ def quantize_distill(
     from edgedistill.distill.distiller import distill
     from edgedistill.quantize import quantize_model
 
+    from edgedistill.preprocessing import BYTE_RANGE
+
     training = training or TrainingArguments()
-    qat_student = quantize_model(float_student)
+    # Byte data: the input quantizer covers 0..255 from the start, as the int8 model will (byte - 128).
+    qat_student = quantize_model(float_student, input_range=BYTE_RANGE if getattr(data, "raw_bytes", False) else None)
     logger.info("%s: quantization-aware distillation of %s (%d epochs)", stage, float_student.name, training.config.epochs)
     student, history = distill(
         teacher,
@@ -44,6 +47,7 @@ def quantize_distill(
         stage=stage,
         preserve_sparsity=preserve_sparsity,
         **training.distill_options(),
+        **training.augment_options(),
     )
     return SchemeResult(student=student, history=history)
 

@@ -288,9 +288,17 @@ def _test_vectors(model: TFLMModel, test_inputs, test_labels, num_test_samples: 
     return raw_inputs, expected, labels
 
 
+def _input_note(convention: dict[str, Any] | None) -> str:
+    """One or two comment lines for test_data.h: what the raw values are and what the int8 input takes."""
+    if not convention:
+        return ""
+    raw = convention.get("raw_values") or "raw values"
+    return f"Data: {raw}.\nModel input: {convention.get('int8_input', '')}."
+
+
 def _sources(
     tflite_bytes: bytes, ops: list[str], methods: list[str], model: TFLMModel, vectors, *, arena: dict[str, int], header: str,
-    real_samples: bool = True,
+    real_samples: bool = True, input_note: str = "",
 ) -> dict[str, str]:
     """File name -> text of every C/C++ source of the export."""
     raw_inputs, expected, labels = vectors
@@ -298,7 +306,7 @@ def _sources(
     output_size = int(np.prod(model.output["shape"]))
     data_h, data_cc = render_model_data(tflite_bytes, header=header)
     test_h, test_cc = render_test_data(
-        raw_inputs, expected, labels, header=header, real_samples=real_samples,
+        raw_inputs, expected, labels, header=header, real_samples=real_samples, input_note=input_note,
         input_type=C_TYPES[np.dtype(model.input["dtype"]).name], output_type=C_TYPES[np.dtype(model.output["dtype"]).name],
     )  # fmt: skip
     settings = render_settings(
@@ -381,6 +389,7 @@ def export_micro(
     arena: dict[str, int] | None = None,
     front_end: Any = None,
     memory_plan: str = "greedy",
+    input_convention: dict[str, Any] | None = None,
 ) -> MicroExport:
     """Write the TFLite Micro sources for an int8 model into ``output_dir``.
 
@@ -393,6 +402,8 @@ def export_micro(
             (:class:`edgedistill.micro.frontend.FrontEndExport`); the test vectors are then its audio.
         memory_plan: ``greedy`` (TFLM's planner) or ``offline``: an optimal placement written into
             the model (:mod:`edgedistill.micro.memory_plan`), kept only when TFLM verifies it smaller.
+        input_convention: what the int8 input is (:func:`edgedistill.preprocessing.input_convention`):
+            recorded in ``micro_export.json`` and said in ``test_data.h``.
     """
     from edgedistill._version import __version__
 
@@ -411,7 +422,9 @@ def export_micro(
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
     header = HEADER_TEMPLATE.format(version=__version__, model=model_name)
-    sources = _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples)
+    note = _input_note(input_convention) if front_end is None else ""
+    sources = _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples,
+                       input_note=note)
     if front_end is not None:
         sources.update(front_end.sources(model.input, header=header))
         write_bytes_atomic(output_dir / "front_end.tflite", front_end.tflite_bytes)
@@ -424,6 +437,8 @@ def export_micro(
     if front_end is not None:
         manifest["front_end"] = front_end.manifest()
     manifest["memory_plan"] = plan_report
+    if input_convention is not None:
+        manifest["input_convention"] = input_convention
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
     logger.debug("micro export of %s written to %s", model_name, output_dir)
     return MicroExport.from_metadata(output_dir, manifest)

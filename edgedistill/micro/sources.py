@@ -83,7 +83,7 @@ def render_settings(
 
 def render_test_data(
     inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str,
-    real_samples: bool = True,
+    real_samples: bool = True, input_note: str = "",
 ) -> tuple[str, str]:
     num = len(inputs)
     origin = (
@@ -95,7 +95,7 @@ def render_test_data(
     h = header + (
         "#ifndef EDGEDISTILL_TEST_DATA_H_\n#define EDGEDISTILL_TEST_DATA_H_\n\n#include <cstdint>\n\n"
         '#include "model_settings.h"\n\n'
-        + origin +
+        + origin + "".join(f"// {line}\n" for line in input_note.splitlines()) +
         f"constexpr int kNumTestSamples = {num};\n"
         f"using ModelInputType = {input_type};\nusing ModelOutputType = {output_type};\n\n"
         "extern const ModelInputType g_test_inputs[kNumTestSamples][kInputSize];\n"

@@ -337,6 +337,8 @@ def run_streaming(
         list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env, cwd=cwd,
         text=True, errors="replace", start_new_session=True,
     )
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
     stderr_chunks: list[str] = []
     reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True)
     reader.start()
@@ -368,7 +370,23 @@ def run_streaming(
         if process.poll() is None:
             kill_process_group(process)
         reader.join(timeout=5)
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
     return (None if timed_out.is_set() else process.returncode), "".join(stderr_chunks), timed_out.is_set()
+
+
+# Measuring processes run in their own session (a terminal's Ctrl-C does not reach them): on an
+# interrupt, the grid stops them through this set, so worker threads end at once.
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running_measurements() -> None:
+    """Kill the process group of every measuring process still running (Ctrl-C during a grid)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        kill_process_group(process)
 
 
 def kill_process_group(process: subprocess.Popen) -> None:
@@ -447,5 +465,5 @@ def require_model(model: str | os.PathLike) -> Path:
 
 __all__ = [
     "BenchConfig", "Measurement", "Target", "RunnerOutput", "latency_stats", "runner_arguments",
-    "run_streaming", "finish_from_runner", "require_model", "pair_key", "file_sha256", "RUNNER_PATH",
+    "run_streaming", "finish_from_runner", "require_model", "stop_running_measurements", "pair_key", "file_sha256", "RUNNER_PATH",
 ]

@@ -5,6 +5,11 @@
 // samples (test_data.cc), compares their outputs with the host TFLM outputs written by the
 // export; times kNumTimedInvokes invokes; prints one machine-readable block between
 // EDGEDISTILL_RESULT_BEGIN and EDGEDISTILL_RESULT_END, parsed by edgedistill/firmware/result.py.
+//
+// An audio export (micro/ also holds the front end: frontend_*.h, audio_test_data.*) also runs
+// the device's chain on the raw test audio: front end (TFLM Signal ops, reset per clip, one invoke
+// per frame) -> g_feature_to_input table -> model; the features must equal the host TFLM
+// interpreter's bit for bit and the class scores the host's (RunAudioChain).
 
 #include <cstdint>
 #include <cstring>
@@ -21,6 +26,13 @@
 #endif
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_data.h"
+#if __has_include("frontend_settings.h")
+#define EDGEDISTILL_AUDIO 1
+#include "audio_test_data.h"
+#include "frontend_data.h"
+#include "frontend_op_resolver.h"
+#include "frontend_settings.h"
+#endif
 
 #ifndef EDGEDISTILL_TENSOR_ARENA_SIZE
 #define EDGEDISTILL_TENSOR_ARENA_SIZE kTensorArenaSize
@@ -127,6 +139,76 @@ int Fail(const char* reason) {
   return 2;
 }
 
+#ifdef EDGEDISTILL_AUDIO
+#ifndef EDGEDISTILL_FRONTEND_ARENA_SIZE
+#define EDGEDISTILL_FRONTEND_ARENA_SIZE kFrontEndArenaSize
+#endif
+#ifndef EDGEDISTILL_NUM_TIMED_CLIPS
+#define EDGEDISTILL_NUM_TIMED_CLIPS 2
+#endif
+static_assert(kFeatureSize == kInputSize, "the model must take exactly the front end's features");
+constexpr int kFrontEndArena = EDGEDISTILL_FRONTEND_ARENA_SIZE;
+alignas(16) uint8_t frontend_arena[kFrontEndArena];
+int8_t clip_features[kFeatureSize];
+
+// One clip's features: the front end from its reset state (its noise estimate is state), one
+// invoke per frame of kWindowSamples samples, kStrideSamples apart (as the host's FrontEndRunner).
+bool ClipFeatures(tflite::MicroInterpreter& frontend, const int16_t* clip, int8_t* features) {
+  if (frontend.Reset() != kTfLiteOk) return false;
+  TfLiteTensor* input = frontend.input(0);
+  const TfLiteTensor* output = frontend.output(0);
+  for (int frame = 0; frame < kNumFrames; ++frame) {
+    std::memcpy(input->data.raw, clip + frame * kStrideSamples, sizeof(int16_t) * kWindowSamples);
+    if (frontend.Invoke() != kTfLiteOk) return false;
+    std::memcpy(features + frame * kNumChannels, output->data.raw, kNumChannels);
+  }
+  return true;
+}
+
+// Raw audio -> front end -> table -> model for each test clip (the model's test samples, same
+// order); then the front end's time per clip. Returns the number of clips that did not match.
+int RunAudioChain(tflite::MicroInterpreter& model_interpreter) {
+  static FrontEndOpResolver frontend_resolver;
+  if (RegisterFrontEndOps(frontend_resolver) != kTfLiteOk) return Fail("register_frontend_ops_failed");
+  static tflite::MicroInterpreter frontend(tflite::GetModel(g_frontend_data), frontend_resolver, frontend_arena,
+                                           kFrontEndArena);
+  if (frontend.AllocateTensors() != kTfLiteOk) return Fail("frontend_allocate_tensors_failed");
+  if (frontend.input(0)->bytes != sizeof(int16_t) * kWindowSamples) return Fail("frontend_input_size_mismatch");
+  if (frontend.output(0)->bytes != static_cast<size_t>(kNumChannels)) return Fail("frontend_output_size_mismatch");
+  WriteLineU64("frontend_model_size_bytes", g_frontend_data_len);
+  WriteLineU64("frontend_arena_size_bytes", kFrontEndArena);
+  WriteLineU64("frontend_arena_used_bytes", frontend.arena_used_bytes());
+
+  FeatureInputType* model_input = reinterpret_cast<FeatureInputType*>(model_interpreter.input(0)->data.raw);
+  const TfLiteTensor* output = model_interpreter.output(0);
+  const int num_clips = kNumAudioTestSamples < kNumTestSamples ? kNumAudioTestSamples : kNumTestSamples;
+  int feature_mismatches = 0;
+  int output_mismatches = 0;
+  for (int clip = 0; clip < num_clips; ++clip) {
+    if (!ClipFeatures(frontend, g_test_audio[clip], clip_features)) return Fail("frontend_invoke_failed");
+    feature_mismatches += std::memcmp(clip_features, g_test_expected_features[clip], kFeatureSize) == 0 ? 0 : 1;
+    for (int i = 0; i < kFeatureSize; ++i) model_input[i] = g_feature_to_input[clip_features[i] + 128];
+    if (model_interpreter.Invoke() != kTfLiteOk) return Fail("invoke_failed");
+    const ModelOutputType* values = reinterpret_cast<const ModelOutputType*>(output->data.raw);
+    bool matched = true;
+    for (int i = 0; i < kOutputSize; ++i) matched = matched && Matches(values[i], g_test_expected_outputs[clip][i]);
+    output_mismatches += matched ? 0 : 1;
+  }
+  WriteLineU64("audio_num_clips", num_clips);
+  WriteLineU64("audio_num_feature_mismatches", feature_mismatches);
+  WriteLineU64("audio_num_output_mismatches", output_mismatches);
+
+  const uint64_t start = edgedistill::port::Ticks();
+  for (int run = 0; run < EDGEDISTILL_NUM_TIMED_CLIPS; ++run) {
+    if (!ClipFeatures(frontend, g_test_audio[0], clip_features)) return Fail("frontend_invoke_failed");
+  }
+  WriteLineU64("frontend_ticks_total", edgedistill::port::Ticks() - start);
+  WriteLineU64("frontend_num_timed_clips", EDGEDISTILL_NUM_TIMED_CLIPS);
+  WriteLineU64("frontend_invokes_per_clip", kNumFrames);
+  return feature_mismatches > output_mismatches ? feature_mismatches : output_mismatches;
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -194,6 +276,10 @@ int main() {
     }
     edgedistill::port::Write("\n");
   }
+
+#ifdef EDGEDISTILL_AUDIO
+  num_mismatched += RunAudioChain(interpreter);
+#endif
 
   const uint64_t start = edgedistill::port::Ticks();
   for (int run = 0; run < kNumTimedInvokes; ++run) {

@@ -21,7 +21,7 @@ def run_standard(teacher, student, data, options: StandardOptions, training: Tra
     """One frozen teacher, its outputs computed once (:func:`edgedistill.distill.distill`)."""
     from edgedistill.distill.distiller import distill
 
-    student, history = distill(teacher, student, data, **training.distill_options())
+    student, history = distill(teacher, student, data, **training.distill_options(), **training.augment_options())
     return SchemeResult(student=student, history=history)
 
 

@@ -42,7 +42,7 @@ def teacher_assistant_distill(
     for index, model in enumerate([*assistants, student]):
         check_same_classes([teacher, model], role="model")
         logger.info("%s: teacher-assistant step %d of %d: %s", stage, index + 1, len(assistants) + 1, model.name)
-        options = {**training.distill_options(), "teacher_outputs": outputs}
+        options = {**training.distill_options(), **training.augment_options(), "teacher_outputs": outputs}
         trained, history = distill(current_teacher, model, data, stage=f"{stage}_step{index + 1}", **options)
         chain.append(
             {

@@ -1,0 +1,259 @@
+"""Image folders as users have them: ``--data images:DIR``.
+
+Layouts: ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, or ``DIR/<class>/*`` (a fixed 20 % of
+the images become the test split). Images keep their colour (``--color-mode rgb|grayscale``;
+default: RGB when any file is colour) and their bytes (``uint8``, 0..255). They are brought to one
+size (``--image-size HxW``; default: the teacher's input size when there is a teacher file, else the
+most common size among the files); how many were resized or converted is counted and reported.
+Classes are ordered by folder name, or as ``--class-names`` (a comma-separated list, or a labels
+file with one name per line) says. A file that cannot be decoded is reported by name.
+
+Decoded images go into one ``uint8`` array; above :data:`MAX_IN_MEMORY_BYTES` it is a memory-mapped
+file (unlinked at once: nothing stays on disk) and training reads it batch by batch.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+COLOR_MODES = ("rgb", "grayscale")
+# Decoded images larger than this live in a memory-mapped file rather than in RAM.
+MAX_IN_MEMORY_BYTES = 2 * 1024**3
+_TEST_FRACTION = 0.2
+
+
+@dataclasses.dataclass
+class ImageSplits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    notes: dict
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """``32x32``, ``96x128`` (height x width) or ``32`` -> ``(height, width)``."""
+    if text is None or str(text).strip() == "":
+        return None
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or min(size) < 1 or max(size) > 4096:
+        raise InputError(f"`image_size` must be HxW in pixels (e.g. 32x32 or 96x96). Received: image_size={text!r}.")
+    return size  # type: ignore[return-value]
+
+
+def parse_class_names(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list, or the path of a labels file (one name per line, or comma-separated)."""
+    if text is None or str(text).strip() == "":
+        return None
+    candidate = Path(str(text)).expanduser()
+    if candidate.is_file():
+        content = candidate.read_text(errors="replace")
+        names = [n.strip() for n in (content.splitlines() if "\n" in content.strip() else content.split(","))]
+    else:
+        names = [n.strip() for n in str(text).split(",")]
+    names = [n for n in names if n]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if len(names) < 2 or duplicates:
+        raise InputError(
+            f"`class_names` must name at least 2 distinct classes (a comma-separated list or a labels file). "
+            f"Received: {text!r}" + (f" (repeated: {', '.join(duplicates)})." if duplicates else ".")
+        )
+    return tuple(names)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _class_order(folder: Path, class_names: tuple[str, ...] | None) -> tuple[str, ...]:
+    found = _class_folders(folder)
+    if class_names is None:
+        if len(found) < 2:
+            raise InputError(
+                f"{folder} has {len(found)} class sub-folder(s); expected at least 2 (one per class), "
+                "or `train/` and `test/` folders each holding one sub-folder per class."
+            )
+        return tuple(found)
+    missing = [name for name in class_names if name not in found]
+    extra = [name for name in found if name not in class_names]
+    if missing or extra:
+        problems = ([f"no folder for class(es) {', '.join(missing)}"] if missing else []) + (
+            [f"folder(s) {', '.join(extra)} not in --class-names"] if extra else []
+        )
+        raise InputError(
+            f"{folder}: {'; '.join(problems)}. --class-names lists {', '.join(class_names)}; "
+            "name every class folder, in the teacher's output order."
+        )
+    return class_names
+
+
+def _listing(folder: Path, class_names: tuple[str, ...], *, split: str) -> list[tuple[Path, int]]:
+    files = []
+    for label, name in enumerate(class_names):
+        found = _image_files(folder / name)
+        if not found and split == "train":
+            raise InputError(f"Class folder {folder / name} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove it.")
+        files.extend((path, label) for path in found)
+    return files
+
+
+def _check_test_classes(root: Path, class_names: tuple[str, ...]) -> None:
+    test_folders = set(_class_folders(root / "test"))
+    missing = [name for name in class_names if name not in test_folders]
+    if missing:
+        raise InputError(
+            f"{root / 'test'} has no folder for class {', '.join(repr(m) for m in missing)} (it is in {root / 'train'}). "
+            "Add test images of that class, or remove the class from train/."
+        )
+    extra = sorted(test_folders - set(class_names))
+    if extra:
+        raise InputError(
+            f"{root / 'test'} has class folder(s) {', '.join(repr(e) for e in extra)} that {root / 'train'} lacks: "
+            "the model cannot predict a class it never trained on. Remove them or add training images."
+        )
+
+
+def _probe(files: list[tuple[Path, int]]) -> tuple[collections.Counter, collections.Counter, list[str]]:
+    """Sizes and modes from the file headers (fast); files that are not images at all."""
+    from PIL import Image
+
+    sizes: collections.Counter = collections.Counter()
+    modes: collections.Counter = collections.Counter()
+    unreadable = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as image:
+                sizes[(image.height, image.width)] += 1
+                modes[image.mode] += 1
+        except Exception:  # noqa: BLE001 - any failure means "not a readable image"
+            unreadable.append(str(path))
+    return sizes, modes, unreadable
+
+
+def _corrupt_error(paths: list[str]) -> InputError:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return InputError(f"Cannot decode {len(paths)} image file(s): {shown}. Remove or re-save them, then run again.")
+
+
+def allocate(shape: tuple[int, ...]) -> np.ndarray:
+    """An empty uint8 array: in RAM, or a memory-mapped file above MAX_IN_MEMORY_BYTES."""
+    if int(np.prod(shape)) <= MAX_IN_MEMORY_BYTES:
+        return np.empty(shape, dtype=np.uint8)
+    handle, name = tempfile.mkstemp(prefix="edgedistill-images-", suffix=".npy")
+    os.close(handle)
+    array = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+    os.unlink(name)  # the mapping stays valid; nothing is left on disk
+    logger.info("%.1f GB of pixels: kept in a memory-mapped file rather than RAM", np.prod(shape) / 1e9)
+    return array
+
+
+def _decode(files: list[tuple[Path, int]], size: tuple[int, int], color: str, counts: collections.Counter, corrupt: list[str]):
+    """``uint8 (N, H, W, C)`` images and their labels; files that cannot be decoded are added to ``corrupt``."""
+    from PIL import Image
+
+    mode = "RGB" if color == "rgb" else "L"
+    images = allocate((len(files), size[0], size[1], 3 if color == "rgb" else 1))
+    labels = np.empty(len(files), dtype=np.int64)
+    for index, (path, label) in enumerate(files):
+        if str(path) in corrupt:
+            continue
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if image.mode != mode:
+                    counts["converted"] += 1
+                    image = image.convert(mode)
+                if (image.height, image.width) != size:
+                    counts["resized"] += 1
+                    image = image.resize((size[1], size[0]), Image.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+        except Exception:  # noqa: BLE001 - truncated or corrupt data: named below
+            corrupt.append(str(path))
+            continue
+        images[index] = pixels.reshape(images.shape[1:])
+        labels[index] = label
+    return images, labels
+
+
+def load_image_folders(
+    root: Path,
+    *,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    class_names: tuple[str, ...] | None = None,
+) -> ImageSplits:
+    """Read ``images:DIR`` (see the module docstring) into ``uint8`` splits."""
+    if not root.is_dir():
+        raise InputError(f"Image folder not found: {root}. Expected a folder with one sub-folder per class.")
+    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    names = _class_order(root / "train" if split_layout else root, class_names)
+    if split_layout:
+        _check_test_classes(root, names)
+        train_files = _listing(root / "train", names, split="train")
+        test_files = _listing(root / "test", names, split="test")
+    else:
+        files = _listing(root, names, split="train")
+        order = np.random.default_rng(0).permutation(len(files))
+        num_test = max(1, int(len(files) * _TEST_FRACTION))
+        test_files = [files[i] for i in sorted(order[:num_test])]
+        train_files = [files[i] for i in sorted(order[num_test:])]
+    every = train_files + test_files
+    sizes, modes, corrupt = _probe(every)
+    if not sizes:
+        raise _corrupt_error(corrupt)
+    size = image_size or sizes.most_common(1)[0][0]
+    is_colour = any(mode not in GRAYSCALE_MODES for mode in modes)
+    color = color_mode or ("rgb" if is_colour else "grayscale")
+    counts: collections.Counter = collections.Counter()
+    logger.info("images: decoding %d files (%s, %dx%d)", len(every), color, size[0], size[1])
+    x_train, y_train = _decode(train_files, size, color, counts, corrupt)
+    x_test, y_test = _decode(test_files, size, color, counts, corrupt)
+    if corrupt:  # every undecodable file at once, by name
+        raise _corrupt_error(corrupt)
+    notes = {
+        "files": len(every), "image_size": list(size), "color_mode": color,
+        "resized": int(counts["resized"]), "converted": int(counts["converted"]),
+        "sizes_found": len(sizes), "modes_found": sorted(modes),
+    }  # fmt: skip
+    if counts["resized"] or counts["converted"]:
+        logger.info(
+            "images: %d of %d resized to %dx%d, %d converted to %s (sizes found: %d, modes: %s)",
+            counts["resized"], len(every), size[0], size[1], counts["converted"], color, len(sizes), ", ".join(sorted(modes)),
+        )
+    return ImageSplits(x_train, y_train, x_test, y_test, names, notes)
+
+
+__all__ = [
+    "ImageSplits",
+    "load_image_folders",
+    "allocate",
+    "parse_image_size",
+    "parse_class_names",
+    "IMAGE_SUFFIXES",
+    "COLOR_MODES",
+    "MAX_IN_MEMORY_BYTES",
+]
