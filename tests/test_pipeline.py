@@ -137,7 +137,7 @@ def test_wrong_shape_and_labels_out_of_range(tmp_path):
     [
         (["--student-preset", "resnet"], "Unknown model preset 'resnet'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, mlp, mobilenet_v1, mobilenet_v2, resnet8."),
         (["--distillation-loss", "magic"], "Unknown distillation loss 'magic'. Expected one of:"),
-        (["--data", "imagenet"], "Unknown data set 'imagenet'. Expected one of: digits, fashion_mnist, images, npz."),
+        (["--data", "imagenet"], "Unknown data set 'imagenet'. Expected one of: audio, digits, fashion_mnist, images, npz."),
         (["--temperature", "0"], "`temperature` must be > 0"),
     ],
 )
