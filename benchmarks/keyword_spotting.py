@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -60,6 +61,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--frequency-mask-channels", type=int, default=0)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--output", type=Path, default=RESULTS / "keyword_spotting.json")
+    parser.add_argument(
+        "--firmware", nargs="*", default=None, metavar="BOARD/KERNELS",
+        help="Run each distilled student's firmware (front end + model) here; default qemu-mps2-an386/cmsis_nn "
+        "when TFLM_DIR is set (its TFLM library is built on first use), none otherwise.",
+    )
     return parser.parse_args()
 
 
@@ -100,7 +106,7 @@ def scratch_student(data, seed: int, args) -> dict:
     }
 
 
-def distilled_student(data, teacher, seed: int, args, folder: Path) -> dict:
+def distilled_student(data, teacher, seed: int, args, run_dir: Path) -> dict:
     """The stages of `edgedistill run`: distill, QAT with the teacher, int8, micro export (+ front end), verify."""
     from edgedistill import stages
     from edgedistill.config import ConvertConfig, DistillConfig, MicroConfig, QatConfig, StudentConfig, VerifyConfig
@@ -115,7 +121,9 @@ def distilled_student(data, teacher, seed: int, args, folder: Path) -> dict:
         teacher_model=teacher.model, calibration_inputs=data.x_train,
     )  # fmt: skip
     int8 = files["student_int8.tflite"]
-    export, _ = stages.export_micro_sources(MicroConfig(), int8, data, folder / f"micro_seed{seed}", model_name="student_int8.tflite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "student_int8.tflite").write_bytes(int8)
+    export, _ = stages.export_micro_sources(MicroConfig(), int8, data, run_dir / "micro", model_name="student_int8.tflite")
     front = export.metadata["front_end"]
     result, _ = stages.verify_student(
         VerifyConfig(max_int8_drop=100.0), data, keras_models={"float_student": distilled.student, "qat_student": qat},
@@ -135,6 +143,28 @@ def distilled_student(data, teacher, seed: int, args, folder: Path) -> dict:
         "kTensorArenaSize": export.tensor_arena_size,
         "kFrontEndArenaSize": front["kFrontEndArenaSize"],
     }
+
+
+def firmware_figures(run_dir: Path, targets: list[str]) -> dict:
+    """The student's firmware (raw audio -> front end -> model) in QEMU: instructions of the front end
+    per 1-second clip and of the model per inference, checked against the host TFLM outputs."""
+    from edgedistill.firmware.run import run_firmware
+
+    figures = {}
+    for target in targets:
+        board, _, kernels = target.partition("/")
+        run = run_firmware(run_dir, board=board, kernels=kernels or "reference")
+        front = run["front_end"] or {}
+        model_instructions, front_instructions = run["instructions_per_invoke"], front.get("instructions_per_clip")
+        figures[target] = {
+            "status": run["status"], "feature_mismatches": front.get("feature_mismatches"),
+            "output_mismatches": front.get("output_mismatches"), "model_instructions_per_inference": model_instructions,
+            "front_end_instructions_per_clip": front_instructions,
+            "instructions_per_inference_total": (model_instructions or 0) + (front_instructions or 0),
+            "model_arena_used_bytes_target": run["arena_used_bytes"], "front_end_arena_used_bytes_target": front.get("arena_used_bytes"),
+            "firmware_sizes": run["sizes"],
+        }  # fmt: skip
+    return figures
 
 
 def mean(rows: list[dict], key: str) -> float | None:
@@ -167,7 +197,14 @@ def run_split(split: str, args, results: dict, folder: Path) -> None:
     print(f"[{split}] teacher {entry['teacher_accuracy']:.2f}% ({time.perf_counter() - started:.0f} s)", flush=True)
     for seed in args.seeds:
         seed_started = time.perf_counter()
-        row = {"seed": seed, **scratch_student(data, seed, args), **distilled_student(data, teacher, seed, args, folder)}
+        run_dir = folder / f"{split}_seed{seed}"
+        row = {"seed": seed, **scratch_student(data, seed, args), **distilled_student(data, teacher, seed, args, run_dir)}
+        if args.firmware:
+            row["firmware"] = firmware_figures(run_dir, args.firmware)
+            first = row["firmware"][args.firmware[0]]
+            row["instructions_per_inference_total"] = first["instructions_per_inference_total"]
+            row["front_end_instructions_per_clip"] = first["front_end_instructions_per_clip"]
+            row["model_instructions_per_inference"] = first["model_instructions_per_inference"]
         row["seconds"] = time.perf_counter() - seed_started
         entry["seeds"].append(row)
         entry["summary"] = summary(entry["seeds"])
@@ -182,35 +219,47 @@ def write(results: dict, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def instructions(summary_row: dict) -> str:
+    front, model = summary_row.get("mean_front_end_instructions_per_clip"), summary_row.get("mean_model_instructions_per_inference")
+    if front is None or model is None:
+        return "not measured"
+    return f"{front / 1e6:.2f} M + {model / 1e6:.2f} M = {(front + model) / 1e6:.2f} M"
+
+
 def table(results: dict) -> str:
     lines = [
-        "| split | teacher | scratch float | scratch int8 (PTQ, TFLM) | distilled float | distilled int8 (TFLM) | distilled - scratch (int8) | model flash | arena (front end + model) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| split | teacher | scratch float | scratch int8 (PTQ, TFLM) | distilled float | distilled int8 (TFLM) | distilled - scratch (int8) | model flash | arena, host (front end + model) | instructions, M4 CMSIS-NN (front end + model) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split, entry in results["splits"].items():
         if "summary" not in entry:
             continue
         s = entry["summary"]
-        runs = lambda key: " / ".join(f"{row[key]:.1f}" for row in entry["seeds"])  # noqa: E731
+        def runs(key: str, rows: list = entry["seeds"]) -> str:
+            return " / ".join(f"{row[key]:.1f}" for row in rows)
+
         lines.append(
             f"| {split} ({entry['data']['num_test']} test) | {entry['teacher_accuracy']:.2f} % | {s['mean_scratch_float_accuracy']:.2f} % "
             f"| {s['mean_scratch_int8_tflm_accuracy']:.2f} % ({runs('scratch_int8_tflm_accuracy')}) "
             f"| {s['mean_distilled_float_accuracy']:.2f} % | {s['mean_distilled_int8_tflm_accuracy']:.2f} % ({runs('distilled_int8_tflm_accuracy')}) "
             f"| {s['distilled_minus_scratch_int8_points']:+.2f} | {s['mean_model_flash_bytes']:,.0f} B "
-            f"| {s['mean_front_end_arena_bytes_host']:,.0f} + {s['mean_model_arena_bytes_host']:,.0f} B |"
+            f"| {s['mean_front_end_arena_bytes_host']:,.0f} + {s['mean_model_arena_bytes_host']:,.0f} B | {instructions(s)} |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
     args = arguments()
+    if args.firmware is None:
+        args.firmware = ["qemu-mps2-an386/cmsis_nn"] if os.environ.get("TFLM_DIR") else []
     if not args.fsdd.is_dir():
         sys.exit(f"FSDD not found at {args.fsdd}; pass --fsdd DIR (the recordings/ folder).")
     results = {
         "benchmark": "keyword_spotting", "command": " ".join(sys.argv), "arguments": {k: str(v) for k, v in vars(args).items()},
         "splits": {},
-        "instructions_per_inference": None,
-        "instructions_note": "not measured: the firmware's TFLM library could not be built here (see benchmarks/README.md)",
+        "firmware_targets": args.firmware,
+        "instructions_note": "QEMU -icount: instructions, not cycles (firmware/README.md); front end per 1-second clip "
+                             "(49 invokes), model per inference" if args.firmware else "not measured: TFLM_DIR unset",
     }  # fmt: skip
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kws-bench-") as folder:

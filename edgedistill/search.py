@@ -79,10 +79,21 @@ def prepare_teacher(config: RunConfig, data, output_dir: Path) -> str:
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
 
-    if config.teacher.teacher:
-        return config.teacher.teacher
-    logger.info("== teacher: training preset %s once for every trial", config.teacher.teacher_preset)
+    from edgedistill._keras import keras
+
+    if not config.teacher.teacher:
+        logger.info("== teacher: training preset %s once for every trial", config.teacher.teacher_preset)
+    # A teacher file too: its preprocessing (declared or detected) and the teacher gate, once; the saved
+    # copy takes the data's raw values, as every trial's student does.
     teacher, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed)
+    if config.teacher.teacher and not isinstance(teacher.model, keras.Model):
+        formula = (teacher.preprocessing or {}).get("formula", "x")
+        if formula != "x":
+            raise InputError(
+                f"search: the teacher {config.teacher.teacher} (Keras 3 or SavedModel) expects {formula} of the raw "
+                "values, which search cannot save for its trials. Re-save it as a tf_keras model, or use `edgedistill run`."
+            )
+        return config.teacher.teacher  # takes the raw values as they are
     return str(save_model_atomic(teacher.model, output_dir / "teacher.keras"))
 
 
@@ -116,7 +127,8 @@ def run_trial(
         distilled, _ = stages.distill_student(config.distill, config.training, teacher, student, data, seed=seed)
         qat, _ = stages.quantize_student(config.qat, config.distill, config.training, teacher, distilled, data, seed=seed)
     final = qat if qat is not None else distilled.student
-    int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train)
+    int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train,
+                               input_range=(0.0, 255.0) if data.raw_bytes else None)  # byte data: int8 = byte - 128
     int8_predictions = LiteRTModel(int8).predict(data.x_val).argmax(axis=-1)
     record: dict[str, Any] = {
         "params": {key: float(value) for key, value in params.items()},

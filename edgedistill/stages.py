@@ -455,4 +455,7 @@ __all__ = [
     "export_micro_sources",
     "verify_student",
     "bench_models",
+    "student_preprocessing_of",
+    "augmentation_of",
+    "input_convention_of",
 ]

@@ -399,3 +399,37 @@ def test_run_on_spoken_words_exports_front_end_and_model(spoken_dir, tmp_path):
     assert report["data"]["audio"]["front_end"]["feature_shape"] == [49, 20]
     assert report["micro"]["front_end"]["kFrontEndArenaSize"] > 0
     assert "int8_tflm" in report["verify"]["accuracy"]
+
+
+# ---------------------------------------------------------------------------------------
+# The chain on the microcontroller (needs TFLM_DIR, arm-none-eabi and QEMU; the TFLM library
+# of each board and kernels is built once, minutes, then cached)
+
+
+@pytest.mark.tflm_source
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps3-an547"])
+@pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
+def test_front_end_and_model_on_the_microcontroller_match_the_host(board, kernels, tone_dir, tmp_path_factory):
+    """Raw test audio -> front end (TFLM Signal ops) -> table -> model in QEMU: the features equal the
+    host TFLM interpreter's bit for bit and the class scores the host's; the front end's cost is reported."""
+    from firmware_helpers import CROSS_TOOLS
+
+    if not os.environ.get("TFLM_DIR") or any(shutil.which(tool) is None for tool in (*CROSS_TOOLS, "qemu-system-arm")):
+        pytest.skip("needs a TFLite Micro checkout in TFLM_DIR, the arm-none-eabi toolchain and qemu-system-arm")
+    from edgedistill.config import MicroConfig
+    from edgedistill.stages import export_micro_sources
+
+    run_dir = tmp_path_factory.mktemp(f"audio_run_{board}_{kernels}")
+    data = _load(f"audio:{tone_dir}", audio_sample_rate=8000, audio_clip_ms=500, audio_channels=16)
+    int8 = _tiny_int8(data.input_shape, data.num_classes, data.x_train)
+    (run_dir / "student_int8.tflite").write_bytes(int8)
+    export_micro_sources(MicroConfig(num_test_vectors=3), int8, data, run_dir / "micro", model_name="student_int8.tflite")
+    result = invoke("firmware", "run", run_dir, "--board", board, "--kernels", kernels, "--json")
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.output[result.output.index("{") :])
+    front = run["front_end"]
+    assert run["status"] == "pass" and front["num_clips"] == 3
+    assert front["feature_mismatches"] == 0 and front["output_mismatches"] == 0
+    assert front["invokes_per_clip"] == 24 and front["instructions_per_clip"] > 10_000
+    assert 0 < front["arena_used_bytes"] <= front["arena_size_bytes"]

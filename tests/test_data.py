@@ -150,3 +150,38 @@ def test_a_text_file_named_npz_says_it_is_not_an_archive(tmp_path):
 def test_max_train_samples_zero_is_refused():
     with pytest.raises(InputError, match="max_train_samples"):
         load_dataset("digits", max_train_samples=0)
+
+
+def _npz_with(tmp_path, **changes):
+    base = {"x_train": np.zeros((20, 4, 4), np.uint8), "y_train": np.arange(20) % 2, "x_test": np.zeros((4, 4, 4), np.uint8),
+            "y_test": np.arange(4) % 2}
+    path = tmp_path / "d.npz"
+    np.savez(path, **{**base, **changes})
+    return f"npz:{path}"
+
+
+def _text_npz(tmp_path):
+    (tmp_path / "t.npz").write_text("hello")
+    return f"npz:{tmp_path / 't.npz'}"
+
+
+@pytest.mark.parametrize(
+    "make, extra, fragment",
+    [
+        (lambda t: _npz_with(t, y_test=np.array([0, 1, 12, 1])), [], "label(s) 12 that no training sample has"),  # issue 12, item 7
+        (lambda t: _npz_with(t, x_train=np.zeros((0, 4, 4), np.uint8), y_train=np.zeros(0, int)), [], "x_train is empty"),
+        (lambda t: "digits", ["--max-train-samples", "0"], "max_train_samples"),
+        (lambda t: _npz_with(t, x_train=np.array([np.zeros(2)] * 20 + [None], dtype=object)[:20]), [], "array of Python objects"),
+        (_text_npz, [], "not a NumPy .npz archive (not a zip file; it starts with b'hello')"),
+        (lambda t: _npz_with(t, x_train=np.full((20, 4, 4), 1e30)), [], "values up to 1e+30"),
+    ],
+    ids=["test-label-outside-training", "empty-training-set", "max-train-samples-0", "object-array", "text-file-npz", "pixels-1e30"],
+)
+def test_bad_data_through_the_command_line(tmp_path, make, extra, fragment):
+    """Issue 12 items 7 and 13: one Error: line and exit 2, before anything is trained."""
+    from conftest import invoke
+
+    result = invoke("run", "--data", make(tmp_path), *extra, "--output-dir", tmp_path / "r")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.output, result.output

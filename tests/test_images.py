@@ -26,7 +26,7 @@ def image_folder(root: Path, *, size=(10, 12), channels=3, per_class=(6, 2), cla
     """root/train/<class>/*.png and root/test/<class>/*.png of random colour (or grey) images."""
     rng = np.random.default_rng(seed)
     for split, count in zip(("train", "test"), per_class):
-        for label, name in enumerate(classes):
+        for name in classes:
             for index in range(count):
                 pixels = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
                 write_image(root / split / name / f"{index:03d}{suffix}", pixels)

@@ -293,8 +293,9 @@ def test_data_free(setup):
     from edgedistill.distill.schemes import data_free_distill, synthesize_inputs
 
     data, teacher, student, training = setup
-    x, info = synthesize_inputs(teacher, num_samples=40, input_shape=data.input_shape, num_classes=10, steps=40, batch_size=40)
-    assert x.shape == (40, *data.input_shape) and 0.0 <= x.min() and x.max() <= 1.0
+    x, info = synthesize_inputs(teacher, num_samples=40, input_shape=data.input_shape, num_classes=10, steps=40, batch_size=40,
+                                value_range=data.value_range)  # the raw digits: 0..16
+    assert x.shape == (40, *data.input_shape) and 0.0 <= x.min() and x.max() <= 16.0
     assert info["num_batch_norm_layers"] == 2
     # the optimisation works: the teacher assigns most synthetic images their target class
     assert info["teacher_agrees_with_target_percent"] >= 80.0

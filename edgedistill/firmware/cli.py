@@ -176,6 +176,15 @@ def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, 
     )
     if result["instructions_per_invoke"] is not None:
         click.echo(f"  {result['instructions_per_invoke']} instructions per invoke (QEMU -icount, not cycles)")
+    front_end = result.get("front_end")
+    if front_end:  # an audio export: raw audio -> front end -> model on the target
+        cost = (f"{front_end['instructions_per_clip']} instructions" if front_end["instructions_per_clip"] is not None
+                else f"{front_end['latency_ms_per_clip']:.3f} ms")  # fmt: skip
+        click.echo(
+            f"  audio front end: {cost} per clip ({front_end['invokes_per_clip']} invokes), arena used "
+            f"{front_end['arena_used_bytes']} bytes; {front_end['num_clips']} clips: "
+            f"{front_end['feature_mismatches']} feature and {front_end['output_mismatches']} score mismatches"
+        )
     elif result["latency_ms"] is not None:
         click.echo(f"  {result['latency_ms']:.3f} ms per invoke (wall clock)")
 

@@ -213,6 +213,28 @@ def _arena_truth(export: Any, built: BuildResult, parsed: FirmwareResult) -> dic
     return truth
 
 
+def _front_end_result(board_spec: Board, parsed: FirmwareResult) -> dict[str, Any] | None:
+    """An audio export's chain on the target (raw audio -> front end -> model): features and class
+    scores against the host TFLM interpreter's, and the front end's own cost per clip (None otherwise)."""
+    ticks, clips = parsed.integer("frontend_ticks_total"), parsed.integer("frontend_num_timed_clips")
+    ticks_per_second = parsed.integer("ticks_per_second")
+    if ticks is None or not clips or not ticks_per_second:
+        return None
+    per_clip = ticks / clips
+    qemu = board_spec.kind == "qemu"
+    return {
+        "num_clips": parsed.integer("audio_num_clips"),
+        "feature_mismatches": parsed.integer("audio_num_feature_mismatches"),
+        "output_mismatches": parsed.integer("audio_num_output_mismatches"),
+        "invokes_per_clip": parsed.integer("frontend_invokes_per_clip"),
+        "arena_used_bytes": parsed.integer("frontend_arena_used_bytes"),
+        "arena_size_bytes": parsed.integer("frontend_arena_size_bytes"),
+        "ticks_per_clip": per_clip,
+        "instructions_per_clip": round(instructions_per_invoke(per_clip, ticks_per_second)) if qemu else None,
+        "latency_ms_per_clip": None if qemu else per_clip / ticks_per_second * 1e3,
+    }
+
+
 def _result(
     board_spec: Board, built: BuildResult, parsed: FirmwareResult, checks: list[dict[str, Any]], *,
     arena: dict[str, Any], command: list[str], wall_seconds: float,
@@ -246,6 +268,7 @@ def _result(
         "latency_ms": latency_ms,
         "arena": arena,
         "arena_used_bytes": parsed.arena_used_bytes,
+        "front_end": _front_end_result(board_spec, parsed),
         "sizes": built.info.get("sizes"),
         "command": command,
         "wall_seconds": round(wall_seconds, 3),

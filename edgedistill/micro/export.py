@@ -395,7 +395,7 @@ def export_micro(
 
     Args:
         tflite_bytes: an int8 ``.tflite`` flatbuffer.
-        test_inputs: float images (``[0, 1]``, NHWC) to embed as test vectors; their
+        test_inputs: the data's raw test samples (NHWC) to embed as test vectors; their
             expected outputs come from the real TFLM interpreter on the host.
         arena: a result of :func:`edgedistill.micro.measure_arena`, when already measured.
         front_end: an audio front end to export with the model

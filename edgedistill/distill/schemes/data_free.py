@@ -23,13 +23,14 @@ def _total_variation(x):
     return tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1])) + tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1]))
 
 
-def _inversion_step(probe, statistics, weights: dict[str, float], strategy):
-    """One Adam step on the synthetic batch ``sigmoid(variable)``; returns ``(cross entropy, bn loss)``."""
+def _inversion_step(probe, statistics, weights: dict[str, float], strategy, value_range: tuple[float, float] = (0.0, 1.0)):
+    """One Adam step on the synthetic batch ``low + (high - low) * sigmoid(variable)``; returns ``(cross entropy, bn loss)``."""
+    low, span = float(value_range[0]), float(value_range[1] - value_range[0])
 
     def step(variable, targets, optimizer):
         with tf.GradientTape() as tape:
-            x = tf.sigmoid(variable)
-            outputs = probe(x, training=False)
+            unit = tf.sigmoid(variable)
+            outputs = probe(low + span * unit, training=False)  # the teacher takes the data's raw values
             logits, inputs = outputs[0], outputs[1:]
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
             bn_loss = 0.0
@@ -37,7 +38,7 @@ def _inversion_step(probe, statistics, weights: dict[str, float], strategy):
                 batch_mean, batch_variance = tf.nn.moments(features, axes=list(range(len(features.shape) - 1)))
                 bn_loss += tf.norm(batch_mean - mean) + tf.norm(batch_variance - variance)
             total = (
-                loss + weights["bn"] * bn_loss + weights["tv"] * _total_variation(x) + weights["l2"] * tf.reduce_mean(tf.square(x))
+                loss + weights["bn"] * bn_loss + weights["tv"] * _total_variation(unit) + weights["l2"] * tf.reduce_mean(tf.square(unit))
             )
             # Under a tf.distribute strategy every replica optimises the same inputs and the
             # optimizer sums their gradients: divide, as the Distiller does.
@@ -82,11 +83,13 @@ def synthesize_inputs(
     tv_weight: float = 1e-3,
     l2_weight: float = 1e-5,
     seed: int = 0,
+    value_range: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Synthetic inputs the teacher classifies confidently, DeepInversion-style (Yin et al. 2020,
     "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion").
 
-    Inputs ``x = sigmoid(v)`` (kept in [0, 1] like the data loaders' images), each assigned a
+    Inputs ``x = low + (high - low) * sigmoid(v)`` (within ``value_range``, the data's raw range:
+    0..255 for pixels, 0..16 for digits; the priors act on ``sigmoid(v)``), each assigned a
     target class ``c`` (classes in turn), optimise with Adam::
 
         L(x) = CE(teacher(x), c)
@@ -107,7 +110,7 @@ def synthesize_inputs(
     # The current strategy (the default one outside any scope) runs the step in its replica
     # context, where optimizers may update (mirrored) variables.
     strategy = tf.distribute.get_strategy()
-    step = _inversion_step(probe, statistics, {"bn": bn_weight, "tv": tv_weight, "l2": l2_weight}, strategy)
+    step = _inversion_step(probe, statistics, {"bn": bn_weight, "tv": tv_weight, "l2": l2_weight}, strategy, value_range)
     logger.info("data_free: synthesising %d inputs from the teacher (%d steps per batch)", num_samples, int(steps))
     batches, final_ce, final_bn = [], [], []
     for start in range(0, num_samples, batch_size):
@@ -115,7 +118,7 @@ def synthesize_inputs(
         targets = tf.constant((np.arange(start, start + count) % num_classes).astype(np.int64))
         variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
         ce, bn = _optimise(step, variable, targets, learning_rate=learning_rate, steps=int(steps), strategy=strategy)
-        batches.append(tf.sigmoid(tf.convert_to_tensor(variable)).numpy())
+        batches.append((value_range[0] + (value_range[1] - value_range[0]) * tf.sigmoid(tf.convert_to_tensor(variable))).numpy())
         final_ce.append(ce)
         final_bn.append(bn)
     x = np.concatenate(batches).astype(np.float32)
@@ -181,6 +184,7 @@ def data_free_distill(
         steps=int(steps),
         bn_weight=float(bn_weight),
         seed=training.config.seed,
+        value_range=tuple(getattr(data, "value_range", None) or (0.0, 1.0)),
     )
     synthetic, outputs = _synthetic_dataset(teacher, data, x, training.config.seed)
     options = {**training.distill_options(), "teacher_outputs": outputs}
