@@ -30,11 +30,16 @@ def one_seed(dataset_name: str, seed: int, args) -> dict:
     from edgedistill.data import load_dataset
     from edgedistill.distill import LogitsDistillation, TrainingArguments, distill, quantize_distill
     from edgedistill.micro import arena_with_margin, measure_arena
-    from edgedistill.models import build_model, predict_logits
+    from edgedistill.models import build_model as build_preset, predict_logits
+    from edgedistill.preprocessing import with_preprocessing
+    from edgedistill.stages import student_preprocessing_of
     from edgedistill.training import TrainConfig, accuracy, train_classifier
     from edgedistill.verify import verify_models
 
     data = load_dataset(dataset_name, seed=seed, max_train_samples=args.train_samples)
+
+    def build_model(*arguments, **options):  # the data keeps its raw bytes; the models take them (x / 255 inside)
+        return with_preprocessing(build_preset(*arguments, **options), student_preprocessing_of(data))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience, seed=seed, verbose=0)
     started = time.perf_counter()
     teacher = build_model(args.teacher_preset, data.input_shape, data.num_classes, width=args.teacher_width, name="teacher")

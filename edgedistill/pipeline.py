@@ -93,7 +93,8 @@ def _teacher(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     from edgedistill._keras import keras
 
     artifacts.teacher, report = stage_functions.prepare_teacher(
-        config.teacher, config.training, artifacts.data, seed=config.data.seed, log_dir=artifacts.log_dir
+        config.teacher, config.training, artifacts.data, seed=config.data.seed, log_dir=artifacts.log_dir,
+        chance_gate=config.verify.chance_gate,
     )
     if isinstance(artifacts.teacher.model, keras.Model):
         save_model_atomic(artifacts.teacher.model, artifacts.run_dir / "teacher.keras")
@@ -189,7 +190,8 @@ def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str
     # The saved copy takes raw values already (its preprocessing is its first layer): "raw", not detected again.
     teacher_config = (dataclasses.replace(config.teacher, teacher=str(saved), teacher_preprocessing="raw") if saved.exists()
                       else config.teacher)
-    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, artifacts.data, seed=config.data.seed)
+    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, artifacts.data, seed=config.data.seed,
+                                                           chance_gate=config.verify.chance_gate)
     artifacts.teacher.preprocessing = sections.get("teacher", {}).get("preprocessing", artifacts.teacher.preprocessing)
     return True
 

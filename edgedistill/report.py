@@ -146,6 +146,30 @@ def _firmware_lines(firmware: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _input_lines(report: dict[str, Any]) -> list[str]:
+    """The input contract: the raw values, each model's preprocessing, what the int8 model takes; the teacher gate."""
+    lines = []
+    values = (report.get("data") or {}).get("values")
+    convention = report.get("input_convention") or {}
+    teacher = report.get("teacher") or {}
+    if values:
+        lines.append(f"Values: {values.get('description')}.")
+    preprocessing = teacher.get("preprocessing")
+    if preprocessing:
+        detection = preprocessing.get("detection")
+        found = (" (validation accuracy per convention: " + ", ".join(f"{k} {_fmt(v, 1)}%" for k, v in detection.items()) + ")"
+                 if detection else "")
+        lines.append(f"Teacher preprocessing: {preprocessing.get('name')} `{preprocessing.get('formula')}`, "
+                     f"{preprocessing.get('how')}{found}; teacher validation accuracy {_fmt(teacher.get('val_accuracy'))}% "
+                     f"(chance {_fmt(teacher.get('chance_accuracy'))}%).")
+    student = convention.get("student_preprocessing")
+    if student:
+        lines.append(f"Student preprocessing: `{student.get('formula')}` inside the model.")
+    if convention.get("int8_input"):
+        lines.append(f"int8 model input: {convention['int8_input']}.")
+    return lines + [""] if lines else []
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgedistill run: {report.get('status', 'unknown')}", ""]
     if report.get("status") == "interrupted":
@@ -160,7 +184,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"input {tuple(data['input_shape'])}, {data['num_classes']} classes.",
             "",
         ]
-
+    lines += _input_lines(report)
     lines += _method_lines(report)
     accuracy = (report.get("verify") or {}).get("accuracy", {})
     tflite = report.get("tflite", {})

@@ -122,12 +122,14 @@ def _teacher_from_file(config: TeacherConfig, data):
     return apply_preprocessing(model, preprocessing), preprocessing, report
 
 
-def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, seed: int = 0, log_dir: Path | None = None):
+def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, seed: int = 0, log_dir: Path | None = None,
+                    chance_gate: bool = True):
     """The user's teacher file, or a preset trained on hard labels; its logits cached per split.
 
     Every teacher takes the data's raw values. Before any student is trained, the teacher's
     validation accuracy is measured: near chance, below ``min_teacher_accuracy`` or in another class
-    order, the run stops here (:func:`edgedistill.teachers.teacher_gate`).
+    order, the run stops here (:func:`edgedistill.teachers.teacher_gate`); ``chance_gate=False``
+    (``--no-chance-gate``, plumbing runs on too little data) skips the near-chance check only.
     """
     from edgedistill.models import build_model, check_classes, count_parameters, predict_logits
     from edgedistill.preprocessing import with_preprocessing
@@ -154,9 +156,11 @@ def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, se
     check_classes(val_outputs, data.num_classes, "teacher")  # also Keras 3 / SavedModel teachers
     gate = teacher_gate(
         val_outputs, data.y_val, data.class_names, min_accuracy=config.min_teacher_accuracy, preprocessing=preprocessing,
-        source=source, trained_here=not config.teacher,
+        source=source, trained_here=not config.teacher, near_chance_stops=chance_gate,
     )
-    outputs = {"train": predict_logits(model, data.x_train), "val": val_outputs}
+    from edgedistill.augment import cached_outputs
+
+    outputs = {"train": cached_outputs(model, data.x_train), "val": val_outputs}  # memory-mapped on disk when large
     report: Report = {"source": source, "parameters": count_parameters(model), "preprocessing": preprocessing_report, **gate}
     if config.calibrate_teacher:
         from edgedistill.distill.calibration import calibrate_logits

@@ -194,7 +194,7 @@ def _class_order_error(mapping: dict[int, int], accuracy: float, remapped: float
 
 def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[str, ...], *,
                  min_accuracy: float | None, preprocessing: Preprocessing | None, source: str,
-                 trained_here: bool = False) -> dict[str, Any]:
+                 trained_here: bool = False, near_chance_stops: bool = True) -> dict[str, Any]:
     """Measure and print the teacher's validation accuracy; stop (InputError, exit 2) when it is unusable."""
     predictions = np.asarray(outputs_val).argmax(axis=1)
     labels = np.asarray(y_val)
@@ -210,7 +210,7 @@ def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[
         remapped = float(np.mean(predictions == np.vectorize(mapping.get)(labels)) * 100.0)
         if remapped >= accuracy + PERMUTATION_GAIN_POINTS:
             raise _class_order_error(mapping, accuracy, remapped, class_names)
-    near_chance = accuracy <= chance + CHANCE_MARGIN_POINTS
+    near_chance = near_chance_stops and accuracy <= chance + CHANCE_MARGIN_POINTS
     if near_chance or (min_accuracy is not None and accuracy < min_accuracy):
         limit = (f"near chance ({chance:.1f}%)" if near_chance else f"below --min-teacher-accuracy {min_accuracy:g}")
         used = preprocessing.describe() if preprocessing is not None else "none"

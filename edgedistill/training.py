@@ -108,7 +108,7 @@ def fit(
     """
     from edgedistill.augment import Batches, streams
 
-    if augmentation is not None or views is not None or streams(x):
+    if augmentation is not None or views is not None or streams(x, y):
         x = Batches(x, y, batch_size=config.batch_size, seed=config.seed, augmentation=augmentation, views=views)
         y = None
     guard = _NaNGuard()

@@ -99,3 +99,20 @@ def test_memory_mapped_data_streams_batch_by_batch(tmp_path):
     model = build_model("mlp", (8, 8, 3), 3, width=0.25)
     history = train_classifier(model, data, config=TrainConfig(epochs=1, batch_size=32, patience=0, verbose=0))
     assert len(history["loss"]) == 1
+
+
+def test_large_teacher_outputs_are_memory_mapped_and_streamed(monkeypatch):
+    import edgedistill.augment as augment
+    from edgedistill.distill import distill
+    from edgedistill.training import TrainConfig
+
+    teacher, student = _twins()
+    data = rgb_data()
+    monkeypatch.setattr(augment, "MAX_IN_MEMORY_BYTES", 64)  # any cache counts as large here
+    outputs = augment.cached_outputs(teacher, data.x_train, chunk=40)
+    assert isinstance(outputs, np.memmap) and outputs.shape == (96, 3)
+    np.testing.assert_allclose(outputs, teacher.predict(data.x_train, verbose=0), atol=1e-5)
+    assert augment.streams(data.x_train, {"labels": data.y_train, "teacher_outputs": outputs})
+    config = TrainConfig(epochs=1, batch_size=32, patience=0, verbose=0)
+    _, history = distill(teacher, student, data, config=config, teacher_outputs={"train": outputs})
+    assert len(history["loss"]) == 1

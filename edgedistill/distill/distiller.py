@@ -373,7 +373,9 @@ def teacher_targets(teacher, x: np.ndarray, y: np.ndarray, *, teacher_outputs: n
         teacher_outputs = predict_logits(teacher, x)
     if len(teacher_outputs) != len(y):
         raise InputError(f"{len(teacher_outputs)} teacher outputs for {len(y)} labels; they must match.")
-    return {LABELS: np.asarray(y), TEACHER_OUTPUTS: np.asarray(teacher_outputs, dtype=np.float32)}
+    # Memory-mapped outputs (large caches) stay mapped: training then reads them batch by batch.
+    outputs = teacher_outputs if isinstance(teacher_outputs, np.memmap) else np.asarray(teacher_outputs, dtype=np.float32)
+    return {LABELS: np.asarray(y), TEACHER_OUTPUTS: outputs}
 
 
 def distill(
