@@ -183,6 +183,19 @@ def test_augmented_copies_are_training_only_and_the_teacher_sees_them(tone_dir):
     assert np.array_equal(augmented.y_train[num_train:], np.tile(plain.y_train, 2))
 
 
+def test_background_noise_from_a_folder(tone_dir, tmp_path):
+    from edgedistill.errors import InputError
+
+    rng = np.random.default_rng(5)
+    _write(tmp_path / "noise" / "hum.wav", np.round(rng.normal(0, 2000, 16000)).astype(np.int16), 16000)  # resampled to 8 kHz
+    common = {"audio_sample_rate": 8000, "audio_clip_ms": 500, "audio_channels": 16, "audio_augment_copies": 1}
+    data = _load(f"audio:{tone_dir}", audio_noise_dir=str(tmp_path / "noise"), audio_noise_probability=1.0, **common)
+    assert data.audio.num_augmented == len(data.x_train) // 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no .wav files"):
+        _load(f"audio:{tone_dir}", audio_noise_dir=str(tmp_path / "empty"), **common)
+
+
 def test_noise_mix_reaches_the_requested_snr_and_shift_moves_the_clip():
     from edgedistill.audio.augment import generated_noise, mix_noise, shift
 

@@ -55,7 +55,8 @@ def test_bad_suite_lists_valid_keys(tmp_path):
     assert outcome.exit_code == 2 and "Unknown key(s) in suite file" in outcome.output and "num_runs" in outcome.output
 
 
-def test_bad_inputs_exit_2(models, tmp_path):
+def test_bad_inputs_exit_2(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default results file (bench.jsonl) lands here, not in the repository
     assert invoke("bench", tmp_path / "missing.tflite").exit_code == 2
     outcome = invoke("bench", models["tiny_int8"], "--target", "nowhere", "--results", tmp_path / "r.jsonl")
     assert outcome.exit_code == 2 and "Unknown benchmark target 'nowhere'" in outcome.output
