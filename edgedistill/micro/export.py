@@ -373,6 +373,10 @@ def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) ->
     except InputError as error:  # a model the planner cannot handle still exports, with TFLM's own plan
         logger.warning("offline memory plan of %s not possible: %s; TFLM's greedy planner is used", source, error)
         return tflite_bytes, {"memory_plan": "greedy", "used_plan": False, "reason": str(error)}
+    except Exception as error:  # noqa: BLE001 - an optimisation never breaks an export: the model is kept as it is
+        reason = f"the planner failed on this model ({type(error).__name__}: {error})"
+        logger.warning("offline memory plan of %s: %s; TFLM's greedy planner is used", source, reason)
+        return tflite_bytes, {"memory_plan": "greedy", "used_plan": False, "reason": reason}
     logger.info("memory plan: %s", planned.reason)
     return planned.model_bytes, planned.to_dict()
 
