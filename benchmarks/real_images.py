@@ -45,6 +45,14 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM). Not ru_maxrss: on Linux a child started by
+    subprocess inherits its parent's peak in ru_maxrss (exec records the old address space's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
@@ -101,7 +109,9 @@ def train_teacher(args, data, augmentation) -> tuple:
     from edgedistill.models import load_model_file
     from edgedistill.training import accuracy, train_classifier
 
-    cache = Path(args.teacher_file) if args.teacher_file else None
+    cache = Path(args.teacher_file) if args.teacher_file else (
+        HERE / ".external" / f"real_images_teacher_{args.teacher_preset}_w{args.teacher_width:g}_e{args.teacher_epochs}_n{len(data.x_train)}.keras"
+    )
     started = time.perf_counter()
     if cache is not None and cache.exists():
         teacher = load_model_file(cache)
@@ -282,8 +292,9 @@ def parse(argv=None):
     parser.add_argument("--teacher-preset", default="resnet8")
     parser.add_argument("--teacher-width", type=float, default=1.0)
     parser.add_argument("--teacher-epochs", type=int, default=30)
-    parser.add_argument("--teacher-file", default=str(HERE / ".external" / "real_images_teacher.keras"),
-                        help="cache of the trained teacher (reused when it exists; delete it to train again)")
+    parser.add_argument("--teacher-file", default=None,
+                        help="cache of the trained teacher, reused when it exists (default: benchmarks/.external/"
+                             "real_images_teacher_<preset>_w<width>_e<epochs>_n<images>.keras)")
     parser.add_argument("--student-preset", default="resnet8")
     parser.add_argument("--student-width", type=float, default=0.35)
     parser.add_argument("--epochs", type=int, default=20)
