@@ -47,6 +47,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--held-out-speaker", default="theo")
     parser.add_argument("--sample-rate", type=int, default=8000)
     parser.add_argument("--channels", type=int, default=20)
+    parser.add_argument("--window-ms", type=int, default=30, help="Front end frame length (ms).")
+    parser.add_argument("--stride-ms", type=int, default=20, help="Front end frame step (ms).")
     parser.add_argument("--teacher-preset", default="dscnn_kws_large")
     parser.add_argument("--teacher-width", type=float, default=0.5)
     parser.add_argument("--teacher-epochs", type=int, default=30)
@@ -75,7 +77,8 @@ def data_config(split: str, args):
     rule = "index<5" if split == "usual" else f"speaker={args.held_out_speaker}"
     return DataConfig(
         data=f"audio:{args.fsdd}", audio_label_pattern=PATTERN, audio_test_split=rule, audio_sample_rate=args.sample_rate,
-        audio_trim=True, audio_channels=args.channels, audio_augment_copies=args.augment_copies,
+        audio_trim=True, audio_channels=args.channels, audio_window_ms=args.window_ms, audio_stride_ms=args.stride_ms,
+        audio_augment_copies=args.augment_copies,
         audio_time_mask_frames=args.time_mask_frames, audio_frequency_mask_channels=args.frequency_mask_channels, seed=0,
     )  # fmt: skip
 

@@ -135,6 +135,9 @@ def train_teacher(args, data, augmentation) -> tuple:
 def the_loss(name: str, args):
     from edgedistill.distill.losses import get_loss, loss_parameters
 
+    # A spec may carry its own options ("dkd:beta=2"); vanilla logits take --temperature.
+    if ":" in name:
+        return get_loss(name)
     options = {"temperature": args.temperature} if name == "logits" and "temperature" in loss_parameters(name) else {}
     return get_loss({"kind": name, **options})
 
@@ -275,7 +278,7 @@ def summarise(rows: list[dict], losses: list[str]) -> dict:
         if method != "scratch":
             summary[method]["gain_int8_tflm_vs_scratch"] = round(summary[method]["int8_tflm"] - scratch, 2)
     losses = [m for m in losses if m in summary]
-    new = [m for m in losses if m in NEW_LOSSES]
+    new = [m for m in losses if m.partition(":")[0] in NEW_LOSSES]
     if "logits" in losses and new:
         best = max(new, key=lambda m: summary[m]["int8_tflm"])
         summary["best_new_loss"] = {"loss": best, "minus_logits_int8_tflm": round(summary[best]["int8_tflm"] - summary["logits"]["int8_tflm"], 2)}
@@ -303,7 +306,8 @@ def parse(argv=None):
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="start of the cosine decay (QAT: a fifth, constant)")
     parser.add_argument("--temperature", type=float, default=4.0, help="of vanilla logits (the new losses keep their papers' defaults)")
     parser.add_argument("--student-loss-weight", type=float, default=0.5)
-    parser.add_argument("--losses", nargs="+", default=["logits", *NEW_LOSSES])
+    parser.add_argument("--losses", nargs="+", default=["logits", *NEW_LOSSES],
+                        help="loss names or specs with options, e.g. dkd:beta=2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--cost-epochs", type=int, default=2, help="timed epochs per mode (0: skip the cost measurement)")

@@ -3,7 +3,7 @@
 Commands are loaded lazily from the modules named in ``COMMANDS`` so that
 ``edgedistill --help`` never imports TensorFlow (importing it takes ~14 s). Each command
 parses options, calls one library function and formats its result. Errors derived from
-:class:`edgedistill.errors.EdgeDistillError` become one line on stderr and their exit code (2 bad
+:class:`edgedistill.errors.EdgeDistillError` and click's usage errors become one line on stderr and their exit code (2 bad
 input, 1 a stage failed, 3 a gate failed); Ctrl-C is ``Error: interrupted`` and exit code 130;
 anything else is a bug and keeps its traceback.
 """
@@ -65,12 +65,20 @@ class LazyGroup(click.Group):
             raise
         return getattr(module, attribute)
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:  # the group's own options, e.g. `edgedistill --nosuch`
+            raise _one_line(error) from None
+
     def invoke(self, ctx: click.Context):
         # Done here, not only in main(), so CliRunner tests see exactly what users see.
         try:
             return super().invoke(ctx)
         except EdgeDistillError as error:
             raise UserFacingError(str(error), error.exit_code) from None
+        except click.UsageError as error:
+            raise _one_line(error) from None
         except KeyboardInterrupt:
             # Ctrl-C: 130 (128 + SIGINT) as shells expect, one line, no traceback.
             raise UserFacingError("interrupted (Ctrl-C).", INTERRUPTED_EXIT_CODE) from None
@@ -79,6 +87,12 @@ class LazyGroup(click.Group):
         rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _one_line(error: click.UsageError) -> UserFacingError:
+    """click prints a usage block and a hint over three lines; the project's rule is one ``Error:`` line."""
+    hint = f" See '{error.ctx.command_path} --help'." if error.ctx is not None else ""
+    return UserFacingError(error.format_message().rstrip(".") + "." + hint, error.exit_code)
 
 
 def _unavailable(name: str, why: str) -> click.Command:

@@ -138,7 +138,7 @@ def resolve_preprocessing(model, data, declared: str | None) -> tuple[Preprocess
     best = max(scores, key=lambda c: scores[c])  # ties keep the first: unit, raw, symmetric, standardize
     others = ", ".join(f"{c.name} {scores[c]:.1f}%" for c in scores if c is not best)
     logger.info(
-        "   teacher preprocessing: detected %s: validation accuracy %.1f%% (%s) on %d images; "
+        "   teacher preprocessing: detected %s: validation accuracy %.1f%% (%s) on %d samples; "
         "declare it with --teacher-preprocessing %s to skip this check",
         best.describe(), scores[best], others or "no other candidate", len(y), best.name,
     )
@@ -202,7 +202,7 @@ def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[
     chance = chance_accuracy(labels)
     top = int(np.bincount(predictions).argmax())
     top_share = float(np.mean(predictions == top) * 100.0)
-    logger.info("   teacher: validation accuracy %.2f%% on %d images (chance %.2f%%)", accuracy, len(labels), chance)
+    logger.info("   teacher: validation accuracy %.2f%% on %d samples (chance %.2f%%)", accuracy, len(labels), chance)
     report = {"val_accuracy": accuracy, "chance_accuracy": chance, "num_val": int(len(labels)),
               "most_predicted_class": class_names[top] if top < len(class_names) else str(top), "most_predicted_share": top_share}
     mapping = None if trained_here else class_order_mapping(predictions, labels, max(len(class_names), int(predictions.max()) + 1))
@@ -217,12 +217,12 @@ def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[
         if trained_here:
             raise InputError(
                 f"The teacher trained here ({source}) scores {accuracy:.1f}% on the validation split, {limit}; it "
-                f"predicted '{report['most_predicted_class']}' for {top_share:.0f}% of the images. Likely causes: the "
-                "--learning-rate, too few --teacher-epochs, or labels that do not belong to the images. No student was trained."
+                f"predicted '{report['most_predicted_class']}' for {top_share:.0f}% of the inputs. Likely causes: the "
+                "--learning-rate, too few --teacher-epochs, or labels that do not belong to the inputs. No student was trained."
             )
         raise InputError(
             f"The teacher {source} scores {accuracy:.1f}% on the validation split, {limit}; it predicted "
-            f"'{report['most_predicted_class']}' for {top_share:.0f}% of the images. Likely causes: its preprocessing "
+            f"'{report['most_predicted_class']}' for {top_share:.0f}% of the inputs. Likely causes: its preprocessing "
             f"(used: {used}; declare it with --teacher-preprocessing unit|raw|symmetric|standardize|SCALE,OFFSET), its "
             "class order (--class-names), or a teacher trained on another data set. Nothing was trained."
         )

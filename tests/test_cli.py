@@ -52,10 +52,22 @@ def test_old_stage_option_names_still_work():
     assert "--epochs" in quantize["qat_epochs"] and "--learning-rate" in quantize["qat_learning_rate"]
 
 
-def test_unknown_command_is_a_usage_error():
-    result = CliRunner().invoke(cli, ["distil"])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["distil"], "Error: No such command 'distil'. See 'edgedistill --help'."),
+        (["--nosuch"], "Error: No such option '--nosuch'. See 'edgedistill --help'."),
+        (["run", "--epochs", "abc"], "Error: Invalid value for '--epochs': 'abc' is not a valid integer. See 'edgedistill run --help'."),
+        (["search", "--num-trials", "0"], "Error: Invalid value for '--num-trials': 0 is not in the range x>=1."),
+        (["firmware", "run", "--jobs", "0"], "Error: Invalid value for '--jobs' / '-j': 0 is not in the range 1<=x<=64."),
+    ],
+)
+def test_usage_errors_are_one_error_line(arguments, message):
+    """click's usage block and hint would make three lines; the project's rule is one ``Error:`` line, exit 2."""
+    result = CliRunner().invoke(cli, arguments, prog_name="edgedistill")
     assert result.exit_code == 2
-    assert "No such command" in result.output
+    assert message in result.output and "Usage:" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_bad_option_value_is_one_error_line(tmp_path):
