@@ -205,14 +205,7 @@ def run_grid(
     soon as it is measured. With ``resume=True``, pairs already measured successfully with the
     same settings (same model bytes, target and config) are skipped.
     """
-    if jobs < 1:
-        raise InputError(f"`jobs` must be >= 1. Received: jobs={jobs}.")
-    if not models:
-        raise InputError("No model given. Pass one or more .tflite files, or --suite FILE.")
-    if not targets:
-        raise InputError("No target given. Pass --target local (or ssh://user@host, adb, qemu-aarch64, tflm).")
-    if resume and results_path is None:
-        raise InputError("--resume needs a results file: pass --results FILE.")
+    _check_grid_arguments(models, targets, jobs=jobs, resume=resume, results_path=results_path)
     options = target_options or TargetOptions()
     target_objects = [make_target(spec, options) for spec in targets]
     model_paths, unreadable = _readable_models(models)
@@ -230,14 +223,47 @@ def run_grid(
     for path, error in unreadable:
         for target in target_objects:
             results.append(_record(_failed(target, path, config, error, time.monotonic()), results_path, progress))
+    return results + _run_queues(queues, config, jobs=jobs, results_path=results_path, on_result=progress, lock=lock)
+
+
+def _check_grid_arguments(
+    models: Sequence[str | os.PathLike],
+    targets: Sequence[str],
+    *,
+    jobs: int,
+    resume: bool,
+    results_path: str | os.PathLike | None,
+) -> None:
+    """InputError, before any target is made, for a grid that cannot run as asked."""
+    if jobs < 1:
+        raise InputError(f"`jobs` must be >= 1. Received: jobs={jobs}.")
+    if not models:
+        raise InputError("No model given. Pass one or more .tflite files, or --suite FILE.")
+    if not targets:
+        raise InputError("No target given. Pass --target local (or ssh://user@host, adb, qemu-aarch64, tflm).")
+    if resume and results_path is None:
+        raise InputError("--resume needs a results file: pass --results FILE.")
+
+
+def _run_queues(
+    queues: list[list[tuple[Target, list[Path]]]],
+    config: BenchConfig,
+    *,
+    jobs: int,
+    results_path: str | os.PathLike | None,
+    on_result: Callable[[Measurement], None],
+    lock: threading.Lock,
+) -> list[Measurement]:
+    """Measure every device queue: up to ``jobs`` devices at once, each queue's pairs one after another."""
 
     def run_queue(queue: list[tuple[Target, list[Path]]]) -> list[Measurement]:
         out = []
         for target, paths in queue:
-            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=progress,
+            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=on_result,
                                        lock=lock)
         return out
 
+    results: list[Measurement] = []
     if jobs == 1 or len(queues) <= 1:
         for queue in queues:
             results += run_queue(queue)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("edgedistill.commands.search:search", "Search temperature, alpha and student width; Pareto front of accuracy vs int8 bytes."),
     "bench": ("edgedistill.commands.bench:bench", "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators."),
     "results": ("edgedistill.commands.bench:results", "Compare and plot benchmark result files."),
+    "listen": ("edgedistill.commands.listen:listen", "Keyword spotting over a long recording: detections, misses, false accepts per hour."),
     "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
     "flash": ("edgedistill.firmware.cli:flash", "Flash a built firmware image to a board."),
 }

@@ -398,18 +398,14 @@ def load_dataset(
         raise InputError(
             f"`validation_fraction` must be in (0, 1). Received: validation_fraction={validation_fraction}."
         )
+    # Checked before the audio branch too: audio:DIR would silently train on no (0) or fewer (< 0) samples.
+    if max_train_samples is not None and max_train_samples < 1:
+        raise InputError(f"`max_train_samples` must be >= 1 (or unset). Received: max_train_samples={max_train_samples}.")
     if name == "audio":  # its own split rules (held-out speakers), augmentation after the validation split
         return _load_audio(argument or None, validation_fraction=validation_fraction, seed=seed,
                            max_train_samples=max_train_samples, options=options, spec=spec)  # fmt: skip
-    if max_train_samples is not None and max_train_samples < 1:
-        raise InputError(f"`max_train_samples` must be >= 1 (or unset). Received: max_train_samples={max_train_samples}.")
     x_train, y_train, x_test, y_test, class_names, values = _call_loader(loader, argument or None, options)
-    x_train = _as_images(np.asarray(x_train) if not isinstance(x_train, np.ndarray) else x_train, "x_train", spec)
-    x_test = _as_images(np.asarray(x_test) if not isinstance(x_test, np.ndarray) else x_test, "x_test", spec)
-    y_train = _as_labels(y_train, len(x_train), "y_train", spec)
-    y_test = _as_labels(y_test, len(x_test), "y_test", spec)
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise InputError(f"{spec}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}; they must match.")
+    x_train, y_train, x_test, y_test = _checked_splits(x_train, y_train, x_test, y_test, spec)
     num_classes = _check_classes(y_train, y_test, class_names, spec)
     val_index, train_index = _split_indices(len(x_train), validation_fraction, seed, max_train_samples, spec)
     # Subset first, convert after: a 10k-image run of a 50k archive never holds a float copy of 50k.
@@ -418,9 +414,7 @@ def load_dataset(
     x_train_kept = _finish(_take(x_train, train_index), as_bytes=as_bytes, what="x_train", source=spec)
     x_test = _finish(_take(x_test, None), as_bytes=as_bytes, what="x_test", source=spec)
     if values is None:
-        low, high = nominal_range(x_train_kept)
-        kind = "uint8 values 0..255" if as_bytes else f"float32 values in [{low:g}, {high:g}]"
-        values = RawValues((low, high), kind)
+        values = _measured_values(x_train_kept, as_bytes=as_bytes)
     return Dataset(
         name=spec,
         x_train=x_train_kept,
@@ -435,6 +429,26 @@ def load_dataset(
         value_description=values.description,
         notes=dict(values.notes),
     )
+
+
+def _checked_splits(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, spec: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A loader's splits as NHWC images and int64 labels, checked: as many labels as images, one image shape."""
+    x_train = _as_images(np.asarray(x_train) if not isinstance(x_train, np.ndarray) else x_train, "x_train", spec)
+    x_test = _as_images(np.asarray(x_test) if not isinstance(x_test, np.ndarray) else x_test, "x_test", spec)
+    y_train = _as_labels(y_train, len(x_train), "y_train", spec)
+    y_test = _as_labels(y_test, len(x_test), "y_test", spec)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InputError(f"{spec}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}; they must match.")
+    return x_train, y_train, x_test, y_test
+
+
+def _measured_values(x_train: np.ndarray, *, as_bytes: bool) -> RawValues:
+    """What the values are when the loader does not say: bytes, or floats in the range the training split spans."""
+    low, high = nominal_range(x_train)
+    kind = "uint8 values 0..255" if as_bytes else f"float32 values in [{low:g}, {high:g}]"
+    return RawValues((low, high), kind)
 
 
 def _call_loader(loader: Callable, argument: str | None, options: Any) -> tuple:

@@ -170,22 +170,29 @@ def _input_lines(report: dict[str, Any]) -> list[str]:
     return lines + [""] if lines else []
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def _status_lines(report: dict[str, Any]) -> list[str]:
+    """The title, and how to continue an interrupted run or why a run failed."""
     lines = [f"# edgedistill run: {report.get('status', 'unknown')}", ""]
     if report.get("status") == "interrupted":
         lines += [f"**Interrupted** in stage `{report['error'].get('stage')}`. Continue from the last completed stage: "
                   f"`edgedistill run --resume {report.get('run_dir')}`", ""]
     elif report.get("error"):
         lines += [f"**Failed** in stage `{report['error'].get('stage')}`: {report['error'].get('message')}", ""]
-    data = report.get("data")
-    if data:
-        lines += [
-            f"Data `{data['name']}`: {data['num_train']} train / {data['num_val']} validation / {data['num_test']} test, "
-            f"input {tuple(data['input_shape'])}, {data['num_classes']} classes.",
-            "",
-        ]
-    lines += _input_lines(report)
-    lines += _method_lines(report)
+    return lines
+
+
+def _data_lines(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    return [
+        f"Data `{data['name']}`: {data['num_train']} train / {data['num_val']} validation / {data['num_test']} test, "
+        f"input {tuple(data['input_shape'])}, {data['num_classes']} classes.",
+        "",
+    ]
+
+
+def _accuracy_lines(report: dict[str, Any]) -> list[str]:
+    """The table of every model's parameters, TFLite bytes and test accuracy, float to int8 on TFLM."""
     accuracy = (report.get("verify") or {}).get("accuracy", {})
     tflite = report.get("tflite", {})
     parameters = {"teacher": (report.get("teacher") or {}).get("parameters"), "student": (report.get("student") or {}).get("parameters")}
@@ -196,48 +203,63 @@ def render_markdown(report: dict[str, Any]) -> str:
         ("student int8 on LiteRT", parameters["student"], tflite.get("student_int8.tflite", {}).get("size_bytes"), accuracy.get("int8_litert")),
         ("student int8 on TFLM", parameters["student"], tflite.get("student_int8.tflite", {}).get("size_bytes"), accuracy.get("int8_tflm")),
     ]
-    if accuracy or tflite:
-        lines += ["| model | parameters | TFLite bytes | test accuracy % |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {_fmt(p)} | {_fmt(b)} | {_fmt(a)} |" for name, p, b, a in rows]
-        lines.append("")
-    verify = report.get("verify")
-    if verify:
-        agreement = ", ".join(f"{pair.replace('~', ' vs ')} {value:.1f}%" for pair, value in verify.get("agreement", {}).items())
-        lines += [
-            f"Parity gate: int8 drop {_fmt(verify.get('int8_drop'))} points vs {verify.get('reference')} "
-            f"(limit {verify.get('max_int8_drop')}): **{'pass' if verify.get('passed') else 'FAIL'}**. "
-            f"Agreement on the predicted class: {agreement}. Largest int8 output difference from TFLM: "
-            f"{_fmt(verify.get('max_int8_output_difference_steps'))} quantization steps for LiteRT's builtin kernels, "
-            f"{_fmt(verify.get('max_int8_output_difference_steps_xnnpack'))} with its default XNNPACK delegate.",
-            "",
-        ]
-    micro = report.get("micro")
-    if micro:
-        lines += [
-            f"TFLite Micro: ops {', '.join(micro['ops'])}; smallest host arena {micro['arena_bytes_host']} bytes "
-            f"(bisection, {micro.get('arena_probes')} probes), kTensorArenaSize {micro['kTensorArenaSize']} "
-            f"(margin {micro['arena_margin_bytes']} bytes).",
-            *_memory_plan_lines(micro.get("memory_plan")),
-            "",
-        ]
-    bench = report.get("bench")
-    if bench:
-        lines += [
-            "| model | target | init ms | first ms | mean ms | p50 ms | p90 ms | p99 ms | std ms | peak RSS MiB |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, m in bench.items():
-            latency = m.get("latency_ms") or {}
-            target = m.get("target")
-            target_name = target.get("name") if isinstance(target, dict) else target
-            rss = m.get("peak_rss_bytes")
-            lines.append(
-                f"| {name} | {target_name} ({m.get('kind', 'measured')}) | {_fmt(m.get('init_ms'), 3)} | {_fmt(m.get('first_inference_ms'), 3)} | "
-                f"{_fmt(latency.get('mean'), 4)} | {_fmt(latency.get('p50'), 4)} | {_fmt(latency.get('p90'), 4)} | "
-                f"{_fmt(latency.get('p99'), 4)} | {_fmt(latency.get('std'), 4)} | {_fmt(rss / 2**20 if rss else None, 1)} |"
-            )
-        lines.append("")
-    lines += _firmware_lines(report.get("firmware") or {})
+    if not (accuracy or tflite):
+        return []
+    lines = ["| model | parameters | TFLite bytes | test accuracy % |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {_fmt(p)} | {_fmt(b)} | {_fmt(a)} |" for name, p, b, a in rows]
+    return lines + [""]
+
+
+def _verify_lines(verify: dict[str, Any] | None) -> list[str]:
+    """The parity gate's verdict and how closely the runtimes agree."""
+    if not verify:
+        return []
+    agreement = ", ".join(f"{pair.replace('~', ' vs ')} {value:.1f}%" for pair, value in verify.get("agreement", {}).items())
+    return [
+        f"Parity gate: int8 drop {_fmt(verify.get('int8_drop'))} points vs {verify.get('reference')} "
+        f"(limit {verify.get('max_int8_drop')}): **{'pass' if verify.get('passed') else 'FAIL'}**. "
+        f"Agreement on the predicted class: {agreement}. Largest int8 output difference from TFLM: "
+        f"{_fmt(verify.get('max_int8_output_difference_steps'))} quantization steps for LiteRT's builtin kernels, "
+        f"{_fmt(verify.get('max_int8_output_difference_steps_xnnpack'))} with its default XNNPACK delegate.",
+        "",
+    ]
+
+
+def _micro_lines(micro: dict[str, Any] | None) -> list[str]:
+    if not micro:
+        return []
+    return [
+        f"TFLite Micro: ops {', '.join(micro['ops'])}; smallest host arena {micro['arena_bytes_host']} bytes "
+        f"(bisection, {micro.get('arena_probes')} probes), kTensorArenaSize {micro['kTensorArenaSize']} "
+        f"(margin {micro['arena_margin_bytes']} bytes).",
+        *_memory_plan_lines(micro.get("memory_plan")),
+        "",
+    ]
+
+
+def _bench_lines(bench: dict[str, Any] | None) -> list[str]:
+    """One table row per benchmarked model and target: start-up times, latency percentiles, peak memory."""
+    if not bench:
+        return []
+    lines = [
+        "| model | target | init ms | first ms | mean ms | p50 ms | p90 ms | p99 ms | std ms | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in bench.items():
+        latency = m.get("latency_ms") or {}
+        target = m.get("target")
+        target_name = target.get("name") if isinstance(target, dict) else target
+        rss = m.get("peak_rss_bytes")
+        lines.append(
+            f"| {name} | {target_name} ({m.get('kind', 'measured')}) | {_fmt(m.get('init_ms'), 3)} | {_fmt(m.get('first_inference_ms'), 3)} | "
+            f"{_fmt(latency.get('mean'), 4)} | {_fmt(latency.get('p50'), 4)} | {_fmt(latency.get('p90'), 4)} | "
+            f"{_fmt(latency.get('p99'), 4)} | {_fmt(latency.get('std'), 4)} | {_fmt(rss / 2**20 if rss else None, 1)} |"
+        )
+    return lines + [""]
+
+
+def _timing_and_version_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
     stages = report.get("stages")
     if stages:
         timing = ", ".join(f"{name} {info['seconds']:.1f}s" for name, info in stages.items())
@@ -245,6 +267,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     versions = report.get("versions")
     if versions:
         lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``report.md``: the sections of ``report`` people read, in the order the run made them."""
+    lines = _status_lines(report)
+    lines += _data_lines(report.get("data"))
+    lines += _input_lines(report)
+    lines += _method_lines(report)
+    lines += _accuracy_lines(report)
+    lines += _verify_lines(report.get("verify"))
+    lines += _micro_lines(report.get("micro"))
+    lines += _bench_lines(report.get("bench"))
+    lines += _firmware_lines(report.get("firmware") or {})
+    lines += _timing_and_version_lines(report)
     return "\n".join(lines)
 
 

@@ -258,6 +258,150 @@ def _connect_error(address: str, reason: str) -> InputError:
     )
 
 
+def _import_ray_tune() -> tuple[Any, Any]:
+    """The ``ray`` and ``ray.tune`` modules; InputError with the install command when Ray is missing."""
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise InputError("--backend ray needs Ray Tune: pip install 'ray[tune]'.") from None
+    return ray, tune
+
+
+def _connect_ray(ray: Any, ray_address: str | None) -> bool:
+    """Start a local Ray runtime (or join the cluster at ``ray_address``) unless this process already has one.
+
+    Returns whether this call started it: only then does the search shut it down afterwards.
+    """
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if ray_address:
+        _check_reachable(ray_address)
+        options["address"] = ray_address
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError) as error:
+        if not ray_address:
+            raise
+        raise _ray_init_error(ray_address, error) from None
+    return True
+
+
+def _ray_init_error(ray_address: str, error: Exception) -> InputError:
+    """The one-line error of a cluster that refused ``ray.init``; token authentication is the usual cause."""
+    reason = str(error).splitlines()[0][:200]
+    if "auth" in str(error).lower():
+        reason += (
+            " The cluster uses token authentication: set RAY_AUTH_MODE=token and make its token available "
+            "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)."
+        )
+    return _connect_error(ray_address, reason)
+
+
+def _describe_cluster(ray: Any, *, started_here: bool, ray_address: str | None) -> dict[str, Any]:
+    """Where the trials run (``address``, ``started_here``, ``nodes``, ``cpus``), logged and recorded in search.json."""
+    cluster = {
+        "address": ray.get_runtime_context().gcs_address,
+        "started_here": started_here and not ray_address,
+        "nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
+        "cpus": ray.cluster_resources().get("CPU"),
+    }
+    logger.info(
+        f"   ray: {'local runtime' if cluster['started_here'] else 'cluster'} at {cluster['address']}, "
+        f"{cluster['nodes']} node(s), {cluster['cpus']:g} CPUs"
+    )
+    return cluster
+
+
+@dataclasses.dataclass(frozen=True)
+class _RayPlan:
+    """What Ray Tune searches: the parameter space, how many samples it draws, and the search algorithm (None: Tune's own)."""
+
+    param_space: dict[str, Any]
+    num_samples: int
+    search_alg: Any = None
+
+
+def _ray_range(tune: Any, values: Sequence[float], *, log: bool = False) -> Any:
+    """A Tune range over ``[min, max]`` of ``values``; the value itself when they are all equal."""
+    low, high = min(values), max(values)
+    if low == high:
+        return low
+    return tune.loguniform(low, high) if log else tune.uniform(low, high)
+
+
+def _ray_plan(tune: Any, method: str, space: SearchSpace, num_trials: int, *, seed: int) -> _RayPlan:
+    """The Tune search of ``method``: every combination, ``num_trials`` drawn ones, or Optuna's TPE over the ranges."""
+    if method == "grid":
+        grid = {
+            "temperature": tune.grid_search(list(space.temperatures)),
+            "student_loss_weight": tune.grid_search(list(space.student_loss_weights)),
+            "student_width": tune.grid_search(list(space.student_widths)),
+        }
+        return _RayPlan(param_space=grid, num_samples=1)
+    if method == "random":
+        choices = {
+            "temperature": tune.choice(list(space.temperatures)),
+            "student_loss_weight": tune.choice(list(space.student_loss_weights)),
+            "student_width": tune.choice(list(space.student_widths)),
+        }
+        return _RayPlan(param_space=choices, num_samples=num_trials)
+    _import_optuna()
+    from ray.tune.search.optuna import OptunaSearch
+
+    ranges = {
+        "temperature": _ray_range(tune, space.temperatures, log=True),
+        "student_loss_weight": _ray_range(tune, space.student_loss_weights),
+        "student_width": tune.choice(list(space.student_widths)),
+    }
+    search_alg = OptunaSearch(metric="score", mode="max", seed=seed)
+    return _RayPlan(param_space=ranges, num_samples=num_trials, search_alg=search_alg)
+
+
+def _fit_on_ray(
+    tune: Any, plan: _RayPlan, config: RunConfig, teacher_path: str, output_dir: Path, measure_arena: bool
+) -> Any:
+    """Run the trials of ``plan`` with Tune, one CPU each; Tune's ResultGrid."""
+    trainable = tune.with_parameters(
+        _ray_trial, options=config.to_options(), teacher_path=str(Path(teacher_path).resolve()), measure_arena=measure_arena
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=plan.param_space,
+        tune_config=tune.TuneConfig(num_samples=plan.num_samples, search_alg=plan.search_alg, metric="score", mode="max"),
+        run_config=tune.RunConfig(storage_path=str((output_dir / "ray").resolve()), name="search", verbose=0),
+    )
+    return tuner.fit()
+
+
+# The figures of a trial record that Ray reports back as metrics (``params`` comes from the trial's config).
+_RAY_RECORD_KEYS = (
+    "parameters",
+    "val_accuracy",
+    "qat_val_accuracy",
+    "int8_val_accuracy",
+    "int8_bytes",
+    "arena_bytes",
+    "epochs_run",
+    "seconds",
+)
+
+
+def _ray_records(results: Any) -> list[dict]:
+    """The trial records of Tune's results, in the local backend's form; RuntimeError on the first failed trial."""
+    records = []
+    for result in results:
+        if result.error is not None:
+            raise RuntimeError(f"A Ray trial failed: {str(result.error).splitlines()[0][:300]}")
+        metrics = dict(result.metrics)
+        record = {key: metrics.get(key) for key in _RAY_RECORD_KEYS}
+        record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
+        records.append(record)
+        logger.info(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
+    return records
+
+
 def _run_ray(
     method: str,
     space: SearchSpace,
@@ -269,106 +413,15 @@ def _run_ray(
     measure_arena: bool,
 ) -> tuple[list[dict], dict[str, Any]]:
     """The trials' records, and where they ran (``address``, ``started_here``, ``nodes``, ``cpus``)."""
+    ray, tune = _import_ray_tune()
+    started_here = _connect_ray(ray, ray_address)
+    cluster = _describe_cluster(ray, started_here=started_here, ray_address=ray_address)
     try:
-        import ray
-        from ray import tune
-    except ImportError:
-        raise InputError("--backend ray needs Ray Tune: pip install 'ray[tune]'.") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-        if ray_address:
-            _check_reachable(ray_address)
-            options["address"] = ray_address
-        try:
-            ray.init(**options)
-        except (ConnectionError, RuntimeError) as error:
-            if not ray_address:
-                raise
-            reason = str(error).splitlines()[0][:200]
-            if "auth" in str(error).lower():
-                reason += (
-                    " The cluster uses token authentication: set RAY_AUTH_MODE=token and make its token available "
-                    "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)."
-                )
-            raise _connect_error(ray_address, reason) from None
-    cluster = {
-        "address": ray.get_runtime_context().gcs_address,
-        "started_here": started_here and not ray_address,
-        "nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
-        "cpus": ray.cluster_resources().get("CPU"),
-    }
-    logger.info(
-        f"   ray: {'local runtime' if cluster['started_here'] else 'cluster'} at {cluster['address']}, "
-        f"{cluster['nodes']} node(s), {cluster['cpus']:g} CPUs"
-    )
-    try:
-        search_alg = None
-        if method == "grid":
-            param_space = {
-                "temperature": tune.grid_search(list(space.temperatures)),
-                "student_loss_weight": tune.grid_search(list(space.student_loss_weights)),
-                "student_width": tune.grid_search(list(space.student_widths)),
-            }
-            num_samples = 1
-        elif method == "random":
-            param_space = {
-                "temperature": tune.choice(list(space.temperatures)),
-                "student_loss_weight": tune.choice(list(space.student_loss_weights)),
-                "student_width": tune.choice(list(space.student_widths)),
-            }
-            num_samples = num_trials
-        else:
-            _import_optuna()
-            from ray.tune.search.optuna import OptunaSearch
-
-            def bounds(values, log=False):
-                low, high = min(values), max(values)
-                if low == high:
-                    return low
-                return tune.loguniform(low, high) if log else tune.uniform(low, high)
-
-            param_space = {
-                "temperature": bounds(space.temperatures, log=True),
-                "student_loss_weight": bounds(space.student_loss_weights),
-                "student_width": tune.choice(list(space.student_widths)),
-            }
-            search_alg = OptunaSearch(metric="score", mode="max", seed=config.data.seed)
-            num_samples = num_trials
-        trainable = tune.with_parameters(
-            _ray_trial, options=config.to_options(), teacher_path=str(Path(teacher_path).resolve()), measure_arena=measure_arena
-        )
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}),
-            param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, metric="score", mode="max"),
-            run_config=tune.RunConfig(storage_path=str((output_dir / "ray").resolve()), name="search", verbose=0),
-        )
-        results = tuner.fit()
-        records = []
-        for result in results:
-            if result.error is not None:
-                raise RuntimeError(f"A Ray trial failed: {str(result.error).splitlines()[0][:300]}")
-            metrics = dict(result.metrics)
-            record = {
-                key: metrics.get(key)
-                for key in (
-                    "parameters",
-                    "val_accuracy",
-                    "qat_val_accuracy",
-                    "int8_val_accuracy",
-                    "int8_bytes",
-                    "arena_bytes",
-                    "epochs_run",
-                    "seconds",
-                )
-            }
-            record["params"] = {key: float(result.config[key]) for key in ("temperature", "student_loss_weight", "student_width")}
-            records.append(record)
-            logger.info(f"   ray trial {record['params']}: int8 val {record['int8_val_accuracy']:.2f}%")
-        return records, cluster
+        plan = _ray_plan(tune, method, space, num_trials, seed=config.data.seed)
+        results = _fit_on_ray(tune, plan, config, teacher_path, output_dir, measure_arena)
+        return _ray_records(results), cluster
     finally:
-        if started_here:
+        if started_here:  # ends only what this search connected to; a Ray session of the caller is left alone
             ray.shutdown()
 
 
@@ -394,14 +447,7 @@ def run_search(
         result = run_search(search_config(data="digits", epochs=10), SearchSpace(temperatures=(2, 4)), method="grid")
         result["pareto_front"]  # trials on the accuracy-vs-bytes front, smallest first
     """
-    if method not in METHODS:
-        raise InputError(f"Unknown search method {method!r}. Expected one of: {', '.join(METHODS)}.")
-    if backend not in BACKENDS:
-        raise InputError(f"Unknown backend {backend!r}. Expected one of: {', '.join(BACKENDS)}.")
-    if not isinstance(num_trials, int) or num_trials < 1:
-        raise InputError(f"`num_trials` must be an integer >= 1. Received: num_trials={num_trials!r}.")
-    if method == "optuna":
-        _import_optuna()
+    _check_search_arguments(method, backend, num_trials)
     from edgedistill import stages
     from edgedistill.tflite_model import runtime_versions
 
@@ -438,6 +484,18 @@ def run_search(
     }
     write_search_report(result, output_dir)
     return result
+
+
+def _check_search_arguments(method: str, backend: str, num_trials: int) -> None:
+    """Bad method, backend or trial count (and Optuna missing for ``optuna``): InputError before any data is loaded."""
+    if method not in METHODS:
+        raise InputError(f"Unknown search method {method!r}. Expected one of: {', '.join(METHODS)}.")
+    if backend not in BACKENDS:
+        raise InputError(f"Unknown backend {backend!r}. Expected one of: {', '.join(BACKENDS)}.")
+    if not isinstance(num_trials, int) or num_trials < 1:
+        raise InputError(f"`num_trials` must be an integer >= 1. Received: num_trials={num_trials!r}.")
+    if method == "optuna":
+        _import_optuna()
 
 
 def write_search_report(result: dict[str, Any], output_dir: Path) -> None:

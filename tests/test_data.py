@@ -185,3 +185,10 @@ def test_bad_data_through_the_command_line(tmp_path, make, extra, fragment):
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("max_train_samples", [0, -1])
+def test_max_train_samples_is_checked_for_audio_folders_too(tmp_path, max_train_samples):
+    """audio:DIR has its own loader: a bad max_train_samples once gave an empty (0) or shortened (-1) training split."""
+    with pytest.raises(InputError, match="`max_train_samples` must be >= 1"):
+        load_dataset(f"audio:{tmp_path}", max_train_samples=max_train_samples)

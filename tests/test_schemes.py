@@ -266,6 +266,37 @@ def test_teacher_assistant(setup):
         teacher_assistant_distill(teacher, student(), data, assistants=[], training=training)
 
 
+@pytest.mark.parametrize(
+    "scheme, options, function, keyword",
+    [
+        ("teacher_assistant", "assistant_widths=0.25", "teacher_assistant_distill", "assistants"),
+        ("mutual", "peer_width=0.25", "mutual_distill", "peers"),
+    ],
+)
+def test_models_a_scheme_builds_take_the_students_raw_values(monkeypatch, digits, scheme, options, function, keyword):
+    """Data keep raw values (digits: counts 0..16) and the student carries ``x / 16``: the
+    assistants and peers a scheme builds from a preset must carry the same first layer."""
+    import importlib
+
+    from edgedistill.models import build_model
+    from edgedistill.preprocessing import find_preprocessing_layer, with_preprocessing
+    from edgedistill.stages import student_preprocessing_of
+
+    module = importlib.import_module(SCHEMES.get(scheme).run.__module__)
+    built = {}
+    monkeypatch.setattr(module, function, lambda *args, **kwargs: built.update(kwargs) or SchemeResult(None, {}))  # no training
+    student = with_preprocessing(build_model("cnn", digits.input_shape, 10, width=0.125, name="student"), student_preprocessing_of(digits))
+    run_scheme(scheme, None, student, digits, options=options)
+    (model,) = built[keyword]
+    layer = find_preprocessing_layer(model)
+    assert layer is not None, [layer.name for layer in model.layers[:3]]
+    assert layer.get_config()["scale"] == pytest.approx(1 / 16) and layer.get_config()["offset"] == 0.0
+    # A student without preprocessing (float data, a user's file) gets a model without it too.
+    built.clear()
+    run_scheme(scheme, None, build_model("cnn", digits.input_shape, 10, width=0.125, name="student"), digits, options=options)
+    assert find_preprocessing_layer(built[keyword][0]) is None
+
+
 def test_patient_and_consistent(setup):
     from edgedistill.distill.schemes import patient_distill
 

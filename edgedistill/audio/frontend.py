@@ -72,6 +72,8 @@ PCAN_GAIN_BITS = 21
 PCAN_SMOOTHING_BITS = 10
 PCAN_SNR_SHIFT = 6  # audio_preprocessor.py's pcan_op passes 6 whatever it computes
 LEGACY_OUTPUT_DIVISOR = int(25.6 * 26 + 0.5)  # int16 log features -> int8: (f * 256 + 333) / 666 - 128
+# The smallest log feature that maps to int8 127: (663 * 256 + 333) // 666 - 128 = 127.
+FEATURE_TABLE_LAST = -(-(255 * LEGACY_OUTPUT_DIVISOR - LEGACY_OUTPUT_DIVISOR // 2) // 256)
 MIN_FFT_LENGTH, MAX_FFT_LENGTH = 64, 2048
 
 
@@ -351,18 +353,10 @@ def _spectrum_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, Any]
     start, end = bank["start_index"], bank["end_index"]
     energy = graph.tensor("signal_energy", "UINT32", [spectrum])
     graph.op("SignalEnergy", [fft], [energy], custom={"end_index": end, "start_index": start})
-    # SignalEnergy leaves the bins outside [start, end) unset: zero them (as micro_speech's graph does).
-    as_int = graph.tensor("energy_int32", "INT32", [spectrum])
-    graph.op("CAST", [energy], [as_int])
-    band = graph.tensor("energy_band", "INT32", [end - start])
-    slice_inputs = [as_int] + [graph.constant(f"band_{n}", [v], "INT32") for n, v in (("begin", start), ("end", end), ("stride", 1))]
-    graph.op("STRIDED_SLICE", slice_inputs, [band], options=graph.options("StridedSliceOptions"))
-    padded = graph.tensor("energy_padded", "INT32", [spectrum])
-    zeros = [graph.constant(f"zeros_{n}", np.zeros(size), "INT32") for n, size in (("head", start), ("tail", spectrum - end))]
-    graph.op("CONCATENATION", [zeros[0], band, zeros[1]], [padded], options=graph.options("ConcatenationOptions", axis=0))
-    energy_out = graph.tensor("energy", "UINT32", [spectrum])
-    graph.op("CAST", [padded], [energy_out])
-    return energy_out, shift
+    # SignalEnergy leaves the bins outside [start, end) unset. micro_speech's graph zeroes them (CAST,
+    # STRIDED_SLICE, CONCATENATION, CAST: 4 ops per frame); SignalFilterBank reads only the bins of its
+    # channels (signal/src/filter_bank.cc), all inside [start, end), so the features are the same without.
+    return energy, shift
 
 
 def _filter_bank_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, Any], energy: int, shift: int) -> int:
@@ -393,25 +387,29 @@ def _filter_bank_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, A
     return log
 
 
+def int8_feature_table() -> np.ndarray:
+    """micro_speech's legacy int16 -> int8 scaling, ``clip((f * 256 + 333) // 666 - 128)``, for f in 0..LAST."""
+    f = np.arange(FEATURE_TABLE_LAST + 1, dtype=np.int64)
+    return np.clip((f * 256 + LEGACY_OUTPUT_DIVISOR // 2) // LEGACY_OUTPUT_DIVISOR - 128, -128, 127).astype(np.int8)
+
+
 def _int8_output_ops(graph: _GraphBuilder, frontend: FrontEnd, log: int) -> int:
-    """int16 log features -> int8: ``clip((f * 256 + 333) / 666 - 128)``, micro_speech's legacy scaling."""
+    """int16 log features -> int8 by a table: CAST, MINIMUM, GATHER (3 ops per frame).
+
+    micro_speech computes the same values with 8 int32 ops (CAST, MUL, ADD, DIV, ADD, MINIMUM,
+    MAXIMUM, CAST). SignalFilterBankLog's outputs are >= 0 (signal/src/filter_bank_log.cc), and
+    every f >= FEATURE_TABLE_LAST maps to 127, so clamping to FEATURE_TABLE_LAST and reading a
+    table gives the same int8 features. A QUANTIZE (int16 -> int8 requantize) would be one op but
+    rounds twice (its multiplier needs a right shift for 256/666), so it differs by one on ~1/4 of values.
+    """
     channels = frontend.num_channels
-    steps = [
-        ("CAST", None, None),
-        ("MUL", graph.constant("scale_256", 256, "INT32"), graph.options("MulOptions")),
-        ("ADD", graph.constant("half_divisor", LEGACY_OUTPUT_DIVISOR // 2, "INT32"), graph.options("AddOptions")),
-        ("DIV", graph.constant("divisor", LEGACY_OUTPUT_DIVISOR, "INT32"), graph.options("DivOptions")),
-        ("ADD", graph.constant("offset_minus_128", -128, "INT32"), graph.options("AddOptions")),
-        ("MINIMUM", graph.constant("max_127", 127, "INT32"), None),
-        ("MAXIMUM", graph.constant("min_minus_128", -128, "INT32"), None),
-    ]
-    current = log
-    for index, (op, operand, options) in enumerate(steps):
-        output = graph.tensor(f"scaling_{index}_{op.lower()}", "INT32", [channels])
-        graph.op(op, [current] if operand is None else [current, operand], [output], options=options)
-        current = output
+    wide = graph.tensor("log_int32", "INT32", [channels])
+    graph.op("CAST", [log], [wide])
+    clamped = graph.tensor("log_clamped", "INT32", [channels])
+    graph.op("MINIMUM", [wide, graph.constant("table_last", FEATURE_TABLE_LAST, "INT32")], [clamped])
     features = graph.tensor("features", "INT8", [channels])
-    graph.op("CAST", [current], [features])
+    table = graph.tensor("int8_feature_table", "INT8", [FEATURE_TABLE_LAST + 1], int8_feature_table())
+    graph.op("GATHER", [table, clamped], [features], options=graph.options("GatherOptions", axis=0, batchDims=0))
     return features
 
 

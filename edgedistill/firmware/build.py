@@ -33,7 +33,7 @@ from edgedistill.micro import ARENA_ALIGNMENT, arena_with_margin
 from edgedistill.firmware.boards import Board, check_kernels, get_board
 from edgedistill.micro import MicroExport, load_micro_export
 from edgedistill.firmware.qemu import qemu_command, run_command
-from edgedistill.firmware.result import parse_result_block
+from edgedistill.firmware.result import FirmwareResult, parse_result_block
 from edgedistill.firmware.tflm import ensure_library, firmware_dir, resolve_tflm_dir
 from edgedistill.firmware.toolchain import HOST_TOOLS, cross_toolchain, qemu_binary, require_tools
 
@@ -175,15 +175,51 @@ def measure_target_arena(
     )
     key = _probe_key(export, probe, kernels, library)
     cached_path = out / ARENA_PROBE_INFO
-    if cached_path.is_file():
-        cached = json.loads(cached_path.read_text())
-        if cached.get("key") == key:
-            return {**cached, "cached": True}
+    cached = _cached_probe(cached_path, key)
+    if cached is not None:
+        return {**cached, "cached": True}
 
     probe_size = probe_arena_size(probe, export.tensor_arena_size)
-    probe_dir = out / "arena_probe"
-    probe_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    parsed = _run_arena_probe(
+        export, probe, kernels, library, out / "arena_probe", probe_size=probe_size, jobs=jobs, timeout_seconds=timeout_seconds
+    )
+    result = {
+        "key": key,
+        "arena_used_bytes_target": parsed.arena_used_bytes,
+        "probe_board": probe.name,
+        "probe_arena_bytes": probe_size,
+        "pointer_bytes": parsed.integer("pointer_bytes"),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    write_json_atomic(cached_path, result)
+    return {**result, "cached": False}
+
+
+def _cached_probe(cached_path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The probe result cached in ``cached_path`` when it was measured for ``key``; None when it must be measured."""
+    if not cached_path.is_file():
+        return None
+    cached = json.loads(cached_path.read_text())
+    return cached if cached.get("key") == key else None
+
+
+def _run_arena_probe(
+    export: MicroExport,
+    probe: Board,
+    kernels: str,
+    library: Any,
+    probe_dir: Path,
+    *,
+    probe_size: int,
+    jobs: int,
+    timeout_seconds: float,
+) -> FirmwareResult:
+    """Build the probe with a ``probe_size`` arena, run it once (QEMU or natively) and parse what it printed.
+
+    StageError when it printed no ``arena_used_bytes``: the arena was too small for the model, or the run failed.
+    """
+    probe_dir.mkdir(parents=True, exist_ok=True)
     _make_app(
         export,
         probe,
@@ -201,8 +237,7 @@ def measure_target_arena(
     ran = run_command(command, timeout_seconds=timeout_seconds, what=what)
     (probe_dir / "run.log").write_text(ran.output)
     parsed = parse_result_block(ran.output)
-    used = parsed.arena_used_bytes
-    if used is None:
+    if parsed.arena_used_bytes is None:
         error = parsed.fields.get("error", "?")
         if error == "allocate_tensors_failed":
             raise StageError(
@@ -210,16 +245,16 @@ def measure_target_arena(
                 f"(the most its RAM allows a probe). Distill a smaller student or pick a board with more RAM."
             )
         raise StageError(f"The arena probe stopped with error={error} on {probe.name}. Log: {probe_dir / 'run.log'}")
-    result = {
-        "key": key,
-        "arena_used_bytes_target": used,
-        "probe_board": probe.name,
-        "probe_arena_bytes": probe_size,
-        "pointer_bytes": parsed.integer("pointer_bytes"),
-        "seconds": round(time.monotonic() - started, 2),
-    }
-    write_json_atomic(cached_path, result)
-    return {**result, "cached": False}
+    return parsed
+
+
+@dataclass(frozen=True)
+class _LibraryBuild:
+    """The TFLM library a firmware links, whether this build compiled it (else it came from the cache), and how long that took."""
+
+    library: Any
+    built_now: bool
+    seconds: float
 
 
 def build_firmware(
@@ -247,19 +282,50 @@ def build_firmware(
     if arena not in ("measured", "export"):
         raise InputError(f"Unknown arena source {arena!r}. Expected 'measured' or 'export' (or pass --arena-bytes N).")
     export, board_spec = prepare(run_dir, board, kernels, arena_bytes=arena_bytes)
-    if board_spec.cross_compiled:
-        toolchain = cross_toolchain()
-        compiler = toolchain.tool("g++")
-        size_tool = toolchain.tool("size")
-    else:
-        require_tools(HOST_TOOLS, purpose="Building the host firmware")
-        compiler, size_tool = "g++", "size"
+    compiler, size_tool = _build_tools(board_spec)
     checkout = resolve_tflm_dir(tflm_dir)
 
     out = build_dir_for(export.run_dir, board_spec.name, kernels)
     out.mkdir(parents=True, exist_ok=True)
     (out / BUILD_INFO).unlink(missing_ok=True)  # present only for a complete build
 
+    library_build = _build_library(checkout, board_spec, kernels, jobs=jobs, out=out)
+    arena_info = _arena_info(
+        export, board_spec, kernels, arena=arena, arena_bytes=arena_bytes, checkout=checkout, out=out, jobs=jobs,
+        probe_timeout_seconds=probe_timeout_seconds,
+    )  # fmt: skip
+
+    defines = [
+        f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}",
+        f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_info['kTensorArenaSize'])}",
+    ]
+    app_started = time.monotonic()
+    _make_app(export, board_spec, kernels, library_build.library, out, defines, jobs)
+    app_seconds = time.monotonic() - app_started
+
+    image = sizes_module.image_sizes(out / "firmware.elf", size_tool=size_tool, map_file=out / "firmware.map")
+    if board_spec.cross_compiled:
+        sizes_module.check_image_fits(image, board_spec)
+
+    info = _build_info(
+        export, board_spec, kernels, out, image, arena_info, library_build, num_timed_invokes=num_timed_invokes,
+        checkout=checkout, app_seconds=app_seconds, compiler=compiler,
+    )  # fmt: skip
+    write_json_atomic(out / BUILD_INFO, info)
+    return BuildResult(board=board_spec.name, kernels=kernels, build_dir=out, info=info)
+
+
+def _build_tools(board_spec: Board) -> tuple[str, str]:
+    """The compiler and ``size`` tool of the board's toolchain; StageError naming what to install when one is missing."""
+    if board_spec.cross_compiled:
+        toolchain = cross_toolchain()
+        return toolchain.tool("g++"), toolchain.tool("size")
+    require_tools(HOST_TOOLS, purpose="Building the host firmware")
+    return "g++", "size"
+
+
+def _build_library(checkout: Path, board_spec: Board, kernels: str, *, jobs: int, out: Path) -> _LibraryBuild:
+    """The board's TFLM library, built now or found in the cache, timed for ``build.json``."""
     started = time.monotonic()
     library, built_now = ensure_library(
         checkout,
@@ -269,8 +335,22 @@ def build_firmware(
         jobs=jobs,
         log_path=out / "tflm_library.log",
     )
-    library_seconds = time.monotonic() - started
+    return _LibraryBuild(library=library, built_now=built_now, seconds=time.monotonic() - started)
 
+
+def _arena_info(
+    export: MicroExport,
+    board_spec: Board,
+    kernels: str,
+    *,
+    arena: str,
+    arena_bytes: int | None,
+    checkout: Path,
+    out: Path,
+    jobs: int,
+    probe_timeout_seconds: float,
+) -> dict[str, Any]:
+    """The arena compiled in (``kTensorArenaSize``) and where it comes from: ``--arena-bytes``, the export, or a probe run."""
     if arena_bytes is not None:
         arena_info = {"source": "override", "kTensorArenaSize": int(arena_bytes)}
     elif arena == "export":
@@ -286,29 +366,34 @@ def build_firmware(
             "margin_bytes": margin,
             **{key: value for key, value in measured.items() if key != "key"},
         }
+        # The measured arena can exceed the export's, which prepare() checked: check the fit again.
         sizes_module.check_export_fits(export, board_spec, arena_bytes=size)
     arena_info["export_kTensorArenaSize"] = export.tensor_arena_size
     arena_info["arena_bytes_host"] = export.arena_bytes_host
+    return arena_info
 
-    defines = [
-        f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}",
-        f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_info['kTensorArenaSize'])}",
-    ]
-    app_started = time.monotonic()
-    _make_app(export, board_spec, kernels, library, out, defines, jobs)
-    app_seconds = time.monotonic() - app_started
 
-    elf = out / "firmware.elf"
-    image = sizes_module.image_sizes(elf, size_tool=size_tool, map_file=out / "firmware.map")
-    if board_spec.cross_compiled:
-        sizes_module.check_image_fits(image, board_spec)
-
-    info = {
+def _build_info(
+    export: MicroExport,
+    board_spec: Board,
+    kernels: str,
+    out: Path,
+    image: sizes_module.ImageSizes,
+    arena_info: dict[str, Any],
+    library_build: _LibraryBuild,
+    *,
+    num_timed_invokes: int,
+    checkout: Path,
+    app_seconds: float,
+    compiler: str,
+) -> dict[str, Any]:
+    """``build.json``: what was built, with which tools and TFLM, its sizes and arena; ``firmware run`` and ``flash`` read it."""
+    return {
         "board": board_spec.name,
         "kernels": kernels,
         "cpu": board_spec.cpu,
         "tested_on_hardware": board_spec.tested if board_spec.kind == "board" else None,
-        "elf": str(elf),
+        "elf": str(out / "firmware.elf"),
         "bin": str(out / "firmware.bin") if board_spec.cross_compiled else None,
         "map": str(out / "firmware.map"),
         "sizes": image.as_dict(),
@@ -319,16 +404,14 @@ def build_firmware(
         "arena_bytes_host": export.arena_bytes_host,
         "num_timed_invokes": num_timed_invokes,
         "tflm_dir": str(checkout),
-        "tflm_commit": library.commit,
-        "tflm_library": str(library.archive),
-        "tflm_library_built_now": built_now,
-        "tflm_library_seconds": round(library_seconds, 2),
+        "tflm_commit": library_build.library.commit,
+        "tflm_library": str(library_build.library.archive),
+        "tflm_library_built_now": library_build.built_now,
+        "tflm_library_seconds": round(library_build.seconds, 2),
         "app_build_seconds": round(app_seconds, 2),
         "compiler": _tool_version(compiler),
         "micro_export": export.metadata,
     }
-    write_json_atomic(out / BUILD_INFO, info)
-    return BuildResult(board=board_spec.name, kernels=kernels, build_dir=out, info=info)
 
 
 def prepare_library(*, board: str, kernels: str = "reference", tflm_dir: str | os.PathLike | None = None, jobs: int = 2):

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from edgedistill.errors import InputError, StageError
 from edgedistill.firmware import sizes as sizes_module
 from edgedistill.firmware.boards import Board, get_board
-from edgedistill.firmware.build import load_build
+from edgedistill.firmware.build import BuildResult, load_build
 from edgedistill.firmware.toolchain import cross_toolchain
 
 METHODS: tuple[str, ...] = ("pyocd", "drive")
@@ -215,18 +215,7 @@ def flash_firmware(
         flash_firmware("runs/20250101-120000", board="nucleo-f446re", method="pyocd", dry_run=True)
     """
     board_spec = get_board(board)
-    if board_spec.kind != "board":
-        raise InputError(
-            f"Board {board!r} is not real hardware; there is nothing to flash. "
-            f"Run it instead: edgedistill firmware run {run_dir} --board {board}. "
-            "Boards that flash: " + ", ".join(name for name, spec in _boards().items() if spec.kind == "board")
-        )
-    if method is not None and method not in METHODS:
-        raise InputError(f"Unknown --method {method!r}. Expected one of: {', '.join(METHODS)}.")
-    if method is not None and method not in board_spec.flash_methods:
-        raise InputError(
-            f"Board {board!r} cannot be flashed with {method}. Expected one of: {', '.join(board_spec.flash_methods)}."
-        )
+    _check_flash_request(run_dir, board, board_spec, method)
     built = load_build(run_dir, board=board, kernels=kernels)
     if not built.elf.is_file():
         raise InputError(f"{built.elf} is missing. Rebuild: edgedistill firmware build {run_dir} --board {board}")
@@ -239,32 +228,9 @@ def flash_firmware(
     pyocd = find_pyocd()
     chosen = method or ("pyocd" if pyocd and "pyocd" in board_spec.flash_methods else "drive")
     if chosen == "pyocd":
-        if pyocd is None:
-            raise StageError(
-                "pyOCD is not installed: pip install 'edgedistill[flash]' (or pip install pyocd), "
-                "or copy to the board's drive with --method drive."
-            )
-        check_pyocd_target(board_spec, pyocd)
-        selected = check_probe(list_probes(pyocd), board_spec, probe)
-        plan = FlashPlan(
-            method="pyocd",
-            command=pyocd_command(board_spec, built.elf, probe=str(selected.get("unique_id")) or probe, pyocd=pyocd),
-            source=None,
-            destination=None,
-        )
+        plan = _pyocd_plan(board_spec, built, probe=probe, pyocd=pyocd)
     else:
-        target = find_drive(board_spec, drive=drive, roots=roots)
-        kind = drive_kind(target)
-        if kind == "uf2":
-            if board_spec.uf2_family_id is None:
-                raise InputError(f"{target} is a UF2 drive, but {board} has no UF2 family id. Pass the board's own drive.")
-            source = built.build_dir / "firmware.uf2"
-            source.write_bytes(
-                bin_to_uf2(built.bin.read_bytes(), base_address=board_spec.flash_base_address, family_id=board_spec.uf2_family_id)
-            )
-        else:
-            source = built.bin
-        plan = FlashPlan(method="drive", command=None, source=source, destination=target / source.name)
+        plan = _drive_plan(board_spec, built, drive=drive, roots=roots)
 
     result: dict[str, Any] = {
         "board": board,
@@ -278,19 +244,76 @@ def flash_firmware(
     }
     if dry_run:
         return result
+    output = _carry_out(plan)
+    if output is not None:
+        result["output"] = output
+    return result
+
+
+def _check_flash_request(run_dir: str | Path, board: str, board_spec: Board, method: str | None) -> None:
+    """InputError for a board that is no real hardware, or a method it cannot be flashed with."""
+    if board_spec.kind != "board":
+        raise InputError(
+            f"Board {board!r} is not real hardware; there is nothing to flash. "
+            f"Run it instead: edgedistill firmware run {run_dir} --board {board}. "
+            "Boards that flash: " + ", ".join(name for name, spec in _boards().items() if spec.kind == "board")
+        )
+    if method is not None and method not in METHODS:
+        raise InputError(f"Unknown --method {method!r}. Expected one of: {', '.join(METHODS)}.")
+    if method is not None and method not in board_spec.flash_methods:
+        raise InputError(
+            f"Board {board!r} cannot be flashed with {method}. Expected one of: {', '.join(board_spec.flash_methods)}."
+        )
+
+
+def _pyocd_plan(board_spec: Board, built: BuildResult, *, probe: str | None, pyocd: str | None) -> FlashPlan:
+    """The ``pyocd flash`` command for the one connected probe (or ``probe``), after checking pyOCD knows the target."""
+    if pyocd is None:
+        raise StageError(
+            "pyOCD is not installed: pip install 'edgedistill[flash]' (or pip install pyocd), "
+            "or copy to the board's drive with --method drive."
+        )
+    check_pyocd_target(board_spec, pyocd)
+    selected = check_probe(list_probes(pyocd), board_spec, probe)
+    return FlashPlan(
+        method="pyocd",
+        command=pyocd_command(board_spec, built.elf, probe=str(selected.get("unique_id") or "") or probe, pyocd=pyocd),
+        source=None,
+        destination=None,
+    )
+
+
+def _drive_plan(board_spec: Board, built: BuildResult, *, drive: str | os.PathLike | None, roots: Iterable[str]) -> FlashPlan:
+    """The copy to the board's mounted drive: the .bin for DAPLink, a .uf2 (written next to the build) for UF2."""
+    target = find_drive(board_spec, drive=drive, roots=roots)
+    if drive_kind(target) == "uf2":
+        if board_spec.uf2_family_id is None:
+            raise InputError(
+                f"{target} is a UF2 drive, but {board_spec.name} has no UF2 family id. Pass the board's own drive."
+            )
+        source = built.build_dir / "firmware.uf2"
+        source.write_bytes(
+            bin_to_uf2(built.bin.read_bytes(), base_address=board_spec.flash_base_address, family_id=board_spec.uf2_family_id)
+        )
+    else:
+        source = built.bin
+    return FlashPlan(method="drive", command=None, source=source, destination=target / source.name)
+
+
+def _carry_out(plan: FlashPlan) -> str | None:
+    """Write the firmware as ``plan`` says; pyOCD's output (its last 1000 characters), None for a drive copy."""
     if plan.command is not None:
         completed = subprocess.run(plan.command, capture_output=True, text=True)
         if completed.returncode != 0:
             raise StageError(f"pyOCD failed (exit {completed.returncode}): {completed.stderr.strip()[-300:]}")
-        result["output"] = completed.stdout.strip()[-1000:]
-    else:
-        assert plan.source is not None and plan.destination is not None
-        # A plain copy + fsync: the drive's firmware starts programming when the file is closed.
-        with open(plan.source, "rb") as source_handle, open(plan.destination, "wb") as handle:
-            shutil.copyfileobj(source_handle, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return result
+        return completed.stdout.strip()[-1000:]
+    assert plan.source is not None and plan.destination is not None
+    # A plain copy + fsync: the drive's firmware starts programming when the file is closed.
+    with open(plan.source, "rb") as source_handle, open(plan.destination, "wb") as handle:
+        shutil.copyfileobj(source_handle, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return None
 
 
 def _boards():

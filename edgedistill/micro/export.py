@@ -381,6 +381,39 @@ def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) ->
     return planned.model_bytes, planned.to_dict()
 
 
+def _checked_test_samples(
+    info: Any, test_inputs: np.ndarray | None, test_labels: np.ndarray | None, *, front_end: Any, margin_fraction: float,
+    source: str,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The test samples to embed, checked against the model before anything is written: the data's samples, or
+    with an audio front end its features of the test audio (labels cut to as many)."""
+    _check_test_inputs(info, test_inputs if front_end is None else None, source)
+    if front_end is not None:  # its feature shape and features are checked before anything is written, too
+        front_end.check_model(info, source=source)
+        test_inputs = front_end.prepare(margin_fraction=margin_fraction, test_inputs=test_inputs)
+        test_labels = test_labels[: len(test_inputs)] if test_labels is not None else None
+    return test_inputs, test_labels
+
+
+def _arena_of(
+    tflite_bytes: bytes, arena: dict[str, int] | None, *, used_plan: bool, margin_fraction: float, source: str
+) -> dict[str, int]:
+    """The arena figures with ``tensor_arena_size`` and ``margin`` added; a given ``arena`` is reused only when the
+    model was not re-planned (an offline plan changes the arena, so it is measured again)."""
+    arena = dict(arena if arena and not used_plan else measure_arena(tflite_bytes, source=source))
+    arena["tensor_arena_size"], arena["margin"] = arena_with_margin(arena["arena_bytes"], margin_fraction=margin_fraction)
+    return arena
+
+
+def _write_sources(output_dir: Path, sources: dict[str, str], *, front_end: Any, model: TFLMModel, header: str) -> None:
+    """The C/C++ sources (and an audio front end's own sources and .tflite) into ``output_dir``."""
+    if front_end is not None:
+        sources.update(front_end.sources(model.input, header=header))
+        write_bytes_atomic(output_dir / "front_end.tflite", front_end.tflite_bytes)
+    for name, text in sources.items():
+        write_text_atomic(output_dir / name, text)
+
+
 def export_micro(
     tflite_bytes: bytes,
     output_dir: str | Path,
@@ -413,15 +446,13 @@ def export_micro(
 
     info = read_model_info(tflite_bytes, source=model_name)
     methods = check_micro_compatible(info, source=model_name)  # before anything is written
-    _check_test_inputs(info, test_inputs if front_end is None else None, model_name)
     real_samples = test_inputs is not None
-    if front_end is not None:  # its feature shape and features are checked before anything is written, too
-        front_end.check_model(info, source=model_name)
-        test_inputs = front_end.prepare(margin_fraction=margin_fraction, test_inputs=test_inputs)
-        test_labels = test_labels[: len(test_inputs)] if test_labels is not None else None
+    test_inputs, test_labels = _checked_test_samples(
+        info, test_inputs, test_labels, front_end=front_end, margin_fraction=margin_fraction, source=model_name
+    )
     tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=model_name)
-    arena = dict(arena if arena and not plan_report.get("used_plan") else measure_arena(tflite_bytes, source=model_name))
-    arena["tensor_arena_size"], arena["margin"] = arena_with_margin(arena["arena_bytes"], margin_fraction=margin_fraction)
+    arena = _arena_of(tflite_bytes, arena, used_plan=bool(plan_report.get("used_plan")), margin_fraction=margin_fraction,
+                      source=model_name)  # fmt: skip
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
@@ -429,11 +460,7 @@ def export_micro(
     note = _input_note(input_convention) if front_end is None else ""
     sources = _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples,
                        input_note=note)
-    if front_end is not None:
-        sources.update(front_end.sources(model.input, header=header))
-        write_bytes_atomic(output_dir / "front_end.tflite", front_end.tflite_bytes)
-    for name, text in sources.items():
-        write_text_atomic(output_dir / name, text)
+    _write_sources(output_dir, sources, front_end=front_end, model=model, header=header)
     manifest = _manifest(
         tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
         model_name=model_name, num_samples=int(len(vectors[0])),

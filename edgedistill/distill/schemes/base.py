@@ -205,7 +205,31 @@ def compile_learner(model, training: TrainingArguments):
     return model
 
 
+def build_like_student(student, preset: str, data, *, width: float, name: str):
+    """A ``preset`` model (an assistant, a peer) that takes the same inputs as ``student``.
+
+    The data keep their raw values and the student carries its preprocessing as its first layer
+    (``x / 255`` for pixels): the model gets the same layer, so it sees what the student sees.
+    """
+    import numpy as np
+
+    from edgedistill.models import build_model
+    from edgedistill.preprocessing import Preprocessing, find_preprocessing_layer, with_preprocessing
+
+    model = build_model(preset, data.input_shape, data.num_classes, width=width, name=name)
+    layer = find_preprocessing_layer(student)
+    if layer is None:
+        return model
+    config = getattr(layer, "layer", layer).get_config()  # a QAT student wraps its Rescaling layer
+
+    def values(value) -> tuple[float, ...]:
+        return tuple(float(v) for v in np.ravel(value))
+
+    return with_preprocessing(model, Preprocessing("student", values(config["scale"]), values(config["offset"]), how="student"))
+
+
 __all__ = [
+    "build_like_student",
     "SCHEMES",
     "Scheme",
     "register_scheme",

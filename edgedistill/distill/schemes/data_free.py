@@ -112,26 +112,57 @@ def synthesize_inputs(
     strategy = tf.distribute.get_strategy()
     step = _inversion_step(probe, statistics, {"bn": bn_weight, "tv": tv_weight, "l2": l2_weight}, strategy, value_range)
     logger.info("data_free: synthesising %d inputs from the teacher (%d steps per batch)", num_samples, int(steps))
-    batches, final_ce, final_bn = [], [], []
-    for start in range(0, num_samples, batch_size):
-        count = min(batch_size, num_samples - start)
-        targets = tf.constant((np.arange(start, start + count) % num_classes).astype(np.int64))
-        variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
-        ce, bn = _optimise(step, variable, targets, learning_rate=learning_rate, steps=int(steps), strategy=strategy)
-        batches.append((value_range[0] + (value_range[1] - value_range[0]) * tf.sigmoid(tf.convert_to_tensor(variable))).numpy())
-        final_ce.append(ce)
-        final_bn.append(bn)
-    x = np.concatenate(batches).astype(np.float32)
+    synthesis = _synthesize_batches(
+        step, rng, num_samples=num_samples, batch_size=batch_size, input_shape=input_shape, num_classes=num_classes,
+        value_range=value_range, learning_rate=learning_rate, steps=int(steps), strategy=strategy,
+    )  # fmt: skip
+    x = synthesis.x
     agrees = predict_logits(teacher, x).argmax(axis=-1) == np.arange(num_samples) % num_classes
     info = {
         "num_samples": int(num_samples),
         "steps": int(steps),
         "num_batch_norm_layers": len(statistics),
-        "final_cross_entropy": float(np.mean(final_ce)),
-        "final_bn_loss": float(np.mean(final_bn)),
+        "final_cross_entropy": synthesis.final_cross_entropy,
+        "final_bn_loss": synthesis.final_bn_loss,
         "teacher_agrees_with_target_percent": float(agrees.mean() * 100.0),
     }
     return x, info
+
+
+@dataclasses.dataclass(frozen=True)
+class _Synthesis:
+    """The synthetic inputs, and the mean over their batches of the last step's cross entropy and batch-norm loss."""
+
+    x: np.ndarray
+    final_cross_entropy: float
+    final_bn_loss: float
+
+
+def _synthesize_batches(
+    step,
+    rng: np.random.Generator,
+    *,
+    num_samples: int,
+    batch_size: int,
+    input_shape: Sequence[int],
+    num_classes: int,
+    value_range: tuple[float, float],
+    learning_rate: float,
+    steps: int,
+    strategy,
+) -> _Synthesis:
+    """Optimise ``num_samples`` inputs, ``batch_size`` at a time; sample ``i`` targets class ``i % num_classes``."""
+    batches, final_ce, final_bn = [], [], []
+    for start in range(0, num_samples, batch_size):
+        count = min(batch_size, num_samples - start)
+        targets = tf.constant((np.arange(start, start + count) % num_classes).astype(np.int64))
+        variable = tf.Variable(rng.normal(0.0, 1.0, size=(count, *input_shape)).astype(np.float32))
+        ce, bn = _optimise(step, variable, targets, learning_rate=learning_rate, steps=steps, strategy=strategy)
+        batches.append((value_range[0] + (value_range[1] - value_range[0]) * tf.sigmoid(tf.convert_to_tensor(variable))).numpy())
+        final_ce.append(ce)
+        final_bn.append(bn)
+    x = np.concatenate(batches).astype(np.float32)
+    return _Synthesis(x=x, final_cross_entropy=float(np.mean(final_ce)), final_bn_loss=float(np.mean(final_bn)))
 
 
 def _synthetic_dataset(teacher, data, x: np.ndarray, seed: int):

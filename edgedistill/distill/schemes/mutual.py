@@ -10,7 +10,7 @@ from edgedistill._keras import keras, tf
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.distiller import default_student_loss
 from edgedistill.distill.losses import LogitsDistillation, keras_loss
-from edgedistill.distill.schemes.base import compile_learner, option, register_scheme
+from edgedistill.distill.schemes.base import build_like_student, compile_learner, option, register_scheme
 from edgedistill.distill.schemes.multi_teacher import check_same_classes
 from edgedistill.errors import InputError
 
@@ -132,9 +132,7 @@ def run_mutual(teacher, student, data, options: MutualOptions, training: Trainin
     """Deep mutual learning with one peer, at the temperature of the training's logits loss; no teacher is used."""
     peers = None
     if options.peer_width is not None:
-        from edgedistill.models import build_model
-
-        peers = [build_model(options.peer_preset, data.input_shape, data.num_classes, width=options.peer_width, name="peer1")]
+        peers = [build_like_student(student, options.peer_preset, data, width=options.peer_width, name="peer1")]
     return mutual_distill(student, data, peers=peers, temperature=training.logits_temperature(), training=training)
 
 

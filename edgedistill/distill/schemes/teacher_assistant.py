@@ -7,7 +7,7 @@ import logging
 from typing import Sequence
 
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
-from edgedistill.distill.schemes.base import option, register_scheme
+from edgedistill.distill.schemes.base import build_like_student, option, register_scheme
 from edgedistill.distill.schemes.multi_teacher import check_same_classes
 from edgedistill.errors import InputError
 
@@ -73,10 +73,8 @@ class TeacherAssistantOptions:
 @register_scheme("teacher_assistant", TeacherAssistantOptions)
 def run_teacher_assistant(teacher, student, data, options: TeacherAssistantOptions, training: TrainingArguments) -> SchemeResult:
     """Teacher -> assistants built from ``assistant_preset`` at ``assistant_widths`` -> student."""
-    from edgedistill.models import build_model
-
     assistants = [
-        build_model(options.assistant_preset, data.input_shape, data.num_classes, width=width, name=f"assistant{index + 1}")
+        build_like_student(student, options.assistant_preset, data, width=width, name=f"assistant{index + 1}")
         for index, width in enumerate(options.assistant_widths)
     ]
     return teacher_assistant_distill(teacher, student, data, assistants=assistants, training=training)

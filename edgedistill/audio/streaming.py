@@ -1,0 +1,528 @@
+"""Streaming keyword spotting: a run's front end and int8 model slid over a long recording.
+
+In order:
+
+1. The recording (16-bit PCM mono WAV at the front end's rate, :mod:`edgedistill.audio.wav`'s
+   checks) is cut into windows of the model's clip length, one every ``hop_ms`` (a multiple of the
+   front end's stride, so every window starts on a feature frame). Samples after the last full hop
+   are not looked at.
+2. Each window's features come from the run's own ``front_end.tflite`` on the TFLM interpreter
+   (see *Front end state* below); the device table ``(q + 128) / 256`` -> int8 input is the one of
+   :func:`~edgedistill.audio.frontend.feature_to_input_table`.
+3. The int8 model runs on the TFLM interpreter (:class:`edgedistill.tflm.TFLMModel`, the one runner);
+   its logits become softmax posteriors. LiteRT was measured and not used: its builtin kernels were
+   ~19x faster on this host but gave another int8 output (one step) on ~5 % of the windows, so its
+   detections would not be the device's.
+4. Posterior smoothing as TensorFlow's ``RecognizeCommands`` ("Hello Edge", micro_speech): the
+   posteriors of the last ``average_ms`` are averaged; a detection is reported when the averaged
+   top score is above ``threshold``, at least ``minimum_count`` posteriors were averaged, and
+   ``suppression_ms`` have passed since the previous detection. Unlike RecognizeCommands, the
+   suppression holds for every label (RecognizeCommands lets another label fire at once): without a
+   silence class the top label flickers between digits in a word's tail, and each flicker would
+   be a detection.
+5. Against ground-truth events ``(time_s, label)`` (``time_s``: when the word starts): a detection
+   ``d`` may match an event ``e`` when ``e <= d <= e + tolerance`` (default: the window plus the
+   averaging window, all the audio a decision rests on); same label: a hit, else a wrong label;
+   detections that match no event are false accepts (counted per hour of recording); events
+   without a detection are misses. A threshold sweep gives the DET table (false-reject rate vs
+   false accepts per hour) that wake-word users pick an operating point from.
+
+Front end state. The front end has state: spectral subtraction's noise estimate and the PCAN gain
+that follows it start at zero after a reset and adapt over ~1-2 s. Training features come from a
+front end reset before each clip, so a training clip is seen in that warm-up. A streaming device
+could run the front end continuously (one invoke per stride, a ring of feature frames, as TFLM's
+micro_speech does), but then its features are in the adapted state the model never saw: measured on
+FSDD in noise (benchmarks/streaming_kws.py, ``front_end_state``), continuous features differ from
+per-window-reset features in most values (mean |difference| ~90 int8 steps, largest in a window's
+first frames) and detection suffers. So the default (``reset``) resets the front end before every
+window and computes its frames from scratch, exactly as a training clip and as the exported
+firmware's per-clip routine (``frontend_settings.h``): host, device and training see bit-identical
+features, at the cost of recomputing every frame of the window each hop (``clip/hop`` times the
+front-end work of a continuous front end) and of a window of raw audio in RAM instead of a ring of
+features. ``continuous`` is kept, for measuring and for models trained on continuous features.
+
+No silence or unknown class. A model trained on FSDD's ten digits has no "nothing said" output:
+its softmax always sums to one over the digits, so background noise and non-digit words still
+give some digit a high posterior. The only rejection is the threshold on the smoothed top
+posterior; false accepts per hour (on distractor words and noise) show what that costs. A model
+trained with silence and unknown classes would need those labels excluded from detections
+(``ignore_labels``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, features_to_float, frame_clips, read_frontend
+from edgedistill.audio.wav import read_wav
+from edgedistill.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FRONT_END_STATES = ("reset", "continuous")
+# Windows featurized and classified per TFLM call: bounds memory on long recordings (256 one-second
+# 8 kHz windows are 4 MB of audio) and paces the progress lines.
+CHUNK_WINDOWS = 256
+DEFAULT_THRESHOLDS = tuple(round(0.30 + 0.05 * step, 2) for step in range(14)) + (0.97, 0.99)
+
+
+# ---------------------------------------------------------------------------------------
+# Settings and results
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSettings:
+    """How the model slides over the recording: a window every ``hop_ms``, its front end reset or continuous."""
+
+    hop_ms: int = 100
+    front_end_state: str = "reset"
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.hop_ms, int) and self.hop_ms >= 1,
+                 f"`hop_ms` must be a whole number of milliseconds >= 1. Received: hop_ms={self.hop_ms!r}.")  # fmt: skip
+        _require(self.front_end_state in FRONT_END_STATES,
+                 f"`front_end_state` must be one of: {', '.join(FRONT_END_STATES)}. "
+                 f"Received: front_end_state={self.front_end_state!r}.")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoothing:
+    """Posterior smoothing and detection (TF's RecognizeCommands; see the module docstring)."""
+
+    average_ms: float = 500.0
+    threshold: float = 0.8
+    suppression_ms: float = 1000.0
+    minimum_count: int = 3
+
+    def __post_init__(self) -> None:
+        def finite(value: Any) -> bool:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+
+        _require(finite(self.threshold) and 0 < self.threshold <= 1,
+                 f"`threshold` must be a posterior in (0, 1]. Received: threshold={self.threshold!r}. E.g. 0.8.")  # fmt: skip
+        _require(finite(self.average_ms) and self.average_ms >= 0,
+                 f"`average_ms` must be a finite number >= 0. Received: average_ms={self.average_ms!r}.")  # fmt: skip
+        _require(finite(self.suppression_ms) and self.suppression_ms >= 0,
+                 f"`suppression_ms` must be a finite number >= 0. Received: suppression_ms={self.suppression_ms!r}.")  # fmt: skip
+        _require(isinstance(self.minimum_count, int) and self.minimum_count >= 1,
+                 f"`minimum_count` must be a whole number >= 1. Received: minimum_count={self.minimum_count!r}.")  # fmt: skip
+
+    def averaged_count(self, hop_ms: float) -> int:
+        """How many posteriors (one per hop) the average spans; checked against ``minimum_count``."""
+        count = max(1, int(round(self.average_ms / hop_ms)))
+        _require(count >= self.minimum_count,
+                 f"An average over {self.average_ms:g} ms holds {count} posterior(s) at a {hop_ms:g} ms hop, fewer than "
+                 f"minimum_count={self.minimum_count}: nothing could ever be detected. Raise --average-ms to at least "
+                 f"{self.minimum_count * hop_ms:g} or lower --minimum-count.")  # fmt: skip
+        return count
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    time_s: float  # when it fired: the end of the audio the decision rests on
+    label: str
+    score: float  # the smoothed posterior of ``label``
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    time_s: float  # when the word starts
+    label: str
+
+
+@dataclasses.dataclass
+class Posteriors:
+    """One row of class posteriors per window; ``times_s``: the end of each window's audio."""
+
+    times_s: np.ndarray
+    scores: np.ndarray
+    class_names: tuple[str, ...]
+    hop_ms: int
+    duration_s: float
+
+
+# ---------------------------------------------------------------------------------------
+# The front end and the model
+
+
+def check_feature_shape(frontend: FrontEnd, model_input_shape: Sequence[int], *, frontend_source: str, model_source: str) -> None:
+    """``InputError`` unless the model takes the front end's ``(frames, channels)`` features (with or without a channel axis)."""
+    shape = tuple(int(d) for d in model_input_shape[1:])
+    if len(shape) == 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if shape != frontend.feature_shape:
+        frames, channels = frontend.feature_shape
+        raise InputError(
+            f"The audio front end {frontend_source} gives {frames} frames x {channels} channels a window, but {model_source} "
+            f"takes input {list(model_input_shape)}; expected [1, {frames}, {channels}, 1]. Use the front end and the model "
+            "of one run (its micro/ folder)."
+        )
+
+
+def class_names_for(names: Sequence[str] | None, num_classes: int, *, model_source: str = "the model") -> tuple[str, ...]:
+    """The given names (one per output), else the class indices as text (``"0"``, ``"1"``, ...)."""
+    if names is None:
+        return tuple(str(index) for index in range(num_classes))
+    _require(len(names) == num_classes,
+             f"{len(names)} class names were given ({', '.join(names)}), but {model_source} has {num_classes} outputs. "
+             "Give one name per output, in the order the model was trained with.")  # fmt: skip
+    return tuple(names)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class StreamModel:
+    """A run's front end and int8 model, checked to fit each other, both on the TFLM interpreter.
+
+    ``arena_bytes``: an arena the model is known to run in (a micro export's ``kTensorArenaSize``,
+    or :func:`edgedistill.tflm.smallest_arena`); a too small one can crash TFLM.
+    """
+
+    def __init__(self, frontend_bytes: bytes, model_bytes: bytes, *, arena_bytes: int, class_names: Sequence[str] | None = None,
+                 frontend_source: str = "front_end.tflite", model_source: str = "the model") -> None:  # fmt: skip
+        from edgedistill.tflite_model import read_model_info
+        from edgedistill.tflm import TFLMModel
+
+        self.frontend = read_frontend(frontend_bytes, source=frontend_source)
+        info = read_model_info(model_bytes, source=model_source)
+        _require(len(info.inputs) == 1 and len(info.outputs) >= 1,
+                 f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).")  # fmt: skip
+        check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source)
+        self.class_names = class_names_for(class_names, int(np.prod(info.outputs[0].shape[1:])), model_source=model_source)
+        # The presets output logits; a model that ends in SOFTMAX already gives posteriors.
+        self.outputs_posteriors = "SOFTMAX" in info.ops
+        self.runner = FrontEndRunner(self.frontend, tflite_bytes=frontend_bytes)
+        self.model = TFLMModel(model_bytes, arena_size=arena_bytes, source=model_source)
+
+    def posteriors(self, features: np.ndarray) -> np.ndarray:
+        """int8 front-end features ``(N, frames, channels)`` -> class posteriors ``(N, classes)`` (float64)."""
+        from edgedistill.tflite_model import dequantize_output
+
+        outputs = dequantize_output(self.model.raw_outputs(features_to_float(features)), self.model.output)
+        outputs = np.asarray(outputs, dtype=np.float64).reshape(len(features), -1)
+        return outputs if self.outputs_posteriors else _softmax(outputs)
+
+
+# ---------------------------------------------------------------------------------------
+# The recording, its windows and their features
+
+
+def _check_length(num_samples: int, frontend: FrontEnd, source: str) -> None:
+    _require(num_samples >= frontend.clip_samples,
+             f"{source} is {num_samples / frontend.sample_rate:.3f} s long, shorter than the model's window "
+             f"({frontend.clip_ms / 1000:.3f} s): there is no window to classify. Give a recording of at least "
+             f"{frontend.clip_ms} ms.")  # fmt: skip
+
+
+def read_recording(path: str | Path, frontend: FrontEnd) -> np.ndarray:
+    """The int16 samples of a 16-bit PCM mono WAV at the front end's rate, at least one window long."""
+    path = Path(path)
+    _require(path.is_file(), f"Recording not found: {path}. Expected a 16-bit PCM mono WAV file.")
+    samples, rate = read_wav(path)  # not a WAV, empty, stereo, not 16-bit: one InputError each
+    _require(rate == frontend.sample_rate,
+             f"{path} is sampled at {rate} Hz; the run's front end runs at {frontend.sample_rate} Hz. Resample it, e.g. "
+             f"`sox {path.name} -r {frontend.sample_rate} resampled.wav`.")  # fmt: skip
+    _check_length(len(samples), frontend, str(path))
+    return samples
+
+
+def window_starts(num_samples: int, frontend: FrontEnd, hop_ms: int) -> np.ndarray:
+    """The first feature frame of every window, one every ``hop_ms``, that fits inside the recording."""
+    _require(hop_ms % frontend.stride_ms == 0,
+             f"The hop ({hop_ms} ms) must be a multiple of the front end's stride ({frontend.stride_ms} ms), so that "
+             f"windows start on feature frames. E.g. --hop-ms {max(1, round(hop_ms / frontend.stride_ms)) * frontend.stride_ms}.")  # fmt: skip
+    _check_length(num_samples, frontend, "The recording")
+    last_start = (num_samples - frontend.clip_samples) // frontend.stride_samples
+    return np.arange(0, last_start + 1, hop_ms // frontend.stride_ms)
+
+
+def window_end_times(starts: np.ndarray, frontend: FrontEnd) -> np.ndarray:
+    """When each window's last frame ends (s): the moment a device could decide on it."""
+    end_samples = (starts + frontend.num_frames - 1) * frontend.stride_samples + frontend.window_samples
+    return end_samples / frontend.sample_rate
+
+
+def continuous_features(runner: FrontEndRunner, recording: np.ndarray) -> np.ndarray:
+    """int8 features ``(frames, channels)`` of the whole recording from a front end reset once, at its start."""
+    frontend = runner.frontend
+    frames = np.lib.stride_tricks.sliding_window_view(recording, frontend.window_samples)[:: frontend.stride_samples]
+    return runner.model.raw_sequence_outputs(frames[None, :, None, :])[0]
+
+
+def reset_window_features(runner: FrontEndRunner, recording: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """int8 features ``(windows, frames, channels)``, each window from a reset front end: a training clip's features."""
+    frontend = runner.frontend
+    first_samples = starts * frontend.stride_samples
+    clips = recording[first_samples[:, None] + np.arange(frontend.clip_samples)[None, :]]
+    return runner.model.raw_sequence_outputs(frame_clips(clips, frontend))
+
+
+def stream_posteriors(model: StreamModel, recording: np.ndarray, settings: StreamSettings) -> Posteriors:
+    """The model's posteriors on a window every ``settings.hop_ms`` of the int16 ``recording``."""
+    frontend = model.frontend
+    starts = window_starts(len(recording), frontend, settings.hop_ms)
+    duration_s = len(recording) / frontend.sample_rate
+    logger.info("listening to %.1f s of audio: %d windows of %d ms every %d ms, front end %s ...",
+                duration_s, len(starts), frontend.clip_ms, settings.hop_ms, settings.front_end_state)  # fmt: skip
+    started = time.perf_counter()
+    continuous = continuous_features(model.runner, recording) if settings.front_end_state == "continuous" else None
+    rows = []
+    for first in range(0, len(starts), CHUNK_WINDOWS):
+        chunk = starts[first : first + CHUNK_WINDOWS]
+        if continuous is None:
+            features = reset_window_features(model.runner, recording, chunk)
+        else:
+            features = continuous[chunk[:, None] + np.arange(frontend.num_frames)[None, :]]
+        rows.append(model.posteriors(features))
+        logger.debug("   %d of %d windows", first + len(chunk), len(starts))
+    seconds = time.perf_counter() - started
+    logger.info("   %d windows in %.1f s (%.3f s per second of audio)", len(starts), seconds, seconds / duration_s)
+    return Posteriors(times_s=window_end_times(starts, frontend), scores=np.concatenate(rows), class_names=model.class_names,
+                      hop_ms=settings.hop_ms, duration_s=duration_s)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# Smoothing and detection
+
+
+def moving_average(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of each row and the ``count - 1`` before it (fewer at the start), and how many were averaged."""
+    scores = np.asarray(scores, dtype=np.float64)
+    cumulative = np.concatenate([np.zeros((1, scores.shape[1])), np.cumsum(scores, axis=0)])
+    index = np.arange(len(scores))
+    lower = np.maximum(0, index + 1 - count)
+    averaged_count = index + 1 - lower
+    return (cumulative[index + 1] - cumulative[lower]) / averaged_count[:, None], averaged_count
+
+
+def _detections(averaged: np.ndarray, counts: np.ndarray, posteriors: Posteriors, threshold: float, smoothing: Smoothing,
+                ignored: Iterable[str]) -> list[Detection]:  # fmt: skip
+    top = averaged.argmax(axis=1)
+    score = averaged[np.arange(len(averaged)), top]
+    ignored_index = [posteriors.class_names.index(name) for name in ignored]
+    candidates = np.flatnonzero((counts >= smoothing.minimum_count) & (score > threshold) & ~np.isin(top, ignored_index))
+    detections: list[Detection] = []
+    last_s = -math.inf
+    for index in candidates:
+        # In ms rounded to a microsecond: hop multiples must not fall on either side of the suppression by float error.
+        if round((posteriors.times_s[index] - last_s) * 1000.0, 3) > smoothing.suppression_ms:
+            detections.append(Detection(round(float(posteriors.times_s[index]), 6), posteriors.class_names[top[index]],
+                                        round(float(score[index]), 6)))  # fmt: skip
+            last_s = posteriors.times_s[index]
+    return detections
+
+
+def _check_ignored(posteriors: Posteriors, ignore_labels: Iterable[str]) -> tuple[str, ...]:
+    ignored = tuple(ignore_labels)
+    unknown = [name for name in ignored if name not in posteriors.class_names]
+    _require(not unknown,
+             f"Labels to ignore {', '.join(unknown)} are not classes of the model ({', '.join(posteriors.class_names)}). "
+             "Name classes of the model, e.g. _silence_ or _unknown_.")  # fmt: skip
+    return ignored
+
+
+def detect(posteriors: Posteriors, smoothing: Smoothing, *, ignore_labels: Iterable[str] = ()) -> list[Detection]:
+    """Detections (time, label, smoothed score) of TF's RecognizeCommands rule (module docstring).
+
+    ``ignore_labels``: classes that are never reported (a model's silence or unknown class).
+    """
+    averaged, counts = moving_average(posteriors.scores, smoothing.averaged_count(posteriors.hop_ms))
+    return _detections(averaged, counts, posteriors, smoothing.threshold, smoothing, _check_ignored(posteriors, ignore_labels))
+
+
+# ---------------------------------------------------------------------------------------
+# Ground truth: matching detections to events
+
+
+HIT, WRONG_LABEL, FALSE_ACCEPT, MISS = "hit", "wrong_label", "false_accept", "miss"
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What each detection and each event became; rates per event, false accepts per hour of recording."""
+
+    detection_outcomes: list[str]  # per detection: hit, wrong_label or false_accept
+    event_outcomes: list[str]  # per event: hit, wrong_label or miss
+    duration_s: float
+    latencies_s: list[float]  # detection time minus event time, of the hits
+
+    def count(self, outcome: str) -> int:
+        outcomes = self.detection_outcomes if outcome == FALSE_ACCEPT else self.event_outcomes
+        return outcomes.count(outcome)
+
+    def _rate(self, numerator: int) -> float | None:
+        return numerator / len(self.event_outcomes) if self.event_outcomes else None
+
+    def summary(self) -> dict[str, Any]:
+        hits, wrong, misses, false_accepts = (self.count(o) for o in (HIT, WRONG_LABEL, MISS, FALSE_ACCEPT))
+        hours = self.duration_s / 3600.0
+        return {
+            "num_events": len(self.event_outcomes), "num_detections": len(self.detection_outcomes), "hits": hits,
+            "wrong_labels": wrong, "misses": misses, "false_accepts": false_accepts, "hit_rate": self._rate(hits),
+            "wrong_label_rate": self._rate(wrong), "miss_rate": self._rate(misses),
+            # a wrong label fails its event too: the false-reject rate of a DET curve counts both
+            "false_reject_rate": self._rate(misses + wrong), "false_accepts_per_hour": false_accepts / hours,
+            "duration_s": self.duration_s,
+            "median_latency_s": float(np.median(self.latencies_s)) if self.latencies_s else None,
+            "max_latency_s": float(np.max(self.latencies_s)) if self.latencies_s else None,
+        }  # fmt: skip
+
+
+def _assign(detections: Sequence[Detection], events: Sequence[Event], tolerance_s: float, matched_event: list[int | None],
+            event_taken: list[bool], *, same_label: bool) -> None:  # fmt: skip
+    """Greedy in time: each unmatched detection takes the earliest untaken event it may match
+    (``e <= d <= e + tolerance``); with one tolerance for all, earliest-first gives a maximum matching."""
+    import bisect
+
+    times = [event.time_s for event in events]
+    for d_index, detection in enumerate(detections):
+        if matched_event[d_index] is not None:
+            continue
+        first = bisect.bisect_left(times, detection.time_s - tolerance_s - 1e-9)
+        last = bisect.bisect_right(times, detection.time_s + 1e-9)
+        for e_index in range(first, last):
+            if not event_taken[e_index] and (not same_label or events[e_index].label == detection.label):
+                matched_event[d_index], event_taken[e_index] = e_index, True
+                break
+
+
+def evaluate(detections: Sequence[Detection], events: Sequence[Event], *, duration_s: float, tolerance_s: float) -> Evaluation:
+    """Hits first (same label), then wrong labels among what is left; the rest are false accepts and misses.
+
+    Taking hits first means a wrong-label detection next to a correct one counts as a false
+    accept, not as the event's outcome.
+    """
+    detections = sorted(detections, key=lambda d: d.time_s)
+    events = sorted(events, key=lambda e: e.time_s)
+    matched_event: list[int | None] = [None] * len(detections)
+    event_taken = [False] * len(events)
+    for same_label in (True, False):
+        _assign(detections, events, tolerance_s, matched_event, event_taken, same_label=same_label)
+    detection_outcomes, event_outcomes, latencies = [], [MISS] * len(events), []
+    for detection, e_index in zip(detections, matched_event):
+        if e_index is None:
+            detection_outcomes.append(FALSE_ACCEPT)
+            continue
+        outcome = HIT if events[e_index].label == detection.label else WRONG_LABEL
+        detection_outcomes.append(outcome)
+        event_outcomes[e_index] = outcome
+        if outcome == HIT:
+            latencies.append(round(detection.time_s - events[e_index].time_s, 6))
+    return Evaluation(detection_outcomes=detection_outcomes, event_outcomes=event_outcomes, duration_s=duration_s,
+                      latencies_s=latencies)  # fmt: skip
+
+
+def default_tolerance_s(frontend: FrontEnd, smoothing: Smoothing) -> float:
+    """All the audio a decision rests on: the model's window plus the averaging window."""
+    return (frontend.clip_ms + smoothing.average_ms) / 1000.0
+
+
+def det_table(posteriors: Posteriors, events: Sequence[Event], smoothing: Smoothing, *, tolerance_s: float,
+              thresholds: Sequence[float] = DEFAULT_THRESHOLDS, ignore_labels: Iterable[str] = ()) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per threshold (the other settings as ``smoothing``): false-reject rate vs false accepts per hour."""
+    averaged, counts = moving_average(posteriors.scores, smoothing.averaged_count(posteriors.hop_ms))
+    ignored = _check_ignored(posteriors, ignore_labels)
+    rows = []
+    for threshold in thresholds:
+        detections = _detections(averaged, counts, posteriors, float(threshold), smoothing, ignored)
+        summary = evaluate(detections, events, duration_s=posteriors.duration_s, tolerance_s=tolerance_s).summary()
+        rows.append({"threshold": float(threshold), **summary})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# The events file
+
+
+def _event(cells: list[str], where: str, class_names: Sequence[str] | None, duration_s: float | None) -> Event:
+    _require(len(cells) == 2, f"{where} has {len(cells)} field(s); expected 2: time_s,label (e.g. 12.5,three).")
+    try:
+        time_s = float(cells[0])
+    except ValueError:
+        raise InputError(f"{where}: time {cells[0]!r} is not a number; expected seconds from the start, e.g. 12.5.") from None
+    _require(math.isfinite(time_s) and time_s >= 0, f"{where}: time {cells[0]!r} must be a finite number of seconds >= 0.")
+    _require(duration_s is None or time_s <= duration_s,
+             f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
+             "Is it the events file of this recording?")  # fmt: skip
+    label = cells[1]
+    _require(class_names is None or label in class_names,
+             f"{where}: label {label!r} is not a class of the model ({', '.join(class_names or ())}). Fix the label, or pass "
+             "--class-names with the model's class order.")  # fmt: skip
+    return Event(time_s, label)
+
+
+def read_events(path: str | Path, *, class_names: Sequence[str] | None = None, duration_s: float | None = None) -> list[Event]:
+    """Ground truth from a CSV of ``time_s,label`` rows (``time_s``: when the word starts), sorted by time.
+
+    An optional header row (``time_s,label``), blank lines and ``#`` comments are skipped; a file
+    with no rows is a recording with no keyword (every detection is then a false accept).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may start it with a BOM
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise InputError(f"Cannot read the events file {path} ({reason}). Expected a CSV of time_s,label rows.") from None
+    events, seen_row = [], False
+    for line_number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if not seen_row and cells[0].lower() in ("time_s", "time"):
+            seen_row = True  # the header
+            continue
+        seen_row = True
+        events.append(_event(cells, f"{path} line {line_number}", class_names, duration_s))
+    return sorted(events, key=lambda event: event.time_s)
+
+
+def write_events(path: str | Path, events: Sequence[Event]) -> None:
+    """The events as the CSV :func:`read_events` reads (written atomically)."""
+    from edgedistill.fileio import write_text_atomic
+
+    write_text_atomic(path, "time_s,label\n" + "".join(f"{event.time_s:.4f},{event.label}\n" for event in events))
+
+
+__all__ = [
+    "CHUNK_WINDOWS",
+    "DEFAULT_THRESHOLDS",
+    "FRONT_END_STATES",
+    "Detection",
+    "Evaluation",
+    "Event",
+    "Posteriors",
+    "Smoothing",
+    "StreamModel",
+    "StreamSettings",
+    "check_feature_shape",
+    "class_names_for",
+    "continuous_features",
+    "default_tolerance_s",
+    "det_table",
+    "detect",
+    "evaluate",
+    "moving_average",
+    "read_events",
+    "read_recording",
+    "reset_window_features",
+    "stream_posteriors",
+    "window_end_times",
+    "window_starts",
+    "write_events",
+]
