@@ -15,6 +15,7 @@ TEST_INPUTS = {
     "mlp": (8, 8, 1),
     "dscnn_kws": (20, 10, 1),
     "dscnn_kws_large": (20, 10, 1),
+    "dscnn_kws_temporal": (20, 10, 1),
     "mobilenet_v2": (32, 32, 3),
 }
 DEFAULT_INPUT = (12, 12, 3)
@@ -82,12 +83,22 @@ def test_kws_dscnn_reference_layout():
     assert tuple(model.get_layer("block4_pw_relu").output.shape[1:3]) == (25, 5)
 
 
+def test_temporal_kws_dscnn_convolves_over_time_with_the_channels_as_input_channels():
+    """49 frames x 20 filter bank channels: the stem sees 20 input channels, the blocks run on 25 frames."""
+    model = build_model("dscnn_kws_temporal", (49, 20, 1), 10, width=0.75)
+    stem = model.get_layer("stem_conv")
+    assert stem.kernel_size == (10, 1) and stem.strides == (2, 1) and stem.filters == 48
+    assert tuple(stem.input.shape[1:]) == (49, 1, 20)
+    assert model.get_layer("block1_dw").kernel_size == (3, 1)
+    assert tuple(model.get_layer("block4_pw_relu").output.shape[1:]) == (25, 1, 48)
+
+
 def test_mobilenet_v2_refuses_inputs_below_32x32():
     with pytest.raises(InputError, match=r"at least 32x32 .* received 28x28.*--image-size"):
         build_model("mobilenet_v2", (28, 28, 1), 10)
 
 
-@pytest.mark.parametrize("preset", ["resnet8", "mobilenet_v1", "mobilenet_v2", "dscnn_kws", "dscnn_kws_large"])
+@pytest.mark.parametrize("preset", ["resnet8", "mobilenet_v1", "mobilenet_v2", "dscnn_kws", "dscnn_kws_large", "dscnn_kws_temporal"])
 def test_image_presets_refuse_flat_inputs(preset):
     with pytest.raises(InputError, match="height x width x channels"):
         build_model(preset, (64,), 10)

@@ -75,7 +75,7 @@ def test_config_file_feeds_the_options(tmp_path, monkeypatch):
     config.write_text(yaml.safe_dump({"epochs": 1, "teacher-preset": "nope"}))
     result = invoke("run", "--config", config, "--output-dir", tmp_path / "runs")
     assert result.exit_code == 2
-    assert "Unknown model preset 'nope'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, mlp, mobilenet_v1, mobilenet_v2, resnet8." in result.output
+    assert "Unknown model preset 'nope'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, mlp, mobilenet_v1, mobilenet_v2, resnet8." in result.output
     config.write_text(yaml.safe_dump({"epochs": 1, "colour": "blue"}))
     result = invoke("run", "--config", config)
     assert result.exit_code == 2 and "unknown option(s) colour" in result.output
@@ -135,7 +135,7 @@ def test_wrong_shape_and_labels_out_of_range(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--student-preset", "resnet"], "Unknown model preset 'resnet'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, mlp, mobilenet_v1, mobilenet_v2, resnet8."),
+        (["--student-preset", "resnet"], "Unknown model preset 'resnet'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, mlp, mobilenet_v1, mobilenet_v2, resnet8."),
         (["--distillation-loss", "magic"], "Unknown distillation loss 'magic'. Expected one of:"),
         (["--data", "imagenet"], "Unknown data set 'imagenet'. Expected one of: audio, digits, fashion_mnist, images, npz."),
         (["--temperature", "0"], "`temperature` must be > 0"),
