@@ -196,6 +196,8 @@ def test_events_file_header_comments_and_order(tmp_path):
     assert read_events(path, class_names=("a", "b"), duration_s=4.0) == [Event(1.25, "a"), Event(3.5, "b")]
     path.write_text("time_s,label\n")
     assert read_events(path) == []
+    path.write_text("\ufeff2.0,z\n")  # a spreadsheet's byte-order mark; no classes or duration to check against
+    assert read_events(path) == [Event(2.0, "z")]
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ In order:
    :func:`~edgedistill.audio.frontend.feature_to_input_table`.
 3. The int8 model runs on the TFLM interpreter (:class:`edgedistill.tflm.TFLMModel`, the one runner);
    its logits become softmax posteriors. LiteRT was measured and not used: its builtin kernels were
-   ~19x faster on this host but gave another int8 output (one step) on ~5 % of the windows, so its
-   detections would not be the device's.
+   ~14x faster on this host but gave another int8 output (one step) on 13 % of the windows (its
+   default XNNPACK delegate: up to 10 steps on nearly all), so its detections would not be the
+   device's (benchmarks/results/streaming_kws.json, ``litert_vs_tflm``).
 4. Posterior smoothing as TensorFlow's ``RecognizeCommands`` ("Hello Edge", micro_speech): the
    posteriors of the last ``average_ms`` are averaged; a detection is reported when the averaged
    top score is above ``threshold``, at least ``minimum_count`` posteriors were averaged, and
@@ -31,10 +32,13 @@ Front end state. The front end has state: spectral subtraction's noise estimate 
 that follows it start at zero after a reset and adapt over ~1-2 s. Training features come from a
 front end reset before each clip, so a training clip is seen in that warm-up. A streaming device
 could run the front end continuously (one invoke per stride, a ring of feature frames, as TFLM's
-micro_speech does), but then its features are in the adapted state the model never saw: measured on
-FSDD in noise (benchmarks/streaming_kws.py, ``front_end_state``), continuous features differ from
-per-window-reset features in most values (mean |difference| ~90 int8 steps, largest in a window's
-first frames) and detection suffers. So the default (``reset``) resets the front end before every
+micro_speech does), but then its features are in the adapted state the model never saw. Measured on
+a 12-minute FSDD recording in noise (benchmarks/streaming_kws.py): 73 % of a window's continuous
+features differ from its per-window-reset features (mean |difference| 86 int8 steps: 196 in a
+window's first frame, 30 in its last), and the distilled student found 64 % of the digits instead
+of 86 % at the default threshold; along the threshold sweep its false-reject rate is higher than
+``reset``'s at the same false-accept rate (equal once, with twice the false accepts). So the
+default (``reset``) resets the front end before every
 window and computes its frames from scratch, exactly as a training clip and as the exported
 firmware's per-clip routine (``frontend_settings.h``): host, device and training see bit-identical
 features, at the cost of recomputing every frame of the window each hop (``clip/hop`` times the
@@ -44,9 +48,11 @@ features. ``continuous`` is kept, for measuring and for models trained on contin
 No silence or unknown class. A model trained on FSDD's ten digits has no "nothing said" output:
 its softmax always sums to one over the digits, so background noise and non-digit words still
 give some digit a high posterior. The only rejection is the threshold on the smoothed top
-posterior; false accepts per hour (on distractor words and noise) show what that costs. A model
-trained with silence and unknown classes would need those labels excluded from detections
-(``ignore_labels``).
+posterior; false accepts per hour show what that costs. Measured (benchmarks/README.md): noise alone
+at 20 dB SNR never fired, but non-digit words did: every false accept was on a distractor word, and
+a threshold of 0.998 was needed for ~10 per hour, which misses more than half of the digits. A
+model trained with silence and unknown classes reports them as classes; ``ignore_labels`` keeps
+them out of the detections.
 """
 
 from __future__ import annotations
@@ -71,7 +77,8 @@ FRONT_END_STATES = ("reset", "continuous")
 # Windows featurized and classified per TFLM call: bounds memory on long recordings (256 one-second
 # 8 kHz windows are 4 MB of audio) and paces the progress lines.
 CHUNK_WINDOWS = 256
-DEFAULT_THRESHOLDS = tuple(round(0.30 + 0.05 * step, 2) for step in range(14)) + (0.97, 0.99)
+# Finer near 1: a softmax without a "none of these" class saturates, so false accepts fall off late.
+DEFAULT_THRESHOLDS = tuple(round(0.30 + 0.05 * step, 2) for step in range(14)) + (0.97, 0.99, 0.995, 0.998, 0.999)
 
 
 # ---------------------------------------------------------------------------------------
@@ -457,13 +464,13 @@ def _event(cells: list[str], where: str, class_names: Sequence[str] | None, dura
     except ValueError:
         raise InputError(f"{where}: time {cells[0]!r} is not a number; expected seconds from the start, e.g. 12.5.") from None
     _require(math.isfinite(time_s) and time_s >= 0, f"{where}: time {cells[0]!r} must be a finite number of seconds >= 0.")
-    _require(duration_s is None or time_s <= duration_s,
-             f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
-             "Is it the events file of this recording?")  # fmt: skip
+    if duration_s is not None and time_s > duration_s:
+        raise InputError(f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
+                         "Is it the events file of this recording?")  # fmt: skip
     label = cells[1]
-    _require(class_names is None or label in class_names,
-             f"{where}: label {label!r} is not a class of the model ({', '.join(class_names or ())}). Fix the label, or pass "
-             "--class-names with the model's class order.")  # fmt: skip
+    if class_names is not None and label not in class_names:
+        raise InputError(f"{where}: label {label!r} is not a class of the model ({', '.join(class_names)}). Fix the "
+                         "label, or pass --class-names with the model's class order.")  # fmt: skip
     return Event(time_s, label)
 
 

@@ -43,8 +43,15 @@ def _load_models(folder: str, class_names: tuple[str, ...] | None) -> tuple[Any,
             f"{folder}: the micro export was made from {export.metadata.get('model_file')!r}, which is neither in "
             f"{export.micro_dir} nor in {export.run_dir}. Put the int8 model there, or pass the run folder that holds it."
         )
+    model_bytes, arena_bytes = model_path.read_bytes(), export.tensor_arena_size
+    if export.metadata.get("memory_plan", {}).get("used_plan"):
+        # kTensorArenaSize is the arena of the export's offline-planned copy (in model_data.cc); the .tflite
+        # read here keeps TFLM's greedy placement, which may need more: measure its own.
+        from edgedistill.tflm import smallest_arena
+
+        arena_bytes = smallest_arena(model_bytes, source=str(model_path)).arena_bytes
     model = StreamModel(
-        front_end_path.read_bytes(), model_path.read_bytes(), arena_bytes=export.tensor_arena_size, class_names=class_names,
+        front_end_path.read_bytes(), model_bytes, arena_bytes=arena_bytes, class_names=class_names,
         frontend_source=str(front_end_path), model_source=str(model_path),
     )  # fmt: skip
     return model, {"front_end": str(front_end_path), "model": str(model_path)}
@@ -69,7 +76,7 @@ def _print_evaluation(summary: dict[str, Any], det: list[dict[str, Any]]) -> Non
     )
     click.echo("threshold sweep (DET): threshold | hit rate | false-reject rate | false accepts per hour")
     for row in det:
-        click.echo(f"  {row['threshold']:.2f} | {_percent(row['hit_rate']):>7} | {_percent(row['false_reject_rate']):>7} "
+        click.echo(f"  {row['threshold']:<5g} | {_percent(row['hit_rate']):>7} | {_percent(row['false_reject_rate']):>7} "
                    f"| {row['false_accepts_per_hour']:8.1f}")  # fmt: skip
 
 
