@@ -265,7 +265,7 @@ BAD_INPUTS = {
     "no_front_end": (lambda r, t: _without(r, t, "micro/front_end.tflite"), None, [], "has no audio front end"),
     "no_model": (lambda r, t: _without(r, t, "student_int8.tflite"), None, [], "was made from 'student_int8.tflite'"),
     "no_micro_export": (lambda r, t: t, None, [], "has no complete micro export"),
-    "shape_mismatch": (_other_front_end, None, [], "gives 24 frames x 20 channels a window"),
+    "shape_mismatch": (_other_front_end, None, [], "gives 24 frames x 20 channels, but"),
     "events_time": (None, None, ["--events", "twelve,low\n"], "time 'twelve' is not a number"),
     "events_label": (None, None, ["--events", "1.0,low\n2.0,middle\n"], "line 2: label 'middle' is not a class"),
     "events_fields": (None, None, ["--events", "1.0,low,extra\n"], "has 3 field(s); expected 2"),

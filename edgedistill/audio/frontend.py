@@ -473,6 +473,19 @@ class FrontEndRunner:
         return self.model.raw_sequence_outputs(frame_clips(clips, self.frontend))
 
 
+def check_feature_shape(frontend: FrontEnd, model_input_shape, *, frontend_source: str, model_source: str, fix: str) -> None:
+    """``InputError`` unless the model takes the front end's ``(frames, channels)`` features (with or without a channel axis)."""
+    shape = tuple(int(d) for d in model_input_shape[1:])
+    if len(shape) == 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if shape != frontend.feature_shape:
+        frames, channels = frontend.feature_shape
+        raise InputError(
+            f"The audio front end {frontend_source} gives {frames} frames x {channels} channels, but {model_source} takes "
+            f"input {list(model_input_shape)}; expected [1, {frames}, {channels}, 1]. {fix}"
+        )
+
+
 def features_to_float(features: np.ndarray) -> np.ndarray:
     """int8 features -> the model's float input ``(q + 128) / 256`` with a channel axis: ``(N, frames, channels, 1)``."""
     return ((np.asarray(features, dtype=np.float32) + 128.0) / 256.0)[..., None]
@@ -496,6 +509,7 @@ __all__ = [
     "build_frontend_model",
     "read_frontend",
     "frame_clips",
+    "check_feature_shape",
     "features_to_float",
     "feature_to_input_table",
     "filter_bank_constants",

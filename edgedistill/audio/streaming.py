@@ -67,7 +67,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, features_to_float, frame_clips, read_frontend
+from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, check_feature_shape, features_to_float, frame_clips, read_frontend
 from edgedistill.audio.wav import read_wav
 from edgedistill.errors import InputError
 
@@ -165,20 +165,6 @@ class Posteriors:
 # The front end and the model
 
 
-def check_feature_shape(frontend: FrontEnd, model_input_shape: Sequence[int], *, frontend_source: str, model_source: str) -> None:
-    """``InputError`` unless the model takes the front end's ``(frames, channels)`` features (with or without a channel axis)."""
-    shape = tuple(int(d) for d in model_input_shape[1:])
-    if len(shape) == 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if shape != frontend.feature_shape:
-        frames, channels = frontend.feature_shape
-        raise InputError(
-            f"The audio front end {frontend_source} gives {frames} frames x {channels} channels a window, but {model_source} "
-            f"takes input {list(model_input_shape)}; expected [1, {frames}, {channels}, 1]. Use the front end and the model "
-            "of one run (its micro/ folder)."
-        )
-
-
 def class_names_for(names: Sequence[str] | None, num_classes: int, *, model_source: str = "the model") -> tuple[str, ...]:
     """The given names (one per output), else the class indices as text (``"0"``, ``"1"``, ...)."""
     if names is None:
@@ -210,7 +196,8 @@ class StreamModel:
         info = read_model_info(model_bytes, source=model_source)
         _require(len(info.inputs) == 1 and len(info.outputs) >= 1,
                  f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).")  # fmt: skip
-        check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source)
+        check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source,
+                            fix="Use the front end and the model of one run (its micro/ folder).")
         self.class_names = class_names_for(class_names, int(np.prod(info.outputs[0].shape[1:])), model_source=model_source)
         # The presets output logits; a model that ends in SOFTMAX already gives posteriors.
         self.outputs_posteriors = "SOFTMAX" in info.ops
@@ -517,7 +504,6 @@ __all__ = [
     "Smoothing",
     "StreamModel",
     "StreamSettings",
-    "check_feature_shape",
     "class_names_for",
     "continuous_features",
     "default_tolerance_s",

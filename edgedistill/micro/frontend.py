@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, feature_to_input_table, features_to_float, read_frontend
+from edgedistill.audio.frontend import (
+    FrontEnd,
+    FrontEndRunner,
+    check_feature_shape,
+    feature_to_input_table,
+    features_to_float,
+    read_frontend,
+)
 from edgedistill.errors import InputError, StageError
 from edgedistill.micro.arena import arena_with_margin, measure_arena
 from edgedistill.micro.resolver import check_micro_compatible
@@ -59,11 +66,6 @@ def synthetic_clips(frontend: FrontEnd, count: int) -> np.ndarray:
     return np.stack(clips)
 
 
-def _model_feature_shape(info: ModelInfo) -> tuple[int, ...]:
-    shape = tuple(info.inputs[0].shape[1:]) if info.inputs else ()
-    return shape[:-1] if len(shape) == 3 and shape[-1] == 1 else shape
-
-
 class FrontEndExport:
     """A front end to export with a model (see the module docstring)."""
 
@@ -81,14 +83,11 @@ class FrontEndExport:
 
     def check_model(self, info: ModelInfo, *, source: str = "model") -> None:
         """``InputError`` unless the model takes exactly the front end's ``(frames, channels)`` features."""
-        model_shape = _model_feature_shape(info)
-        if model_shape != self.frontend.feature_shape:
-            frames, channels = self.frontend.feature_shape
-            raise InputError(
-                f"The audio front end {self.source} gives {frames} frames x {channels} channels, but {source} takes input "
-                f"{info.inputs[0].shape if info.inputs else '?'}; expected [1, {frames}, {channels}, 1]. Export the model "
-                "with the front end it was trained with (same --audio-* options), or train it on this front end's features."
-            )
+        check_feature_shape(
+            self.frontend, info.inputs[0].shape if info.inputs else [], frontend_source=self.source, model_source=source,
+            fix="Export the model with the front end it was trained with (same --audio-* options), or train it on this "
+            "front end's features.",
+        )
 
     def prepare(self, *, margin_fraction: float, test_inputs: np.ndarray | None) -> np.ndarray:
         """Measure the front end's arena and compute the test features; returns the model's float test inputs."""
