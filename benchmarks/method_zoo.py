@@ -10,6 +10,11 @@ method: float test accuracy, int8 test accuracy (post-training full-integer int8
 calibrated on 200 training images), wall time, and the gain over the scratch student of the
 same seed. QAT is not run here (the pipeline's QAT stage keeps each method's loss).
 
+The data keep their raw values (Fashion-MNIST: uint8 pixels); every model carries its
+preprocessing (``x / 255`` as its first layer): the student comes from the student stage
+(:func:`edgedistill.stages.build_student`), the teachers get the same preprocessing, and each int8
+model takes the raw bytes (``byte - 128``), as ``edgedistill run`` builds them.
+
 The training set is subsampled (``--max-train-samples``, default 10000 of 57000) because the
 machine is 2 shared cores; the validation split (5 %) and the 10000 test images are whole.
 Results go to ``benchmarks/results/method_zoo[_<data>].json`` after every method.
@@ -31,9 +36,13 @@ ROOT = Path(__file__).resolve().parent
 
 def int8_accuracy(model, data) -> float:
     from edgedistill.convert import convert_keras_model
+    from edgedistill.preprocessing import BYTE_RANGE
     from edgedistill.tflite_model import LiteRTModel
 
-    content = convert_keras_model(model, quantization="int8", representative_data=data.x_train)
+    # Byte data: the int8 input is the raw byte - 128 (the data contract), as the convert stage does.
+    content = convert_keras_model(
+        model, quantization="int8", representative_data=data.x_train, input_range=BYTE_RANGE if data.raw_bytes else None
+    )
     predictions = LiteRTModel(content).predict(data.x_test).argmax(axis=-1)
     return float((predictions == data.y_test).mean() * 100.0)
 
@@ -49,10 +58,10 @@ def methods(args):
         distill_multi_teacher,
         mutual_distill,
         patient_distill,
+        run_scheme,
         self_distill,
-        teacher_assistant_distill,
     )
-    from edgedistill.models import build_model, predict_logits
+    from edgedistill.models import predict_logits
     from edgedistill.training import train_classifier
 
     T, alpha = args.temperature, args.alpha
@@ -132,8 +141,9 @@ def methods(args):
         return pair(mutual_distill(student, data, training=training(config)))
 
     def assistant(teacher, teachers, student, data, config):
-        helper = build_model("cnn", data.input_shape, data.num_classes, width=args.assistant_width, name="assistant")
-        return pair(teacher_assistant_distill(teacher, student, data, assistants=[helper], training=training(config)))
+        # The scheme as `--scheme teacher_assistant` runs it: it builds the `cnn` assistant itself.
+        options = {"assistant_widths": (args.assistant_width,), "assistant_preset": "cnn"}
+        return pair(run_scheme("teacher_assistant", teacher, student, data, options=options, training=training(config)))
 
     def patient(teacher, teachers, student, data, config):
         return pair(
@@ -201,8 +211,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    from edgedistill.config import StudentConfig
     from edgedistill.data import load_dataset
     from edgedistill.models import build_model
+    from edgedistill.preprocessing import with_preprocessing
+    from edgedistill.stages import build_student, student_preprocessing_of
     from edgedistill.tflite_model import runtime_versions
     from edgedistill.training import TrainConfig, accuracy, train_classifier
 
@@ -239,6 +252,7 @@ def main() -> int:
         if not todo:
             continue
         data = load_dataset(args.data, validation_fraction=0.05, seed=seed, max_train_samples=args.max_train_samples)
+        result["data"] = data.summary()  # its values (raw bytes or floats) and split sizes
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -259,7 +273,11 @@ def main() -> int:
         # the second teacher (width 0.5) is only needed by multi_teacher
         for index, width in enumerate((1.0, 0.5) if "multi_teacher" in chosen else (1.0,)):
             started = time.perf_counter()
-            teacher = build_model("cnn", data.input_shape, data.num_classes, width=width, name=f"teacher{index}")
+            # The preset a teacher stage trains: the student's preprocessing as its first layer (no weights).
+            teacher = with_preprocessing(
+                build_model("cnn", data.input_shape, data.num_classes, width=width, name=f"teacher{index}"),
+                student_preprocessing_of(data),
+            )
             cached = Path(args.teacher_cache) / f"{args.data.split(':')[0]}_seed{seed}_cnn_w{width:g}.weights.h5"
             method = f"teacher_cnn_w{width:g}"
             loaded = cached.is_file()
@@ -289,7 +307,7 @@ def main() -> int:
             )
         for name in todo:
             started = time.perf_counter()
-            student = build_model("cnn", data.input_shape, data.num_classes, width=args.student_width, name="student")
+            student, _, _ = build_student(StudentConfig(student_preset="cnn", student_width=args.student_width), data)
             student, history = table[name](teachers[0], teachers, student, data, config)
             record = {
                 "seed": seed,

@@ -11,6 +11,11 @@ changes on the machine hit all of them alike, and medians are compared. Both wal
 the process's CPU time (user + system, all threads) are recorded: on a shared machine other
 processes stretch wall time by 2x from one epoch to the next, CPU time much less, so the
 ratios are taken from CPU time.
+
+The data keep their raw values (Fashion-MNIST: uint8 pixels) and every model carries its
+preprocessing (``x / 255`` as its first layer), as in ``edgedistill run``: the teacher comes from
+the teacher stage (:func:`edgedistill.stages.prepare_teacher`, one epoch: its weights only matter
+for realism) and the students from the student stage (:func:`edgedistill.stages.build_student`).
 """
 
 from __future__ import annotations
@@ -41,21 +46,21 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from edgedistill.data import load_dataset
-    from edgedistill.distill import LogitsDistillation
-    from edgedistill.distill.distiller import Distiller, teacher_targets
+    from edgedistill.config import DataConfig, StudentConfig, TeacherConfig, TrainingConfig
+    from edgedistill.distill import Distiller, LogitsDistillation, teacher_targets
     from edgedistill.fileio import write_json_atomic
-    from edgedistill.models import build_model
+    from edgedistill.stages import build_student, load_data, prepare_teacher
     from edgedistill.tflite_model import runtime_versions
     from edgedistill.training import compile_classifier
 
-    data = load_dataset(args.data, max_train_samples=args.train_samples)
-    teacher = build_model("cnn", data.input_shape, data.num_classes, width=1.0, name="teacher")
-    compile_classifier(teacher, 1e-3)
-    teacher.fit(data.x_train[:2000], data.y_train[:2000], epochs=1, verbose=0)  # weights only matter for realism
+    data, _ = load_data(DataConfig(data=args.data, max_train_samples=args.train_samples))
+    training = TrainingConfig(batch_size=args.batch_size, learning_rate=1e-3, patience=0, verbose=0)
+    # One epoch: the teacher's weights only matter for realism (no chance gate: a smoke run on little data).
+    teacher = prepare_teacher(TeacherConfig(teacher_preset="cnn", teacher_width=1.0, teacher_epochs=1), training, data,
+                              chance_gate=False)[0].model
 
     def student():
-        return build_model("dscnn", data.input_shape, data.num_classes, width=1.0, name="student")
+        return build_student(StudentConfig(student_preset="dscnn", student_width=1.0), data)[0]
 
     plain = compile_classifier(student(), 1e-3)
     cached = Distiller(teacher, student(), LogitsDistillation(4.0), student_loss_weight=0.5)
@@ -86,6 +91,7 @@ def main() -> None:
     result = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "data": data.summary(),
+        "preprocessing": "raw values in the data, x / 255 (or the data's range) as each model's first layer",
         "batch_size": args.batch_size,
         "teacher_parameters": teacher.count_params(),
         "student_parameters": plain.count_params(),
@@ -103,7 +109,7 @@ def main() -> None:
         "tf_threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads(), "inter": tf.config.threading.get_inter_op_parallelism_threads()},
     }
     write_json_atomic(args.output, result)
-    print(f"{args.data}: {len(data.x_train)} training samples, batch {args.batch_size}, teacher {result['teacher_parameters']} / student {result['student_parameters']} parameters")
+    print(f"{args.data} ({data.values['description']}): {len(data.x_train)} training samples, batch {args.batch_size}, teacher {result['teacher_parameters']} / student {result['student_parameters']} parameters")
     print(f"{'mode':<28}{'median CPU s/epoch':>19}{'x plain':>9}{'median wall s':>15}{'x plain':>9}   CPU s per epoch")
     for name in modes:
         values = ", ".join(f"{v:.1f}" for v in cpu_seconds[name])
