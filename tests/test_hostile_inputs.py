@@ -467,11 +467,14 @@ def test_sigint_to_a_benchmark_exits_130(models, tmp_path):
                                start_new_session=True)
 
     def runner_alive() -> bool:
-        return subprocess.run(["pgrep", "-f", str(model)], capture_output=True).returncode == 0
+        # The measuring child (edgedistill/_runner.py on this model), not the `edgedistill bench` process,
+        # whose command line names the model too: interrupting before the child runs tests less.
+        return subprocess.run(["pgrep", "-f", f"_runner.py --model {model}"], capture_output=True).returncode == 0
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not runner_alive():
         time.sleep(0.2)
+    assert runner_alive(), "the measuring child never started"
     time.sleep(1.0)
     os.killpg(process.pid, signal.SIGINT)  # the foreground process group, as the terminal's Ctrl-C
     stdout, stderr = process.communicate(timeout=60)
