@@ -109,6 +109,19 @@ def test_each_clip_starts_from_a_reset_front_end():
     assert np.array_equal(alone, after)
 
 
+def test_int8_feature_table_is_micro_speech_s_scaling_for_every_log_value():
+    """The table read by GATHER equals micro_speech's int32 chain clip((f * 256 + 333) // 666 - 128) for
+    every value SignalFilterBankLog can give (0..INT16_MAX; MINIMUM clamps to the table's last entry)."""
+    from edgedistill.audio.frontend import FEATURE_TABLE_LAST, int8_feature_table
+
+    log_values = np.arange(0, 32768, dtype=np.int64)
+    expected = np.clip((log_values * 256 + 333) // 666 - 128, -128, 127)
+    table = int8_feature_table()
+    assert table.dtype == np.int8 and len(table) == FEATURE_TABLE_LAST + 1
+    assert np.array_equal(table[np.minimum(log_values, FEATURE_TABLE_LAST)], expected)
+    assert table[FEATURE_TABLE_LAST] == 127 and table[FEATURE_TABLE_LAST - 1] < 127  # the smallest value that saturates
+
+
 @pytest.mark.tflm_source
 def test_micro_speech_parameters_give_tflm_s_own_audio_preprocessor_bit_for_bit():
     """With micro_speech's parameters the builder gives the constants and outputs of TFLM's own
