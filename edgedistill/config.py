@@ -307,6 +307,11 @@ class MicroConfig(Section):
         "greedy (TFLM's own planner).",
         choices=("offline", "greedy"),
     )
+    compact: bool = option(
+        True, "Store the exported model without what TFLM never reads (tensor names, signatures, per-channel zero "
+        "points that are all 0: often a quarter of a small model's flash); used only when TFLM gives identical outputs. "
+        "--no-compact keeps the flatbuffer as converted.",
+    )
     front_end: str | None = option(
         None, "Audio front end (.tflite of TFLM Signal ops, front_end.tflite of an audio run) to export with the model; "
         "an audio:DIR --data brings its own.",

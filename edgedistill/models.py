@@ -253,7 +253,7 @@ def build_dscnn_kws_temporal(
     as input channels (the idea of TC-ResNet, Choi et al. 2019, "Temporal Convolution for Real-time
     Keyword Spotting on Mobile Devices", in DS-CNN's blocks).
 
-    ``(frames, channels, 1)`` is reshaped to ``(frames, 1, channels)``; conv 10x1 stride 2 (64w),
+    ``(frames, channels, 1)`` is transposed to ``(frames, 1, channels)``; conv 10x1 stride 2 (64w),
     4 depthwise-separable blocks (DW 3x1 + PW 1x1, 64w), global average pool, logits. Why: the 2-D
     ``dscnn_kws`` stem sees one input channel, which CMSIS-NN runs at ~8 instructions per MAC on a
     Cortex-M4, and its blocks run on frames x channels positions; here the stem has ``channels``
@@ -267,7 +267,10 @@ def build_dscnn_kws_temporal(
     _check_image_input("dscnn_kws_temporal", input_shape)
     frames, columns, depth = (int(size) for size in input_shape)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    x = keras.layers.Reshape((frames, 1, columns * depth), name="frames_as_channels")(inputs)
+    if depth == 1:  # a TRANSPOSE of a unit axis; a Reshape converts to SHAPE, STRIDED_SLICE, PACK, RESHAPE (the batch is dynamic)
+        x = keras.layers.Permute((1, 3, 2), name="frames_as_channels")(inputs)
+    else:
+        x = keras.layers.Reshape((frames, 1, columns * depth), name="frames_as_channels")(inputs)
     filters = _channels(64, width)
     x = _conv_bn_relu(keras, x, filters, (10, 1), name="stem", strides=(2, 1))
     for index in range(4):

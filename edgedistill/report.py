@@ -30,6 +30,19 @@ def _memory_plan_lines(plan: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _compaction_lines(compaction: dict[str, Any] | None) -> list[str]:
+    """One line on the flash the exported model takes: compacted or as converted, and why."""
+    if not compaction:
+        return []
+    if not compaction.get("compacted"):
+        return [f"Model flash: as converted ({compaction.get('reason', '')})."]
+    saved = ", ".join(f"{name.replace('_', ' ')} {size:,}" for name, size in compaction.get("saved_bytes", {}).items() if size > 0)
+    return [
+        f"Model flash: {compaction['compacted_size_bytes']:,} bytes, compacted from {compaction['original_size_bytes']:,} "
+        f"(saved: {saved}; TFLM outputs identical)."
+    ]
+
+
 def load_report(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / REPORT_FILE
     if not path.exists():
@@ -233,6 +246,7 @@ def _micro_lines(micro: dict[str, Any] | None) -> list[str]:
         f"(bisection, {micro.get('arena_probes')} probes), kTensorArenaSize {micro['kTensorArenaSize']} "
         f"(margin {micro['arena_margin_bytes']} bytes).",
         *_memory_plan_lines(micro.get("memory_plan")),
+        *_compaction_lines(micro.get("compaction")),
         "",
     ]
 

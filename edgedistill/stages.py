@@ -388,9 +388,9 @@ def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Pat
         int8, output_dir, test_inputs=data.x_test if data is not None else None,
         test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
         margin_fraction=config.arena_margin, model_name=model_name, front_end=_front_end_export(config, data),
-        memory_plan=config.memory_plan, input_convention=input_convention,
+        memory_plan=config.memory_plan, compact=config.compact, input_convention=input_convention,
     )
-    return export, export.to_dict() | {"memory_plan": export.metadata.get("memory_plan")}
+    return export, export.to_dict() | {key: export.metadata.get(key) for key in ("memory_plan", "compaction")}
 
 
 def _front_end_export(config: MicroConfig, data):

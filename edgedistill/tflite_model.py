@@ -26,6 +26,64 @@ def schema_module():
     return schema
 
 
+FLATBUFFER_ALIGNMENT = 16  # the schema's force_align on Buffer.data, as the converter writes it
+
+
+def _aligned_buffer_class(schema: Any) -> type:
+    """``BufferT`` packing its data 16-byte aligned, as the TFLite converter writes it (the schema's
+    ``force_align: 16``): the generated Python packs byte vectors unaligned, and TFLM reads weights,
+    biases and metadata in place, where a misaligned int32 can fault on a microcontroller."""
+
+    class AlignedBufferT(schema.BufferT):
+        def Pack(self, builder: Any) -> int:
+            data = None
+            if self.data is not None:
+                payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+                builder.StartVector(1, len(payload), FLATBUFFER_ALIGNMENT)
+                builder.head = builder.head - len(payload)
+                builder.Bytes[builder.head : builder.head + len(payload)] = payload
+                data = builder.EndVector()
+            schema.BufferStart(builder)
+            if data is not None:
+                schema.BufferAddData(builder, data)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBufferT
+
+
+def unpack_model(tflite_bytes: bytes, *, source: str = "model", fix: str = "") -> tuple[Any, Any]:
+    """``(schema module, ModelT)``: the flatbuffer as an object model to rewrite and :func:`pack_model` again.
+
+    Refuses models whose weights live after the flatbuffer (over 2 GB), which re-serialising would cut off;
+    ``fix`` ends that message (what the caller can do instead).
+    """
+    check_flatbuffer(tflite_bytes, source=source)
+    schema = schema_module()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
+    if any(buffer.offset > 1 for buffer in model.buffers or []):
+        raise InputError(
+            f"{source} keeps its weights outside the flatbuffer (buffer offsets: a model over 2 GB); only models "
+            f"stored whole can be rewritten. {fix}".rstrip()
+        )
+    return schema, model
+
+
+def pack_model(schema: Any, model: Any) -> bytes:
+    """Serialise an object model of :func:`unpack_model` again: every buffer 16-byte aligned, ``TFL3`` identifier."""
+    import flatbuffers
+
+    aligned = _aligned_buffer_class(schema)
+    for k, buffer in enumerate(model.buffers or []):
+        copy = aligned()
+        copy.data, copy.offset, copy.size = buffer.data, buffer.offset, buffer.size
+        model.buffers[k] = copy
+    builder = flatbuffers.Builder(1024 + sum(len(b.data) for b in model.buffers or [] if b.data is not None))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 @functools.lru_cache(maxsize=None)
 def tensor_type_names() -> dict[int, str]:
     """TFLite tensor type code -> numpy-style name (``9 -> "int8"``), from the schema module's ``TensorType``."""

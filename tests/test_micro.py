@@ -20,6 +20,7 @@ from edgedistill.micro import (
     resolver_method,
     tflm_rule_method,
 )
+from edgedistill.micro.compact import compact_model
 from edgedistill.tflite_model import read_model_info
 from edgedistill.tflm import TFLMModel, TFLMWorker
 
@@ -43,8 +44,9 @@ def export(int8_bytes, digits, tmp_path_factory):
 def test_export_writes_aligned_model_array(export, int8_bytes):
     source = (export.output_dir / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_model_data[]" in source
-    assert _parse_c_array(source) == int8_bytes
-    assert f"g_model_data_len = {len(int8_bytes)};" in source
+    stored = compact_model(int8_bytes).model_bytes  # the model as the device stores it (tests/test_compact.py)
+    assert _parse_c_array(source) == stored
+    assert f"g_model_data_len = {len(stored)};" in source
 
 
 def test_op_resolver_holds_exactly_the_models_ops(export, int8_bytes):
@@ -86,7 +88,7 @@ def test_loaded_export_is_the_written_one(export, int8_bytes):
     assert loaded.metadata["kTensorArenaSize"] == loaded.tensor_arena_size
     assert loaded.metadata["arena_bytes_host"] == loaded.arena_bytes_host
     assert loaded.tensor_arena_size == loaded.arena_bytes_host + loaded.arena_margin_bytes
-    assert loaded.run_dir == export.output_dir.parent and loaded.model_size_bytes == len(int8_bytes)
+    assert loaded.run_dir == export.output_dir.parent and loaded.model_size_bytes == len(compact_model(int8_bytes).model_bytes)
     assert len(loaded.expected_outputs()) == loaded.num_test_samples == 3
     assert list(export.to_dict()) == [
         "output_dir", "ops", "resolver_methods", "arena_bytes_host", "arena_margin_bytes", "kTensorArenaSize",

@@ -102,3 +102,17 @@ def test_mobilenet_v2_refuses_inputs_below_32x32():
 def test_image_presets_refuse_flat_inputs(preset):
     with pytest.raises(InputError, match="height x width x channels"):
         build_model(preset, (64,), 10)
+
+
+def test_temporal_kws_dscnn_converts_without_dynamic_shape_ops():
+    """The frames-as-channels step is one TRANSPOSE in the int8 model (a Reshape became SHAPE, STRIDED_SLICE, PACK,
+    RESHAPE: four ops and ~1 KB of flash), and it is the reshape: the same values in the same order."""
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.tflite_model import read_model_info
+
+    model = build_model("dscnn_kws_temporal", (49, 20, 1), 10, width=0.25)
+    x = np.random.default_rng(0).random((4, 49, 20, 1), dtype=np.float32)
+    permuted = model.get_layer("frames_as_channels")(x).numpy()
+    np.testing.assert_array_equal(permuted, x.reshape(4, 49, 1, 20))
+    ops = read_model_info(convert_keras_model(model, representative_data=x)).ops
+    assert ops[0] == "TRANSPOSE" and not {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"} & set(ops)

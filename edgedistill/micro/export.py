@@ -2,7 +2,8 @@
 
 ``export_micro(tflite_bytes, output_dir, ...)`` writes, into ``output_dir``:
 
-- ``model_data.h`` / ``model_data.cc``: the flatbuffer as a 16-byte aligned C array;
+- ``model_data.h`` / ``model_data.cc``: the flatbuffer as a 16-byte aligned C array, compacted (without
+  names, signatures and repeated zero points, :mod:`edgedistill.micro.compact`) unless asked not to;
 - ``model_op_resolver.h``: ``MicroMutableOpResolver<N>`` with exactly the model's ops;
 - ``model_settings.h``: ``kTensorArenaSize`` (smallest arena the real TFLM interpreter
   accepts, found by bisection, plus a stated margin), input/output sizes;
@@ -381,6 +382,29 @@ def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) ->
     return planned.model_bytes, planned.to_dict()
 
 
+def _compact(tflite_bytes: bytes, compact: bool, *, arena_bytes: int, source: str) -> tuple[bytes, dict[str, Any]]:
+    """The model as the device stores it (:mod:`edgedistill.micro.compact`), used only when TFLM gives identical
+    outputs for it and the model as converted in the same arena; else the model as it was."""
+    if not compact:
+        return tflite_bytes, {"compacted": False, "reason": "--no-compact"}
+    from edgedistill.micro.compact import compact_model
+    from edgedistill.micro.memory_plan import default_test_inputs
+
+    try:
+        compacted = compact_model(tflite_bytes, source=source)
+    except InputError as error:  # a model that cannot be rewritten still exports, as it is
+        logger.warning("%s not compacted: %s", source, error)
+        return tflite_bytes, {"compacted": False, "reason": str(error)}
+    inputs = default_test_inputs(tflite_bytes, num_samples=8)
+    before = tflm_outputs(tflite_bytes, inputs, arena_bytes=arena_bytes, source=source)
+    after = tflm_outputs(compacted.model_bytes, inputs, arena_bytes=arena_bytes, source=f"{source} (compacted)")
+    if before.dtype != after.dtype or not np.array_equal(before, after):
+        logger.warning("%s: the compacted model's TFLM outputs differ from the original's; exported as it was", source)
+        return tflite_bytes, {"compacted": False, "reason": "TFLM outputs of the compacted model differ; not used"}
+    logger.info("%s compacted for flash: %d -> %d bytes (TFLM outputs identical)", source, len(tflite_bytes), compacted.size_bytes)
+    return compacted.model_bytes, {"compacted": True, "verified_samples": len(inputs), **compacted.to_dict()}
+
+
 def _checked_test_samples(
     info: Any, test_inputs: np.ndarray | None, test_labels: np.ndarray | None, *, front_end: Any, margin_fraction: float,
     source: str,
@@ -426,6 +450,7 @@ def export_micro(
     arena: dict[str, int] | None = None,
     front_end: Any = None,
     memory_plan: str = "greedy",
+    compact: bool = True,
     input_convention: dict[str, Any] | None = None,
 ) -> MicroExport:
     """Write the TFLite Micro sources for an int8 model into ``output_dir``.
@@ -439,6 +464,8 @@ def export_micro(
             (:class:`edgedistill.micro.frontend.FrontEndExport`); the test vectors are then its audio.
         memory_plan: ``greedy`` (TFLM's planner) or ``offline``: an optimal placement written into
             the model (:mod:`edgedistill.micro.memory_plan`), kept only when TFLM verifies it smaller.
+        compact: store the model without what TFLM never reads (:mod:`edgedistill.micro.compact`: names,
+            signatures, repeated per-channel zero points), checked on TFLM; ``model_size_bytes`` is then its size.
         input_convention: what the int8 input is (:func:`edgedistill.preprocessing.input_convention`):
             recorded in ``micro_export.json`` and said in ``test_data.h``.
     """
@@ -453,6 +480,8 @@ def export_micro(
     tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=model_name)
     arena = _arena_of(tflite_bytes, arena, used_plan=bool(plan_report.get("used_plan")), margin_fraction=margin_fraction,
                       source=model_name)  # fmt: skip
+    # after the plan (which keeps names for its messages); the arena does not change: measured once
+    tflite_bytes, compact_report = _compact(tflite_bytes, compact, arena_bytes=arena["tensor_arena_size"], source=model_name)
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
@@ -468,6 +497,7 @@ def export_micro(
     if front_end is not None:
         manifest["front_end"] = front_end.manifest()
     manifest["memory_plan"] = plan_report
+    manifest["compaction"] = compact_report
     if input_convention is not None:
         manifest["input_convention"] = input_convention
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export

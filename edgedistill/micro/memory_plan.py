@@ -625,56 +625,17 @@ def read_offline_plan(tflite_bytes: bytes, *, source: str = "model") -> dict[str
     return None
 
 
-def _aligned_buffer_class(schema: Any) -> type:
-    """``BufferT`` packing its data 16-byte aligned, as the TFLite converter writes it (the schema's
-    ``force_align: 16``): the generated Python packs byte vectors unaligned, and TFLM reads weights,
-    biases and this plan in place, where a misaligned int32 can fault on a microcontroller."""
-
-    class AlignedBufferT(schema.BufferT):
-        def Pack(self, builder: Any) -> int:
-            data = None
-            if self.data is not None:
-                payload = np.asarray(self.data, dtype=np.uint8).tobytes()
-                builder.StartVector(1, len(payload), ALIGNMENT)
-                builder.head = builder.head - len(payload)
-                builder.Bytes[builder.head : builder.head + len(payload)] = payload
-                data = builder.EndVector()
-            schema.BufferStart(builder)
-            if data is not None:
-                schema.BufferAddData(builder, data)
-            schema.BufferAddOffset(builder, self.offset)
-            schema.BufferAddSize(builder, self.size)
-            return schema.BufferEnd(builder)
-
-    return AlignedBufferT
-
-
 def _unpack(tflite_bytes: bytes, source: str = "model") -> tuple[Any, Any]:
-    """The object model; refuses models whose weights live after the flatbuffer (over 2 GB), which re-serialising would cut off."""
-    from edgedistill.tflite_model import schema_module
+    """The object model (:func:`edgedistill.tflite_model.unpack_model`), with the fix for the planner."""
+    from edgedistill.tflite_model import unpack_model
 
-    schema = schema_module()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
-    if any(buffer.offset > 1 for buffer in model.buffers or []):
-        raise InputError(
-            f"{source} keeps its weights outside the flatbuffer (buffer offsets: a model over 2 GB); the memory planner "
-            "rewrites only models stored whole. Use --memory-plan greedy for this model."
-        )
-    return schema, model
+    return unpack_model(tflite_bytes, source=source, fix="Use --memory-plan greedy for this model.")
 
 
 def _repack(schema: Any, model: Any) -> bytes:
-    """Serialise the object model again, every buffer 16-byte aligned, with the ``TFL3`` identifier."""
-    import flatbuffers
+    from edgedistill.tflite_model import pack_model
 
-    aligned = _aligned_buffer_class(schema)
-    for k, buffer in enumerate(model.buffers or []):
-        copy = aligned()
-        copy.data, copy.offset, copy.size = buffer.data, buffer.offset, buffer.size
-        model.buffers[k] = copy
-    builder = flatbuffers.Builder(1024 + sum(len(b.data) for b in model.buffers or [] if b.data is not None))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack_model(schema, model)
 
 
 def roundtrip_model(tflite_bytes: bytes) -> bytes:
