@@ -4,8 +4,8 @@ Before any training, untrained students of a preset are built at a ladder of wid
 converted to full-integer int8 TFLite (calibrated on random inputs: the byte count and the
 arena do not depend on the weights' values) and measured:
 
-- ``flash``: the int8 ``.tflite`` size in bytes (the model array that goes to flash; the TFLM
-  runtime code is not included);
+- ``flash``: the bytes of the model array that goes to flash, the int8 ``.tflite`` as the micro
+  export stores it (compacted: :mod:`edgedistill.micro.compact`; the TFLM runtime code is not included);
 - ``arena``: the smallest tensor arena the real TFLM interpreter allocates
   (:func:`edgedistill.micro.measure_arena`);
 - ``latency`` (optional): mean latency on a benchmark target (default the host, ``local``).
@@ -118,13 +118,15 @@ def measure_student(
     """Build an untrained ``preset`` at ``width``, convert it to int8 and measure it against ``budget``."""
     from edgedistill.convert import convert_keras_model
     from edgedistill.micro import measure_arena
+    from edgedistill.micro.compact import compact_model
     from edgedistill.models import build_model
 
     budget = budget or Budget()
     model = build_model(preset, input_shape, num_classes, width=width, name=f"{preset}_{width:g}")
     calibration = np.random.default_rng(seed).uniform(0.0, 1.0, size=(32, *input_shape)).astype(np.float32)
     content = convert_keras_model(model, quantization="int8", representative_data=calibration, num_calibration_samples=32)
-    fits = budget.max_flash_kb is None or len(content) <= budget.max_flash_kb * 1024
+    flash_bytes = len(compact_model(content, source=model.name).model_bytes)  # what the micro export stores
+    fits = budget.max_flash_kb is None or flash_bytes <= budget.max_flash_kb * 1024
     arena = None
     if budget.max_arena_kb is not None or budget.max_flash_kb is None:
         arena = int(measure_arena(content)["arena_bytes"])
@@ -133,7 +135,7 @@ def measure_student(
     if budget.max_latency_ms is not None and fits:
         latency = _latency_ms(content, budget.target)
         fits = latency <= budget.max_latency_ms
-    return StudentMeasurement(preset, float(width), int(model.count_params()), len(content), arena, latency, bool(fits))
+    return StudentMeasurement(preset, float(width), int(model.count_params()), flash_bytes, arena, latency, bool(fits))
 
 
 def _latency_ms(content: bytes, target: str) -> float:

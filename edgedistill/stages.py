@@ -409,7 +409,7 @@ def _front_end_export(config: MicroConfig, data):
         )
     return FrontEndExport(
         content, test_clips=audio.test_clips if audio is not None else None, num_test_samples=config.num_test_vectors,
-        source=str(config.front_end or "front_end.tflite"),
+        source=str(config.front_end or "front_end.tflite"), compact=config.compact,
     )
 
 

@@ -276,6 +276,16 @@ def test_micro_exports_the_front_end_with_the_model(tone_dir, tmp_path):
     model = TFLMModel(int8, arena_size=export.tensor_arena_size)
     assert np.array_equal(inputs, quantize_input(data.x_test[:3], model.input).reshape(3, -1))
     assert report["front_end"]["num_audio_test_samples"] == 3
+    # the device stores the front end compacted (names gone); the same features on TFLM
+    from edgedistill.audio.frontend import FrontEndRunner, read_frontend
+    from edgedistill.micro.compact import compact_model
+
+    stored = compact_model(data.audio.frontend_model).model_bytes
+    assert front["compacted"] and front["size_bytes"] == len(stored) < front["file_size_bytes"] == len(data.audio.frontend_model)
+    assert f"g_frontend_data_len = {len(stored)};" in (tmp_path / "micro/frontend_data.cc").read_text()
+    clips = np.array(parse_c_array_rows(tmp_path / "micro/audio_test_data.cc", "g_test_audio"), dtype=np.int16)
+    runner = FrontEndRunner(read_frontend(stored), tflite_bytes=stored)
+    assert np.array_equal(runner.features(clips).reshape(len(clips), -1), features)
 
 
 def test_micro_accepts_tflm_signal_ops_and_writes_their_resolver_calls(tmp_path):

@@ -117,3 +117,29 @@ def test_a_compaction_that_changes_outputs_is_not_used(int8_bytes, digits, tmp_p
 def test_a_model_that_is_not_a_flatbuffer_is_refused_in_one_line():
     with pytest.raises(InputError, match="not a TFLite flatbuffer|flatbuffer"):
         compact_model(b"not a model at all, just some bytes", source="junk.tflite")
+
+
+def test_report_says_what_the_model_takes_in_flash():
+    from edgedistill.report import _compaction_lines
+
+    compacted = {"compacted": True, "original_size_bytes": 41464, "compacted_size_bytes": 30640,
+                 "saved_bytes": {"reserialising": -104, "names": 4048, "signatures": 112, "zero_points": 6768}}  # fmt: skip
+    assert _compaction_lines(compacted) == [
+        "Model flash: 30,640 bytes, compacted from 41,464 (saved: names 4,048, signatures 112, zero points 6,768; "
+        "TFLM outputs identical)."
+    ]
+    assert _compaction_lines({"compacted": False, "reason": "--no-compact"}) == ["Model flash: as converted (--no-compact)."]
+    assert _compaction_lines(None) == []
+
+
+def test_micro_command_compacts_unless_told_not_to(int8_file, tmp_path):
+    from tests.conftest import invoke
+
+    result = invoke("micro", int8_file, "-o", tmp_path / "compact")
+    assert result.exit_code == 0, result.output
+    compact = json.loads((tmp_path / "compact/micro_export.json").read_text())
+    result = invoke("micro", int8_file, "-o", tmp_path / "plain", "--no-compact")
+    assert result.exit_code == 0, result.output
+    plain = json.loads((tmp_path / "plain/micro_export.json").read_text())
+    assert compact["compaction"]["compacted"] and plain["compaction"] == {"compacted": False, "reason": "--no-compact"}
+    assert compact["model_size_bytes"] < plain["model_size_bytes"] == int8_file.stat().st_size

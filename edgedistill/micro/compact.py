@@ -3,7 +3,7 @@
 A ``.tflite`` from the converter carries, besides operators, tensors and weights, things only
 desktop tools use: tensor and subgraph names (a quantization-aware model's names are long:
 ``student/quant_block1_dw/depthwise;student/quant_block1_dw/LastValueQuant/...``), signature
-definitions, the description, and the ``min``/``max`` of quantization parameters. And each
+definitions, and the ``min``/``max`` of quantization parameters. And each
 per-channel quantized tensor stores one int64 zero point per channel, all 0 for int8 weights
 and int32 biases. TFLM's allocator reads a single zero point for all channels when the array is
 shorter than the scales (``micro_allocator.cc`` at the pin of ``firmware/tflm.env``: "As a
@@ -48,8 +48,8 @@ class CompactedModel:
 
 
 def _drop_names(model: Any) -> None:
-    """Tensor and subgraph names, the description: TFLM finds tensors by index."""
-    model.description = None
+    """Tensor and subgraph names: TFLM finds tensors by index. (The description stays: an audio front end keeps
+    its parameters there, and a converter's is a few bytes.)"""
     for subgraph in model.subgraphs or []:
         subgraph.name = None
         for tensor in subgraph.tensors or []:

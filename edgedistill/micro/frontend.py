@@ -70,10 +70,12 @@ class FrontEndExport:
     """A front end to export with a model (see the module docstring)."""
 
     def __init__(self, tflite_bytes: bytes, *, test_clips: np.ndarray | None = None, num_test_samples: int = 5,
-                 source: str = "front_end.tflite") -> None:
+                 source: str = "front_end.tflite", compact: bool = True) -> None:
         info = read_model_info(tflite_bytes, source=source)
         self.methods = check_micro_compatible(info, source=source)
         self.ops, self.tflite_bytes, self.source = info.ops, tflite_bytes, source
+        self.compact = compact
+        self.device_bytes = tflite_bytes  # what frontend_data.cc holds: compacted by prepare() when it verifies
         self.frontend = read_frontend(tflite_bytes, source=source)
         self.synthetic = test_clips is None
         clips = synthetic_clips(self.frontend, num_test_samples) if test_clips is None else np.asarray(test_clips)
@@ -95,6 +97,7 @@ class FrontEndExport:
         size, margin = arena_with_margin(measured["arena_bytes"], margin_fraction=margin_fraction)
         self.arena = {**measured, "tensor_arena_size": size, "margin": margin}
         self.features = FrontEndRunner(self.frontend, tflite_bytes=self.tflite_bytes).features(self.clips)
+        self.device_bytes = self._compacted() if self.compact else self.tflite_bytes
         inputs = features_to_float(self.features)
         if test_inputs is not None:
             given = np.asarray(test_inputs[: len(inputs)], dtype=np.float32).reshape(inputs.shape)
@@ -106,9 +109,24 @@ class FrontEndExport:
                 )
         return inputs
 
+    def _compacted(self) -> bytes:
+        """The front end without what TFLM never reads (:mod:`edgedistill.micro.compact`), when TFLM computes the
+        same features of the test audio with it; else the front end as it is."""
+        from edgedistill.micro.compact import compact_model
+
+        try:
+            compacted = compact_model(self.tflite_bytes, source=self.source).model_bytes
+        except InputError as error:
+            logger.warning("front end %s not compacted: %s", self.source, error)
+            return self.tflite_bytes
+        if not np.array_equal(FrontEndRunner(self.frontend, tflite_bytes=compacted).features(self.clips), self.features):
+            logger.warning("front end %s: the compacted flatbuffer computes other features; exported as it is", self.source)
+            return self.tflite_bytes
+        return compacted
+
     def sources(self, model_input: dict[str, Any], *, header: str) -> dict[str, str]:
         """File name -> text of the front end's C/C++ sources (``model_input``: the model's TFLM input details)."""
-        data_h, data_cc = render_model_data(self.tflite_bytes, header=header)
+        data_h, data_cc = render_model_data(self.device_bytes, header=header)
         rename = {"model_data": "frontend_data", "g_model_data": "g_frontend_data", "MODEL_DATA": "FRONTEND_DATA"}
         for old, new in rename.items():
             data_h, data_cc = data_h.replace(old, new), data_cc.replace(old, new)
@@ -183,7 +201,8 @@ class FrontEndExport:
     def manifest(self) -> dict[str, Any]:
         """The ``front_end`` section of ``micro_export.json``."""
         return {
-            "file": "front_end.tflite", "size_bytes": len(self.tflite_bytes), "ops": self.ops, "resolver_methods": self.methods,
+            "file": "front_end.tflite", "size_bytes": len(self.device_bytes), "file_size_bytes": len(self.tflite_bytes),
+            "compacted": self.device_bytes is not self.tflite_bytes, "ops": self.ops, "resolver_methods": self.methods,
             "arena_bytes_host": self.arena["arena_bytes"], "arena_margin_bytes": self.arena["margin"],
             "kFrontEndArenaSize": self.arena["tensor_arena_size"], "arena_probes": self.arena.get("num_probes"),
             "parameters": self.frontend.to_dict(), "num_audio_test_samples": int(len(self.clips)),
