@@ -10,7 +10,7 @@ from edgedistill.errors import InputError
 from edgedistill.micro import export_micro
 from edgedistill.micro.compact import compact_model
 from edgedistill.micro.memory_plan import default_test_inputs, read_offline_plan
-from edgedistill.tflite_model import schema_module, unpack_model
+from edgedistill.tflite_model import unpack_model
 from edgedistill.tflm import smallest_arena, tflm_outputs
 
 
