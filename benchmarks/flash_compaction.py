@@ -86,9 +86,13 @@ def measure(name: str, kind: str, data: bytes) -> dict:
     return row
 
 
+STEP_COLUMNS = ("names", "signatures", "shape_signatures", "converter_metadata", "zero_points")
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| model | kind | as converted | compacted | ratio | names | signatures | zero points | arena (both) | outputs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    steps = " | ".join(step.replace("_", " ") for step in STEP_COLUMNS)
+    lines = [f"| model | kind | as converted | compacted | ratio | saved: {steps} | arena (both) | outputs |",
+             "|---|---|---|---|---|" + "---|" * len(STEP_COLUMNS) + "---|---|"]  # fmt: skip
     for row in rows:
         saved = row.get("saved_bytes", {})
         arena = (f"{row['arena_bytes']:,} / {row['compacted_arena_bytes']:,}" if "compacted_arena_bytes" in row
@@ -96,8 +100,8 @@ def table(rows: list[dict]) -> str:
         outputs = {True: "identical", False: "DIFFERENT", None: "-"}[row.get("outputs_identical")]
         lines.append(
             f"| {row['model']} | {row['kind']} | {row['original_bytes']:,} | {row.get('compacted_bytes', 0):,} | "
-            f"{row.get('ratio', 0):.3f} | {saved.get('names', 0):,} | {saved.get('signatures', 0):,} | "
-            f"{saved.get('zero_points', 0):,} | {arena} | {outputs} |"
+            f"{row.get('ratio', 0):.3f} | " + " | ".join(f"{saved.get(step, 0):,}" for step in STEP_COLUMNS)
+            + f" | {arena} | {outputs} |"
         )
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgedistill.errors import InputError
 from edgedistill.micro import export_micro
-from edgedistill.micro.compact import compact_model
+from edgedistill.micro.compact import CONVERTER_METADATA, compact_model
 from edgedistill.micro.memory_plan import default_test_inputs, read_offline_plan
 from edgedistill.tflite_model import unpack_model
 from edgedistill.tflm import smallest_arena, tflm_outputs
@@ -40,14 +40,19 @@ def test_compaction_drops_names_signatures_and_repeated_zero_points(int8_bytes):
     for tensor in compacted.subgraphs[0].tensors:
         if tensor.quantization is not None and tensor.quantization.scale is not None and len(tensor.quantization.scale) > 1:
             assert list(tensor.quantization.zeroPoint) == [0]
-    # everything TFLM reads is kept: buffers, operators, tensor shapes, scales, metadata entries
-    assert _buffers(compacted) == _buffers(original)
+    assert not any(t.shapeSignature is not None for t in compacted.subgraphs[0].tensors)
+    dropped = {e.buffer for e in original.metadata if e.name.decode() in CONVERTER_METADATA}
+    assert dropped and all(compacted.buffers[k].data is None for k in dropped)
+    # everything TFLM reads is kept: constants (same buffer indices), operators, tensor shapes, scales, other metadata
+    assert [data for k, data in enumerate(_buffers(compacted)) if k not in dropped] == [
+        data for k, data in enumerate(_buffers(original)) if k not in dropped
+    ]
     assert _quantization(compacted) == _quantization(original)
     assert [list(t.shape) for t in compacted.subgraphs[0].tensors] == [list(t.shape) for t in original.subgraphs[0].tensors]
     assert [(op.opcodeIndex, list(op.inputs), list(op.outputs)) for op in compacted.subgraphs[0].operators] == [
         (op.opcodeIndex, list(op.inputs), list(op.outputs)) for op in original.subgraphs[0].operators
     ]
-    assert [m.name for m in compacted.metadata] == [m.name for m in original.metadata]
+    assert [m.name for m in compacted.metadata or []] == [m.name for m in original.metadata if m.name.decode() not in CONVERTER_METADATA]
 
 
 def test_compacted_model_runs_identically_on_tflm_in_the_same_smallest_arena(int8_bytes):

@@ -3,9 +3,9 @@
 A ``.tflite`` from the converter carries, besides operators, tensors and weights, things only
 desktop tools use: tensor and subgraph names (a quantization-aware model's names are long:
 ``student/quant_block1_dw/depthwise;student/quant_block1_dw/LastValueQuant/...``), signature
-definitions, and the ``min``/``max`` of quantization parameters. And each
-per-channel quantized tensor stores one int64 zero point per channel, all 0 for int8 weights
-and int32 biases. TFLM's allocator reads a single zero point for all channels when the array is
+definitions, shape signatures, the converter's metadata notes, and the ``min``/``max`` of
+quantization parameters. And each per-channel quantized tensor stores one int64 zero point per
+channel, all 0 for int8 weights and int32 biases. TFLM's allocator reads a single zero point for all channels when the array is
 shorter than the scales (``micro_allocator.cc`` at the pin of ``firmware/tflm.env``: "As a
 space-saving optimization, zero point arrays for weights can be reduced to a single value"),
 and copies the zero points into the arena per channel either way, so the arena does not change.
@@ -78,12 +78,43 @@ def _shorten_zero_points(model: Any) -> None:
                 quantization.zeroPoint = [int(zero_points[0])]
 
 
-STEPS = (("names", _drop_names), ("signatures", _drop_signatures), ("zero_points", _shorten_zero_points))
+def _drop_shape_signatures(model: Any) -> None:
+    """``shape_signature`` (the converter's -1 for the dynamic batch): TFLM allocates from ``shape``."""
+    for subgraph in model.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            tensor.shapeSignature = None
+
+
+def _metadata_name(entry: Any) -> str:
+    return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name or "")
+
+
+def _drop_converter_metadata(model: Any) -> None:
+    """The converter's ``min_runtime_version`` and ``CONVERSION_METADATA`` (TFLM reads only its offline memory plan
+    and compression metadata); their buffers are emptied, not removed, so no buffer index changes."""
+    kept = []
+    for entry in model.metadata or []:
+        if _metadata_name(entry) in CONVERTER_METADATA:
+            model.buffers[entry.buffer].data = None
+        else:
+            kept.append(entry)
+    model.metadata = kept or None
+
+
+CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
+STEPS = (
+    ("names", _drop_names),
+    ("signatures", _drop_signatures),
+    ("shape_signatures", _drop_shape_signatures),
+    ("converter_metadata", _drop_converter_metadata),
+    ("zero_points", _shorten_zero_points),
+)
 
 
 def compact_model(tflite_bytes: bytes, *, source: str = "model") -> CompactedModel:
-    """The model without names, signatures, min/max and repeated per-channel zero points; every buffer, operator,
-    tensor index, scale and metadata entry (an ``OfflineMemoryAllocation`` plan too) kept.
+    """The model without names, signatures, shape signatures, the converter's metadata, min/max and repeated
+    per-channel zero points; every constant, operator, tensor index, scale and other metadata
+    entry (an ``OfflineMemoryAllocation`` plan too) kept.
 
     Raises ``InputError`` for a model that cannot be rewritten (weights stored after the flatbuffer).
     """
