@@ -14,9 +14,20 @@ files are written next to the run, so `edgedistill listen` can be run on them by
 For both front-end states (reset per window, the default; continuous) it reports detections, hit
 rate, wrong labels, misses, false accepts per hour, the DET sweep and the real-time factor on this
 host (TFLM interpreter, one thread); it also measures how far continuous features are from
-per-window-reset features, and whether LiteRT agrees with TFLM bit for bit on the windows.
+per-window-reset features, whether LiteRT agrees with TFLM bit for bit on the windows, and the
+student's accuracy on FSDD's 300 usual test clips (index < 5; argmax over all its outputs, so a digit
+taken for _silence_ or _unknown_ is an error).
+
+With --silence-fraction F and --unknown-words N the student is trained with a _silence_ class
+(F x the keyword clips of each split, from generated noise) and an _unknown_ class: N words of
+UNKNOWN_WORDS (disjoint from the evaluation's DISTRACTOR_WORDS) spoken by espeak-ng with each of the
+UNKNOWN_VOICES (other voice variants than the distractors'), at 8 kHz, written to
+benchmarks/.external/streaming_kws/unknown_words_n{N}_seed{seed}/. Streaming never detects either
+class. The recordings do not depend on these options (their own random stream), so runs with and
+without them are measured on the same audio.
 
     nice -n 10 .venv/bin/python benchmarks/streaming_kws.py [--run-dir DIR] [--snr-db 20] [--seed 0]
+        [--silence-fraction 0.1 --unknown-words 60] [--output PATH]
 
 Writes benchmarks/results/streaming_kws.json and prints a table.
 """
@@ -50,6 +61,20 @@ DISTRACTOR_WORDS = (
     "forest", "jacket", "ladder", "monkey", "pocket", "purple", "silver", "blanket",
 )  # fmt: skip  # no digit and no digit homophone (to, for, won, ate)
 VOICES = ("en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f4", "en-gb-scotland+m2", "en-029+f3")
+# The _unknown_ class's training words (--unknown-words): none of the evaluation's distractors, no digit or digit
+# homophone; spoken by voice variants the distractors do not use (espeak-ng remains one synthesizer, though).
+UNKNOWN_WORDS = (
+    "apple", "banana", "bicycle", "bridge", "butter", "candle", "carpet", "castle", "chicken", "circle", "cloud", "doctor",
+    "dragon", "engine", "family", "finger", "flower", "guitar", "hammer", "island", "jungle", "kettle", "lemon", "letter",
+    "lizard", "magnet", "marble", "meadow", "mirror", "ocean", "paper", "parrot", "pepper", "picture", "planet", "potato",
+    "puzzle", "rabbit", "ribbon", "saddle", "salad", "shadow", "shoulder", "sister", "spider", "station", "sugar", "teacher",
+    "thunder", "tiger", "tomato", "tunnel", "turtle", "valley", "velvet", "village", "violin", "wagon", "walrus", "water",
+    "wizard", "zebra", "anchor", "button", "cactus", "dolphin", "feather", "glacier", "harbor", "honey", "insect",
+    "lantern", "mountain", "noodle", "pillow", "rainbow", "sandwich", "tractor", "umbrella", "whistle",
+)  # fmt: skip
+UNKNOWN_VOICES = ("en-us+m1", "en-us+f4", "en-gb-x-rp+m4", "en-gb-x-gbclan+f1", "en-gb-x-gbcwmd+m6", "en-029+f5")
+UNKNOWN_SEED_OFFSET = 7_777_777  # the unknown words' own random stream: the recordings do not move
+assert not set(UNKNOWN_WORDS) & set(DISTRACTOR_WORDS) and not set(UNKNOWN_VOICES) & set(VOICES)
 
 
 def arguments() -> argparse.Namespace:
@@ -73,6 +98,11 @@ def arguments() -> argparse.Namespace:
                         "are at most this.")  # fmt: skip
     parser.add_argument("--max-digits", type=int, default=0, help="Quick runs: at most this many digit clips a recording (0: all).")
     parser.add_argument("--litert-windows", type=int, default=1000, help="Windows on which LiteRT is compared with TFLM.")
+    parser.add_argument("--silence-fraction", type=float, default=0.0,
+                        help="Train the student with a _silence_ class of this fraction of the keyword clips (0: none).")
+    parser.add_argument("--unknown-words", type=int, default=0,
+                        help=f"Train the student with an _unknown_ class of this many words (at most {len(UNKNOWN_WORDS)}), "
+                        f"each spoken by the {len(UNKNOWN_VOICES)} UNKNOWN_VOICES (0: none).")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS / "streaming_kws.json")
     return parser.parse_args()
 
@@ -81,8 +111,18 @@ def arguments() -> argparse.Namespace:
 # The student: the project's own flow
 
 
+def run_name(args: argparse.Namespace) -> str:
+    name = f"fsdd_student_seed{args.seed}"
+    if args.silence_fraction:
+        name += f"_silence{args.silence_fraction:g}"
+    return name + (f"_unknown{args.unknown_words}" if args.unknown_words else "")
+
+
 def train_student(args: argparse.Namespace) -> tuple[Path, dict]:
     """`edgedistill run` on FSDD's usual split; its CPU time is that of the child processes."""
+    extra = ["--audio-silence-fraction", str(args.silence_fraction)] if args.silence_fraction else []
+    if args.unknown_words:
+        extra += ["--audio-unknown-dir", str(unknown_words(args))]
     command = [
         str(ROOT / ".venv" / "bin" / "edgedistill"), "run", "--data", f"audio:{args.fsdd}",
         "--audio-label-pattern", "{label}_{speaker}_{index}.wav", "--audio-test-split", "index<5",
@@ -90,7 +130,7 @@ def train_student(args: argparse.Namespace) -> tuple[Path, dict]:
         "--audio-augment-copies", str(args.augment_copies), "--teacher-preset", "dscnn_kws_large", "--teacher-width", "0.5",
         "--teacher-epochs", str(args.teacher_epochs), "--student-preset", "dscnn_kws", "--student-width", "0.5",
         "--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--no-bench", "--verbose", "0",
-        "--output-dir", str(WORK), "--run-name", f"fsdd_student_seed{args.seed}", "--seed", str(args.seed),
+        "--output-dir", str(WORK), "--run-name", run_name(args), "--seed", str(args.seed), *extra,
     ]  # fmt: skip
     print("training:", " ".join(command), flush=True)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -98,7 +138,7 @@ def train_student(args: argparse.Namespace) -> tuple[Path, dict]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cost = {"wall_seconds": time.perf_counter() - started,
             "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), "command": command}  # fmt: skip
-    return WORK / f"fsdd_student_seed{args.seed}", cost
+    return WORK / run_name(args), cost
 
 
 def student_summary(run_dir: Path) -> dict:
@@ -110,6 +150,8 @@ def student_summary(run_dir: Path) -> dict:
         "stage_wall_seconds": {name: stage.get("seconds") for name, stage in stages.items()},
         "model_flash_bytes": (run_dir / "student_int8.tflite").stat().st_size,
         "kTensorArenaSize": report.get("micro", {}).get("kTensorArenaSize"),
+        "class_names": report.get("data", {}).get("audio", {}).get("class_names"),
+        "added_classes": report.get("data", {}).get("audio", {}).get("added_classes"),
     }  # fmt: skip
 
 
@@ -135,6 +177,38 @@ def distractor_clips(count: int, rng: np.random.Generator, folder: Path) -> list
         samples, rate = read_wav(path)
         clips.append((trim_silence(resample(samples, rate, RATE)), f"{word}/{voice}"))
     return clips
+
+
+def unknown_words(args: argparse.Namespace) -> Path:
+    """The _unknown_ class's training clips: ``args.unknown_words`` words x UNKNOWN_VOICES, espeak-ng at a random
+    speed, trimmed, at 8 kHz, at the FSDD training digits' median RMS +-6 dB (made once per N and seed)."""
+    import soundfile
+
+    from edgedistill.audio.wav import read_wav, resample
+
+    if not 0 < args.unknown_words <= len(UNKNOWN_WORDS):
+        sys.exit(f"--unknown-words must be in 1..{len(UNKNOWN_WORDS)}; received {args.unknown_words}.")
+    folder = WORK / f"unknown_words_n{args.unknown_words}_seed{args.seed}"
+    done = folder / "done.json"
+    if done.is_file():
+        return folder
+    rng = np.random.default_rng(args.seed + UNKNOWN_SEED_OFFSET)
+    words = [UNKNOWN_WORDS[i] for i in sorted(rng.permutation(len(UNKNOWN_WORDS))[: args.unknown_words])]
+    loudness = float(np.median([rms(clip) for clip, _ in digit_clips(args.fsdd, tuple(range(5, 50)))]))
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="espeak-") as scratch:
+        for word in words:
+            for voice in UNKNOWN_VOICES:
+                raw = Path(scratch) / "word.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-s", str(int(rng.integers(120, 190))), "-w", str(raw), word], check=True)
+                samples, rate = read_wav(raw)
+                clip = trim_silence(resample(samples, rate, RATE)).astype(np.float64)
+                clip *= loudness / max(rms(clip), 1e-9) * 10 ** (rng.uniform(-6, 6) / 20)
+                soundfile.write(str(folder / f"{word}_{voice.replace('+', '_')}.wav"),
+                                np.clip(np.round(clip), -32768, 32767).astype(np.int16), RATE, subtype="PCM_16")  # fmt: skip
+    done.write_text(json.dumps({"words": words, "voices": list(UNKNOWN_VOICES), "target_rms": loudness}))
+    print(f"unknown words: {len(words)} words x {len(UNKNOWN_VOICES)} voices -> {folder}", flush=True)
+    return folder
 
 
 def digit_clips(fsdd: Path, indices: tuple[int, ...]) -> list[tuple[np.ndarray, str]]:
@@ -219,13 +293,30 @@ def recordings(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def load_model(run_dir: Path):
-    """The run's front end and int8 model, as `edgedistill listen` loads them (FSDD's classes are their index)."""
-    from edgedistill.audio.streaming import StreamModel
+    """The run's front end and int8 model, as `edgedistill listen` loads them (class names: the run's report, else
+    the index, which FSDD's digits are)."""
+    from edgedistill.audio.streaming import StreamModel, class_names_of_run
     from edgedistill.micro import load_micro_export
 
     export = load_micro_export(run_dir)
     return StreamModel((export.micro_dir / "front_end.tflite").read_bytes(), export.model_path.read_bytes(),
-                       arena_bytes=export.tensor_arena_size, model_source=str(export.model_path))  # fmt: skip
+                       arena_bytes=export.tensor_arena_size, model_source=str(export.model_path),
+                       recorded_class_names=class_names_of_run(export.run_dir))  # fmt: skip
+
+
+def keyword_test_accuracy(model, fsdd: Path) -> dict:
+    """The int8 student (TFLM) on FSDD's 300 usual test clips (index < 5), argmax over all its outputs: a digit
+    taken for _silence_ or _unknown_ is an error (and counted as rejected)."""
+    from edgedistill.audio.extra_classes import is_keyword
+    from edgedistill.audio.wav import ClipFormat, read_clip
+
+    paths = sorted(p for p in fsdd.glob("*_*_*.wav") if int(p.stem.split("_")[2]) < 5)
+    clip_format = ClipFormat(RATE, model.frontend.clip_samples, trim=True)
+    clips = np.stack([read_clip(path, clip_format) for path in paths])
+    predicted = [model.class_names[i] for i in model.posteriors(model.runner.features(clips)).argmax(axis=1)]
+    labels = [p.stem.split("_")[0] for p in paths]
+    return {"num_clips": len(paths), "accuracy": float(np.mean([p == y for p, y in zip(predicted, labels)])),
+            "rejected_as_non_keyword": float(np.mean([not is_keyword(p) for p in predicted]))}  # fmt: skip
 
 
 def listen(model, recording: dict, state: str, args: argparse.Namespace) -> dict:
@@ -445,6 +536,8 @@ def main() -> None:
     made = recordings(args)
     results["recordings"] = {name: {**r["description"], "wav": str(r["wav"]), "events": str(r["csv"])} for name, r in made.items()}
     model = load_model(run_dir)
+    results["keyword_test_accuracy_tflm"] = keyword_test_accuracy(model, args.fsdd)
+    print(f"keyword accuracy on FSDD's usual test split (TFLM): {results['keyword_test_accuracy_tflm']}", flush=True)
     results["states"] = evaluate_states(model, made, args)
     results["feature_difference_continuous_vs_reset"] = feature_difference(model, made["evaluation"]["audio"], args.hop_ms)
     results["litert_vs_tflm"] = litert_agreement(model, run_dir, made["evaluation"]["audio"], args)

@@ -168,6 +168,21 @@ class DataConfig(Section):
     audio_frequency_mask_channels: int = option(
         0, "SpecAugment: widest frequency mask (channels) on augmented copies; 0: no frequency mask.", check=at_least(0), expected=">= 0"
     )
+    audio_silence_fraction: float = option(
+        0.0, "Keyword spotting: add a _silence_ class with this fraction of the keyword clips of each split (train, "
+        "validation, test): clips cut at random from background noise (--audio-noise-dir, else generated white and "
+        "pink noise) at a random level (-70 to -30 dBFS RMS; 10 % digital zeros), seeded by --seed. 0: no _silence_ class.",
+        check=between(0, 1), expected="in [0, 1]",
+    )
+    audio_unknown_dir: str | None = option(
+        None, "Keyword spotting: folder (searched recursively) of mono 16-bit WAVs of other words, the _unknown_ class "
+        "(read as the keyword clips). A seeded random 20 % of its files are test clips, whatever --audio-test-split; "
+        "validation is taken from the rest as for keywords. Unset: no _unknown_ class.",
+    )
+    audio_unknown_fraction: float = option(
+        1.0, "Keyword spotting: fraction of the --audio-unknown-dir files used (a seeded random choice).",
+        check=_finite(lambda v: 0 < v <= 1), expected="in (0, 1]",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

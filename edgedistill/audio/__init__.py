@@ -7,6 +7,8 @@
 - :mod:`edgedistill.audio.loader`: the ``audio:DIR`` data set (layouts, label patterns, the
   held-out-speaker and FSDD splits);
 - :mod:`edgedistill.audio.augment`: time shift, background noise at a random SNR, SpecAugment.
+- :mod:`edgedistill.audio.extra_classes`: the ``_silence_`` and ``_unknown_`` classes of a keyword
+  spotter (background noise at a low level; other words), never detected when streaming.
 - :mod:`edgedistill.audio.streaming`: a run's front end and model slid over a long recording
   (``edgedistill listen``): posterior smoothing, detections, misses and false accepts per hour.
 

@@ -14,6 +14,9 @@ The test split (``--audio-test-split``): ``random`` (20 % of each class, always 
 The validation split is then taken from the training files (``validation_fraction``, ``seed``);
 augmented copies (:mod:`edgedistill.audio.augment`) are made of the remaining training files only.
 
+Optional ``_silence_`` (background noise at a low level) and ``_unknown_`` (other words) classes come
+after the keyword classes (:mod:`edgedistill.audio.extra_classes`: how they are made and split).
+
 Every clip goes through :class:`~edgedistill.audio.frontend.FrontEndRunner` (the TFLM
 interpreter running the front-end flatbuffer that is exported to the device). The raw int16 test
 clips stay with the data (:class:`AudioData`) for the device's test vectors.
@@ -30,6 +33,14 @@ from typing import Any
 import numpy as np
 
 from edgedistill.audio.augment import Augmentation, augment_clips, generated_noise, spec_augment
+from edgedistill.audio.extra_classes import (
+    SILENCE_SEED_OFFSET,
+    ExtraClips,
+    class_names_with,
+    find_unknown_files,
+    make_extra_clips,
+    split_unknown_files,
+)
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, features_to_float
 from edgedistill.audio.wav import ClipFormat, read_clip, read_noise
 from edgedistill.errors import InputError
@@ -59,11 +70,15 @@ class AudioData:
     test_split: str
     num_augmented: int = 0
     test_groups: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()  # the model's outputs, in order (``listen`` reads them from the report)
+    # _silence_ / _unknown_ (edgedistill.audio.extra_classes): class -> clips per split (before augmentation)
+    added_classes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
             "front_end": self.frontend.to_dict(), "front_end_bytes": len(self.frontend_model),
             "test_split": self.test_split, "test_groups": list(self.test_groups), "num_augmented_train": self.num_augmented,
+            "class_names": list(self.class_names), **({"added_classes": self.added_classes} if self.added_classes else {}),
         }  # fmt: skip
 
 
@@ -282,6 +297,47 @@ def _augmented(clips, labels, options, frontend, augmentation, runner, seed) -> 
     return features, np.tile(labels, augmentation.copies)
 
 
+def _added_classes(keywords: tuple[str, ...], options: Any) -> tuple[tuple[str, ...], list[Path]]:
+    """The class names with ``_silence_`` / ``_unknown_`` when asked, and the unknown files: checked before any clip is read."""
+    unknown_dir = _option(options, "audio_unknown_dir", None)
+    silence = float(_option(options, "audio_silence_fraction", 0.0)) > 0
+    class_names = class_names_with(keywords, silence=silence, unknown=bool(unknown_dir))
+    return class_names, find_unknown_files(unknown_dir) if unknown_dir else []
+
+
+def _split_indices(is_test: np.ndarray, validation_fraction: float, seed: int,
+                   max_train_samples: int | None) -> tuple[dict[str, np.ndarray], float]:  # fmt: skip
+    """The keyword files of each split, and the fraction of the training files ``max_train_samples`` kept."""
+    train_index = np.flatnonzero(~is_test)
+    order = np.random.default_rng(seed).permutation(train_index)
+    num_val = max(1, int(round(len(order) * validation_fraction)))
+    val_index, train_index = order[:num_val], order[num_val:]
+    kept_fraction = 1.0
+    if max_train_samples is not None and len(train_index) > max_train_samples:
+        kept_fraction = max_train_samples / len(train_index)
+        train_index = train_index[:max_train_samples]
+    return {"train": train_index, "validation": val_index, "test": np.flatnonzero(is_test)}, kept_fraction
+
+
+def _extra_clips(class_names: tuple[str, ...], unknown_paths: list[Path], keyword_counts: dict[str, int], *,
+                 kept_fraction: float, options: Any, clip_format: ClipFormat, frontend: FrontEnd,
+                 validation_fraction: float, seed: int) -> ExtraClips:  # fmt: skip
+    """The ``_silence_`` and ``_unknown_`` clips of each split (none when neither is asked for)."""
+    unknown = None
+    if unknown_paths:
+        fraction = float(_option(options, "audio_unknown_fraction", 1.0))
+        unknown = split_unknown_files(unknown_paths, fraction=fraction, validation_fraction=validation_fraction, seed=seed)
+        # --max-train-samples keeps the same share of the unknown training files as of the keyword ones.
+        unknown["train"] = unknown["train"][: int(round(len(unknown["train"]) * kept_fraction))]
+        logger.info("   reading %d of the %d clips of %s", sum(map(len, unknown.values())), len(unknown_paths),
+                    _option(options, "audio_unknown_dir", None))  # fmt: skip
+    silence_fraction = float(_option(options, "audio_silence_fraction", 0.0))
+    rng = np.random.default_rng(seed + SILENCE_SEED_OFFSET)  # its own stream: no keyword split or copy moves
+    noises = _noise_sources(options, frontend, rng) if silence_fraction > 0 else []
+    return make_extra_clips(class_names, keyword_counts, silence_fraction=silence_fraction, noises=noises, unknown=unknown,
+                            unknown_available=len(unknown_paths), clip_format=clip_format, rng=rng)  # fmt: skip
+
+
 def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1, seed: int = 0,
                       max_train_samples: int | None = None, options: Any = None) -> AudioSplits:
     """Read, split, (augment) and featurize the clips of ``audio:DIR`` (``options``: the ``audio_*`` fields)."""
@@ -296,34 +352,35 @@ def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1,
     rule = str(_option(options, "audio_test_split", "random"))
     is_test = test_mask(files, rule)
     _check_split(files, is_test, rule)
-    class_names = tuple(sorted({f.label for f in files}))
-    labels = np.array([class_names.index(f.label) for f in files], dtype=np.int64)
-    logger.info("   reading %d clips from %s (%d classes)", len(files), folder, len(class_names))
+    keywords = tuple(sorted({f.label for f in files}))
+    class_names, unknown_paths = _added_classes(keywords, options)
+    labels = np.array([keywords.index(f.label) for f in files], dtype=np.int64)
+    logger.info("   reading %d clips from %s (%d classes)", len(files), folder, len(keywords))
     clips = np.stack([read_clip(f.path, clip_format) for f in files])
-
-    train_index = np.flatnonzero(~is_test)
-    order = np.random.default_rng(seed).permutation(train_index)
-    num_val = max(1, int(round(len(order) * validation_fraction)))
-    val_index, train_index = order[:num_val], order[num_val:]
-    if max_train_samples is not None:
-        train_index = train_index[:max_train_samples]
-    test_index = np.flatnonzero(is_test)
+    indices, kept_fraction = _split_indices(is_test, validation_fraction, seed, max_train_samples)
+    extra = _extra_clips(class_names, unknown_paths, {split: len(index) for split, index in indices.items()},
+                         kept_fraction=kept_fraction, options=options, clip_format=clip_format, frontend=frontend,
+                         validation_fraction=validation_fraction, seed=seed)  # fmt: skip
+    split_clips = {split: np.concatenate([clips[index], extra.clips[split]]) for split, index in indices.items()}
+    split_labels = {split: np.concatenate([labels[index], extra.labels[split]]) for split, index in indices.items()}
 
     runner = FrontEndRunner(frontend)
-    logger.info("   features of %d clips on the TFLM front end (%s frames x %d channels)", len(files), frontend.num_frames, frontend.num_channels)
-    features = features_to_float(runner.features(clips))
-    x_train, y_train = features[train_index], labels[train_index]
+    logger.info("   features of %d clips on the TFLM front end (%s frames x %d channels)",
+                sum(map(len, split_clips.values())), frontend.num_frames, frontend.num_channels)  # fmt: skip
+    features = {split: features_to_float(runner.features(c)) for split, c in split_clips.items()}
+    x_train, y_train = features["train"], split_labels["train"]
     if augmentation.copies:
-        extra_x, extra_y = _augmented(clips[train_index], y_train, options, frontend, augmentation, runner, seed)
+        extra_x, extra_y = _augmented(split_clips["train"], y_train, options, frontend, augmentation, runner, seed)
         x_train, y_train = np.concatenate([x_train, extra_x]), np.concatenate([y_train, extra_y])
     groups = sorted({f.fields.get(g) for f, test in zip(files, is_test) if test for g in GROUP_FIELDS if g in f.fields})
     audio = AudioData(
-        frontend=frontend, frontend_model=runner.tflite_bytes, test_clips=clips[test_index], test_split=rule,
-        num_augmented=len(x_train) - len(train_index), test_groups=tuple(groups),
+        frontend=frontend, frontend_model=runner.tflite_bytes, test_clips=split_clips["test"], test_split=rule,
+        num_augmented=len(x_train) - len(split_clips["train"]), test_groups=tuple(groups), class_names=class_names,
+        added_classes=extra.summary(),
     )  # fmt: skip
     return AudioSplits(
-        x_train=x_train, y_train=y_train, x_val=features[val_index], y_val=labels[val_index],
-        x_test=features[test_index], y_test=labels[test_index], class_names=class_names, audio=audio,
+        x_train=x_train, y_train=y_train, x_val=features["validation"], y_val=split_labels["validation"],
+        x_test=features["test"], y_test=split_labels["test"], class_names=class_names, audio=audio,
     )  # fmt: skip
 
 

@@ -45,20 +45,24 @@ features, at the cost of recomputing every frame of the window each hop (``clip/
 front-end work of a continuous front end) and of a window of raw audio in RAM instead of a ring of
 features. ``continuous`` is kept, for measuring and for models trained on continuous features.
 
-No silence or unknown class. A model trained on FSDD's ten digits has no "nothing said" output:
-its softmax always sums to one over the digits, so background noise and non-digit words still
-give some digit a high posterior. The only rejection is the threshold on the smoothed top
-posterior; false accepts per hour show what that costs. Measured (benchmarks/README.md): noise alone
-at 20 dB SNR never fired, but non-digit words did: every false accept was on a distractor word, and
-a threshold of 0.998 was needed for ~10 per hour, which misses more than half of the digits. A
-model trained with silence and unknown classes reports them as classes; ``ignore_labels`` keeps
-them out of the detections.
+Silence and unknown classes. A model trained on FSDD's ten digits alone has no "nothing said"
+output: its softmax always sums to one over the digits, so background noise and non-digit words
+still give some digit a high posterior, and the only rejection is the threshold on the smoothed top
+posterior. Measured (benchmarks/README.md): noise alone at 20 dB SNR never fired, but non-digit
+words did: every false accept was on a distractor word, and a threshold of 0.998 was needed for ~10
+per hour, which misses more than half of the digits. A model trained with ``_silence_`` and
+``_unknown_`` classes (``--audio-silence-fraction``, ``--audio-unknown-dir``;
+:mod:`edgedistill.audio.extra_classes`) can say "none of these": any class whose name starts and
+ends with ``_`` takes part in the smoothing like every class, but when it wins the smoothed top
+posterior nothing is detected (so it is never a false accept), and an events file may not name it
+(events are keywords). ``ignore_labels`` leaves further classes out of the detections.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -67,6 +71,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from edgedistill.audio.extra_classes import is_keyword
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, check_feature_shape, features_to_float, frame_clips, read_frontend
 from edgedistill.audio.wav import read_wav
 from edgedistill.errors import InputError
@@ -175,6 +180,20 @@ def class_names_for(names: Sequence[str] | None, num_classes: int, *, model_sour
     return tuple(names)
 
 
+def class_names_of_run(run_dir: str | Path) -> tuple[str, ...] | None:
+    """The class names an audio run recorded (``report.json``: ``data.audio.class_names``), or None."""
+    try:
+        names = json.loads((Path(run_dir) / "report.json").read_text())["data"]["audio"]["class_names"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tuple(str(name) for name in names) if isinstance(names, list) and names else None
+
+
+def keyword_classes(class_names: Sequence[str]) -> tuple[str, ...]:
+    """The classes that may be detected: all but ``_silence_``, ``_unknown_`` and other ``_name_`` classes."""
+    return tuple(name for name in class_names if is_keyword(name))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -184,11 +203,14 @@ class StreamModel:
     """A run's front end and int8 model, checked to fit each other, both on the TFLM interpreter.
 
     ``arena_bytes``: an arena the model is known to run in (a micro export's ``kTensorArenaSize``,
-    or :func:`edgedistill.tflm.smallest_arena`); a too small one can crash TFLM.
+    or :func:`edgedistill.tflm.smallest_arena`); a too small one can crash TFLM. ``recorded_class_names``
+    (a run's report, :func:`class_names_of_run`) name the outputs when ``class_names`` is None and
+    there is one per output; otherwise the outputs are named by their index.
     """
 
     def __init__(self, frontend_bytes: bytes, model_bytes: bytes, *, arena_bytes: int, class_names: Sequence[str] | None = None,
-                 frontend_source: str = "front_end.tflite", model_source: str = "the model") -> None:  # fmt: skip
+                 frontend_source: str = "front_end.tflite", model_source: str = "the model",
+                 recorded_class_names: Sequence[str] | None = None) -> None:  # fmt: skip
         from edgedistill.tflite_model import read_model_info
         from edgedistill.tflm import TFLMModel
 
@@ -198,7 +220,10 @@ class StreamModel:
                  f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).")  # fmt: skip
         check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source,
                             fix="Use the front end and the model of one run (its micro/ folder).")
-        self.class_names = class_names_for(class_names, int(np.prod(info.outputs[0].shape[1:])), model_source=model_source)
+        num_outputs = int(np.prod(info.outputs[0].shape[1:]))
+        if class_names is None and recorded_class_names is not None and len(recorded_class_names) == num_outputs:
+            class_names = recorded_class_names
+        self.class_names = class_names_for(class_names, num_outputs, model_source=model_source)
         # The presets output logits; a model that ends in SOFTMAX already gives posteriors.
         self.outputs_posteriors = "SOFTMAX" in info.ops
         self.runner = FrontEndRunner(self.frontend, tflite_bytes=frontend_bytes)
@@ -323,18 +348,19 @@ def _detections(averaged: np.ndarray, counts: np.ndarray, posteriors: Posteriors
 
 
 def _check_ignored(posteriors: Posteriors, ignore_labels: Iterable[str]) -> tuple[str, ...]:
+    """``ignore_labels`` (checked) and the model's non-keyword classes (``_silence_``, ``_unknown_``): never detected."""
     ignored = tuple(ignore_labels)
     unknown = [name for name in ignored if name not in posteriors.class_names]
     _require(not unknown,
              f"Labels to ignore {', '.join(unknown)} are not classes of the model ({', '.join(posteriors.class_names)}). "
              "Name classes of the model, e.g. _silence_ or _unknown_.")  # fmt: skip
-    return ignored
+    return ignored + tuple(name for name in posteriors.class_names if not is_keyword(name) and name not in ignored)
 
 
 def detect(posteriors: Posteriors, smoothing: Smoothing, *, ignore_labels: Iterable[str] = ()) -> list[Detection]:
     """Detections (time, label, smoothed score) of TF's RecognizeCommands rule (module docstring).
 
-    ``ignore_labels``: classes that are never reported (a model's silence or unknown class).
+    A winning ``_silence_``, ``_unknown_`` (any ``_name_`` class) or ``ignore_labels`` class is never reported.
     """
     averaged, counts = moving_average(posteriors.scores, smoothing.averaged_count(posteriors.hop_ms))
     return _detections(averaged, counts, posteriors, smoothing.threshold, smoothing, _check_ignored(posteriors, ignore_labels))
@@ -455,14 +481,19 @@ def _event(cells: list[str], where: str, class_names: Sequence[str] | None, dura
         raise InputError(f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
                          "Is it the events file of this recording?")  # fmt: skip
     label = cells[1]
+    if class_names is not None and label in class_names and not is_keyword(label):
+        raise InputError(f"{where}: label {label!r} is not a keyword: the model's {label} class is never detected, so "
+                         "an event of it could only be missed. List keywords only; remove the row.")  # fmt: skip
     if class_names is not None and label not in class_names:
-        raise InputError(f"{where}: label {label!r} is not a class of the model ({', '.join(class_names)}). Fix the "
-                         "label, or pass --class-names with the model's class order.")  # fmt: skip
+        raise InputError(f"{where}: label {label!r} is not a class of the model ({', '.join(keyword_classes(class_names))}). "
+                         "Fix the label, or pass --class-names with the model's class order.")  # fmt: skip
     return Event(time_s, label)
 
 
 def read_events(path: str | Path, *, class_names: Sequence[str] | None = None, duration_s: float | None = None) -> list[Event]:
     """Ground truth from a CSV of ``time_s,label`` rows (``time_s``: when the word starts), sorted by time.
+
+    Labels are keyword classes of ``class_names`` (when given): not ``_silence_``, ``_unknown_``.
 
     An optional header row (``time_s,label``), blank lines and ``#`` comments are skipped; a file
     with no rows is a recording with no keyword (every detection is then a false accept).
@@ -505,11 +536,13 @@ __all__ = [
     "StreamModel",
     "StreamSettings",
     "class_names_for",
+    "class_names_of_run",
     "continuous_features",
     "default_tolerance_s",
     "det_table",
     "detect",
     "evaluate",
+    "keyword_classes",
     "moving_average",
     "read_events",
     "read_recording",

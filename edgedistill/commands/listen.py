@@ -26,8 +26,9 @@ def _parse_labels(text: str | None) -> tuple[str, ...]:
 
 
 def _load_models(folder: str, class_names: tuple[str, ...] | None) -> tuple[Any, dict[str, str]]:
-    """The checked :class:`StreamModel` of a run or micro folder, and where its two files are."""
-    from edgedistill.audio.streaming import StreamModel
+    """The checked :class:`StreamModel` of a run or micro folder, and where its two files are. Without
+    ``class_names``, the class names the run's report recorded (its ``_silence_``/``_unknown_`` too) or the indices."""
+    from edgedistill.audio.streaming import StreamModel, class_names_of_run
     from edgedistill.micro import load_micro_export
 
     export = load_micro_export(folder)  # a folder without a complete micro export: one InputError with its fix
@@ -53,6 +54,7 @@ def _load_models(folder: str, class_names: tuple[str, ...] | None) -> tuple[Any,
     model = StreamModel(
         front_end_path.read_bytes(), model_bytes, arena_bytes=arena_bytes, class_names=class_names,
         frontend_source=str(front_end_path), model_source=str(model_path),
+        recorded_class_names=class_names_of_run(export.run_dir) if class_names is None else None,
     )  # fmt: skip
     return model, {"front_end": str(front_end_path), "model": str(model_path)}
 
@@ -87,8 +89,8 @@ def _print_evaluation(summary: dict[str, Any], det: list[dict[str, Any]]) -> Non
               help="Ground truth: a CSV of time_s,label rows (time_s: when the word starts). Adds hits, wrong labels, "
               "misses, false accepts per hour and a threshold sweep (DET table).")
 @click.option("--threshold", type=float, default=Smoothing.threshold, show_default=True,
-              help="Detect when the smoothed top posterior is above this (the only rejection: FSDD-style models have no "
-              "silence or unknown class).")
+              help="Detect when the smoothed top posterior is above this (and is a keyword's: a winning _silence_ or "
+              "_unknown_ class is never a detection).")
 @click.option("--average-ms", type=float, default=Smoothing.average_ms, show_default=True,
               help="Posterior smoothing: average the posteriors of the last this many ms.")
 @click.option("--suppression-ms", type=float, default=Smoothing.suppression_ms, show_default=True,
@@ -104,9 +106,10 @@ def _print_evaluation(summary: dict[str, Any], det: list[dict[str, Any]]) -> Non
               help="A detection matches an event up to this long after the event's time. Unset: the model's window "
               "plus --average-ms.")
 @click.option("--class-names", default=None,
-              help="The model's classes in output order (comma-separated, or a labels file). Unset: the output index "
-              "(FSDD's digits are their index).")
-@click.option("--ignore-labels", default="", help="Classes never reported (comma-separated), e.g. _silence_,_unknown_.")
+              help="The model's classes in output order (comma-separated, or a labels file). Unset: the names the "
+              "run's report.json recorded, else the output index (FSDD's digits are their index).")
+@click.option("--ignore-labels", default="", help="Further classes never reported (comma-separated); classes named "
+              "_like_this_ (_silence_, _unknown_) never are.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="JSON file of the detections "
               "(and, with --events, the evaluation and the sweep).")
 def listen(folder: str, recording: str, events_path: str | None, threshold: float, average_ms: float, suppression_ms: float,
@@ -141,6 +144,7 @@ def listen(folder: str, recording: str, events_path: str | None, threshold: floa
     _print_detections(detections, smoothing)
     result: dict[str, Any] = {
         "recording": str(recording), "duration_s": duration_s, **files, "class_names": list(model.class_names),
+        "keyword_classes": list(streaming.keyword_classes(model.class_names)),
         "settings": {**vars(settings), **vars(smoothing), "ignore_labels": list(ignored)},
         "processing_seconds": seconds, "real_time_factor": seconds / duration_s,
         "detections": [vars(detection) for detection in detections],
