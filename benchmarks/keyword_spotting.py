@@ -62,6 +62,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--teacher-epochs", type=int, default=30)
     parser.add_argument("--teacher-draws", type=int, default=1, help="Teachers trained (seeds 0..N-1); the best on validation is kept.")
     parser.add_argument("--no-teacher-cache", action="store_true", help="Train the teachers again even when cached.")
+    parser.add_argument("--teacher-ensemble", action="store_true",
+                        help="Teach with the average of the logits of all --teacher-draws (one Keras model) instead of the best draw.")
     parser.add_argument("--student-preset", default="dscnn_kws")
     parser.add_argument("--student-width", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=40, help="Epochs of the scratch and the distilled student.")
@@ -218,18 +220,37 @@ def teacher_draw(split: str, data, draw: int, args):
     return teacher, report, "trained"
 
 
+def ensemble_teacher(split: str, data, models: list, args):
+    """One teacher averaging the logits of ``models`` (the draws), saved beside them and loaded as a teacher file."""
+    from edgedistill import stages
+    from edgedistill._keras import keras
+    from edgedistill.config import TeacherConfig
+
+    inputs = keras.Input(shape=tuple(data.input_shape), name="features")
+    for index, model in enumerate(models):
+        model._name = f"teacher_draw{index}"  # nested models need distinct names
+    outputs = keras.layers.Average(name="mean_logits")([model(inputs) for model in models])
+    path = teacher_cache_file(split, 0, args).with_name(teacher_cache_file(split, 0, args).stem + f"_ensemble{len(models)}.keras")
+    keras.Model(inputs, outputs, name="teacher_ensemble").save(path)
+    return stages.prepare_teacher(TeacherConfig(teacher=str(path)), training(args), data, seed=0)
+
+
 def best_teacher(split: str, data, args):
-    """The draw with the best validation accuracy, and every draw's figures."""
+    """The draw with the best validation accuracy (or the ensemble of all draws), and every draw's figures."""
     from edgedistill.training import accuracy
 
-    best, draws = None, []
+    best, draws, models = None, [], []
     for draw in range(args.teacher_draws):
         teacher, report, source = teacher_draw(split, data, draw, args)
+        models.append(teacher.model)
         draws.append({"seed": draw, "val_accuracy": report["val_accuracy"], "source": source,
                       "test_accuracy": accuracy(teacher.model, data.x_test, data.y_test)})  # fmt: skip
         print(f"[{split}] teacher draw {draw}: validation {report['val_accuracy']:.2f}% ({source})", flush=True)
         if best is None or report["val_accuracy"] > best[1]["val_accuracy"]:
             best = (teacher, report)
+    if args.teacher_ensemble:
+        best = ensemble_teacher(split, data, models, args)
+        print(f"[{split}] teacher: the ensemble of {len(models)} draws, validation {best[1]['val_accuracy']:.2f}%", flush=True)
     return best[0], best[1], draws
 
 
