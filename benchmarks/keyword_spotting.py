@@ -14,7 +14,7 @@ with seeds 0, 1, ..., the one with the best *validation* accuracy kept (never th
 same teacher config trained to 92.7-98.7 % test accuracy across runs here, the largest source of
 noise in the students' figures). Each draw is cached in benchmarks/.external/kws_teachers/ (git-ignored)
 and reused by later runs with the same split, data settings and teacher config (--no-teacher-cache
-to retrain).
+to retrain). --teacher-ensemble teaches with all draws instead (their logits averaged).
 
 Model flash is the model as the micro export stores it (compacted: edgedistill.micro.compact);
 the .tflite as converted is reported beside it (model_file_bytes).

@@ -494,12 +494,9 @@ def export_micro(
         tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
         model_name=model_name, num_samples=int(len(vectors[0])),
     )  # fmt: skip
-    if front_end is not None:
-        manifest["front_end"] = front_end.manifest()
-    manifest["memory_plan"] = plan_report
-    manifest["compaction"] = compact_report
-    if input_convention is not None:
-        manifest["input_convention"] = input_convention
+    sections = {"front_end": front_end.manifest() if front_end is not None else None, "memory_plan": plan_report,
+                "compaction": compact_report, "input_convention": input_convention}  # fmt: skip
+    manifest.update({name: section for name, section in sections.items() if section is not None})
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
     logger.debug("micro export of %s written to %s", model_name, output_dir)
     return MicroExport.from_metadata(output_dir, manifest)
