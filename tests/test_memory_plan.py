@@ -78,9 +78,11 @@ def schema_module():
 
 def _edit(data: bytes, change) -> bytes:
     """The model after ``change(schema, model_object)``, written back as apply_plan writes."""
-    schema, model = mp._unpack(data)
+    from edgedistill.tflite_model import pack_model, unpack_model
+
+    schema, model = unpack_model(data)
     change(schema, model)
-    return mp._repack(schema, model)
+    return pack_model(schema, model)
 
 
 # ---------------------------------------------------------------------------------------

@@ -384,7 +384,8 @@ def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) ->
 
 def _compact(tflite_bytes: bytes, compact: bool, *, arena_bytes: int, source: str) -> tuple[bytes, dict[str, Any]]:
     """The model as the device stores it (:mod:`edgedistill.micro.compact`), used only when TFLM gives identical
-    outputs for it and the model as converted in the same arena; else the model as it was."""
+    outputs for it and the model as converted in the same arena; else the model as it was. Run after the memory
+    plan (whose messages name tensors); compaction does not change the arena, so it is measured once."""
     if not compact:
         return tflite_bytes, {"compacted": False, "reason": "--no-compact"}
     from edgedistill.micro.compact import compact_model
@@ -480,16 +481,14 @@ def export_micro(
     tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=model_name)
     arena = _arena_of(tflite_bytes, arena, used_plan=bool(plan_report.get("used_plan")), margin_fraction=margin_fraction,
                       source=model_name)  # fmt: skip
-    # after the plan (which keeps names for its messages); the arena does not change: measured once
     tflite_bytes, compact_report = _compact(tflite_bytes, compact, arena_bytes=arena["tensor_arena_size"], source=model_name)
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
     header = HEADER_TEMPLATE.format(version=__version__, model=model_name)
     note = _input_note(input_convention) if front_end is None else ""
-    sources = _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples,
-                       input_note=note)
-    _write_sources(output_dir, sources, front_end=front_end, model=model, header=header)
+    _write_sources(output_dir, _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header,
+                                        real_samples=real_samples, input_note=note), front_end=front_end, model=model, header=header)
     manifest = _manifest(
         tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
         model_name=model_name, num_samples=int(len(vectors[0])),

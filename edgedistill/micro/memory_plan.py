@@ -632,16 +632,12 @@ def _unpack(tflite_bytes: bytes, source: str = "model") -> tuple[Any, Any]:
     return unpack_model(tflite_bytes, source=source, fix="Use --memory-plan greedy for this model.")
 
 
-def _repack(schema: Any, model: Any) -> bytes:
-    from edgedistill.tflite_model import pack_model
-
-    return pack_model(schema, model)
-
-
 def roundtrip_model(tflite_bytes: bytes) -> bytes:
     """The model read and written again unchanged (what :func:`apply_plan` does, without the plan)."""
+    from edgedistill.tflite_model import pack_model
+
     schema, model = _unpack(tflite_bytes)
-    return _repack(schema, model)
+    return pack_model(schema, model)
 
 
 def _set_plan_metadata(schema: Any, model: Any, words: np.ndarray) -> None:
@@ -673,12 +669,14 @@ def apply_plan(tflite_bytes: bytes, plan: MemoryPlan, *, source: str = "model") 
         )
     if plan.solver_status == "existing":
         return tflite_bytes
+    from edgedistill.tflite_model import pack_model
+
     schema, model = _unpack(tflite_bytes, source)
     subgraph = model.subgraphs[0]
     if plan.order_changed:
         subgraph.operators = [subgraph.operators[op] for op in plan.operator_order]
     _set_plan_metadata(schema, model, plan_buffer_words(len(model.subgraphs), plan.offsets))
-    planned = _repack(schema, model)
+    planned = pack_model(schema, model)
     written = read_offline_plan(planned, source=source)
     if written is None or written["count"] != plan.num_tensors or tuple(written["offsets"]) != plan.offsets:
         raise StageError(f"memory plan: the plan read back from the written {source} differs from the plan; not written")
