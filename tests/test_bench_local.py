@@ -144,7 +144,23 @@ def test_no_interpreter_message(models):
     assert "has no TFLite interpreter" in m.error and "pip install ai-edge-litert" in m.error
 
 
-def test_grid_resume_and_same_device_serial(models, tmp_path, caplog):
+def test_grid_resume_and_same_device_serial(models, tmp_path, caplog, monkeypatch):
+    import time
+
+    from edgedistill.targets.local import LocalTarget
+
+    # Record when each measurement really runs (monotonic start/end), to prove the two never overlap.
+    spans: list[tuple[float, float]] = []
+    measure = LocalTarget.measure
+
+    def timed_measure(self, model, config):
+        started = time.monotonic()
+        try:
+            return measure(self, model, config)
+        finally:
+            spans.append((started, time.monotonic()))  # list.append is atomic under the GIL
+
+    monkeypatch.setattr(LocalTarget, "measure", timed_measure)
     results = tmp_path / "bench.jsonl"
     config = BenchConfig(num_runs=5)
     seen = []
@@ -156,8 +172,10 @@ def test_grid_resume_and_same_device_serial(models, tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "edgedistill.bench"]
     assert messages[0].startswith("Benchmarking 2 pair(s)") and len(messages) == 3
     assert messages[1].startswith("[1/2] tiny_int8.tflite @ local: p50 ") and messages[2].startswith("[2/2] ")
-    # Same device: measured one after another, never overlapping.
-    spans = sorted((m.timestamp, m.wall_s) for m in first)
+    # Same device, jobs=2: measured one after another, never overlapping.
+    assert len(spans) == 2
+    (_, first_end), (second_start, _) = sorted(spans)
+    assert first_end <= second_start, spans
     assert len(results.read_text().splitlines()) == 2
     skipped = []
     again = run_grid([models["tiny_int8"], models["tiny_float"], models["conv_int8"]], ["local"], config,
@@ -168,7 +186,6 @@ def test_grid_resume_and_same_device_serial(models, tmp_path, caplog):
     other = run_grid([models["tiny_int8"]], ["local"], BenchConfig(num_runs=6), results_path=results, resume=True)
     assert len(other) == 1
     assert len(results.read_text().splitlines()) == 4
-    assert spans
 
 
 def test_latency_stats_known_values():

@@ -72,7 +72,9 @@ def test_arena_just_fitting_passes_the_check(tmp_path):
 
     board = BOARDS["nucleo-f446re"]
     write_micro_export(tmp_path, arena_bytes=board.ram_bytes - board.stack_bytes)
-    prepare(tmp_path, "nucleo-f446re", "reference")  # no error
+    export, checked_board = prepare(tmp_path, "nucleo-f446re", "reference")
+    assert checked_board is board
+    assert export.tensor_arena_size == board.ram_bytes - board.stack_bytes
 
 
 def test_model_that_does_not_fit_flash_fails_before_building(tmp_path):
