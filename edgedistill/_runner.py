@@ -10,6 +10,7 @@ mid-run still leaves the samples measured so far on the host side::
     {"event": "device", ...facts...}
     {"event": "init", "init_ms": ..., ...}
     {"event": "samples", "samples_ms": [...]}        (in chunks, about once a second)
+    {"event": "profile", ...}                         (with --profile: per-operator times)
     {"event": "result", ...}                          (last line on success)
     {"event": "error", "code": "no_interpreter", "message": ...}   (exit code 3)
 
@@ -17,6 +18,14 @@ Timing follows TFLite's ``benchmark_model``: ``init_ms`` covers building the int
 allocating tensors; the first invoke is reported as ``first_inference_ms`` and is the first of
 ``warmup_runs``; then at least ``num_runs`` timed invokes (and at least ``min_secs`` seconds).
 Inputs are set once before the loop, as ``benchmark_model`` does.
+
+``--profile``: LiteRT's Python API has no profiler (no hook on ``Interpreter``), so per-operator time
+is measured by the documented fallback "one-operator models": the flatbuffer is sliced into one model
+per operator of subgraph 0 (the operator, its constant tensors, its activation inputs as model
+inputs, fed the values the whole model computed, kept with ``experimental_preserve_all_tensors``;
+random data where the interpreter cannot keep them), each timed like the whole model; the p50 of an invoke of an empty model
+(the call's own cost, paid once by the whole model but once per slice) is taken off each operator.
+The ``profile`` event says how the operators' sum compares with the whole model's p50.
 """
 
 from __future__ import annotations
@@ -190,6 +199,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runtime", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"))
     parser.add_argument("--inputs", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="per-operator times (one-operator models)")
     return parser.parse_args(argv)
 
 
@@ -261,6 +271,244 @@ def time_invokes(invoke, warmup_runs: int, num_runs: int, min_secs: float) -> tu
     return first_inference_ms, warmup_ms, samples_ms
 
 
+# ---------------------------------------------------------------------------------------
+# --profile: one-operator models (shared with edgedistill/tflm.py, which loads this file by path)
+
+
+def load_schema():
+    """The TFLite flatbuffer schema module of whichever package is installed (object API, needs flatbuffers)."""
+    for name in ("ai_edge_litert.schema_py_generated", "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
+                 "tensorflow.lite.python.schema_py_generated"):
+        try:
+            import importlib
+
+            return importlib.import_module(name)
+        except Exception:
+            continue
+    return None
+
+
+def builtin_names(schema) -> dict:
+    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def _pack_aligned(model, builder) -> bytes:
+    """Serialise a ModelT with every buffer 16-byte aligned, as the converter writes it (TFLM reads in place);
+    the generated Python packs byte vectors unaligned."""
+    import numpy as np
+
+    schema = load_schema()
+    originals = model.buffers
+    aligned = []
+    for buffer in originals or []:
+        copy = _AlignedBuffer(schema)
+        copy.data = None if buffer.data is None or not len(buffer.data) else np.asarray(buffer.data, dtype=np.uint8)
+        copy.offset, copy.size = buffer.offset, buffer.size
+        aligned.append(copy)
+    model.buffers = aligned
+    try:
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    finally:
+        model.buffers = originals
+    return bytes(builder.Output())
+
+
+def _AlignedBuffer(schema):
+    class AlignedBuffer(schema.BufferT):
+        def Pack(self, builder):
+            data = None
+            if self.data is not None:
+                payload = self.data.tobytes()
+                builder.StartVector(1, len(payload), 16)
+                builder.head = builder.head - len(payload)
+                builder.Bytes[builder.head: builder.head + len(payload)] = payload
+                data = builder.EndVector()
+            schema.BufferStart(builder)
+            if data is not None:
+                schema.BufferAddData(builder, data)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBuffer()
+
+
+def one_op_models(model_content: bytes):
+    """``(schema error or None, [(index, op type, op name, model bytes, input tensors)], empty model bytes)``
+    for subgraph 0; ``input tensors``: the tensors of the whole model the slice takes as inputs, in order.
+
+    Each slice keeps every tensor and subgraph (indices stay valid, control flow keeps its bodies), only
+    the buffers the operator reads (when there is one subgraph), and drops the signatures.
+    """
+    schema = load_schema()
+    if schema is None:
+        return "no TFLite schema module (ai_edge_litert, tflite_micro or tensorflow) to slice the model", [], b""
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_content, 0))
+    names = builtin_names(schema)
+    subgraph = model.subgraphs[0]
+    operators = list(subgraph.operators or [])
+    inputs, outputs, buffers = subgraph.inputs, subgraph.outputs, model.buffers
+    model.signatureDefs = None
+    slices = []
+    for index, op in enumerate(operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        kind = names.get(builtin, f"BUILTIN_{builtin}")
+        if kind == "CUSTOM" and code.customCode:
+            custom = code.customCode
+            kind = custom.decode() if isinstance(custom, bytes) else bytes(custom).decode("utf-8", "replace")
+        used = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
+        subgraph.operators = [op]
+        # Each activation once (ADD(x, x) reads x twice), in the operator's order.
+        subgraph.inputs = list(dict.fromkeys(t for t in op.inputs
+                                             if t >= 0 and not _constant(buffers, subgraph.tensors[t])))
+        subgraph.outputs = list(op.outputs)
+        if len(model.subgraphs) == 1:
+            keep = {subgraph.tensors[t].buffer for t in used}
+            model.buffers = [b if k in keep or k == 0 else _empty_buffer(schema) for k, b in enumerate(buffers)]
+        name = subgraph.tensors[op.outputs[0]].name if len(op.outputs) else b""
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        slices.append((index, kind, name, _pack_aligned(model, _builder()), list(subgraph.inputs)))
+        model.buffers = buffers
+    first_input = inputs[0] if len(inputs) else 0
+    subgraph.operators, subgraph.inputs, subgraph.outputs = [], [first_input], [first_input]
+    empty = _pack_aligned(model, _builder())
+    subgraph.operators, subgraph.inputs, subgraph.outputs = operators, inputs, outputs
+    return None, slices, empty
+
+
+def _builder():
+    import flatbuffers
+
+    return flatbuffers.Builder(1024)
+
+
+def _empty_buffer(schema):
+    return schema.BufferT()
+
+
+def _constant(buffers, tensor) -> bool:
+    buffer = buffers[tensor.buffer] if tensor.buffer < len(buffers) else None
+    return bool(tensor.isVariable) or (buffer is not None and buffer.data is not None and len(buffer.data) > 0)
+
+
+def time_calls(invoke, runs: int) -> tuple[float, list[float]]:
+    """(first call us, the next ``runs`` calls us)."""
+    clock = time.perf_counter_ns
+    start = clock()
+    invoke()
+    first = (clock() - start) / 1e3
+    samples = []
+    for _ in range(runs):
+        start = clock()
+        invoke()
+        samples.append((clock() - start) / 1e3)
+    return first, samples
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: list[float], invoke) -> dict:
+    """The ``profile`` event: each one-operator model loaded and timed as the whole model was, fed the
+    activations the whole model computed from ``inputs`` (kernel time can depend on the data)."""
+    with open(args.model, "rb") as handle:
+        content = handle.read()
+    error, slices, empty = one_op_models(content)
+    if error:
+        return {"event": "profile", "error": error}
+    runs = max(1, args.num_runs)
+    invoke_cpu_us = cpu_time_p50(invoke, min(runs, 50))
+    activations = litert_activations(args, content, inputs, {t for s in slices for t in s[4]})
+
+    def timed(model_bytes: bytes, tensors: list) -> tuple[float, list[float]]:
+        interpreter = build_slice_interpreter(args, model_bytes)
+        arrays = make_inputs(interpreter, np, None, args.seed)
+        for position, (detail, array) in enumerate(zip(interpreter.get_input_details(), arrays)):
+            known = activations.get(tensors[position]) if position < len(tensors) else None
+            interpreter.set_tensor(detail["index"], known if known is not None else array)
+        return time_calls(interpreter.invoke, runs)
+
+    try:
+        overhead = median(timed(empty, [])[1])
+    except Exception:
+        overhead = 0.0  # an interpreter that refuses an empty graph: nothing taken off
+    ops = []
+    for index, kind, name, model_bytes, tensors in slices:
+        try:
+            first, samples = timed(model_bytes, tensors)
+        except Exception as failure:
+            return {"event": "profile", "error": f"operator {index} ({kind}) cannot run alone: {failure}"}
+        ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
+                    "first": max(0.0, first - overhead), "avg": max(0.0, median(samples) - overhead)})
+    fed = "the whole model's own activations" if activations else "random inputs"
+    return {"event": "profile", "source": "litert one-op models", "unit": "us", "ops": ops,
+            "empty_invoke_us": overhead, "invoke": median(samples_ms) * 1000.0 if samples_ms else None,
+            "inputs": "activations" if activations else "random", "invoke_cpu_us": invoke_cpu_us,
+            "notes": ["LiteRT's Python API has no profiler: each operator timed as its own one-operator model "
+                      f"({fed}, {runs} runs; avg is the median, as the invoke p50 it adds up to), an empty "
+                      f"model's invoke ({overhead:.3f} us) taken off each"]}
+
+
+def cpu_time_p50(invoke, runs: int) -> float | None:
+    """p50 of this thread's CPU time per call (us): on a loaded machine the wall time of a long invoke
+    includes time other processes ran, which the short one-operator invokes mostly escape."""
+    if not hasattr(time, "thread_time_ns"):
+        return None
+    samples = []
+    for _ in range(runs):
+        start = time.thread_time_ns()
+        invoke()
+        samples.append((time.thread_time_ns() - start) / 1e3)
+    return median(samples)
+
+
+def litert_activations(args: argparse.Namespace, content: bytes, inputs: list, wanted: set) -> dict:
+    """Tensor index -> value after one invoke of the whole model with every tensor kept
+    (``experimental_preserve_all_tensors``); {} when this interpreter cannot keep them."""
+    interpreter_class, _, _, _ = load_interpreter_class(args.runtime)
+    try:
+        interpreter = interpreter_class(model_content=content, experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        for detail, array in zip(interpreter.get_input_details(), inputs):
+            interpreter.set_tensor(detail["index"], array)
+        interpreter.invoke()
+        return {t: interpreter.get_tensor(t).copy() for t in wanted}
+    except Exception:
+        return {}
+
+
+def build_slice_interpreter(args: argparse.Namespace, model_bytes: bytes):
+    interpreter_class, _, _, module = load_interpreter_class(args.runtime)
+    options = {"num_threads": args.num_threads}
+    if args.use_xnnpack == "false":
+        resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+        if resolver is not None:
+            options["experimental_op_resolver_type"] = resolver
+    interpreter = interpreter_class(model_content=model_bytes, **options)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def output_record(interpreter, np, max_values: int = 4096) -> dict:
+    """Digest of the inputs and the outputs' values, so the host can check them (emulated Pi).
+
+    The values are sent only for outputs of at most ``max_values`` elements in all.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for detail in interpreter.get_input_details():
+        digest.update(np.ascontiguousarray(interpreter.get_tensor(detail["index"])).tobytes())
+    outputs = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
+    small = sum(int(output.size) for output in outputs) <= max_values
+    return {"input_sha256": digest.hexdigest(),
+            "output_values": [output.reshape(-1).tolist() for output in outputs] if small else None}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     emit({"event": "device", **device_facts()})
@@ -271,11 +519,14 @@ def main(argv: list[str] | None = None) -> None:
         fail("no_numpy", f"Python {platform.python_version()} at {sys.executable} has no numpy ({error}). "
              f"Install it there: `{sys.executable} -m pip install numpy`.", EXIT_NO_INTERPRETER)
     interpreter = build_interpreter(args, np, rss_start)
-    for detail, array in zip(interpreter.get_input_details(), make_inputs(interpreter, np, args.inputs, args.seed)):
+    inputs = make_inputs(interpreter, np, args.inputs, args.seed)
+    for detail, array in zip(interpreter.get_input_details(), inputs):
         interpreter.set_tensor(detail["index"], array)
 
     first_inference_ms, warmup_ms, samples_ms = time_invokes(interpreter.invoke, args.warmup_runs, args.num_runs,
                                                              args.min_secs)
+    if args.profile:
+        emit(profile_with_litert(args, np, inputs, samples_ms, interpreter.invoke))
     output_details = interpreter.get_output_details()
     emit({
         "event": "result",
@@ -288,6 +539,7 @@ def main(argv: list[str] | None = None) -> None:
                    for d in interpreter.get_input_details()],
         "outputs": [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
                     for d in output_details],
+        **output_record(interpreter, np),
     })
 
 

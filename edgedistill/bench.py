@@ -12,6 +12,11 @@ Example::
     m.latency_ms["p50"], m.peak_rss_bytes, m.to_dict()
 
 Progress goes to the ``edgedistill.bench`` logger: one line when a grid starts, one per pair measured.
+
+With ``profile=True`` (``BenchConfig.profile``) each pair also gets a per-operator profile
+(:mod:`edgedistill.profiles`): kept in the result record (``extra["profile"]``, with its summary in
+``extra["profile_summary"]``) and written beside the results file as ``<results stem>.<model stem>.<target>``
+``.profile.csv`` and ``.trace.json``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def run_benchmark(
     results_path: str | os.PathLike | None = None,
     target_options: TargetOptions | None = None,
     raise_on_failure: bool = True,
+    profile: bool = False,
 ) -> Measurement:
     """Measure one ``.tflite`` model on one target and return its :class:`Measurement`.
 
@@ -71,12 +77,13 @@ def run_benchmark(
     """
     config = BenchConfig(num_runs=num_runs, warmup_runs=warmup_runs, num_threads=num_threads, min_secs=min_secs,
                          use_xnnpack=use_xnnpack, timeout_s=timeout_s,
-                         inputs=os.fspath(inputs) if inputs is not None else None)
+                         inputs=os.fspath(inputs) if inputs is not None else None, profile=profile)
     if config.inputs is not None and not Path(config.inputs).is_file():
         raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit it "
                          "for random inputs.")
     model_path = require_model(model)
     target_object = target if isinstance(target, Target) else make_target(target, target_options)
+    require_profiling([target_object], config)
     if results_path is not None:
         prepare_results_file(results_path)
     measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path,
@@ -167,6 +174,8 @@ def _measure_on_session(
                 measurement = target.measure(model, config)
             except EdgeDistillError as error:
                 measurement = _failed(target, model, config, error, started)
+            if config.profile and measurement.ok:
+                attach_profile(measurement, model, target.spec, results_path)
             record(measurement)
     finally:
         try:
@@ -174,6 +183,38 @@ def _measure_on_session(
         except EdgeDistillError as error:
             logger.debug("Closing the session on %s failed: %s", target.spec, error)
     return measurements
+
+
+def require_profiling(targets: Sequence[Target], config: BenchConfig) -> None:
+    """InputError, before anything is measured, when a profile is asked of a target that cannot give one."""
+    if not config.profile:
+        return
+    unable = [target.spec for target in targets if not target.can_profile]
+    if unable:
+        from edgedistill.profiles import PROFILING_TARGETS
+
+        raise InputError(f"--profile: target {', '.join(unable)} cannot give a per-operator profile. Targets that "
+                         f"can: {', '.join(PROFILING_TARGETS)}. Drop --profile or choose one of those.")
+
+
+def attach_profile(measurement: Measurement, model: Path, target_spec: str,
+                   results_path: str | os.PathLike | None) -> None:
+    """Turn the target's raw profile into a Profile (MACs added), its summary and files; a missing or
+    failed profile fails the pair (the user asked for it), its latency figures kept."""
+    from edgedistill.profiles import Profile, add_macs, write_profile_files
+
+    raw = measurement.extra.get("profile")
+    if not isinstance(raw, dict) or raw.get("error") or not raw.get("ops"):
+        reason = raw.get("error") if isinstance(raw, dict) and raw.get("error") else "the target returned none"
+        measurement.status = "failed"
+        measurement.error = f"{target_spec}: no per-operator profile: {reason}."
+        return
+    raw = {key: value for key, value in raw.items() if key != "event"}
+    profile = add_macs(Profile.from_dict(raw), model)
+    measurement.extra["profile"] = profile.to_dict()
+    measurement.extra["profile_summary"] = profile.summary()
+    if results_path is not None:
+        measurement.extra["profile_files"] = write_profile_files(profile, results_path, model, target_spec)
 
 
 def read_done_keys(results_path: str | os.PathLike) -> set[str]:
@@ -208,6 +249,7 @@ def run_grid(
     _check_grid_arguments(models, targets, jobs=jobs, resume=resume, results_path=results_path)
     options = target_options or TargetOptions()
     target_objects = [make_target(spec, options) for spec in targets]
+    require_profiling(target_objects, config)
     model_paths, unreadable = _readable_models(models)
     if results_path is not None:
         prepare_results_file(results_path)
@@ -338,4 +380,4 @@ def _device_queues(
     return list(queues_by_device.values()), skipped
 
 
-__all__ = ["run_benchmark", "run_grid", "read_done_keys", "prepare_results_file", "Pair", "BenchConfig", "Measurement", "TargetOptions"]
+__all__ = ["run_benchmark", "run_grid", "require_profiling", "attach_profile", "read_done_keys", "prepare_results_file", "Pair", "BenchConfig", "Measurement", "TargetOptions"]

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("edgedistill.commands.listen:listen", "Keyword spotting over a long recording: detections, misses, false accepts per hour."),
     "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
     "flash": ("edgedistill.firmware.cli:flash", "Flash a built firmware image to a board."),
+    "devices": ("edgedistill.devices.cli:devices", "Emulated devices: prepare, start and stop a Raspberry Pi in QEMU."),
 }
 
 

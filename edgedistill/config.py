@@ -28,6 +28,14 @@ from edgedistill.errors import InputError
 # GPU, or the CPU), multi_worker (the workers in TF_CONFIG; one worker without it).
 STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
 IO_TYPES: tuple[str, ...] = ("int8", "float32")
+# Upper bounds of counts and sizes, checked at the option: far above any real use, low enough that a
+# typo (`--epochs 100000000000000000000000`) stops before the teacher trains, not in the stage after it.
+MAX_EPOCHS = 100_000
+MAX_COUNT = 10_000_000  # batch size, calibration samples, benchmark runs
+MAX_THREADS = 1024
+MAX_TEST_VECTORS = 10_000  # embedded in the firmware's flash as C arrays
+MAX_WIDTH = 16.0  # a preset at width 16 has ~256x the parameters of width 1
+WIDTH_RANGE = f"> 0 and <= {MAX_WIDTH:g}"
 
 
 def option(
@@ -62,6 +70,10 @@ def at_least(low: float) -> Callable[[Any], bool]:
 
 def between(low: float, high: float, *, closed: bool = True) -> Callable[[Any], bool]:
     return _finite((lambda v: low <= v <= high) if closed else (lambda v: low < v < high))
+
+
+def _width_ok(value: Any) -> bool:
+    return _finite(lambda v: 0 < v <= MAX_WIDTH)(value)
 
 
 def _image_size_ok(value: Any) -> bool:
@@ -131,19 +143,23 @@ class DataConfig(Section):
         "random", "audio:DIR: the test split: random (20 %), FIELD=V1,V2 (e.g. speaker=theo: held-out speakers) or "
         "FIELD<N (e.g. index<5: FSDD's usual split). DIR/train and DIR/test sub-folders, when present, are the split.",
     )
-    audio_sample_rate: int = option(16000, "Sample rate (Hz) of the audio front end and the model.", check=at_least(1000), expected=">= 1000")
+    audio_sample_rate: int = option(
+        16000, "Sample rate (Hz) of the audio front end and the model.", check=between(1000, 384000), expected="in [1000, 384000]"
+    )
     audio_resample: str = option(
         "down", "Audio files at another rate: down (resample higher rates, refuse lower), any (resample every rate) or off (refuse).",
         choices=("down", "any", "off"),
     )
-    audio_clip_ms: int = option(1000, "Audio window of the model (ms); shorter clips are zero-padded.", check=at_least(10), expected=">= 10")
+    audio_clip_ms: int = option(
+        1000, "Audio window of the model (ms); shorter clips are zero-padded.", check=between(10, 600_000), expected="in [10, 600000]"
+    )
     audio_align: str = option(
         "centre", "Where a shorter clip sits in the window, and what --audio-trim keeps of a longer one.", choices=("start", "centre")
     )
     audio_trim: bool = option(False, "Trim clips longer than --audio-clip-ms (by default a longer clip is an error).")
     audio_window_ms: int = option(30, "Audio front end: frame length (ms).", check=at_least(1), expected=">= 1")
     audio_stride_ms: int = option(20, "Audio front end: frame step (ms).", check=at_least(1), expected=">= 1")
-    audio_channels: int = option(40, "Audio front end: mel filter bank channels.", check=at_least(2), expected=">= 2")
+    audio_channels: int = option(40, "Audio front end: mel filter bank channels.", check=between(2, 1024), expected="in [2, 1024]")
     audio_lower_hz: float = option(125.0, "Audio front end: lower edge of the filter bank (Hz).", check=at_least(0), expected=">= 0")
     audio_upper_hz: float | None = option(
         None, "Audio front end: upper edge of the filter bank (Hz); unset: min(7500, 15/16 of the Nyquist frequency).",
@@ -151,7 +167,7 @@ class DataConfig(Section):
     )
     audio_augment_copies: int = option(
         0, "Augmented copies of each training clip (time shift, background noise, SpecAugment masks), added after the "
-        "validation split; the teacher is trained and queried on the same copies.", check=at_least(0), expected=">= 0",
+        "validation split; the teacher is trained and queried on the same copies.", check=between(0, 1000), expected="in [0, 1000]",
     )
     audio_time_shift_ms: float = option(100.0, "Augmentation: largest random time shift (ms).", check=at_least(0), expected=">= 0")
     audio_noise_dir: str | None = option(
@@ -189,9 +205,9 @@ class DataConfig(Section):
 class TrainingConfig(Section):
     """How every training stage (teacher, distill, QAT) trains."""
 
-    batch_size: int = option(64, "Batch size of every training stage.", check=at_least(1), expected=">= 1")
+    batch_size: int = option(64, "Batch size of every training stage.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}")
     learning_rate: float = option(3e-3, "Adam learning rate of teacher training and distillation.", check=positive, expected="> 0")
-    patience: int = option(8, "Early-stopping patience in epochs (0 disables).", check=at_least(0), expected=">= 0")
+    patience: int = option(8, "Early-stopping patience in epochs (0 disables).", check=between(0, MAX_EPOCHS), expected=f">= 0 and <= {MAX_EPOCHS:,}")
     strategy: str = option(
         "none",
         "tf.distribute strategy of the training stages: none, mirrored (all local GPUs, or the CPU) or multi_worker (the workers in TF_CONFIG).",
@@ -224,8 +240,10 @@ class TeacherConfig(Section):
         "Teacher architecture when no --teacher is given: cnn, dscnn, mlp, resnet8, mobilenet_v1, mobilenet_v2, "
         "dscnn_kws or dscnn_kws_large (a keyword spotting teacher).",
     )
-    teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=positive, expected="> 0")
-    teacher_epochs: int = option(30, "Epochs to train the teacher (early stopping may end sooner).", check=at_least(1), expected=">= 1")
+    teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=_width_ok, expected=WIDTH_RANGE)
+    teacher_epochs: int = option(
+        30, "Epochs to train the teacher (early stopping may end sooner).", check=between(1, MAX_EPOCHS), expected=f">= 1 and <= {MAX_EPOCHS:,}"
+    )
     calibrate_teacher: bool = option(
         False, "Temperature-scale the teacher on the validation split before distilling (ECE before/after in the report)."
     )
@@ -243,13 +261,13 @@ class TeacherConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class StudentConfig(Section):
-    student: str | None = option(None, "Student model file (tf_keras). Built from --student-preset when absent.")
+    student: str | None = option(None, "Student model file (tf_keras, or Keras 3 .keras). Built from --student-preset when absent.")
     student_preset: str = option(
         "dscnn",
         "Student architecture: cnn, dscnn, mlp, resnet8 (MLPerf Tiny image classification), mobilenet_v1 (MLPerf Tiny "
         "visual wake words at width 0.25), mobilenet_v2 (inputs >= 32x32) or dscnn_kws (MLPerf Tiny keyword spotting).",
     )
-    student_width: float = option(0.5, "Width multiplier of the student preset.", check=positive, expected="> 0")
+    student_width: float = option(0.5, "Width multiplier of the student preset.", check=_width_ok, expected=WIDTH_RANGE)
     max_flash_kb: float | None = option(
         None, "Budget: pick the largest --student-preset width whose untrained int8 model is at most this many KB.",
         check=positive, expected="> 0 (or unset)",
@@ -260,6 +278,10 @@ class StudentConfig(Section):
     max_latency_ms: float | None = option(
         None, "Budget: ... whose mean latency on the host LiteRT interpreter is at most this many ms.",
         check=positive, expected="> 0 (or unset)",
+    )
+    keras: str | None = option(
+        None, "Keras of the student: 3 (Keras 3, with edgedistill's own int8 QAT) or 2 (tf_keras + tfmot). "
+        "Default: the --student file's; 2 for presets.", check=lambda value: str(value) in ("2", "3"), expected="2 or 3 (or unset)",
     )
 
 
@@ -279,7 +301,10 @@ class DistillConfig(Section):
     student_loss_weight: float = option(
         0.5, "Weight of the hard-label loss; the distillation loss gets 1 - this.", check=between(0, 1), expected="in [0, 1]"
     )
-    epochs: int = option(40, "Distillation epochs (early stopping on validation accuracy may end sooner).", check=at_least(1), expected=">= 1")
+    epochs: int = option(
+        40, "Distillation epochs (early stopping on validation accuracy may end sooner).", check=between(1, MAX_EPOCHS),
+        expected=f">= 1 and <= {MAX_EPOCHS:,}",
+    )
     scheme: str = option("standard", "Distillation scheme: standard, multi_teacher, self, mutual, teacher_assistant, patient or data_free.")
     scheme_options: str = option(
         "", "Options of the scheme as KEY=VALUE,... (e.g. assistant_widths=0.5 ; teachers=a.keras|b.keras ; mode=ema ; mixup_alpha=1)."
@@ -293,7 +318,8 @@ class DistillConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class QatConfig(Section):
     qat_epochs: int = option(
-        10, "Quantization-aware distillation epochs (0: post-training quantization only).", check=at_least(0), expected=">= 0"
+        10, "Quantization-aware distillation epochs (0: post-training quantization only).", check=between(0, MAX_EPOCHS),
+        expected=f">= 0 and <= {MAX_EPOCHS:,}",
     )
     qat_learning_rate: float = option(5e-4, "Adam learning rate of quantization-aware distillation.", check=positive, expected="> 0")
 
@@ -302,7 +328,7 @@ class QatConfig(Section):
 class ConvertConfig(Section):
     io_type: str = option("int8", "Input/output type of the int8 model: int8 or float32.", choices=IO_TYPES)
     num_calibration_samples: int = option(
-        200, "Training samples used to calibrate int8 ranges.", check=at_least(1), expected=">= 1"
+        200, "Training samples used to calibrate int8 ranges.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}"
     )
 
 
@@ -313,7 +339,8 @@ class MicroConfig(Section):
         check=between(0, 10), expected="in [0, 10]",
     )
     num_test_vectors: int = option(
-        5, "Test samples embedded in the micro export for on-device checks.", check=at_least(1), expected=">= 1"
+        5, "Test samples embedded in the micro export for on-device checks.", check=between(1, MAX_TEST_VECTORS),
+        expected=f">= 1 and <= {MAX_TEST_VECTORS:,}",
     )
     memory_plan: str = option(
         "offline",
@@ -344,14 +371,42 @@ class VerifyConfig(Section):
     )
 
 
+BASELINES = ("scratch", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig(Section):
+    """Did distillation help? The same student trained without the teacher, measured beside the distilled one."""
+
+    baseline: str = option(
+        "scratch",
+        "scratch: also train the same student from scratch (hard labels only; the same epochs, schedule, augmentation, "
+        "QAT epochs and int8 conversion) and report its float and int8 accuracy beside the distilled one; none: skip it. "
+        "Skipped with a line saying why where it would cost far more than the distillation (a data-free scheme, whose "
+        "student never trains on the data) or would not be the same student (a pruned one).",
+        choices=BASELINES,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchStageConfig(Section):
     """The run's own benchmark: the int8 and float models on the host LiteRT interpreter."""
 
     bench: bool = option(True, "Benchmark the int8 and float models on the host LiteRT interpreter.")
-    num_runs: int = option(100, "Timed invokes per benchmark.", check=at_least(1), expected=">= 1")
-    warmup_runs: int = option(10, "Untimed invokes before timing.", check=at_least(0), expected=">= 0")
-    num_threads: int = option(1, "Interpreter threads for the benchmark.", check=at_least(1), expected=">= 1")
+    num_runs: int = option(100, "Timed invokes per benchmark.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}")
+    warmup_runs: int = option(10, "Untimed invokes before timing.", check=between(0, MAX_COUNT), expected=f">= 0 and <= {MAX_COUNT:,}")
+    num_threads: int = option(1, "Interpreter threads for the benchmark.", check=between(1, MAX_THREADS), expected=f">= 1 and <= {MAX_THREADS}")
+    bench_target: str = option(
+        "local", "Where the run's benchmark measures: local (this host's LiteRT), ssh://user@host[:port] (a Raspberry Pi, "
+        "or the emulated one of `edgedistill devices start-pi`), adb[:serial], qemu-aarch64 or tflm.",
+    )
+    bench_ssh_config: str | None = option(
+        None, "ssh client configuration file for an ssh:// --bench-target (e.g. the emulated Pi's image/ssh_config)."
+    )
+    bench_profile: bool = option(
+        False, "Also a per-operator profile of the int8 model (CSV and Chrome trace beside bench.jsonl; the five costliest "
+        "ops and a bar chart in report.md).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,8 +425,9 @@ class OutputConfig(Section):
     output_dir: str = option("runs", "Folder that holds run folders.")
     run_name: str | None = option(
         None, "Name of the run folder (default: UTC timestamp).",
-        check=lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..") and not set(v) & set("/\\\0"),
-        expected="one folder name (no /, no .., not empty)",
+        check=lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..") and not set(v) & set("/\\\0")
+        and len(v.encode("utf-8", "surrogateescape")) <= 200 and v.isprintable(),
+        expected="one folder name of printable characters, at most 200 bytes (no /, no .., not empty)",
     )
 
 
@@ -392,6 +448,7 @@ class RunConfig:
     convert: ConvertConfig = dataclasses.field(default_factory=ConvertConfig)
     micro: MicroConfig = dataclasses.field(default_factory=MicroConfig)
     verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
     bench: BenchStageConfig = dataclasses.field(default_factory=BenchStageConfig)
     trust: TrustConfig = dataclasses.field(default_factory=TrustConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
@@ -446,33 +503,115 @@ def check_known(values: Mapping[str, Any], *, source: str) -> None:
         )
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML run configuration as flat options.
+MAX_CONFIG_BYTES = 1 << 20  # a run configuration is a few KB; a larger file is not one
 
-    Keys are option names (``-`` or ``_``), at the top level or grouped under a section name
-    (``distill: {temperature: 2}``); unknown keys are errors.
+
+def load_yaml(text: str, *, source: str) -> Any:
+    """``yaml.safe_load`` without aliases and without duplicate keys.
+
+    Aliases (``*name``) are refused: a "billion laughs" file of nested aliases expands to gigabytes
+    (and an error message quoting it would too); no option needs them. A key given twice is refused
+    (PyYAML silently keeps the last one).
     """
     import yaml
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"Config file not found: {path}. Expected a YAML file of run options.")
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise InputError(f"{source} line {mark.line + 1}: YAML aliases (*name) are not accepted in this file. "
+                                 "Write the value out.")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = [self.construct_object(key, deep=True) for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+            duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if duplicates:
+                raise InputError(f"{source}: key(s) {', '.join(duplicates)} given twice in one mapping. Keep one.")
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise InputError(f"{source} is not valid YAML: {str(error).splitlines()[0][:200]}") from None
+
+
+def _read_yaml_file(path: Path) -> Any:
+    import stat
+
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise InputError(f"Config file not found: {path} ({error.strerror}). Expected a YAML file of run options.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"Config file {path} is not a regular file (a folder, device or FIFO). Expected a YAML file.")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"Config file {path} is {info.st_size:,} bytes; a run configuration is at most "
+                         f"{MAX_CONFIG_BYTES:,}. Pass the YAML file of run options.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"Config file {path} is not UTF-8 text. Expected a YAML file of run options.") from None
+    return load_yaml(text, source=str(path))
+
+
+def _section_options(path: Path, section: str, value: dict) -> dict[str, Any]:
+    """The options of one ``section: {...}`` block; a key of another section is an error naming it."""
+    owners = {name: owner for owner, cls in RunConfig.sections().items() for name in cls.option_names()}
+    own = RunConfig.sections()[section].option_names()
+    options: dict[str, Any] = {}
+    for key, item in value.items():
+        key = str(key).replace("-", "_")
+        if key not in own:
+            owner = owners.get(key)
+            hint = f" The {section} option is `{section}_{key}`." if f"{section}_{key}" in own else ""
+            where = f"it is an option of section `{owner}:`; move it there" if owner else "it is not an option"
+            raise InputError(f"{path}: `{key}` under `{section}:` does not belong to that section ({where}).{hint} "
+                             f"Options of `{section}:` are: {', '.join(own)}.")
+        options[key] = item
+    return options
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML run configuration as flat options.
+
+    Keys are option names (``-`` or ``_``), at the top level or grouped under the section they
+    belong to (``distill: {temperature: 2}``); unknown keys, a key under another section, and a
+    key given twice are errors. ``trust_model_code`` is never taken from a file (only the command
+    line grants it): a file that sets it is warned about and the value ignored.
+    """
+    path = Path(path).expanduser()
+    content = _read_yaml_file(path) or {}
     if not isinstance(content, dict):
         raise InputError(f"{path} must hold a mapping of option: value; received a {type(content).__name__}.")
     values: dict[str, Any] = {}
     for key, value in content.items():
         key = str(key).replace("-", "_")
-        if key in RunConfig.sections() and isinstance(value, dict):  # a section: its keys are options
-            values.update({str(k).replace("-", "_"): v for k, v in value.items()})
-        else:
-            values[key] = value
+        if key in RunConfig.sections() and not isinstance(value, dict) and key not in RunConfig.option_names():
+            raise InputError(f"{path}: `{key}:` is a section; it holds a mapping of its options (e.g. {key}: "
+                             f"{{{RunConfig.sections()[key].option_names()[0]}: ...}}). Received: {value!r:.60}.")
+        found = _section_options(path, key, value) if key in RunConfig.sections() and isinstance(value, dict) else {key: value}
+        twice = sorted(set(found) & set(values))
+        if twice:
+            raise InputError(f"{path}: {', '.join(twice)} given twice (at the top level and in a section). Keep one.")
+        values.update(found)
     check_known(values, source=str(path))
     check_types(values, source=str(path))
+    _drop_file_trust(values, path)
     return values
+
+
+def _drop_file_trust(values: dict[str, Any], path: Path) -> None:
+    """A file cannot switch the model-code check off: a run folder or a shared YAML is not the user's consent."""
+    import logging
+
+    if "trust_model_code" not in values:
+        return
+    if str(values.pop("trust_model_code")).lower() in ("true", "yes", "on", "1"):
+        logging.getLogger(__name__).warning(
+            "%s sets trust_model_code: true; IGNORED: only --trust-model-code on the command line lets model files "
+            "run their code. Pass it if you trust the model files.", path
+        )
 
 
 def _field_hints() -> dict[str, tuple[dataclasses.Field, Any]]:
@@ -552,7 +691,10 @@ def render_config(config: RunConfig) -> str:
     """YAML of the resolved configuration: flat option names, one commented block per section."""
     import yaml
 
-    blocks = [f"# {name}\n" + yaml.safe_dump(values, sort_keys=False) for name, values in config.to_dict().items()]
+    sections = {name: values for name, values in config.to_dict().items() if name != "trust"}
+    blocks = [f"# {name}\n" + yaml.safe_dump(values, sort_keys=False) for name, values in sections.items()]
+    # Trust is not written: a file never grants it (read_config_file ignores it), the command line does.
+    blocks.append("# trust: not saved; pass --trust-model-code on the command line (also with run --resume)\n")
     return "\n".join(blocks)
 
 
@@ -573,6 +715,8 @@ __all__ = [
     "ConvertConfig",
     "MicroConfig",
     "VerifyConfig",
+    "BaselineConfig",
+    "BASELINES",
     "BenchStageConfig",
     "TrustConfig",
     "OutputConfig",
@@ -581,6 +725,7 @@ __all__ = [
     "IO_TYPES",
     "option",
     "read_config_file",
+    "load_yaml",
     "check_types",
     "number_type",
     "render_config",

@@ -23,6 +23,7 @@ import dataclasses
 import gzip
 import inspect
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,11 +131,18 @@ def _load_digits(argument: str | None) -> RawSplits:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # a cut or corrupt .gz (gzip.BadGzipFile is an OSError)
+        raise InputError(
+            f"Cannot read {path} ({type(error).__name__}: {error}). The file is damaged or cut short: download it again."
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise InputError(f"{path} is not an IDX file (bad magic number). Expected MNIST-style IDX data.")
     dims = data[3]
+    if dims == 0 or len(data) < 4 + 4 * dims:
+        raise InputError(f"{path} is truncated or not an IDX file: its header announces {dims} dimension(s) in {len(data)} bytes.")
     shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
     if array.size != int(np.prod(shape)):
@@ -175,6 +183,7 @@ def _npz_member(path: Path, archive, name: str) -> np.ndarray:
 
     member = f"{name}.npy"
     info = archive.getinfo(member)
+    _check_member_size(path, archive, member, info.file_size)
     if info.compress_type == zipfile.ZIP_STORED:
         try:
             with open(path, "rb") as handle:
@@ -198,6 +207,22 @@ def _npz_member(path: Path, archive, name: str) -> np.ndarray:
         return np.lib.format.read_array(handle, allow_pickle=False)
 
 
+def _check_member_size(path: Path, archive, member: str, stored_bytes: int) -> None:
+    """The shape an array's header announces must fit in the bytes stored: a lying header would size the allocation."""
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(handle)
+    if dtype.hasobject:
+        raise _ObjectArray(dtype)
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed > stored_bytes:
+        raise InputError(
+            f"{path}: {member[:-4]} announces shape {tuple(shape)} of {dtype} ({needed:,} bytes) but holds {stored_bytes:,} "
+            "bytes: the archive is truncated or damaged. Save it again with numpy.savez."
+        )
+
+
 class _ObjectArray(Exception):
     pass
 
@@ -209,6 +234,9 @@ def _load_npz(argument: str | None) -> RawSplits:
     if not argument:
         raise InputError("`npz` needs a path: `--data npz:PATH` (an archive with x_train, y_train, x_test, y_test).")
     path = Path(argument).expanduser()
+    if path.is_dir():
+        raise InputError(f"--data npz:{path} is a folder; expected an .npz file with x_train, y_train, x_test, y_test "
+                         "(for a folder of images use --data images:DIR).")
     if not path.is_file():
         raise InputError(f"Data file not found: {path}. Expected an .npz with x_train, y_train, x_test, y_test.")
     if not zipfile.is_zipfile(path):
@@ -278,6 +306,8 @@ def _load_audio(argument: str | None, *, spec: str = "audio", **settings: Any) -
     return Dataset(name=spec, **arrays, num_classes=len(names), class_names=names, audio=splits.audio)
 
 
+# Labels are class indices: a label of 1e9 would size a billion class names and output units.
+MAX_CLASSES = 100_000
 # Values beyond this magnitude are no pixels or features a network can take (1e30 breaks int8 ranges).
 MAX_ABS_VALUE = 1e6
 
@@ -286,6 +316,9 @@ def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
     """NHWC view of ``x`` (no copy, no conversion: that happens after subsetting)."""
     if x.dtype.hasobject or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise InputError(f"{source}: {what} has dtype {x.dtype}; expected numbers (uint8 pixels or float values).")
+    if np.issubdtype(x.dtype, np.complexfloating):  # float32 of it would drop the imaginary part without a word
+        raise InputError(f"{source}: {what} has dtype {x.dtype} (complex numbers); expected real values. Save np.abs(x) "
+                         "or the real and imaginary parts as channels.")
     if x.ndim == 3:  # (N, H, W): one channel
         x = x[..., None]
     if x.ndim == 2:  # (N, features): treat as a 1 x F image so the presets still apply
@@ -296,6 +329,8 @@ def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
         )
     if len(x) == 0:
         raise InputError(f"{source}: {what} is empty (shape {x.shape}); expected at least one sample.")
+    if 0 in x.shape[1:]:
+        raise InputError(f"{source}: {what} has shape {x.shape}: samples of size 0. Expected (N, H, W, C) with H, W, C >= 1.")
     return x
 
 
@@ -355,14 +390,24 @@ def nominal_range(x: np.ndarray) -> tuple[float, float]:
 
 def _as_labels(y: np.ndarray, num_samples: int, what: str, source: str) -> np.ndarray:
     y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_):
+        shown = ", ".join(repr(v) for v in y.reshape(-1)[:3].tolist()) if not y.dtype.hasobject else "objects"
+        raise InputError(f"{source}: {what} has dtype {y.dtype} (e.g. {shown}); expected integer class indices 0..K-1. "
+                         "Map names to indices first, e.g. np.unique(names, return_inverse=True)[1].")
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[0] != num_samples):
+        raise InputError(f"{source}: {what} has shape {y.shape}; expected ({num_samples},) class indices or "
+                         f"({num_samples}, K) one-hot rows.")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
     y = y.reshape(-1)
     if len(y) != num_samples:
         raise InputError(f"{source}: {what} has {len(y)} labels for {num_samples} images; they must match.")
-    if not np.issubdtype(y.dtype, np.integer):
+    if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise InputError(f"{source}: {what} holds non-integer values; expected class indices 0..K-1.")
+        if y.size and np.abs(y).max() >= MAX_CLASSES:  # before the cast: 1e20 would wrap to a negative int64
+            raise InputError(f"{source}: {what} has label {np.abs(y).max():g}; at most {MAX_CLASSES} classes "
+                             f"(labels 0..{MAX_CLASSES - 1}) are supported.")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise InputError(f"{source}: {what} has label {int(y.min())}; labels must be class indices >= 0.")
@@ -461,7 +506,14 @@ def _call_loader(loader: Callable, argument: str | None, options: Any) -> tuple:
 
 def _check_classes(y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...], spec: str) -> int:
     """The number of classes; test labels the training split lacks are refused (they would add a class silently)."""
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    largest = int(max(y_train.max(), y_test.max()))
+    if largest >= MAX_CLASSES:  # checked before anything is sized by it (class names, output layers)
+        where = "y_train" if int(y_train.max()) == largest else "y_test"
+        raise InputError(
+            f"{spec}: {where} has label {largest}, but at most {MAX_CLASSES} classes (labels 0..{MAX_CLASSES - 1}) are "
+            "supported. Labels must be class indices 0..K-1: map your label values to consecutive indices first."
+        )
+    num_classes = largest + 1
     if class_names and num_classes > len(class_names):
         raise InputError(f"{spec}: label {num_classes - 1} is out of range for {len(class_names)} classes.")
     unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))

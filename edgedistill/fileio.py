@@ -6,11 +6,86 @@ so a crash or an error leaves either the old file, or no file, never a truncated
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
+
+NAME_MAX = 255  # bytes of one file name on Linux file systems (ext4, xfs, tmpfs, btrfs)
+# Errors of the output's file system, not of the user's input: disk full, quota, I/O, read-only.
+_SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+
+
+def write_error(path: str | os.PathLike, error: OSError) -> Exception:
+    """The project's one-line error for an ``OSError`` while writing ``path`` (to raise ``from None``)."""
+    from edgedistill.errors import InputError, StageError
+
+    reason = error.strerror or type(error).__name__
+    if error.errno in _SPACE_ERRORS:
+        return StageError(f"Cannot write {str(path)!r}: {reason}. Nothing half-written was left; free space on that "
+                          "file system (or pass an output on another one) and run the command again.")
+    return InputError(f"Cannot write {str(path)!r}: {reason}. Pass an output path you can write to.")
+
+
+def check_output_name(path: str | os.PathLike, *, what: str = "the output") -> Path:
+    """Every part of ``path`` fits the file system's name limit (255 bytes), checked before any work."""
+    from edgedistill.errors import InputError
+
+    path = Path(path).expanduser()
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise InputError(f"{what}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes; file names are at "
+                             f"most {NAME_MAX} bytes. Pass a shorter name.")
+    return path
+
+
+def refuse_output_over_input(output: str | os.PathLike, inputs: Mapping[str, Any], *, what: str = "-o/--output") -> None:
+    """An output that is one of the command's inputs (same file, by inode: links and ``./x`` included) is refused
+    before anything is written: ``convert m.h5 -o m.h5`` would replace the model it reads."""
+    from edgedistill.errors import InputError
+
+    output_path = Path(output).expanduser()
+    if not output_path.exists():
+        return
+    for label, source in inputs.items():
+        for item in _paths(source):
+            try:
+                same = item.exists() and os.path.samefile(output_path, item)
+            except OSError:
+                same = False
+            if same:
+                raise InputError(f"{what} {str(output)!r} is the {label} this command reads ({str(item)!r}); writing "
+                                 "it would destroy that input. Pass another output path.")
+
+
+def _paths(source: Any) -> Iterable[Path]:
+    if not source:
+        return []
+    if isinstance(source, (list, tuple)):
+        return [Path(str(item)).expanduser() for item in source if item]
+    return [Path(str(source)).expanduser()]
+
+
+def refuse_special_output(path: Path) -> None:
+    """An existing output that is not a regular file (``/dev/full``, ``/dev/null``, a FIFO) is refused: the atomic
+    rename would replace the device node itself (as root, in /dev)."""
+    from edgedistill.errors import InputError
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise InputError(f"Output {str(path)!r} is {kind}, not a regular file. Pass a file name.")
+
+
+def _temporary_prefix(path: Path) -> str:
+    # The temporary name must fit NAME_MAX too: a final name of 250 bytes is fine, ".<name>.xxxx.partial" is not.
+    return f".{os.fsdecode(os.fsencode(path.name)[:120])}."
 
 
 def _umask() -> int:
@@ -20,18 +95,30 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename. A full disk, a name too long or
+    an unwritable folder is one project error (no traceback) and leaves no partial file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    check_output_name(path)
+    refuse_special_output(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".partial")
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts get the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if error.errno is None:
+            raise  # not from the operating system: a bug or a test's stand-in, kept as it is
+        raise write_error(path, error) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -64,14 +151,47 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
 
 
 def append_jsonl(path: str | os.PathLike, record: Any) -> None:
-    """Append one JSON line and flush it to disk at once (results survive a crash)."""
+    """Append one JSON line and flush it to disk at once (results survive a crash).
+
+    All or nothing: when the write fails (disk full), the file is cut back to its old size, so no
+    half line is left, and the failure is one project error.
+    """
+    from edgedistill.errors import InputError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(to_jsonable(record), sort_keys=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    line = (json.dumps(to_jsonable(record), sort_keys=False) + "\n").encode("utf-8")
+    if path.exists() and (stat.S_ISFIFO(path.stat().st_mode) or stat.S_ISSOCK(path.stat().st_mode)):
+        raise InputError(f"{str(path)!r} is a FIFO or socket (opening it could block forever). Pass a file name.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise write_error(path, error) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        except OSError as error:
+            _cut_back(fd, size)
+            raise write_error(path, error) from None
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # os.write may write part of the data (a full disk, a signal)
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    if stat.S_ISREG(os.fstat(fd).st_mode):  # devices (/dev/full) have nothing to cut
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass
 
 
 def ensure_writable_dir(path: str | os.PathLike, *, what: str = "the output folder") -> Path:
@@ -81,7 +201,7 @@ def ensure_writable_dir(path: str | os.PathLike, *, what: str = "the output fold
     reason, not a traceback after the work. Creates nothing."""
     from edgedistill.errors import InputError
 
-    path = Path(path).expanduser().absolute()
+    path = check_output_name(path, what=what).absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -108,15 +228,21 @@ def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    check_output_name(path)
+    refuse_special_output(path)
+    folder = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".partial")
         temporary = Path(folder) / path.name
         model.save(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise write_error(path, error) from None
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
-__all__ = ["ensure_writable_dir", "save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]
+__all__ = ["check_output_name", "refuse_output_over_input", "refuse_special_output", "write_error", "ensure_writable_dir", "save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]

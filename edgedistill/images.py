@@ -15,10 +15,12 @@ file (unlinked at once: nothing stays on disk) and training reads it batch by ba
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,14 @@ from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 COLOR_MODES = ("rgb", "grayscale")
+# Integer grayscale wider than a byte (16-bit PNGs): scaled to 8 bits by their high byte.
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_EXIF_ORIENTATION = 0x0112
+# The default image size (the most common one) is bounded like --image-size: larger would size a huge array.
+MAX_IMAGE_SIDE = 4096
 # Decoded images larger than this live in a memory-mapped file rather than in RAM.
 MAX_IN_MEMORY_BYTES = 2 * 1024**3
 _TEST_FRACTION = 0.2
@@ -67,7 +74,10 @@ def parse_class_names(text: str | None) -> tuple[str, ...] | None:
         return None
     candidate = Path(str(text)).expanduser()
     if candidate.is_file():
-        content = candidate.read_text(errors="replace")
+        raw = candidate.read_bytes()
+        # A BOM is no part of the first name; Windows Notepad's "Unicode" is UTF-16 with its own BOM.
+        encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+        content = raw.decode(encoding, errors="replace")
         names = [n.strip() for n in (content.splitlines() if "\n" in content.strip() else content.split(","))]
     else:
         names = [n.strip() for n in str(text).split(",")]
@@ -111,13 +121,24 @@ def _class_order(folder: Path, class_names: tuple[str, ...] | None) -> tuple[str
     return class_names
 
 
+def _skipped_files(folder: Path) -> list[Path]:
+    """Files of a class folder that are not read (another format, e.g. .webp, .heic, .tif): said, not dropped silently."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+
+
 def _listing(folder: Path, class_names: tuple[str, ...], *, split: str) -> list[tuple[Path, int]]:
-    files = []
+    files, skipped = [], []
     for label, name in enumerate(class_names):
         found = _image_files(folder / name)
+        skipped += _skipped_files(folder / name)
         if not found and split == "train":
             raise InputError(f"Class folder {folder / name} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove it.")
         files.extend((path, label) for path in found)
+    if skipped:
+        suffixes = sorted({p.suffix.lower() or "(none)" for p in skipped})
+        logger.warning("images: %d file(s) of %s are not read: only %s are images here (found %s, e.g. %s); convert them "
+                       "to PNG or JPEG to use them.", len(skipped), folder, ", ".join(IMAGE_SUFFIXES), ", ".join(suffixes),
+                       skipped[0])  # fmt: skip
     return files
 
 
@@ -137,21 +158,99 @@ def _check_test_classes(root: Path, class_names: tuple[str, ...]) -> None:
         )
 
 
-def _probe(files: list[tuple[Path, int]]) -> tuple[collections.Counter, collections.Counter, list[str]]:
-    """Sizes and modes from the file headers (fast); files that are not images at all."""
+@contextlib.contextmanager
+def _open(path: Path):
+    """``Image.open`` with Pillow's decompression-bomb limit kept (not raised) and made an :class:`InputError`:
+    its warning (above the limit) is an error too, so no image over ``Image.MAX_IMAGE_PIXELS`` is ever decoded."""
     from PIL import Image
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                yield image
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise InputError(
+                f"{path} is too large to decode safely ({_pixel_count(str(error))} pixels; Pillow's "
+                f"decompression-bomb limit is {Image.MAX_IMAGE_PIXELS:,}). Downscale it (e.g. `convert {path.name} "
+                "-resize 2048x2048 small.png`) or remove it."
+            ) from None
+
+
+def _pixel_count(message: str) -> str:
+    """The pixel count of Pillow's decompression-bomb message ("Image size (N pixels) exceeds ...")."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", message)
+    return f"{int(found.group(1)):,}" if found else "too many"
+
+
+def _upright_size(image) -> tuple[int, int]:
+    """(height, width) as displayed: an EXIF orientation of 5-8 (a phone held upright) swaps the stored sides."""
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return (image.width, image.height) if orientation in (5, 6, 7, 8) else (image.height, image.width)
+
+
+def _probe(files: list[tuple[Path, int]]) -> tuple[collections.Counter, collections.Counter, list[str]]:
+    """Sizes and modes from the file headers (fast); files that are not images at all."""
     sizes: collections.Counter = collections.Counter()
     modes: collections.Counter = collections.Counter()
     unreadable = []
     for path, _ in files:
         try:
-            with Image.open(path) as image:
-                sizes[(image.height, image.width)] += 1
+            with _open(path) as image:
+                sizes[_upright_size(image)] += 1
                 modes[image.mode] += 1
+        except InputError:
+            raise
         except Exception:  # noqa: BLE001 - any failure means "not a readable image"
             unreadable.append(str(path))
     return sizes, modes, unreadable
+
+
+def _eight_bit(image, counts: collections.Counter):
+    """16-bit (and 32-bit integer) grayscale as 8-bit: the high byte, not Pillow's clip (which makes them all 255)."""
+    from PIL import Image
+
+    if image.mode not in WIDE_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)
+    # mode "I" holds 16-bit PNGs in some Pillow versions, and 8-bit values in others: scale only what exceeds a byte
+    shift = 8 if image.mode != "I" or values.max(initial=0) > 255 else 0
+    counts["from_16_bit"] += int(shift > 0)
+    return Image.fromarray((np.clip(values, 0, 65535) >> shift).astype(np.uint8), mode="L")
+
+
+def _flatten_alpha(image, counts: collections.Counter):
+    """Transparent pixels over black (their colour channels are otherwise whatever the editor left under them)."""
+    from PIL import Image
+
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return image
+    counts["alpha_flattened"] += 1
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _pixels(image, mode: str, size: tuple[int, int], counts: collections.Counter) -> np.ndarray:
+    """One opened image as ``uint8`` pixels of ``mode`` (RGB or L) and ``size``: upright, 8-bit, alpha flattened."""
+    from PIL import Image, ImageOps
+
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    if upright is not image and upright.size != image.size:
+        counts["rotated"] += 1
+    image = _flatten_alpha(_eight_bit(upright, counts), counts)
+    counts["converted"] += int(upright.mode != mode)  # whatever the route (16-bit, alpha, palette): one conversion
+    if image.mode != mode:
+        image = image.convert(mode)
+    if (image.height, image.width) != size:
+        counts["resized"] += 1
+        image = image.resize((size[1], size[0]), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _corrupt_error(paths: list[str]) -> InputError:
@@ -173,8 +272,6 @@ def allocate(shape: tuple[int, ...]) -> np.ndarray:
 
 def _decode(files: list[tuple[Path, int]], size: tuple[int, int], color: str, counts: collections.Counter, corrupt: list[str]):
     """``uint8 (N, H, W, C)`` images and their labels; files that cannot be decoded are added to ``corrupt``."""
-    from PIL import Image
-
     mode = "RGB" if color == "rgb" else "L"
     images = allocate((len(files), size[0], size[1], 3 if color == "rgb" else 1))
     labels = np.empty(len(files), dtype=np.int64)
@@ -182,15 +279,10 @@ def _decode(files: list[tuple[Path, int]], size: tuple[int, int], color: str, co
         if str(path) in corrupt:
             continue
         try:
-            with Image.open(path) as image:
-                image.load()
-                if image.mode != mode:
-                    counts["converted"] += 1
-                    image = image.convert(mode)
-                if (image.height, image.width) != size:
-                    counts["resized"] += 1
-                    image = image.resize((size[1], size[0]), Image.BILINEAR)
-                pixels = np.asarray(image, dtype=np.uint8)
+            with _open(path) as image:
+                pixels = _pixels(image, mode, size, counts)
+        except InputError:
+            raise
         except Exception:  # noqa: BLE001 - truncated or corrupt data: named below
             corrupt.append(str(path))
             continue
@@ -226,6 +318,12 @@ def load_image_folders(
     if not sizes:
         raise _corrupt_error(corrupt)
     size = image_size or sizes.most_common(1)[0][0]
+    if max(size) > MAX_IMAGE_SIDE:
+        raise InputError(
+            f"{root}: most images are {size[0]}x{size[1]} pixels; training at that size needs "
+            f"{size[0] * size[1] * 3 * len(every) / 1e9:.1f} GB of pixels. Pass --image-size HxW (at most "
+            f"{MAX_IMAGE_SIDE} a side, e.g. 96x96) to resize them."
+        )
     is_colour = any(mode not in GRAYSCALE_MODES for mode in modes)
     color = color_mode or ("rgb" if is_colour else "grayscale")
     counts: collections.Counter = collections.Counter()
@@ -237,8 +335,12 @@ def load_image_folders(
     notes = {
         "files": len(every), "image_size": list(size), "color_mode": color,
         "resized": int(counts["resized"]), "converted": int(counts["converted"]),
+        **{key: int(counts[key]) for key in ("from_16_bit", "alpha_flattened", "rotated") if counts[key]},
         "sizes_found": len(sizes), "modes_found": sorted(modes),
     }  # fmt: skip
+    if counts["from_16_bit"] or counts["alpha_flattened"] or counts["rotated"]:
+        logger.info("images: %d 16-bit scaled to 8 bits, %d with transparency flattened over black, %d turned upright (EXIF)",
+                    counts["from_16_bit"], counts["alpha_flattened"], counts["rotated"])  # fmt: skip
     if counts["resized"] or counts["converted"]:
         logger.info(
             "images: %d of %d resized to %dx%d, %d converted to %s (sizes found: %d, modes: %s)",

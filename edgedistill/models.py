@@ -360,7 +360,19 @@ def _looks_like_keras3_file(path: Path) -> bool:
 
 
 # Layers whose configuration carries Python code that runs when the model is loaded or called.
-CODE_LAYERS = ("Lambda",)
+CODE_LAYERS = ("Lambda", "__lambda__")
+# tf_keras' TFOpLambda / SlicingOpLambda call the TensorFlow symbol their config names (`"function":
+# "math.add"`), resolved in the whole tf namespace: harmless for math, but `io.write_file`,
+# `py_function` or `raw_ops.WriteFile` would act on the host when the model runs. A deny-list of the
+# namespaces and symbols that reach files, Python, the network or the process (prefixes of the
+# dotted name, `compat.v1.` / `compat.v2.` stripped first); anything else is a pure tensor op.
+OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+DANGEROUS_TF_SYMBOLS = (
+    "io.", "py_function", "numpy_function", "py_func", "raw_ops.", "print", "debugging.", "summary.", "data.",
+    "saved_model.", "distribute.", "config.", "experimental.", "train.", "lookup.", "sysconfig.", "profiler.",
+    "autograph.", "load_op_library", "load_library", "gfile.", "compat.", "__internal__.", "tpu.", "queue.",
+    "random.experimental.", "strings.format", "write_file", "read_file", "Print", "Assert", "keras.",
+)
 _TRUST_MODEL_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("edgedistill_trust_model_code", default=False)
 
 
@@ -378,23 +390,19 @@ def trust_model_code(enabled: bool = True) -> Iterator[None]:
         _TRUST_MODEL_CODE.reset(token)
 
 
-def _model_configs(path: Path) -> list[Any]:
-    """The Keras configuration(s) stored in a model file, read as JSON without deserializing anything."""
+def _zip_configs(path: Path) -> list[Any]:
+    """``config.json`` of a zip (a ``.keras`` file: tf_keras' and Keras 3's saving_lib read it)."""
     import json
     import zipfile
 
-    if path.is_dir():
-        metadata = path / "keras_metadata.pb"
-        if not metadata.is_file():
-            return []
-        from tf_keras.protobuf import saved_metadata_pb2
+    with zipfile.ZipFile(path) as archive:
+        return [json.loads(archive.read("config.json"))] if "config.json" in archive.namelist() else []
 
-        saved = saved_metadata_pb2.SavedMetadata()
-        saved.ParseFromString(metadata.read_bytes())
-        return [json.loads(node.metadata) for node in saved.nodes if node.metadata]
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            return [json.loads(archive.read("config.json"))] if "config.json" in archive.namelist() else []
+
+def _hdf5_configs(path: Path) -> list[Any]:
+    """``model_config`` of an HDF5 file (tf_keras' and Keras 3's legacy ``.h5`` loaders read it)."""
+    import json
+
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -402,13 +410,135 @@ def _model_configs(path: Path) -> list[Any]:
     return [json.loads(text)] if text is not None else []
 
 
+def _saved_model_configs(path: Path) -> list[Any]:
+    """Keras configs of a SavedModel folder, from every place a loader reads them.
+
+    tf_keras reads ``keras_metadata.pb`` when present, else (SavedModels written before TF 2.5)
+    the ``user_object.metadata`` of the object graph in ``saved_model.pb`` (or ``saved_model.pbtxt``);
+    Keras 3 reads ``config.json`` from a folder. All of them are checked, whichever the loader picks.
+    """
+    import json
+
+    configs: list[Any] = []
+    metadata = path / "keras_metadata.pb"
+    if metadata.exists():
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        saved = saved_metadata_pb2.SavedMetadata()
+        saved.ParseFromString(_regular_file(metadata).read_bytes())
+        configs += [json.loads(node.metadata) for node in saved.nodes if node.metadata]
+    graph = _saved_model_proto(path)
+    if graph is not None:
+        for meta_graph in graph.meta_graphs:
+            for node in meta_graph.object_graph_def.nodes:
+                if node.WhichOneof("kind") == "user_object" and node.user_object.metadata:
+                    configs.append(json.loads(node.user_object.metadata))
+    if (path / "config.json").exists():
+        configs.append(json.loads(_regular_file(path / "config.json").read_text()))
+    return configs
+
+
+# Graph ops that act on the host when a SavedModel's functions run (tf.saved_model.load and tf_keras both run
+# them): files written or read, Python called back. Checkpoint ops (SaveV2, RestoreV2) are in every SavedModel's
+# saver graph, never in its serving functions, and are not listed.
+DANGEROUS_GRAPH_OPS = ("WriteFile", "ReadFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc",
+                       "WriteSummary", "WriteRawProtoSummary", "CreateSummaryFileWriter")
+
+
+def find_dangerous_ops(path: Path) -> list[str]:
+    """Ops of :data:`DANGEROUS_GRAPH_OPS` (and PrintV2 to a file) in the functions of a SavedModel folder."""
+    graph = _saved_model_proto(path)
+    found: list[str] = []
+    for meta_graph in graph.meta_graphs if graph is not None else []:
+        nodes = list(meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            nodes.extend(function.node_def)
+        for node in nodes:
+            to_file = node.op == "PrintV2" and node.attr["output_stream"].s.startswith(b"file://")
+            if node.op in DANGEROUS_GRAPH_OPS or to_file:
+                found.append(f"{node.name} ({node.op})")
+    return list(dict.fromkeys(found))
+
+
+def _saved_model_proto(path: Path) -> Any:
+    """``saved_model.pb`` (binary) or ``saved_model.pbtxt`` (text) of a folder, as TensorFlow's loader reads them."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    if (path / "saved_model.pb").exists():
+        proto.ParseFromString(_regular_file(path / "saved_model.pb").read_bytes())
+        return proto
+    if (path / "saved_model.pbtxt").exists():
+        from google.protobuf import text_format
+
+        text_format.Parse(_regular_file(path / "saved_model.pbtxt").read_text(), proto)
+        return proto
+    return None
+
+
+def _regular_file(path: Path) -> Path:
+    """``path`` if it is a regular file: a FIFO, a device (/dev/zero) or a socket would block or never end."""
+    import stat
+
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise InputError(f"{path} is not a regular file (a device, FIFO or socket); expected a model file.")
+    return path
+
+
+def trusted() -> bool:
+    """Whether :func:`trust_model_code` is on here (loaders pass it to Keras as ``safe_mode=not trusted()``)."""
+    return _TRUST_MODEL_CODE.get()
+
+
+def _model_configs(path: Path) -> list[Any]:
+    """The Keras configuration(s) a model file holds, read as JSON without deserializing anything.
+
+    A file is read as *every* format a loader may take it for, not the first that fits: an HDF5
+    file with a zip appended is a zip to :func:`zipfile.is_zipfile` and an HDF5 model to tf_keras'
+    ``.h5`` loader (which runs its Lambda layers); HDF5 may also start after a user block.
+    """
+    import zipfile
+
+    import h5py
+
+    if path.is_dir():
+        return _saved_model_configs(path)
+    _regular_file(path)
+    configs: list[Any] = []
+    if zipfile.is_zipfile(path):
+        configs += _zip_configs(path)
+    if h5py.is_hdf5(str(path)):
+        configs += _hdf5_configs(path)
+    return configs
+
+
+def _dangerous_symbol(function: Any) -> bool:
+    name = str(function)
+    for prefix in ("tf.", "compat.v1.", "compat.v2."):
+        name = name.removeprefix(prefix)
+    return any(name == entry.rstrip(".") or name.startswith(entry) for entry in DANGEROUS_TF_SYMBOLS)
+
+
+def _code_layer(config: dict) -> str | None:
+    """``"name (kind)"`` when this config entry runs Python code or a side-effecting tf symbol, else None."""
+    class_name = config.get("class_name")
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    name = inner.get("name") or config.get("name") or "?"
+    if class_name in CODE_LAYERS or inner.get("function_type") == "lambda" or config.get("function_type") == "lambda":
+        return f"{name} ({class_name or 'lambda function'})"  # any layer whose config holds marshalled bytecode
+    if class_name in OP_LAYERS and _dangerous_symbol(inner.get("function", "")):
+        return f"{name} ({class_name} calling tf.{inner.get('function')})"
+    return None
+
+
 def find_code_layers(config: Any) -> list[str]:
-    """``"name (Lambda)"`` for every layer in a Keras config (nested models included) that carries code."""
+    """``"name (Lambda)"`` for every layer in a Keras config (nested models included) that carries code
+    (or, for ``TFOpLambda``, calls a TensorFlow symbol with side effects)."""
     found: list[str] = []
     if isinstance(config, dict):
-        if config.get("class_name") in CODE_LAYERS:
-            name = (config.get("config") or {}).get("name") or config.get("name") or "?"
-            found.append(f"{name} ({config['class_name']})")
+        layer = _code_layer(config)
+        if layer:
+            return [layer]  # its own config (the bytecode) is not searched again
         for value in config.values():
             found.extend(find_code_layers(value))
     elif isinstance(config, list):
@@ -418,16 +548,28 @@ def find_code_layers(config: Any) -> list[str]:
 
 
 def refuse_code_layers(path: Path) -> None:
-    """Refuse a model with Python-code layers unless :func:`trust_model_code` is on."""
+    """Refuse a model with Python-code layers unless :func:`trust_model_code` is on.
+
+    Fails closed: a configuration a loader would read but this check cannot is refused too.
+    """
     if _TRUST_MODEL_CODE.get():
         return
     try:
         layers = find_code_layers(_model_configs(path))
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loaders below
-        return
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - what cannot be checked is not loaded
+        raise InputError(
+            f"Cannot load model {path}: it is corrupt or not a Keras/SavedModel model (its configuration cannot be "
+            f"read to check it for code layers: {_first_line(error)}). Re-export it, or pass --trust-model-code if "
+            "you trust this file."
+        ) from None
+    if not layers and path.is_dir():
+        layers = find_dangerous_ops(path)
     if layers:
         raise InputError(
-            f"{path} has layer(s) that run Python code when loaded: {', '.join(layers[:5])}. Refused for safety. "
+            f"{path} has layer(s) that run Python code when loaded (or ops that touch files when run): "
+            f"{', '.join(layers[:5])}. Refused for safety. "
             "Rewrite them as built-in layers, or pass --trust-model-code if you trust this file."
         )
 
@@ -453,12 +595,19 @@ def _load_tf_keras(path: Path, *, compile: bool):
 def _load_keras3(path: Path) -> ExternalTeacher:
     import keras as keras3  # Keras 3 is independent of TF_USE_LEGACY_KERAS
 
+    # A saved Keras 3 QAT student loads once edgedistill.keras3.loading.register_layers() ran (the callers above do).
     model = keras3.saving.load_model(path, compile=False, safe_mode=not _TRUST_MODEL_CODE.get())
     return ExternalTeacher(
         lambda x: np.asarray(model(np.asarray(x, dtype=np.float32), training=False)),
         description=f"Keras {keras3.__version__} model {path.name}",
         num_params=int(model.count_params()),
     )
+
+
+def is_keras3_file(path: str | os.PathLike) -> bool:
+    """A ``.keras`` file saved by Keras 3 (its ``metadata.json`` says so); False for tf_keras files and anything else."""
+    path = Path(path).expanduser()
+    return path.suffix == ".keras" and path.is_file() and _looks_like_keras3_file(path)
 
 
 def _load_saved_model(path: Path) -> ExternalTeacher:
@@ -484,6 +633,9 @@ def _check_model_path(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"Model file not found: {path}. Expected a .keras, .h5 file or a SavedModel folder.")
+    if not path.is_dir() and not path.is_file():  # /dev/zero would be read until memory runs out, a FIFO blocks
+        raise InputError(f"{path} is not a regular file or a folder (a device, FIFO or socket); expected a .keras, "
+                         ".h5 file or a SavedModel folder.")
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"Model file {path} is empty (0 bytes). Re-export the model.")
     if path.is_file() and path.suffix == ".tflite":

@@ -6,13 +6,17 @@ Run folder (default ``runs/<timestamp>/``)::
     teacher.keras               the teacher (trained here, or a copy of the user's when it is tf_keras)
     student_float.keras         the distilled float student
     student_qat.h5              the quantization-aware (fake-quant) student (HDF5: tf_keras'
-                                .keras files do not restore tfmot's quantizer variables)
+                                .keras files do not restore tfmot's quantizer variables);
+                                student_qat.keras for a Keras 3 student (--keras 3)
     student_int8.tflite         full-integer int8 model
+    baseline_int8.tflite        the same student trained from scratch (--baseline scratch), int8
     student_float32.tflite      float student, for comparison
     teacher_float32.tflite      float teacher, for comparison (tf_keras teachers)
     micro/                      TFLite Micro sources (see edgedistill.micro)
     bench.jsonl                 raw benchmark results (every timed run)
     logs/                       TensorBoard logs per stage
+    checkpoints/<stage>/        while a stage trains: its last epoch (model, optimizer, early stopping), so
+                                run --resume continues an interrupted stage from there; removed when it completes
     progress.json               the stages completed so far and their report sections (for run --resume)
     report.json / report.md     every figure; status "ok", "failed" or "interrupted"
 
@@ -110,7 +114,8 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         seed=config.data.seed, log_dir=artifacts.log_dir,
     )
     save_model_atomic(artifacts.distilled.student, artifacts.run_dir / "student_float.keras")
-    student_report = {"source": source, "parameters": count_parameters(artifacts.distilled.student), **report}
+    student_report = {"source": source, "parameters": count_parameters(artifacts.distilled.student), **report,
+                      **stage_functions.keras_report(artifacts.distilled.student)}
     return {"student": student_report, **({"budget": budget} if budget else {})}
 
 
@@ -120,9 +125,19 @@ def _qat(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         seed=config.data.seed, log_dir=artifacts.log_dir,
     )
     if artifacts.qat_student is not None:
-        save_model_atomic(artifacts.qat_student, artifacts.run_dir / "student_qat.h5")
+        save_model_atomic(artifacts.qat_student, artifacts.run_dir / _qat_file_name(artifacts.qat_student))
         artifacts.reference = "qat_student"
     return {"qat": report}
+
+
+# A Keras 3 QAT student is saved as Keras 3 .keras (its fake-quant layers are registered Keras 3 layers).
+KERAS3_QAT_FILE = "student_qat.keras"
+
+
+def _qat_file_name(qat_student: Any) -> str:
+    from edgedistill.keras3.backend import is_keras3_model
+
+    return KERAS3_QAT_FILE if is_keras3_model(qat_student) else "student_qat.h5"
 
 
 def _calibration_data(artifacts: Artifacts):
@@ -169,6 +184,26 @@ def _verify(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     return {"verify": report}
 
 
+def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
+    """The same student trained without the teacher: "did distillation help" as a measured line of the report."""
+    why_not = stage_functions.baseline_skip_reason(config.distill, artifacts.distilled.student)
+    if why_not is not None:
+        logger.info("   scratch baseline skipped: %s", why_not)
+        return {"baseline": {"method": "scratch", "skipped": why_not}}
+    student = stage_functions.fresh_student(config.student, artifacts.distilled.student, artifacts.data)
+    student, qat_student, int8 = stage_functions.train_scratch_baseline(
+        student, artifacts.data, qat=config.qat, distill_config=config.distill, training=config.training,
+        convert=config.convert, seed=config.data.seed, log_dir=artifacts.log_dir,
+    )
+    write_bytes_atomic(artifacts.run_dir / "baseline_int8.tflite", int8)
+    report = stage_functions.compare_with_baseline(
+        artifacts.data, student=student, qat_student=qat_student, int8=int8,
+        arena_bytes=artifacts.micro.tensor_arena_size if artifacts.micro is not None else None,
+        distilled_accuracy=artifacts.verify.accuracy,
+    )
+    return {"baseline": report}
+
+
 def _bench(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     paths = [artifacts.run_dir / name for name in ("student_int8.tflite", "student_float32.tflite")]
     return {"bench": stage_functions.bench_models(config.bench, paths, results_path=artifacts.run_dir / "bench.jsonl")}
@@ -198,12 +233,14 @@ def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str
 
 def _restore_distill(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
     from edgedistill.distill import SchemeResult
-    from edgedistill.models import load_model_file
+    from edgedistill.keras3.loading import load_keras3_student
+    from edgedistill.models import is_keras3_file, load_model_file
 
     saved = artifacts.run_dir / "student_float.keras"
     if not saved.exists() or sections.get("student", {}).get("scheme") == "data_free":
         return False  # a data-free student's synthetic inputs (used by QAT and calibration) are not saved
-    artifacts.distilled = SchemeResult(student=load_model_file(saved), history={}, report={})
+    student = load_keras3_student(saved) if is_keras3_file(saved) else load_model_file(saved)  # the model, not a teacher wrapper
+    artifacts.distilled = SchemeResult(student=student, history={}, report={})
     return True
 
 
@@ -212,10 +249,27 @@ def _restore_qat(config: RunConfig, artifacts: Artifacts, sections: dict[str, An
 
     if config.qat.qat_epochs == 0:
         return True
+    from edgedistill.keras3.backend import is_keras3_model
+
+    if is_keras3_model(artifacts.distilled.student):
+        return _restore_keras3_qat(artifacts)
     saved = artifacts.run_dir / "student_qat.h5"
     if not saved.exists():
         return False
     artifacts.qat_student, artifacts.reference = load_model_file(saved), "qat_student"
+    return True
+
+
+def _restore_keras3_qat(artifacts: Artifacts) -> bool:
+    from edgedistill.keras3.loading import load_keras3_student
+
+    saved = artifacts.run_dir / KERAS3_QAT_FILE
+    if not saved.exists():
+        return False
+    model = load_keras3_student(saved)
+    if any(type(layer).__name__ == "Concatenate" for layer in model.layers):
+        return False  # the shared range of a Concatenate's inputs is a link between layers, not saved: QAT runs again
+    artifacts.qat_student, artifacts.reference = model, "qat_student"
     return True
 
 
@@ -250,6 +304,10 @@ def _restore_verify(config: RunConfig, artifacts: Artifacts, sections: dict[str,
     return True
 
 
+def _restore_baseline(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
+    return True  # nothing later reads its models: its figures are its report section in progress.json
+
+
 def _restore_bench(config: RunConfig, artifacts: Artifacts, sections: dict[str, Any]) -> bool:
     return True  # its results are in bench.jsonl and its report section in progress.json
 
@@ -262,6 +320,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("convert", _convert, restore=_restore_convert),
     Stage("micro", _micro, restore=_restore_micro),
     Stage("verify", _verify, restore=_restore_verify),
+    # After verify: the distilled model is complete (and gated) before the baseline's extra training starts.
+    Stage("baseline", _baseline, enabled=lambda config: config.baseline.baseline == "scratch", restore=_restore_baseline),
     Stage("bench", _bench, enabled=lambda config: config.bench.bench, restore=_restore_bench),
 )
 PROGRESS_FILE = "progress.json"
@@ -309,7 +369,7 @@ class _Timer:
 
 
 def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, timer: _Timer, report: dict[str, Any],
-          completed: dict[str, Any]) -> list[str]:
+          completed: dict[str, Any], rerun_from: str | None = None) -> list[str]:
     """Run the stages in order; with ``completed`` (``run --resume``), restore those that completed
     before instead, up to the first that must run. Returns the names of the restored stages."""
     from edgedistill.models import trust_model_code
@@ -325,6 +385,7 @@ def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, time
             if not stage.enabled(config):
                 continue
             before = completed.get(stage.name)
+            running = running or stage.name == rerun_from  # e.g. verify, after a gate option changed
             if not running and before is not None and stage.restore is not None:
                 logger.info("== %s: completed before, restoring its outputs from %s", stage.name, artifacts.run_dir)
                 timer.current = stage.name
@@ -368,18 +429,50 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"Run folder not found: {str(path)!r}. Pass a folder written by `edgedistill run`.")
-    return RunConfig.from_options(read_config_file(path / "config.yaml"))
+    if not (path / "config.yaml").exists():
+        raise InputError(f"{str(path)!r} is not a run folder (it has no config.yaml). Pass a folder written by "
+                         "`edgedistill run`, e.g. runs/<timestamp>.")
+    config = RunConfig.from_options(read_config_file(path / "config.yaml"))
+    _refuse_edited_config(path, config)
+    return config
+
+
+# Options whose change does not make completed stages wrong (run --resume may change them; see commands/pipeline.py).
+RESUMABLE_CHANGES = ("trust_model_code", "chance_gate", "max_int8_drop", "verbose")
+
+
+def _refuse_edited_config(run_dir: Path, config: RunConfig) -> None:
+    """config.yaml edited after the run (it differs from the configuration report.json records): the completed
+    stages were made with the recorded values, so resuming would mix two configurations. Refused, naming them."""
+    import json
+
+    try:
+        recorded = json.loads((run_dir / "report.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no report yet (a crash before the first write): nothing to compare with
+    if not isinstance(recorded, dict):
+        return
+    current = config.to_options()
+    changed = [name for name in current if name in recorded and name not in RESUMABLE_CHANGES
+               and recorded[name] != current[name]]
+    if changed:
+        differences = "; ".join(f"{name}: run made with {recorded[name]!r}, config.yaml now says {current[name]!r}"
+                                for name in changed)
+        raise InputError(f"{run_dir / 'config.yaml'} was edited after the run ({differences}). Its completed stages "
+                         "were made with the recorded values. Restore them, or start a new run with "
+                         f"--config {run_dir / 'config.yaml'}.")
 
 
 def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages: Sequence[Stage] = STAGES,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, rerun_from: str | None = None) -> dict[str, Any]:
     """Run every stage; return the report (also written to ``run_dir/report.json``).
 
     Raises :class:`GateFailed` (after writing the report) when the int8 model loses more
     than ``max_int8_drop`` points against the QAT student, and re-raises any stage error
     after recording it in the report. Ctrl-C (``KeyboardInterrupt``) is re-raised too, with the
     report marked ``interrupted``. With ``resume=True`` (``run_dir`` required), the stages that
-    completed in ``run_dir`` before are restored from its files instead of run again.
+    completed in ``run_dir`` before are restored from its files instead of run again, up to ``rerun_from``
+    (a stage name: it and every later stage run again).
     """
     from edgedistill.tflite_model import runtime_versions
 
@@ -395,7 +488,7 @@ def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages
     timer, artifacts = _Timer(), Artifacts(run_dir=run_dir)
     report: dict[str, Any] = {"run_dir": str(run_dir), "config": config.to_options(), "versions": runtime_versions()}
     try:
-        restored = _walk(config, stages, artifacts, timer, report, completed)
+        restored = _walk(config, stages, artifacts, timer, report, completed, rerun_from)
         if resume:
             report["resumed"] = {"restored_stages": restored}
         _raise_if_gate_failed(artifacts)

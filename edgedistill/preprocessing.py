@@ -71,8 +71,19 @@ class Preprocessing:
     def is_identity(self) -> bool:
         return all(s == 1.0 for s in self.scale) and all(o == 0.0 for o in self.offset)
 
+    def check_channels(self, channels: int | None, what: str) -> None:
+        """Per-channel values must be one per channel of ``what`` (else NumPy or Keras broadcast them into a traceback)."""
+        count = max(len(self.scale), len(self.offset))
+        if count > 1 and channels is not None and count != channels:
+            raise InputError(
+                f"Preprocessing {self.describe()} has {count} per-channel values, but {what} has {channels} channel(s). "
+                f"Give one mean and one std per channel (e.g. standardize:mean={'|'.join(['127.5'] * channels)},"
+                f"std={'|'.join(['64'] * channels)}), or a bare `standardize` to compute them from the training split."
+            )
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         """The preprocessed values, float32 (a batch or a whole split)."""
+        self.check_channels(int(np.shape(x)[-1]) if np.ndim(x) else None, f"the data (shape {tuple(np.shape(x))[1:]})")
         scale = np.asarray(self.scale, dtype=np.float32)
         offset = np.asarray(self.offset, dtype=np.float32)
         return np.asarray(x, dtype=np.float32) * scale + offset
@@ -320,6 +331,9 @@ def with_preprocessing(model, preprocessing: Preprocessing | None):
         return model
     if not isinstance(model, keras.Model):
         raise InputError(f"Preprocessing can be added to tf_keras models only; received {type(model).__name__}.")
+    input_shape = model.input_shape if isinstance(model.input_shape, tuple) else None
+    if input_shape:
+        preprocessing.check_channels(input_shape[-1], f"the model {model.name!r} (input {tuple(input_shape[1:])})")
     layer = preprocessing_layer(preprocessing, name=_unique_name(model, PREPROCESS_LAYER_NAME))
     if isinstance(model, keras.Sequential):
         rebuilt = keras.Sequential([keras.Input(model.input_shape[1:], name="input"), layer, *model.layers], name=model.name)

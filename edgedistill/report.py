@@ -54,6 +54,7 @@ def write_report(run_dir: str | Path, report: dict[str, Any]) -> Path:
     """Write ``report.json`` and ``report.md`` (atomically) and return the JSON path."""
     report = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in report.items() if k != "schema_version"}}
     path = write_json_atomic(Path(run_dir) / REPORT_FILE, report)
+    write_profile_charts(run_dir, report)
     write_text_atomic(Path(run_dir) / REPORT_MARKDOWN, render_markdown(report))
     return path
 
@@ -238,6 +239,29 @@ def _verify_lines(verify: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _baseline_lines(report: dict[str, Any]) -> list[str]:
+    """Did distillation help: the distilled student against the same student trained from scratch."""
+    baseline = report.get("baseline")
+    if not baseline:
+        return []
+    if baseline.get("skipped"):
+        return [f"Scratch baseline: skipped ({baseline['skipped']}).", ""]
+    form = baseline.get("int8_form", "int8_tflm")
+    scratch, gains = baseline.get("accuracy", {}), baseline.get("gain_points", {})
+    distilled = (report.get("verify") or {}).get("accuracy", {})
+    stages = report.get("stages", {})
+    distill_seconds = sum((stages.get(name) or {}).get("seconds", 0.0) for name in ("distill", "qat", "convert"))
+    cost = ((stages.get("baseline") or {}).get("seconds", 0.0) / distill_seconds) if distill_seconds else None
+    verdict = "**distillation helped**" if baseline.get("distillation_helped") else "**distillation did not help**"
+    return [
+        f"Did distillation help? The same student trained from scratch (hard labels, same schedule, QAT and conversion): "
+        f"{form} {_fmt(scratch.get(form))} % vs distilled {_fmt(distilled.get(form))} % ({_fmt(gains.get(form))} points; "
+        f"float {_fmt(scratch.get('float_student'))} % vs {_fmt(distilled.get('float_student'))} %): {verdict}."
+        + (f" The baseline cost {cost:.2f}x the distill, QAT and convert stages." if cost is not None else ""),
+        "",
+    ]
+
+
 def _micro_lines(micro: dict[str, Any] | None) -> list[str]:
     if not micro:
         return []
@@ -272,6 +296,77 @@ def _bench_lines(bench: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def _bench_profiles(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(model name, profile record) of every benchmarked model that has a per-operator profile."""
+    found = []
+    for name, measurement in (report.get("bench") or {}).items():
+        profile = (measurement.get("extra") or {}).get("profile") if isinstance(measurement, dict) else None
+        if isinstance(profile, dict) and profile.get("ops"):
+            found.append((name, profile))
+    return found
+
+
+def profile_chart_name(model_name: str) -> str:
+    import re
+
+    return "profile_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model_name).stem) + ".png"
+
+
+def write_profile_charts(run_dir: str | Path, report: dict[str, Any]) -> list[Path]:
+    """A bar chart of the five costliest operators per profiled model (matplotlib's object API, no pyplot)."""
+    from edgedistill.profiles import Profile
+
+    written = []
+    for name, record in _bench_profiles(report):
+        profile = Profile.from_dict(record)
+        path = Path(run_dir) / profile_chart_name(name)
+        _draw_top_ops(profile, f"{name}: five costliest operators ({profile.source})", path)
+        written.append(path)
+    return written
+
+
+def _draw_top_ops(profile: Any, title: str, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    top = profile.top(5)
+    labels = [f"{op.node_type} #{op.index}" for op, _ in reversed(top)]
+    figure = Figure(figsize=(7, 0.5 * len(top) + 1.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    bars = axes.barh(labels, [share for _, share in reversed(top)], color="#4c72b0")
+    for bar, (op, share) in zip(bars, reversed(top)):
+        axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {op.total:,.1f} {profile.unit} ({share:.1f} %)",
+                  va="center", fontsize=8)
+    axes.set_xlabel(f"share of the operators' total {'ticks' if profile.unit == 'ticks' else 'time'} (%)")
+    axes.set_xlim(0, max((share for _, share in top), default=1.0) * 1.35 or 1.0)  # room for the labels
+    axes.set_title(title, fontsize=9)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=110)
+    partial.replace(path)
+
+
+def _profile_lines(report: dict[str, Any]) -> list[str]:
+    """Per profiled model: how the profile was taken, whether the shares add up, the top five, the chart."""
+    from edgedistill.profiles import Profile
+
+    lines: list[str] = []
+    for name, record in _bench_profiles(report):
+        profile = Profile.from_dict(record)
+        ratio = profile.share_ratio
+        check = "" if ratio is None else (f" The operators add up to {100 * ratio:.1f} % of the measured invoke p50 "
+                                          f"({'within' if profile.shares_add_up else 'outside'} 100 % +- 2 %)")
+        cpu = profile.share_ratio_cpu
+        check += "" if ratio is None else (f", {100 * cpu:.1f} % of its CPU time." if cpu else ".")
+        lines += [f"Per-operator profile of {name} ({profile.source}, {profile.unit}).{check}", "",
+                  f"| # | operator | type | avg {profile.unit} | calls | share % | MACs |", "|---:|---|---|---:|---:|---:|---:|"]
+        for op, share in profile.top(5):
+            lines.append(f"| {op.index} | {op.name} | {op.node_type} | {_fmt(op.avg, 2)} | {op.calls} | {share:.1f} | "
+                         f"{'' if op.macs is None else f'{op.macs:,}'} |")
+        lines += ["", f"![five costliest operators of {name}]({profile_chart_name(name)})", ""]
+    return lines
+
+
 def _timing_and_version_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     stages = report.get("stages")
@@ -292,11 +387,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _method_lines(report)
     lines += _accuracy_lines(report)
     lines += _verify_lines(report.get("verify"))
+    lines += _baseline_lines(report)
     lines += _micro_lines(report.get("micro"))
     lines += _bench_lines(report.get("bench"))
+    lines += _profile_lines(report)
     lines += _firmware_lines(report.get("firmware") or {})
     lines += _timing_and_version_lines(report)
     return "\n".join(lines)
 
 
-__all__ = ["SCHEMA_VERSION", "write_report", "load_report", "add_section", "render_markdown"]
+__all__ = ["SCHEMA_VERSION", "write_report", "load_report", "add_section", "render_markdown", "write_profile_charts"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder. Pass a bench.jsonl file written by `edgedistill bench`.")
+    if path.exists() and not path.is_file():  # /dev/zero would be read until memory runs out, a FIFO blocks
+        raise InputError(f"{str(path)!r} is not a regular file (a device, FIFO or socket). Pass a bench.jsonl file "
+                         "written by `edgedistill bench`.")
     if not path.is_file():
         raise InputError(f"Results file not found: {str(path)!r}. Pass a bench.jsonl written by `edgedistill bench`.")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -104,7 +108,40 @@ def check_record(data: Any) -> dict[str, Any]:
     numbers = list(data.get("samples_ms", [])) + list((data.get("latency_ms") or {}).values())
     if any(not isinstance(v, _NUMBER) or isinstance(v, bool) for v in numbers if v is not None):
         raise ValueError("samples_ms / latency_ms must hold numbers")
+    # JSON readers accept NaN and Infinity; edgedistill never writes them (a missing figure is null): a table or
+    # plot of them would be silently meaningless.
+    if any(not math.isfinite(v) for v in numbers if v is not None):
+        raise ValueError("samples_ms / latency_ms must hold finite numbers (NaN or Infinity found)")
     return data
+
+
+# The longest first line read to recognise a results file (100,000 samples take ~2 MB of JSON).
+MAX_RECORD_BYTES = 64 << 20
+
+
+def check_results_file(path: str | os.PathLike) -> None:
+    """An existing, non-empty file results are about to be appended to must be a results file: its first
+    line a benchmark (or firmware) record. Anything else (a .tflite, a report.json, notes) is refused
+    before a byte is written or cut, so ``bench m.tflite --results m.tflite`` never damages the model."""
+    path = Path(path)
+    if not path.is_file():
+        return  # absent, or a device (/dev/null) / FIFO (not opened: it could block); writes report their own errors
+    try:
+        with open(path, "rb") as handle:
+            # The first line whole (a record with every raw sample can be megabytes), bounded all the same.
+            first = handle.readline(MAX_RECORD_BYTES).rstrip(b"\n")
+    except OSError as error:
+        raise InputError(f"Cannot read the results file {str(path)!r}: {error.strerror}.") from None
+    if not first:
+        return
+    try:
+        record = json.loads(first.decode("utf-8"))
+        if not _is_firmware_record(record):
+            check_record(record)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        raise InputError(f"--results {str(path)!r} exists and is not a results file (its first line is not a benchmark "
+                         "result). Appending would damage it. Pass a new file name or a bench.jsonl written by "
+                         "`edgedistill bench`.") from None
 
 
 def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
@@ -117,6 +154,9 @@ def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
     from edgedistill.fileio import write_bytes_atomic
 
     path = Path(path)
+    check_results_file(path)
+    if path.exists() and not path.is_file():
+        return None
     try:
         size = path.stat().st_size
     except (FileNotFoundError, NotADirectoryError):
@@ -338,6 +378,7 @@ def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = Non
     if not measurements:
         raise InputError(f"{str(path)!r} has no successful measurement with samples to plot.")
     output = Path(output) if output else Path(path).with_suffix(".png")
+    _check_plot_output(output, Path(path))
     figure = Figure(figsize=(12, 4.5))
     FigureCanvasAgg(figure)  # attaches itself as figure.canvas: savefig renders with Agg, no pyplot
     cdf_axes, bar_axes = figure.subplots(1, 2)
@@ -352,6 +393,22 @@ def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = Non
     return output
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_plot_output(output: Path, source: Path) -> None:
+    """The plot replaces ``output``: refused when it is the results file read, or an existing file that is not a PNG."""
+    from edgedistill.fileio import check_output_name, refuse_output_over_input
+
+    check_output_name(output, what="the plot (-o/--output)")
+    refuse_output_over_input(output, {"results file": source}, what="the plot")
+    if output.is_file() and output.stat().st_size:
+        with open(output, "rb") as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise InputError(f"The plot would replace {str(output)!r}, which exists and is not a PNG. Pass "
+                                 "another -o/--output (e.g. plot.png).")
+
+
 def _plot_cdf(axes: Any, measurements: Sequence[Measurement], labels: Sequence[str]) -> None:
     for m, label in zip(measurements, labels):
         values = sorted(m.samples_ms)
@@ -364,15 +421,25 @@ def _plot_cdf(axes: Any, measurements: Sequence[Measurement], labels: Sequence[s
     axes.legend(fontsize=7)
 
 
+def _percentile(measurement: Measurement, name: str) -> float:
+    """``latency_ms[name]`` (p50, p90, p99), or computed from the samples when a hand-made file lacks it."""
+    value = (measurement.latency_ms or {}).get(name)
+    if value is None:
+        import numpy as np
+
+        value = float(np.percentile(measurement.samples_ms, float(name[1:])))
+    return value
+
+
 def _plot_percentile_bars(axes: Any, measurements: Sequence[Measurement], labels: Sequence[str]) -> None:
     positions = list(range(len(measurements)))
-    p50 = [m.latency_ms["p50"] for m in measurements]
+    p50 = [_percentile(m, "p50") for m in measurements]
     bars = axes.bar(positions, p50, color=["#bbbbbb" if m.kind == "emulated" else "#4477aa" for m in measurements])
     for bar, m in zip(bars, measurements):
         if m.kind == "emulated":
             bar.set_hatch("//")
-    axes.scatter(positions, [m.latency_ms["p90"] for m in measurements], marker="_", s=300, color="k", label="p90")
-    axes.scatter(positions, [m.latency_ms["p99"] for m in measurements], marker="x", color="r", label="p99")
+    axes.scatter(positions, [_percentile(m, "p90") for m in measurements], marker="_", s=300, color="k", label="p90")
+    axes.scatter(positions, [_percentile(m, "p99") for m in measurements], marker="x", color="r", label="p99")
     axes.set_xticks(positions)
     axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
     axes.set_ylabel("p50 latency (ms)")
@@ -380,5 +447,5 @@ def _plot_percentile_bars(axes: Any, measurements: Sequence[Measurement], labels
     axes.legend(fontsize=7)
 
 
-__all__ = ["read_results", "check_record", "set_aside_cut_line", "latest_per_pair", "format_table", "compare_results", "format_comparison",
+__all__ = ["read_results", "check_record", "check_results_file", "set_aside_cut_line", "latest_per_pair", "format_table", "compare_results", "format_comparison",
            "plot_results", "target_label", "ComparisonRow"]

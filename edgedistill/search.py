@@ -23,12 +23,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgedistill.config import RunConfig
+from edgedistill.config import WIDTH_RANGE, RunConfig, _width_ok
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
 METHODS = ("grid", "random", "optuna")
 BACKENDS = ("local", "ray")
+
+
+MAX_TRIALS = 10_000  # each trial trains a student: more is a typo, not a search
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ class SearchSpace:
         for name, values, ok, expected in (
             ("temperatures", self.temperatures, lambda v: v > 0, "> 0"),
             ("student_loss_weights", self.student_loss_weights, lambda v: 0 <= v <= 1, "in [0, 1]"),
-            ("student_widths", self.student_widths, lambda v: v > 0, "> 0"),
+            ("student_widths", self.student_widths, _width_ok, WIDTH_RANGE),  # the preset's bound, before the teacher trains
         ):
             if not values:
                 raise InputError(f"`{name}` needs at least one value.")
@@ -85,7 +88,8 @@ def prepare_teacher(config: RunConfig, data, output_dir: Path) -> str:
         logger.info("== teacher: training preset %s once for every trial", config.teacher.teacher_preset)
     # A teacher file too: its preprocessing (declared or detected) and the teacher gate, once; the saved
     # copy takes the data's raw values, as every trial's student does.
-    teacher, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed)
+    teacher, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed,
+                                        chance_gate=config.verify.chance_gate)
     if config.teacher.teacher and not isinstance(teacher.model, keras.Model):
         formula = (teacher.preprocessing or {}).get("formula", "x")
         if formula != "x":
@@ -451,7 +455,7 @@ def run_search(
     from edgedistill import stages
     from edgedistill.tflite_model import runtime_versions
 
-    stages.check_names(config)
+    stages.check_run_options(config)
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -492,8 +496,8 @@ def _check_search_arguments(method: str, backend: str, num_trials: int) -> None:
         raise InputError(f"Unknown search method {method!r}. Expected one of: {', '.join(METHODS)}.")
     if backend not in BACKENDS:
         raise InputError(f"Unknown backend {backend!r}. Expected one of: {', '.join(BACKENDS)}.")
-    if not isinstance(num_trials, int) or num_trials < 1:
-        raise InputError(f"`num_trials` must be an integer >= 1. Received: num_trials={num_trials!r}.")
+    if not isinstance(num_trials, int) or not 1 <= num_trials <= MAX_TRIALS:
+        raise InputError(f"`num_trials` must be an integer in [1, {MAX_TRIALS}]. Received: num_trials={num_trials!r}.")
     if method == "optuna":
         _import_optuna()
 

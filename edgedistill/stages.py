@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgedistill.config import (
     BenchStageConfig,
@@ -116,6 +116,9 @@ def _teacher_from_file(config: TeacherConfig, data):
         apply_preprocessing, check_input_shape, model_input_shape, resolve_preprocessing, teacher_input_shape,
     )  # fmt: skip
 
+    from edgedistill.keras3.loading import register_layers_for
+
+    register_layers_for(config.teacher)  # a saved Keras 3 QAT student may be a teacher
     model = load_model_file(config.teacher)
     check_input_shape(model_input_shape(model) or teacher_input_shape(config.teacher), data)
     preprocessing, report = resolve_preprocessing(model, data, config.teacher_preprocessing)
@@ -182,7 +185,12 @@ def budget_of(config: StudentConfig):
 
 
 def build_student(config: StudentConfig, data):
-    """The user's student file, or a preset at ``student_width`` (or the widest that fits a budget)."""
+    """The user's student file, or a preset at ``student_width`` (or the widest that fits a budget).
+
+    With ``--keras 3`` (or a Keras 3 student file) the student is a Keras 3 model (:func:`build_keras3_student`).
+    """
+    if student_keras(config) == "3":
+        return build_keras3_student(config, data)
     from edgedistill._keras import keras
     from edgedistill.models import build_model, check_classes, load_model_file
 
@@ -194,7 +202,8 @@ def build_student(config: StudentConfig, data):
             )
         student = load_model_file(config.student)
         if not isinstance(student, keras.Model):
-            raise InputError(f"The student {config.student} must be a tf_keras model (it is trained and quantized here).")
+            raise InputError(f"The student {config.student} must be a tf_keras model with --keras 2 (it is trained and "
+                             "quantized with tfmot). For a Keras 3 .keras file pass --keras 3 (or leave --keras out).")
         from edgedistill.teachers import check_input_shape, model_input_shape
 
         check_input_shape(model_input_shape(student), data, role="student")
@@ -216,6 +225,191 @@ def build_student(config: StudentConfig, data):
     if find_preprocessing_layer(student) is None:
         student = with_preprocessing(student, student_preprocessing_of(data))
     return student, source, report
+
+
+# ---------------------------------------------------------------------------------------
+# Keras 3 students (--keras 3): edgedistill.keras3's Distiller, QAT and converter
+
+
+def student_keras(config: StudentConfig) -> str:
+    """``"3"`` or ``"2"``: ``--keras`` when given, else the student file's Keras, else 2 (tf_keras presets)."""
+    if config.keras is not None:
+        return str(config.keras)
+    if config.student:
+        from edgedistill.models import is_keras3_file
+
+        return "3" if is_keras3_file(config.student) else "2"
+    return "2"
+
+
+def keras_report(student) -> Report:
+    """The Keras the student was trained with, for ``report.json``."""
+    from edgedistill.keras3.backend import is_keras3_model
+
+    if is_keras3_model(student):
+        import keras
+
+        return {"keras": "3", "keras_version": str(keras.__version__)}
+    from edgedistill._keras import keras as tf_keras
+
+    return {"keras": "2", "keras_version": f"tf_keras {getattr(tf_keras, '__version__', '?')}"}
+
+
+def _keras3_unsupported(config) -> list[tuple[str, str]]:
+    """``(option, why)`` of each option set that the Keras 3 path does not support."""
+    distill, training = config.distill, config.training
+    found = []
+    if distill.scheme != "standard":
+        found.append((f"--scheme {distill.scheme}", "Keras 3 students are distilled with the standard scheme only"))
+    if distill.prune_sparsity:
+        found.append((f"--prune-sparsity {distill.prune_sparsity}", "pruning is tfmot's (Keras 2)"))
+    if not resolve_loss(distill).uses_final_outputs:
+        found.append((f"--distillation-loss {distill.distillation_loss}",
+                      "the Keras 3 Distiller takes losses on the logits (logits, logit_standardization, dkd, dist)"))
+    if training.augment:
+        found.append(("--augment", "augmentation runs in the tf_keras training step"))
+    if training.strategy != "none":
+        found.append((f"--strategy {training.strategy}", "tf.distribute strategies wrap the tf_keras training"))
+    if budget_of(config.student).is_set:
+        found.append(("--max-flash-kb / --max-arena-kb / --max-latency-ms", "the budget search sizes tf_keras presets"))
+    if config.qat.qat_epochs and config.convert.io_type != "int8":
+        found.append((f"--io-type {config.convert.io_type}", "the Keras 3 QAT export has int8 input and output"))
+    return found
+
+
+def check_keras3_options(config, *, quantization: bool = True) -> None:
+    """Before the first stage: the student file matches ``--keras``, the options are ones the Keras 3 path
+    supports, and a student file quantizes: every layer covered by Keras 3 QAT, or (``--qat-epochs 0``) no op the
+    post-training conversion would leave in float. One :class:`InputError`."""
+    student = config.student
+    if student.student and student.keras is not None:
+        from edgedistill.models import is_keras3_file
+
+        if str(student.keras) == "2" and is_keras3_file(student.student):
+            raise InputError(f"--keras 2, but the --student file {student.student} is a Keras 3 model. "
+                             "Pass --keras 3 (or leave --keras out: the file decides).")
+    if student_keras(student) != "3":
+        return
+    unsupported = _keras3_unsupported(config)
+    if unsupported:
+        listing = "; ".join(f"{option} ({why})" for option, why in unsupported)
+        raise InputError(f"A Keras 3 student (--keras 3) does not support: {listing}. Drop these options, or use a tf_keras "
+                         "student (--keras 2).")
+    if student.student:
+        from edgedistill.keras3.loading import load_keras3_student
+
+        model = load_keras3_student(student.student)  # a tf_keras file with --keras 3 is refused here
+    else:
+        from edgedistill.keras3.models import PRESET_NAMES
+
+        if student.student_preset not in PRESET_NAMES:
+            raise InputError(f"--student-preset {student.student_preset} has no Keras 3 version; with --keras 3 use one of: "
+                             f"{', '.join(PRESET_NAMES)}, or use --keras 2.")
+        return  # every Keras 3 preset is covered by Keras 3 QAT
+    if not quantization:
+        return
+    if config.qat.qat_epochs:
+        from edgedistill.keras3.qat import check_covered
+
+        check_covered(model)  # before the teacher trains: a layer QAT cannot quantize is named now
+    else:
+        _check_keras3_ptq(model, io_type=config.convert.io_type)
+
+
+def _check_keras3_ptq(model, *, io_type: str) -> None:
+    """PTQ of the untrained student, on random inputs (which ops stay float depends on the graph, not on the
+    values): a float op the converter would leave in the int8 model is named before the teacher trains."""
+    import numpy as np
+
+    from edgedistill.errors import StageError
+    from edgedistill.keras3.convert import convert_float_model
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    samples = np.random.default_rng(0).uniform(0.0, 1.0, size=(8, *shape)).astype(np.float32)
+    try:
+        convert_float_model(model, quantization="int8", io_type=io_type, representative_data=samples, num_calibration_samples=8)
+    except StageError as error:
+        raise InputError(f"--qat-epochs 0 (post-training quantization): {error}") from None
+
+
+def build_keras3_student(config: StudentConfig, data):
+    """The Keras 3 student: the ``--student`` file as it is, or a Keras 3 preset with the data's preprocessing."""
+    from edgedistill.keras3.loading import load_keras3_student
+    from edgedistill.models import check_classes
+    from edgedistill.preprocessing import find_preprocessing_layer
+
+    if config.student:
+        from edgedistill.teachers import check_input_shape, model_input_shape
+
+        student = load_keras3_student(config.student)
+        check_input_shape(model_input_shape(student), data, role="student")
+        if find_preprocessing_layer(student) is None and student_preprocessing_of(data) is not None:
+            logger.warning("   the Keras 3 student %s has no `preprocess` layer: it is trained on the data's raw values "
+                           "(add keras.layers.Rescaling(..., name='preprocess') as its first layer to scale them)", config.student)
+        source = config.student
+    else:
+        from edgedistill.keras3.models import build_model
+
+        student = build_model(config.student_preset, data.input_shape, data.num_classes, width=config.student_width,
+                              name="student", preprocessing=student_preprocessing_of(data))  # fmt: skip
+        source = f"preset {config.student_preset} (width {config.student_width}, Keras 3)"
+    check_classes(student, data.num_classes, "student")
+    return student, source, {}
+
+
+def _distill_keras3(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *, seed: int,
+                    epochs: int, learning_rate: float, teacher_outputs=None):
+    """One Keras 3 distillation (float or QAT) with the run's loss and schedule; ``(student, history)``."""
+    from edgedistill.keras3.distiller import distill
+
+    return distill(
+        teacher.model, student, data, epochs=epochs, batch_size=training.batch_size, learning_rate=learning_rate,
+        patience=training.patience, seed=seed, distillation_losses=[resolve_loss(config)],
+        student_loss_weight=config.student_loss_weight, teacher_outputs=teacher_outputs or teacher.outputs,
+        verbose=training.verbose,
+    )
+
+
+def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *, seed: int = 0):
+    """Standard distillation of a Keras 3 student (the other options were refused before the first stage)."""
+    from edgedistill.distill import SchemeResult
+
+    student, history = _distill_keras3(config, training, teacher, student, data, seed=seed, epochs=config.epochs,
+                                       learning_rate=training.learning_rate)  # fmt: skip
+    report = {
+        "distill_epochs": len(history.get("loss", [])),
+        "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
+        "scheme": config.scheme,
+    }
+    return SchemeResult(student=student, history=history, report={}), report
+
+
+def quantize_keras3_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
+                            student, data, *, seed: int = 0):
+    """Keras 3 QAT (:func:`edgedistill.keras3.qat.quantize_model`) distilled with the same loss; ``(qat model, report)``."""
+    from edgedistill.keras3.qat import activation_quantizers, quantize_model
+    from edgedistill.preprocessing import BYTE_RANGE
+
+    qat_student = quantize_model(student, input_range=BYTE_RANGE if data.raw_bytes else None)
+    qat_student, history = _distill_keras3(distill_config, training, teacher, qat_student, data, seed=seed,
+                                           epochs=config.qat_epochs, learning_rate=config.qat_learning_rate)  # fmt: skip
+    report = {"epochs": len(history.get("loss", [])), "data": data.name, "method": "edgedistill.keras3 QAT",
+              "activation_quantizers": len(activation_quantizers(qat_student)), **keras_report(qat_student)}  # fmt: skip
+    return qat_student, report
+
+
+def convert_keras3_models(config: ConvertConfig, *, student, qat_student, calibration_inputs,
+                          input_range: tuple[float, float] | None = None) -> dict[str, bytes]:
+    """``student_int8.tflite`` of a Keras 3 student (from its QAT model's trained ranges, or PTQ without QAT) and
+    ``student_float32.tflite``."""
+    from edgedistill.keras3.convert import convert_float_model, convert_qat_model
+
+    if qat_student is not None:
+        int8 = convert_qat_model(qat_student)
+    else:
+        int8 = convert_float_model(student, quantization="int8", io_type=config.io_type, representative_data=calibration_inputs,
+                                   num_calibration_samples=config.num_calibration_samples, input_range=input_range)  # fmt: skip
+    return {"student_int8.tflite": int8, "student_float32.tflite": convert_float_model(student, quantization="float32")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,6 +452,74 @@ def check_names(config) -> None:
         )
 
 
+def _is_default(config, section: str, name: str) -> bool:
+    field = next(f for f in dataclasses.fields(getattr(config, section)) if f.name == name)
+    return getattr(getattr(config, section), name) == field.default
+
+
+# (section, option, when it does nothing, why): options a user sets that the run would ignore.
+INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
+    *((("data", name, lambda c: not c.data.data.startswith("images:"), "applies to --data images:DIR only"))
+      for name in ("image_size", "color_mode", "class_names")),
+    *((("data", name, lambda c: not c.data.data.startswith("audio:"), "applies to --data audio:DIR only"))
+      for name in ("audio_label_pattern", "audio_test_split", "audio_augment_copies", "audio_noise_dir",
+                   "audio_silence_fraction", "audio_unknown_dir", "audio_trim", "audio_clip_ms", "audio_sample_rate")),
+    ("training", "augment_views", lambda c: not c.training.augment, "works with --augment only"),
+    *((("teacher", name, lambda c: bool(c.teacher.teacher), "describes the preset teacher; --teacher is a file"))
+      for name in ("teacher_preset", "teacher_width", "teacher_epochs")),
+    ("teacher", "teacher_preprocessing", lambda c: not c.teacher.teacher, "describes a --teacher file; none was given"),
+    *((("student", name, lambda c: bool(c.student.student), "describes the preset student; --student is a file"))
+      for name in ("student_preset", "student_width", "max_flash_kb", "max_arena_kb", "max_latency_ms")),
+    ("qat", "qat_learning_rate", lambda c: c.qat.qat_epochs == 0, "has no effect with --qat-epochs 0"),
+    *((("bench", name, lambda c: not c.bench.bench, "has no effect with --no-bench"))
+      for name in ("num_runs", "warmup_runs", "num_threads")),
+    ("distill", "scheme_options", lambda c: c.distill.scheme == "standard", "has no effect with the standard scheme"),
+)
+
+
+def warn_ineffective_options(config) -> list[str]:
+    """One warning line per option set to a non-default value that this run would ignore; returns their names."""
+    found = []
+    for section, name, ineffective, why in INEFFECTIVE_OPTIONS:
+        if not _is_default(config, section, name) and ineffective(config):
+            logger.warning("--%s %s: ignored (it %s).", name.replace("_", "-"), getattr(getattr(config, section), name), why)
+            found.append(name)
+    return found
+
+
+def check_run_options(config, *, quantization: bool = True) -> None:
+    """Everything that can be checked before the first stage runs: names, model files, ignored options
+    (``quantization=False``: a command that trains no int8 model, e.g. ``distill``, skips the int8 checks)."""
+    from edgedistill.models import _check_model_path
+
+    check_names(config)
+    for path in (config.teacher.teacher, config.student.student):
+        if path:
+            _check_model_path(path)  # exists, a regular file or a folder (not /dev/zero, not a FIFO)
+    if config.teacher.teacher_preprocessing:  # its syntax, before the data is loaded (the channels are checked later)
+        from edgedistill.preprocessing import parse_preprocessing
+
+        parse_preprocessing(config.teacher.teacher_preprocessing, value_range=(0.0, 255.0), statistics=lambda: ([0.0], [1.0]))
+    if config.bench.bench:  # the benchmark target's spec (and whether it can profile), before anything trains
+        from edgedistill.bench import require_profiling
+        from edgedistill.targets import make_target
+        from edgedistill.targets.base import BenchConfig
+
+        try:
+            target = make_target(config.bench.bench_target)
+        except InputError as error:
+            raise InputError(f"--bench-target {config.bench.bench_target!r}: {error}") from None
+        require_profiling([target], BenchConfig(profile=config.bench.bench_profile))
+    if config.training.strategy == "multi_worker":  # a malformed TF_CONFIG, before the data is loaded
+        import os
+
+        from edgedistill.strategy import parse_tf_config
+
+        parse_tf_config(os.environ.get("TF_CONFIG", ""))
+    check_keras3_options(config, quantization=quantization)
+    warn_ineffective_options(config)
+
+
 def training_arguments(config: DistillConfig, training: TrainingConfig, teacher: Teacher | None, *, epochs: int,
                        seed: int, learning_rate: float | None = None, log_dir: Path | None = None, augmentation=None):
     """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs
@@ -293,6 +555,10 @@ def _augmentation_report(config: DistillConfig, training: TrainingConfig, augmen
 def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *,
                     seed: int = 0, log_dir: Path | None = None):
     """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
+    from edgedistill.keras3.backend import is_keras3_model
+
+    if is_keras3_model(student):
+        return distill_keras3_student(config, training, teacher, student, data, seed=seed)
     from edgedistill.distill import prune_distill, run_scheme
 
     augmentation = augmentation_of(training, data)
@@ -323,6 +589,10 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
     """
     if config.qat_epochs == 0:
         return None, {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
+    from edgedistill.keras3.backend import is_keras3_model
+
+    if is_keras3_model(distilled.student):
+        return quantize_keras3_student(config, distill_config, training, teacher, distilled.student, data, seed=seed)
     from edgedistill.distill import quantize_distill, quantize_distill_pruned
 
     quantization_data = distilled.quantization_data or data
@@ -352,13 +622,19 @@ def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model
     from edgedistill.convert import convert_keras_model
     from edgedistill.tflite_model import read_model_info
 
+    from edgedistill.keras3.backend import is_keras3_model
+
     logger.info("   converting to int8 and float32 TFLite (about 10 s a model)")
-    int8 = convert_keras_model(
-        qat_student if qat_student is not None else student, quantization="int8", io_type=config.io_type,
-        representative_data=calibration_inputs, num_calibration_samples=config.num_calibration_samples,
-        input_range=input_range,
-    )
-    files = {"student_int8.tflite": int8, "student_float32.tflite": convert_keras_model(student, quantization="float32")}
+    if is_keras3_model(student):
+        files = convert_keras3_models(config, student=student, qat_student=qat_student, calibration_inputs=calibration_inputs,
+                                      input_range=input_range)  # fmt: skip
+    else:
+        files = {"student_int8.tflite": convert_keras_model(
+            qat_student if qat_student is not None else student, quantization="int8", io_type=config.io_type,
+            representative_data=calibration_inputs, num_calibration_samples=config.num_calibration_samples,
+            input_range=input_range,
+        ), "student_float32.tflite": convert_keras_model(student, quantization="float32")}  # fmt: skip
+    int8 = files["student_int8.tflite"]
     if isinstance(teacher_model, keras.Model):
         files["teacher_float32.tflite"] = convert_keras_model(teacher_model, quantization="float32")
     report: Report = {name: {"size_bytes": len(content)} for name, content in files.items()}
@@ -426,16 +702,93 @@ def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], 
     return result, result.to_dict() | {"reference": reference}
 
 
+# ---------------------------------------------------------------------------------------
+# baseline: did distillation help?
+
+
+def baseline_skip_reason(distill_config: DistillConfig, student) -> str | None:
+    """Why a scratch baseline would not answer "did distillation help" here (None: it would)."""
+    from edgedistill._keras import keras
+    from edgedistill.distill.schemes import SCHEMES
+
+    if not SCHEMES.get(distill_config.scheme).trains_on_data:
+        return (f"scheme {distill_config.scheme} never trains its student on the data; a scratch student on the data "
+                "would cost far more than the distillation and answer another question")
+    if distill_config.prune_sparsity:
+        return "a pruned student: a scratch student without pruning would not be the same student"
+    if not isinstance(student, keras.Model):
+        return "the student is not a tf_keras model (the scratch baseline trains tf_keras students)"
+    return None
+
+
+def fresh_student(config: StudentConfig, distilled_student, data):
+    """The same student before any training: the user's file loaded again, or the preset's architecture
+    (the width a budget chose included) with new initial weights."""
+    from edgedistill._keras import keras
+
+    if config.student:
+        return build_student(config, data)[0]
+    return keras.models.clone_model(distilled_student)  # same layers and configs, freshly initialized weights
+
+
+def train_scratch_baseline(student, data, *, qat: QatConfig, distill_config: DistillConfig, training: TrainingConfig,
+                           convert: ConvertConfig, seed: int = 0, log_dir: Path | None = None) -> tuple[Any, Any, bytes]:
+    """Hard labels only, with the distilled student's schedule: its epochs, augmentation, QAT epochs and int8
+    conversion. Returns (float student, QAT student or None, int8 flatbuffer)."""
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.preprocessing import BYTE_RANGE
+    from edgedistill.quantize import quantize_model
+    from edgedistill.training import train_classifier
+
+    augmentation = augmentation_of(training, data)
+    input_range = BYTE_RANGE if data.raw_bytes else None
+    train_classifier(student, data, config=train_config(training, epochs=distill_config.epochs, seed=seed),
+                     stage="baseline", log_dir=log_dir, augmentation=augmentation)
+    qat_student = None
+    if qat.qat_epochs:
+        qat_student = quantize_model(student, input_range=input_range)
+        qat_training = train_config(training, epochs=qat.qat_epochs, seed=seed, learning_rate=qat.qat_learning_rate)
+        train_classifier(qat_student, data, config=qat_training, stage="baseline_qat", log_dir=log_dir, augmentation=augmentation)
+    int8 = convert_keras_model(
+        qat_student if qat_student is not None else student, quantization="int8", io_type=convert.io_type,
+        representative_data=data.x_train, num_calibration_samples=convert.num_calibration_samples, input_range=input_range,
+    )
+    return student, qat_student, int8
+
+
+def compare_with_baseline(data, *, student, qat_student, int8: bytes, arena_bytes: int | None,
+                          distilled_accuracy: dict[str, float]) -> Report:
+    """The scratch student's accuracy in every form, and the distilled student's gain over it (points)."""
+    from edgedistill.verify import verify_models
+
+    keras_models = {"float_student": student, **({"qat_student": qat_student} if qat_student is not None else {})}
+    result = verify_models(data.x_test, data.y_test, keras_models=keras_models, int8_tflite=int8, tflm_arena_size=arena_bytes,
+                           reference="qat_student" if qat_student is not None else "float_student", chance_gate=False,
+                           max_int8_drop=100.0)
+    int8_form = "int8_tflm" if "int8_tflm" in result.accuracy else "int8_litert"
+    gains = {form: round(distilled_accuracy[form] - result.accuracy[form], 2)
+             for form in ("float_student", int8_form) if form in distilled_accuracy and form in result.accuracy}
+    report = {"method": "scratch", "accuracy": result.accuracy, "int8_form": int8_form, "gain_points": gains,
+              "distillation_helped": gains.get(int8_form, 0.0) > 0}
+    logger.info("   scratch baseline: %s; distilled - scratch: %s", ", ".join(f"{k} {v:.2f}%" for k, v in result.accuracy.items()),
+                ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()))
+    return report
+
+
 def bench_models(config: BenchStageConfig, paths: list[Path], *, results_path: Path) -> Report:
     """Each model on the host LiteRT interpreter; every raw sample goes to ``results_path``."""
     from edgedistill.bench import run_benchmark
 
+    from edgedistill.targets import TargetOptions
+
     report: Report = {}
+    options = TargetOptions(ssh_config=config.bench_ssh_config)
     for path in paths:
-        logger.info("   benchmarking %s (%d runs)", path.name, config.num_runs)
+        logger.info("   benchmarking %s on %s (%d runs)", path.name, config.bench_target, config.num_runs)
         measurement = run_benchmark(
-            path, target="local", num_runs=config.num_runs, warmup_runs=config.warmup_runs,
-            num_threads=config.num_threads, results_path=results_path,
+            path, target=config.bench_target, num_runs=config.num_runs, warmup_runs=config.warmup_runs,
+            num_threads=config.num_threads, results_path=results_path, target_options=options,
+            profile=config.bench_profile and "int8" in path.name,
         )
         summary = measurement.to_dict()
         summary.pop("samples_ms", None)  # every raw sample stays in the results file
@@ -449,6 +802,10 @@ __all__ = [
     "load_data",
     "prepare_teacher",
     "build_student",
+    "student_keras",
+    "check_keras3_options",
+    "build_keras3_student",
+    "keras_report",
     "budget_of",
     "resolve_loss",
     "check_names",
@@ -459,6 +816,10 @@ __all__ = [
     "export_micro_sources",
     "verify_student",
     "bench_models",
+    "baseline_skip_reason",
+    "fresh_student",
+    "train_scratch_baseline",
+    "compare_with_baseline",
     "student_preprocessing_of",
     "augmentation_of",
     "input_convention_of",

@@ -507,6 +507,7 @@ def _bench_arguments(argv: list[str]) -> Any:
     parser.add_argument("--min-secs", type=float, default=0.0)
     parser.add_argument("--arena-bytes", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true")
     return parser.parse_known_args(argv)[0]
 
 
@@ -573,8 +574,8 @@ def _set_random_inputs(interpreter: Any, seed: int) -> None:
         index += 1
 
 
-def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float]]:
-    """First inference and warm-up times (ms); the samples stream out as ``samples`` events."""
+def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float], list[float]]:
+    """First inference, warm-up and timed samples (ms); the samples stream out as ``samples`` events."""
     clock = time.perf_counter_ns
     start = clock()
     interpreter.invoke()
@@ -595,7 +596,7 @@ def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float]]:
             emit({"event": "samples", "samples_ms": samples[sent:]})
             sent, last = len(samples), time.monotonic()
     emit({"event": "samples", "samples_ms": samples[sent:]})
-    return first_ms, warmup if args.warmup_runs > 0 else []
+    return first_ms, warmup if args.warmup_runs > 0 else [], samples
 
 
 def _arena_used(interpreter: Any) -> dict[str, int]:
@@ -610,8 +611,85 @@ def _arena_used(interpreter: Any) -> dict[str, int]:
             "arena_tail_bytes": breakdown.tail_bytes}  # fmt: skip
 
 
+def _runner_module() -> Any:
+    """``_runner.py`` (its one-operator slicing), loaded by path: this file may run where edgedistill is not installed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_edgedistill_runner", SCRIPT_PATH.with_name("_runner.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms: list[float],
+                   invoke: Any) -> dict[str, Any]:
+    """The ``profile`` event: the tflite-micro Python binding exposes no MicroProfiler (its C++ interpreter
+    takes one, the binding does not pass it), so each operator runs as its own one-operator model on TFLM
+    (the fallback ``_runner.py --profile`` uses for LiteRT), fed the activations the whole model computed,
+    the invoke of an empty model taken off each."""
+    runner = _runner_module()
+    error, slices, empty = runner.one_op_models(data)
+    if error:
+        return {"event": "profile", "error": error}
+    runs = max(1, args.num_runs)
+    invoke_cpu_us = runner.cpu_time_p50(invoke, min(runs, 50))
+    activations = _tflm_activations(runtime, data, arena, args.seed, {t for s in slices for t in s[4]})
+
+    def timed(model_bytes: bytes, tensors: list[int]) -> tuple[float, list[float]]:
+        interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
+        _set_random_inputs(interpreter, args.seed)
+        for position, tensor in enumerate(tensors):
+            if activations.get(tensor) is not None:
+                interpreter.set_input(activations[tensor], position)
+        return runner.time_calls(interpreter.invoke, runs)
+
+    with _CapturedStderr():
+        try:
+            overhead = runner.median(timed(empty, [])[1])
+        except Exception:
+            overhead = 0.0  # TFLM refuses a graph without operators: nothing taken off
+        ops = []
+        for index, kind, name, model_bytes, tensors in slices:
+            try:
+                first, samples = timed(model_bytes, tensors)
+            except Exception as failure:
+                return {"event": "profile", "error": f"operator {index} ({kind}) cannot run alone on TFLM: {failure}"}
+            ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
+                        "first": max(0.0, first - overhead), "avg": max(0.0, runner.median(samples) - overhead)})
+    fed = "the whole model's own activations" if activations else "random inputs"
+    return {"event": "profile", "source": "tflm one-op models", "unit": "us", "ops": ops, "empty_invoke_us": overhead,
+            "invoke": runner.median(samples_ms) * 1000.0 if samples_ms else None,
+            "inputs": "activations" if activations else "random", "invoke_cpu_us": invoke_cpu_us,
+            "notes": ["the tflite-micro Python binding exposes no profiler: each operator timed as its own "
+                      f"one-operator model on TFLM ({fed}, {runs} runs, avg the median), an empty model's "
+                      f"invoke ({overhead:.3f} us) taken off each"]}  # fmt: skip
+
+
+def _tflm_activations(runtime: Any, data: bytes, arena: int, seed: int, wanted: set[int]) -> dict[int, Any]:
+    """Tensor index -> value after one invoke of the whole model with every tensor kept (TFLM's
+    kPreserveAllTensors), on the bench's random inputs; {} when TFLM refuses. The arena is the model's
+    plus every tensor's bytes, so nothing is shared and a too-small arena cannot crash this process."""
+    runner = _runner_module()
+    schema = runner.load_schema()
+    model = schema.Model.GetRootAs(data, 0)
+    subgraph = model.Subgraphs(0)
+    extra = sum(int(np.prod(subgraph.Tensors(k).ShapeAsNumpy() if subgraph.Tensors(k).ShapeLength() else [1])) * 8
+                for k in range(subgraph.TensorsLength()))
+    with _CapturedStderr():
+        try:
+            interpreter = runtime.Interpreter.from_bytes(
+                data, arena_size=arena + extra + 16 * 1024,
+                intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+            _set_random_inputs(interpreter, seed)
+            interpreter.invoke()
+            # GetTensor answers {"dtype", "shape", "tensor_data"}.
+            return {t: np.array(interpreter.GetTensor(t, 0)["tensor_data"]).copy() for t in wanted}
+        except Exception:
+            return {}
+
+
 def bench(argv: list[str]) -> None:
-    """Measure one model; TFLM's Python binding has no per-op profiler, so no per-op time."""
+    """Measure one model (and with ``--profile`` each operator, see :func:`_bench_profile`)."""
     args = _bench_arguments(argv)
     emit({"event": "device", "uname": " ".join(platform.uname()), "machine": platform.machine(),
           "num_cores": os.cpu_count(), "python_version": platform.python_version(),
@@ -631,13 +709,15 @@ def bench(argv: list[str]) -> None:
     with _CapturedStderr() as messages:
         try:
             _set_random_inputs(interpreter, args.seed)
-            first_ms, warmup = _timed_runs(interpreter, args)
+            first_ms, warmup, samples = _timed_runs(interpreter, args)
         except Exception as error:  # TFLM raises RuntimeError on a failed invoke; its reason is in the messages
             failure = error
     if failure is not None:
         _bench_fail("invoke_failed", f"TFLM failed to run the model: {tflm_error_text(messages.text, failure)}.", 5)
+    if args.profile:
+        emit(_bench_profile(runtime, data, arena, args, samples, interpreter.invoke))
     emit({"event": "result", "first_inference_ms": first_ms, "warmup_ms": warmup,
-          "peak_rss_bytes": status_bytes("VmHWM"), "per_op_ms": None, **_arena_used(interpreter)})  # fmt: skip
+          "peak_rss_bytes": status_bytes("VmHWM"), **_arena_used(interpreter)})  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

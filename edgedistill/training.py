@@ -7,6 +7,7 @@ the loss becomes NaN instead of a silently broken model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
@@ -51,6 +52,117 @@ class _NaNGuard(keras.callbacks.Callback):
         self._epoch = epoch
 
 
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping whose counters and best weights survive an interruption (see :class:`_EpochCheckpoint`)."""
+
+    def __init__(self, *args, resume_state: dict | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.resume_state = resume_state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # resets the counters: the saved ones are put back after it
+        if self.resume_state:
+            self.wait, self.best, self.best_epoch = (self.resume_state[k] for k in ("wait", "best", "best_epoch"))
+            self.best_weights = self.resume_state.get("best_weights")
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the model's variables and its optimizer's (tf.train.Checkpoint), the history so far and
+    the early-stopping state, in ``directory``. ``fit`` on the same stage of the same run folder continues from
+    there after an interruption (``run --resume``), instead of training the stage again from its first epoch."""
+
+    STATE = "state.json"
+    BEST = "best_weights.npz"
+
+    def __init__(self, directory: Path, fingerprint: dict, early_stopping: _ResumableEarlyStopping | None,
+                 history: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.directory, self.fingerprint, self.early_stopping = directory, fingerprint, early_stopping
+        self.history = {key: list(values) for key, values in history.items()}
+
+    def on_train_begin(self, logs=None):
+        self.manager = _checkpoint_manager(self.model, self.directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from edgedistill.fileio import write_json_atomic
+
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.manager.save(checkpoint_number=epoch)
+        stopping = None
+        if self.early_stopping is not None:
+            stopping = {"wait": self.early_stopping.wait, "best": float(self.early_stopping.best),
+                        "best_epoch": self.early_stopping.best_epoch}
+            if self.early_stopping.best_weights is not None and self.early_stopping.best_epoch == epoch:
+                _save_arrays(self.directory / self.BEST, self.early_stopping.best_weights)
+        # Written last: a state file always names an epoch whose checkpoint is complete.
+        write_json_atomic(self.directory / self.STATE, {"fingerprint": self.fingerprint, "epoch": epoch,
+                                                        "history": self.history, "early_stopping": stopping})
+
+
+def _checkpoint_manager(model: keras.Model, directory: Path):
+    from edgedistill._keras import tf
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1)  # the last epoch only
+
+
+def _save_arrays(path: Path, arrays: list) -> None:
+    import io
+
+    from edgedistill.fileio import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    np.savez(buffer, *arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _fingerprint(model: keras.Model, config: TrainConfig, stage: str) -> dict:
+    """What a checkpoint must match to be continued: the same stage, model and schedule."""
+    # Variables, not count_params(): a Distiller (a subclassed model) is not "built" in Keras' sense before fit, and
+    # a model holding an unbuilt one (the patient scheme's augmentation model) cannot list its weights at all.
+    try:
+        parameters: int | None = int(sum(np.prod(variable.shape) for variable in model.weights))
+    except ValueError:
+        parameters = None
+    return {"stage": stage, "model": model.name, "parameters": parameters, "epochs": config.epochs,
+            "batch_size": config.batch_size, "learning_rate": config.learning_rate, "seed": config.seed}
+
+
+def checkpoint_dir_of(log_dir: str | Path | None, stage: str) -> Path | None:
+    """``RUN/checkpoints/<stage>`` for a stage logging to ``RUN/logs`` (None: not in a run folder, no checkpoints)."""
+    return Path(log_dir).parent / "checkpoints" / stage if log_dir is not None else None
+
+
+def _resume_state(directory: Path | None, model: keras.Model, fingerprint: dict) -> dict | None:
+    """The saved state of an interrupted fit of this stage, with the model and optimizer restored; None: start afresh."""
+    import json
+    import logging
+
+    if directory is None or not (directory / _EpochCheckpoint.STATE).is_file():
+        return None
+    logger = logging.getLogger(__name__)
+    try:
+        state = json.loads((directory / _EpochCheckpoint.STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != fingerprint:
+        logger.warning("%s: checkpoint of another model or schedule; training %s from its first epoch", directory,
+                       fingerprint["stage"])
+        return None
+    manager = _checkpoint_manager(model, directory)
+    if manager.latest_checkpoint is None:
+        return None
+    manager.checkpoint.restore(manager.latest_checkpoint)  # optimizer slots are restored when first created
+    stopping = state.get("early_stopping")
+    if stopping and (directory / _EpochCheckpoint.BEST).is_file():
+        with np.load(directory / _EpochCheckpoint.BEST) as saved:
+            stopping["best_weights"] = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    logger.info("%s: continuing from the checkpoint of epoch %d of %d", fingerprint["stage"], state["epoch"] + 1,
+                fingerprint["epochs"])
+    return state
+
+
 _STRATEGIES: dict[str, object] = {}
 
 
@@ -77,6 +189,11 @@ def strategy_scope(name: str = "none"):
         return contextlib.nullcontext()
     if name not in _STRATEGIES:
         from edgedistill._keras import tf
+
+        if name == "multi_worker":
+            from edgedistill.strategy import wait_for_peers
+
+            wait_for_peers()  # TF_CONFIG checked, peers reached with a deadline: TensorFlow's own wait has none
 
         _STRATEGIES[name] = (
             tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
@@ -113,19 +230,23 @@ def fit(
         y = None
     guard = _NaNGuard()
     callbacks: list = [guard]
+    directory, fingerprint = checkpoint_dir_of(log_dir, stage), _fingerprint(model, config, stage)
+    resumed = _resume_state(directory, model, fingerprint)
+    early_stopping = None
     if config.patience and validation_data is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True
-            )
-        )
+        early_stopping = _ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
+                                                 restore_best_weights=True,
+                                                 resume_state=(resumed or {}).get("early_stopping"))
+        callbacks.append(early_stopping)
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
+        callbacks.append(_EpochCheckpoint(directory, fingerprint, early_stopping, (resumed or {}).get("history", {})))
     history = model.fit(
         x,
         y,
         validation_data=validation_data,
         epochs=config.epochs,
+        initial_epoch=resumed["epoch"] + 1 if resumed else 0,
         batch_size=config.batch_size if y is not None else None,
         callbacks=callbacks,
         verbose=config.verbose,
@@ -136,7 +257,16 @@ def fit(
             f"{stage}: the training loss became NaN at {guard.where}; training stopped. "
             f"Lower the learning rate (was {config.learning_rate}) or check the data for extreme values."
         )
-    return {key: [float(v) for v in values] for key, values in history.history.items()}
+    merged = {key: list(values) for key, values in ((resumed or {}).get("history") or {}).items()}
+    for key, values in history.history.items():
+        merged.setdefault(key, []).extend(float(v) for v in values)
+    if directory is not None:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)  # the stage is complete: its files are the run folder's models
+        with contextlib.suppress(OSError):
+            directory.parent.rmdir()  # checkpoints/ itself, once no stage has one
+    return merged
 
 
 def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.errors import GateFailed
+from edgedistill.errors import GateFailed, InputError
 from edgedistill.tflite_model import LiteRTModel
 from edgedistill.tflm import TFLMModel
 
@@ -75,6 +75,44 @@ def _int8_predictions(
     return _max_steps(builtin_raw, tflm_raw), _max_steps(litert_raw, tflm_raw)
 
 
+def _keras_input_shape(model: Any) -> tuple | None:
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, list):  # several inputs: verify feeds one array
+        return ("several inputs",)
+    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+
+
+def check_input_shapes(keras_models: dict[str, Any], int8_tflite: bytes | None, data_shape: tuple) -> None:
+    """Every form must take the data's samples: one InputError naming the form and both shapes (not Keras' traceback)."""
+    shapes = {name: _keras_input_shape(model) for name, model in keras_models.items() if model is not None}
+    if int8_tflite is not None:
+        from edgedistill.tflite_model import read_model_info
+
+        inputs = read_model_info(int8_tflite).inputs
+        shapes["int8 model"] = tuple(int(d) for d in inputs[0].shape[1:]) if len(inputs) == 1 else ("several inputs",)
+    for name, shape in shapes.items():
+        fits = shape is not None and len(shape) == len(data_shape) and all(
+            expected is None or int(expected) == int(received) for expected, received in zip(shape, data_shape))  # fmt: skip
+        if shape is not None and not fits:
+            raise InputError(
+                f"The {name} takes inputs of shape {shape}, but the test samples of --data have shape {data_shape}. "
+                "Compare models trained on the same data: pass the --data (and --image-size / --audio-* options) they "
+                "were trained on, or a --reference of the same input shape."
+            )
+
+
+def check_output_sizes(keras_models: dict[str, Any], num_labels: int) -> None:
+    """A model with fewer outputs than the test labels' classes can never be right on them: said, not scored."""
+    for name, model in keras_models.items():
+        shape = getattr(model, "output_shape", None)
+        units = shape[-1] if isinstance(shape, tuple) and shape and isinstance(shape[-1], int) else None
+        if units is not None and units < num_labels:
+            raise InputError(
+                f"The {name} has {units} outputs, but the test labels of --data go up to {num_labels - 1} ({num_labels} "
+                "classes). Pass the --data it was trained on, or a model with one output per class."
+            )
+
+
 def verify_models(
     x_test: np.ndarray,
     y_test: np.ndarray,
@@ -99,6 +137,8 @@ def verify_models(
     """
     if max_samples is not None:
         x_test, y_test = x_test[:max_samples], y_test[:max_samples]
+    check_input_shapes(keras_models or {}, int8_tflite, tuple(np.shape(x_test)[1:]))
+    check_output_sizes(keras_models or {}, int(np.max(y_test)) + 1 if len(y_test) else 0)
     predictions: dict[str, np.ndarray] = {}
     for name, model in (keras_models or {}).items():
         if model is not None:
@@ -148,4 +188,4 @@ def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> 
         )
 
 
-__all__ = ["VerifyResult", "verify_models", "raise_if_failed", "chance_accuracy", "CHANCE_MARGIN_POINTS"]
+__all__ = ["VerifyResult", "verify_models", "check_input_shapes", "check_output_sizes", "raise_if_failed", "chance_accuracy", "CHANCE_MARGIN_POINTS"]

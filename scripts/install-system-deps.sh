@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests, the firmware build and the benchmarks need.
-# Called by `make system-deps` (and so by .ci/run and the Dockerfile). Idempotent: installs
-# only what is missing, so a warm machine pays nothing.
+# Called by `make system-deps` (and so by .ci/run). Idempotent: installs only what is missing,
+# so a warm machine pays nothing.
+#
+#   scripts/install-system-deps.sh [all|firmware|docker]
+#
+# all (default): everything below. firmware: only the firmware build and run (the Dockerfile's
+# lean image). docker: what scripts/docker-build.sh needs to build the image with podman.
 set -euo pipefail
 
 PACKAGES=(
@@ -9,12 +14,25 @@ PACKAGES=(
   openssh-server openssh-client  # real sshd on loopback for the ssh (Raspberry Pi) target tests
   adb                          # real adb client for the Android target tests
   qemu-user-static binfmt-support debootstrap  # qemu-aarch64 emulator target
+  mmdebstrap arch-test e2fsprogs qemu-utils  # emulated Pi image (edgedistill devices prepare-pi; qemu-img: overlays)
   qemu-system-arm              # Cortex-M firmware in QEMU
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib  # firmware toolchain
   make g++                     # g++: the firmware's host board build
   espeak-ng sox                # audio tests: words spoken by espeak-ng; sox converts WAVs (as the audio loader's errors suggest)
   python3-pil python3-numpy wget unzip git  # TFLM's Makefile (firmware build): its scripts import PIL/numpy, its downloads use wget/unzip/git
 )
+
+FIRMWARE_PACKAGES=(
+  qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
+  make g++ python3-pil python3-numpy git
+)
+DOCKER_PACKAGES=(podman runc debootstrap uidmap fuse-overlayfs slirp4netns)
+case "${1:-all}" in
+  all) ;;
+  firmware) PACKAGES=("${FIRMWARE_PACKAGES[@]}") ;;
+  docker) PACKAGES=("${DOCKER_PACKAGES[@]}") ;;
+  *) echo "Error: unknown package group '$1' (expected all, firmware or docker)." >&2; exit 2 ;;
+esac
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -2,7 +2,9 @@
 
 It really runs the model (LiteRT, on the host) and prints its figures in the format of the real
 tool (newer builds: ``INFO:`` prefixes, ``p5/median/p95``, periodic peak memory), so the adb
-target's push / run / parse / clean-up path is exercised end to end. The parser itself is tested
+target's push / run / parse / clean-up path is exercised end to end. With ``--enable_op_profiling=true`` it
+prints the tool's run-order table (layout of TFLite's profile_summary_formatter, newer builds: no [start]
+column), its per-op times from one-operator models (edgedistill/_runner.py's slicing), not a real profiler. The parser itself is tested
 on real output of the real tool in test_bench_adb.py. The tests install this file with a
 ``#!`` line naming the test's Python.
 """
@@ -36,7 +38,7 @@ def rss_mb(field):
 def main():
     parser = argparse.ArgumentParser()
     for flag in ("graph", "num_runs", "warmup_runs", "num_threads", "use_xnnpack", "report_peak_memory_footprint",
-                 "min_secs"):
+                 "min_secs", "enable_op_profiling"):
         parser.add_argument(f"--{flag}")
     args = parser.parse_args()
     start_rss = rss_mb("VmRSS")
@@ -85,6 +87,33 @@ def main():
     print(f"INFO: Memory footprint delta from the start of the tool (MB): init={init_rss:g} "
           f"overall={rss_mb('VmHWM') - start_rss:g}")
     print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {rss_mb('VmHWM'):g}")
+    if args.enable_op_profiling == "true":
+        print_op_profile(args.graph, int(args.num_runs))
+
+
+def print_op_profile(graph, runs):
+    from ai_edge_litert.interpreter import Interpreter
+    from edgedistill import _runner
+
+    _, slices, _ = _runner.one_op_models(open(graph, "rb").read())
+    rows = []
+    for index, kind, name, content, _ in slices:
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
+        first, samples = _runner.time_calls(interpreter.invoke, runs)
+        rows.append((kind, first / 1000, statistics.fmean(samples) / 1000, name, index))
+    total = sum(row[2] for row in rows)
+    print("INFO: Operator-wise Profiling Info for Regular Benchmark Runs:")
+    print("============================== Run Order ==============================")
+    print("\t[node type]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]")
+    cdf = 0.0
+    for kind, first, avg, name, index in rows:
+        share = 100 * avg / total
+        cdf += share
+        print(f"\t{kind:>32}\t{first:>16.3f}\t{avg:>16.3f}\t{share:>14.3f}%\t{cdf:>14.3f}%\t{0:>16.3f}\t{1:>16}"
+              f"\t[{name}]:{index}")
+    print("")
+    print("============================== Top by Computation Time ==============================")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 TINY_RUN = [
     "--teacher-epochs", "6", "--teacher-width", "0.5", "--epochs", "3", "--qat-epochs", "1",
     "--student-width", "0.25", "--max-train-samples", "600", "--num-runs", "20", "--warmup-runs", "2",
-    "--verbose", "0",
-]  # fmt: skip
+    "--verbose", "0", "--baseline", "none",
+]  # fmt: skip  (the scratch baseline is on by default: the pipeline_run fixture turns it on and tests it)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +80,7 @@ def invoke(*args: str, input: str | None = None):
 def pipeline_run(tmp_path_factory):
     """One small `edgedistill run` on digits; several tests inspect its run folder."""
     output_dir = tmp_path_factory.mktemp("runs")
-    result = invoke("run", *TINY_RUN, "--output-dir", output_dir, "--run-name", "tiny")
+    result = invoke("run", *TINY_RUN, "--baseline", "scratch", "--output-dir", output_dir, "--run-name", "tiny")
     run_dir = output_dir / "tiny"
     report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else None
     return result, run_dir, report

@@ -1,6 +1,6 @@
 """The whole firmware flow on real TFLM sources: spine student -> build -> QEMU -> checks.
 
-Needs a TFLite Micro checkout in TFLM_DIR (CI has none: these tests skip there), the
+Needs a TFLite Micro checkout in TFLM_DIR (`make test` sets it: scripts/ci-tflm.sh), the
 arm-none-eabi toolchain and qemu-system-arm. The first build of a TFLM library takes minutes
 (then it is cached in ~/.cache/edgedistill/tflm/).
 """
@@ -96,3 +96,39 @@ def test_cmsis_nn_on_the_m55_needs_the_arena_measured_on_the_target(pipeline_run
         assert "too small" in from_export.output and "--arena measured" in from_export.output
     else:  # a student whose margin happens to cover the scratch buffers
         assert from_export.exit_code == 0, from_export.output
+
+
+def _firmware_run(run_dir, *args):
+    from click.testing import CliRunner
+
+    from edgedistill.cli import cli
+
+    result = CliRunner().invoke(cli, ["firmware", "run", str(run_dir), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output[result.output.index("{") :])
+
+
+def test_cmsis_nn_on_the_m4_matches_host_tflm_in_fewer_instructions(pipeline_run):
+    """CMSIS-NN's DSP kernels on the Cortex-M4: the same outputs as the host's reference TFLM, fewer instructions."""
+    _, run_dir, _ = pipeline_run
+    optimized = _firmware_run(run_dir, "--board", "qemu-mps2-an386", "--kernels", "cmsis_nn", "--arena", "measured")
+    reference = _firmware_run(run_dir, "--board", "qemu-mps2-an386", "--kernels", "reference")
+    for run in (optimized, reference):
+        assert run["status"] == "pass" and run["kind"] == "emulated"
+        assert all(sample["match"] and sample["max_abs_diff"] == 0 for sample in run["samples"])
+        assert 0 < run["arena_used_bytes"] <= run["arena"]["kTensorArenaSize"]
+    assert 0 < optimized["instructions_per_invoke"] < reference["instructions_per_invoke"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["firmware"]["qemu-mps2-an386/cmsis_nn"]["run"]["status"] == "pass"
+
+
+def test_student_runs_on_the_host_board(pipeline_run):
+    """The host board (TFLM's linux target, reference kernels): the same runner natively, timed by the wall clock."""
+    _, run_dir, _ = pipeline_run
+    run = _firmware_run(run_dir, "--board", "host")
+    assert run["status"] == "pass" and run["kind"] == "host" and run["kernels"] == "reference"
+    assert all(sample["match"] and sample["max_abs_diff"] == 0 for sample in run["samples"])
+    export = json.loads((run_dir / "micro" / "micro_export.json").read_text())
+    assert len(run["samples"]) == export["num_test_samples"]
+    assert 0 < run["arena_used_bytes"] <= run["arena"]["kTensorArenaSize"]
+    assert run["latency_ms"] > 0 and run["instructions_per_invoke"] is None

@@ -36,7 +36,7 @@ def test_report_has_every_figure(pipeline_run):
     assert report["verify"]["max_int8_output_difference_steps"] <= 2
     assert report["tflite"]["student_int8.tflite"]["size_bytes"] == (run_dir / "student_int8.tflite").stat().st_size
     assert report["micro"]["kTensorArenaSize"] > report["micro"]["arena_bytes_host"] > 0
-    assert set(report["stages"]) == {"data", "teacher", "distill", "qat", "convert", "micro", "verify", "bench"}
+    assert set(report["stages"]) == {"data", "teacher", "distill", "qat", "convert", "micro", "verify", "baseline", "bench"}
     assert report["versions"]["tensorflow"] and report["versions"]["tflite-micro"]
     assert report["config"]["epochs"] == 3
     assert report["teacher"]["parameters"] > report["student"]["parameters"]
@@ -46,6 +46,32 @@ def test_report_has_every_figure(pipeline_run):
     assert len(lines) == 2 and all(line["kind"] == "measured" and len(line["samples_ms"]) == 20 for line in lines)
     markdown = (run_dir / "report.md").read_text()
     assert "student int8 on TFLM" in markdown and "kTensorArenaSize" in markdown
+
+
+def test_scratch_baseline_is_measured_beside_the_distilled_student(pipeline_run):
+    """Issue 21: "did distillation help" is a measured line: the same student from scratch, in every form."""
+    _, run_dir, report = pipeline_run
+    baseline, distilled = report["baseline"], report["verify"]["accuracy"]
+    assert baseline["method"] == "scratch" and baseline["int8_form"] == "int8_tflm"
+    assert set(baseline["accuracy"]) == {"float_student", "qat_student", "int8_litert", "int8_tflm"}
+    # The gains are the differences of two measured figures, not a figure of their own.
+    for form, gain in baseline["gain_points"].items():
+        assert gain == round(distilled[form] - baseline["accuracy"][form], 2)
+    assert baseline["distillation_helped"] == (baseline["gain_points"]["int8_tflm"] > 0)
+    scratch_int8 = run_dir / "baseline_int8.tflite"
+    assert scratch_int8.stat().st_size == (run_dir / "student_int8.tflite").stat().st_size  # same student, same ops
+    assert "Did distillation help?" in (run_dir / "report.md").read_text()
+
+
+def test_baseline_is_skipped_where_it_would_not_answer_the_question():
+    from edgedistill.config import DistillConfig
+    from edgedistill.models import build_model
+    from edgedistill.stages import baseline_skip_reason
+
+    student = build_model("mlp", (8, 8, 1), 10, width=0.25)
+    assert baseline_skip_reason(DistillConfig(), student) is None
+    assert "never trains its student on the data" in baseline_skip_reason(DistillConfig(scheme="data_free"), student)
+    assert "pruned" in baseline_skip_reason(DistillConfig(prune_sparsity=0.5), student)
 
 
 def test_resolved_config_is_saved(pipeline_run):
@@ -170,3 +196,9 @@ def test_failed_parity_gate_exits_3_and_marks_the_report(tmp_path, monkeypatch):
     assert report["status"] == "failed" and report["error"]["stage"] == "verify"
     assert (tmp_path / "r" / "gate" / "student_int8.tflite").exists()
     assert "**FAIL**" in (tmp_path / "r" / "gate" / "report.md").read_text()
+
+
+def test_bench_target_is_checked_before_anything_trains(tmp_path):
+    result = invoke("run", "--bench-target", "gpu://box", "--output-dir", tmp_path / "r", "--run-name", "x")
+    _assert_one_line_error(result, 2, "gpu://box", "Expected one of: adb, local, qemu-aarch64, ssh, tflm")
+    assert not (tmp_path / "r" / "x").exists()  # refused before the run folder, let alone the teacher

@@ -42,7 +42,7 @@ from edgedistill.audio.extra_classes import (
     split_unknown_files,
 )
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, features_to_float
-from edgedistill.audio.wav import ClipFormat, read_clip, read_noise
+from edgedistill.audio.wav import ClipFormat, missing_bytes, read_clip, read_noise
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,14 @@ class AudioData:
     class_names: tuple[str, ...] = ()  # the model's outputs, in order (``listen`` reads them from the report)
     # _silence_ / _unknown_ (edgedistill.audio.extra_classes): class -> clips per split (before augmentation)
     added_classes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    truncated_files: tuple[str, ...] = ()  # cut files (the header announces more audio): zero-padded, said in a warning
 
     def summary(self) -> dict[str, Any]:
         return {
             "front_end": self.frontend.to_dict(), "front_end_bytes": len(self.frontend_model),
             "test_split": self.test_split, "test_groups": list(self.test_groups), "num_augmented_train": self.num_augmented,
             "class_names": list(self.class_names), **({"added_classes": self.added_classes} if self.added_classes else {}),
+            **({"truncated_files": list(self.truncated_files)} if self.truncated_files else {}),
         }  # fmt: skip
 
 
@@ -166,6 +168,13 @@ def _files_by_pattern(folder: Path, pattern: str) -> list[AudioFile]:
             fields = match.groupdict()
             files.append(AudioFile(path, fields["label"], fields))
     if not files:
+        folders = sorted(p.name for p in folder.iterdir() if p.is_dir() and _wav_files(p))
+        if not candidates and folders:
+            raise InputError(
+                f"--audio-label-pattern {pattern!r} reads labels from the names of .wav files directly in {folder}, but it "
+                f"holds none: its .wav files are in sub-folders ({', '.join(folders[:5])}). Leave --audio-label-pattern "
+                "out to take each sub-folder as a class, or pass the folder that holds the files."
+            )
         examples = ", ".join(p.name for p in candidates[:3]) or "no .wav files"
         raise InputError(
             f"--audio-label-pattern {pattern!r} matches none of the {len(candidates)} .wav files in {folder} "
@@ -173,6 +182,10 @@ def _files_by_pattern(folder: Path, pattern: str) -> list[AudioFile]:
         )
     if len(files) < len(candidates):
         logger.info("   %d of %d .wav files match the label pattern; the others are skipped", len(files), len(candidates))
+    nested = sum(len(_wav_files(p)) for p in folder.iterdir() if p.is_dir())
+    if nested:
+        logger.warning("--audio-label-pattern reads the .wav files directly in %s; the %d in its sub-folders are not read "
+                       "(leave the pattern out to take sub-folders as classes).", folder, nested)  # fmt: skip
     return files
 
 
@@ -285,6 +298,16 @@ def _noise_sources(options: Any, frontend: FrontEnd, rng: np.random.Generator) -
     return [read_noise(path, frontend.sample_rate) for path in paths]
 
 
+def _warn_truncated(files: list[AudioFile]) -> tuple[str, ...]:
+    """The files cut short (their header announces more audio than they hold), counted in one warning."""
+    truncated = tuple(str(f.path) for f in files if missing_bytes(f.path))
+    if truncated:
+        shown = ", ".join(truncated[:3]) + (f" and {len(truncated) - 3} more" if len(truncated) > 3 else "")
+        logger.warning("%d of %d .wav files are truncated (their header announces more audio than they hold): %s. "
+                       "They were zero-padded to the window; copy or record them again.", len(truncated), len(files), shown)
+    return truncated
+
+
 def _augmented(clips, labels, options, frontend, augmentation, runner, seed) -> tuple[np.ndarray, np.ndarray]:
     """``copies`` augmented copies of the training clips, as features."""
     rng = np.random.default_rng(seed + 7919)  # its own stream: the split does not move with augmentation
@@ -357,6 +380,7 @@ def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1,
     labels = np.array([keywords.index(f.label) for f in files], dtype=np.int64)
     logger.info("   reading %d clips from %s (%d classes)", len(files), folder, len(keywords))
     clips = np.stack([read_clip(f.path, clip_format) for f in files])
+    truncated = _warn_truncated(files)
     indices, kept_fraction = _split_indices(is_test, validation_fraction, seed, max_train_samples)
     extra = _extra_clips(class_names, unknown_paths, {split: len(index) for split, index in indices.items()},
                          kept_fraction=kept_fraction, options=options, clip_format=clip_format, frontend=frontend,
@@ -376,7 +400,7 @@ def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1,
     audio = AudioData(
         frontend=frontend, frontend_model=runner.tflite_bytes, test_clips=split_clips["test"], test_split=rule,
         num_augmented=len(x_train) - len(split_clips["train"]), test_groups=tuple(groups), class_names=class_names,
-        added_classes=extra.summary(),
+        added_classes=extra.summary(), truncated_files=truncated,
     )  # fmt: skip
     return AudioSplits(
         x_train=x_train, y_train=y_train, x_val=features["validation"], y_val=split_labels["validation"],

@@ -73,7 +73,7 @@ import numpy as np
 
 from edgedistill.audio.extra_classes import is_keyword
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, check_feature_shape, features_to_float, frame_clips, read_frontend
-from edgedistill.audio.wav import read_wav
+from edgedistill.audio.wav import missing_bytes, read_wav
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -216,8 +216,11 @@ class StreamModel:
 
         self.frontend = read_frontend(frontend_bytes, source=frontend_source)
         info = read_model_info(model_bytes, source=model_source)
-        _require(len(info.inputs) == 1 and len(info.outputs) >= 1,
+        _require(len(info.inputs) == 1,
                  f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).")  # fmt: skip
+        _require(len(info.outputs) == 1,  # a second output would be ignored: its scores are no posteriors of the classes
+                 f"{model_source} has {len(info.outputs)} outputs ({', '.join(f'{t.name} {list(t.shape)}' for t in info.outputs)}); "
+                 "a keyword spotting model gives one (the class scores). Use the int8 model of a run.")  # fmt: skip
         check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source,
                             fix="Use the front end and the model of one run (its micro/ folder).")
         num_outputs = int(np.prod(info.outputs[0].shape[1:]))
@@ -258,6 +261,10 @@ def read_recording(path: str | Path, frontend: FrontEnd) -> np.ndarray:
              f"{path} is sampled at {rate} Hz; the run's front end runs at {frontend.sample_rate} Hz. Resample it, e.g. "
              f"`sox {path.name} -r {frontend.sample_rate} resampled.wav`.")  # fmt: skip
     _check_length(len(samples), frontend, str(path))
+    missing = missing_bytes(path)
+    if missing:
+        logger.warning("%s is truncated: its header announces %.1f s more audio than it holds; only the %.1f s it holds "
+                       "are processed.", path, missing / 2 / frontend.sample_rate, len(samples) / frontend.sample_rate)
     return samples
 
 
@@ -496,7 +503,8 @@ def read_events(path: str | Path, *, class_names: Sequence[str] | None = None, d
     Labels are keyword classes of ``class_names`` (when given): not ``_silence_``, ``_unknown_``.
 
     An optional header row (``time_s,label``), blank lines and ``#`` comments are skipped; a file
-    with no rows is a recording with no keyword (every detection is then a false accept).
+    with a header and no rows is a recording with no keyword (every detection is then a false accept);
+    an empty file is refused (more likely an unfinished export than a statement).
     """
     path = Path(path)
     try:
@@ -504,6 +512,13 @@ def read_events(path: str | Path, *, class_names: Sequence[str] | None = None, d
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
         raise InputError(f"Cannot read the events file {path} ({reason}). Expected a CSV of time_s,label rows.") from None
+    if not text.strip():  # an unfinished export or the wrong file, more likely than "no keyword" said by nothing
+        raise InputError(
+            f"The events file {path} is empty ({path.stat().st_size} bytes). Expected a CSV of time_s,label rows; for a "
+            "recording with no keyword, write the header line `time_s,label` alone."
+        )
+    if "\x00" in text:
+        raise InputError(f"The events file {path} holds binary data (NUL bytes); expected a text CSV of time_s,label rows.")
     events, seen_row = [], False
     for line_number, row in enumerate(csv.reader(text.splitlines()), start=1):
         cells = [cell.strip() for cell in row]

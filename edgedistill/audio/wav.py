@@ -18,6 +18,8 @@ import numpy as np
 from edgedistill.errors import InputError
 
 RESAMPLE_POLICIES = ("down", "any", "off")
+# The highest rate audio interfaces record at; a header beyond it is damaged (and would size a huge resampling filter).
+MAX_SAMPLE_RATE = 768_000
 ALIGNMENTS = ("start", "centre")
 
 
@@ -56,6 +58,11 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
     path = Path(path)
     info = _info(path)
+    if not 0 < info.samplerate <= MAX_SAMPLE_RATE:
+        raise InputError(
+            f"{path} claims a sample rate of {info.samplerate} Hz; recorders write at most {MAX_SAMPLE_RATE} Hz. "
+            "Its header is damaged: convert or record it again."
+        )
     if info.frames == 0:
         raise InputError(f"{path} holds no samples (a WAV header with 0 frames). Remove it or record the clip again.")
     if info.channels != 1:
@@ -69,6 +76,30 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         )
     samples, rate = soundfile.read(str(path), dtype="int16", always_2d=False)
     return np.asarray(samples, dtype=np.int16), int(rate)
+
+
+def missing_bytes(path: str | Path) -> int:
+    """How many bytes of audio a RIFF/WAVE file's ``data`` chunk announces but does not hold (0: complete).
+
+    libsndfile reads a cut file (an interrupted copy or recording) without a word, and the clip would
+    then be zero-padded as if it were short; the header says how long it was meant to be.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return 0  # not RIFF/WAVE (e.g. RF64, AIFF): libsndfile's frame count is all there is
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            header = handle.read(8)
+            chunk_size = int.from_bytes(header[4:8], "little")
+            if header[:4] == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):  # a streaming writer's placeholder: no length was announced
+                    return 0
+                return max(0, position + 8 + chunk_size - size)
+            position += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even length
+    return 0
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
@@ -114,9 +145,20 @@ def fit_length(samples: np.ndarray, clip_format: ClipFormat, *, source: str = "c
     return clip
 
 
+# A training clip longer than this is a recording, not a clip: refused before it is read into memory.
+MAX_CLIP_SECONDS = 600.0
+
+
 def read_clip(path: str | Path, clip_format: ClipFormat) -> np.ndarray:
     """One file -> ``clip_samples`` int16 samples at the front end's rate."""
     path = Path(path)
+    info = _info(path)
+    if info.samplerate > 0 and info.frames / info.samplerate > MAX_CLIP_SECONDS:
+        raise InputError(
+            f"{path} is {info.frames / info.samplerate:.0f} s long; a training clip holds one word (the window is "
+            f"{clip_format.clip_ms / 1000:g} s, at most {MAX_CLIP_SECONDS:g} s are read). Cut it into clips, or pass "
+            "it to `edgedistill listen` as a recording."
+        )
     samples, rate = read_wav(path)
     _check_rate(path, rate, clip_format)
     return fit_length(resample(samples, rate, clip_format.sample_rate), clip_format, source=str(path))
@@ -128,4 +170,4 @@ def read_noise(path: str | Path, sample_rate: int) -> np.ndarray:
     return resample(samples, rate, sample_rate)
 
 
-__all__ = ["ClipFormat", "RESAMPLE_POLICIES", "ALIGNMENTS", "read_wav", "read_clip", "read_noise", "resample", "fit_length"]
+__all__ = ["missing_bytes", "ClipFormat", "RESAMPLE_POLICIES", "ALIGNMENTS", "read_wav", "read_clip", "read_noise", "resample", "fit_length"]

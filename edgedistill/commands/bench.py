@@ -26,7 +26,7 @@ SUITE_KEYS = {
     "inputs": "inputs", "jobs": "jobs", "results": "results_path", "ssh_config": "ssh_config",
     "remote_python": "remote_python", "accept_new_host_key": "accept_new_host_key", "serial": "serial",
     "benchmark_binary": "benchmark_binary", "taskset": "taskset", "rootfs": "rootfs",
-    "connect_timeout": "connect_timeout", "arena_bytes": "arena_bytes",
+    "connect_timeout": "connect_timeout", "arena_bytes": "arena_bytes", "profile": "profile",
 }
 _LIST = (list, "a list of text values (or one)")
 _TEXT = (str, "a text value")
@@ -35,6 +35,7 @@ SUITE_TYPES: dict[str, tuple[Any, ...]] = {
     "models": _LIST, "targets": _LIST, "inputs": _TEXT, "results": _TEXT, "ssh_config": _TEXT,
     "remote_python": _TEXT, "serial": _TEXT, "benchmark_binary": _TEXT, "taskset": _TEXT, "rootfs": _TEXT,
     "use_xnnpack": (bool, "true or false"), "accept_new_host_key": (bool, "true or false"),
+    "profile": (bool, "true or false"),
     "num_runs": (int, "a whole number >= 1", at_least(1)), "warmup_runs": (int, "a whole number >= 0", at_least(0)),
     "num_threads": (int, "a whole number >= 1", at_least(1)), "jobs": (int, "a whole number >= 1", at_least(1)),
     "arena_bytes": (int, "a whole number >= 1", at_least(1)),
@@ -46,12 +47,15 @@ PATH_KEYS = ("models", "inputs", "results", "ssh_config", "benchmark_binary", "r
 
 def read_suite(path: str) -> dict[str, Any]:
     """A suite file: models x targets and settings; relative paths are relative to the file."""
-    import yaml
+    from edgedistill.config import load_yaml
 
     suite_path = Path(path)
+    if suite_path.exists() and (not suite_path.is_file() or suite_path.stat().st_size > 1 << 20):
+        raise InputError(f"Suite file {path!r} is not a regular file of at most 1 MiB (a device, FIFO or a huge file). "
+                         "Pass a YAML file with `models:` and `targets:` lists.")
     try:
-        data = yaml.safe_load(suite_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
+        data = load_yaml(suite_path.read_text(encoding="utf-8"), source=f"Suite file {path!r}") or {}  # no alias bombs
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"Cannot read suite file {path!r}: {str(error).splitlines()[0]}. "
                          "Pass a YAML file with `models:` and `targets:` lists.") from None
     if not isinstance(data, dict):
@@ -144,6 +148,8 @@ def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any
 @click.option("--rootfs", envvar="EDGEDISTILL_ROOTFS", type=click.Path(file_okay=False),
               help="qemu-aarch64: arm64 root file system [env: EDGEDISTILL_ROOTFS; default: "
                    "/var/cache/edgedistill/rootfs-arm64-bookworm].")
+@click.option("--profile", is_flag=True, help="Per-operator profile too: <results stem>.<model>.<target>.profile.csv "
+              "(benchmark_model's columns) and .trace.json (Chrome trace, opens in Perfetto) beside --results.")
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...], suite: str | None,
           **options: Any) -> None:
@@ -168,9 +174,18 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     if not values["models"]:
         raise InputError("No model given. Pass one or more .tflite files, or --suite FILE with a `models:` list.")
     target_specs = values["targets"] or ["local"]
+    from edgedistill.fileio import refuse_output_over_input
+
+    for model in values["models"]:  # /dev/zero would be read until memory runs out, a FIFO blocks
+        if Path(model).exists() and not Path(model).is_file() and not Path(model).is_dir():
+            raise InputError(f"{model!r} is not a regular file (a device, FIFO or socket). Pass .tflite model files.")
+
+    refuse_output_over_input(values["results_path"], {"model": values["models"], "--inputs file": values["inputs"],
+                                                      "--suite file": suite}, what="--results")
     config = BenchConfig(num_runs=values["num_runs"], warmup_runs=values["warmup_runs"],
                          num_threads=values["num_threads"], min_secs=values["min_secs"],
-                         use_xnnpack=values["use_xnnpack"], timeout_s=values["timeout_s"], inputs=values["inputs"])
+                         use_xnnpack=values["use_xnnpack"], timeout_s=values["timeout_s"], inputs=values["inputs"],
+                         profile=values["profile"])
     if config.inputs is not None and not Path(config.inputs).is_file():
         raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit --inputs.")
     target_options = TargetOptions(

@@ -86,7 +86,17 @@ def config_options(
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
-        ctx.default_map = {**(ctx.default_map or {}), **read_config_file(value)}
+        values = read_config_file(value)
+        # A shared run config fed to a stage command: the keys this command has no option for do nothing here.
+        names = {parameter.name for parameter in ctx.command.params}
+        ignored = sorted(set(values) - names)
+        if ignored:
+            import logging
+
+            logging.getLogger("edgedistill.config").warning(
+                "%s: %s not option(s) of `%s`; ignored here.", value, ", ".join(ignored), ctx.info_name
+            )
+        ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
 
 

@@ -37,11 +37,35 @@ IMAGE_OPTIONS: tuple[str, ...] = ("image_size", "color_mode", "class_names")
 output_option = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write.")
 
 
-def _writable_output(path: str, what: str = "the folder of -o/--output") -> None:
-    """Checked before any work (a conversion or a training is not wasted on an unwritable output)."""
-    from edgedistill.fileio import ensure_writable_dir
+# Output suffixes that name another kind of file than the command writes (a Keras model saved as `t.tflite`
+# becomes a SavedModel folder of that name; a flatbuffer written to `m.keras` is read back as a corrupt model).
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+NOT_KERAS_OUTPUT = (".tflite", ".json", ".jsonl", ".yaml", ".yml", ".npz", ".npy", ".png")
 
+
+def _check_output_kind(path: str, refused: tuple[str, ...], expected: str) -> None:
+    from edgedistill.errors import InputError
+
+    if Path(path).suffix.lower() in refused:
+        raise InputError(f"-o/--output {path!r}: this command writes {expected}, not a {Path(path).suffix} file. "
+                         "Pass a name with a suffix that says what it holds.")
+
+
+def _writable_output(path: str, options: dict | None = None, *, model: str | None = None,
+                     config_file: str | None = None, what: str = "the folder of -o/--output") -> None:
+    """Checked before any work (a conversion or a training is not wasted on an unwritable output): the
+    folder can be written, the name fits, the output is no regular-file-in-name-only (a device) and
+    none of the command's inputs (model, teacher, student, data, config file) is replaced by it."""
+    from edgedistill.fileio import check_output_name, ensure_writable_dir, refuse_output_over_input, refuse_special_output
+
+    check_output_name(path, what="-o/--output")
     ensure_writable_dir(Path(path).expanduser().absolute().parent, what=what)
+    refuse_special_output(Path(path).expanduser())
+    options = options or {}
+    data = str(options.get("data") or "")
+    inputs = {"model": model, "--teacher file": options.get("teacher"), "--student file": options.get("student"),
+              "--config file": config_file, "--data file": data.partition(":")[2] if ":" in data else None}
+    refuse_output_over_input(path, inputs)
 
 
 @click.command()
@@ -60,25 +84,63 @@ def run(ctx: click.Context, config_file: str | None, resume_dir: str | None, **o
     and report.md. Exit code 3 when the parity gate fails (the report is still written),
     130 when interrupted (continue with --resume RUN_DIR).
     """
-    from edgedistill.pipeline import load_run_config, run_pipeline
+    from edgedistill.pipeline import run_pipeline
 
     if resume_dir is None:
-        report = run_pipeline(RunConfig.from_options(options))
-    else:
-        given = [name for name in ("config_file", *options)
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            from edgedistill.errors import InputError
+        config = RunConfig.from_options(options)
+        from edgedistill.stages import check_run_options
 
-            raise InputError(
-                f"--resume continues a run with the configuration saved in {resume_dir}/config.yaml; other options "
-                f"were given too ({', '.join('--' + name.replace('_', '-') for name in given)}). Drop them, or start "
-                "a new run."
-            )
-        report = run_pipeline(load_run_config(resume_dir), run_dir=resume_dir, resume=True)
+        check_run_options(config)
+        report = run_pipeline(config)
+    else:
+        config, rerun_from = _resume_config(ctx, resume_dir, options)
+        report = run_pipeline(config, run_dir=resume_dir, resume=True, rerun_from=rerun_from)
     click.echo(f"run folder: {report['run_dir']}")
     for name, value in report.get("verify", {}).get("accuracy", {}).items():
         click.echo(f"  {name:<14} {value:6.2f}%")
+    baseline = report.get("baseline") or {}
+    if baseline.get("accuracy"):
+        form = baseline["int8_form"]
+        click.echo(f"  scratch {form:<6} {baseline['accuracy'][form]:6.2f}%  (distilled - scratch: "
+                   f"{baseline['gain_points'].get(form, float('nan')):+.2f} points)")
+
+
+# What `run --resume` lets the command line change: the trust (never saved) and the gates, whose
+# change makes verify run again. Any other option that differs from the saved config is refused: the
+# completed stages were made with the saved value, and mixing two configurations in one report would lie.
+GATE_OPTIONS = ("chance_gate", "max_int8_drop")
+
+
+def _resume_config(ctx: click.Context, resume_dir: str, options: dict) -> tuple[RunConfig, str | None]:
+    """The saved config of ``resume_dir`` with the options given now (command line or --config) that may change."""
+    from edgedistill.errors import InputError
+    from edgedistill.pipeline import RESUMABLE_CHANGES as RESUME_OPTIONS, load_run_config  # one definition, with its reason
+
+    sources = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
+    given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) in sources}
+    try:
+        saved = load_run_config(resume_dir)
+    except InputError as error:
+        if not given:
+            raise
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(f"{error} (Options given with --resume, compared with the saved configuration: {names}.)") from None
+    wanted = saved.replace(**given)
+    old, new = saved.to_options(), wanted.to_options()
+    changed = [name for name in new if old[name] != new[name]]
+    refused = [name for name in changed if name not in RESUME_OPTIONS]
+    if refused:
+        differences = "; ".join(f"--{name.replace('_', '-')}: saved {old[name]!r}, given {new[name]!r}" for name in refused)
+        raise InputError(
+            f"--resume continues {resume_dir} with the configuration saved in its config.yaml, and these options differ "
+            f"from it: {differences}. Drop them (the saved values are used), or start a new run with them. On --resume "
+            f"only {', '.join('--' + name.replace('_', '-') for name in RESUME_OPTIONS)} may change."
+        )
+    gates = [name for name in changed if name in GATE_OPTIONS]
+    if gates:
+        logger.warning("--resume: %s changed from the saved config; the verify stage runs again with the new value(s).",
+                       ", ".join(f"{name} {old[name]!r} -> {new[name]!r}" for name in gates))
+    return wanted, "verify" if gates else None
 
 
 def _accuracy(model, data) -> float:
@@ -95,18 +157,22 @@ def _accuracy(model, data) -> float:
     aliases={"teacher_preset": ("--preset",), "teacher_width": ("--width",), "teacher_epochs": ("--epochs",)},
 )
 @config_options([TrainingConfig])
+@config_options([VerifyConfig], only=("chance_gate",))
 @output_option
 def teacher(config_file: str | None, output: str, **options) -> None:
     """Train a teacher from a preset on hard labels and save it (.keras)."""
-    _writable_output(output)
+    _writable_output(output, options, config_file=config_file)
+    _check_output_kind(output, NOT_KERAS_OUTPUT, "a Keras model (.keras, .h5, or a SavedModel folder)")
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
+    stages.check_run_options(config)
     data, _ = stages.load_data(config.data)
     with strategy_scope(config.training.strategy):
-        trained, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed)
+        trained, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed,
+                                            chance_gate=config.verify.chance_gate)
     save_model_atomic(trained.model, output)
     click.echo(f"teacher: {trained.model.count_params()} parameters, test accuracy {_accuracy(trained.model, data):.2f}% -> {output}")
 
@@ -118,20 +184,23 @@ def teacher(config_file: str | None, output: str, **options) -> None:
     [TeacherConfig], only=("teacher", "calibrate_teacher", "teacher_preprocessing", "min_teacher_accuracy"), required=("teacher",)
 )
 @config_options([StudentConfig, DistillConfig, TrainingConfig, TrustConfig])
+@config_options([VerifyConfig], only=("chance_gate",))
 @output_option
 def distill(config_file: str | None, output: str, **options) -> None:
     """Distill a float student from a teacher (any loss and scheme) and save it (.keras)."""
-    _writable_output(output)
+    _writable_output(output, options, config_file=config_file)
+    _check_output_kind(output, NOT_KERAS_OUTPUT, "a Keras model (.keras, .h5, or a SavedModel folder)")
     from edgedistill import stages
     from edgedistill.fileio import save_model_atomic
     from edgedistill.models import trust_model_code
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
-    stages.check_names(config)
+    stages.check_run_options(config, quantization=False)  # no int8 here: a Keras 3 student's QAT coverage is `quantize`'s
     data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
-        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
+        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data,
+                                                   chance_gate=config.verify.chance_gate)
         student, _, _ = stages.build_student(config.student, data)
         result, _ = stages.distill_student(config.distill, config.training, teacher_result, student, data, seed=config.data.seed)
     save_model_atomic(result.student, output)
@@ -143,7 +212,7 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @config_options([DataConfig])
 @config_options([TeacherConfig], only=("teacher", "teacher_preprocessing"), required=("teacher",))
 @config_options(
-    [StudentConfig], only=("student",), required=("student",),
+    [StudentConfig], only=("student", "keras"), required=("student",),
     overrides={"student": {"help": "Float student to make quantization-aware (.keras)."}},
 )
 @config_options([DistillConfig], only=("distillation_loss", "temperature", "final_temperature", "student_loss_weight"))
@@ -152,19 +221,32 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @config_options([TrustConfig])
 @output_option
 def quantize(config_file: str | None, output: str, **options) -> None:
-    """Quantization-aware distillation (tfmot QAT) of a float student; saves the fake-quant model."""
-    _writable_output(output)
+    """Quantization-aware distillation of a float student (tfmot QAT; Keras 3 QAT for a Keras 3 student); saves the
+    fake-quant model."""
+    _writable_output(output, options, config_file=config_file)
+    _check_output_kind(output, NOT_KERAS_OUTPUT, "a Keras model (.keras, .h5, or a SavedModel folder)")
     from edgedistill import stages
     from edgedistill.distill import SchemeResult
     from edgedistill.fileio import save_model_atomic
+    from edgedistill.keras3.loading import load_keras3_student
     from edgedistill.models import load_model_file, trust_model_code
     from edgedistill.training import strategy_scope
 
     config = RunConfig.from_options(options)
+    if config.qat.qat_epochs == 0:
+        raise click.BadParameter("must be >= 1 for `quantize`", param_hint="--epochs")
+    stages.check_run_options(config)
+    keras3 = stages.student_keras(config.student) == "3"
+    if keras3 and Path(output).suffix.lower() != ".keras":
+        from edgedistill.errors import InputError
+
+        raise InputError(f"-o/--output {output!r}: a Keras 3 QAT student is saved as a .keras file (its fake-quant layers are "
+                         "Keras 3 layers). Pass a name ending in .keras.")
     data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
-        float_student = SchemeResult(student=load_model_file(config.student.student), history={}, report={})
+        student = load_keras3_student(config.student.student) if keras3 else load_model_file(config.student.student)
+        float_student = SchemeResult(student=student, history={}, report={})
         qat, _ = stages.quantize_student(
             config.qat, config.distill, config.training, teacher_result, float_student, data, seed=config.data.seed
         )
@@ -180,16 +262,23 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @click.option("--quantization", default="int8", show_default=True, type=click.Choice(["int8", "float32"]))
 @config_options([ConvertConfig])
 @config_options([DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
+@config_options([StudentConfig], only=("keras",), overrides={"keras": {"help": "Keras of MODEL: 3 or 2 (default: the file's)."}})
 @config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
     """Convert a Keras model (float or QAT) to a .tflite file."""
-    _writable_output(output)  # before loading and converting (tens of seconds)
+    _writable_output(output, options, model=model)  # before loading and converting (tens of seconds)
+    _check_output_kind(output, KERAS_SUFFIXES, "a .tflite flatbuffer")
     from edgedistill.convert import convert_keras_model
     from edgedistill.data import load_dataset
     from edgedistill.fileio import write_bytes_atomic
     from edgedistill.models import load_model_file, trust_model_code
 
     config = RunConfig.from_options(options)
+    if stages_keras(model, config) == "3":
+        content = _convert_keras3(model, quantization, config)
+        write_bytes_atomic(output, content)
+        click.echo(f"{quantization} model (Keras 3): {len(content)} bytes -> {output}")
+        return
     with trust_model_code(config.trust.trust_model_code):
         keras_model = load_model_file(model)  # float or QAT (fake-quant) tf_keras models
     from edgedistill.preprocessing import BYTE_RANGE
@@ -203,6 +292,40 @@ def convert(model, output, quantization, **options) -> None:
     )
     write_bytes_atomic(output, content)
     click.echo(f"{quantization} model: {len(content)} bytes -> {output}")
+
+
+def stages_keras(model: str, config: RunConfig) -> str:
+    """The Keras of a model file given to `convert`: --keras, else the file's."""
+    from edgedistill import stages
+
+    return stages.student_keras(StudentConfig(student=model, keras=config.student.keras))
+
+
+def _convert_keras3(model: str, quantization: str, config: RunConfig) -> bytes:
+    """A Keras 3 model file: a QAT model (from `quantize --keras 3`) to int8 from its trained ranges; a float one to
+    float32, or to int8 by post-training quantization calibrated on --data."""
+    from edgedistill.data import load_dataset
+    from edgedistill.errors import InputError
+    from edgedistill.keras3.convert import convert_float_model, convert_qat_model
+    from edgedistill.keras3.loading import load_keras3_student
+    from edgedistill.models import trust_model_code
+    from edgedistill.preprocessing import BYTE_RANGE
+
+    with trust_model_code(config.trust.trust_model_code):
+        keras_model = load_keras3_student(model)
+    is_qat = any(type(layer).__name__ == "ActivationQuantizer" for layer in keras_model.layers)
+    if is_qat and (quantization != "int8" or config.convert.io_type != "int8"):
+        raise InputError(f"{model} is a Keras 3 QAT model: it converts to int8 with int8 input and output only. "
+                         "Pass --quantization int8 --io-type int8, or convert the float student instead.")
+    if is_qat:
+        return convert_qat_model(keras_model)
+    data = load_dataset(config.data.data, options=config.data) if quantization == "int8" else None
+    return convert_float_model(
+        keras_model, quantization=quantization, io_type=config.convert.io_type,
+        representative_data=data.x_train if data is not None else None,
+        num_calibration_samples=config.convert.num_calibration_samples,
+        input_range=BYTE_RANGE if data is not None and data.raw_bytes else None,
+    )
 
 
 @click.command()
@@ -223,6 +346,9 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
     config = RunConfig.from_options(options)
     content = read_model_bytes(model)
     data, _ = stages.load_data(config.data)
+    from edgedistill.keras3.loading import register_layers_for
+
+    register_layers_for(reference)  # e.g. student_qat.keras of a Keras 3 run
     with trust_model_code(config.trust.trust_model_code):
         keras_models = {"reference": load_model_file(reference)} if reference else {}
     arena, _ = arena_with_margin(measure_arena(content)["arena_bytes"])

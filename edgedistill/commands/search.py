@@ -8,7 +8,9 @@ from __future__ import annotations
 import click
 
 from edgedistill.commands.options import config_file_option, config_options
-from edgedistill.config import DataConfig, DistillConfig, QatConfig, RunConfig, StudentConfig, TeacherConfig, TrainingConfig
+from edgedistill.config import (
+    DataConfig, DistillConfig, QatConfig, RunConfig, StudentConfig, TeacherConfig, TrainingConfig, VerifyConfig,
+)  # fmt: skip
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -37,6 +39,7 @@ def _search_defaults() -> dict[str, dict]:
 @config_options([DistillConfig], only=("distillation_loss", "epochs", "scheme", "scheme_options"), overrides=_search_defaults())
 @config_options([QatConfig], overrides=_search_defaults())
 @config_options([TrainingConfig], overrides=_search_defaults())
+@config_options([VerifyConfig], only=("chance_gate",))
 @click.option(
     "--temperatures", default="2,4,8", show_default=True, help="Temperatures (comma-separated; optuna searches their range)."
 )

@@ -156,6 +156,7 @@ def run_firmware(
     outputs_match = all(check["match"] for check in checks)
     result = _result(board_spec, built, parsed, checks, arena=_arena_truth(export, built, parsed), command=command,
                      wall_seconds=wall_seconds)
+    result["profile"] = _firmware_profile(board_spec, built, parsed, model=str(export.model_path))
     _write_results(export, built, result)
     logger.info("Firmware on %s (%s): %s", board, kernels, result["status"])
 
@@ -196,6 +197,33 @@ def _run_and_parse(
             f"The firmware stopped with error={parsed.fields.get('error', '?')} on {board}. Log: {built.build_dir / 'run.log'}"
         )
     return parsed, command, ran.seconds
+
+
+def _firmware_profile(board_spec: Board, built: BuildResult, parsed: FirmwareResult, *, model: str) -> dict[str, Any] | None:
+    """The per-operator ticks the firmware's profiler printed (main.cc, MicroProfiler::LogCsv format) as a
+    Profile dict, MACs added, written as ``profile.csv`` / ``trace.json`` beside ``run.json``; None for an
+    image built without it."""
+    from edgedistill.profiles import add_macs, parse_micro_profiler, write_chrome_trace, write_csv
+
+    runs, total = parsed.integer("profile_runs"), parsed.integer("profile_ticks_total")
+    ticks_per_second = parsed.integer("ticks_per_second")
+    if not runs or total is None:
+        return None
+    qemu = board_spec.kind == "qemu"
+    per_tick = 1e9 / ticks_per_second if qemu and ticks_per_second else None  # -icount shift=0: 1 instruction = 1 ns
+    ticks_are = ("SysTick ticks of QEMU's -icount virtual clock: instruction counts, not time" if qemu
+                 else f"{parsed.fields.get('tick_source')} ticks ({ticks_per_second}/s)")
+    try:
+        profile = parse_micro_profiler((built.build_dir / "run.log").read_text(), runs=runs, ticks_are=ticks_are,
+                                       ticks_per_second=ticks_per_second, invoke_ticks=total / runs,
+                                       instructions_per_tick=per_tick)
+    except (OSError, ValueError) as error:
+        logger.warning("The firmware's per-operator profile could not be read: %s", error)
+        return None
+    add_macs(profile, model)
+    write_csv(profile, built.build_dir / "profile.csv")
+    write_chrome_trace(profile, built.build_dir / "trace.json", label=f"{Path(model).name} @ {built.board}")
+    return {**profile.to_dict(), "summary": profile.summary()}
 
 
 def _arena_truth(export: Any, built: BuildResult, parsed: FirmwareResult) -> dict[str, Any]:

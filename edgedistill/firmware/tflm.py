@@ -1,8 +1,10 @@
 """The pinned TFLite Micro dependency: where its checkout is, and the compiled-library cache.
 
 TFLM is never vendored. ``firmware build`` takes a checkout from ``--tflm-dir`` or
-``TFLM_DIR``, or clones upstream at the commit pinned in ``firmware/tflm.env`` (through
-``firmware/scripts/get_tflm.sh``, the script the Dockerfile runs too). The compiled
+``TFLM_DIR``, or fills ``~/.cache/edgedistill/tflm-src/<commit>`` through
+``firmware/scripts/get_tflm.sh`` (the script ``make test`` and ``scripts/docker-build.sh`` run too):
+from an offline copy of the pinned checkout given by ``TFLM_OFFLINE`` (e.g. ``../shared/tflm``),
+else a clone of upstream at the commit pinned in ``firmware/tflm.env``. The compiled
 ``libtensorflow-microlite.a`` is cached per (commit, target, kernels) under
 ``~/.cache/edgedistill/tflm/`` so a second firmware build only compiles the application.
 """
@@ -59,7 +61,7 @@ def check_tflm_dir(path: str | os.PathLike) -> Path:
 
 
 def resolve_tflm_dir(tflm_dir: str | os.PathLike | None = None) -> Path:
-    """The TFLM checkout to build against: ``tflm_dir``, ``$TFLM_DIR``, or a clone at the pinned commit."""
+    """The TFLM checkout to build against: ``tflm_dir``, ``$TFLM_DIR``, or the pinned commit (offline copy or clone)."""
     chosen = tflm_dir or os.environ.get("TFLM_DIR")
     if chosen:
         return check_tflm_dir(chosen)
@@ -70,9 +72,9 @@ def resolve_tflm_dir(tflm_dir: str | os.PathLike | None = None) -> Path:
         pin = pinned_version()
         last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise StageError(
-            f"No TFLite Micro checkout: TFLM_DIR is not set and cloning {pin.get('TFLM_REPO_URL')} at "
-            f"{pin.get('TFLM_COMMIT')} failed ({last}). Set TFLM_DIR to a tflite-micro checkout, or give this "
-            "machine access to github.com."
+            f"No TFLite Micro checkout: TFLM_DIR is not set and getting {pin.get('TFLM_REPO_URL')} at "
+            f"{pin.get('TFLM_COMMIT')} failed ({last}). Set TFLM_DIR to a tflite-micro checkout, TFLM_OFFLINE to "
+            "an offline copy (a folder with unpack.sh, like ../shared/tflm), or give this machine access to github.com."
         )
     return check_tflm_dir(completed.stdout.strip().splitlines()[-1])
 

@@ -254,6 +254,13 @@ def _check_test_inputs(info, test_inputs, source: str) -> None:
             f"{source} has {len(info.inputs)} inputs ({names}); the micro export's test vectors and the firmware app "
             "feed one input tensor. Export a model with a single input."
         )
+    if len(info.outputs) != 1:
+        names = ", ".join(f"{t.name} {list(t.shape)}" for t in info.outputs)
+        raise InputError(
+            f"{source} has {len(info.outputs)} outputs ({names}); the micro export's test vectors, model_settings.h and "
+            "the firmware app read one output tensor (the class scores), so the others would be dropped. Export a model "
+            "with a single output (e.g. keras.Model(inputs, model.outputs[0]))."
+        )
     if test_inputs is None:
         return
     expected = tuple(int(d) for d in info.inputs[0].shape[1:])

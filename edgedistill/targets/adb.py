@@ -75,6 +75,7 @@ class AdbTarget(Target):
 
     scheme = "adb"
     kind = "measured"
+    can_profile = True  # benchmark_model --enable_op_profiling=true
 
     def __init__(self, spec: str, options: Any) -> None:
         super().__init__(spec)

@@ -45,6 +45,8 @@ class BenchConfig:
     timeout_s: float | None = 600.0
     inputs: str | None = None
     seed: int = 0
+    # Per-operator profile too (benchmark_model's --enable_op_profiling); see edgedistill.profiles.
+    profile: bool = False
 
     def __post_init__(self) -> None:
         import math
@@ -70,7 +72,11 @@ class BenchConfig:
             number("timeout_s", allow_zero=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.profile:
+            # Absent when off: records (and --resume keys) of measurements without a profile stay as they were.
+            del values["profile"]
+        return values
 
     def key_fields(self) -> dict[str, Any]:
         """The settings that change a figure (a pair measured with other settings is not 'done')."""
@@ -197,6 +203,8 @@ class Target:
 
     scheme: ClassVar[str] = ""
     kind: ClassVar[str] = "measured"
+    # Whether measure() gives a per-operator profile when BenchConfig.profile is set.
+    can_profile: ClassVar[bool] = False
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -254,6 +262,8 @@ def runner_arguments(model_path: str, config: BenchConfig, *, inputs_path: str |
     ]
     if inputs_path:
         arguments += ["--inputs", inputs_path]
+    if config.profile:
+        arguments.append("--profile")
     return arguments
 
 
@@ -265,6 +275,7 @@ class RunnerOutput:
         self.init: dict[str, Any] = {}
         self.result: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
+        self.profile: dict[str, Any] | None = None
         self.samples_ms: list[float] = []
         self.other_lines: list[str] = []
 
@@ -291,6 +302,8 @@ class RunnerOutput:
             self.result = record
         elif event == "error":
             self.error = record
+        elif event == "profile":
+            self.profile = record
         else:
             self.other_lines.append(text)
 
@@ -314,6 +327,9 @@ class RunnerOutput:
             measurement.warmup_ms = self.result.get("warmup_ms", [])
             measurement.peak_rss_bytes = self.result.get("peak_rss_bytes")
             measurement.extra.update({k: v for k, v in self.result.items() if k not in standard})
+        if self.profile is not None:
+            # The raw per-operator record; edgedistill.bench turns it into a Profile (and its files).
+            measurement.extra["profile"] = self.profile
         return measurement
 
 

@@ -9,6 +9,8 @@ The tool prints aggregate statistics only (no per-run samples), in lines such as
 Newer builds prefix lines with ``INFO: `` (or logcat's ``I tflite  : ``), add ``p5= median= p95=``
 to the ``count=`` lines, and with ``--report_peak_memory_footprint`` print
 ``Overall peak memory footprint (MB) via periodic monitoring: X``. Times are microseconds.
+With ``--enable_op_profiling=true`` (``BenchConfig.profile``) it also prints the per-operator tables,
+parsed by :func:`edgedistill.profiles.parse_benchmark_model_profile`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def benchmark_model_arguments(graph: str, config: BenchConfig) -> list[str]:
     ]
     if config.min_secs:
         arguments.append(f"--min_secs={config.min_secs:g}")
+    if config.profile:
+        arguments.append("--enable_op_profiling=true")
     return arguments
 
 
@@ -86,7 +90,21 @@ def parse_benchmark_model_output(text: str) -> dict[str, Any]:
     delegated = _REPLACING.findall(text)
     if delegated:
         result["delegated_nodes"] = [{"replaced": int(a), "of": int(b), "delegate": c} for a, b, c in delegated]
+    if "Operator-wise Profiling Info" in text:
+        result["profile"] = _op_profile(text, result["latency_ms"])
     return result
+
+
+def _op_profile(text: str, latency_ms: dict[str, Any]) -> dict[str, Any]:
+    """The op-profiling table as a Profile dict (invoke: the median when printed, else the mean), or its error."""
+    from edgedistill.profiles import parse_benchmark_model_profile
+
+    invoke_ms = latency_ms.get("p50") if latency_ms.get("p50") is not None else latency_ms.get("mean")
+    try:
+        profile = parse_benchmark_model_profile(text, invoke_us=invoke_ms * 1000.0 if invoke_ms else None)
+    except ValueError as error:
+        return {"error": str(error)}
+    return profile.to_dict()
 
 
 def _count_line_figures(text: str, inference_us: float) -> dict[str, Any]:

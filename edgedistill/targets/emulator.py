@@ -110,6 +110,7 @@ class QemuTarget(Target):
 
     scheme = "qemu-aarch64"
     kind = "emulated"
+    can_profile = True  # _runner.py --profile under QEMU user mode
 
     def __init__(self, spec: str, options: Any) -> None:
         super().__init__(spec)
@@ -179,6 +180,7 @@ class TflmTarget(Target):
 
     scheme = "tflm"
     kind = "emulated"
+    can_profile = True  # tflm.py bench --profile (one-operator models on TFLM)
 
     def __init__(self, spec: str, options: Any) -> None:
         super().__init__(spec)
@@ -219,7 +221,7 @@ class TflmTarget(Target):
         command = [self.options.python or sys.executable, str(TFLM_RUNNER_PATH), "bench", "--model", str(model),
                    "--num-runs", str(config.num_runs), "--warmup-runs", str(config.warmup_runs),
                    "--min-secs", repr(float(config.min_secs)), "--arena-bytes", str(arena),
-                   "--seed", str(config.seed)]
+                   "--seed", str(config.seed), *(["--profile"] if config.profile else [])]
         output = RunnerOutput()
         exit_code, stderr, timed_out = run_streaming(command, timeout_s=config.timeout_s, on_line=output.feed)
         self._stderr = stderr
@@ -229,8 +231,7 @@ class TflmTarget(Target):
         measurement.num_threads = 1  # TFLM is single-threaded
         if measurement.ok and "arena_total_bytes" not in measurement.extra:
             measurement.extra["arena_total_bytes"] = None
-        measurement.extra["note"] = "emulated: TFLM on the host CPU, not microcontroller time; no per-op time " \
-                                    "(the tflite-micro Python binding has no profiler)"
+        measurement.extra["note"] = "emulated: TFLM on the host CPU, not microcontroller time"
         return measurement, output, exit_code
 
     def _crash_failure(self, measurement: Measurement, output: RunnerOutput, exit_code: int | None,

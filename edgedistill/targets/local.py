@@ -34,6 +34,7 @@ class LocalTarget(Target):
 
     scheme = "local"
     kind = "measured"
+    can_profile = True  # _runner.py --profile (one-operator models)
 
     def __init__(self, spec: str = "local", *, python: str | None = None) -> None:
         super().__init__(spec)

@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 SSH_ERROR_EXIT = 255  # ssh's own exit code for connection/authentication failures
 _SAFE_REMOTE = re.compile(r"[A-Za-z0-9._-]+")
 _SAFE_REMOTE_DIR = re.compile(r"/[A-Za-z0-9._/-]+")
+# An emulated device (edgedistill's QEMU Pi image) says so in this file; its results are labelled
+# `emulated` with the device named there, on whatever host and port it is reached.
+EMULATED_MARKER = "/etc/edgedistill-emulated"
 
 
 def parse_ssh_spec(spec: str) -> tuple[str | None, str, int | None]:
@@ -119,6 +122,7 @@ class SshTarget(Target):
 
     scheme = "ssh"
     kind = "measured"
+    can_profile = True  # _runner.py --profile on the device (or benchmark_model --enable_op_profiling with --benchmark-binary)
 
     def __init__(self, spec: str, options: Any) -> None:
         super().__init__(spec)
@@ -133,6 +137,7 @@ class SshTarget(Target):
         self._control_dir: str | None = None
         self._deployed: dict[str, str] = {}
         self._device: dict[str, Any] = {}
+        self.emulated_device: str | None = None
 
     @property
     def destination(self) -> str:
@@ -143,7 +148,8 @@ class SshTarget(Target):
         return f"ssh:{self.destination}:{self.port or ''}"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.host, "user": self.user, "port": self.port,
+        emulated = {"kind": "emulated", "emulated_device": self.emulated_device} if self.emulated_device else {}
+        return {**super().describe(), **emulated, "host": self.host, "user": self.user, "port": self.port,
                 "remote_python": self.options.remote_python,
                 "benchmark_binary": self.options.benchmark_binary, **({"device": self._device} if self._device else {})}
 
@@ -228,7 +234,17 @@ class SshTarget(Target):
                              "letters, digits and / . _ - (set TMPDIR on the device to such a folder).")
         self.remote_dir = lines[-1]
         self._deployed = {}
+        self._read_emulated_marker()
         logger.debug("%s: session folder %s", self.spec, self.remote_dir)
+
+    def _read_emulated_marker(self) -> None:
+        marker = self.run(["cat", "--", EMULATED_MARKER], timeout_s=self.options.connect_timeout_s + 30)
+        if marker.returncode == SSH_ERROR_EXIT:
+            raise StageError(explain_ssh_failure(self.spec, marker.stderr, self.options))
+        text = marker.stdout.strip()
+        self.emulated_device = text.splitlines()[0][:80] if marker.returncode == 0 and text else None
+        # An instance attribute: new_measurement() and describe() label every result of this session.
+        self.kind = "emulated" if self.emulated_device else type(self).kind
 
     def close(self) -> None:
         try:
@@ -289,6 +305,8 @@ class SshTarget(Target):
             timeout_s=config.timeout_s,
             hint_no_interpreter="Or pass --remote-python PATH for a Python that has one, or --benchmark-binary.")
         self._device = measurement.target.get("device", {})
+        if self.emulated_device and measurement.ok:
+            measurement.extra.update(compare_with_host(model, config, measurement.extra))
         return measurement
 
     def _measure_with_benchmark_model(self, model: Path, config: BenchConfig) -> Measurement:
@@ -323,4 +341,53 @@ class SshTarget(Target):
         return measurement
 
 
-__all__ = ["SshTarget", "parse_ssh_spec", "explain_ssh_failure", "remote_file_name"]
+def compare_with_host(model: Path, config: BenchConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """Run the model once with the host's LiteRT on the same inputs; compare with the device's outputs.
+
+    Returns ``outputs_match_host`` (True, False, or None when it could not be checked, with
+    ``outputs_check`` saying why) and ``outputs_max_abs_diff``. The device's values are dropped
+    from the record once compared. Same interpreter settings as the device (XNNPACK on or off).
+    """
+    device_values = extra.pop("output_values", None)
+    device_digest = extra.get("input_sha256")
+    if device_values is None or device_digest is None:
+        return {"outputs_match_host": None, "outputs_check": "the device sent no output values (outputs too large)"}
+    try:
+        host_digest, host_values, runtime = _host_outputs(model, config)
+    except (Exception, SystemExit) as error:  # no LiteRT on the host (the runner exits), or it cannot load the model
+        return {"outputs_match_host": None, "outputs_check": f"host LiteRT failed: {type(error).__name__}: {error}"}
+    if host_digest != device_digest:
+        return {"outputs_match_host": None,
+                "outputs_check": "the host generated other inputs than the device (numpy versions differ?)"}
+    import numpy as np
+
+    diffs = [float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
+             for a, b in zip(device_values, host_values)]
+    shapes_equal = [len(a) for a in device_values] == [len(b) for b in host_values]
+    max_diff = max(diffs, default=0.0) if shapes_equal else None
+    return {"outputs_match_host": bool(shapes_equal and max_diff == 0.0), "outputs_max_abs_diff": max_diff,
+            "outputs_check": f"host {runtime}, same inputs (sha256 {host_digest[:12]})"}
+
+
+def _host_outputs(model: Path, config: BenchConfig) -> tuple[str, list[list[float]], str]:
+    """(input digest, flattened outputs, runtime) of one invoke on the host, set up as the runner does."""
+    import numpy as np
+
+    from edgedistill import _runner
+
+    interpreter_class, runtime, version, module = _runner.load_interpreter_class("auto")
+    options: dict[str, Any] = {"num_threads": config.num_threads}
+    resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+    if not config.use_xnnpack and resolver is not None:
+        options["experimental_op_resolver_type"] = resolver
+    interpreter = interpreter_class(model_content=model.read_bytes(), **options)
+    interpreter.allocate_tensors()
+    for detail, array in zip(interpreter.get_input_details(),
+                             _runner.make_inputs(interpreter, np, config.inputs, config.seed)):
+        interpreter.set_tensor(detail["index"], array)
+    interpreter.invoke()
+    record = _runner.output_record(interpreter, np, max_values=1 << 30)
+    return record["input_sha256"], record["output_values"], f"{runtime} {version}"
+
+
+__all__ = ["SshTarget", "compare_with_host", "parse_ssh_spec", "explain_ssh_failure", "remote_file_name"]

@@ -6,6 +6,12 @@
 // export; times kNumTimedInvokes invokes; prints one machine-readable block between
 // EDGEDISTILL_RESULT_BEGIN and EDGEDISTILL_RESULT_END, parsed by edgedistill/firmware/result.py.
 //
+// Per-operator profile (EDGEDISTILL_PROFILE, on by default; 0 leaves it out): a TFLM
+// MicroProfilerInterface on the interpreter, recording only during kNumProfiledInvokes invokes after
+// the timed ones (outside them it returns at once). Its events are printed in the format of TFLM's
+// MicroProfiler::LogCsv ("Event","Tag","Ticks" then i,TAG,ticks), in the port's ticks (under QEMU
+// -icount, SysTick ticks of the virtual clock: instructions, not time), parsed by edgedistill/profiles.py.
+//
 // An audio export (micro/ also holds the front end: frontend_*.h, audio_test_data.*) also runs
 // the device's chain on the raw test audio: front end (TFLM Signal ops, reset per clip, one invoke
 // per frame) -> g_feature_to_input table -> model; the features must equal the host TFLM
@@ -21,6 +27,7 @@
 #include "port.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #ifdef EDGEDISTILL_RECORD_ALLOCATIONS
 #include "tensorflow/lite/micro/recording_micro_interpreter.h"
 #endif
@@ -51,6 +58,16 @@
 #endif
 #ifndef EDGEDISTILL_KERNELS
 #define EDGEDISTILL_KERNELS "unknown"
+#endif
+#ifndef EDGEDISTILL_PROFILE
+#define EDGEDISTILL_PROFILE 1
+#endif
+#ifndef EDGEDISTILL_NUM_PROFILED_INVOKES
+#define EDGEDISTILL_NUM_PROFILED_INVOKES 1
+#endif
+// Operators x profiled invokes the profiler can hold (12 bytes each).
+#ifndef EDGEDISTILL_PROFILE_MAX_EVENTS
+#define EDGEDISTILL_PROFILE_MAX_EVENTS 256
 #endif
 
 namespace {
@@ -130,6 +147,53 @@ bool Matches(T actual, T expected) {
     return difference <= EDGEDISTILL_OUTPUT_TOLERANCE && -difference <= EDGEDISTILL_OUTPUT_TOLERANCE;
   }
 }
+
+// Records one event per operator invoke while enabled; a no-op otherwise (the timed invokes stay unprofiled
+// but for one virtual call and a branch per operator).
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  static constexpr uint32_t kMaxEvents = EDGEDISTILL_PROFILE_MAX_EVENTS;
+
+  uint32_t BeginEvent(const char* tag) override {
+    if (!enabled_ || num_events_ >= kMaxEvents) {
+      dropped_ += enabled_ ? 1 : 0;
+      return kMaxEvents;
+    }
+    tags_[num_events_] = tag;
+    start_ticks_[num_events_] = static_cast<uint32_t>(edgedistill::port::Ticks());
+    end_ticks_[num_events_] = start_ticks_[num_events_];
+    return num_events_++;
+  }
+
+  void EndEvent(uint32_t event_handle) override {
+    if (event_handle < kMaxEvents) end_ticks_[event_handle] = static_cast<uint32_t>(edgedistill::port::Ticks());
+  }
+
+  void Enable(bool enabled) { enabled_ = enabled; }
+
+  // MicroProfiler::LogCsv's format, written through the port (no printf of 64-bit values needed).
+  void LogCsv() const {
+    edgedistill::port::Write("\"Event\",\"Tag\",\"Ticks\"\n");
+    for (uint32_t i = 0; i < num_events_; ++i) {
+      WriteU64(i);
+      edgedistill::port::Write(",");
+      edgedistill::port::Write(tags_[i] != nullptr ? tags_[i] : "?");
+      edgedistill::port::Write(",");
+      WriteU64(end_ticks_[i] - start_ticks_[i]);
+      edgedistill::port::Write("\n");
+    }
+    WriteLineU64("profile_num_events", num_events_);
+    WriteLineU64("profile_dropped_events", dropped_);
+  }
+
+ private:
+  bool enabled_ = false;
+  uint32_t num_events_ = 0;
+  uint32_t dropped_ = 0;
+  const char* tags_[kMaxEvents] = {};
+  uint32_t start_ticks_[kMaxEvents] = {};
+  uint32_t end_ticks_[kMaxEvents] = {};
+};
 
 int Fail(const char* reason) {
   WriteLineText("error", reason);
@@ -227,7 +291,12 @@ int main() {
   static ModelOpResolver resolver;
   if (RegisterModelOps(resolver) != kTfLiteOk) return Fail("register_ops_failed");
 
+#if EDGEDISTILL_PROFILE
+  static OpProfiler profiler;
+  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaSize, nullptr, &profiler);
+#else
   static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaSize);
+#endif
   if (interpreter.AllocateTensors() != kTfLiteOk) return Fail("allocate_tensors_failed");
   // The 32-bit truth for kTensorArenaSize: what this target's allocator used.
   WriteLineU64("arena_used_bytes", interpreter.arena_used_bytes());
@@ -290,6 +359,18 @@ int main() {
   WriteLineU64("ticks_total", ticks);
   WriteLineU64("ticks_per_second", edgedistill::port::TicksPerSecond());
   WriteLineText("tick_source", edgedistill::port::TickSource());
+#if EDGEDISTILL_PROFILE
+  profiler.Enable(true);
+  const uint64_t profile_start = edgedistill::port::Ticks();
+  for (int run = 0; run < EDGEDISTILL_NUM_PROFILED_INVOKES; ++run) {
+    if (interpreter.Invoke() != kTfLiteOk) return Fail("invoke_failed");
+  }
+  const uint64_t profile_ticks = edgedistill::port::Ticks() - profile_start;
+  profiler.Enable(false);
+  WriteLineU64("profile_runs", EDGEDISTILL_NUM_PROFILED_INVOKES);
+  WriteLineU64("profile_ticks_total", profile_ticks);
+  profiler.LogCsv();
+#endif
   WriteLineU64("num_mismatched", num_mismatched);
   WriteLineText("status", num_mismatched == 0 ? "pass" : "fail");
   edgedistill::port::Write("EDGEDISTILL_RESULT_END\n");

@@ -34,6 +34,9 @@ class Scheme:
     name: str
     options: type
     run: SchemeFunction
+    # False for a scheme whose student never trains on the data set (data-free: synthetic inputs only). A scratch
+    # baseline on the real data would then cost far more than the distillation and answer another question.
+    trains_on_data: bool = True
 
     @property
     def summary(self) -> str:
@@ -56,13 +59,13 @@ def option(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-def register_scheme(name: str, options: type) -> Callable[[SchemeFunction], SchemeFunction]:
+def register_scheme(name: str, options: type, *, trains_on_data: bool = True) -> Callable[[SchemeFunction], SchemeFunction]:
     """Decorator: register ``run(teacher, student, data, options, training)`` as scheme ``name``."""
     if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
         raise TypeError(f"the options of scheme {name!r} must be a frozen dataclass")
 
     def decorator(run: SchemeFunction) -> SchemeFunction:
-        SCHEMES.add(name, Scheme(name=name, options=options, run=run))
+        SCHEMES.add(name, Scheme(name=name, options=options, run=run, trains_on_data=trains_on_data))
         return run
 
     return decorator

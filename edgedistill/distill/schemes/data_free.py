@@ -243,7 +243,7 @@ class DataFreeOptions:
             raise InputError(f"`bn_weight` must be >= 0. Received: bn_weight={self.bn_weight}.")
 
 
-@register_scheme("data_free", DataFreeOptions)
+@register_scheme("data_free", DataFreeOptions, trains_on_data=False)
 def run_data_free(teacher, student, data, options: DataFreeOptions, training: TrainingArguments) -> SchemeResult:
     """Synthesise inputs from the teacher (DeepInversion), then distill on them; no real training image is used."""
     return data_free_distill(

@@ -1,0 +1,158 @@
+"""The emulated Raspberry Pi (issue 18): image build time, boot time, and per model p50 latency and peak RSS
+in the VM (Debian 12 arm64, qemu-system-aarch64 -M virt -cpu cortex-a72, TCG) vs on the host, in one run.
+
+Models: the default student (dscnn width 0.5 on digits' 8x8x1, 10 classes) and MLPerf-Tiny-sized presets
+(resnet8 32x32x3/10, dscnn_kws 49x10x1/12, mobilenet_v1 width 0.25 96x96x3/2), untrained, full-integer
+int8 (random calibration: enough for latency). Per model: the VM through the ssh target
+(`edgedistill bench --target ssh://pi@127.0.0.1:PORT --ssh-config DIR/image/ssh_config`), a bare LiteRT
+loop in the VM (same model, threads and runs, no harness: the harness overhead is runner p50 / bare p50 - 1,
+target < 5 %), and the host's local target. Whether the VM's int8 outputs equal the host's is recorded.
+
+    nice python benchmarks/emulated_pi.py       # table on stdout, benchmarks/results/emulated_pi.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgedistill._version import __version__
+from edgedistill.bench import run_benchmark
+from edgedistill.devices.pi import pi_layout, pi_status, prepare_pi, start_pi, stop_pi
+from edgedistill.fileio import write_json_atomic
+from edgedistill.targets import TargetOptions, make_target
+
+MAKE_MODELS = """
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np, tensorflow as tf, tf_keras as keras
+from edgedistill.models import build_model
+keras.utils.set_random_seed(0)
+specs = {"default_student": ("dscnn", (8, 8, 1), 10, 0.5), "resnet8": ("resnet8", (32, 32, 3), 10, 1.0),
+         "dscnn_kws": ("dscnn_kws", (49, 10, 1), 12, 1.0), "mobilenet_v1_0.25": ("mobilenet_v1", (96, 96, 3), 2, 0.25)}
+for name, (preset, shape, classes, width) in specs.items():
+    model = build_model(preset, shape, classes, width=width)
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([np.random.rand(1, *shape).astype("float32")] for _ in range(16))
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8; c.inference_output_type = tf.int8
+    open(os.path.join(sys.argv[1], name + ".tflite"), "wb").write(c.convert())
+"""
+
+# Runs in the VM: the bare loop the harness is compared with (same protocol: inputs set once).
+BARE_LOOP = """
+import json, sys, time
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+model, runs, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+interpreter = Interpreter(model_path=model, num_threads=1)
+interpreter.allocate_tensors()
+rng = np.random.default_rng(0)
+for d in interpreter.get_input_details():
+    info = np.iinfo(d["dtype"])
+    interpreter.set_tensor(d["index"], rng.integers(info.min, int(info.max) + 1, size=d["shape"], dtype=d["dtype"]))
+for _ in range(warmup):
+    interpreter.invoke()
+samples = []
+for _ in range(runs):
+    start = time.perf_counter_ns(); interpreter.invoke(); samples.append((time.perf_counter_ns() - start) / 1e6)
+print(json.dumps(samples))
+"""
+
+
+def bare_loop_in_vm(target, model: Path, num_runs: int, warmup_runs: int, script: Path) -> list[float]:
+    remote_script = target._deploy(script, "bare_loop.py")
+    remote_model = target._deploy(model, model.name)
+    result = target.run(["python3", remote_script, remote_model, str(num_runs), str(warmup_runs)], timeout_s=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"bare loop failed in the VM: {result.stderr.strip()[-400:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_model(model: Path, state: dict, args: argparse.Namespace, script: Path) -> dict:
+    options = TargetOptions(ssh_config=state["ssh_config"], connect_timeout_s=20)
+    common = dict(num_runs=args.num_runs, warmup_runs=args.warmup_runs, timeout_s=3600)
+    target = make_target(state["target"], options)
+    with target:
+        vm = run_benchmark(model, target=target, **common)
+        bare = bare_loop_in_vm(target, model, args.num_runs, args.warmup_runs, script)
+    host = run_benchmark(model, target="local", **common)
+    vm_p50, host_p50, bare_p50 = vm.latency_ms["p50"], host.latency_ms["p50"], statistics.median(bare)
+    return {
+        "model": model.name, "model_bytes": model.stat().st_size,
+        "vm": {"kind": vm.kind, "device": vm.target.get("emulated_device"), "p50_ms": vm_p50,
+               "p90_ms": vm.latency_ms["p90"], "peak_rss_bytes": vm.peak_rss_bytes, "samples_ms": vm.samples_ms,
+               "outputs_match_host": vm.extra.get("outputs_match_host"),
+               "outputs_max_abs_diff": vm.extra.get("outputs_max_abs_diff"),
+               "runtime": f"{vm.runtime} {vm.runtime_version}"},
+        "vm_bare_loop": {"p50_ms": bare_p50, "samples_ms": bare},
+        "host": {"kind": host.kind, "p50_ms": host_p50, "p90_ms": host.latency_ms["p90"],
+                 "peak_rss_bytes": host.peak_rss_bytes, "samples_ms": host.samples_ms,
+                 "runtime": f"{host.runtime} {host.runtime_version}"},
+        "vm_over_host_p50": vm_p50 / host_p50,
+        "harness_overhead_in_vm": vm_p50 / bare_p50 - 1.0,
+    }
+
+
+def print_table(document: dict) -> None:
+    print(f"prepare (image build): {document['prepare_s']} s ({document['prepare_note']}); "
+          f"boot to ssh: {document['boot_s']} s")
+    print("| model | bytes | VM p50 ms | host p50 ms | VM / host | VM peak RSS MiB | host peak RSS MiB "
+          "| harness overhead in VM | VM outputs = host |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in document["models"]:
+        print(f"| {row['model']} | {row['model_bytes']:,} | {row['vm']['p50_ms']:.3f} | {row['host']['p50_ms']:.3f} "
+              f"| {row['vm_over_host_p50']:.1f}x | {row['vm']['peak_rss_bytes'] / 2**20:.1f} "
+              f"| {row['host']['peak_rss_bytes'] / 2**20:.1f} | {100 * row['harness_overhead_in_vm']:+.2f} % "
+              f"| {row['vm']['outputs_match_host']} (max diff {row['vm']['outputs_max_abs_diff']}) |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pi-dir", default=None, help="the Pi folder (default $EDGEDISTILL_PI_DIR or ~/.cache/...)")
+    parser.add_argument("--num-runs", type=int, default=100)
+    parser.add_argument("--warmup-runs", type=int, default=5)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "emulated_pi.json"))
+    args = parser.parse_args()
+
+    layout = pi_layout(args.pi_dir)
+    started = time.monotonic()
+    manifest = prepare_pi(layout)
+    prepare_note = "cached image; build time recorded at prepare" if manifest["cached"] else "built in this run"
+    if manifest["cached"] is False:
+        manifest["prepare_s"] = round(time.monotonic() - started, 1)
+    stop_pi(layout)
+    state = start_pi(layout)
+    work = Path(tempfile.mkdtemp(prefix="emulated-pi-"))
+    subprocess.run([sys.executable, "-c", MAKE_MODELS, str(work)], check=True, env={**os.environ})
+    script = work / "bare_loop.py"
+    script.write_text(BARE_LOOP)
+    try:
+        rows = [measure_model(work / f"{name}.tflite", state, args, script)
+                for name in ("default_student", "resnet8", "dscnn_kws", "mobilenet_v1_0.25")]
+        status = pi_status(layout)
+    finally:
+        stop_pi(layout)
+    document = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "edgedistill": __version__,
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "vm": {"qemu": "qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 2048 (TCG)",
+               "guest_packages": manifest.get("guest_packages"), "ssh_ready_at_end": status["ssh_ready"]},
+        "prepare_s": manifest.get("prepare_s"), "prepare_note": prepare_note, "boot_s": state["boot_s"],
+        "num_runs": args.num_runs, "warmup_runs": args.warmup_runs, "num_threads": 1, "models": rows,
+    }
+    write_json_atomic(args.output, document)
+    print_table(document)
+
+
+if __name__ == "__main__":
+    main()
