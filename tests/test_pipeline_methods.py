@@ -30,7 +30,7 @@ def test_run_rejects_bad_method_options(arguments, message, tmp_path):
 
 def test_loss_spec_with_arguments():
     from edgedistill.config import DistillConfig as RunConfig  # the loss options are the distill section's
-    from edgedistill.distill.losses import AttentionTransfer, LogitsDistillation
+    from edgedistill.distill.losses import AttentionTransfer, DISTDistillation, LogitsDistillation
     from edgedistill.stages import resolve_loss
     from edgedistill.errors import InputError
 
@@ -38,13 +38,17 @@ def test_loss_spec_with_arguments():
         RunConfig(distillation_loss="attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu,beta=500")
     )
     assert isinstance(loss, AttentionTransfer) and loss.student_layer_name == "block2_pw_relu" and loss.beta == 500.0
-    logits = resolve_loss(RunConfig(temperature=6.0, final_temperature=2.0))
+    logits = resolve_loss(RunConfig(distillation_loss="logits", temperature=6.0, final_temperature=2.0))
     assert isinstance(logits, LogitsDistillation) and logits.get_config() == {
         "temperature": 6.0,
         "final_temperature": 2.0,
         "schedule": "linear",
     }
-    assert resolve_loss(RunConfig()).get_config() == {"temperature": 4.0}  # today's default unchanged
+    assert resolve_loss(RunConfig(distillation_loss="logits")).get_config() == {"temperature": 4.0}
+    # The default (issue 21, benchmarks/kd_defaults.py): DIST at its CIFAR-100 setting, T from --temperature.
+    default = resolve_loss(RunConfig())
+    assert isinstance(default, DISTDistillation)
+    assert (default.beta, default.gamma, default.temperature) == (2.0, 2.0, 4.0)
     with pytest.raises(InputError, match="not key=value"):
         resolve_loss(RunConfig(distillation_loss="attention:block2_relu"))
     with pytest.raises(InputError, match="Bad arguments for distillation loss 'rkd'"):
