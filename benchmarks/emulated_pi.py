@@ -70,9 +70,14 @@ print(json.dumps(samples))
 
 
 def bare_loop_in_vm(target, model: Path, num_runs: int, warmup_runs: int, script: Path) -> list[float]:
-    remote_script = target._deploy(script, "bare_loop.py")
-    remote_model = target._deploy(model, model.name)
-    result = target.run(["python3", remote_script, remote_model, str(num_runs), str(warmup_runs)], timeout_s=3600)
+    # run_benchmark closes its session folder when it is done: the bare loop opens one of its own.
+    target.open()
+    try:
+        remote_script = target._deploy(script, "bare_loop.py")
+        remote_model = target._deploy(model, model.name)
+        result = target.run(["python3", remote_script, remote_model, str(num_runs), str(warmup_runs)], timeout_s=3600)
+    finally:
+        target.close()
     if result.returncode != 0:
         raise RuntimeError(f"bare loop failed in the VM: {result.stderr.strip()[-400:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
