@@ -412,6 +412,24 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def time_one_op_models(timed, slices: list, empty: bytes, *, runtime: str = ""):
+    """Each one-operator model timed by ``timed(model_bytes, tensors) -> (first, samples)``, an empty model's invoke
+    taken off each. Returns (ops, overhead in us, error or None); shared by the LiteRT runner and the TFLM target."""
+    try:
+        overhead = median(timed(empty, [])[1])
+    except Exception:
+        overhead = 0.0  # an interpreter that refuses an empty graph (TFLM does): nothing taken off
+    ops = []
+    for index, kind, name, model_bytes, tensors in slices:
+        try:
+            first, samples = timed(model_bytes, tensors)
+        except Exception as failure:
+            return ops, overhead, f"operator {index} ({kind}) cannot run alone{runtime}: {failure}"
+        ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
+                    "first": max(0.0, first - overhead), "avg": max(0.0, median(samples) - overhead)})
+    return ops, overhead, None
+
+
 def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: list[float], invoke) -> dict:
     """The ``profile`` event: each one-operator model loaded and timed as the whole model was, fed the
     activations the whole model computed from ``inputs`` (kernel time can depend on the data)."""
@@ -432,18 +450,9 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
             interpreter.set_tensor(detail["index"], known if known is not None else array)
         return time_calls(interpreter.invoke, runs)
 
-    try:
-        overhead = median(timed(empty, [])[1])
-    except Exception:
-        overhead = 0.0  # an interpreter that refuses an empty graph: nothing taken off
-    ops = []
-    for index, kind, name, model_bytes, tensors in slices:
-        try:
-            first, samples = timed(model_bytes, tensors)
-        except Exception as failure:
-            return {"event": "profile", "error": f"operator {index} ({kind}) cannot run alone: {failure}"}
-        ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
-                    "first": max(0.0, first - overhead), "avg": max(0.0, median(samples) - overhead)})
+    ops, overhead, error = time_one_op_models(timed, slices, empty)
+    if error:
+        return {"event": "profile", "error": error}
     fed = "the whole model's own activations" if activations else "random inputs"
     return {"event": "profile", "source": "litert one-op models", "unit": "us", "ops": ops,
             "empty_invoke_us": overhead, "invoke": median(samples_ms) * 1000.0 if samples_ms else None,

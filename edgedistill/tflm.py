@@ -644,18 +644,9 @@ def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms:
         return runner.time_calls(interpreter.invoke, runs)
 
     with _CapturedStderr():
-        try:
-            overhead = runner.median(timed(empty, [])[1])
-        except Exception:
-            overhead = 0.0  # TFLM refuses a graph without operators: nothing taken off
-        ops = []
-        for index, kind, name, model_bytes, tensors in slices:
-            try:
-                first, samples = timed(model_bytes, tensors)
-            except Exception as failure:
-                return {"event": "profile", "error": f"operator {index} ({kind}) cannot run alone on TFLM: {failure}"}
-            ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
-                        "first": max(0.0, first - overhead), "avg": max(0.0, runner.median(samples) - overhead)})
+        ops, overhead, error = runner.time_one_op_models(timed, slices, empty, runtime=" on TFLM")
+    if error:
+        return {"event": "profile", "error": error}
     fed = "the whole model's own activations" if activations else "random inputs"
     return {"event": "profile", "source": "tflm one-op models", "unit": "us", "ops": ops, "empty_invoke_us": overhead,
             "invoke": runner.median(samples_ms) * 1000.0 if samples_ms else None,

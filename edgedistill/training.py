@@ -205,6 +205,25 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def _callbacks(model: keras.Model, config: TrainConfig, stage: str, log_dir: str | Path | None, directory: Path | None,
+               *, with_validation: bool) -> tuple[dict | None, list]:
+    """(the state of an interrupted fit of this stage to continue, or None; early stopping, TensorBoard and the
+    per-epoch checkpoint callbacks)."""
+    fingerprint = _fingerprint(model, config, stage)
+    resumed = _resume_state(directory, model, fingerprint)
+    callbacks: list = []
+    early_stopping = None
+    if config.patience and with_validation:
+        early_stopping = _ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
+                                                 restore_best_weights=True,
+                                                 resume_state=(resumed or {}).get("early_stopping"))
+        callbacks.append(early_stopping)
+    if log_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
+        callbacks.append(_EpochCheckpoint(directory, fingerprint, early_stopping, (resumed or {}).get("history", {})))
+    return resumed, callbacks
+
+
 def fit(
     model: keras.Model,
     x: np.ndarray,
@@ -229,18 +248,8 @@ def fit(
         x = Batches(x, y, batch_size=config.batch_size, seed=config.seed, augmentation=augmentation, views=views)
         y = None
     guard = _NaNGuard()
-    callbacks: list = [guard]
-    directory, fingerprint = checkpoint_dir_of(log_dir, stage), _fingerprint(model, config, stage)
-    resumed = _resume_state(directory, model, fingerprint)
-    early_stopping = None
-    if config.patience and validation_data is not None:
-        early_stopping = _ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
-                                                 restore_best_weights=True,
-                                                 resume_state=(resumed or {}).get("early_stopping"))
-        callbacks.append(early_stopping)
-    if log_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
-        callbacks.append(_EpochCheckpoint(directory, fingerprint, early_stopping, (resumed or {}).get("history", {})))
+    directory = checkpoint_dir_of(log_dir, stage)
+    resumed, callbacks = _callbacks(model, config, stage, log_dir, directory, with_validation=validation_data is not None)
     history = model.fit(
         x,
         y,
@@ -248,7 +257,7 @@ def fit(
         epochs=config.epochs,
         initial_epoch=resumed["epoch"] + 1 if resumed else 0,
         batch_size=config.batch_size if y is not None else None,
-        callbacks=callbacks,
+        callbacks=[guard, *callbacks],
         verbose=config.verbose,
         shuffle=y is not None,  # Batches shuffles samples itself, every epoch
     )

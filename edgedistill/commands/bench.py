@@ -110,6 +110,17 @@ def _merge_suite(ctx: click.Context, values: dict[str, Any], data: dict[str, Any
             values[name] = value
 
 
+
+def _check_paths(values: dict[str, Any], suite: str | None) -> None:
+    """Before anything is measured: model paths that are files, and a results file that is none of the inputs."""
+    from edgedistill.fileio import refuse_output_over_input
+
+    for model in values["models"]:  # /dev/zero would be read until memory runs out, a FIFO blocks
+        if Path(model).exists() and not Path(model).is_file() and not Path(model).is_dir():
+            raise InputError(f"{model!r} is not a regular file (a device, FIFO or socket). Pass .tflite model files.")
+    refuse_output_over_input(values["results_path"], {"model": values["models"], "--inputs file": values["inputs"],
+                                                      "--suite file": suite}, what="--results")
+
 @click.command("bench")
 @click.argument("models", nargs=-1, type=click.Path())  # a folder is refused with its own message
 @click.option("--target", "-t", "targets", multiple=True, metavar="SPEC",
@@ -174,14 +185,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     if not values["models"]:
         raise InputError("No model given. Pass one or more .tflite files, or --suite FILE with a `models:` list.")
     target_specs = values["targets"] or ["local"]
-    from edgedistill.fileio import refuse_output_over_input
-
-    for model in values["models"]:  # /dev/zero would be read until memory runs out, a FIFO blocks
-        if Path(model).exists() and not Path(model).is_file() and not Path(model).is_dir():
-            raise InputError(f"{model!r} is not a regular file (a device, FIFO or socket). Pass .tflite model files.")
-
-    refuse_output_over_input(values["results_path"], {"model": values["models"], "--inputs file": values["inputs"],
-                                                      "--suite file": suite}, what="--results")
+    _check_paths(values, suite)
     config = BenchConfig(num_runs=values["num_runs"], warmup_runs=values["warmup_runs"],
                          num_threads=values["num_threads"], min_secs=values["min_secs"],
                          use_xnnpack=values["use_xnnpack"], timeout_s=values["timeout_s"], inputs=values["inputs"],
