@@ -42,7 +42,9 @@ test-docker: venv system-deps
 	$(WITH_TFLM) EDGEDISTILL_TEST_DOCKER=1 $(PY) -m pytest tests/test_docker.py $(PYTEST_ARGS)
 
 # The emulated Raspberry Pi (Debian 12 arm64 in qemu-system-aarch64): image prepared once into
-# $$EDGEDISTILL_PI_DIR (else ~/.cache/edgedistill/pi), booted, benchmarked over ssh (tests/test_devices_pi.py).
+# $$EDGEDISTILL_PI_DIR (else ~/.cache/edgedistill/pi; 15-50 min cold, root), booted, benchmarked over ssh
+# (tests/test_devices_pi.py). Once the image is there `make test` (and CI) runs these VM tests too; without it
+# they skip there, as a cold prepare does not fit CI's time.
 test-devices: venv system-deps
 	EDGEDISTILL_TEST_DEVICES=1 $(PY) -m pytest tests/test_devices_pi.py $(PYTEST_ARGS)
 
@@ -61,6 +63,8 @@ bench: venv system-deps
 
 lint: venv
 	$(PY) -m ruff check edgedistill tests benchmarks
+	$(PY) -m ruff format --check edgedistill tests benchmarks
+	$(PY) -m mypy edgedistill
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

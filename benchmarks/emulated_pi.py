@@ -7,8 +7,12 @@ int8 (random calibration: enough for latency). Per model: the VM through the ssh
 (`edgedistill bench --target ssh://pi@127.0.0.1:PORT --ssh-config DIR/image/ssh_config`), a bare LiteRT
 loop in the VM (same model, threads and runs, no harness: the harness overhead is runner p50 / bare p50 - 1,
 target < 5 %), and the host's local target. Whether the VM's int8 outputs equal the host's is recorded.
+Then a per-op profile of each model in the VM and on the host (`bench --profile`, its own run: the profile's
+one-operator interpreters would raise the measuring process's peak RSS), with the rows' sum over the whole
+model's p50 measured in the same interleaved rounds (share_ratio, the check: 1 +- 0.02), over the timing
+loop's p50 of that run, and the operators alone (without the invoke call's row).
 
-    nice python benchmarks/emulated_pi.py       # table on stdout, benchmarks/results/emulated_pi.json
+    nice python benchmarks/emulated_pi.py       # tables on stdout, benchmarks/results/emulated_pi.json
 """
 
 from __future__ import annotations
@@ -84,13 +88,15 @@ def bare_loop_in_vm(target, model: Path, num_runs: int, warmup_runs: int, script
 
 
 def measure_model(model: Path, state: dict, args: argparse.Namespace, script: Path) -> dict:
-    options = TargetOptions(ssh_config=state["ssh_config"], connect_timeout_s=20)
+    options = TargetOptions(ssh_config=state["ssh_config"], connect_timeout_s=60)  # a loaded host's guest answers slowly
     common = dict(num_runs=args.num_runs, warmup_runs=args.warmup_runs, timeout_s=3600)
     target = make_target(state["target"], options)
     with target:
         vm = run_benchmark(model, target=target, **common)
         bare = bare_loop_in_vm(target, model, args.num_runs, args.warmup_runs, script)
+        vm_profile = run_benchmark(model, target=target, profile=True, **common)
     host = run_benchmark(model, target="local", **common)
+    host_profile = run_benchmark(model, target="local", profile=True, **common)
     vm_p50, host_p50, bare_p50 = vm.latency_ms["p50"], host.latency_ms["p50"], statistics.median(bare)
     return {
         "model": model.name, "model_bytes": model.stat().st_size,
@@ -105,7 +111,41 @@ def measure_model(model: Path, state: dict, args: argparse.Namespace, script: Pa
                  "runtime": f"{host.runtime} {host.runtime_version}"},
         "vm_over_host_p50": vm_p50 / host_p50,
         "harness_overhead_in_vm": vm_p50 / bare_p50 - 1.0,
+        "profile": {"vm": profile_figures(vm_profile), "host": profile_figures(host_profile)},
     }
+
+
+def profile_figures(measurement) -> dict:
+    """What the issue asks of a per-op profile: its rows' sum over the measured invoke p50, and the top ops."""
+    from edgedistill.profiles import SHARE_TOLERANCE, Profile
+
+    profile = Profile.from_dict(measurement.extra["profile"])
+    details = profile.details
+    loop_us, ops_only_us = details.get("invoke_loop_us"), details.get("ops_only_us")
+    return {
+        "source": profile.source, "rounds": details.get("rounds"), "num_rows": len(profile.ops),
+        "rows_total_us": profile.total, "invoke_p50_us": profile.invoke, "share_ratio": profile.share_ratio,
+        "within_tolerance": profile.shares_add_up, "tolerance": SHARE_TOLERANCE,
+        "invoke_loop_p50_us": loop_us, "share_ratio_vs_loop": profile.total / loop_us if loop_us else None,
+        "ops_only_us": ops_only_us, "ops_only_ratio": ops_only_us / profile.invoke if ops_only_us else None,
+        "invoke_call_us": details.get("fixed_cost_us"), "invoke_call_from": details.get("fixed_cost_from"),
+        "empty_invoke_us": details.get("empty_invoke_us"), "share_ratio_cpu": profile.share_ratio_cpu,
+        "share_ratio_if_empty_model_cost": _ratio_with_empty_model_cost(profile),
+        "top": [{"node_type": op.node_type, "name": op.name, "index": op.index, "avg_us": op.avg,
+                 "share_percent": share} for op, share in profile.top(5)],
+        "ops": [{"index": op.index, "node_type": op.node_type, "avg_us": op.avg} for op in profile.ops],
+    }  # fmt: skip
+
+
+def _ratio_with_empty_model_cost(profile) -> float | None:
+    """The share ratio had the fixed cost been an empty model's invoke (no delegate entry), from the same slices:
+    each operator's raw slice median is its row plus the fixed cost (rows clamped at 0 aside)."""
+    details, rows = profile.details, [op for op in profile.ops if op.index >= 0]
+    fixed, empty = details.get("fixed_cost_us"), details.get("empty_invoke_us")
+    if fixed is None or empty is None or not profile.invoke:
+        return None
+    raw_total = sum(op.avg + fixed for op in rows)
+    return (raw_total - (len(rows) - 1) * empty) / profile.invoke
 
 
 def print_table(document: dict) -> None:
@@ -119,6 +159,19 @@ def print_table(document: dict) -> None:
               f"| {row['vm_over_host_p50']:.1f}x | {row['vm']['peak_rss_bytes'] / 2**20:.1f} "
               f"| {row['host']['peak_rss_bytes'] / 2**20:.1f} | {100 * row['harness_overhead_in_vm']:+.2f} % "
               f"| {row['vm']['outputs_match_host']} (max diff {row['vm']['outputs_max_abs_diff']}) |")
+    print()
+    print("| model | where | rows | invoke p50 us (rounds) | rows' sum us | share_ratio | within +-2 % | vs loop p50 "
+          "| ops only | fixed cost us (empty model) | ratio with empty-model cost | top ops (share of rows) |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+    for row in document["models"]:
+        for where in ("vm", "host"):
+            figures = row["profile"][where]
+            top = ", ".join(f"{op['node_type']} {op['share_percent']:.0f} %" for op in figures["top"][:3])
+            print(f"| {row['model']} | {where} | {figures['num_rows']} | {figures['invoke_p50_us']:,.2f} "
+                  f"| {figures['rows_total_us']:,.2f} | {figures['share_ratio']:.3f} | {figures['within_tolerance']} "
+                  f"| {figures['share_ratio_vs_loop']:.3f} | {figures['ops_only_ratio']:.3f} "
+                  f"| {figures['invoke_call_us']:.2f} ({figures['empty_invoke_us']:.2f}) "
+                  f"| {figures['share_ratio_if_empty_model_cost']:.3f} | {top} |")
 
 
 def main() -> None:
@@ -126,6 +179,7 @@ def main() -> None:
     parser.add_argument("--pi-dir", default=None, help="the Pi folder (default $EDGEDISTILL_PI_DIR or ~/.cache/...)")
     parser.add_argument("--num-runs", type=int, default=100)
     parser.add_argument("--warmup-runs", type=int, default=5)
+    parser.add_argument("--boot-timeout", type=float, default=1800.0, help="seconds to wait for the VM's sshd")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "emulated_pi.json"))
     args = parser.parse_args()
 
@@ -136,7 +190,7 @@ def main() -> None:
     if manifest["cached"] is False:
         manifest["prepare_s"] = round(time.monotonic() - started, 1)
     stop_pi(layout)
-    state = start_pi(layout)
+    state = start_pi(layout, timeout_s=args.boot_timeout)
     work = Path(tempfile.mkdtemp(prefix="emulated-pi-"))
     subprocess.run([sys.executable, "-c", MAKE_MODELS, str(work)], check=True, env={**os.environ})
     script = work / "bare_loop.py"

@@ -10,6 +10,9 @@ images (all when 0). One teacher per task, trained once and cached under benchma
     nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task fashion_mlp --seeds 0 1 2
     nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task cifar10 --seeds 0 \\
         --teacher-file benchmarks/.external/real_images_teacher_resnet8_w1_e10_n48000.keras
+    nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task cifar10_t20 --teacher-only \
+        --teacher-file benchmarks/.external/real_images_teacher_resnet8_w1_e20_n48000.keras   # the teacher alone
+    nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task digits28x10_w1 --candidates scratch dist_t4
 
 Rows go to benchmarks/results/kd_defaults_<task>.json after every run; a finished (candidate, seed)
 row is skipped on the next call, so the benchmark runs in parts. Every row keeps the per-epoch
@@ -40,46 +43,127 @@ RESULTS = HERE / "results"
 # session-4 set-up (10,000 images, augmentation, cosine decay, no early stopping).
 TASKS: dict[str, dict] = {
     "digits": {
-        "data": "digits", "validation_fraction": 0.1, "teacher": ("cnn", 1.0), "student": ("dscnn", 0.5),
-        "teacher_epochs": 30, "epochs": 40, "patience": 8, "qat_epochs": 10, "learning_rate": 3e-3, "qat_learning_rate": 5e-4,
-        "batch_size": 64, "cosine": False, "augment": False, "train_samples": 0, "test_samples": 0, "tflm_samples": 0,
+        "data": "digits",
+        "validation_fraction": 0.1,
+        "teacher": ("cnn", 1.0),
+        "student": ("dscnn", 0.5),
+        "teacher_epochs": 30,
+        "epochs": 40,
+        "patience": 8,
+        "qat_epochs": 10,
+        "learning_rate": 3e-3,
+        "qat_learning_rate": 5e-4,
+        "batch_size": 64,
+        "cosine": False,
+        "augment": False,
+        "train_samples": 0,
+        "test_samples": 0,
+        "tflm_samples": 0,
     },
     "fashion_mlp": {
-        "data": "fashion_mnist", "validation_fraction": 0.1, "teacher": ("mlp", 4.0), "student": ("mlp", 0.125),
-        "teacher_epochs": 20, "epochs": 20, "patience": 8, "qat_epochs": 3, "learning_rate": 1e-3, "qat_learning_rate": 2e-4,
-        "batch_size": 128, "cosine": False, "augment": False, "train_samples": 0, "test_samples": 0, "tflm_samples": 0,
+        "data": "fashion_mnist",
+        "validation_fraction": 0.1,
+        "teacher": ("mlp", 4.0),
+        "student": ("mlp", 0.125),
+        "teacher_epochs": 20,
+        "epochs": 20,
+        "patience": 8,
+        "qat_epochs": 3,
+        "learning_rate": 1e-3,
+        "qat_learning_rate": 2e-4,
+        "batch_size": 128,
+        "cosine": False,
+        "augment": False,
+        "train_samples": 0,
+        "test_samples": 0,
+        "tflm_samples": 0,
     },
     "cifar10": {
-        "data": f"images:{EXTERNAL / 'cifar10'}", "validation_fraction": 2000 / 50000, "teacher": ("resnet8", 1.0),
-        "student": ("resnet8", 0.35), "teacher_epochs": 10, "epochs": 20, "patience": 0, "qat_epochs": 2,
-        "learning_rate": 3e-3, "qat_learning_rate": 6e-4, "batch_size": 128, "cosine": True, "augment": True,
-        "train_samples": 10000, "test_samples": 5000, "tflm_samples": 1000,
+        "data": f"images:{EXTERNAL / 'cifar10'}",
+        "validation_fraction": 2000 / 50000,
+        "teacher": ("resnet8", 1.0),
+        "student": ("resnet8", 0.35),
+        "teacher_epochs": 10,
+        "epochs": 20,
+        "patience": 0,
+        "qat_epochs": 2,
+        "learning_rate": 3e-3,
+        "qat_learning_rate": 6e-4,
+        "batch_size": 128,
+        "cosine": True,
+        "augment": True,
+        "train_samples": 10000,
+        "test_samples": 5000,
+        "tflm_samples": 1000,
     },
     # The same, QAT at the learning rate the cosine decay ended at (3e-5) instead of restarting at 6e-4: the float
     # students' gains were lost in the 2 QAT epochs (real_images.py session 4 and the cifar10 rows here).
     "cifar10_qat_low": {},
     "digits28_mlp": {  # the Hinton et al. 2015 MNIST set-up in small: large MLP teacher, small MLP student, 28x28 digits
-        "data": f"npz:{EXTERNAL / 'kd_defaults' / 'digits28.npz'}", "validation_fraction": 0.1, "teacher": ("mlp", 4.0),
-        "student": ("mlp", 0.25), "teacher_epochs": 60, "epochs": 60, "patience": 10, "qat_epochs": 5, "learning_rate": 1e-3,
-        "qat_learning_rate": 2e-4, "batch_size": 64, "cosine": False, "augment": False, "train_samples": 0, "test_samples": 0,
+        "data": f"npz:{EXTERNAL / 'kd_defaults' / 'digits28.npz'}",
+        "validation_fraction": 0.1,
+        "teacher": ("mlp", 4.0),
+        "student": ("mlp", 0.25),
+        "teacher_epochs": 60,
+        "epochs": 60,
+        "patience": 10,
+        "qat_epochs": 5,
+        "learning_rate": 1e-3,
+        "qat_learning_rate": 2e-4,
+        "batch_size": 64,
+        "cosine": False,
+        "augment": False,
+        "train_samples": 0,
+        "test_samples": 0,
         "tflm_samples": 0,
     },
     "fsdd": {  # keyword_spotting.py's held-out-speaker split (theo never heard), no augmentation copies
-        "data": f"audio:{HERE.parents[1] / 'shared' / 'data' / 'fsdd' / 'recordings'}", "validation_fraction": 0.1,
-        "teacher": ("dscnn_kws_large", 0.5), "student": ("dscnn_kws", 0.5), "teacher_epochs": 30, "epochs": 30, "patience": 8,
-        "qat_epochs": 4, "learning_rate": 3e-3, "qat_learning_rate": 5e-4, "batch_size": 64, "cosine": False, "augment": False,
-        "train_samples": 0, "test_samples": 0, "tflm_samples": 0,
+        "data": f"audio:{HERE.parents[1] / 'shared' / 'data' / 'fsdd' / 'recordings'}",
+        "validation_fraction": 0.1,
+        "teacher": ("dscnn_kws_large", 0.5),
+        "student": ("dscnn_kws", 0.5),
+        "teacher_epochs": 30,
+        "epochs": 30,
+        "patience": 8,
+        "qat_epochs": 4,
+        "learning_rate": 3e-3,
+        "qat_learning_rate": 5e-4,
+        "batch_size": 64,
+        "cosine": False,
+        "augment": False,
+        "train_samples": 0,
+        "test_samples": 0,
+        "tflm_samples": 0,
     },
-}  # fmt: skip
+}
 
 TASKS["cifar10_qat_low"] = TASKS["cifar10"] | {"qat_learning_rate": 3e-5}
+# The issue's CIFAR-10 check: the same, with a teacher trained 20 epochs (10 gave 74.14 %, below the issue's 75 %) and
+# TFLM on a class-balanced 1,000 of the 5,000 test images (the first 1,000 are mostly the first classes).
+TASKS["cifar10_t20"] = TASKS["cifar10_qat_low"] | {"teacher_epochs": 20, "tflm_stratified": True}
+
+# The Hinton et al. 2015 check at three student sizes (their student was 800-800 against a 1200-1200 teacher, 1/2.4
+# of its parameters; mlp w0.25 is 1/25, w1 1/5.7, w2 1/2.5 of mlp w4) and with more training images: "x10" trains
+# teacher and students on the training split plus 9 copies jittered by up to +-2 pixels (Hinton's jitter); the
+# validation and test images stay the originals. Each family shares one teacher (``teacher_key``).
+for _copies in (1, 10):
+    for _width in (0.25, 1.0, 2.0):
+        _family = "digits28" if _copies == 1 else f"digits28x{_copies}"
+        TASKS[f"{_family}_w{_width:g}"] = TASKS["digits28_mlp"] | {
+            "student": ("mlp", _width),
+            "train_copies": _copies,
+            "teacher_key": _family,
+        }
 
 # name -> (loss spec, hard-label weight); None: the scratch student (hard labels only).
 CANDIDATES: dict[str, tuple | None] = {
     "scratch": None,
     "current": ({"kind": "logits", "temperature": 4.0}, 0.5),  # today's default
     "dist": ("dist", 0.5),  # DIST at its ImageNet defaults (beta = gamma = 1, T = 1), weight 1 each as in the paper
-    "logits_t2_w0.1": ({"kind": "logits", "temperature": 2.0}, 0.1),  # Hinton's light hard-label weight, lower T for a small student
+    "logits_t2_w0.1": (
+        {"kind": "logits", "temperature": 2.0},
+        0.1,
+    ),  # Hinton's light hard-label weight, lower T for a small student
     "dist_t4": ("dist:beta=2,gamma=2,temperature=4", 0.5),  # DIST at its CIFAR-100 setting
 }
 
@@ -97,12 +181,28 @@ def load(task: dict, args):
         from edgedistill import stages
 
         # The device's front end (TFLM Signal ops) at 8 kHz, 30 ms window, 20 ms stride, 20 mel channels.
-        config = DataConfig(data=task["data"], audio_label_pattern="{label}_{speaker}_{index}.wav", audio_test_split="speaker=theo",
-                            audio_sample_rate=8000, audio_trim=True, audio_channels=20, audio_window_ms=30, audio_stride_ms=20,
-                            audio_augment_copies=0, seed=0)  # fmt: skip
+        config = DataConfig(
+            data=task["data"],
+            audio_label_pattern="{label}_{speaker}_{index}.wav",
+            audio_test_split="speaker=theo",
+            audio_sample_rate=8000,
+            audio_trim=True,
+            audio_channels=20,
+            audio_window_ms=30,
+            audio_stride_ms=20,
+            audio_augment_copies=0,
+            seed=0,
+        )
         return stages.load_data(config)[0], samples
-    data = load_dataset(task["data"], validation_fraction=task["validation_fraction"], seed=0, max_train_samples=None,
-                        options=DataConfig(data=task["data"]))  # fmt: skip
+    data = load_dataset(
+        task["data"],
+        validation_fraction=task["validation_fraction"],
+        seed=0,
+        max_train_samples=None,
+        options=DataConfig(data=task["data"]),
+    )
+    if task.get("train_copies", 1) > 1:
+        data.x_train, data.y_train = jittered_copies(data.x_train, data.y_train, task["train_copies"])
     test = args.test_samples if args.test_samples is not None else task["test_samples"]
     if test and test < len(data.x_test):
         keep = np.sort(np.random.default_rng(0).permutation(len(data.x_test))[:test])
@@ -134,6 +234,26 @@ def make_digits28(path: Path) -> None:
     np.savez(path, x_train=frame(x_train), y_train=y_train, x_test=frame(x_test), y_test=y_test)
 
 
+def jittered_copies(x, y, copies: int, *, seed: int = 1):
+    """The images plus ``copies - 1`` copies, each shifted by up to +-2 pixels per axis (never pushing ink out of the
+    frame), shuffled: Hinton's jittered training inputs. The copies follow the images in a seeded random order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images, labels = [x], [y]
+    for _ in range(copies - 1):
+        shifted = np.empty_like(x)
+        for index, image in enumerate(x):
+            rows, columns = np.flatnonzero(image.any(axis=(1, 2))), np.flatnonzero(image.any(axis=(0, 2)))
+            down = rng.integers(max(-2, -rows[0]), min(2, image.shape[0] - 1 - rows[-1]) + 1)
+            right = rng.integers(max(-2, -columns[0]), min(2, image.shape[1] - 1 - columns[-1]) + 1)
+            shifted[index] = np.roll(image, (down, right), axis=(0, 1))
+        images.append(shifted)
+        labels.append(y)
+    order = rng.permutation(len(x) * copies)
+    return np.concatenate(images)[order], np.concatenate(labels)[order]
+
+
 def subset(data, count: int):
     """The first ``count`` training images (the split is already shuffled): the students' training set."""
     import dataclasses
@@ -159,46 +279,126 @@ def train_config(task: dict, *, epochs: int, seed: int, learning_rate: float, nu
     if cosine:  # decay over the whole run to 1 % of the start
         steps = epochs * math.ceil(num_samples / task["batch_size"])
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.01)
-    return TrainConfig(epochs=epochs, batch_size=task["batch_size"], learning_rate=learning_rate, patience=patience, seed=seed, verbose=0)
+    return TrainConfig(
+        epochs=epochs, batch_size=task["batch_size"], learning_rate=learning_rate, patience=patience, seed=seed, verbose=0
+    )
 
 
 def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
+    """The task's teacher: loaded from its cache, else trained and cached; how it was trained is kept in a .json
+    beside the cache (a loaded teacher reports its training epochs and time, not the loading time)."""
     from edgedistill.models import load_model_file
     from edgedistill.training import accuracy, train_classifier
 
     preset, width = task["teacher"]
-    cache = Path(args.teacher_file) if args.teacher_file else EXTERNAL / "kd_defaults" / f"{name}_teacher_{preset}_w{width:g}.keras"
+    key = task.get("teacher_key", name)
+    cache = (
+        Path(args.teacher_file) if args.teacher_file else EXTERNAL / "kd_defaults" / f"{key}_teacher_{preset}_w{width:g}.keras"
+    )
+    training_file = cache.with_suffix(".json")
     started = time.perf_counter()
     if cache.exists():
         teacher = load_model_file(cache)
+        training = json.loads(training_file.read_text()) if training_file.exists() else {}
     else:
         teacher = build(preset, width, data, "teacher")
-        config = train_config(task, epochs=task["teacher_epochs"], seed=0, learning_rate=task["learning_rate"],
-                              num_samples=len(data.x_train), cosine=task["cosine"], patience=task["patience"])  # fmt: skip
-        train_classifier(teacher, data, config=config, augmentation=augmentation)
+        config = train_config(
+            task,
+            epochs=task["teacher_epochs"],
+            seed=0,
+            learning_rate=task["learning_rate"],
+            num_samples=len(data.x_train),
+            cosine=task["cosine"],
+            patience=task["patience"],
+        )
+        history = train_classifier(teacher, data, config=config, augmentation=augmentation)
         cache.parent.mkdir(parents=True, exist_ok=True)
         teacher.save(cache)
-    info = {"preset": preset, "width": width, "parameters": int(teacher.count_params()), "file": str(cache),
-            "test_accuracy": round(accuracy(teacher, data.x_test, data.y_test), 2), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    print(f"teacher {preset} w{width:g}: {info['parameters']} parameters, test {info['test_accuracy']:.2f}%", flush=True)
+        training = {
+            "epochs": task["teacher_epochs"],
+            "epochs_run": len(history.get("val_accuracy", [])),
+            "train_samples": len(data.x_train),
+            "augmented": augmentation is not None,
+            "cosine": task["cosine"],
+            "learning_rate": task["learning_rate"],
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
+        }
+        training_file.write_text(json.dumps(training, indent=1) + "\n")
+    info = {
+        "preset": preset,
+        "width": width,
+        "parameters": int(teacher.count_params()),
+        "file": str(cache),
+        "test_accuracy": round(accuracy(teacher, data.x_test, data.y_test), 2),
+        "test_samples": len(data.x_test),
+        "seconds": round(time.perf_counter() - started, 1),
+        "training": training,
+    }
+    print(
+        f"teacher {preset} w{width:g}: {info['parameters']} parameters, test {info['test_accuracy']:.2f}% "
+        f"({info['seconds']:.0f} s; {training.get('epochs', '?')} epochs on {training.get('train_samples', '?')} images)",
+        flush=True,
+    )
     return teacher, info
 
 
-def evaluate(data, *, float_model, qat_model, int8: bytes, tflm_samples: int) -> dict:
-    """Float, QAT and LiteRT int8 on the whole test split; TFLM int8 on its first ``tflm_samples``."""
+def tflm_subset(y_test, count: int, stratified: bool):
+    """The test images TFLM runs on: all (``count`` 0), the first ``count``, or (``stratified``) ``count`` drawn
+    class by class with a fixed seed, so that a subset of a split sorted by class still has every class."""
+    import numpy as np
+
+    if not count or count >= len(y_test):
+        return slice(None)
+    if not stratified:
+        return slice(0, count)
+    rng = np.random.default_rng(0)
+    classes = np.unique(y_test)
+    picked = [rng.permutation(np.flatnonzero(y_test == label))[: count // len(classes)] for label in classes]
+    return np.sort(np.concatenate(picked))
+
+
+def evaluate(data, *, float_model, qat_model, int8: bytes, tflm_samples: int, stratified: bool = False) -> dict:
+    """Float, QAT and LiteRT int8 on the whole test split; TFLM int8 on ``tflm_subset`` of it."""
     from edgedistill.micro import arena_with_margin, measure_arena
     from edgedistill.verify import verify_models
 
-    whole = verify_models(data.x_test, data.y_test, keras_models={"float": float_model, "qat": qat_model}, int8_tflite=int8,
-                          reference="qat", chance_gate=False, max_int8_drop=100.0)  # fmt: skip
+    whole = verify_models(
+        data.x_test,
+        data.y_test,
+        keras_models={"float": float_model, "qat": qat_model},
+        int8_tflite=int8,
+        reference="qat",
+        chance_gate=False,
+        max_int8_drop=100.0,
+    )
     arena, _ = arena_with_margin(measure_arena(int8)["arena_bytes"])
-    micro = verify_models(data.x_test, data.y_test, int8_tflite=int8, tflm_arena_size=arena, chance_gate=False, max_int8_drop=100.0,
-                          max_samples=tflm_samples or None)  # fmt: skip
+    keep = tflm_subset(data.y_test, tflm_samples, stratified)
+    micro = verify_models(
+        data.x_test[keep], data.y_test[keep], int8_tflite=int8, tflm_arena_size=arena, chance_gate=False, max_int8_drop=100.0
+    )
     row = {key: round(value, 2) for key, value in whole.accuracy.items()}
-    row |= {"int8_tflm": round(micro.accuracy["int8_tflm"], 2), "tflm_samples": micro.num_test_samples,
-            "int8_litert_on_tflm_samples": round(micro.accuracy["int8_litert"], 2),
-            "tflm_agrees_with_litert": micro.agreement.get("int8_litert~int8_tflm"), "tflm_arena_bytes": arena}  # fmt: skip
+    row |= {
+        "int8_tflm": round(micro.accuracy["int8_tflm"], 2),
+        "tflm_samples": micro.num_test_samples,
+        "tflm_stratified": stratified,
+        "int8_litert_on_tflm_samples": round(micro.accuracy["int8_litert"], 2),
+        "tflm_agrees_with_litert": micro.agreement.get("int8_litert~int8_tflm"),
+        "tflm_arena_bytes": arena,
+    }
     return row
+
+
+def with_one_retry(function):
+    """``function()``, called a second time after a TypeError: tfmot's QAT wrapping failed once in a process on this
+    machine (2026-12-06) with autograph calling the wrong converted method of the preprocessing layer's
+    QuantizeConfig ("get_activations_and_quantizers() takes 2 positional arguments but 3 were given"); a trained
+    student is worth a second try rather than a lost row."""
+    try:
+        return function()
+    except TypeError as error:
+        print(f"  QAT wrapping failed ({str(error).splitlines()[0][:120]}); retrying once", flush=True)
+        return function()
 
 
 def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate: str, args) -> dict:
@@ -215,29 +415,66 @@ def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate
     qat_epochs = args.qat_epochs if args.qat_epochs is not None else task["qat_epochs"]
     input_range = BYTE_RANGE if data.raw_bytes else None
     student = build(*task["student"], data, "student")
-    config = train_config(task, epochs=epochs, seed=seed, learning_rate=task["learning_rate"], num_samples=len(data.x_train),
-                          cosine=task["cosine"], patience=task["patience"])  # fmt: skip
-    qat_config = train_config(task, epochs=qat_epochs, seed=seed, learning_rate=task["qat_learning_rate"], num_samples=len(data.x_train),
-                              cosine=False, patience=task["patience"])  # fmt: skip
+    config = train_config(
+        task,
+        epochs=epochs,
+        seed=seed,
+        learning_rate=task["learning_rate"],
+        num_samples=len(data.x_train),
+        cosine=task["cosine"],
+        patience=task["patience"],
+    )
+    qat_config = train_config(
+        task,
+        epochs=qat_epochs,
+        seed=seed,
+        learning_rate=task["qat_learning_rate"],
+        num_samples=len(data.x_train),
+        cosine=False,
+        patience=task["patience"],
+    )
     if CANDIDATES[candidate] is None:
         history = train_classifier(student, data, config=config, stage="scratch", augmentation=augmentation)
-        qat = quantize_model(student, input_range=input_range)
+        qat = with_one_retry(lambda: quantize_model(student, input_range=input_range))
         train_classifier(qat, data, config=qat_config, stage="scratch_qat", augmentation=augmentation)
     else:
         spec, weight = CANDIDATES[candidate]
-        student, history = distill(teacher, student, data, distillation_losses=[get_loss(spec)], student_loss_weight=weight,
-                                   config=config, augmentation=augmentation)  # fmt: skip
-        training = TrainingArguments(distillation_losses=[get_loss(spec)], student_loss_weight=weight, config=qat_config,
-                                     augmentation=augmentation)  # fmt: skip
-        qat = quantize_distill(teacher, student, data, training=training).student
+        student, history = distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[get_loss(spec)],
+            student_loss_weight=weight,
+            config=config,
+            augmentation=augmentation,
+        )
+        training = TrainingArguments(
+            distillation_losses=[get_loss(spec)], student_loss_weight=weight, config=qat_config, augmentation=augmentation
+        )
+        qat = with_one_retry(lambda: quantize_distill(teacher, student, data, training=training).student)
     int8 = convert_keras_model(qat, representative_data=data.x_train, input_range=input_range)
-    row = {"seed": seed, "candidate": candidate, "parameters": int(student.count_params()),
-           **evaluate(data, float_model=student, qat_model=qat, int8=int8, tflm_samples=args.tflm_samples),
-           "int8_bytes": len(int8), "epochs_run": len(history.get("val_accuracy", [])),
-           "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
-           "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    print(f"  seed {seed} {candidate:<16} float {row['float']:6.2f}  qat {row['qat']:6.2f}  int8 LiteRT {row['int8_litert']:6.2f}"
-          f"  int8 TFLM {row['int8_tflm']:6.2f} ({row['tflm_samples']})  ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+    row = {
+        "seed": seed,
+        "candidate": candidate,
+        "parameters": int(student.count_params()),
+        **evaluate(
+            data,
+            float_model=student,
+            qat_model=qat,
+            int8=int8,
+            tflm_samples=args.tflm_samples,
+            stratified=task.get("tflm_stratified", False),
+        ),
+        "int8_bytes": len(int8),
+        "epochs_run": len(history.get("val_accuracy", [])),
+        "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(
+        f"  seed {seed} {candidate:<16} float {row['float']:6.2f}  qat {row['qat']:6.2f}  int8 LiteRT {row['int8_litert']:6.2f}"
+        f"  int8 TFLM {row['int8_tflm']:6.2f} ({row['tflm_samples']})  ({row['seconds']:.0f} s)",
+        flush=True,
+    )
     return row
 
 
@@ -269,7 +506,10 @@ def summarise(rows: list[dict], teacher_accuracy: float | None) -> dict:
         summary["scratch_noise"] = {}
         for key in ("int8_litert", "int8_tflm"):
             values = [r[key] for r in scratch.values()]
-            summary["scratch_noise"] |= {f"{key}_range": round(max(values) - min(values), 2), f"{key}_std": round(statistics.stdev(values), 2)}
+            summary["scratch_noise"] |= {
+                f"{key}_range": round(max(values) - min(values), 2),
+                f"{key}_std": round(statistics.stdev(values), 2),
+            }
     return summary
 
 
@@ -299,8 +539,10 @@ def print_table(result: dict) -> None:
         if candidate not in CANDIDATES:
             continue
         gain = entry.get("gain_int8_litert_mean")
-        print(f"{candidate:<16} {entry['float']:7.2f} {entry['qat']:7.2f} {entry['int8_litert']:7.2f} {entry['int8_tflm']:7.2f} "
-              f"{'' if gain is None else f'{gain:+7.2f}':>7}  {entry.get('gain_int8_litert_per_seed', '')}")  # fmt: skip
+        print(
+            f"{candidate:<16} {entry['float']:7.2f} {entry['qat']:7.2f} {entry['int8_litert']:7.2f} {entry['int8_tflm']:7.2f} "
+            f"{'' if gain is None else f'{gain:+7.2f}':>7}  {entry.get('gain_int8_litert_per_seed', '')}"
+        )
     if "scratch_noise" in summary:
         print(f"scratch int8 spread over seeds: {summary['scratch_noise']}")
 
@@ -308,7 +550,9 @@ def print_table(result: dict) -> None:
 def markdown(result: dict) -> str:
     """The task's table for benchmarks/README.md: means over seeds, int8 gains per seed (LiteRT int8, whole test split)."""
     summary, lines = result["summary"], []
-    lines.append("| candidate | seeds | float | QAT | int8 LiteRT | int8 TFLM | int8 gain vs scratch: mean (per seed) | gap recovered |")
+    lines.append(
+        "| candidate | seeds | float | QAT | int8 LiteRT | int8 TFLM | int8 gain vs scratch: mean (per seed) | gap recovered |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---|---:|")
     for candidate, entry in summary.items():
         if candidate not in CANDIDATES:
@@ -317,22 +561,31 @@ def markdown(result: dict) -> str:
         per_seed = ", ".join(f"{g:+.2f}" for g in entry.get("gain_int8_litert_per_seed", []))
         gains = "-" if gain is None else f"{gain:+.2f} ({per_seed})"
         gap = entry.get("gap_recovered_int8")
-        lines.append(f"| {candidate} | {','.join(map(str, entry['seeds']))} | {entry['float']:.2f} | {entry['qat']:.2f} | "
-                     f"{entry['int8_litert']:.2f} | {entry['int8_tflm']:.2f} | {gains} | {'' if gap is None else f'{gap:.2f}'} |")  # fmt: skip
+        lines.append(
+            f"| {candidate} | {','.join(map(str, entry['seeds']))} | {entry['float']:.2f} | {entry['qat']:.2f} | "
+            f"{entry['int8_litert']:.2f} | {entry['int8_tflm']:.2f} | {gains} | {'' if gap is None else f'{gap:.2f}'} |"
+        )
     return "\n".join(lines)
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=["scratch", "current", "dist", "logits_t2_w0.1"])
+    parser.add_argument(
+        "--candidates", nargs="+", choices=list(CANDIDATES), default=["scratch", "current", "dist", "logits_t2_w0.1"]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override the task's student epochs")
     parser.add_argument("--qat-epochs", type=int, default=None, help="override the task's QAT epochs")
     parser.add_argument("--train-samples", type=int, default=None, help="override the students' training images (0: all)")
     parser.add_argument("--test-samples", type=int, default=None, help="override the test images (0: all)")
-    parser.add_argument("--tflm-samples", type=int, default=None, help="TFLM on the first N test images (0: all); default per task")
+    parser.add_argument(
+        "--tflm-samples", type=int, default=None, help="TFLM on the first N test images (0: all); default per task"
+    )
     parser.add_argument("--teacher-file", default=None, help="a trained teacher to use (else trained once and cached)")
+    parser.add_argument(
+        "--teacher-only", action="store_true", help="train (or load) the task's teacher, print its accuracy, stop"
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--markdown", action="store_true", help="print the task's table from its results file and stop")
     args = parser.parse_args(argv)
@@ -348,23 +601,36 @@ def main(argv=None) -> None:
     if args.markdown:
         return print(markdown(json.loads(args.output.read_text())))
     if args.task.startswith("cifar10") and not (EXTERNAL / "cifar10" / "train").is_dir():
-        sys.exit(f"Error: {EXTERNAL / 'cifar10'} has no train/ folder: export the CIFAR-10 JPEG copy there (benchmarks/README.md).")
+        sys.exit(
+            f"Error: {EXTERNAL / 'cifar10'} has no train/ folder: export the CIFAR-10 JPEG copy there (benchmarks/README.md)."
+        )
     from edgedistill.augment import augmentation_for
     from edgedistill.tflite_model import runtime_versions
 
     everything, samples = load(task, args)
     augmentation = augmentation_for(everything) if task["augment"] else None
     teacher, teacher_info = None, None
-    if args.candidates != ["scratch"]:  # scratch students can run while the teacher still trains elsewhere
+    if args.candidates != ["scratch"] or args.teacher_only:  # scratch students can run while the teacher trains elsewhere
         teacher, teacher_info = teacher_for(args.task, task, everything, augmentation, args)
+    if args.teacher_only:
+        return print(json.dumps(teacher_info, indent=1))
     data = subset(everything, samples)
     print(f"data: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, {data.input_shape}", flush=True)
     result = json.loads(args.output.read_text()) if args.output.exists() else {"rows": []}
-    result |= {"task": args.task, "settings": {k: v for k, v in task.items()}, "teacher": teacher_info or result.get("teacher"),
-               "data": {"spec": task["data"].replace(str(HERE.parent) + "/", ""), "train_samples": len(data.x_train),
-                        "val_samples": len(data.x_val), "test_samples": len(data.x_test)},
-               "candidates": {k: v for k, v in CANDIDATES.items()}, "augmentation": augmentation.to_dict() if augmentation else None,
-               "versions": runtime_versions() | {"python": platform.python_version()}}  # fmt: skip
+    result |= {
+        "task": args.task,
+        "settings": {k: v for k, v in task.items()},
+        "teacher": teacher_info or result.get("teacher"),
+        "data": {
+            "spec": task["data"].replace(str(HERE.parent) + "/", ""),
+            "train_samples": len(data.x_train),
+            "val_samples": len(data.x_val),
+            "test_samples": len(data.x_test),
+        },
+        "candidates": {k: v for k, v in CANDIDATES.items()},
+        "augmentation": augmentation.to_dict() if augmentation else None,
+        "versions": runtime_versions() | {"python": platform.python_version()},
+    }
     result.setdefault("commands", []).append(" ".join(["python", *sys.argv]))
     done = {(r["candidate"], r["seed"]) for r in result["rows"]}
     for seed in args.seeds:
@@ -390,9 +656,10 @@ def teacher_accuracy(result: dict) -> float | None:
 def write(path: Path, result: dict) -> None:
     """Rows another process wrote meanwhile (parts of one benchmark may run at once) are kept."""
     if path.exists():
-        on_disk = json.loads(path.read_text()).get("rows", [])
+        on_disk = json.loads(path.read_text())
+        result["teacher"] = result.get("teacher") or on_disk.get("teacher")  # a scratch-only part knows no teacher
         mine = {(r["candidate"], r["seed"]) for r in result["rows"]}
-        result["rows"] += [r for r in on_disk if (r["candidate"], r["seed"]) not in mine]
+        result["rows"] += [r for r in on_disk.get("rows", []) if (r["candidate"], r["seed"]) not in mine]
         result["summary"] = summarise(result["rows"], teacher_accuracy(result))
         result["probe"] = probe_verdicts(result["rows"])
     path.parent.mkdir(parents=True, exist_ok=True)

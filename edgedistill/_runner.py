@@ -1,5 +1,8 @@
 """Self-contained benchmark runner, copied as one file to the device that measures.
 
+It runs LiteRT, not TFLM: the TFLM bench runner is :mod:`edgedistill.tflm` (run by path the same way),
+which loads this file for the one-operator timing loop they share (:func:`time_one_op_models`).
+
 It needs only the standard library, numpy and one TFLite interpreter on the device
 (``ai_edge_litert``, else ``tflite_runtime``, else ``tensorflow.lite``). It must not import
 edgedistill: the ssh and emulator targets run it where edgedistill is not installed.
@@ -23,9 +26,11 @@ Inputs are set once before the loop, as ``benchmark_model`` does.
 is measured by the documented fallback "one-operator models": the flatbuffer is sliced into one model
 per operator of subgraph 0 (the operator, its constant tensors, its activation inputs as model
 inputs, fed the values the whole model computed, kept with ``experimental_preserve_all_tensors``;
-random data where the interpreter cannot keep them), each timed like the whole model; the p50 of an invoke of an empty model
-(the call's own cost, paid once by the whole model but once per slice) is taken off each operator.
-The ``profile`` event says how the operators' sum compares with the whole model's p50.
+random data where the interpreter cannot keep them), all timed in rounds interleaved with the whole model
+(so a change of machine load hits both alike); the p50 of an invoke of an empty model (the call's own cost,
+paid once by the whole model but once per slice) is taken off each operator and listed once as the
+``(invoke call)`` row. The ``profile`` event gives the whole model's p50 in the same rounds (``invoke``)
+and the timing loop's (``invoke_loop_us``), so the rows' sum can be checked against both.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any
 
 EXIT_NO_INTERPRETER = 3
 EXIT_BAD_MODEL = 4
@@ -75,7 +81,7 @@ def read_text(path: str) -> str | None:
 def device_facts() -> dict:
     """What the measuring machine is: uname, CPU model, cores, governor, temperature."""
     uname = platform.uname()
-    facts = {
+    facts: dict[str, Any] = {
         "uname": " ".join([uname.system, uname.node, uname.release, uname.version, uname.machine]),
         "machine": uname.machine,
         "hostname": uname.node,
@@ -314,7 +320,9 @@ def _pack_aligned(model, builder) -> bytes:
 
 
 def _AlignedBuffer(schema):
-    class AlignedBuffer(schema.BufferT):
+    buffer_base: Any = schema.BufferT  # a class of the flatbuffers schema module loaded at run time
+
+    class AlignedBuffer(buffer_base):
         def Pack(self, builder):
             data = None
             if self.data is not None:
@@ -347,7 +355,7 @@ def one_op_models(model_content: bytes):
     names = builtin_names(schema)
     subgraph = model.subgraphs[0]
     operators = list(subgraph.operators or [])
-    inputs, outputs, buffers = subgraph.inputs, subgraph.outputs, model.buffers
+    inputs, outputs = subgraph.inputs, subgraph.outputs
     model.signatureDefs = None
     slices = []
     for index, op in enumerate(operators):
@@ -357,24 +365,67 @@ def one_op_models(model_content: bytes):
         if kind == "CUSTOM" and code.customCode:
             custom = code.customCode
             kind = custom.decode() if isinstance(custom, bytes) else bytes(custom).decode("utf-8", "replace")
-        used = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
-        subgraph.operators = [op]
-        # Each activation once (ADD(x, x) reads x twice), in the operator's order.
-        subgraph.inputs = list(dict.fromkeys(t for t in op.inputs
-                                             if t >= 0 and not _constant(buffers, subgraph.tensors[t])))
-        subgraph.outputs = list(op.outputs)
-        if len(model.subgraphs) == 1:
-            keep = {subgraph.tensors[t].buffer for t in used}
-            model.buffers = [b if k in keep or k == 0 else _empty_buffer(schema) for k, b in enumerate(buffers)]
         name = subgraph.tensors[op.outputs[0]].name if len(op.outputs) else b""
         name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        slices.append((index, kind, name, _pack_aligned(model, _builder()), list(subgraph.inputs)))
-        model.buffers = buffers
+        slices.append((index, kind, name, *_pack_slice(model, schema, [op])))
     first_input = inputs[0] if len(inputs) else 0
     subgraph.operators, subgraph.inputs, subgraph.outputs = [], [first_input], [first_input]
     empty = _pack_aligned(model, _builder())
     subgraph.operators, subgraph.inputs, subgraph.outputs = operators, inputs, outputs
     return None, slices, empty
+
+
+def _pack_slice(model, schema, ops: list) -> tuple[bytes, list]:
+    """(model bytes, input tensors) of subgraph 0 cut down to ``ops`` (in order): its inputs are the activations
+    the ops read that none of them writes, its outputs what the last op writes and what the others write that
+    no later op of the slice reads. The model's subgraph 0 and buffers are left as they were."""
+    subgraph = model.subgraphs[0]
+    operators, inputs, outputs, buffers = subgraph.operators, subgraph.inputs, subgraph.outputs, model.buffers
+    written = {t for op in ops for t in op.outputs if t >= 0}
+    read = [t for op in ops for t in op.inputs if t >= 0]
+    # Each activation once (ADD(x, x) reads x twice), in the operators' order.
+    subgraph.inputs = list(dict.fromkeys(t for t in read
+                                         if t not in written and not _constant(buffers, subgraph.tensors[t])))
+    later_reads = [{t for later in ops[k + 1:] for t in later.inputs} for k in range(len(ops))]
+    subgraph.outputs = [t for k, op in enumerate(ops) for t in op.outputs if t >= 0 and t not in later_reads[k]]
+    subgraph.operators = list(ops)
+    if len(model.subgraphs) == 1:
+        keep = {subgraph.tensors[t].buffer for t in set(read) | written}
+        model.buffers = [b if k in keep or k == 0 else _empty_buffer(schema) for k, b in enumerate(buffers)]
+    try:
+        return _pack_aligned(model, _builder()), list(subgraph.inputs)
+    finally:
+        subgraph.operators, subgraph.inputs, subgraph.outputs, model.buffers = operators, inputs, outputs, buffers
+
+
+def pair_models(model_content: bytes, count: int = 3) -> list:
+    """``[(first index, model bytes, input tensors)]``: up to ``count`` two-operator slices of subgraph 0, each
+    an operator and the next one that reads its output, the ones with the fewest tensor elements first.
+
+    Timed beside the one-operator slices they measure the fixed cost of one invoke of a slice: T(a) + T(b) -
+    T(a, b) is what a slice pays once whatever its operators (the call, the interpreter's entry, and a
+    delegate's own invoke: XNNPACK takes each slice as its own partition, the whole model as one)."""
+    schema = load_schema()
+    if schema is None:
+        return []
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_content, 0))
+    model.signatureDefs = None
+    subgraph = model.subgraphs[0]
+    operators = list(subgraph.operators or [])
+
+    def elements(op) -> int:
+        total = 0
+        for t in [t for t in list(op.inputs) + list(op.outputs) if t >= 0]:
+            size = 1
+            for dimension in subgraph.tensors[t].shape if subgraph.tensors[t].shape is not None else []:
+                size *= max(1, int(dimension))
+            total += size
+        return total
+
+    chained = [k for k in range(len(operators) - 1)
+               if any(t >= 0 and t in list(operators[k + 1].inputs) for t in operators[k].outputs)]
+    chosen = sorted(chained, key=lambda k: elements(operators[k]) + elements(operators[k + 1]))[:count]
+    return [(k, *_pack_slice(model, schema, operators[k:k + 2])) for k in sorted(chosen)]
 
 
 def _builder():
@@ -419,7 +470,7 @@ def time_one_op_models(timed, slices: list, empty: bytes, *, runtime: str = ""):
         overhead = median(timed(empty, [])[1])
     except Exception:
         overhead = 0.0  # an interpreter that refuses an empty graph (TFLM does): nothing taken off
-    ops = []
+    ops: list[dict[str, Any]] = []
     for index, kind, name, model_bytes, tensors in slices:
         try:
             first, samples = timed(model_bytes, tensors)
@@ -430,9 +481,109 @@ def time_one_op_models(timed, slices: list, empty: bytes, *, runtime: str = ""):
     return ops, overhead, None
 
 
+# Slices timed together in one interleaved group hold their interpreters at once: a bound on their bytes keeps
+# a large model's profile from holding every slice in memory (a model with one subgraph fits in one group).
+GROUP_BYTES = 64 * 1024 * 1024
+INVOKE_CALL = "(invoke call)"
+
+
+def interleaved_rounds(calls: list, runs: int) -> tuple[list[float], list[list[float]]]:
+    """Each callable called once (its first call), then ``runs`` rounds calling each once, in order.
+    Returns (first call us, samples us) per callable.
+
+    Interleaved, the whole model and its operators are timed under the same machine load: timed one after
+    another, a load change in between (other processes; a host slowing an emulator down) skews their sum."""
+    clock = time.perf_counter_ns
+    firsts = []
+    for call in calls:
+        start = clock()
+        call()
+        firsts.append((clock() - start) / 1e3)
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(runs):
+        for call, kept in zip(calls, samples):
+            start = clock()
+            call()
+            kept.append((clock() - start) / 1e3)
+    return firsts, samples
+
+
+def slice_groups(slices: list, budget: int = GROUP_BYTES) -> list[list]:
+    """Consecutive slices in groups of at most ``budget`` model bytes (at least one slice each)."""
+    groups: list[list] = [[]]
+    size = 0
+    for entry in slices:
+        if groups[-1] and size + len(entry[3]) > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += len(entry[3])
+    return groups
+
+
+def time_interleaved(prepare, slices: list, whole_invoke, runs: int, references: dict):
+    """One-operator models timed in rounds interleaved with the whole model and ``references`` (name -> model
+    bytes: the empty model, the two-operator slices), which are timed with the first group.
+
+    ``prepare(model_bytes, tensors) -> invoke`` builds a slice's interpreter with its inputs set. Returns
+    (ops with their raw median ``slice_us``, whole-model samples us, {reference name: samples us}, error or
+    None); a reference an interpreter refuses (TFLM refuses an empty graph) is left out."""
+    prepared = {}
+    for name, (model_bytes, tensors) in references.items():
+        try:
+            prepared[name] = prepare(model_bytes, tensors)
+        except Exception:
+            continue
+    ops: list[dict] = []
+    whole: list[float] = []
+    reference_samples: dict[str, list[float]] = {name: [] for name in prepared}
+    for number, group in enumerate(slice_groups(slices)):
+        invokes = []
+        for index, kind, _name, model_bytes, tensors in group:
+            try:
+                invokes.append(prepare(model_bytes, tensors))
+            except Exception as failure:
+                return ops, whole, reference_samples, f"operator {index} ({kind}) cannot run alone: {failure}"
+        extra = list(prepared.items()) if number == 0 else []
+        firsts, samples = interleaved_rounds([whole_invoke, *(call for _, call in extra), *invokes], runs)
+        whole += samples[0]
+        for position, (name, _call) in enumerate(extra, start=1):
+            reference_samples[name] += samples[position]
+        for position, (index, kind, name, _bytes, _tensors) in enumerate(group, start=1 + len(extra)):
+            ops.append({"index": index, "name": name, "node_type": kind, "calls": 1, "first_us": firsts[position],
+                        "slice_us": median(samples[position])})
+        del invokes  # the group's interpreters go before the next group's are built
+    return ops, whole, reference_samples, None
+
+
+def fixed_slice_cost(ops: list, reference_samples: dict) -> tuple[float, str]:
+    """(us, how measured): what every one-operator slice pays once beyond its operator, which the whole model
+    pays once per invoke. The median over the two-operator slices of T(a) + T(b) - T(a, b) where there are
+    some; else an empty model's invoke (the call and the interpreter's entry, no delegate's own cost)."""
+    by_index = {op["index"]: op["slice_us"] for op in ops}
+    estimates = [by_index[int(name.split()[1])] + by_index[int(name.split()[1]) + 1] - median(samples)
+                 for name, samples in reference_samples.items() if name.startswith("pair ") and samples]
+    if estimates:
+        return max(0.0, median(estimates)), f"T(a) + T(b) - T(a, b) of {len(estimates)} two-operator slice(s)"
+    if reference_samples.get("empty"):
+        return median(reference_samples["empty"]), "an empty model's invoke"
+    return 0.0, "nothing (no reference model ran)"
+
+
+def profile_rows(ops: list, fixed_us: float, how: str) -> list:
+    """The profile's rows: the invoke call's own (index -1), then each operator less the fixed cost."""
+    rows = [{"index": -1, "name": f"fixed cost of an invoke: call, interpreter and delegate entry ({how})",
+             "node_type": INVOKE_CALL, "calls": 1, "first": None, "avg": fixed_us}]
+    for op in ops:
+        rows.append({"index": op["index"], "name": op["name"], "node_type": op["node_type"], "calls": 1,
+                     "first": max(0.0, op["first_us"] - fixed_us), "avg": max(0.0, op["slice_us"] - fixed_us)})
+    return rows
+
+
 def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: list[float], invoke) -> dict:
-    """The ``profile`` event: each one-operator model loaded and timed as the whole model was, fed the
-    activations the whole model computed from ``inputs`` (kernel time can depend on the data)."""
+    """The ``profile`` event: each one-operator model loaded as the whole model was, fed the activations the
+    whole model computed from ``inputs`` (kernel time can depend on the data), and timed interleaved with
+    the whole model (:func:`time_interleaved`)."""
     with open(args.model, "rb") as handle:
         content = handle.read()
     error, slices, empty = one_op_models(content)
@@ -442,24 +593,32 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
     invoke_cpu_us = cpu_time_p50(invoke, min(runs, 50))
     activations = litert_activations(args, content, inputs, {t for s in slices for t in s[4]})
 
-    def timed(model_bytes: bytes, tensors: list) -> tuple[float, list[float]]:
+    def prepare(model_bytes: bytes, tensors: list):
         interpreter = build_slice_interpreter(args, model_bytes)
         arrays = make_inputs(interpreter, np, None, args.seed)
         for position, (detail, array) in enumerate(zip(interpreter.get_input_details(), arrays)):
             known = activations.get(tensors[position]) if position < len(tensors) else None
             interpreter.set_tensor(detail["index"], known if known is not None else array)
-        return time_calls(interpreter.invoke, runs)
+        return interpreter.invoke
 
-    ops, overhead, error = time_one_op_models(timed, slices, empty)
+    references = {"empty": (empty, []), **{f"pair {k}": (data, tensors) for k, data, tensors in pair_models(content)}}
+    ops, whole, reference_samples, error = time_interleaved(prepare, slices, invoke, runs, references)
     if error:
         return {"event": "profile", "error": error}
+    fixed_us, how = fixed_slice_cost(ops, reference_samples)
+    empty_us = median(reference_samples["empty"]) if reference_samples.get("empty") else None
     fed = "the whole model's own activations" if activations else "random inputs"
-    return {"event": "profile", "source": "litert one-op models", "unit": "us", "ops": ops,
-            "empty_invoke_us": overhead, "invoke": median(samples_ms) * 1000.0 if samples_ms else None,
+    rows = profile_rows(ops, fixed_us, how)
+    return {"event": "profile", "source": "litert one-op models", "unit": "us", "ops": rows,
+            "fixed_cost_us": fixed_us, "fixed_cost_from": how, "empty_invoke_us": empty_us,
+            "invoke": median(whole), "invoke_loop_us": median(samples_ms) * 1000.0 if samples_ms else None,
+            "ops_only_us": sum(row["avg"] for row in rows[1:]), "rounds": runs,
             "inputs": "activations" if activations else "random", "invoke_cpu_us": invoke_cpu_us,
             "notes": ["LiteRT's Python API has no profiler: each operator timed as its own one-operator model "
-                      f"({fed}, {runs} runs; avg is the median, as the invoke p50 it adds up to), an empty "
-                      f"model's invoke ({overhead:.3f} us) taken off each"]}
+                      f"({fed}), {runs} rounds interleaved with the whole model; avg is the median, the invoke "
+                      "it adds up to the whole model's median in the same rounds. The fixed cost of an invoke "
+                      f"({fixed_us:.3f} us, from {how}) is taken off each operator and shown once as the "
+                      f"{INVOKE_CALL} row, which each invoke of the whole model pays once"]}  # fmt: skip
 
 
 def cpu_time_p50(invoke, runs: int) -> float | None:

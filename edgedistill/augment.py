@@ -157,7 +157,7 @@ class ViewCache:
         started = time.perf_counter()
         rng = np.random.default_rng([seed, 7919])
         parameters = np.stack([augmentation.draw(rng, len(x)) for _ in range(num_views)])
-        outputs = None
+        outputs: np.ndarray | None = None
         for view in range(num_views):
             for start in range(0, len(x), chunk):
                 rows = slice(start, start + chunk)
@@ -165,6 +165,7 @@ class ViewCache:
                 if outputs is None:
                     outputs = _allocate((num_views, len(x), logits.shape[1]))
                 outputs[view, rows] = logits
+        assert outputs is not None  # a training set is never empty
         seconds = time.perf_counter() - started
         logger.info("   teacher outputs on %d augmented views of %d images: %.1f s", num_views, len(x), seconds)
         return cls(augmentation, parameters, outputs, seconds)

@@ -57,12 +57,12 @@ def run_benchmark(
     model: str | os.PathLike,
     target: str | Target = "local",
     *,
-    num_runs: int = 50,
-    warmup_runs: int = 1,
-    num_threads: int = 1,
-    min_secs: float = 0.0,
-    use_xnnpack: bool = True,
-    timeout_s: float | None = 600.0,
+    num_runs: int = BenchConfig.num_runs,
+    warmup_runs: int = BenchConfig.warmup_runs,
+    num_threads: int = BenchConfig.num_threads,
+    min_secs: float = BenchConfig.min_secs,
+    use_xnnpack: bool = BenchConfig.use_xnnpack,
+    timeout_s: float | None = BenchConfig.timeout_s,
     inputs: str | os.PathLike | None = None,
     results_path: str | os.PathLike | None = None,
     target_options: TargetOptions | None = None,
@@ -253,7 +253,7 @@ def run_grid(
     model_paths, unreadable = _readable_models(models)
     if results_path is not None:
         prepare_results_file(results_path)
-    done = read_done_keys(results_path) if resume else set()
+    done = read_done_keys(results_path) if resume and results_path is not None else set()  # resume needs one: checked
     queues, skipped = _device_queues(model_paths, target_objects, config, done, on_skip)
     total = sum(len(paths) for queue in queues for _, paths in queue) + len(unreadable) * len(target_objects)
     logger.info("Benchmarking %d pair(s) (%d model(s) x %d target(s), %d already measured)%s", total,

@@ -145,7 +145,9 @@ def _latency_ms(content: bytes, target: str) -> float:
         path = Path(folder) / "student_int8.tflite"
         path.write_bytes(content)
         measurement = run_benchmark(path, target=target, num_runs=30, warmup_runs=3)
-    return float(measurement.latency_ms["mean"])
+    mean = measurement.latency_ms["mean"]
+    assert mean is not None  # run_benchmark raises unless the 30 runs were measured
+    return float(mean)
 
 
 def select_student_width(

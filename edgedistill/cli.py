@@ -19,7 +19,7 @@ from edgedistill.errors import EdgeDistillError
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edgedistill.commands.pipeline:run", "All stages: teacher -> distill -> QAT -> int8 -> verify -> micro -> bench."),
+    "run": ("edgedistill.commands.pipeline:run", "All stages: teacher -> distill -> QAT -> int8 -> micro -> verify -> baseline -> bench."),
     "teacher": ("edgedistill.commands.pipeline:teacher", "Train a teacher from a preset and save it."),
     "distill": ("edgedistill.commands.pipeline:distill", "Distill a float student from a teacher."),
     "quantize": ("edgedistill.commands.pipeline:quantize", "Quantization-aware distillation of a float student."),
@@ -31,8 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("edgedistill.commands.bench:bench", "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators."),
     "results": ("edgedistill.commands.bench:results", "Compare and plot benchmark result files."),
     "listen": ("edgedistill.commands.listen:listen", "Keyword spotting over a long recording: detections, misses, false accepts per hour."),
-    "firmware": ("edgedistill.firmware.cli:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
-    "flash": ("edgedistill.firmware.cli:flash", "Flash a built firmware image to a board."),
+    "firmware": ("edgedistill.commands.firmware:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
+    "flash": ("edgedistill.commands.firmware:flash", "Flash a built firmware image to a board."),
     "devices": ("edgedistill.devices.cli:devices", "Emulated devices: prepare, start and stop a Raspberry Pi in QEMU."),
 }
 
@@ -45,7 +45,8 @@ class UserFacingError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click annotates exit_code as a ClassVar, but ClickException reads it from the instance
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class LazyGroup(click.Group):

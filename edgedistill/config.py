@@ -6,6 +6,13 @@ its check live in the field (:func:`option`). The command line (``run``, each st
 option has one name, one default and one check everywhere. Field names are unique across
 sections, so they are also the YAML keys and the ``--option-names``.
 
+The other commands' options are made the same way, by :func:`option` on a :class:`Section`:
+``bench``'s are :class:`MeasureConfig` (the run's benchmark takes three of them with its own
+defaults, through :func:`same_option`), ``listen``'s are ``edgedistill.audio.streaming``'s
+``StreamSettings`` and ``Smoothing``, ``firmware``/``flash``'s ``edgedistill.firmware.options``, and
+``--scheme-options`` are each scheme's options dataclass. Library functions take their defaults from
+these fields (``export_micro(memory_plan=MicroConfig.memory_plan)``), so a default is stated once.
+
 Precedence (click's ``default_map``): command line > ``--config`` YAML > defaults.
 
 Example::
@@ -20,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from edgedistill.errors import InputError
 
@@ -28,6 +35,8 @@ from edgedistill.errors import InputError
 # GPU, or the CPU), multi_worker (the workers in TF_CONFIG; one worker without it).
 STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
 IO_TYPES: tuple[str, ...] = ("int8", "float32")
+# Tensor placement in the TFLM arena (edgedistill.micro.memory_plan): an offline plan, or TFLM's greedy planner.
+MEMORY_PLANS: tuple[str, ...] = ("offline", "greedy")
 # Upper bounds of counts and sizes, checked at the option: far above any real use, low enough that a
 # typo (`--epochs 100000000000000000000000`) stops before the teacher trains, not in the stage after it.
 MAX_EPOCHS = 100_000
@@ -45,13 +54,19 @@ def option(
     check: Callable[[Any], bool] | None = None,
     expected: str = "",
     choices: tuple[str, ...] | None = None,
+    names: str | None = None,
+    flag: str | None = None,
 ) -> Any:
     """A config field: its default, its ``--help`` text and its validation, in one place.
 
     ``check`` is called on set values (``None`` means unset and is always allowed); a value
     it rejects is an :class:`InputError` saying ``expected``. ``choices`` lists valid strings.
+    ``names`` is the registry (``"module:attribute"``) whose names replace ``{names}`` in the help
+    text: the command line lists what is registered (resolved only when ``--help`` is shown, by
+    :mod:`edgedistill.commands.options`, because this module sits below the registries). ``flag`` is the
+    command line's spelling when it is not ``--field-name`` (e.g. ``--timeout`` for ``timeout_s``).
     """
-    metadata = {"help": help, "check": check, "expected": expected, "choices": choices}
+    metadata = {"help": help, "check": check, "expected": expected, "choices": choices, "names": names, "flag": flag}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -72,6 +87,13 @@ def between(low: float, high: float, *, closed: bool = True) -> Callable[[Any], 
     return _finite((lambda v: low <= v <= high) if closed else (lambda v: low < v < high))
 
 
+def whole(low: int, high: int | None = None) -> Callable[[Any], bool]:
+    """A whole number (not a bool, not 2.5) in [low, high]."""
+    return lambda value: (
+        isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    )
+
+
 def _width_ok(value: Any) -> bool:
     return _finite(lambda v: 0 < v <= MAX_WIDTH)(value)
 
@@ -84,6 +106,9 @@ def _image_size_ok(value: Any) -> bool:
 class Section:
     """Base of every config section: validates each field against its :func:`option` metadata."""
 
+    if TYPE_CHECKING:  # every subclass is a dataclass (dataclasses.fields() accepts it)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             check_value(field, getattr(self, field.name))
@@ -91,6 +116,13 @@ class Section:
     @classmethod
     def option_names(cls) -> list[str]:
         return [field.name for field in dataclasses.fields(cls)]
+
+
+def same_option(section: type, name: str, *, default: Any) -> Any:
+    """The option ``name`` of ``section`` (help text, check) with another default: one definition, the difference
+    stated where this is called."""
+    field = next(field for field in dataclasses.fields(section) if field.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
 
 
 def check_value(field: dataclasses.Field, value: Any) -> None:
@@ -112,7 +144,10 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
-    data: str = option("digits", "Data set: digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR or audio:DIR.")
+    data: str = option(
+        "digits", "Data set, by loader ({names}): digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR "
+        "or audio:DIR.", names="edgedistill.data:LOADERS",
+    )
     validation_fraction: float = option(
         0.1, "Fraction of the training split held out for validation.", check=between(0, 1, closed=False), expected="in (0, 1)"
     )
@@ -237,8 +272,8 @@ class TeacherConfig(Section):
     )
     teacher_preset: str = option(
         "cnn",
-        "Teacher architecture when no --teacher is given: cnn, dscnn, mlp, resnet8, mobilenet_v1, mobilenet_v2, "
-        "dscnn_kws or dscnn_kws_large (a keyword spotting teacher).",
+        "Teacher architecture when no --teacher is given, one of: {names} (dscnn_kws_large: a keyword spotting teacher).",
+        names="edgedistill.models:PRESETS",
     )
     teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=_width_ok, expected=WIDTH_RANGE)
     teacher_epochs: int = option(
@@ -264,8 +299,9 @@ class StudentConfig(Section):
     student: str | None = option(None, "Student model file (tf_keras, or Keras 3 .keras). Built from --student-preset when absent.")
     student_preset: str = option(
         "dscnn",
-        "Student architecture: cnn, dscnn, mlp, resnet8 (MLPerf Tiny image classification), mobilenet_v1 (MLPerf Tiny "
-        "visual wake words at width 0.25), mobilenet_v2 (inputs >= 32x32) or dscnn_kws (MLPerf Tiny keyword spotting).",
+        "Student architecture, one of: {names}. resnet8, mobilenet_v1 (at width 0.25) and dscnn_kws are MLPerf Tiny's "
+        "image classification, visual wake words and keyword spotting models; mobilenet_v2 takes inputs >= 32x32.",
+        names="edgedistill.models:PRESETS",
     )
     student_width: float = option(0.5, "Width multiplier of the student preset.", check=_width_ok, expected=WIDTH_RANGE)
     max_flash_kb: float | None = option(
@@ -292,9 +328,10 @@ class DistillConfig(Section):
     # (beta = gamma = 2, T = --temperature 4) was above or within seed noise of scratch on every task measured.
     distillation_loss: str = option(
         "dist:beta=2,gamma=2",
-        "Distillation loss: logits, dkd (decoupled KD), dist (DIST), logit_standardization, feature, attention or rkd, "
-        "with arguments as NAME:KEY=VALUE,... (e.g. dkd:beta=8, "
-        "attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu). The logit losses get --temperature.",
+        "Distillation loss, one of: {names} (dkd: decoupled KD; dist: DIST), with arguments as NAME:KEY=VALUE,... "
+        "(e.g. dkd:beta=8, attention:teacher_layer_name=block2_relu,student_layer_name=block2_pw_relu). The logit "
+        "losses get --temperature.",
+        names="edgedistill.distill.losses:LOSSES",
     )
     temperature: float = option(4.0, "Softmax temperature T of logit distillation (the loss is scaled by T^2).", check=positive, expected="> 0")
     final_temperature: float | None = option(
@@ -308,6 +345,8 @@ class DistillConfig(Section):
         40, "Distillation epochs (early stopping on validation accuracy may end sooner).", check=between(1, MAX_EPOCHS),
         expected=f">= 1 and <= {MAX_EPOCHS:,}",
     )
+    # Written out, not {names}: the scheme registry imports TensorFlow, which `run --help` must not (a test checks
+    # that this list names every registered scheme).
     scheme: str = option("standard", "Distillation scheme: standard, multi_teacher, self, mutual, teacher_assistant, patient or data_free.")
     scheme_options: str = option(
         "", "Options of the scheme as KEY=VALUE,... (e.g. assistant_widths=0.5 ; teachers=a.keras|b.keras ; mode=ema ; mixup_alpha=1)."
@@ -350,7 +389,7 @@ class MicroConfig(Section):
         "Tensor placement in the arena: offline (an optimal plan solved with CP-SAT, written into the model and "
         "verified on TFLM; used only when it needs less arena with identical outputs, else the model is kept) or "
         "greedy (TFLM's own planner).",
-        choices=("offline", "greedy"),
+        choices=MEMORY_PLANS,
     )
     compact: bool = option(
         True, "Store the exported model without what TFLM never reads (tensor names, signatures, per-channel zero "
@@ -392,13 +431,49 @@ class BaselineConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class MeasureConfig(Section):
+    """How a target measures one model, with TFLite ``benchmark_model``'s flag names and defaults (50 timed runs
+    after 1 warmup run): the options of ``edgedistill bench`` and the fields of ``targets.BenchConfig``. The run's
+    own benchmark (:class:`BenchStageConfig`) takes three of them with its own defaults."""
+
+    num_runs: int = option(
+        50, "Timed invokes per model and target.", check=whole(1, MAX_COUNT),
+        expected=f"a whole number >= 1 and <= {MAX_COUNT:,}",
+    )
+    warmup_runs: int = option(
+        1, "Untimed invokes before timing (the first is reported as first inference).", check=whole(0, MAX_COUNT),
+        expected=f"a whole number >= 0 and <= {MAX_COUNT:,}",
+    )
+    num_threads: int = option(
+        1, "Interpreter threads.", check=whole(1, MAX_THREADS), expected=f"a whole number >= 1 and <= {MAX_THREADS}"
+    )
+    min_secs: float = option(
+        0.0, "Keep invoking for at least this long, even past --num-runs.", check=at_least(0), expected="a finite number >= 0"
+    )
+    use_xnnpack: bool = option(True, "Use the XNNPACK delegate.", flag="--use-xnnpack/--no-xnnpack")
+    timeout_s: float | None = option(
+        600.0, "Seconds allowed per (model, target) pair; the pair is marked failed past it.", check=positive,
+        expected="a finite number > 0", flag="--timeout",
+    )
+    inputs: str | None = option(None, ".npy/.npz inputs (default: random data of each input's dtype and shape).")
+    seed: int = option(0, "Seed of the random inputs.", check=whole(0), expected="a whole number >= 0")
+    profile: bool = option(
+        False, "Per-operator profile too: <results stem>.<model>.<target>.profile.csv (benchmark_model's columns) and "
+        ".trace.json (Chrome trace, opens in Perfetto) beside --results.", flag="--profile",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class BenchStageConfig(Section):
     """The run's own benchmark: the int8 and float models on the host LiteRT interpreter."""
 
     bench: bool = option(True, "Benchmark the int8 and float models on the host LiteRT interpreter.")
-    num_runs: int = option(100, "Timed invokes per benchmark.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}")
-    warmup_runs: int = option(10, "Untimed invokes before timing.", check=between(0, MAX_COUNT), expected=f">= 0 and <= {MAX_COUNT:,}")
-    num_threads: int = option(1, "Interpreter threads for the benchmark.", check=between(1, MAX_THREADS), expected=f">= 1 and <= {MAX_THREADS}")
+    # The measuring options of `edgedistill bench` (MeasureConfig), with the one difference stated here: the run
+    # measures its own two small models with 100 timed runs after 10 warmup runs (the whole bench stage of the
+    # default run takes 0.3 s, README); `bench` keeps benchmark_model's 50 / 1 and has --min-secs for longer runs.
+    num_runs: int = same_option(MeasureConfig, "num_runs", default=100)
+    warmup_runs: int = same_option(MeasureConfig, "warmup_runs", default=10)
+    num_threads: int = same_option(MeasureConfig, "num_threads", default=1)
     bench_target: str = option(
         "local", "Where the run's benchmark measures: local (this host's LiteRT), ssh://user@host[:port] (a Raspberry Pi, "
         "or the emulated one of `edgedistill devices start-pi`), adb[:serial], qemu-aarch64 or tflm.",
@@ -470,7 +545,7 @@ class RunConfig:
         """Build from flat option names (CLI / YAML keys, ``-`` or ``_``); unknown names are errors."""
         values = {str(key).replace("-", "_"): value for key, value in options.items()}
         check_known(values, source="options")
-        parts = {
+        parts: dict[str, Any] = {
             name: section(**{key: values[key] for key in section.option_names() if key in values})
             for name, section in cls.sections().items()
         }
@@ -720,12 +795,14 @@ __all__ = [
     "VerifyConfig",
     "BaselineConfig",
     "BASELINES",
+    "MeasureConfig",
     "BenchStageConfig",
     "TrustConfig",
     "OutputConfig",
     "Section",
     "STRATEGIES",
     "IO_TYPES",
+    "MEMORY_PLANS",
     "option",
     "read_config_file",
     "load_yaml",

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgedistill.dataset import Dataset, nominal_range
 from edgedistill.errors import InputError
 from edgedistill.registry import Registry
 
@@ -39,63 +40,22 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 
 
-@dataclasses.dataclass
-class Dataset:
-    """Train / validation / test splits of one data set.
-
-    Images are NHWC arrays of raw values: ``uint8`` for bytes (pixels 0..255, digits 0..16), else
-    float32; ``value_range`` is their nominal range and ``value_description`` says what they are.
-    Labels are int64 class indices in [0, num_classes).
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    class_names: tuple[str, ...] = ()
-    audio: Any = None  # audio:DIR only: edgedistill.audio.AudioData (the front end, the raw test clips)
-    value_range: tuple[float, float] | None = None  # None: measured from x_train when asked
-    value_description: str = ""
-    notes: dict = dataclasses.field(default_factory=dict)  # what loading did (images resized, converted)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
-
-    @property
-    def raw_bytes(self) -> bool:
-        """The values are bytes (``uint8``): the deployed int8 model takes them as ``byte - 128``."""
-        return self.x_train.dtype == np.uint8
-
-    @property
-    def values(self) -> dict:
-        """What the values are, for reports: dtype, nominal range, description."""
-        low, high = self.value_range or nominal_range(self.x_train)
-        return {"dtype": str(self.x_train.dtype), "range": [float(low), float(high)],
-                "description": self.value_description or f"{self.x_train.dtype} values in [{low:g}, {high:g}]"}
-
-    def summary(self) -> dict:
-        return {
-            "name": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "num_train": int(len(self.x_train)),
-            "num_val": int(len(self.x_val)),
-            "num_test": int(len(self.x_test)),
-            "values": self.values,
-            **({"loading": self.notes} if self.notes else {}),
-        }
-
-
 # A loader takes its argument (the text after "name:", or None) and returns raw splits
 # (x_train, y_train, x_test, y_test, class_names), optionally followed by a RawValues saying what
 # the values are; load_dataset() validates and splits. A loader with an `options` parameter
 # also receives the DataConfig (image folders read --image-size, --color-mode, --class-names).
+# A loader with a `split` parameter splits by its own rules and returns the finished Dataset
+# (audio:DIR: held-out speakers, augmentation after the validation split).
 RawSplits = tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """How :func:`load_dataset` splits, for a loader that splits by its own rules."""
+
+    validation_fraction: float
+    seed: int
+    max_train_samples: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +65,7 @@ class RawValues:
     value_range: tuple[float, float]
     description: str
     notes: dict = dataclasses.field(default_factory=dict)
-LOADERS: Registry[Callable[[str | None], RawSplits]] = Registry("data set")
+LOADERS: Registry[Callable[..., "RawSplits | Dataset"]] = Registry("data set")
 
 
 @LOADERS.register("digits")
@@ -296,14 +256,12 @@ def _load_images(argument: str | None, *, options: Any = None) -> RawSplits:
 
 
 @LOADERS.register("audio")
-def _load_audio(argument: str | None, *, spec: str = "audio", **settings: Any) -> Dataset:
+def _load_audio(argument: str | None, *, options: Any = None, split: Split, spec: str) -> Dataset:
     """``audio:DIR``: WAV clips -> features of the device front end (:mod:`edgedistill.audio`, imported when used)."""
     from edgedistill.audio import load_audio_splits
 
-    splits = load_audio_splits(argument, **settings)
-    arrays = {name: getattr(splits, name) for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-    names = splits.class_names
-    return Dataset(name=spec, **arrays, num_classes=len(names), class_names=names, audio=splits.audio)
+    return load_audio_splits(argument, validation_fraction=split.validation_fraction, seed=split.seed,
+                             max_train_samples=split.max_train_samples, options=options, name=spec)  # fmt: skip
 
 
 # Labels are class indices: a label of 1e9 would size a billion class names and output units.
@@ -376,18 +334,6 @@ def _finish(x: np.ndarray, *, as_bytes: bool, what: str, source: str) -> np.ndar
     return x
 
 
-def nominal_range(x: np.ndarray) -> tuple[float, float]:
-    """The range a data set's values are meant to span: 0..255 for bytes; [0, 1], [-1, 1] or
-    [0, 255] when float values lie within them; else their measured min and max."""
-    if x.dtype == np.uint8:
-        return 0.0, 255.0
-    low, high = float(np.min(x)), float(np.max(x))
-    for candidate in ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)):
-        if candidate[0] <= low and high <= candidate[1]:
-            return candidate
-    return (low, high) if high > low else (low, low + 1.0)
-
-
 def _as_labels(y: np.ndarray, num_samples: int, what: str, source: str) -> np.ndarray:
     y = np.asarray(y)
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_):
@@ -443,13 +389,14 @@ def load_dataset(
         raise InputError(
             f"`validation_fraction` must be in (0, 1). Received: validation_fraction={validation_fraction}."
         )
-    # Checked before the audio branch too: audio:DIR would silently train on no (0) or fewer (< 0) samples.
+    # Checked before any loader runs: one that splits by its own rules would silently train on no (0) or fewer samples.
     if max_train_samples is not None and max_train_samples < 1:
         raise InputError(f"`max_train_samples` must be >= 1 (or unset). Received: max_train_samples={max_train_samples}.")
-    if name == "audio":  # its own split rules (held-out speakers), augmentation after the validation split
-        return _load_audio(argument or None, validation_fraction=validation_fraction, seed=seed,
-                           max_train_samples=max_train_samples, options=options, spec=spec)  # fmt: skip
-    x_train, y_train, x_test, y_test, class_names, values = _call_loader(loader, argument or None, options)
+    loaded = _call_loader(loader, argument or None, options, split=Split(validation_fraction, seed, max_train_samples),
+                          spec=spec)  # fmt: skip
+    if isinstance(loaded, Dataset):  # a loader that split by its own rules
+        return loaded
+    x_train, y_train, x_test, y_test, class_names, values = loaded
     x_train, y_train, x_test, y_test = _checked_splits(x_train, y_train, x_test, y_test, spec)
     num_classes = _check_classes(y_train, y_test, class_names, spec)
     val_index, train_index = _split_indices(len(x_train), validation_fraction, seed, max_train_samples, spec)
@@ -496,10 +443,13 @@ def _measured_values(x_train: np.ndarray, *, as_bytes: bool) -> RawValues:
     return RawValues((low, high), kind)
 
 
-def _call_loader(loader: Callable, argument: str | None, options: Any) -> tuple:
-    """The loader's splits and its RawValues (``None`` when it does not say)."""
-    accepts_options = "options" in inspect.signature(loader).parameters
-    parts = tuple(loader(argument, options=options) if accepts_options else loader(argument))
+def _call_loader(loader: Callable, argument: str | None, options: Any, *, split: Split, spec: str) -> tuple | Dataset:
+    """The loader's splits and its RawValues (``None`` when it does not say), or the Dataset of a loader that
+    splits by its own rules (it takes ``split``)."""
+    parameters = inspect.signature(loader).parameters
+    if "split" in parameters:
+        return loader(argument, options=options, split=split, spec=spec)
+    parts = tuple(loader(argument, options=options) if "options" in parameters else loader(argument))
     values = parts[5] if len(parts) > 5 else None
     return (*parts[:5], values)
 
@@ -549,4 +499,4 @@ def dataset_names() -> list[str]:
     return LOADERS.names()
 
 
-__all__ = ["Dataset", "load_dataset", "dataset_names", "LOADERS"]
+__all__ = ["Dataset", "load_dataset", "dataset_names", "nominal_range", "LOADERS"]

@@ -65,7 +65,7 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
         size = (size[0], size[0])
     if len(size) != 2 or min(size) < 1 or max(size) > 4096:
         raise InputError(f"`image_size` must be HxW in pixels (e.g. 32x32 or 96x96). Received: image_size={text!r}.")
-    return size  # type: ignore[return-value]
+    return size[0], size[1]
 
 
 def parse_class_names(text: str | None) -> tuple[str, ...] | None:
@@ -127,7 +127,8 @@ def _skipped_files(folder: Path) -> list[Path]:
 
 
 def _listing(folder: Path, class_names: tuple[str, ...], *, split: str) -> list[tuple[Path, int]]:
-    files, skipped = [], []
+    files: list[tuple[Path, int]] = []
+    skipped: list[Path] = []
     for label, name in enumerate(class_names):
         found = _image_files(folder / name)
         skipped += _skipped_files(folder / name)
@@ -249,7 +250,7 @@ def _pixels(image, mode: str, size: tuple[int, int], counts: collections.Counter
         image = image.convert(mode)
     if (image.height, image.width) != size:
         counts["resized"] += 1
-        image = image.resize((size[1], size[0]), Image.BILINEAR)
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 

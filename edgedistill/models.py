@@ -26,7 +26,7 @@ import contextvars
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeAlias
 
 import numpy as np
 
@@ -51,8 +51,13 @@ def _check_width(width: float) -> None:
 # after a short training, and inference-mode accuracy collapses to chance.
 BN_MOMENTUM = 0.9
 
+# A Keras model: tf_keras (Keras 2, the tfmot path) or Keras 3 (--keras 3). Neither package ships type
+# information, so to a type checker it is Any; the name says what is meant.
+KerasModel: TypeAlias = Any
 
-def _conv_bn_relu(keras, x, filters: int, kernel_size: int, name: str, strides: int = 1):
+
+def _conv_bn_relu(keras, x, filters: int, kernel_size: int | tuple[int, int], name: str,
+                  strides: int | tuple[int, int] = 1):
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
@@ -522,7 +527,8 @@ def _dangerous_symbol(function: Any) -> bool:
 def _code_layer(config: dict) -> str | None:
     """``"name (kind)"`` when this config entry runs Python code or a side-effecting tf symbol, else None."""
     class_name = config.get("class_name")
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    nested = config.get("config")
+    inner = nested if isinstance(nested, dict) else {}
     name = inner.get("name") or config.get("name") or "?"
     if class_name in CODE_LAYERS or inner.get("function_type") == "lambda" or config.get("function_type") == "lambda":
         return f"{name} ({class_name or 'lambda function'})"  # any layer whose config holds marshalled bytecode
@@ -686,6 +692,7 @@ def model_output_classes(model) -> int | None:
 def check_classes(model_or_outputs, num_classes: int, role: str) -> None:
     """The model (or an array of its outputs) must give one value per class of the data."""
     shape = getattr(model_or_outputs, "shape", None)
+    classes: int | None
     if shape is not None and not callable(model_or_outputs):
         classes = int(shape[-1])
     else:

@@ -35,7 +35,7 @@ import datetime as _dt
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from edgedistill import stages as stage_functions
 from edgedistill.config import RunConfig, save_config
@@ -43,6 +43,13 @@ from edgedistill.errors import EdgeDistillError, GateFailed, InputError
 from edgedistill.fileio import ensure_writable_dir, save_model_atomic, write_bytes_atomic, write_json_atomic
 from edgedistill.preprocessing import BYTE_RANGE
 from edgedistill.report import write_report
+
+if TYPE_CHECKING:  # modules that import TensorFlow: for the type checker only
+    from edgedistill.data import Dataset
+    from edgedistill.distill import SchemeResult
+    from edgedistill.micro import MicroExport
+    from edgedistill.models import KerasModel
+    from edgedistill.verify import VerifyResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +59,29 @@ class Artifacts:
     """What the stages of one run hand each other (each field is set by one stage)."""
 
     run_dir: Path
-    data: Any = None  # Dataset
+    data: Dataset | None = None
     teacher: stage_functions.Teacher | None = None
-    distilled: Any = None  # SchemeResult: the float student and its history
-    qat_student: Any = None
+    distilled: SchemeResult | None = None  # the float student and its history
+    qat_student: KerasModel | None = None
     tflite: dict[str, bytes] = dataclasses.field(default_factory=dict)
-    micro: Any = None  # MicroExport
-    verify: Any = None  # VerifyResult
+    micro: MicroExport | None = None
+    verify: VerifyResult | None = None
     reference: str = "float_student"
 
     @property
     def log_dir(self) -> Path:
         return self.run_dir / "logs"
+
+
+_T = TypeVar("_T")
+
+
+def _output_of(stage: str, value: _T | None) -> _T:
+    """What an earlier stage left in :class:`Artifacts`; a stage list without that stage (``run_pipeline(stages=...)``)
+    is refused by name, not with an AttributeError on None."""
+    if value is None:
+        raise InputError(f"This stage needs the output of the `{stage}` stage, which did not run. Add that stage to `stages`.")
+    return value
 
 
 StageFunction = Callable[[RunConfig, Artifacts], dict[str, Any]]
@@ -97,7 +115,7 @@ def _teacher(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     from edgedistill._keras import keras
 
     artifacts.teacher, report = stage_functions.prepare_teacher(
-        config.teacher, config.training, artifacts.data, seed=config.data.seed, log_dir=artifacts.log_dir,
+        config.teacher, config.training, _output_of("data", artifacts.data), seed=config.data.seed, log_dir=artifacts.log_dir,
         chance_gate=config.verify.chance_gate,
     )
     if isinstance(artifacts.teacher.model, keras.Model):
@@ -108,9 +126,10 @@ def _teacher(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     from edgedistill.models import count_parameters
 
-    student, source, budget = stage_functions.build_student(config.student, artifacts.data)
+    data, teacher = _output_of("data", artifacts.data), _output_of("teacher", artifacts.teacher)
+    student, source, budget = stage_functions.build_student(config.student, data)
     artifacts.distilled, report = stage_functions.distill_student(
-        config.distill, config.training, artifacts.teacher, student, artifacts.data,
+        config.distill, config.training, teacher, student, data,
         seed=config.data.seed, log_dir=artifacts.log_dir,
     )
     save_model_atomic(artifacts.distilled.student, artifacts.run_dir / "student_float.keras")
@@ -121,7 +140,8 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 
 def _qat(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.qat_student, report = stage_functions.quantize_student(
-        config.qat, config.distill, config.training, artifacts.teacher, artifacts.distilled, artifacts.data,
+        config.qat, config.distill, config.training, _output_of("teacher", artifacts.teacher),
+        _output_of("distill", artifacts.distilled), _output_of("data", artifacts.data),
         seed=config.data.seed, log_dir=artifacts.log_dir,
     )
     if artifacts.qat_student is not None:
@@ -140,17 +160,17 @@ def _qat_file_name(qat_student: Any) -> str:
     return KERAS3_QAT_FILE if is_keras3_model(qat_student) else "student_qat.h5"
 
 
-def _calibration_data(artifacts: Artifacts):
+def _calibration_data(artifacts: Artifacts) -> Dataset:
     # A data-free student is calibrated on the synthetic inputs it was distilled on.
-    return artifacts.distilled.quantization_data or artifacts.data
+    return _output_of("distill", artifacts.distilled).quantization_data or _output_of("data", artifacts.data)
 
 
 def _convert(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     calibration = _calibration_data(artifacts)
     artifacts.tflite, report = stage_functions.convert_models(
-        config.convert, student=artifacts.distilled.student, qat_student=artifacts.qat_student,
-        teacher_model=artifacts.teacher.model, calibration_inputs=calibration.x_train,
-        input_range=BYTE_RANGE if artifacts.data.raw_bytes else None,
+        config.convert, student=_output_of("distill", artifacts.distilled).student, qat_student=artifacts.qat_student,
+        teacher_model=_output_of("teacher", artifacts.teacher).model, calibration_inputs=calibration.x_train,
+        input_range=BYTE_RANGE if _output_of("data", artifacts.data).raw_bytes else None,
     )
     for name, content in artifacts.tflite.items():
         write_bytes_atomic(artifacts.run_dir / name, content)
@@ -161,13 +181,14 @@ def _convert(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _input_convention(artifacts: Artifacts) -> dict[str, Any]:
     """What the deployed int8 model takes (also in micro_export.json and test_data.h)."""
     return stage_functions.input_convention_of(
-        artifacts.data, artifacts.tflite["student_int8.tflite"], teacher_preprocessing=artifacts.teacher.preprocessing
+        _output_of("data", artifacts.data), artifacts.tflite["student_int8.tflite"],
+        teacher_preprocessing=_output_of("teacher", artifacts.teacher).preprocessing,
     )
 
 
 def _micro(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.micro, report = stage_functions.export_micro_sources(
-        config.micro, artifacts.tflite["student_int8.tflite"], artifacts.data, artifacts.run_dir / "micro",
+        config.micro, artifacts.tflite["student_int8.tflite"], _output_of("data", artifacts.data), artifacts.run_dir / "micro",
         model_name="student_int8.tflite", input_convention=_input_convention(artifacts),
     )
     return {"micro": report}
@@ -175,31 +196,34 @@ def _micro(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 
 def _verify(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     keras_models = {
-        "teacher": artifacts.teacher.model, "float_student": artifacts.distilled.student, "qat_student": artifacts.qat_student,
+        "teacher": _output_of("teacher", artifacts.teacher).model,
+        "float_student": _output_of("distill", artifacts.distilled).student, "qat_student": artifacts.qat_student,
     }
     artifacts.verify, report = stage_functions.verify_student(
-        config.verify, artifacts.data, keras_models=keras_models, int8=artifacts.tflite["student_int8.tflite"],
-        arena_bytes=artifacts.micro.tensor_arena_size, reference=artifacts.reference,
+        config.verify, _output_of("data", artifacts.data), keras_models=keras_models,
+        int8=artifacts.tflite["student_int8.tflite"], arena_bytes=_output_of("micro", artifacts.micro).tensor_arena_size,
+        reference=artifacts.reference,
     )
     return {"verify": report}
 
 
 def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     """The same student trained without the teacher: "did distillation help" as a measured line of the report."""
-    why_not = stage_functions.baseline_skip_reason(config.distill, artifacts.distilled.student)
+    data, distilled = _output_of("data", artifacts.data), _output_of("distill", artifacts.distilled)
+    why_not = stage_functions.baseline_skip_reason(config.distill, distilled.student)
     if why_not is not None:
         logger.info("   scratch baseline skipped: %s", why_not)
         return {"baseline": {"method": "scratch", "skipped": why_not}}
-    student = stage_functions.fresh_student(config.student, artifacts.distilled.student, artifacts.data)
+    student = stage_functions.fresh_student(config.student, distilled.student, data)
     student, qat_student, int8 = stage_functions.train_scratch_baseline(
-        student, artifacts.data, qat=config.qat, distill_config=config.distill, training=config.training,
+        student, data, qat=config.qat, distill_config=config.distill, training=config.training,
         convert=config.convert, seed=config.data.seed, log_dir=artifacts.log_dir,
     )
     write_bytes_atomic(artifacts.run_dir / "baseline_int8.tflite", int8)
     report = stage_functions.compare_with_baseline(
-        artifacts.data, student=student, qat_student=qat_student, int8=int8,
+        data, student=student, qat_student=qat_student, int8=int8,
         arena_bytes=artifacts.micro.tensor_arena_size if artifacts.micro is not None else None,
-        distilled_accuracy=artifacts.verify.accuracy,
+        distilled_accuracy=_output_of("verify", artifacts.verify).accuracy,
     )
     return {"baseline": report}
 
@@ -225,8 +249,8 @@ def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str
     # The saved copy takes raw values already (its preprocessing is its first layer): "raw", not detected again.
     teacher_config = (dataclasses.replace(config.teacher, teacher=str(saved), teacher_preprocessing="raw") if saved.exists()
                       else config.teacher)
-    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, artifacts.data, seed=config.data.seed,
-                                                           chance_gate=config.verify.chance_gate)
+    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, _output_of("data", artifacts.data),
+                                                           seed=config.data.seed, chance_gate=config.verify.chance_gate)
     artifacts.teacher.preprocessing = sections.get("teacher", {}).get("preprocessing", artifacts.teacher.preprocessing)
     return True
 
@@ -237,7 +261,7 @@ def _restore_distill(config: RunConfig, artifacts: Artifacts, sections: dict[str
     from edgedistill.models import is_keras3_file, load_model_file
 
     saved = artifacts.run_dir / "student_float.keras"
-    if not saved.exists() or sections.get("student", {}).get("scheme") == "data_free":
+    if not saved.exists() or not stage_functions.scheme_of(config.distill).trains_on_data:
         return False  # a data-free student's synthetic inputs (used by QAT and calibration) are not saved
     student = load_keras3_student(saved) if is_keras3_file(saved) else load_model_file(saved)  # the model, not a teacher wrapper
     artifacts.distilled = SchemeResult(student=student, history={}, report={})
@@ -251,7 +275,7 @@ def _restore_qat(config: RunConfig, artifacts: Artifacts, sections: dict[str, An
         return True
     from edgedistill.keras3.backend import is_keras3_model
 
-    if is_keras3_model(artifacts.distilled.student):
+    if is_keras3_model(_output_of("distill", artifacts.distilled).student):
         return _restore_keras3_qat(artifacts)
     saved = artifacts.run_dir / "student_qat.h5"
     if not saved.exists():
@@ -479,7 +503,7 @@ def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages
     started = time.perf_counter()
     if resume and run_dir is None:
         raise InputError("resume needs the run folder to continue (run_dir).")
-    completed = read_progress(run_dir) if resume else {}
+    completed = read_progress(run_dir) if resume and run_dir is not None else {}  # resume without one: refused above
     if run_dir is not None:
         ensure_writable_dir(run_dir, what="the run folder")
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(config.output.output_dir, config.output.run_name)

@@ -381,9 +381,11 @@ def preprocessing_quantize_config():
         from edgedistill._keras import import_tfmot, keras
 
         quantization = import_tfmot().quantization.keras
+        # a base class known only at run time (tfmot is imported lazily): Any to the type checker
+        quantize_config_base: Any = quantization.QuantizeConfig
 
         @keras.utils.register_keras_serializable(package="edgedistill")
-        class PreprocessingQuantizeConfig(quantization.QuantizeConfig):
+        class PreprocessingQuantizeConfig(quantize_config_base):
             """The output of ``x * scale + offset`` is quantized over all values seen (it is a fixed map)."""
 
             def get_weights_and_quantizers(self, layer):

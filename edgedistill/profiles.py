@@ -4,8 +4,10 @@ Each target says which operator costs the time in its own way; they all end in o
 
 - ``local`` / ``ssh`` / ``qemu-aarch64`` (LiteRT through ``_runner.py --profile``): LiteRT's Python API has
   no profiler, so each operator is timed as its own one-operator model (the flatbuffer sliced: the
-  operator, its constant tensors, its activations as model inputs), with the measured cost of an
-  invoke of an empty model taken off each (source ``litert one-op models``);
+  operator, its constant tensors, its activations as model inputs), in rounds interleaved with the whole
+  model, with the measured cost of an invoke of an empty model taken off each and shown once as the
+  ``(invoke call)`` row (index -1), which every invoke of the whole model pays once
+  (source ``litert one-op models``);
 - ``tflm`` (PyPI ``tflite-micro``): its Python binding exposes no profiler either; the same slicing
   runs on the TFLM interpreter (source ``tflm one-op models``);
 - the QEMU firmware: TFLM's ``MicroProfilerInterface`` in ``firmware/src/main.cc`` printing

@@ -229,7 +229,7 @@ def _suggest(trial, space: SearchSpace) -> dict[str, float]:
     }
 
 
-def _ray_trial(params: dict, options: dict, teacher_path: str, measure_arena: bool) -> dict:
+def _ray_trial(params: dict, options: dict, teacher_path: str, measure_arena: bool) -> None:
     """Ray Tune function trainable: one trial in a Ray worker (loads its own data and teacher)."""
     from ray import tune
 

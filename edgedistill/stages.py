@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgedistill.config import (
     BenchStageConfig,
@@ -22,12 +22,29 @@ from edgedistill.config import (
     DistillConfig,
     MicroConfig,
     QatConfig,
+    RunConfig,
     StudentConfig,
     TeacherConfig,
     TrainingConfig,
     VerifyConfig,
 )
 from edgedistill.errors import InputError
+
+if TYPE_CHECKING:  # the types of the stages' inputs and outputs; their modules import TensorFlow, so not at run time
+    import numpy as np
+
+    from edgedistill.augment import Augmentation
+    from edgedistill.budget import Budget
+    from edgedistill.data import Dataset
+    from edgedistill.distill import SchemeResult, TrainingArguments
+    from edgedistill.distill.losses import DistillationLoss
+    from edgedistill.distill.schemes import Scheme
+    from edgedistill.micro import MicroExport
+    from edgedistill.micro.frontend import FrontEndExport
+    from edgedistill.models import ExternalTeacher, KerasModel
+    from edgedistill.preprocessing import Preprocessing
+    from edgedistill.training import TrainConfig
+    from edgedistill.verify import VerifyResult
 
 logger = logging.getLogger(__name__)
 Report = dict[str, Any]
@@ -37,13 +54,13 @@ Report = dict[str, Any]
 class Teacher:
     """A loaded or trained teacher and its cached logits per split (``train``, ``val``)."""
 
-    model: Any
-    outputs: dict[str, Any]
+    model: KerasModel | ExternalTeacher  # ExternalTeacher: a SavedModel or Keras 3 file that only gives outputs
+    outputs: dict[str, np.ndarray]  # logits per split (memory-mapped when large)
     source: str
     preprocessing: dict[str, Any] | None = None  # what the teacher file expects of the raw values (report form)
 
 
-def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_rate: float | None = None):
+def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_rate: float | None = None) -> TrainConfig:
     """The :class:`~edgedistill.training.TrainConfig` of one training stage."""
     from edgedistill.training import TrainConfig
 
@@ -57,7 +74,7 @@ def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_r
 # data
 
 
-def load_data(config: DataConfig, *, teacher_file: str | None = None):
+def load_data(config: DataConfig, *, teacher_file: str | None = None) -> tuple[Dataset, Report]:
     """The data set of a run, split into train / validation / test.
 
     An image folder without ``--image-size`` takes the input size of ``teacher_file`` when it declares one.
@@ -90,14 +107,14 @@ def load_data(config: DataConfig, *, teacher_file: str | None = None):
 # teacher
 
 
-def student_preprocessing_of(data):
+def student_preprocessing_of(data: Dataset) -> Preprocessing | None:
     """The project's preprocessing of the student (``x / 255`` for pixels; none for float data)."""
     from edgedistill.preprocessing import student_preprocessing
 
     return student_preprocessing(data.value_range or (0.0, 255.0), raw_bytes=data.raw_bytes)
 
 
-def augmentation_of(training: TrainingConfig, data):
+def augmentation_of(training: TrainingConfig, data: Dataset) -> Augmentation | None:
     """The augmentation ``--augment`` means for this data (``None`` when off or when it makes no sense)."""
     if not training.augment:
         return None
@@ -109,7 +126,7 @@ def augmentation_of(training: TrainingConfig, data):
     return augmentation
 
 
-def _teacher_from_file(config: TeacherConfig, data):
+def _teacher_from_file(config: TeacherConfig, data: Dataset) -> tuple[KerasModel | ExternalTeacher, Preprocessing, Report]:
     """The user's teacher taking raw values: input shape checked, preprocessing declared or detected."""
     from edgedistill.models import load_model_file
     from edgedistill.teachers import (
@@ -118,15 +135,17 @@ def _teacher_from_file(config: TeacherConfig, data):
 
     from edgedistill.keras3.loading import register_layers_for
 
-    register_layers_for(config.teacher)  # a saved Keras 3 QAT student may be a teacher
-    model = load_model_file(config.teacher)
-    check_input_shape(model_input_shape(model) or teacher_input_shape(config.teacher), data)
+    path = config.teacher
+    assert path  # prepare_teacher comes here for a --teacher file only
+    register_layers_for(path)  # a saved Keras 3 QAT student may be a teacher
+    model = load_model_file(path)
+    check_input_shape(model_input_shape(model) or teacher_input_shape(path), data)
     preprocessing, report = resolve_preprocessing(model, data, config.teacher_preprocessing)
     return apply_preprocessing(model, preprocessing), preprocessing, report
 
 
-def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, seed: int = 0, log_dir: Path | None = None,
-                    chance_gate: bool = True):
+def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data: Dataset, *, seed: int = 0,
+                    log_dir: Path | None = None, chance_gate: bool = True) -> tuple[Teacher, Report]:
     """The user's teacher file, or a preset trained on hard labels; its logits cached per split.
 
     Every teacher takes the data's raw values. Before any student is trained, the teacher's
@@ -138,6 +157,8 @@ def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, se
     from edgedistill.preprocessing import with_preprocessing
     from edgedistill.teachers import teacher_gate
 
+    preprocessing: Preprocessing | None
+    preprocessing_report: Report | None
     if config.teacher:
         model, preprocessing, preprocessing_report = _teacher_from_file(config, data)
         source = config.teacher
@@ -178,13 +199,13 @@ def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data, *, se
 # student
 
 
-def budget_of(config: StudentConfig):
+def budget_of(config: StudentConfig) -> Budget:
     from edgedistill.budget import Budget
 
     return Budget(max_flash_kb=config.max_flash_kb, max_arena_kb=config.max_arena_kb, max_latency_ms=config.max_latency_ms)
 
 
-def build_student(config: StudentConfig, data):
+def build_student(config: StudentConfig, data: Dataset) -> tuple[KerasModel, str, Report]:
     """The user's student file, or a preset at ``student_width`` (or the widest that fits a budget).
 
     With ``--keras 3`` (or a Keras 3 student file) the student is a Keras 3 model (:func:`build_keras3_student`).
@@ -194,7 +215,8 @@ def build_student(config: StudentConfig, data):
     from edgedistill._keras import keras
     from edgedistill.models import build_model, check_classes, load_model_file
 
-    budget, report = budget_of(config), {}
+    budget = budget_of(config)
+    report: Report = {}
     if config.student:
         if budget.is_set:
             raise InputError(
@@ -242,7 +264,7 @@ def student_keras(config: StudentConfig) -> str:
     return "2"
 
 
-def keras_report(student) -> Report:
+def keras_report(student: KerasModel) -> Report:
     """The Keras the student was trained with, for ``report.json``."""
     from edgedistill.keras3.backend import is_keras3_model
 
@@ -255,12 +277,12 @@ def keras_report(student) -> Report:
     return {"keras": "2", "keras_version": f"tf_keras {getattr(tf_keras, '__version__', '?')}"}
 
 
-def _keras3_unsupported(config) -> list[tuple[str, str]]:
+def _keras3_unsupported(config: RunConfig) -> list[tuple[str, str]]:
     """``(option, why)`` of each option set that the Keras 3 path does not support."""
     distill, training = config.distill, config.training
     found = []
-    if distill.scheme != "standard":
-        found.append((f"--scheme {distill.scheme}", "Keras 3 students are distilled with the standard scheme only"))
+    if not scheme_of(distill).standard_step:
+        found.append((f"--scheme {distill.scheme}", f"Keras 3 students are distilled with {_standard_step_schemes()} only"))
     if distill.prune_sparsity:
         found.append((f"--prune-sparsity {distill.prune_sparsity}", "pruning is tfmot's (Keras 2)"))
     if not resolve_loss(distill).uses_final_outputs:
@@ -277,7 +299,7 @@ def _keras3_unsupported(config) -> list[tuple[str, str]]:
     return found
 
 
-def check_keras3_options(config, *, quantization: bool = True) -> None:
+def check_keras3_options(config: RunConfig, *, quantization: bool = True) -> None:
     """Before the first stage: the student file matches ``--keras``, the options are ones the Keras 3 path
     supports, and a student file quantizes: every layer covered by Keras 3 QAT, or (``--qat-epochs 0``) no op the
     post-training conversion would leave in float. One :class:`InputError`."""
@@ -316,7 +338,7 @@ def check_keras3_options(config, *, quantization: bool = True) -> None:
         _check_keras3_ptq(model, io_type=config.convert.io_type)
 
 
-def _check_keras3_ptq(model, *, io_type: str) -> None:
+def _check_keras3_ptq(model: KerasModel, *, io_type: str) -> None:
     """PTQ of the untrained student, on random inputs (which ops stay float depends on the graph, not on the
     values): a float op the converter would leave in the int8 model is named before the teacher trains."""
     import numpy as np
@@ -332,7 +354,7 @@ def _check_keras3_ptq(model, *, io_type: str) -> None:
         raise InputError(f"--qat-epochs 0 (post-training quantization): {error}") from None
 
 
-def build_keras3_student(config: StudentConfig, data):
+def build_keras3_student(config: StudentConfig, data: Dataset) -> tuple[KerasModel, str, Report]:
     """The Keras 3 student: the ``--student`` file as it is, or a Keras 3 preset with the data's preprocessing."""
     from edgedistill.keras3.loading import load_keras3_student
     from edgedistill.models import check_classes
@@ -357,8 +379,9 @@ def build_keras3_student(config: StudentConfig, data):
     return student, source, {}
 
 
-def _distill_keras3(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *, seed: int,
-                    epochs: int, learning_rate: float, teacher_outputs=None):
+def _distill_keras3(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset,
+                    *, seed: int, epochs: int, learning_rate: float,
+                    teacher_outputs: dict[str, np.ndarray] | None = None) -> tuple[KerasModel, dict[str, list[float]]]:
     """One Keras 3 distillation (float or QAT) with the run's loss and schedule; ``(student, history)``."""
     from edgedistill.keras3.distiller import distill
 
@@ -370,7 +393,8 @@ def _distill_keras3(config: DistillConfig, training: TrainingConfig, teacher: Te
     )
 
 
-def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *, seed: int = 0):
+def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel,
+                           data: Dataset, *, seed: int = 0) -> tuple[SchemeResult, Report]:
     """Standard distillation of a Keras 3 student (the other options were refused before the first stage)."""
     from edgedistill.distill import SchemeResult
 
@@ -385,7 +409,7 @@ def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teac
 
 
 def quantize_keras3_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
-                            student, data, *, seed: int = 0):
+                            student: KerasModel, data: Dataset, *, seed: int = 0) -> tuple[KerasModel, Report]:
     """Keras 3 QAT (:func:`edgedistill.keras3.qat.quantize_model`) distilled with the same loss; ``(qat model, report)``."""
     from edgedistill.keras3.qat import activation_quantizers, quantize_model
     from edgedistill.preprocessing import BYTE_RANGE
@@ -398,8 +422,8 @@ def quantize_keras3_student(config: QatConfig, distill_config: DistillConfig, tr
     return qat_student, report
 
 
-def convert_keras3_models(config: ConvertConfig, *, student, qat_student, calibration_inputs,
-                          input_range: tuple[float, float] | None = None) -> dict[str, bytes]:
+def convert_keras3_models(config: ConvertConfig, *, student: KerasModel, qat_student: KerasModel | None,
+                          calibration_inputs: np.ndarray, input_range: tuple[float, float] | None = None) -> dict[str, bytes]:
     """``student_int8.tflite`` of a Keras 3 student (from its QAT model's trained ranges, or PTQ without QAT) and
     ``student_float32.tflite``."""
     from edgedistill.keras3.convert import convert_float_model, convert_qat_model
@@ -416,7 +440,7 @@ def convert_keras3_models(config: ConvertConfig, *, student, qat_student, calibr
 # distill and QAT
 
 
-def resolve_loss(config: DistillConfig):
+def resolve_loss(config: DistillConfig) -> DistillationLoss:
     """The distillation loss: the logit losses (``logits``, ``dkd``, ``dist``, ...) get ``temperature``
     (and ``final_temperature``) unless given; ``name:key=value,...`` gives any registered loss its arguments."""
     from edgedistill.distill.losses import get_loss, loss_parameters, parse_arguments
@@ -431,7 +455,21 @@ def resolve_loss(config: DistillConfig):
     return get_loss({"kind": name.strip(), **arguments})
 
 
-def check_names(config) -> None:
+def scheme_of(config: DistillConfig) -> Scheme:
+    """The registry entry of the configured scheme: what it can do is asked of its fields, never of its name."""
+    from edgedistill.distill.schemes import SCHEMES
+
+    return SCHEMES.get(config.scheme)
+
+
+def _standard_step_schemes() -> str:
+    from edgedistill.distill.schemes import SCHEMES
+
+    names = [name for name in SCHEMES if SCHEMES.get(name).standard_step]
+    return f"the {' or '.join(names)} scheme{'s' if len(names) > 1 else ''}"
+
+
+def check_names(config: RunConfig) -> None:
     """Unknown data set, preset, loss or scheme names fail before any training, listing valid names."""
     from edgedistill.data import LOADERS
     from edgedistill.distill import SCHEMES
@@ -444,21 +482,21 @@ def check_names(config) -> None:
     if not config.student.student:
         PRESETS.get(config.student.student_preset)
     LOSSES.get(config.distill.distillation_loss.partition(":")[0].strip())
-    SCHEMES.get(config.distill.scheme)
-    if config.distill.prune_sparsity and config.distill.scheme != "standard":
+    scheme = SCHEMES.get(config.distill.scheme)
+    if config.distill.prune_sparsity and not scheme.standard_step:
         raise InputError(
-            f"--prune-sparsity works with the standard scheme only. Received: scheme={config.distill.scheme!r}, "
+            f"--prune-sparsity works with {_standard_step_schemes()} only. Received: scheme={config.distill.scheme!r}, "
             f"prune_sparsity={config.distill.prune_sparsity}. Prune in a second run from the distilled student."
         )
 
 
-def _is_default(config, section: str, name: str) -> bool:
+def _is_default(config: RunConfig, section: str, name: str) -> bool:
     field = next(f for f in dataclasses.fields(getattr(config, section)) if f.name == name)
     return getattr(getattr(config, section), name) == field.default
 
 
 # (section, option, when it does nothing, why): options a user sets that the run would ignore.
-INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
+INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[RunConfig], bool], str], ...] = (
     *((("data", name, lambda c: not c.data.data.startswith("images:"), "applies to --data images:DIR only"))
       for name in ("image_size", "color_mode", "class_names")),
     *((("data", name, lambda c: not c.data.data.startswith("audio:"), "applies to --data audio:DIR only"))
@@ -473,11 +511,11 @@ INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
     ("qat", "qat_learning_rate", lambda c: c.qat.qat_epochs == 0, "has no effect with --qat-epochs 0"),
     *((("bench", name, lambda c: not c.bench.bench, "has no effect with --no-bench"))
       for name in ("num_runs", "warmup_runs", "num_threads")),
-    ("distill", "scheme_options", lambda c: c.distill.scheme == "standard", "has no effect with the standard scheme"),
+    ("distill", "scheme_options", lambda c: not scheme_of(c.distill).takes_options, "has no effect: the scheme takes no options"),
 )
 
 
-def warn_ineffective_options(config) -> list[str]:
+def warn_ineffective_options(config: RunConfig) -> list[str]:
     """One warning line per option set to a non-default value that this run would ignore; returns their names."""
     found = []
     for section, name, ineffective, why in INEFFECTIVE_OPTIONS:
@@ -487,7 +525,7 @@ def warn_ineffective_options(config) -> list[str]:
     return found
 
 
-def check_run_options(config, *, quantization: bool = True) -> None:
+def check_run_options(config: RunConfig, *, quantization: bool = True) -> None:
     """Everything that can be checked before the first stage runs: names, model files, ignored options
     (``quantization=False``: a command that trains no int8 model, e.g. ``distill``, skips the int8 checks)."""
     from edgedistill.models import _check_model_path
@@ -521,7 +559,8 @@ def check_run_options(config, *, quantization: bool = True) -> None:
 
 
 def training_arguments(config: DistillConfig, training: TrainingConfig, teacher: Teacher | None, *, epochs: int,
-                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None, augmentation=None):
+                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None,
+                       augmentation: Augmentation | None = None) -> TrainingArguments:
     """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs
     (and the augmentation, with how the teacher sees it)."""
     from edgedistill.distill import TrainingArguments
@@ -537,23 +576,22 @@ def training_arguments(config: DistillConfig, training: TrainingConfig, teacher:
     )
 
 
-# Schemes whose teacher is the one model distilled from: augmentation keeps teacher and student consistent.
-AUGMENTED_SCHEMES = ("standard", "teacher_assistant")
-
-
-def _augmentation_report(config: DistillConfig, training: TrainingConfig, augmentation) -> dict:
+def _augmentation_report(config: DistillConfig, training: TrainingConfig, augmentation: Augmentation | None) -> Report:
     if augmentation is None:
         return {}
-    if config.scheme not in AUGMENTED_SCHEMES and not config.prune_sparsity:
+    if not scheme_of(config).augments and not config.prune_sparsity:
+        from edgedistill.distill.schemes import SCHEMES
+
+        augmented = [name for name in SCHEMES if SCHEMES.get(name).augments]  # the entries' `augments` field
         logger.warning("--augment: scheme %s trains without augmentation (it applies to %s, pruning and QAT)",
-                       config.scheme, ", ".join(AUGMENTED_SCHEMES))
+                       config.scheme, ", ".join(augmented))
         return {"augmentation": None}
     teacher = f"cached outputs on {training.augment_views} augmented views" if training.augment_views else "run on every augmented batch"
     return {"augmentation": augmentation.to_dict() | {"teacher": teacher}}
 
 
-def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student, data, *,
-                    seed: int = 0, log_dir: Path | None = None):
+def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset,
+                    *, seed: int = 0, log_dir: Path | None = None) -> tuple[SchemeResult, Report]:
     """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
     from edgedistill.keras3.backend import is_keras3_model
 
@@ -581,7 +619,8 @@ def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Te
 
 
 def quantize_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
-                     distilled, data, *, seed: int = 0, log_dir: Path | None = None):
+                     distilled: SchemeResult, data: Dataset, *, seed: int = 0,
+                     log_dir: Path | None = None) -> tuple[KerasModel | None, Report]:
     """Quantization-aware distillation with the same loss; ``None`` when ``qat_epochs`` is 0.
 
     A data-free student never saw the training data: QAT uses the synthetic inputs (and the
@@ -612,7 +651,8 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
 # convert, micro, verify, bench
 
 
-def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model, calibration_inputs,
+def convert_models(config: ConvertConfig, *, student: KerasModel, qat_student: KerasModel | None,
+                   teacher_model: KerasModel | ExternalTeacher, calibration_inputs: np.ndarray,
                    input_range: tuple[float, float] | None = None) -> tuple[dict[str, bytes], Report]:
     """``student_int8.tflite`` (from the QAT student when there is one) and float32 copies for comparison.
 
@@ -643,7 +683,7 @@ def convert_models(config: ConvertConfig, *, student, qat_student, teacher_model
     return files, report
 
 
-def input_convention_of(data, int8: bytes, *, teacher_preprocessing: dict | None = None) -> Report:
+def input_convention_of(data: Dataset, int8: bytes, *, teacher_preprocessing: dict | None = None) -> Report:
     """What the deployed int8 model takes (``report.json``, ``micro_export.json``, ``test_data.h``)."""
     from edgedistill.preprocessing import input_convention
     from edgedistill.tflite_model import read_model_info
@@ -654,8 +694,8 @@ def input_convention_of(data, int8: bytes, *, teacher_preprocessing: dict | None
     )
 
 
-def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Path, *, model_name: str = "model.tflite",
-                         input_convention: dict | None = None):
+def export_micro_sources(config: MicroConfig, int8: bytes, data: Dataset | None, output_dir: Path, *,
+                         model_name: str = "model.tflite", input_convention: dict | None = None) -> tuple[MicroExport, Report]:
     """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter
     (and the audio front end with its own arena, for audio data or ``config.front_end``)."""
     from edgedistill.micro import export_micro
@@ -669,7 +709,7 @@ def export_micro_sources(config: MicroConfig, int8: bytes, data, output_dir: Pat
     return export, export.to_dict() | {key: export.metadata.get(key) for key in ("memory_plan", "compaction")}
 
 
-def _front_end_export(config: MicroConfig, data):
+def _front_end_export(config: MicroConfig, data: Dataset | None) -> FrontEndExport | None:
     """The audio front end to export with the model: the data set's, or the ``front_end`` file."""
     audio = getattr(data, "audio", None)
     if audio is None and not config.front_end:
@@ -677,7 +717,11 @@ def _front_end_export(config: MicroConfig, data):
     from edgedistill.micro.frontend import FrontEndExport
     from edgedistill.tflite_model import read_model_bytes
 
-    content = read_model_bytes(config.front_end) if config.front_end else audio.frontend_model
+    if config.front_end:
+        content = read_model_bytes(config.front_end)
+    else:
+        assert audio is not None  # returned above when there is neither
+        content = audio.frontend_model
     if audio is not None and content != audio.frontend_model:
         raise InputError(
             f"--front-end {config.front_end} is not the front end the audio data's features came from. "
@@ -689,8 +733,8 @@ def _front_end_export(config: MicroConfig, data):
     )
 
 
-def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], int8: bytes, arena_bytes: int | None,
-                   reference: str, max_samples: int | None = None):
+def verify_student(config: VerifyConfig, data: Dataset, *, keras_models: dict[str, Any], int8: bytes,
+                   arena_bytes: int | None, reference: str, max_samples: int | None = None) -> tuple[VerifyResult, Report]:
     """Accuracy of every form on the test split and their agreement; the gate is decided here, raised by the caller."""
     from edgedistill.verify import verify_models
 
@@ -706,12 +750,11 @@ def verify_student(config: VerifyConfig, data, *, keras_models: dict[str, Any], 
 # baseline: did distillation help?
 
 
-def baseline_skip_reason(distill_config: DistillConfig, student) -> str | None:
+def baseline_skip_reason(distill_config: DistillConfig, student: KerasModel) -> str | None:
     """Why a scratch baseline would not answer "did distillation help" here (None: it would)."""
     from edgedistill._keras import keras
-    from edgedistill.distill.schemes import SCHEMES
 
-    if not SCHEMES.get(distill_config.scheme).trains_on_data:
+    if not scheme_of(distill_config).trains_on_data:
         return (f"scheme {distill_config.scheme} never trains its student on the data; a scratch student on the data "
                 "would cost far more than the distillation and answer another question")
     if distill_config.prune_sparsity:
@@ -721,7 +764,7 @@ def baseline_skip_reason(distill_config: DistillConfig, student) -> str | None:
     return None
 
 
-def fresh_student(config: StudentConfig, distilled_student, data):
+def fresh_student(config: StudentConfig, distilled_student: KerasModel, data: Dataset) -> KerasModel:
     """The same student before any training: the user's file loaded again, or the preset's architecture
     (the width a budget chose included) with new initial weights."""
     from edgedistill._keras import keras
@@ -731,8 +774,9 @@ def fresh_student(config: StudentConfig, distilled_student, data):
     return keras.models.clone_model(distilled_student)  # same layers and configs, freshly initialized weights
 
 
-def train_scratch_baseline(student, data, *, qat: QatConfig, distill_config: DistillConfig, training: TrainingConfig,
-                           convert: ConvertConfig, seed: int = 0, log_dir: Path | None = None) -> tuple[Any, Any, bytes]:
+def train_scratch_baseline(student: KerasModel, data: Dataset, *, qat: QatConfig, distill_config: DistillConfig,
+                           training: TrainingConfig, convert: ConvertConfig, seed: int = 0,
+                           log_dir: Path | None = None) -> tuple[KerasModel, KerasModel | None, bytes]:
     """Hard labels only, with the distilled student's schedule: its epochs, augmentation, QAT epochs and int8
     conversion. Returns (float student, QAT student or None, int8 flatbuffer)."""
     from edgedistill.convert import convert_keras_model
@@ -756,8 +800,8 @@ def train_scratch_baseline(student, data, *, qat: QatConfig, distill_config: Dis
     return student, qat_student, int8
 
 
-def compare_with_baseline(data, *, student, qat_student, int8: bytes, arena_bytes: int | None,
-                          distilled_accuracy: dict[str, float]) -> Report:
+def compare_with_baseline(data: Dataset, *, student: KerasModel, qat_student: KerasModel | None, int8: bytes,
+                          arena_bytes: int | None, distilled_accuracy: dict[str, float]) -> Report:
     """The scratch student's accuracy in every form, and the distilled student's gain over it (points)."""
     from edgedistill.verify import verify_models
 
@@ -808,6 +852,7 @@ __all__ = [
     "keras_report",
     "budget_of",
     "resolve_loss",
+    "scheme_of",
     "check_names",
     "training_arguments",
     "distill_student",

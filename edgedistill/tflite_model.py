@@ -146,20 +146,27 @@ class ModelInfo:
         }
 
 
-def read_model_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a ``.tflite`` file, checked to be a TFLite flatbuffer."""
+def read_model_bytes(path: str | os.PathLike, *, whole: bool = False) -> bytes:
+    """The bytes of a ``.tflite`` file, checked to be a TFLite flatbuffer: the one reader of model files
+    (``InputError`` for a folder, a missing or unreadable file, or another format).
+
+    ``whole=True`` also parses the whole flatbuffer (:func:`read_model_info`), so a truncated or corrupt file
+    is one clear error here, not a crash in an interpreter or on a device (the benchmark targets ask for it).
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.tflite"))[:3]
         hint = f" (it holds {', '.join(inside)})" if inside else ""
         raise InputError(f"{path} is a folder{hint}, not a model file. Pass the path of a .tflite file.")
     if not path.is_file():
-        raise InputError(f"Model file not found: {path}. Expected a .tflite file.")
+        raise InputError(f"Model file not found: {path}. Pass the path of a .tflite file.")
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InputError(f"Cannot read model file {path}: {error.strerror}. Check its permissions.") from None
     check_flatbuffer(data, source=str(path))
+    if whole:
+        read_model_info(data, source=str(path))
     return data
 
 
@@ -263,7 +270,7 @@ def litert_interpreter_class():
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        from tflite_runtime.interpreter import Interpreter
 
         return Interpreter
     except ImportError:

@@ -21,6 +21,11 @@ TFLM's C++ code prints its messages (``MicroPrintf``: errors such as "Node CONV_
 failed to prepare", and the ``print_allocations`` report) straight to file descriptor 2, i.e.
 stderr, not stdout and not through Python's ``sys.stderr``; they are captured at that level
 (:class:`_CapturedStderr`) so TFLM's own error text reaches the user.
+
+The other TFLM rooms: :mod:`edgedistill.micro` writes the sources a TFLM application compiles (it
+calls this module to measure and check), :mod:`edgedistill.firmware.tflm_checkout` finds the pinned
+C++ checkout and caches the library built from it, and :mod:`edgedistill._runner` (the LiteRT runner
+copied to devices) holds the one-operator timing loop this module's ``bench --profile`` reuses.
 """
 
 from __future__ import annotations
@@ -244,6 +249,7 @@ class TFLMWorker:
             request["inputs"] = str(Path(self.folder.name) / "inputs.npy")
             request["outputs"] = str(Path(self.folder.name) / "outputs.npy")
             np.save(request["inputs"], inputs)
+        assert self.process.stdin is not None  # stdin=PIPE
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
@@ -261,16 +267,19 @@ class TFLMWorker:
 
     def _answer_line(self) -> str | None:
         """The worker's answer ("" if it died), or None after ``timeout_s`` (the worker is then stopped)."""
-        if self.timeout_s is not None and not select.select([self.process.stdout], [], [], self.timeout_s)[0]:
+        assert self.process is not None and self.process.stdout is not None  # request() started it, stdout=PIPE
+        stdout = self.process.stdout
+        if self.timeout_s is not None and not select.select([stdout], [], [], self.timeout_s)[0]:
             self.process.kill()
             self.process.wait()
             self.process = None
             return None
-        return self.process.stdout.readline()
+        return stdout.readline()
 
     def _crashed(self) -> dict[str, Any]:
         """The worker died: a too-small arena (or a broken model) crashed TFLM."""
         self.num_crashes += 1
+        assert self.process is not None  # request() started it
         code = self.process.wait()
         self.process = None
         self.stderr.seek(self.stderr_offset)
@@ -280,6 +289,7 @@ class TFLMWorker:
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            assert self.process.stdin is not None  # stdin=PIPE
             self.process.stdin.close()
             self.process.wait(timeout=10)
         self.process = None
@@ -616,6 +626,7 @@ def _runner_module() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_edgedistill_runner", SCRIPT_PATH.with_name("_runner.py"))
+    assert spec is not None and spec.loader is not None  # a .py file beside this one
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

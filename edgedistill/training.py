@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +164,7 @@ def _resume_state(directory: Path | None, model: keras.Model, fingerprint: dict)
     return state
 
 
-_STRATEGIES: dict[str, object] = {}
+_STRATEGIES: dict[str, Any] = {}  # tf.distribute.Strategy objects (TensorFlow has no type information)
 
 
 def strategy_scope(name: str = "none"):
@@ -220,6 +221,7 @@ def _callbacks(model: keras.Model, config: TrainConfig, stage: str, log_dir: str
         callbacks.append(early_stopping)
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
+    if directory is not None:  # in a run folder: log_dir is set
         callbacks.append(_EpochCheckpoint(directory, fingerprint, early_stopping, (resumed or {}).get("history", {})))
     return resumed, callbacks
 

@@ -174,6 +174,7 @@ def verify_models(
 
 def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> None:
     if result.at_chance:
+        assert result.chance_accuracy is not None  # at_chance is only filled when the chance accuracy is known
         scores = ", ".join(f"{name} {result.accuracy[name]:.2f}%" for name in result.at_chance)
         raise GateFailed(
             f"test accuracy at chance: {scores}; guessing the most frequent label scores {result.chance_accuracy:.2f}% "

@@ -19,8 +19,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (
-    0x4E584E43, 0x4E45504F, 0x59414B4F, 0x45534C43, 0x45545257, 0x48545541)
+A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (0x4E584E43, 0x4E45504F, 0x59414B4F, 0x45534C43, 0x45545257, 0x48545541)
 A_VERSION = 0x01000001
 MAX_PAYLOAD = 256 * 1024
 DEVICE_TMP = "/data/local/tmp"
@@ -47,7 +46,7 @@ class _Stream:
             if self.closed:
                 return
             self.ready.clear()
-            self.device.send(_message(A_WRTE, self.local_id, self.remote_id, data[start:start + self.device.max_payload]))
+            self.device.send(_message(A_WRTE, self.local_id, self.remote_id, data[start : start + self.device.max_payload]))
 
     def read_exact(self, count: int) -> bytes:
         with self.received:
@@ -109,8 +108,7 @@ class _Connection(threading.Thread):
         if command == A_CNXN:
             self.max_payload = min(arg1, MAX_PAYLOAD)
             props = ";".join(f"{k}={v}" for k, v in self.standin.banner_props.items())
-            self.send(_message(A_CNXN, min(arg0, A_VERSION), self.max_payload,
-                               f"device::{props};features=shell_v2,cmd".encode()))
+            self.send(_message(A_CNXN, min(arg0, A_VERSION), self.max_payload, f"device::{props};features=shell_v2,cmd".encode()))
         elif command == A_OPEN:
             local_id = self.next_id
             self.next_id += 1
@@ -158,13 +156,18 @@ class AdbDeviceStandin:
     ``root`` is the host folder standing in for ``/data/local/tmp``.
     """
 
-    def __init__(self, root: Path, *, model: str = "Standin_Phone", soc: str = "standin-soc",
-                 release: str = "14") -> None:
+    def __init__(self, root: Path, *, model: str = "Standin_Phone", soc: str = "standin-soc", release: str = "14") -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.props = {"ro.product.model": model, "ro.product.manufacturer": "edgedistill-tests",
-                      "ro.soc.model": soc, "ro.board.platform": soc, "ro.build.version.release": release,
-                      "ro.build.version.sdk": "34", "ro.product.cpu.abi": "arm64-v8a"}
+        self.props = {
+            "ro.product.model": model,
+            "ro.product.manufacturer": "edgedistill-tests",
+            "ro.soc.model": soc,
+            "ro.board.platform": soc,
+            "ro.build.version.release": release,
+            "ro.build.version.sdk": "34",
+            "ro.product.cpu.abi": "arm64-v8a",
+        }
         self.banner_props = {"ro.product.name": "standin", "ro.product.model": model, "ro.product.device": "standin"}
         self.bin = self.root.parent / f"{self.root.name}-bin"
         self.bin.mkdir(exist_ok=True)
@@ -203,7 +206,7 @@ class AdbDeviceStandin:
     def host_path(self, device_path: str) -> Path:
         if not device_path.startswith(DEVICE_TMP):
             raise PermissionError(device_path)
-        return self.root / device_path[len(DEVICE_TMP):].lstrip("/")
+        return self.root / device_path[len(DEVICE_TMP) :].lstrip("/")
 
     def map_command(self, command: str) -> str:
         return command.replace(DEVICE_TMP, str(self.root))
@@ -213,8 +216,14 @@ class AdbDeviceStandin:
     def serve_shell(self, stream: _Stream, command: str, *, v2: bool) -> None:
         self.shell_commands.append(command)
         env = {**os.environ, "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        process = subprocess.Popen(["sh", "-c", self.map_command(command)], cwd=self.root, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            ["sh", "-c", self.map_command(command)],
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         self.processes.append(process)
 
         def pump(pipe, packet_id: int) -> None:
@@ -224,8 +233,7 @@ class AdbDeviceStandin:
                 else:
                     stream.write(chunk)
 
-        pumps = [threading.Thread(target=pump, args=(process.stdout, 1)),
-                 threading.Thread(target=pump, args=(process.stderr, 2))]
+        pumps = [threading.Thread(target=pump, args=(process.stdout, 1)), threading.Thread(target=pump, args=(process.stderr, 2))]
         for thread in pumps:
             thread.start()
         for thread in pumps:
@@ -275,16 +283,15 @@ class AdbDeviceStandin:
                     stream.write(b"FAIL" + struct.pack("<I", len(message)) + message)
                     continue
                 for start in range(0, len(data), 64 * 1024):
-                    chunk = data[start:start + 64 * 1024]
+                    chunk = data[start : start + 64 * 1024]
                     stream.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
                 stream.write(b"DONE" + struct.pack("<I", 0))
             elif request == b"LIST":
                 folder = self.host_path(payload)
-                for entry in (folder.iterdir() if folder.is_dir() else []):
+                for entry in folder.iterdir() if folder.is_dir() else []:
                     info = entry.stat()
                     name = entry.name.encode()
-                    stream.write(b"DENT" + struct.pack("<IIII", info.st_mode, info.st_size, int(info.st_mtime),
-                                                       len(name)) + name)
+                    stream.write(b"DENT" + struct.pack("<IIII", info.st_mode, info.st_size, int(info.st_mtime), len(name)) + name)
                 stream.write(b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
             elif request == b"QUIT":
                 return

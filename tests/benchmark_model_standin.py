@@ -4,8 +4,8 @@ It really runs the model (LiteRT, on the host) and prints its figures in the for
 tool (newer builds: ``INFO:`` prefixes, ``p5/median/p95``, periodic peak memory), so the adb
 target's push / run / parse / clean-up path is exercised end to end. With ``--enable_op_profiling=true`` it
 prints the tool's run-order table (layout of TFLite's profile_summary_formatter, newer builds: no [start]
-column), its per-op times from one-operator models (edgedistill/_runner.py's slicing), not a real profiler. The parser itself is tested
-on real output of the real tool in test_bench_adb.py. The tests install this file with a
+column), its per-op times from one-operator models (edgedistill/_runner.py's slicing), not a real profiler.
+The parser itself is tested on real output of the real tool in test_bench_adb.py. The tests install this file with a
 ``#!`` line naming the test's Python.
 """
 
@@ -22,9 +22,11 @@ def stats_line(samples_us, first=True):
         return int(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))])
 
     std = statistics.pstdev(samples_us) if len(samples_us) > 1 else 0.0
-    return (f"count={len(samples_us)} first={int(samples_us[0])} curr={int(samples_us[-1])} min={int(ordered[0])} "
-            f"max={int(ordered[-1])} avg={statistics.fmean(samples_us):g} std={int(std)} p5={pct(5)} "
-            f"median={pct(50)} p95={pct(95)}")
+    return (
+        f"count={len(samples_us)} first={int(samples_us[0])} curr={int(samples_us[-1])} min={int(ordered[0])} "
+        f"max={int(ordered[-1])} avg={statistics.fmean(samples_us):g} std={int(std)} p5={pct(5)} "
+        f"median={pct(50)} p95={pct(95)}"
+    )
 
 
 def rss_mb(field):
@@ -37,8 +39,16 @@ def rss_mb(field):
 
 def main():
     parser = argparse.ArgumentParser()
-    for flag in ("graph", "num_runs", "warmup_runs", "num_threads", "use_xnnpack", "report_peak_memory_footprint",
-                 "min_secs", "enable_op_profiling"):
+    for flag in (
+        "graph",
+        "num_runs",
+        "warmup_runs",
+        "num_threads",
+        "use_xnnpack",
+        "report_peak_memory_footprint",
+        "min_secs",
+        "enable_op_profiling",
+    ):
         parser.add_argument(f"--{flag}")
     args = parser.parse_args()
     start_rss = rss_mb("VmRSS")
@@ -61,8 +71,10 @@ def main():
     init_rss = rss_mb("VmRSS") - start_rss
     print(f"INFO: Loaded model {args.graph}")
     print(f"INFO: Initialized session in {init_us / 1000:.3f}ms.")
-    print("INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding "
-          "150 seconds.", flush=True)
+    print(
+        "INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.",
+        flush=True,
+    )
 
     def timed(count, min_secs):
         samples, begin = [], time.monotonic()
@@ -75,17 +87,25 @@ def main():
     warmup = timed(max(1, int(args.warmup_runs)), 0)
     print("INFO: " + stats_line(warmup))
     print("")
-    print(f"INFO: Running benchmark for at least {args.num_runs} iterations and at least 1 seconds but terminate "
-          "if exceeding 150 seconds.", flush=True)
+    print(
+        f"INFO: Running benchmark for at least {args.num_runs} iterations and at least 1 seconds but terminate "
+        "if exceeding 150 seconds.",
+        flush=True,
+    )
     runs = timed(int(args.num_runs), float(args.min_secs or 0))
     print("INFO: " + stats_line(runs))
     print("")
-    print(f"INFO: Inference timings in us: Init: {int(init_us)}, First inference: {int(warmup[0])}, "
-          f"Warmup (avg): {statistics.fmean(warmup):g}, Inference (avg): {statistics.fmean(runs):g}")
-    print("INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "
-          "to the actual memory footprint of the model at runtime. Take the information at your discretion.")
-    print(f"INFO: Memory footprint delta from the start of the tool (MB): init={init_rss:g} "
-          f"overall={rss_mb('VmHWM') - start_rss:g}")
+    print(
+        f"INFO: Inference timings in us: Init: {int(init_us)}, First inference: {int(warmup[0])}, "
+        f"Warmup (avg): {statistics.fmean(warmup):g}, Inference (avg): {statistics.fmean(runs):g}"
+    )
+    print(
+        "INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "
+        "to the actual memory footprint of the model at runtime. Take the information at your discretion."
+    )
+    print(
+        f"INFO: Memory footprint delta from the start of the tool (MB): init={init_rss:g} overall={rss_mb('VmHWM') - start_rss:g}"
+    )
     print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {rss_mb('VmHWM'):g}")
     if args.enable_op_profiling == "true":
         print_op_profile(args.graph, int(args.num_runs))
@@ -110,8 +130,9 @@ def print_op_profile(graph, runs):
     for kind, first, avg, name, index in rows:
         share = 100 * avg / total
         cdf += share
-        print(f"\t{kind:>32}\t{first:>16.3f}\t{avg:>16.3f}\t{share:>14.3f}%\t{cdf:>14.3f}%\t{0:>16.3f}\t{1:>16}"
-              f"\t[{name}]:{index}")
+        print(
+            f"\t{kind:>32}\t{first:>16.3f}\t{avg:>16.3f}\t{share:>14.3f}%\t{cdf:>14.3f}%\t{0:>16.3f}\t{1:>16}\t[{name}]:{index}"
+        )
     print("")
     print("============================== Top by Computation Time ==============================")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.firmware.tflm import firmware_dir
+from edgedistill.firmware.tflm_checkout import firmware_dir
 
 CROSS_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size", "arm-none-eabi-objcopy")
 

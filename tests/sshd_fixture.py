@@ -35,8 +35,9 @@ class SshServer:
     host_public_key: str
     known_hosts: Path
 
-    def client_config(self, name: str, *, known_hosts: Path | None = None, key: Path | None = None,
-                      port: int | None = None) -> Path:
+    def client_config(
+        self, name: str, *, known_hosts: Path | None = None, key: Path | None = None, port: int | None = None
+    ) -> Path:
         """A client config file with one Host alias ``name`` pointing at this server."""
         path = self.folder / f"ssh_config_{name}"
         path.write_text(
@@ -139,8 +140,9 @@ def start_sshd(folder: Path) -> SshServer:
 def _launch(folder: Path, port: int) -> subprocess.Popen:
     """sshd in the foreground with ``folder/sshd_config``; returns once it listens on ``port``."""
     log = folder / "sshd.log"
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=subprocess.DEVNULL,
-                               stderr=open(log, "ab"))
+    process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=subprocess.DEVNULL, stderr=open(log, "ab")
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -86,8 +86,13 @@ def test_front_end_is_tflm_signal_ops_and_runs_on_the_tflm_interpreter():
     frontend = FrontEnd(sample_rate=8000, num_channels=20)
     content = build_frontend_model(frontend)
     info = read_model_info(content)
-    assert {"CUSTOM:SignalWindow", "CUSTOM:SignalRfft", "CUSTOM:SignalFilterBank", "CUSTOM:SignalPCAN",
-            "CUSTOM:SignalFilterBankLog"} <= set(info.ops)  # fmt: skip
+    assert {
+        "CUSTOM:SignalWindow",
+        "CUSTOM:SignalRfft",
+        "CUSTOM:SignalFilterBank",
+        "CUSTOM:SignalPCAN",
+        "CUSTOM:SignalFilterBankLog",
+    } <= set(info.ops)
     assert info.inputs[0].dtype == "int16" and info.inputs[0].shape == [1, 240] and info.outputs[0].shape == [20]
     assert read_frontend(content) == frontend
     clips = np.stack([_tone(f, 8000, 1.0, np.random.default_rng(0)) for f in (300.0, 1400.0)])
@@ -185,9 +190,14 @@ def test_label_pattern_speaker_split_and_fsdd_style_index_split(tmp_path):
 def test_augmented_copies_are_training_only_and_the_teacher_sees_them(tone_dir):
     plain = _load(f"audio:{tone_dir}", audio_sample_rate=8000, audio_clip_ms=500, audio_channels=16)
     augmented = _load(
-        f"audio:{tone_dir}", audio_sample_rate=8000, audio_clip_ms=500, audio_channels=16, audio_augment_copies=2,
-        audio_time_mask_frames=4, audio_frequency_mask_channels=3,
-    )  # fmt: skip
+        f"audio:{tone_dir}",
+        audio_sample_rate=8000,
+        audio_clip_ms=500,
+        audio_channels=16,
+        audio_augment_copies=2,
+        audio_time_mask_frames=4,
+        audio_frequency_mask_channels=3,
+    )
     num_train = len(plain.x_train)
     assert len(augmented.x_train) == 3 * num_train and augmented.audio.num_augmented == 2 * num_train
     assert np.array_equal(augmented.x_train[:num_train], plain.x_train)
@@ -233,8 +243,9 @@ def test_tflm_front_end_features_equal_the_training_features_bit_for_bit(spoken_
     from edgedistill.audio.frontend import frame_clips, features_to_float
     from edgedistill.tflm import tflm_outputs
 
-    data = _load(f"audio:{spoken_dir}", audio_label_pattern="{label}_{speaker}_{index}.wav", audio_test_split="speaker=v3",
-                 audio_trim=True)
+    data = _load(
+        f"audio:{spoken_dir}", audio_label_pattern="{label}_{speaker}_{index}.wav", audio_test_split="speaker=v3", audio_trim=True
+    )
     assert data.audio.frontend.sample_rate == 16000 and data.input_shape == (49, 40, 1)
     frames = frame_clips(data.audio.test_clips[:3], data.audio.frontend)
     for index in range(3):  # a new worker per clip: a fresh (reset) interpreter
@@ -296,8 +307,17 @@ def test_micro_accepts_tflm_signal_ops_and_writes_their_resolver_calls(tmp_path)
     result = invoke("micro", path, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     header = (tmp_path / "out/model_op_resolver.h").read_text()
-    for method in ("AddWindow", "AddFftAutoScale", "AddRfft", "AddEnergy", "AddFilterBank", "AddFilterBankSquareRoot",
-                   "AddFilterBankSpectralSubtraction", "AddPCAN", "AddFilterBankLog"):  # fmt: skip
+    for method in (
+        "AddWindow",
+        "AddFftAutoScale",
+        "AddRfft",
+        "AddEnergy",
+        "AddFilterBank",
+        "AddFilterBankSquareRoot",
+        "AddFilterBankSpectralSubtraction",
+        "AddPCAN",
+        "AddFilterBankLog",
+    ):
         assert f"resolver.{method}()" in header
 
 
@@ -337,9 +357,13 @@ BAD_FILES = {
     "stereo": (_stereo, "2 channels; expected mono", []),
     "24_bit": (_bits24, "expected 16-bit PCM", []),
     "lower_rate": (_rate, "sampled at 4000 Hz", []),
-    "other_rate_resampling_off": (lambda p: _write(p, np.zeros(800, dtype=np.int16), 16000), "sampled at 16000 Hz", ["--audio-resample", "off"]),
+    "other_rate_resampling_off": (
+        lambda p: _write(p, np.zeros(800, dtype=np.int16), 16000),
+        "sampled at 16000 Hz",
+        ["--audio-resample", "off"],
+    ),
     "longer_than_window": (_long, "the window is 0.500 s", []),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
@@ -364,8 +388,16 @@ def test_a_folder_with_one_class(tmp_path):
 
 
 def test_a_label_pattern_that_matches_no_file(tone_dir, tmp_path):
-    result = invoke("teacher", "--data", f"audio:{tone_dir / 'low'}", *SMALL, "--audio-label-pattern", FSDD_PATTERN,
-                    "-o", tmp_path / "t.keras")  # fmt: skip
+    result = invoke(
+        "teacher",
+        "--data",
+        f"audio:{tone_dir / 'low'}",
+        *SMALL,
+        "--audio-label-pattern",
+        FSDD_PATTERN,
+        "-o",
+        tmp_path / "t.keras",
+    )
     assert result.exit_code == 2 and len(_error_lines(result)) == 1
     assert "matches none of the 12 .wav files" in _error_lines(result)[0] and not (tmp_path / "t.keras").exists()
 
@@ -412,8 +444,17 @@ def test_fsdd_usual_and_held_out_speaker_splits(fsdd):
 
 
 def test_fsdd_has_clips_longer_than_a_second(fsdd, tmp_path):
-    result = invoke("teacher", "--data", f"audio:{fsdd}", "--audio-label-pattern", FSDD_PATTERN,
-                    "--audio-sample-rate", "8000", "-o", tmp_path / "t.keras")  # fmt: skip
+    result = invoke(
+        "teacher",
+        "--data",
+        f"audio:{fsdd}",
+        "--audio-label-pattern",
+        FSDD_PATTERN,
+        "--audio-sample-rate",
+        "8000",
+        "-o",
+        tmp_path / "t.keras",
+    )
     assert result.exit_code == 2 and "--audio-trim" in _error_lines(result)[0]
 
 
@@ -424,12 +465,41 @@ def test_fsdd_has_clips_longer_than_a_second(fsdd, tmp_path):
 @pytest.mark.slow
 def test_run_on_spoken_words_exports_front_end_and_model(spoken_dir, tmp_path):
     result = invoke(
-        "run", "--data", f"audio:{spoken_dir}", "--audio-label-pattern", "{label}_{speaker}_{index}.wav",
-        "--audio-test-split", "speaker=v3", "--audio-channels", "20", "--teacher-preset", "dscnn_kws",
-        "--teacher-width", "0.25", "--student-preset", "dscnn_kws", "--student-width", "0.125",
-        "--teacher-epochs", "2", "--epochs", "2", "--qat-epochs", "1", "--no-bench", "--verbose", "0",
-        "--audio-augment-copies", "1", "--audio-trim", "--no-chance-gate", "--output-dir", tmp_path, "--run-name", "kws",
-    )  # fmt: skip
+        "run",
+        "--data",
+        f"audio:{spoken_dir}",
+        "--audio-label-pattern",
+        "{label}_{speaker}_{index}.wav",
+        "--audio-test-split",
+        "speaker=v3",
+        "--audio-channels",
+        "20",
+        "--teacher-preset",
+        "dscnn_kws",
+        "--teacher-width",
+        "0.25",
+        "--student-preset",
+        "dscnn_kws",
+        "--student-width",
+        "0.125",
+        "--teacher-epochs",
+        "2",
+        "--epochs",
+        "2",
+        "--qat-epochs",
+        "1",
+        "--no-bench",
+        "--verbose",
+        "0",
+        "--audio-augment-copies",
+        "1",
+        "--audio-trim",
+        "--no-chance-gate",
+        "--output-dir",
+        tmp_path,
+        "--run-name",
+        "kws",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "kws/report.json").read_text())
     assert report["data"]["audio"]["front_end"]["feature_shape"] == [49, 20]

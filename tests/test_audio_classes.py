@@ -50,14 +50,19 @@ def test_class_order_counts_per_split_and_keyword_splits_unchanged(tone_dir, unk
     assert data.class_names == ("high", "low", "_silence_", "_unknown_") and data.num_classes == 4
     keyword_counts = {"train": len(plain.x_train), "validation": len(plain.x_val), "test": len(plain.x_test)}  # 18 / 2 / 4
     added = data.audio.summary()["added_classes"]
-    assert {split: added["_silence_"][split] for split in keyword_counts} == {s: round(0.5 * n) for s, n in keyword_counts.items()}
+    assert {split: added["_silence_"][split] for split in keyword_counts} == {
+        s: round(0.5 * n) for s, n in keyword_counts.items()
+    }
     # 15 files: 3 test (20 %), 12 left: 1 validation (10 %), 11 train
     assert added["_unknown_"] == {"train": 11, "validation": 1, "test": 3, "files_available": 15}
     for y, split in ((data.y_train, "train"), (data.y_val, "validation"), (data.y_test, "test")):
         assert np.bincount(y, minlength=4)[2:].tolist() == [added["_silence_"][split], added["_unknown_"][split]]
     # the keyword clips come first and are those of a run without the new classes, bit for bit
-    for x, y, base_x, base_y in ((data.x_train, data.y_train, plain.x_train, plain.y_train), (data.x_val, data.y_val, plain.x_val,
-                                 plain.y_val), (data.x_test, data.y_test, plain.x_test, plain.y_test)):  # fmt: skip
+    for x, y, base_x, base_y in (
+        (data.x_train, data.y_train, plain.x_train, plain.y_train),
+        (data.x_val, data.y_val, plain.x_val, plain.y_val),
+        (data.x_test, data.y_test, plain.x_test, plain.y_test),
+    ):
         assert np.array_equal(x[: len(base_x)], base_x) and np.array_equal(y[: len(base_y)], base_y)
     # the raw test audio (the micro export's test vectors) holds the new clips too, in the order of x_test
     assert len(data.audio.test_clips) == len(data.x_test) == 4 + 2 + 3
@@ -65,8 +70,13 @@ def test_class_order_counts_per_split_and_keyword_splits_unchanged(tone_dir, unk
 
 
 def test_augmented_copies_include_the_new_classes(tone_dir, unknown_dir):  # noqa: F811
-    data = _load(f"audio:{tone_dir}", audio_silence_fraction=0.5, audio_unknown_dir=str(unknown_dir), audio_augment_copies=2,
-                 **SMALL_OPTIONS)  # fmt: skip
+    data = _load(
+        f"audio:{tone_dir}",
+        audio_silence_fraction=0.5,
+        audio_unknown_dir=str(unknown_dir),
+        audio_augment_copies=2,
+        **SMALL_OPTIONS,
+    )
     originals = len(data.x_train) // 3
     assert data.audio.num_augmented == 2 * originals
     assert np.array_equal(data.y_train[originals:], np.tile(data.y_train[:originals], 2))
@@ -162,17 +172,26 @@ BAD_INPUTS = {
     # case: (keyword folder or None for tone_dir, options, the error's words)
     "missing_unknown_dir": (None, lambda t: ["--audio-unknown-dir", t / "nowhere"], "is not a folder"),
     "empty_unknown_dir": (None, lambda t: ["--audio-unknown-dir", (t / "empty").mkdir() or t / "empty"], "holds no .wav files"),
-    "keyword_named_unknown": (lambda t: _keyword_named(t, "_unknown_"), lambda t: ["--audio-unknown-dir", _unknown_with(t, _text)],
-                              "already have a class '_unknown_'"),
-    "keyword_named_silence": (lambda t: _keyword_named(t, "_silence_"), lambda t: ["--audio-silence-fraction", "0.1"],
-                              "already have a class '_silence_'"),
+    "keyword_named_unknown": (
+        lambda t: _keyword_named(t, "_unknown_"),
+        lambda t: ["--audio-unknown-dir", _unknown_with(t, _text)],
+        "already have a class '_unknown_'",
+    ),
+    "keyword_named_silence": (
+        lambda t: _keyword_named(t, "_silence_"),
+        lambda t: ["--audio-silence-fraction", "0.1"],
+        "already have a class '_silence_'",
+    ),
     "not_a_wav_in_unknown_dir": (None, lambda t: ["--audio-unknown-dir", _unknown_with(t, _text)], "Cannot read"),
-    "stereo_in_unknown_dir": (None, lambda t: ["--audio-unknown-dir", _unknown_with(t, lambda p: _write(p, np.zeros((800, 2), dtype=np.int16), 8000))],
-                              "2 channels; expected mono"),
+    "stereo_in_unknown_dir": (
+        None,
+        lambda t: ["--audio-unknown-dir", _unknown_with(t, lambda p: _write(p, np.zeros((800, 2), dtype=np.int16), 8000))],
+        "2 channels; expected mono",
+    ),
     "silence_fraction_above_1": (None, lambda t: ["--audio-silence-fraction", "1.5"], "must be in [0, 1]"),
     "silence_fraction_negative": (None, lambda t: ["--audio-silence-fraction", "-0.1"], "must be in [0, 1]"),
     "unknown_fraction_0": (None, lambda t: ["--audio-unknown-fraction", "0"], "must be in (0, 1]"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -200,8 +219,9 @@ def test_winning_silence_or_unknown_is_never_detected_nor_a_false_accept():
     rows = [[0.02, 0.02, 0.94, 0.02]] * 5 + [[0.95, 0.01, 0.02, 0.02]] * 5 + [[0.01, 0.01, 0.02, 0.96]] * 10
     rows += [[0.01, 0.01, 0.97, 0.01]] * 10
     names = ("a", "b", "_silence_", "_unknown_")
-    posteriors = Posteriors(times_s=1.0 + 0.1 * np.arange(len(rows)), scores=np.array(rows), class_names=names, hop_ms=100,
-                            duration_s=3600.0)  # fmt: skip
+    posteriors = Posteriors(
+        times_s=1.0 + 0.1 * np.arange(len(rows)), scores=np.array(rows), class_names=names, hop_ms=100, duration_s=3600.0
+    )
     smoothing = Smoothing(average_ms=300, threshold=0.5, suppression_ms=500, minimum_count=2)
     detections = detect(posteriors, smoothing)
     assert [d.label for d in detections] == ["a"]
@@ -209,8 +229,9 @@ def test_winning_silence_or_unknown_is_never_detected_nor_a_false_accept():
     assert summary["hits"] == 1 and summary["false_accepts"] == 0
     assert all(row["false_accepts"] == 0 for row in det_table(posteriors, [Event(1.2, "a")], smoothing, tolerance_s=1.0))
     # the same posteriors under keyword names: the distractor and the noise become false accepts
-    keywords = Posteriors(times_s=posteriors.times_s, scores=posteriors.scores, class_names=("a", "b", "c", "d"), hop_ms=100,
-                          duration_s=3600.0)  # fmt: skip
+    keywords = Posteriors(
+        times_s=posteriors.times_s, scores=posteriors.scores, class_names=("a", "b", "c", "d"), hop_ms=100, duration_s=3600.0
+    )
     assert [d.label for d in detect(keywords, smoothing)] == ["c", "a", "d", "d", "c"]
 
 
@@ -241,7 +262,9 @@ def listen_run(tmp_path_factory) -> Path:
     folder.mkdir()
     model = _tone_classifier(_frontend())
     (folder / "student_int8.tflite").write_bytes(model)
-    export_micro(model, folder / "micro", front_end=FrontEndExport(build_frontend_model(_frontend())), model_name="student_int8.tflite")
+    export_micro(
+        model, folder / "micro", front_end=FrontEndExport(build_frontend_model(_frontend())), model_name="student_int8.tflite"
+    )
     (folder / "report.json").write_text(json.dumps({"data": {"audio": {"class_names": ["low", "_unknown_"]}}}))
     return folder
 
@@ -273,11 +296,39 @@ def test_run_with_silence_and_unknown_exports_a_model_with_two_more_outputs(tone
     from edgedistill.tflite_model import read_model_info
 
     result = invoke(
-        "run", "--data", f"audio:{tone_dir}", *SMALL, "--audio-silence-fraction", "0.2", "--audio-unknown-dir", unknown_dir,
-        "--teacher-preset", "dscnn_kws", "--teacher-width", "0.125", "--student-preset", "dscnn_kws", "--student-width",
-        "0.125", "--teacher-epochs", "1", "--epochs", "1", "--qat-epochs", "0", "--no-bench", "--verbose", "0",
-        "--no-chance-gate", "--num-test-vectors", "2", "--output-dir", tmp_path, "--run-name", "kws",
-    )  # fmt: skip
+        "run",
+        "--data",
+        f"audio:{tone_dir}",
+        *SMALL,
+        "--audio-silence-fraction",
+        "0.2",
+        "--audio-unknown-dir",
+        unknown_dir,
+        "--teacher-preset",
+        "dscnn_kws",
+        "--teacher-width",
+        "0.125",
+        "--student-preset",
+        "dscnn_kws",
+        "--student-width",
+        "0.125",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--qat-epochs",
+        "0",
+        "--no-bench",
+        "--verbose",
+        "0",
+        "--no-chance-gate",
+        "--num-test-vectors",
+        "2",
+        "--output-dir",
+        tmp_path,
+        "--run-name",
+        "kws",
+    )
     assert result.exit_code == 0, result.output
     run = tmp_path / "kws"
     report = json.loads((run / "report.json").read_text())

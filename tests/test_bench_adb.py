@@ -121,19 +121,35 @@ def test_parser_on_real_failure():
 
 
 def test_benchmark_model_flag_names():
-    args = benchmark_model_arguments("/data/local/tmp/x/m.tflite", BenchConfig(num_runs=7, warmup_runs=2,
-                                                                              num_threads=4, use_xnnpack=False))
-    assert args == ["--graph=/data/local/tmp/x/m.tflite", "--num_runs=7", "--warmup_runs=2", "--num_threads=4",
-                    "--use_xnnpack=false", "--report_peak_memory_footprint=true"]
+    args = benchmark_model_arguments(
+        "/data/local/tmp/x/m.tflite", BenchConfig(num_runs=7, warmup_runs=2, num_threads=4, use_xnnpack=False)
+    )
+    assert args == [
+        "--graph=/data/local/tmp/x/m.tflite",
+        "--num_runs=7",
+        "--warmup_runs=2",
+        "--num_threads=4",
+        "--use_xnnpack=false",
+        "--report_peak_memory_footprint=true",
+    ]
 
 
 def test_parse_devices():
-    text = ("List of devices attached\n"
-            "R58M123          device usb:1-1 product:a52q model:SM_A525F device:a52q transport_id:3\n"
-            "emulator-5554    offline transport_id:4\n")
+    text = (
+        "List of devices attached\n"
+        "R58M123          device usb:1-1 product:a52q model:SM_A525F device:a52q transport_id:3\n"
+        "emulator-5554    offline transport_id:4\n"
+    )
     rows = parse_devices(text)
-    assert rows[0] == {"serial": "R58M123", "state": "device", "usb": "1-1", "product": "a52q",
-                       "model": "SM_A525F", "device": "a52q", "transport_id": "3"}
+    assert rows[0] == {
+        "serial": "R58M123",
+        "state": "device",
+        "usb": "1-1",
+        "product": "a52q",
+        "model": "SM_A525F",
+        "device": "a52q",
+        "transport_id": "3",
+    }
     assert rows[1]["state"] == "offline"
 
 
@@ -240,9 +256,14 @@ def test_device_disappears_mid_run_grid_goes_on(device, binary, models, tmp_path
 
     thread = threading.Thread(target=unplug)
     thread.start()
-    measured = run_grid([models["conv_int8"]], [f"adb:{device.serial}", "local"],
-                        BenchConfig(num_runs=5, min_secs=8, timeout_s=60), results_path=results, jobs=2,
-                        target_options=TargetOptions(benchmark_binary=str(binary)))
+    measured = run_grid(
+        [models["conv_int8"]],
+        [f"adb:{device.serial}", "local"],
+        BenchConfig(num_runs=5, min_secs=8, timeout_s=60),
+        results_path=results,
+        jobs=2,
+        target_options=TargetOptions(benchmark_binary=str(binary)),
+    )
     thread.join()
     by_target = {m.target["name"]: m for m in measured}
     assert by_target["adb"].status == "failed" and device.serial in by_target["adb"].error
@@ -252,15 +273,40 @@ def test_device_disappears_mid_run_grid_goes_on(device, binary, models, tmp_path
 
 def test_cli_adb(device, binary, models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    outcome = CliRunner().invoke(cli, ["bench", str(models["tiny_int8"]), "--target", "adb", "--serial",
-                                       device.serial, "--benchmark-binary", str(binary), "--num-runs", "5",
-                                       "--results", str(results)])
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "--target",
+            "adb",
+            "--serial",
+            device.serial,
+            "--benchmark-binary",
+            str(binary),
+            "--num-runs",
+            "5",
+            "--results",
+            str(results),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "adb" in outcome.output and json.loads(results.read_text())["status"] == "ok"
 
 
 def test_cli_adb_no_device_exit_code(adb_server, binary, models, tmp_path):
-    outcome = CliRunner().invoke(cli, ["bench", str(models["tiny_int8"]), "--target", "adb", "--benchmark-binary",
-                                       str(binary), "--results", str(tmp_path / "r.jsonl")])
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "--target",
+            "adb",
+            "--benchmark-binary",
+            str(binary),
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert outcome.exit_code == 2 and "Error: No adb device is attached" in outcome.output
     assert "Traceback" not in outcome.output

@@ -27,8 +27,17 @@ def test_bench_grid_table_and_resume(models, tmp_path):
     first = invoke("bench", models["tiny_int8"], models["tiny_float"], "--num-runs", "5", "--results", results)
     assert first.exit_code == 0, first.output
     assert "tiny_int8.tflite" in first.output and "tiny_float.tflite" in first.output and "p50 ms" in first.output
-    again = invoke("bench", models["tiny_int8"], models["tiny_float"], models["conv_int8"], "--num-runs", "5",
-                   "--results", results, "--resume")
+    again = invoke(
+        "bench",
+        models["tiny_int8"],
+        models["tiny_float"],
+        models["conv_int8"],
+        "--num-runs",
+        "5",
+        "--results",
+        results,
+        "--resume",
+    )
     assert again.exit_code == 0, again.output
     assert "Skipped 2 pair(s)" in again.output
     assert len(results.read_text().splitlines()) == 3
@@ -39,8 +48,10 @@ def test_suite_file(models, tmp_path):
     (tmp_path / "m").mkdir()
     for name in ("tiny_int8", "tiny_float"):
         (tmp_path / "m" / f"{name}.tflite").write_bytes(models[name].read_bytes())
-    suite.write_text("models: [m/tiny_int8.tflite, m/tiny_float.tflite]\ntargets: [local, tflm]\n"
-                     "num_runs: 4\nwarmup_runs: 2\nresults: out/bench.jsonl\njobs: 2\n")
+    suite.write_text(
+        "models: [m/tiny_int8.tflite, m/tiny_float.tflite]\ntargets: [local, tflm]\n"
+        "num_runs: 4\nwarmup_runs: 2\nresults: out/bench.jsonl\njobs: 2\n"
+    )
     outcome = invoke("bench", "--suite", suite, "--num-runs", "6")  # the command line wins over the file
     assert outcome.exit_code == 0, outcome.output
     lines = [json.loads(line) for line in (tmp_path / "out" / "bench.jsonl").read_text().splitlines()]
@@ -67,8 +78,22 @@ def test_bad_inputs_exit_2(models, tmp_path, monkeypatch):
 
 def test_per_pair_timeout_grid_goes_on(models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    outcome = invoke("bench", models["conv_int8"], "-t", "local", "-t", "tflm", "--min-secs", "30",
-                     "--timeout", "2", "--results", results, "--jobs", "2")
+    outcome = invoke(
+        "bench",
+        models["conv_int8"],
+        "-t",
+        "local",
+        "-t",
+        "tflm",
+        "--min-secs",
+        "30",
+        "--timeout",
+        "2",
+        "--results",
+        results,
+        "--jobs",
+        "2",
+    )
     assert outcome.exit_code == 1
     assert "2 of 2 pair(s) failed" in outcome.output and "timed out after 2 s" in outcome.output
     assert len(results.read_text().splitlines()) == 2
@@ -77,8 +102,12 @@ def test_per_pair_timeout_grid_goes_on(models, tmp_path):
 def test_compare_and_plot(models, tmp_path):
     x, y = tmp_path / "x" / "bench.jsonl", tmp_path / "y" / "bench.jsonl"
     assert invoke("bench", models["tiny_int8"], "--num-runs", "20", "--results", x).exit_code == 0
-    assert invoke("bench", models["tiny_int8"], "--num-runs", "20", "--num-threads", "1", "--results", y,
-                  "-t", "local", "-t", "tflm").exit_code == 0
+    assert (
+        invoke(
+            "bench", models["tiny_int8"], "--num-runs", "20", "--num-threads", "1", "--results", y, "-t", "local", "-t", "tflm"
+        ).exit_code
+        == 0
+    )
     outcome = invoke("results", "compare", x, y)
     assert outcome.exit_code == 0, outcome.output
     assert "x/bench.jsonl" in outcome.output and "p50 ratio [y/bench.jsonl]" in outcome.output
@@ -106,8 +135,10 @@ def test_results_bad_files(tmp_path):
 
 
 def test_help_is_fast_and_imports_no_tensorflow():
-    code = ("import sys; from click.testing import CliRunner; from edgedistill.cli import cli; "
-            "r = CliRunner().invoke(cli, ['bench', '--help']); assert r.exit_code == 0, r.output; "
-            "assert '--num-runs' in r.output; r = CliRunner().invoke(cli, ['results', '--help']); "
-            "assert 'compare' in r.output; assert 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from click.testing import CliRunner; from edgedistill.cli import cli; "
+        "r = CliRunner().invoke(cli, ['bench', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--num-runs' in r.output; r = CliRunner().invoke(cli, ['results', '--help']); "
+        "assert 'compare' in r.output; assert 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -41,8 +41,21 @@ def test_tflm_arena_too_small(models):
 
 
 def test_emulated_rows_labelled_in_table(models, tmp_path):
-    outcome = CliRunner().invoke(cli, ["bench", str(models["tiny_int8"]), "-t", "tflm", "-t", "local",
-                                       "--num-runs", "5", "--results", str(tmp_path / "r.jsonl")])
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "-t",
+            "tflm",
+            "-t",
+            "local",
+            "--num-runs",
+            "5",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "tflm [emulated]" in outcome.output and "not device times" in outcome.output
     local_row = next(line for line in outcome.output.splitlines() if line.startswith("tiny_int8") and " local " in line)
@@ -56,11 +69,13 @@ def test_qemu_without_rootfs_says_how_to_prepare(models, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not rootfs_ready(rootfs_path()),
-                    reason=f"no prepared arm64 root at {rootfs_path()} "
-                           "(python -m edgedistill.targets.emulator prepare-rootfs, ~11 min, as root)")
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("qemu-aarch64-static") is None,
-                    reason="needs root (chroot) and qemu-user-static")
+@pytest.mark.skipif(
+    not rootfs_ready(rootfs_path()),
+    reason=f"no prepared arm64 root at {rootfs_path()} (python -m edgedistill.targets.emulator prepare-rootfs, ~11 min, as root)",
+)
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("qemu-aarch64-static") is None, reason="needs root (chroot) and qemu-user-static"
+)
 def test_qemu_aarch64_runs_the_runner_on_arm64(models, tmp_path):
     folder = tmp_path / "with space"
     folder.mkdir()

@@ -25,8 +25,7 @@ def models(tmp_path_factory):
 
 def test_run_benchmark_local_contract(models, tmp_path):
     results = tmp_path / "run" / "bench.jsonl"
-    m = run_benchmark(models["tiny_int8"], target="local", num_runs=40, warmup_runs=5, num_threads=1,
-                      results_path=results)
+    m = run_benchmark(models["tiny_int8"], target="local", num_runs=40, warmup_runs=5, num_threads=1, results_path=results)
     assert m.status == "ok" and m.error is None and m.kind == "measured"
     assert m.runtime == "ai_edge_litert" and m.runtime_version
     assert m.model_size_bytes == models["tiny_int8"].stat().st_size
@@ -76,8 +75,7 @@ def test_min_secs_runs_longer_than_num_runs(models):
 
 def test_timeout_keeps_partial_samples(models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    m = run_benchmark(models["tiny_int8"], num_runs=1, min_secs=60, timeout_s=2.5, results_path=results,
-                      raise_on_failure=False)
+    m = run_benchmark(models["tiny_int8"], num_runs=1, min_secs=60, timeout_s=2.5, results_path=results, raise_on_failure=False)
     assert m.status == "failed" and "timed out after 2.5 s" in m.error
     assert len(m.samples_ms) > 0  # flushed about once a second before the kill
     assert json.loads(results.read_text())["status"] == "failed"
@@ -165,8 +163,9 @@ def test_grid_resume_and_same_device_serial(models, tmp_path, caplog, monkeypatc
     config = BenchConfig(num_runs=5)
     seen = []
     with caplog.at_level(logging.INFO, logger="edgedistill.bench"):
-        first = run_grid([models["tiny_int8"], models["tiny_float"]], ["local"], config, results_path=results,
-                         jobs=2, on_result=seen.append)
+        first = run_grid(
+            [models["tiny_int8"], models["tiny_float"]], ["local"], config, results_path=results, jobs=2, on_result=seen.append
+        )
     assert [m.status for m in first] == ["ok", "ok"] and len(seen) == 2
     # A start line, then one progress line per pair measured.
     messages = [r.getMessage() for r in caplog.records if r.name == "edgedistill.bench"]
@@ -178,8 +177,14 @@ def test_grid_resume_and_same_device_serial(models, tmp_path, caplog, monkeypatc
     assert first_end <= second_start, spans
     assert len(results.read_text().splitlines()) == 2
     skipped = []
-    again = run_grid([models["tiny_int8"], models["tiny_float"], models["conv_int8"]], ["local"], config,
-                     results_path=results, resume=True, on_skip=skipped.append)
+    again = run_grid(
+        [models["tiny_int8"], models["tiny_float"], models["conv_int8"]],
+        ["local"],
+        config,
+        results_path=results,
+        resume=True,
+        on_skip=skipped.append,
+    )
     assert [p.model.name for p in skipped] == ["tiny_int8.tflite", "tiny_float.tflite"]
     assert [m.model for m in again] == [str(models["conv_int8"])]
     # Other settings are another pair: not skipped.
@@ -196,6 +201,8 @@ def test_latency_stats_known_values():
 
 
 def test_importing_bench_does_not_import_tensorflow():
-    code = ("import sys, edgedistill.bench, edgedistill.results, edgedistill.targets.local; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys, edgedistill.bench, edgedistill.results, edgedistill.targets.local; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

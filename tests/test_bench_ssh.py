@@ -22,8 +22,10 @@ from edgedistill.targets import TargetOptions, make_target
 from edgedistill.targets.base import BenchConfig
 from sshd_fixture import keygen, start_sshd
 
-pytestmark = pytest.mark.skipif(shutil.which("sshd") is None and not __import__("os").path.exists("/usr/sbin/sshd"),
-                                reason="needs openssh-server (apt-get install openssh-server)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("sshd") is None and not __import__("os").path.exists("/usr/sbin/sshd"),
+    reason="needs openssh-server (apt-get install openssh-server)",
+)
 
 # The "device" is this machine: its Python with ai-edge-litert plays the Pi's venv.
 DEVICE_PYTHON = sys.executable
@@ -46,8 +48,9 @@ def server(tmp_path_factory):
 
 def options(server, name="pi", **overrides):
     config = overrides.pop("ssh_config", None) or server.client_config(name)
-    return TargetOptions(ssh_config=str(config), remote_python=overrides.pop("remote_python", DEVICE_PYTHON),
-                         connect_timeout_s=5, **overrides)
+    return TargetOptions(
+        ssh_config=str(config), remote_python=overrides.pop("remote_python", DEVICE_PYTHON), connect_timeout_s=5, **overrides
+    )
 
 
 def remote_dirs():
@@ -57,8 +60,9 @@ def remote_dirs():
 def test_measures_over_ssh_and_cleans_up(server, models, tmp_path):
     before = remote_dirs()
     results = tmp_path / "bench.jsonl"
-    m = run_benchmark(models["tiny_int8"], target=make_target("ssh://pi", options(server)), num_runs=20,
-                      warmup_runs=2, results_path=results)
+    m = run_benchmark(
+        models["tiny_int8"], target=make_target("ssh://pi", options(server)), num_runs=20, warmup_runs=2, results_path=results
+    )
     assert m.ok and m.kind == "measured" and len(m.samples_ms) == 20
     assert m.runtime == "ai_edge_litert" and m.peak_rss_bytes > 0
     device = m.target["device"]
@@ -70,8 +74,10 @@ def test_measures_over_ssh_and_cleans_up(server, models, tmp_path):
 
 def test_spec_with_user_and_port(server, models):
     config = server.folder / "ssh_config_plain"
-    config.write_text(f"Host 127.0.0.1\n  IdentityFile {server.client_key}\n  IdentitiesOnly yes\n"
-                      f"  UserKnownHostsFile {server.known_hosts}\n  GlobalKnownHostsFile /dev/null\n")
+    config.write_text(
+        f"Host 127.0.0.1\n  IdentityFile {server.client_key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {server.known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+    )
     target = make_target(f"ssh://{server.user}@127.0.0.1:{server.port}", options(server, ssh_config=config))
     assert run_benchmark(models["tiny_int8"], target=target, num_runs=3).ok
 
@@ -96,11 +102,13 @@ def test_unknown_host_key_refused_unless_opted_in(server, models, tmp_path):
     empty.write_text("")
     config = server.client_config("fresh", known_hosts=empty)
     with pytest.raises(StageError, match="host key is not in known_hosts.*--accept-new-host-key"):
-        run_benchmark(models["tiny_int8"], target=make_target("ssh://fresh", options(server, ssh_config=config)),
-                      num_runs=3)
+        run_benchmark(models["tiny_int8"], target=make_target("ssh://fresh", options(server, ssh_config=config)), num_runs=3)
     assert empty.read_text() == ""
-    m = run_benchmark(models["tiny_int8"], num_runs=3,
-                      target=make_target("ssh://fresh", options(server, ssh_config=config, accept_new_host_key=True)))
+    m = run_benchmark(
+        models["tiny_int8"],
+        num_runs=3,
+        target=make_target("ssh://fresh", options(server, ssh_config=config, accept_new_host_key=True)),
+    )
     assert m.ok
     assert server.host_public_key.split()[1] in empty.read_text()  # now recorded for next time
 
@@ -110,21 +118,23 @@ def test_refused_authentication(server, models, tmp_path):
     keygen(stranger)
     config = server.client_config("stranger", key=stranger)
     with pytest.raises(StageError, match="authentication refused.*ssh-copy-id"):
-        run_benchmark(models["tiny_int8"], target=make_target("ssh://stranger", options(server, ssh_config=config)),
-                      num_runs=3)
+        run_benchmark(models["tiny_int8"], target=make_target("ssh://stranger", options(server, ssh_config=config)), num_runs=3)
 
 
 def test_unreachable_host(server, models):
     config = server.client_config("nobody", port=free_port())  # nothing listens there
     with pytest.raises(StageError, match="cannot reach the device \\(Connection refused\\)"):
-        run_benchmark(models["tiny_int8"], target=make_target("ssh://nobody", options(server, ssh_config=config)),
-                      num_runs=3)
+        run_benchmark(models["tiny_int8"], target=make_target("ssh://nobody", options(server, ssh_config=config)), num_runs=3)
 
 
 def test_remote_without_interpreter(server, models):
     system_python = "/usr/bin/python3"
-    m = run_benchmark(models["tiny_int8"], num_runs=3, raise_on_failure=False,
-                      target=make_target("ssh://pi", options(server, remote_python=system_python)))
+    m = run_benchmark(
+        models["tiny_int8"],
+        num_runs=3,
+        raise_on_failure=False,
+        target=make_target("ssh://pi", options(server, remote_python=system_python)),
+    )
     if m.ok:
         pytest.skip("/usr/bin/python3 has a TFLite interpreter here")
     assert "has no TFLite interpreter" in m.error and "-m pip install ai-edge-litert" in m.error
@@ -133,8 +143,12 @@ def test_remote_without_interpreter(server, models):
 
 
 def test_remote_python_missing(server, models):
-    m = run_benchmark(models["tiny_int8"], num_runs=3, raise_on_failure=False,
-                      target=make_target("ssh://pi", options(server, remote_python="/opt/no such/python3")))
+    m = run_benchmark(
+        models["tiny_int8"],
+        num_runs=3,
+        raise_on_failure=False,
+        target=make_target("ssh://pi", options(server, remote_python="/opt/no such/python3")),
+    )
     assert m.status == "failed" and "was not found on the device" in m.error and "--remote-python" in m.error
 
 
@@ -169,16 +183,21 @@ def test_device_disappears_mid_run_grid_goes_on(server, models, tmp_path):
 
     killer = threading.Thread(target=drop_link)
     killer.start()
-    measured = run_grid([models["conv_int8"]], ["ssh://pi"], config, results_path=results,
-                        target_options=target_options)
+    measured = run_grid([models["conv_int8"]], ["ssh://pi"], config, results_path=results, target_options=target_options)
     killer.join()
     assert dropped and dropped[0] >= 1
     (lost,) = measured
     assert lost.status == "failed" and "connection lost" in lost.error
     assert len(lost.samples_ms) > 0 and lost.latency_ms["p50"] is not None
     # The grid goes on: the next pair in the same run is measured normally.
-    rest = run_grid([models["tiny_int8"], models["tiny_float"]], ["ssh://pi", "local"],
-                    BenchConfig(num_runs=3), results_path=results, target_options=target_options, jobs=2)
+    rest = run_grid(
+        [models["tiny_int8"], models["tiny_float"]],
+        ["ssh://pi", "local"],
+        BenchConfig(num_runs=3),
+        results_path=results,
+        target_options=target_options,
+        jobs=2,
+    )
     assert all(m.ok for m in rest) and len(rest) == 4
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert [line["status"] for line in lines].count("failed") == 1 and len(lines) == 5
@@ -196,8 +215,14 @@ def test_grid_lost_device_mid_grid(server, models, tmp_path):
             server.drop_connections()
 
     # ssh pairs run one after another on one session; the link drops after the first.
-    measured = run_grid([models["tiny_int8"], models["tiny_float"]], ["ssh://pi"], BenchConfig(num_runs=3),
-                        results_path=results, target_options=target_options, on_result=on_result)
+    measured = run_grid(
+        [models["tiny_int8"], models["tiny_float"]],
+        ["ssh://pi"],
+        BenchConfig(num_runs=3),
+        results_path=results,
+        target_options=target_options,
+        on_result=on_result,
+    )
     assert measured[0].ok
     # The second pair reconnects (ControlMaster=auto) or fails cleanly; either way it is recorded.
     assert len(results.read_text().splitlines()) == 2
@@ -206,9 +231,23 @@ def test_grid_lost_device_mid_grid(server, models, tmp_path):
 
 def test_cli_over_ssh(server, models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    outcome = CliRunner().invoke(cli, [
-        "bench", str(models["tiny_int8"]), "--target", "ssh://pi", "--ssh-config", str(server.client_config("pi")),
-        "--remote-python", DEVICE_PYTHON, "--num-runs", "5", "--results", str(results)])
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "--target",
+            "ssh://pi",
+            "--ssh-config",
+            str(server.client_config("pi")),
+            "--remote-python",
+            DEVICE_PYTHON,
+            "--num-runs",
+            "5",
+            "--results",
+            str(results),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "tiny_int8.tflite" in outcome.output and "ssh://pi" in outcome.output
     assert json.loads(results.read_text())["status"] == "ok"
@@ -217,10 +256,23 @@ def test_cli_over_ssh(server, models, tmp_path):
 def test_cli_unknown_host_key_exit_code(server, models, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    outcome = CliRunner().invoke(cli, [
-        "bench", str(models["tiny_int8"]), "--target", "ssh://fresh2",
-        "--ssh-config", str(server.client_config("fresh2", known_hosts=empty)),
-        "--remote-python", DEVICE_PYTHON, "--num-runs", "3", "--results", str(tmp_path / "r.jsonl")])
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "--target",
+            "ssh://fresh2",
+            "--ssh-config",
+            str(server.client_config("fresh2", known_hosts=empty)),
+            "--remote-python",
+            DEVICE_PYTHON,
+            "--num-runs",
+            "3",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert outcome.exit_code == 1
     assert "Error: ssh://fresh2: the device's host key is not in known_hosts" in outcome.output
     assert "--accept-new-host-key" in outcome.output
@@ -298,10 +350,24 @@ def test_changed_host_key_is_reported_as_changed_never_trusted(models, tmp_path)
             assert "host key has CHANGED" in message and "man-in-the-middle" in message
             assert "to trust it" not in message and "not in known_hosts" not in message
         assert own.known_hosts.read_text() == recorded  # nothing was trusted or rewritten
-        outcome = CliRunner().invoke(cli, [
-            "bench", str(models["tiny_int8"]), "--target", "ssh://dev", "--ssh-config", str(own.client_config("dev")),
-            "--accept-new-host-key", "--remote-python", DEVICE_PYTHON, "--num-runs", "2",
-            "--results", str(tmp_path / "r.jsonl")])
+        outcome = CliRunner().invoke(
+            cli,
+            [
+                "bench",
+                str(models["tiny_int8"]),
+                "--target",
+                "ssh://dev",
+                "--ssh-config",
+                str(own.client_config("dev")),
+                "--accept-new-host-key",
+                "--remote-python",
+                DEVICE_PYTHON,
+                "--num-runs",
+                "2",
+                "--results",
+                str(tmp_path / "r.jsonl"),
+            ],
+        )
         assert outcome.exit_code == 1, outcome.output
         errors = [line for line in outcome.output.splitlines() if line.startswith("Error: ")]
         assert len(errors) == 1 and "host key has CHANGED" in errors[0]
@@ -319,13 +385,17 @@ def test_failed_connection_leaves_no_control_folder(server, models, tmp_path, mo
         config = server.client_config("nobody2", port=free_port())  # nothing listens there
         for _ in range(2):
             with pytest.raises(StageError, match="cannot reach the device"):
-                run_benchmark(models["tiny_int8"], num_runs=2,
-                              target=make_target("ssh://nobody2", options(server, ssh_config=config)))
+                run_benchmark(
+                    models["tiny_int8"], num_runs=2, target=make_target("ssh://nobody2", options(server, ssh_config=config))
+                )
         empty = tmp_path / "empty_known_hosts"
         empty.write_text("")
         with pytest.raises(StageError, match="not in known_hosts"):
-            run_benchmark(models["tiny_int8"], num_runs=2, target=make_target(
-                "ssh://fresh3", options(server, ssh_config=server.client_config("fresh3", known_hosts=empty))))
+            run_benchmark(
+                models["tiny_int8"],
+                num_runs=2,
+                target=make_target("ssh://fresh3", options(server, ssh_config=server.client_config("fresh3", known_hosts=empty))),
+            )
         assert run_benchmark(models["tiny_int8"], num_runs=2, target=make_target("ssh://pi", options(server))).ok
         assert list(private.glob("edgedistill-ssh-*")) == []
     finally:

@@ -21,7 +21,9 @@ PINNED = (REPO / "firmware" / "tflm.env").read_text().split("TFLM_COMMIT=")[1].s
 def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key not in ("TFLM_DIR", "TFLM_OFFLINE", "CI")}
     environment.update(XDG_CACHE_HOME=str(tmp_path / "cache"), **env)
-    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL, timeout=300)
+    return subprocess.run(
+        ["bash", str(SCRIPT)], capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL, timeout=300
+    )
 
 
 def _offline_copy_at_another_commit(tmp_path: Path) -> Path:

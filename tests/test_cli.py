@@ -57,9 +57,15 @@ def test_old_stage_option_names_still_work():
     [
         (["distil"], "Error: No such command 'distil'. See 'edgedistill --help'."),
         (["--nosuch"], "Error: No such option '--nosuch'. See 'edgedistill --help'."),
-        (["run", "--epochs", "abc"], "Error: Invalid value for '--epochs': 'abc' is not a valid integer. See 'edgedistill run --help'."),
+        (
+            ["run", "--epochs", "abc"],
+            "Error: Invalid value for '--epochs': 'abc' is not a valid integer. See 'edgedistill run --help'.",
+        ),
         (["search", "--num-trials", "0"], "Error: Invalid value for '--num-trials': 0 is not in the range x>=1."),
-        (["firmware", "run", "--jobs", "0"], "Error: Invalid value for '--jobs' / '-j': 0 is not in the range 1<=x<=64."),
+        (
+            ["firmware", "run", "--jobs", "0"],
+            "Error: Invalid value for '--jobs' / '-j': `jobs` must be a whole number in [1, 64]. Received: jobs=0.",
+        ),
     ],
 )
 def test_usage_errors_are_one_error_line(arguments, message):

@@ -24,18 +24,22 @@ def _buffers(model) -> list[bytes]:
 
 def _quantization(model) -> list:
     return [
-        None if t.quantization is None or t.quantization.scale is None
+        None
+        if t.quantization is None or t.quantization.scale is None
         else (list(t.quantization.scale), t.quantization.quantizedDimension)
         for t in model.subgraphs[0].tensors
-    ]  # fmt: skip
+    ]
 
 
 def test_compaction_drops_names_signatures_and_repeated_zero_points(int8_bytes):
     original, compacted = _model(int8_bytes), _model(compact_model(int8_bytes).model_bytes)
     assert any(t.name for t in original.subgraphs[0].tensors) and original.signatureDefs
     assert not any(t.name for t in compacted.subgraphs[0].tensors) and not compacted.signatureDefs
-    per_channel = [t for t in original.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
-                   and len(t.quantization.scale) > 1]  # fmt: skip
+    per_channel = [
+        t
+        for t in original.subgraphs[0].tensors
+        if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) > 1
+    ]
     assert per_channel, "the fixture model should have per-channel quantized weights"
     for tensor in compacted.subgraphs[0].tensors:
         if tensor.quantization is not None and tensor.quantization.scale is not None and len(tensor.quantization.scale) > 1:
@@ -52,7 +56,9 @@ def test_compaction_drops_names_signatures_and_repeated_zero_points(int8_bytes):
     assert [(op.opcodeIndex, list(op.inputs), list(op.outputs)) for op in compacted.subgraphs[0].operators] == [
         (op.opcodeIndex, list(op.inputs), list(op.outputs)) for op in original.subgraphs[0].operators
     ]
-    assert [m.name for m in compacted.metadata or []] == [m.name for m in original.metadata if m.name.decode() not in CONVERTER_METADATA]
+    assert [m.name for m in compacted.metadata or []] == [
+        m.name for m in original.metadata if m.name.decode() not in CONVERTER_METADATA
+    ]
 
 
 def test_compacted_model_runs_identically_on_tflm_in_the_same_smallest_arena(int8_bytes):
@@ -72,8 +78,11 @@ def test_unequal_zero_points_are_kept(int8_bytes):
     from edgedistill.micro.compact import _shorten_zero_points
 
     model = _model(int8_bytes)
-    tensor = next(t for t in model.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
-                  and len(t.quantization.scale) > 1)  # fmt: skip
+    tensor = next(
+        t
+        for t in model.subgraphs[0].tensors
+        if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) > 1
+    )
     tensor.quantization.zeroPoint = list(range(len(tensor.quantization.scale)))
     _shorten_zero_points(model)
     assert list(tensor.quantization.zeroPoint) == list(range(len(tensor.quantization.scale)))
@@ -94,7 +103,10 @@ def test_export_stores_the_compacted_model_and_says_so(int8_bytes, digits, tmp_p
     assert export.model_size_bytes == compacted.size_bytes == manifest["compaction"]["compacted_size_bytes"]
     assert f"g_model_data_len = {compacted.size_bytes};" in (tmp_path / "micro" / "model_data.cc").read_text()
     plain = export_micro(int8_bytes, tmp_path / "plain", test_inputs=digits.x_test, num_test_samples=2, compact=False)
-    assert plain.model_size_bytes == len(int8_bytes) and plain.metadata["compaction"] == {"compacted": False, "reason": "--no-compact"}
+    assert plain.model_size_bytes == len(int8_bytes) and plain.metadata["compaction"] == {
+        "compacted": False,
+        "reason": "--no-compact",
+    }
     assert plain.expected_outputs() == export.expected_outputs()
 
 
@@ -127,8 +139,12 @@ def test_a_model_that_is_not_a_flatbuffer_is_refused_in_one_line():
 def test_report_says_what_the_model_takes_in_flash():
     from edgedistill.report import _compaction_lines
 
-    compacted = {"compacted": True, "original_size_bytes": 41464, "compacted_size_bytes": 30640,
-                 "saved_bytes": {"reserialising": -104, "names": 4048, "signatures": 112, "zero_points": 6768}}  # fmt: skip
+    compacted = {
+        "compacted": True,
+        "original_size_bytes": 41464,
+        "compacted_size_bytes": 30640,
+        "saved_bytes": {"reserialising": -104, "names": 4048, "signatures": 112, "zero_points": 6768},
+    }
     assert _compaction_lines(compacted) == [
         "Model flash: 30,640 bytes, compacted from 41,464 (saved: names 4,048, signatures 112, zero points 6,768; "
         "TFLM outputs identical)."

@@ -26,8 +26,10 @@ def test_npz_loader(tmp_path):
     rng = np.random.default_rng(0)
     path = write_npz(
         tmp_path / "d.npz",
-        x_train=rng.integers(0, 255, (50, 6, 6), dtype=np.uint8), y_train=rng.integers(0, 3, 50),
-        x_test=rng.integers(0, 255, (10, 6, 6), dtype=np.uint8), y_test=rng.integers(0, 3, 10),
+        x_train=rng.integers(0, 255, (50, 6, 6), dtype=np.uint8),
+        y_train=rng.integers(0, 3, 50),
+        x_test=rng.integers(0, 255, (10, 6, 6), dtype=np.uint8),
+        y_test=rng.integers(0, 3, 10),
     )
     data = load_dataset(f"npz:{path}")
     assert data.input_shape == (6, 6, 1)
@@ -37,8 +39,13 @@ def test_npz_loader(tmp_path):
 
 def test_npz_float_values_keep_their_range(tmp_path):
     rng = np.random.default_rng(0)
-    path = write_npz(tmp_path / "f.npz", x_train=rng.random((20, 4, 4)) * 255, y_train=np.arange(20) % 2,
-                     x_test=rng.random((4, 4, 4)) * 255, y_test=np.arange(4) % 2)
+    path = write_npz(
+        tmp_path / "f.npz",
+        x_train=rng.random((20, 4, 4)) * 255,
+        y_train=np.arange(20) % 2,
+        x_test=rng.random((4, 4, 4)) * 255,
+        y_test=np.arange(4) % 2,
+    )
     data = load_dataset(f"npz:{path}")
     assert data.x_train.dtype == np.float32 and not data.raw_bytes and data.value_range == (0.0, 255.0)
 
@@ -48,8 +55,13 @@ def test_npz_is_subset_before_any_conversion(tmp_path, monkeypatch):
     import edgedistill.data as data_module
 
     rng = np.random.default_rng(0)
-    path = write_npz(tmp_path / "big.npz", x_train=rng.random((3000, 8, 8, 3)), y_train=np.arange(3000) % 3,
-                     x_test=rng.random((5, 8, 8, 3)), y_test=np.arange(5) % 3)
+    path = write_npz(
+        tmp_path / "big.npz",
+        x_train=rng.random((3000, 8, 8, 3)),
+        y_train=np.arange(3000) % 3,
+        x_test=rng.random((5, 8, 8, 3)),
+        y_test=np.arange(5) % 3,
+    )
     converted = []
     original = data_module._finish
     monkeypatch.setattr(data_module, "_finish", lambda x, **kw: converted.append(len(x)) or original(x, **kw))
@@ -114,7 +126,12 @@ def test_image_folder(tmp_path):
     ],
 )
 def test_bad_npz_data(tmp_path, arrays, message):
-    base = {"x_train": np.zeros((4, 2, 2)), "y_train": np.array([0, 1, 0, 1]), "x_test": np.zeros((2, 2, 2)), "y_test": np.array([0, 1])}
+    base = {
+        "x_train": np.zeros((4, 2, 2)),
+        "y_train": np.array([0, 1, 0, 1]),
+        "x_test": np.zeros((2, 2, 2)),
+        "y_test": np.array([0, 1]),
+    }
     path = write_npz(tmp_path / "d.npz", **{**base, **arrays})
     with pytest.raises(InputError, match=message):
         load_dataset(f"npz:{path}")
@@ -126,16 +143,26 @@ def test_unknown_data_set_lists_valid_names():
 
 
 def test_no_training_sample_left_after_the_validation_split(tmp_path):
-    path = write_npz(tmp_path / "d.npz", x_train=np.zeros((2, 2, 2)), y_train=np.array([0, 1]),
-                     x_test=np.zeros((2, 2, 2)), y_test=np.array([0, 1]))
+    path = write_npz(
+        tmp_path / "d.npz",
+        x_train=np.zeros((2, 2, 2)),
+        y_train=np.array([0, 1]),
+        x_test=np.zeros((2, 2, 2)),
+        y_test=np.array([0, 1]),
+    )
     with pytest.raises(InputError, match="leave none after holding out 2 for validation"):
         load_dataset(f"npz:{path}", validation_fraction=0.9)
 
 
 def test_npz_object_array_is_refused_by_name(tmp_path):
     path = tmp_path / "objects.npz"
-    np.savez(path, x_train=np.array([np.zeros(3), np.zeros(2)], dtype=object), y_train=np.array([0, 1]),
-             x_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    np.savez(
+        path,
+        x_train=np.array([np.zeros(3), np.zeros(2)], dtype=object),
+        y_train=np.array([0, 1]),
+        x_test=np.zeros((2, 3)),
+        y_test=np.array([0, 1]),
+    )
     with pytest.raises(InputError, match="x_train is an array of Python objects"):
         load_dataset(f"npz:{path}")
 
@@ -153,8 +180,12 @@ def test_max_train_samples_zero_is_refused():
 
 
 def _npz_with(tmp_path, **changes):
-    base = {"x_train": np.zeros((20, 4, 4), np.uint8), "y_train": np.arange(20) % 2, "x_test": np.zeros((4, 4, 4), np.uint8),
-            "y_test": np.arange(4) % 2}
+    base = {
+        "x_train": np.zeros((20, 4, 4), np.uint8),
+        "y_train": np.arange(20) % 2,
+        "x_test": np.zeros((4, 4, 4), np.uint8),
+        "y_test": np.arange(4) % 2,
+    }
     path = tmp_path / "d.npz"
     np.savez(path, **{**base, **changes})
     return f"npz:{path}"
@@ -168,14 +199,25 @@ def _text_npz(tmp_path):
 @pytest.mark.parametrize(
     "make, extra, fragment",
     [
-        (lambda t: _npz_with(t, y_test=np.array([0, 1, 12, 1])), [], "label(s) 12 that no training sample has"),  # issue 12, item 7
+        (
+            lambda t: _npz_with(t, y_test=np.array([0, 1, 12, 1])),
+            [],
+            "label(s) 12 that no training sample has",
+        ),  # issue 12, item 7
         (lambda t: _npz_with(t, x_train=np.zeros((0, 4, 4), np.uint8), y_train=np.zeros(0, int)), [], "x_train is empty"),
         (lambda t: "digits", ["--max-train-samples", "0"], "max_train_samples"),
         (lambda t: _npz_with(t, x_train=np.array([np.zeros(2)] * 20 + [None], dtype=object)[:20]), [], "array of Python objects"),
         (_text_npz, [], "not a NumPy .npz archive (not a zip file; it starts with b'hello')"),
         (lambda t: _npz_with(t, x_train=np.full((20, 4, 4), 1e30)), [], "values up to 1e+30"),
     ],
-    ids=["test-label-outside-training", "empty-training-set", "max-train-samples-0", "object-array", "text-file-npz", "pixels-1e30"],
+    ids=[
+        "test-label-outside-training",
+        "empty-training-set",
+        "max-train-samples-0",
+        "object-array",
+        "text-file-npz",
+        "pixels-1e30",
+    ],
 )
 def test_bad_data_through_the_command_line(tmp_path, make, extra, fragment):
     """Issue 12 items 7 and 13: one Error: line and exit 2, before anything is trained."""

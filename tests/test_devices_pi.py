@@ -1,9 +1,12 @@
 """The emulated Raspberry Pi (edgedistill.devices): Debian 12 arm64 in qemu-system-aarch64, measured over ssh.
 
-Fast tests need no image. The slow ones (``make test-devices``) prepare the image once into
-``$EDGEDISTILL_PI_DIR`` (else ~/.cache/edgedistill/pi; ~25 min cold, a no-op when cached), boot it
-under TCG and benchmark over ssh; they skip with a reason where the image cannot be built
-(not root, no mmdebstrap, no binfmt_misc).
+Fast tests need no image: the bad inputs that fail before a VM boots run against a stand-in image folder
+(a manifest and an ssh config in prepare-pi's shape, no disk image), the real sshd of tests/sshd_fixture.py
+and the real qemu-system-aarch64. The slow ones boot the real VM. They run whenever a prepared image is in
+``$EDGEDISTILL_PI_DIR`` (else ~/.cache/edgedistill/pi, kept between runs like the TFLM libraries), so
+`make test` and CI run them once `make test-devices` has prepared it; without an image they skip (a cold
+prepare takes 15-50 min, more than CI's time), unless EDGEDISTILL_TEST_DEVICES=1 (`make test-devices`)
+asks to prepare it first (root, mmdebstrap, binfmt_misc).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bench_helpers import make_models
 from conftest import invoke
 
 from edgedistill.devices import pi as pi_module
+from edgedistill.errors import StageError
 from edgedistill.devices.pi import pi_layout, prepare_pi, start_pi, stop_pi
 
 
@@ -30,6 +34,11 @@ def qemu_processes(layout) -> list[int]:
     """Pids of QEMU processes running this folder's overlay (there must be none after a stop)."""
     return [int(entry.name) for entry in Path("/proc").iterdir()
             if entry.name.isdigit() and pi_module._pid_is_our_qemu(int(entry.name), layout)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return make_models(tmp_path_factory.mktemp("models"))
 
 
 # -- fast: no image needed ------------------------------------------------------------------------
@@ -82,7 +91,7 @@ def test_host_mirror_reads_deb822_and_skips_security(tmp_path):
     assert pi_module.host_mirror(tmp_path / "nothing") == pi_module.DEFAULT_MIRROR
 
 
-def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, monkeypatch):
+def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, monkeypatch, models):
     """The ssh target against the loopback sshd (tests/sshd_fixture.py) with a marker file standing in for
     the VM's /etc/edgedistill-emulated: the result is labelled emulated and compared with the host."""
     import sys
@@ -100,7 +109,6 @@ def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, 
     except (RuntimeError, PermissionError) as error:
         pytest.skip(f"cannot start sshd here: {error}")
     try:
-        models = make_models(tmp_path / "models")
         marker = tmp_path / "edgedistill-emulated"
         marker.write_text("cortex-a72 (QEMU TCG)\n")
         monkeypatch.setattr(ssh_module, "EMULATED_MARKER", str(marker))
@@ -117,25 +125,206 @@ def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, 
         server.stop()
 
 
+# -- fast bad inputs: a stand-in image folder, the real sshd and qemu-system-aarch64 ---------------------
+
+
+def fake_image(root: Path, *, known_hosts_line: str = "", kernel: bool = False) -> "pi_module.PiLayout":
+    """A stand-in for a prepared image: what `prepare-pi` leaves (manifest, ssh config in its shape, keys, a
+    1 MiB rootfs.raw), no bootable system. ``kernel`` False: no vmlinuz, so QEMU stops at once."""
+    layout = pi_layout(root)
+    layout.image.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(layout.image / "id_ed25519")], check=True)
+    (layout.image / "known_hosts").write_text(known_hosts_line)
+    layout.ssh_config.write_text(
+        "Host 127.0.0.1 localhost\n  User pi\n"
+        f'  IdentityFile "{layout.image / "id_ed25519"}"\n  IdentitiesOnly yes\n'
+        f'  UserKnownHostsFile "{layout.image / "known_hosts"}"\n  GlobalKnownHostsFile /dev/null\n'
+        "  HostKeyAlias edgedistill-pi\n  StrictHostKeyChecking yes\n")
+    (layout.image / "rootfs.raw").write_bytes(bytes(1 << 20))
+    (layout.image / "initrd.img").write_bytes(b"")
+    if kernel:
+        (layout.image / "vmlinuz").write_bytes(b"")
+    layout.manifest.write_text(json.dumps({"device": "cortex-a72 (QEMU TCG)", "stand_in": True}))
+    return layout
+
+
+def _need(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (make system-deps)")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    from sshd_fixture import start_sshd
+
+    if shutil.which("sshd") is None and not os.path.exists("/usr/sbin/sshd"):
+        pytest.skip("needs openssh-server (apt-get install openssh-server)")
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except (RuntimeError, PermissionError) as error:
+        pytest.skip(f"cannot start sshd here: {error}")
+    yield server
+    server.stop()
+
+
+def test_port_taken(tmp_path):
+    _need("qemu-system-aarch64", "qemu-img")
+    layout = fake_image(tmp_path / "pi")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("devices", "start-pi", layout.root, "--port", port)
+    assert result.exit_code == 2 and result.output.startswith(f"Error: Port {port} on 127.0.0.1 is taken")
+    assert "--port" in result.output and len(result.output.strip().splitlines()) == 1
+    assert qemu_processes(layout) == [] and not layout.state.exists()
+
+
+def test_vm_that_stops_while_booting_leaves_nothing_running(tmp_path):
+    """QEMU exits at once (the image has no kernel): one Error line with QEMU's reason, no state, no overlay."""
+    _need("qemu-system-aarch64", "qemu-img")
+    layout = fake_image(tmp_path / "pi")
+    result = invoke("devices", "start-pi", layout.root, "--timeout", "60")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: The emulated Pi stopped while booting (QEMU exit ") and "vmlinuz" in last
+    assert qemu_processes(layout) == [] and not layout.state.exists()
+    assert not (layout.run / "overlay.qcow2").exists()
+
+
+def test_bench_on_a_vm_still_booting_fails_clearly(tmp_path, models):
+    """Stand-in for the VM's forwarded port before the guest's sshd listens: QEMU's user network accepts the
+    connection and drops it. The bench says the device cannot be reached; bench.jsonl holds only a failed row."""
+    _need("ssh")
+    layout = fake_image(tmp_path / "pi")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drop_connections() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=drop_connections, daemon=True)
+    thread.start()
+    results = tmp_path / "bench.jsonl"
+    try:
+        result = invoke("bench", models["tiny_int8"], "--target", f"ssh://pi@127.0.0.1:{listener.getsockname()[1]}",
+                        "--ssh-config", layout.ssh_config, "--num-runs", "2", "--connect-timeout", "5",
+                        "--results", results)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code != 0 and last.startswith("Error: ") and "cannot reach the device" in last
+    assert "Traceback" not in result.output
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    assert all(row["status"] == "failed" for row in rows)
+
+
+def _other_host_key(folder: Path) -> str:
+    key = folder / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return "edgedistill-pi " + " ".join(key.with_suffix(".pub").read_text().split()[:2]) + "\n"
+
+
+def test_wrong_host_key_refused_by_bench(sshd, models, tmp_path):
+    """A Pi folder whose recorded host key is not the one the server answers with (the real sshd)."""
+    layout = fake_image(tmp_path / "pi", known_hosts_line=_other_host_key(tmp_path))
+    results = tmp_path / "bench.jsonl"
+    result = invoke("bench", models["tiny_int8"], "--target", f"ssh://pi@127.0.0.1:{sshd.port}", "--ssh-config",
+                    layout.ssh_config, "--num-runs", "2", "--results", results)
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code != 0 and last.startswith("Error: ") and "host key has CHANGED" in last
+    assert "--accept-new-host-key does not apply" in last
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    assert all(row["status"] == "failed" for row in rows)
+
+
+def test_wrong_host_key_while_waiting_for_boot_is_refused(sshd, tmp_path):
+    """start-pi's wait for sshd refuses a host key other than the recorded one at once (not after its timeout);
+    a sleeping process stands in for QEMU, the real sshd for the guest's."""
+    layout = fake_image(tmp_path / "pi", known_hosts_line=_other_host_key(tmp_path))
+    stand_in = subprocess.Popen(["sleep", "60"])
+    started = time.monotonic()
+    try:
+        with pytest.raises(StageError, match="host key that is not the one recorded"):
+            pi_module._wait_for_ssh(layout, stand_in, sshd.port, started, 120.0)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert time.monotonic() - started < 60
+
+
 # -- slow: the real VM ----------------------------------------------------------------------------
 
+# What the VM tests cost, measured (see README.md's emulated Pi section): a cold prepare (39-49 min at load 12-20),
+# and the VM tests on a prepared image under `make test` (one boot: 24 s idle, 12 min at load 17 with the VM at
+# nice 10; then about 3 min of tests). `make test-devices` adds the crash test, which boots a second time.
+COLD_PREPARE = "15-50 min"
+WARM_MODULE = "one boot, 24 s idle to 12 min on a loaded host, then about 3 min"
 
-def _can_build() -> str | None:
-    if not os.environ.get("EDGEDISTILL_TEST_DEVICES"):
-        return "the emulated Pi tests boot a VM (minutes): run them with `make test-devices` (EDGEDISTILL_TEST_DEVICES=1)"
+
+def _opted_in() -> bool:
+    return os.environ.get("EDGEDISTILL_TEST_DEVICES", "") not in ("", "0")
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_reason(layout) -> str | None:
+    """Why the VM tests cannot run here, or None: they run on a prepared image (`make test`, CI) and prepare
+    one only when asked (EDGEDISTILL_TEST_DEVICES=1, `make test-devices`), never under CI."""
+    for tool in ("qemu-system-aarch64", "qemu-img", "ssh"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (make system-deps)"
+    if layout.prepared():
+        return None
+    if _under_ci():
+        return (f"no prepared emulated Pi image in {layout.root}, and CI does not prepare one: a cold prepare takes "
+                f"{COLD_PREPARE}, beyond CI's time. Run `make test-devices` once on this machine (the image is kept "
+                f"in ~/.cache); then `make test` and CI run these tests ({WARM_MODULE} warm)")
+    if not _opted_in():
+        return (f"no prepared emulated Pi image in {layout.root}: `make test-devices` prepares it ({COLD_PREPARE} "
+                f"cold, once) and runs these tests; with the image in place `make test` runs them ({WARM_MODULE})")
     if os.geteuid() != 0:
         return "prepare-pi needs root (mmdebstrap root mode)"
-    for tool in ("mmdebstrap", "qemu-system-aarch64", "qemu-aarch64-static", "mkfs.ext4", "qemu-img"):
+    for tool in ("mmdebstrap", "qemu-aarch64-static", "mkfs.ext4"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (make system-deps)"
     return None
 
 
+def test_skip_reasons_name_the_fix_and_the_cost(tmp_path, monkeypatch):
+    if shutil.which("qemu-system-aarch64") is None or shutil.which("qemu-img") is None:
+        pytest.skip("qemu-system-aarch64 / qemu-img are not installed (make system-deps)")
+    empty = pi_layout(tmp_path / "none")
+    monkeypatch.delenv("EDGEDISTILL_TEST_DEVICES", raising=False)
+    monkeypatch.setenv("CI", "true")
+    reason = skip_reason(empty)
+    assert "CI does not prepare one" in reason and COLD_PREPARE in reason and "make test-devices" in reason
+    monkeypatch.setenv("EDGEDISTILL_TEST_DEVICES", "1")
+    assert "CI does not prepare one" in skip_reason(empty)  # asked for, but a cold prepare never runs under CI
+    monkeypatch.delenv("CI")
+    monkeypatch.delenv("EDGEDISTILL_TEST_DEVICES")
+    assert "make test-devices" in skip_reason(empty) and COLD_PREPARE in skip_reason(empty)
+    assert skip_reason(fake_image(tmp_path / "prepared")) is None  # a prepared image: the VM tests run
+
+
 @pytest.fixture(scope="module")
 def layout():
-    reason = _can_build()
     layout = pi_layout(None)
-    if reason and (not layout.prepared() or not os.environ.get("EDGEDISTILL_TEST_DEVICES")):
+    reason = skip_reason(layout)
+    if reason:
         pytest.skip(reason)
     prepare_pi(layout)  # cached: a no-op once built
     stop_pi(layout)
@@ -144,28 +333,12 @@ def layout():
     assert qemu_processes(layout) == []
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return make_models(tmp_path_factory.mktemp("models"))
-
-
 @pytest.mark.slow
 def test_prepare_twice_is_a_no_op(layout):
     started = time.monotonic()
     result = invoke("devices", "prepare-pi", layout.root)
     assert result.exit_code == 0 and "already prepared" in result.output
     assert time.monotonic() - started < 5
-
-
-@pytest.mark.slow
-def test_port_taken(layout):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = invoke("devices", "start-pi", layout.root, "--port", port)
-    assert result.exit_code == 2 and f"Port {port} on 127.0.0.1 is taken" in result.output
-    assert qemu_processes(layout) == []
 
 
 @pytest.mark.slow
@@ -179,7 +352,7 @@ def test_interrupted_start_leaves_no_vm(layout):
 def running(layout, models, tmp_path_factory):
     """Boot once; while it boots, a bench on the not-ready VM must fail with a clear line."""
     booted: dict = {}
-    thread = threading.Thread(target=lambda: booted.update(start_pi(layout, log=lambda _line: None)))
+    thread = threading.Thread(target=lambda: booted.update(start_pi(layout, timeout_s=1800, log=lambda _line: None)))
     thread.start()
     deadline = time.monotonic() + 60
     while not layout.state.exists() and time.monotonic() < deadline:
@@ -210,7 +383,7 @@ def test_bench_on_a_booting_vm_fails_clearly(running):
 def test_bench_in_the_vm_is_emulated_and_matches_host(running, models, tmp_path):
     results = tmp_path / "bench.jsonl"
     result = invoke("bench", models["conv_int8"], "--target", running["target"], "--ssh-config",
-                    running["ssh_config"], "--num-runs", "20", "--results", results)
+                    running["ssh_config"], "--num-runs", "20", "--profile", "--results", results)
     assert result.exit_code == 0, result.output
     row = json.loads(results.read_text().splitlines()[-1])
     assert row["status"] == "ok" and row["kind"] == "emulated"
@@ -218,6 +391,15 @@ def test_bench_in_the_vm_is_emulated_and_matches_host(running, models, tmp_path)
     assert row["target"]["device"]["machine"] == "aarch64"
     assert row["runtime"] == "ai_edge_litert" and len(row["samples_ms"]) == 20 and row["peak_rss_bytes"] > 0
     assert row["extra"]["outputs_match_host"] is True and row["extra"]["outputs_max_abs_diff"] == 0.0
+    # The per-op profile measured in the VM: conv_int8's five operators and the invoke call's row. The
+    # benchmark (benchmarks/emulated_pi.py) gives the share figures; this rules out a broken sum (its largest
+    # operator missing: ~50 %) with room for a loaded host, whose preemption stretches the whole invoke more than
+    # the short one-operator ones (measured 0.88 at load 17, the invoke 34 ms instead of ~3.5 idle; 0.84 at
+    # load ~10, the invoke 13 ms).
+    summary = row["extra"]["profile_summary"]
+    assert summary["source"] == "litert one-op models" and summary["num_ops"] == 6, summary
+    assert 0.7 <= summary["share_ratio"] <= 1.3, summary
+    assert os.path.isfile(row["extra"]["profile_files"]["csv"]) and os.path.isfile(row["extra"]["profile_files"]["trace"])
 
 
 @pytest.mark.slow
@@ -255,19 +437,45 @@ def test_model_litert_cannot_load_in_vm(running, models, tmp_path):
     assert [row["status"] for row in rows] == ["failed"] and rows[0]["kind"] == "emulated"
 
 
+def _runner_is_running() -> bool:
+    """Whether an ssh client on this host runs the deployed runner (the bench has reached the VM)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"edgedistill_runner.py" in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _kill_once_measuring(pid: int, stop: threading.Event, limit_s: float = 900.0) -> None:
+    # Killed once the runner measures in the VM, not after a fixed delay: on a loaded host the guest's sshd can
+    # take longer than any fixed delay to let the bench in, and a crash before that is another case (unreachable).
+    deadline = time.monotonic() + limit_s
+    while not stop.is_set() and not _runner_is_running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not stop.wait(3.0):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_vm_crash_mid_run_then_next_start_works(running, layout, models, tmp_path):
+    if not _opted_in():
+        pytest.skip("boots the VM a second time (24 s idle, 12 min measured at load 17): `make test-devices` runs it; "
+                    "`make test` and CI keep to one boot")
     results = tmp_path / "bench.jsonl"
-    killer = threading.Timer(25.0, lambda: os.kill(running["pid"], signal.SIGKILL))
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_once_measuring, args=(running["pid"], stop), daemon=True)
     killer.start()
     result = invoke("bench", models["conv_int8"], "--target", running["target"], "--ssh-config",
-                    running["ssh_config"], "--num-runs", "100000", "--results", results)
-    killer.cancel()
+                    running["ssh_config"], "--num-runs", "100000", "--connect-timeout", "60", "--results", results)
+    stop.set()
+    killer.join()
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["failed"] and rows[0]["kind"] == "emulated"
     assert qemu_processes(layout) == []
-    again = start_pi(layout, log=lambda _line: None)  # the dead run's state file does not block
+    again = start_pi(layout, timeout_s=1800, log=lambda _line: None)  # the dead run's state file does not block
     assert again["already_running"] is False
     assert stop_pi(layout) is True and qemu_processes(layout) == []

@@ -26,13 +26,20 @@ KERNELS = "cmsis_nn"
 # What podman 4.3 needs here to start a container (crun fails; the default ulimits are refused).
 PODMAN_RUN = ["podman", "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1000:1000", "--ulimit", "nproc=1000:1000"]
 
-needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (sudo bash scripts/install-system-deps.sh docker)")
+needs_podman = pytest.mark.skipif(
+    shutil.which("podman") is None, reason="needs podman (sudo bash scripts/install-system-deps.sh docker)"
+)
 
 
 def _build_script(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     environment = {**os.environ, **(env or {})}
     return subprocess.run(
-        ["/bin/bash", str(BUILD_SCRIPT), *args], capture_output=True, text=True, env=environment, timeout=timeout, stdin=subprocess.DEVNULL
+        ["/bin/bash", str(BUILD_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -94,7 +101,9 @@ NEEDS_IMAGE_BUILD = [
     needs_podman,
     needs_cross_toolchain,
     needs_qemu,
-    pytest.mark.skipif(not os.environ.get("TFLM_DIR"), reason="needs a TFLite Micro checkout: set TFLM_DIR (make test-docker sets it)"),
+    pytest.mark.skipif(
+        not os.environ.get("TFLM_DIR"), reason="needs a TFLite Micro checkout: set TFLM_DIR (make test-docker sets it)"
+    ),
     pytest.mark.skipif(
         os.environ.get("EDGEDISTILL_TEST_DOCKER") != "1",
         reason="builds the container image (minutes): run make test-docker",

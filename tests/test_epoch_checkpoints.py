@@ -11,8 +11,9 @@ def _model_and_data():
     from edgedistill.training import compile_classifier, set_seed
 
     set_seed(0)
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)],
-                             name="tiny")
+    model = keras.Sequential(
+        [keras.layers.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)], name="tiny"
+    )
     compile_classifier(model, 1e-2)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 4)).astype("float32")
@@ -44,8 +45,11 @@ def test_an_interrupted_fit_continues_from_its_last_epoch(tmp_path, monkeypatch)
     # A new process would build the same model afresh: its weights come from the checkpoint, not from training again.
     fresh, _, _ = _model_and_data()
     epochs_run: list[int] = []
-    monkeypatch.setattr(training._NaNGuard, "on_epoch_begin", lambda self, epoch, logs=None: epochs_run.append(epoch)
-                        or setattr(self, "_epoch", epoch))
+    monkeypatch.setattr(
+        training._NaNGuard,
+        "on_epoch_begin",
+        lambda self, epoch, logs=None: epochs_run.append(epoch) or setattr(self, "_epoch", epoch),
+    )
     restored_kernel = {}
     original_train_begin = training._EpochCheckpoint.on_train_begin
 
@@ -74,10 +78,24 @@ def test_a_checkpoint_of_another_schedule_is_not_continued(tmp_path, monkeypatch
 
     monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        training.fit(model, x, y, validation_data=None, config=training.TrainConfig(epochs=4, verbose=0), stage="distill",
-                     log_dir=tmp_path / "logs")
+        training.fit(
+            model,
+            x,
+            y,
+            validation_data=None,
+            config=training.TrainConfig(epochs=4, verbose=0),
+            stage="distill",
+            log_dir=tmp_path / "logs",
+        )
     monkeypatch.setattr(training._EpochCheckpoint, "on_epoch_end", original)
     assert directory.is_dir()
-    history = training.fit(model, x, y, validation_data=None, config=training.TrainConfig(epochs=3, verbose=0),
-                           stage="distill", log_dir=tmp_path / "logs")
+    history = training.fit(
+        model,
+        x,
+        y,
+        validation_data=None,
+        config=training.TrainConfig(epochs=3, verbose=0),
+        stage="distill",
+        log_dir=tmp_path / "logs",
+    )
     assert len(history["loss"]) == 3  # another number of epochs: trained from its first epoch

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from edgedistill.cli import cli
 from edgedistill.firmware.boards import BOARDS, KERNELS, KINDS, check_kernels, get_board
-from edgedistill.firmware.tflm import firmware_dir, pinned_version
+from edgedistill.firmware.tflm_checkout import firmware_dir, pinned_version
 from edgedistill.errors import InputError
 
 
@@ -110,7 +110,8 @@ def test_importing_the_firmware_cli_does_not_import_tensorflow():
     import sys
 
     code = (
-        "import sys, edgedistill.firmware.cli; print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules))"
+        "import sys, edgedistill.commands.firmware; "
+        "print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules))"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"

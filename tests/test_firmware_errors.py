@@ -198,7 +198,7 @@ def test_flash_unknown_method(tmp_path):
 def test_no_tflm_and_no_clone_says_to_set_tflm_dir(tmp_path, monkeypatch):
     """TFLM_DIR unset and the pinned clone failing (here: an unreachable repository URL)."""
     from edgedistill.errors import StageError
-    from edgedistill.firmware.tflm import resolve_tflm_dir
+    from edgedistill.firmware.tflm_checkout import resolve_tflm_dir
 
     monkeypatch.delenv("TFLM_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

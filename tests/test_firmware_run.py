@@ -29,10 +29,17 @@ def fake_run(tmp_path, monkeypatch):
     write_micro_export(tmp_path, expected_outputs=[[-128, 127, 0], [5, -5, 10]])
     build_dir = build_dir_for(tmp_path, BOARD, "reference")
     build_dir.mkdir(parents=True)
-    (build_dir / "build.json").write_text(json.dumps({
-        "kTensorArenaSize": 8192, "arena": {"source": "export"}, "tflm_commit": "abc", "compiler": "gcc 12",
-        "sizes": {"flash_bytes": 50_000, "ram_bytes": 12_000, "arena_bytes": 8192},
-    }))
+    (build_dir / "build.json").write_text(
+        json.dumps(
+            {
+                "kTensorArenaSize": 8192,
+                "arena": {"source": "export"},
+                "tflm_commit": "abc",
+                "compiler": "gcc 12",
+                "sizes": {"flash_bytes": 50_000, "ram_bytes": 12_000, "arena_bytes": 8192},
+            }
+        )
+    )
     outputs = [BLOCK]
     commands = []
 

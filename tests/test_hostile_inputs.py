@@ -112,8 +112,17 @@ def _suite(tmp_path: Path, models, text: str) -> Path:
 
 
 def _result_line(model: str = "m.tflite", **fields) -> str:
-    record = {"model": model, "model_size_bytes": 10, "target": {"spec": "local"}, "kind": "measured", "status": "ok",
-              "num_threads": 1, "latency_ms": {"p50": 1.0}, "samples_ms": [1.0], **fields}
+    record = {
+        "model": model,
+        "model_size_bytes": 10,
+        "target": {"spec": "local"},
+        "kind": "measured",
+        "status": "ok",
+        "num_threads": 1,
+        "latency_ms": {"p50": 1.0},
+        "samples_ms": [1.0],
+        **fields,
+    }
     return json.dumps(record) + "\n"
 
 
@@ -130,23 +139,43 @@ def _a_file(tmp_path: Path) -> Path:
 
 def _channels3(tmp_path: Path) -> str:
     rng = np.random.default_rng(0)
-    path = write_npz(tmp_path / "rgb.npz", x_train=rng.random((20, 8, 8, 3)), y_train=np.arange(20) % 10,
-                     x_test=rng.random((10, 8, 8, 3)), y_test=np.arange(10))
+    path = write_npz(
+        tmp_path / "rgb.npz",
+        x_train=rng.random((20, 8, 8, 3)),
+        y_train=np.arange(20) % 10,
+        x_test=rng.random((10, 8, 8, 3)),
+        y_test=np.arange(10),
+    )
     return f"npz:{path}"
 
 
 CASES = [
     # 9: ranges at the option, including 0, NaN and infinity
-    ("micro-vectors-negative", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "-3"], 2,
-     ["num_test_vectors", ">= 1"]),
-    ("micro-vectors-zero", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "0"], 2,
-     ["num_test_vectors"]),
-    ("micro-margin-nan", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--arena-margin", "nan"], 2,
-     ["arena_margin", "nan"]),
-    ("micro-margin-negative", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--arena-margin", "-1"], 2,
-     ["arena_margin"]),
-    ("run-max-train-samples-negative", lambda m, t: ["run", "--max-train-samples", "-5", "--output-dir", t], 2,
-     ["max_train_samples"]),
+    (
+        "micro-vectors-negative",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "-3"],
+        2,
+        ["num_test_vectors", ">= 1"],
+    ),
+    (
+        "micro-vectors-zero",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "0"],
+        2,
+        ["num_test_vectors"],
+    ),
+    (
+        "micro-margin-nan",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--arena-margin", "nan"],
+        2,
+        ["arena_margin", "nan"],
+    ),
+    ("micro-margin-negative", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--arena-margin", "-1"], 2, ["arena_margin"]),
+    (
+        "run-max-train-samples-negative",
+        lambda m, t: ["run", "--max-train-samples", "-5", "--output-dir", t],
+        2,
+        ["max_train_samples"],
+    ),
     ("run-learning-rate-inf", lambda m, t: ["run", "--learning-rate", "inf", "--output-dir", t], 2, ["learning_rate"]),
     ("run-temperature-nan", lambda m, t: ["run", "--temperature", "nan", "--output-dir", t], 2, ["temperature"]),
     ("run-seed-negative", lambda m, t: ["run", "--seed", "-1", "--output-dir", t], 2, ["seed"]),
@@ -157,96 +186,228 @@ CASES = [
     ("bench-min-secs-nan", lambda m, t: ["bench", m["tiny_int8"], "--min-secs", "nan"], 2, ["min_secs", "finite"]),
     ("bench-timeout-inf", lambda m, t: ["bench", m["tiny_int8"], "--timeout", "inf"], 2, ["timeout_s", "finite"]),
     ("bench-timeout-zero", lambda m, t: ["bench", m["tiny_int8"], "--timeout", "0"], 2, ["timeout_s"]),
-    ("bench-connect-timeout-nan", lambda m, t: ["bench", m["tiny_int8"], "--connect-timeout", "nan"], 2,
-     ["connect_timeout"]),
+    ("bench-connect-timeout-nan", lambda m, t: ["bench", m["tiny_int8"], "--connect-timeout", "nan"], 2, ["connect_timeout"]),
     ("bench-jobs-zero", lambda m, t: ["bench", m["tiny_int8"], "--jobs", "0"], 2, ["jobs"]),
-    ("bench-arena-negative", lambda m, t: ["bench", m["tiny_int8"], "-t", "tflm", "--arena-bytes", "-1"], 2,
-     ["arena_bytes"]),
-    ("firmware-arena-negative", lambda m, t: ["firmware", "build", t, "--board", "host", "--arena-bytes", "-1"], 2,
-     ["arena_bytes"]),
-    ("firmware-timeout-nan", lambda m, t: ["firmware", "run", t, "--board", "host", "--timeout", "nan"], 2,
-     ["timeout_seconds", "finite"]),
+    ("bench-arena-negative", lambda m, t: ["bench", m["tiny_int8"], "-t", "tflm", "--arena-bytes", "-1"], 2, ["arena_bytes"]),
+    (
+        "firmware-arena-negative",
+        lambda m, t: ["firmware", "build", t, "--board", "host", "--arena-bytes", "-1"],
+        2,
+        ["arena_bytes"],
+    ),
+    (
+        "firmware-timeout-nan",
+        lambda m, t: ["firmware", "run", t, "--board", "host", "--timeout", "nan"],
+        2,
+        ["timeout_seconds", "finite"],
+    ),
     ("search-temperature-inf", lambda m, t: ["search", "--temperatures", "2,inf", "-o", t / "s"], 2, ["finite", "'2,inf'"]),
     ("search-width-nan", lambda m, t: ["search", "--widths", "nan", "-o", t / "s"], 2, ["finite", "'nan'"]),
     # 10, 15: result files, suites, YAML configs and build.json of the wrong kind or types
-    ("compare-empty", lambda m, t: ["results", "compare", _file(t, "empty.jsonl", ""), _file(t, "ok.jsonl", _result_line())],
-     2, ["empty.jsonl", "the file is empty"]),
-    ("compare-not-json", lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()),
-                                       _file(t, "notes.txt", "hello\n")], 2, ["notes.txt", "not a complete JSON"]),
-    ("compare-not-json-lines", lambda m, t: ["results", "compare", _file(t, "x.jsonl", "hello\nworld\n"),
-                                             _file(t, "ok.jsonl", _result_line())], 2, ["x.jsonl", "line 1"]),
-    ("compare-wrong-types", lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()),
-                                          _file(t, "typed.jsonl", _result_line(model=5))], 2,
-     ["typed.jsonl", "line 1", "field 'model'"]),
-    ("compare-wrong-nested-types", lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()),
-                                                 _file(t, "typed.jsonl", _result_line(samples_ms=["fast"]))], 2,
-     ["typed.jsonl", "must hold numbers"]),
-    ("compare-only-failures", lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()),
-                                            _file(t, "failed.jsonl", _result_line(status="failed"))], 2,
-     ["failed.jsonl", "no successful measurement"]),
+    (
+        "compare-empty",
+        lambda m, t: ["results", "compare", _file(t, "empty.jsonl", ""), _file(t, "ok.jsonl", _result_line())],
+        2,
+        ["empty.jsonl", "the file is empty"],
+    ),
+    (
+        "compare-not-json",
+        lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()), _file(t, "notes.txt", "hello\n")],
+        2,
+        ["notes.txt", "not a complete JSON"],
+    ),
+    (
+        "compare-not-json-lines",
+        lambda m, t: ["results", "compare", _file(t, "x.jsonl", "hello\nworld\n"), _file(t, "ok.jsonl", _result_line())],
+        2,
+        ["x.jsonl", "line 1"],
+    ),
+    (
+        "compare-wrong-types",
+        lambda m, t: ["results", "compare", _file(t, "ok.jsonl", _result_line()), _file(t, "typed.jsonl", _result_line(model=5))],
+        2,
+        ["typed.jsonl", "line 1", "field 'model'"],
+    ),
+    (
+        "compare-wrong-nested-types",
+        lambda m, t: [
+            "results",
+            "compare",
+            _file(t, "ok.jsonl", _result_line()),
+            _file(t, "typed.jsonl", _result_line(samples_ms=["fast"])),
+        ],
+        2,
+        ["typed.jsonl", "must hold numbers"],
+    ),
+    (
+        "compare-only-failures",
+        lambda m, t: [
+            "results",
+            "compare",
+            _file(t, "ok.jsonl", _result_line()),
+            _file(t, "failed.jsonl", _result_line(status="failed")),
+        ],
+        2,
+        ["failed.jsonl", "no successful measurement"],
+    ),
     ("compare-folder", lambda m, t: ["results", "compare", t, _file(t, "ok.jsonl", _result_line())], 2, ["is a folder"]),
-    ("suite-targets-int", lambda m, t: ["bench", "--suite", _suite(t, m, "targets: 5\n")], 2,
-     ["suite.yaml", "`targets`", "Received: 5"]),
-    ("suite-num-runs-text", lambda m, t: ["bench", "--suite", _suite(t, m, 'num_runs: "many"\n')], 2,
-     ["suite.yaml", "`num_runs`", "'many'"]),
-    ("suite-models-numbers", lambda m, t: ["bench", "--suite", _file(t, "suite.yaml", "models: [1, 2]\n")], 2,
-     ["suite.yaml", "`models`"]),
+    (
+        "suite-targets-int",
+        lambda m, t: ["bench", "--suite", _suite(t, m, "targets: 5\n")],
+        2,
+        ["suite.yaml", "`targets`", "Received: 5"],
+    ),
+    (
+        "suite-num-runs-text",
+        lambda m, t: ["bench", "--suite", _suite(t, m, 'num_runs: "many"\n')],
+        2,
+        ["suite.yaml", "`num_runs`", "'many'"],
+    ),
+    (
+        "suite-models-numbers",
+        lambda m, t: ["bench", "--suite", _file(t, "suite.yaml", "models: [1, 2]\n")],
+        2,
+        ["suite.yaml", "`models`"],
+    ),
     ("suite-timeout-nan", lambda m, t: ["bench", "--suite", _suite(t, m, "timeout: .nan\n")], 2, ["`timeout`"]),
-    ("config-temperature-text", lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature: hot\n"),
-                                              "--output-dir", t], 2, ["c.yaml", "`temperature`", "'hot'"]),
-    ("config-epochs-list", lambda m, t: ["run", "--config", _file(t, "c.yaml", "epochs: [1, 2]\n"), "--output-dir", t],
-     2, ["c.yaml", "`epochs`", "whole number"]),
-    ("config-epochs-fraction", lambda m, t: ["run", "--config", _file(t, "c.yaml", "distill: {epochs: 2.5}\n"),
-                                             "--output-dir", t], 2, ["c.yaml", "`epochs`"]),
-    ("config-empty-value", lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature:\n"), "--output-dir", t], 2,
-     ["c.yaml", "`temperature` has no value"]),
-    ("config-bool-text", lambda m, t: ["run", "--config", _file(t, "c.yaml", "bench: maybe\n"), "--output-dir", t], 2,
-     ["c.yaml", "`bench`", "true or false"]),
-    ("config-out-of-range", lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature: -1\n"), "--output-dir", t],
-     2, ["c.yaml", "`temperature` must be > 0"]),
-    ("config-in-stage-command", lambda m, t: ["teacher", "--config", _file(t, "c.yaml", "teacher_epochs: many\n"),
-                                              "-o", t / "t.keras"], 2, ["c.yaml", "`teacher_epochs`"]),
-    ("flash-build-json-not-json", lambda m, t: ["flash", _build_json(t, "{not json"), "--board", "nucleo-f446re",
-                                                "--dry-run"], 2, ["build.json", "not valid JSON", "firmware build"]),
-    ("flash-build-json-list", lambda m, t: ["flash", _build_json(t, "[1, 2]"), "--board", "nucleo-f446re", "--dry-run"],
-     2, ["build.json", "not an object"]),
+    (
+        "config-temperature-text",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature: hot\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`temperature`", "'hot'"],
+    ),
+    (
+        "config-epochs-list",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "epochs: [1, 2]\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`epochs`", "whole number"],
+    ),
+    (
+        "config-epochs-fraction",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "distill: {epochs: 2.5}\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`epochs`"],
+    ),
+    (
+        "config-empty-value",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature:\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`temperature` has no value"],
+    ),
+    (
+        "config-bool-text",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "bench: maybe\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`bench`", "true or false"],
+    ),
+    (
+        "config-out-of-range",
+        lambda m, t: ["run", "--config", _file(t, "c.yaml", "temperature: -1\n"), "--output-dir", t],
+        2,
+        ["c.yaml", "`temperature` must be > 0"],
+    ),
+    (
+        "config-in-stage-command",
+        lambda m, t: ["teacher", "--config", _file(t, "c.yaml", "teacher_epochs: many\n"), "-o", t / "t.keras"],
+        2,
+        ["c.yaml", "`teacher_epochs`"],
+    ),
+    (
+        "flash-build-json-not-json",
+        lambda m, t: ["flash", _build_json(t, "{not json"), "--board", "nucleo-f446re", "--dry-run"],
+        2,
+        ["build.json", "not valid JSON", "firmware build"],
+    ),
+    (
+        "flash-build-json-list",
+        lambda m, t: ["flash", _build_json(t, "[1, 2]"), "--board", "nucleo-f446re", "--dry-run"],
+        2,
+        ["build.json", "not an object"],
+    ),
     # 11: output folders that cannot be written, refused before the work
-    ("micro-output-under-proc", lambda m, t: ["micro", m["tiny_int8"], "-o", "/proc/edgedistill-test"], 2,
-     ["Cannot write", "/proc/edgedistill-test"]),
+    (
+        "micro-output-under-proc",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", "/proc/edgedistill-test"],
+        2,
+        ["Cannot write", "/proc/edgedistill-test"],
+    ),
     ("micro-output-is-a-file", lambda m, t: ["micro", m["tiny_int8"], "-o", _a_file(t)], 2, ["is a file, not a folder"]),
-    ("micro-output-under-a-file", lambda m, t: ["micro", m["tiny_int8"], "-o", _a_file(t) / "sub"], 2,
-     ["is a file, not a folder"]),
-    ("run-output-under-proc", lambda m, t: ["run", "--output-dir", "/proc/edgedistill-test"], 2,
-     ["Cannot write", "--output-dir"]),
+    (
+        "micro-output-under-a-file",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", _a_file(t) / "sub"],
+        2,
+        ["is a file, not a folder"],
+    ),
+    (
+        "run-output-under-proc",
+        lambda m, t: ["run", "--output-dir", "/proc/edgedistill-test"],
+        2,
+        ["Cannot write", "--output-dir"],
+    ),
     ("run-output-is-a-file", lambda m, t: ["run", "--output-dir", _a_file(t)], 2, ["is a file, not a folder"]),
-    ("convert-output-under-proc", lambda m, t: ["convert", m["tiny_int8"], "-o", "/proc/edgedistill-test/m.tflite"], 2,
-     ["Cannot write", "/proc/edgedistill-test"]),
-    ("convert-output-under-a-file", lambda m, t: ["convert", m["tiny_int8"], "-o", _a_file(t) / "m.tflite"], 2,
-     ["is a file, not a folder"]),
+    (
+        "convert-output-under-proc",
+        lambda m, t: ["convert", m["tiny_int8"], "-o", "/proc/edgedistill-test/m.tflite"],
+        2,
+        ["Cannot write", "/proc/edgedistill-test"],
+    ),
+    (
+        "convert-output-under-a-file",
+        lambda m, t: ["convert", m["tiny_int8"], "-o", _a_file(t) / "m.tflite"],
+        2,
+        ["is a file, not a folder"],
+    ),
     ("teacher-output-under-proc", lambda m, t: ["teacher", "-o", "/proc/edgedistill-test/t.keras"], 2, ["Cannot write"]),
-    ("bench-results-under-proc", lambda m, t: ["bench", m["tiny_int8"], "--results", "/proc/edgedistill-test/r.jsonl"],
-     2, ["Cannot write", "--results"]),
+    (
+        "bench-results-under-proc",
+        lambda m, t: ["bench", m["tiny_int8"], "--results", "/proc/edgedistill-test/r.jsonl"],
+        2,
+        ["Cannot write", "--results"],
+    ),
     ("search-output-under-proc", lambda m, t: ["search", "-o", "/proc/edgedistill-test"], 2, ["Cannot write"]),
-    ("plot-output-under-proc", lambda m, t: ["results", "plot", _file(t, "ok.jsonl", _result_line()), "-o",
-                                             "/proc/edgedistill-test/p.png"], 2, ["Cannot write", "plot"]),
+    (
+        "plot-output-under-proc",
+        lambda m, t: ["results", "plot", _file(t, "ok.jsonl", _result_line()), "-o", "/proc/edgedistill-test/p.png"],
+        2,
+        ["Cannot write", "plot"],
+    ),
     # 14: micro --data that does not fit the model
-    ("micro-data-other-shape", lambda m, t: ["micro", m["conv_int8"], "-o", t / "o", "--data", "digits"], 2,
-     ["(8, 8, 1)", "(32, 32, 3)", "--data"]),
-    ("micro-data-other-channels", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--data", _channels3(t)], 2,
-     ["(8, 8, 3)", "(8, 8, 1)"]),
+    (
+        "micro-data-other-shape",
+        lambda m, t: ["micro", m["conv_int8"], "-o", t / "o", "--data", "digits"],
+        2,
+        ["(8, 8, 1)", "(32, 32, 3)", "--data"],
+    ),
+    (
+        "micro-data-other-channels",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--data", _channels3(t)],
+        2,
+        ["(8, 8, 3)", "(8, 8, 1)"],
+    ),
     # 17-20: third-party models
     ("micro-two-inputs", lambda m, t: ["micro", m["two_inputs_int8"], "-o", t / "o"], 2, ["has 2 inputs", "single input"]),
     ("micro-hybrid", lambda m, t: ["micro", m["hybrid"], "-o", t / "o"], 2, ["not a full-integer int8 model"]),
     ("info-folder", lambda m, t: ["info", m["tiny_int8"].parent], 2, ["is a folder", "tiny_int8.tflite"]),
     ("micro-folder", lambda m, t: ["micro", m["tiny_int8"].parent, "-o", t / "o"], 2, ["is a folder"]),
     ("bench-folder", lambda m, t: ["bench", m["tiny_int8"].parent, "--results", t / "r.jsonl"], 2, ["is a folder"]),
-    ("bench-tflm-hybrid", lambda m, t: ["bench", m["hybrid"], "-t", "tflm", "--results", t / "r.jsonl"], 1,
-     ["TFLM cannot run the model", "not supported"]),
-    ("bench-tflm-arena-given-too-small", lambda m, t: ["bench", m["big_arena_int8"], "-t", "tflm", "--arena-bytes",
-                                                       "5000", "--results", t / "r.jsonl"], 1,
-     ["5000-byte arena", "--arena-bytes"]),
-    ("bench-tflm-truncated", lambda m, t: ["bench", _cut(m["tiny_int8"], t), "-t", "tflm", "--results", t / "r.jsonl"], 2,
-     ["corrupt"]),
+    (
+        "bench-tflm-hybrid",
+        lambda m, t: ["bench", m["hybrid"], "-t", "tflm", "--results", t / "r.jsonl"],
+        1,
+        ["TFLM cannot run the model", "not supported"],
+    ),
+    (
+        "bench-tflm-arena-given-too-small",
+        lambda m, t: ["bench", m["big_arena_int8"], "-t", "tflm", "--arena-bytes", "5000", "--results", t / "r.jsonl"],
+        1,
+        ["5000-byte arena", "--arena-bytes"],
+    ),
+    (
+        "bench-tflm-truncated",
+        lambda m, t: ["bench", _cut(m["tiny_int8"], t), "-t", "tflm", "--results", t / "r.jsonl"],
+        2,
+        ["corrupt"],
+    ),
 ]
 
 
@@ -296,8 +457,7 @@ def test_resume_after_a_cut_line_sets_the_fragment_aside(models, tmp_path):
     fragment = b'{"model": "/somewhere/conv_int8.tflite", "model_size_bytes": 6312, "target": {"spe'
     with open(results, "ab") as handle:  # the crash --resume exists for: a line cut while it was written
         handle.write(fragment)
-    again = invoke("bench", models["tiny_int8"], models["conv_int8"], "--num-runs", "3", "--results", results,
-                   "--resume")
+    again = invoke("bench", models["tiny_int8"], models["conv_int8"], "--num-runs", "3", "--results", results, "--resume")
     assert again.exit_code == 0, again.output
     content = results.read_bytes()
     assert content.startswith(complete)  # complete lines are never rewritten
@@ -307,8 +467,7 @@ def test_resume_after_a_cut_line_sets_the_fragment_aside(models, tmp_path):
     (side,) = tmp_path.glob("bench.jsonl.cut*")
     assert side.read_bytes() == fragment
     # The next --resume reads the file (nothing left to measure).
-    third = invoke("bench", models["tiny_int8"], models["conv_int8"], "--num-runs", "3", "--results", results,
-                   "--resume")
+    third = invoke("bench", models["tiny_int8"], models["conv_int8"], "--num-runs", "3", "--results", results, "--resume")
     assert third.exit_code == 0 and "Skipped 2 pair(s)" in third.output
     assert results.read_bytes() == content
 
@@ -356,8 +515,9 @@ def test_gate_fails_a_model_at_chance():
     assert verify_models(x, y, keras_models={"float_student": Constant(3)}, chance_gate=False).passed
     # An unbalanced test split: always guessing its most frequent label is "chance".
     unbalanced = np.array([3] * 150 + list(range(10)) * 5)
-    assert verify_models(unbalanced[:, None].astype(np.float32), unbalanced,
-                         keras_models={"float_student": Constant(3)}).at_chance == ["float_student"]
+    assert verify_models(
+        unbalanced[:, None].astype(np.float32), unbalanced, keras_models={"float_student": Constant(3)}
+    ).at_chance == ["float_student"]
 
 
 @pytest.mark.slow
@@ -368,8 +528,9 @@ def test_a_diverged_learning_rate_never_passes(tmp_path, teacher_file, given_tea
     from conftest import TINY_RUN
 
     teacher = ["--teacher", teacher_file] if given_teacher else []
-    result = invoke("run", *TINY_RUN, *teacher, "--learning-rate", "1e6", "--no-bench", "--output-dir", tmp_path,
-                    "--run-name", "lr")
+    result = invoke(
+        "run", *TINY_RUN, *teacher, "--learning-rate", "1e6", "--no-bench", "--output-dir", tmp_path, "--run-name", "lr"
+    )
     assert result.exit_code in ((1, 3) if given_teacher else (2,)), result.output
     assert "Traceback" not in result.output
     report = json.loads((tmp_path / "lr" / "report.json").read_text())
@@ -399,8 +560,18 @@ def test_bench_tflm_grows_the_arena_or_takes_one(models, tmp_path):
     assert result.exit_code == 0, result.output
     grown = json.loads(results.read_text())["extra"]
     assert grown["arena_size_bytes"] > grown["arena_grown_from_bytes"]
-    result = invoke("bench", models["big_arena_int8"], "-t", "tflm", "--num-runs", "2", "--results", results,
-                    "--arena-bytes", str(grown["arena_size_bytes"]))
+    result = invoke(
+        "bench",
+        models["big_arena_int8"],
+        "-t",
+        "tflm",
+        "--num-runs",
+        "2",
+        "--results",
+        results,
+        "--arena-bytes",
+        str(grown["arena_size_bytes"]),
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(results.read_text().splitlines()[-1])["extra"]["arena_size_bytes"] == grown["arena_size_bytes"]
 
@@ -408,15 +579,19 @@ def test_bench_tflm_grows_the_arena_or_takes_one(models, tmp_path):
 def test_one_unreadable_model_does_not_stop_a_grid(models, tmp_path):
     results = tmp_path / "bench.jsonl"
     garbage = _file(tmp_path, "garbage.tflite", "not a model at all\n")
-    grid = [models["tiny_int8"], garbage, tmp_path / "missing.tflite", _cut(models["conv_int8"], tmp_path),
-            models["conv_int8"]]
+    grid = [models["tiny_int8"], garbage, tmp_path / "missing.tflite", _cut(models["conv_int8"], tmp_path), models["conv_int8"]]
     result = invoke("bench", *grid, "--num-runs", "3", "--results", results)
     error = assert_one_line_error(result, 1, "3 of 5 pair(s) failed")
     assert "garbage.tflite" in error
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     status = {Path(line["model"]).name: line["status"] for line in lines}
-    assert status == {"tiny_int8.tflite": "ok", "garbage.tflite": "failed", "missing.tflite": "failed",
-                      "cut.tflite": "failed", "conv_int8.tflite": "ok"}
+    assert status == {
+        "tiny_int8.tflite": "ok",
+        "garbage.tflite": "failed",
+        "missing.tflite": "failed",
+        "cut.tflite": "failed",
+        "conv_int8.tflite": "ok",
+    }
     assert "flatbuffer is corrupt" in next(line["error"] for line in lines if line["model"].endswith("cut.tflite"))
 
 
@@ -472,10 +647,23 @@ def test_sigint_to_a_benchmark_exits_130(models, tmp_path):
     """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) during a long benchmark."""
     model = tmp_path / "sigint_probe.tflite"
     model.write_bytes(models["conv_int8"].read_bytes())
-    command = [os.path.join(os.path.dirname(PYTHON), "edgedistill"), "bench", str(model),
-               "--min-secs", "60", "--results", str(tmp_path / "r.jsonl")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, preexec_fn=_as_a_terminal_starts_it)
+    command = [
+        os.path.join(os.path.dirname(PYTHON), "edgedistill"),
+        "bench",
+        str(model),
+        "--min-secs",
+        "60",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_as_a_terminal_starts_it,
+    )
 
     def runner_alive() -> bool:
         # The measuring child (edgedistill/_runner.py on this model), not the `edgedistill bench` process,
@@ -553,8 +741,18 @@ def test_interrupted_run_resumes_from_the_last_completed_stage(tmp_path):  # ~30
     from edgedistill.pipeline import STAGES, run_pipeline
 
     # conftest's TINY_RUN (a teacher good enough for the teacher gate), one distillation epoch.
-    options = {"teacher_epochs": 6, "teacher_width": 0.5, "epochs": 1, "qat_epochs": 1, "student_width": 0.25,
-               "max_train_samples": 600, "verbose": 0, "bench": False, "chance_gate": False, "max_int8_drop": 100}
+    options = {
+        "teacher_epochs": 6,
+        "teacher_width": 0.5,
+        "epochs": 1,
+        "qat_epochs": 1,
+        "student_width": 0.25,
+        "max_train_samples": 600,
+        "verbose": 0,
+        "bench": False,
+        "chance_gate": False,
+        "max_int8_drop": 100,
+    }
     config = RunConfig.from_options({**options, "output_dir": str(tmp_path), "run_name": "r"})
     run_dir = tmp_path / "r"
 
@@ -602,8 +800,10 @@ FUZZ_DRIVER = textwrap.dedent(
 def _mutants(models, folder: Path, count: int, seed: int) -> list[Path]:
     """``count`` seeded copies of the models, truncated (a third) or with 1-8 bytes flipped (the rest)."""
     rng = np.random.default_rng(seed)
-    sources = [models[name].read_bytes() for name in ("tiny_int8", "conv_int8", "tiny_float", "hybrid",
-                                                      "two_inputs_int8", "big_arena_int8")]
+    sources = [
+        models[name].read_bytes()
+        for name in ("tiny_int8", "conv_int8", "tiny_float", "hybrid", "two_inputs_int8", "big_arena_int8")
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):
@@ -634,6 +834,7 @@ def _run_fuzz(models, tmp_path: Path, *, num_info: int, num_micro: int, num_benc
     mutants = _mutants(models, tmp_path / "mutants", num_info, seed)
     parsing = [path for path in mutants if _parses(path)]
     broken = [path for path in mutants if path not in parsing]
+
     # micro and bench get mostly mutants that parse (they reach TFLM and LiteRT), some that do not.
     def pick(count: int) -> list[Path]:
         chosen = parsing[: count * 3 // 4]
@@ -642,18 +843,37 @@ def _run_fuzz(models, tmp_path: Path, *, num_info: int, num_micro: int, num_benc
     jobs = [["info", str(path)] for path in mutants]
     jobs += [["micro", str(path), "-o", str(tmp_path / "micro" / path.stem)] for path in pick(num_micro)]
     for target in ("local", "tflm"):
-        jobs += [["bench", str(path), "-t", target, "--num-runs", "2", "--warmup-runs", "0", "--timeout", "30",
-                  "--results", str(tmp_path / f"{target}.jsonl")] for path in pick(num_bench)]
+        jobs += [
+            [
+                "bench",
+                str(path),
+                "-t",
+                target,
+                "--num-runs",
+                "2",
+                "--warmup-runs",
+                "0",
+                "--timeout",
+                "30",
+                "--results",
+                str(tmp_path / f"{target}.jsonl"),
+            ]
+            for path in pick(num_bench)
+        ]
     job_file = tmp_path / "jobs.json"
     job_file.write_text(json.dumps(jobs))
-    driver = subprocess.run([PYTHON, "-c", FUZZ_DRIVER, str(job_file)], capture_output=True, text=True,
-                            timeout=1800, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    driver = subprocess.run(
+        [PYTHON, "-c", FUZZ_DRIVER, str(job_file)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     lines = [json.loads(line) for line in driver.stdout.splitlines() if line.startswith("{")]
     results = {line["index"]: line for line in lines if "index" in line}
     started = [line for line in lines if "start" in line]
     assert driver.returncode == 0 and len(results) == len(jobs), (
-        f"the process died (exit {driver.returncode}) on {started[-1]['arguments'] if started else '?'}: "
-        f"{driver.stderr[-2000:]}"
+        f"the process died (exit {driver.returncode}) on {started[-1]['arguments'] if started else '?'}: {driver.stderr[-2000:]}"
     )
     outcomes: dict[str, int] = {}
     for index, result in results.items():

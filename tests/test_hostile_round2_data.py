@@ -46,7 +46,8 @@ MAKE_MODELS = textwrap.dedent(
     converter.inference_input_type = converter.inference_output_type = tf.int8
     open(os.path.join(out, "two_outputs_int8.tflite"), "wb").write(converter.convert())
     for name, shape, classes in (("other_shape", (4, 4, 1), 10), ("gray", (8, 8, 1), 10), ("three_classes", (8, 8, 1), 3)):
-        model = keras.Sequential([keras.layers.Input(shape), keras.layers.Flatten(), keras.layers.Dense(classes, activation="softmax")])
+        layers = [keras.layers.Input(shape), keras.layers.Flatten(), keras.layers.Dense(classes, activation="softmax")]
+        model = keras.Sequential(layers)
         model.save(os.path.join(out, f"{name}.keras"))
     """
 )
@@ -76,8 +77,9 @@ def _tf_config(ports: list[int], index: int = 0) -> str:
 def test_label_of_a_billion_is_refused_before_class_names_are_built(tmp_path):
     y = np.arange(20) % 3
     y[4] = 999_999_999
-    path = write_npz(tmp_path / "big_label.npz", x_train=np.zeros((20, 4, 4)), y_train=y, x_test=np.zeros((3, 4, 4)),
-                     y_test=np.arange(3))  # fmt: skip
+    path = write_npz(
+        tmp_path / "big_label.npz", x_train=np.zeros((20, 4, 4)), y_train=y, x_test=np.zeros((3, 4, 4)), y_test=np.arange(3)
+    )
     result = invoke("teacher", "--data", f"npz:{path}", "-o", tmp_path / "t.keras", "--epochs", "1")
     assert_one_line_error(result, 2, "label 999999999", "100000 classes", "y_train")
     assert not (tmp_path / "t.keras").exists()
@@ -114,7 +116,11 @@ def _corrupt_gz_idx(folder: Path) -> Path:
 @pytest.mark.parametrize(
     "make, spec, fragments",
     [
-        (lambda t: _npz_with_lying_header(t / "lying.npz"), "npz:{}", ("x_train announces shape (1000000, 1000000)", "truncated")),
+        (
+            lambda t: _npz_with_lying_header(t / "lying.npz"),
+            "npz:{}",
+            ("x_train announces shape (1000000, 1000000)", "truncated"),
+        ),
         (lambda t: _idx_with_255_dimensions(t / "idx"), "fashion_mnist:{}", ("255 dimension(s)", "truncated")),
         (lambda t: _corrupt_gz_idx(t / "gz"), "fashion_mnist:{}", ("train-images-idx3-ubyte.gz", "download it again")),
         (lambda t: t, "npz:{}", ("is a folder", "--data images:DIR")),
@@ -126,17 +132,25 @@ def test_headers_that_announce_more_than_the_file_holds(tmp_path, make, spec, fr
     assert_one_line_error(result, 2, *fragments)
 
 
-_BASE = {"x_train": np.random.default_rng(0).random((20, 4, 4)), "y_train": np.arange(20) % 2,
-         "x_test": np.random.default_rng(1).random((4, 4, 4)), "y_test": np.arange(4) % 2}  # fmt: skip
+_BASE = {
+    "x_train": np.random.default_rng(0).random((20, 4, 4)),
+    "y_train": np.arange(20) % 2,
+    "x_test": np.random.default_rng(1).random((4, 4, 4)),
+    "y_test": np.arange(4) % 2,
+}
 
 
-@pytest.mark.parametrize("arrays, fragments", [
-    ({"x_train": _BASE["x_train"] + 1j}, ("complex128 (complex numbers)", "real values")),
-    ({"y_train": np.array(["cat", "dog"] * 10)}, ("dtype <U3", "'cat'", "np.unique")),
-    ({"y_train": np.zeros((20, 2, 2))}, ("shape (20, 2, 2)", "(20,) class indices")),
-    ({"x_train": np.zeros((20, 4, 0)), "x_test": np.zeros((4, 4, 0))}, ("samples of size 0",)),
-    ({"y_train": np.full(20, 1e20)}, ("label 1e+20", "100000 classes")),
-], ids=["complex-pixels", "string-labels", "3d-labels", "zero-width-images", "float-label-1e20"])  # fmt: skip
+@pytest.mark.parametrize(
+    "arrays, fragments",
+    [
+        ({"x_train": _BASE["x_train"] + 1j}, ("complex128 (complex numbers)", "real values")),
+        ({"y_train": np.array(["cat", "dog"] * 10)}, ("dtype <U3", "'cat'", "np.unique")),
+        ({"y_train": np.zeros((20, 2, 2))}, ("shape (20, 2, 2)", "(20,) class indices")),
+        ({"x_train": np.zeros((20, 4, 0)), "x_test": np.zeros((4, 4, 0))}, ("samples of size 0",)),
+        ({"y_train": np.full(20, 1e20)}, ("label 1e+20", "100000 classes")),
+    ],
+    ids=["complex-pixels", "string-labels", "3d-labels", "zero-width-images", "float-label-1e20"],
+)
 def test_npz_arrays_of_odd_dtypes_and_shapes(tmp_path, arrays, fragments):
     path = write_npz(tmp_path / "odd.npz", **{**_BASE, **arrays})
     result = invoke("teacher", "--data", f"npz:{path}", "-o", tmp_path / "t.keras", "--epochs", "1")
@@ -237,10 +251,14 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
     assert splits.notes["color_mode"] == "rgb" and red[0] > 200 and red[1] < 50 and red[2] < 50, red
 
 
-@pytest.mark.parametrize("name, make, transparent_region, opaque_region, opaque_colour", [
-    ("alpha.png", _rgba_half_transparent, np.s_[:, :4], np.s_[:, 4:], (200, 10, 10)),
-    ("palette.png", _palette_with_transparency, np.s_[:4, :], np.s_[4:, :], (0, 0, 255)),
-], ids=["rgba", "palette-with-transparency"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, make, transparent_region, opaque_region, opaque_colour",
+    [
+        ("alpha.png", _rgba_half_transparent, np.s_[:, :4], np.s_[:, 4:], (200, 10, 10)),
+        ("palette.png", _palette_with_transparency, np.s_[:4, :], np.s_[4:, :], (0, 0, 255)),
+    ],
+    ids=["rgba", "palette-with-transparency"],
+)
 def test_transparent_pixels_are_flattened_over_black(tmp_path, name, make, transparent_region, opaque_region, opaque_colour):
     splits = _load_images(_image_folder(tmp_path, {name: make()}))
     image = _pixels_of(splits)[0]
@@ -288,8 +306,11 @@ def test_webp_is_read_and_unknown_formats_are_counted_in_a_warning(tmp_path, cap
     assert len(warnings) == 1 and "1 file(s)" in warnings[0] and ".heic" in warnings[0]
 
 
-@pytest.mark.parametrize("limit, fragment", [(1000, "4,096 pixels"), (3000, "4,096 pixels")],
-                         ids=["beyond-twice-the-limit-error", "beyond-the-limit-warning"])  # fmt: skip
+@pytest.mark.parametrize(
+    "limit, fragment",
+    [(1000, "4,096 pixels"), (3000, "4,096 pixels")],
+    ids=["beyond-twice-the-limit-error", "beyond-the-limit-warning"],
+)
 def test_decompression_bomb_is_one_error_line_and_the_limit_stays(tmp_path, monkeypatch, limit, fragment):
     from PIL import Image
 
@@ -339,12 +360,16 @@ def _with_list_chunk(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda p: _wav(p, _tone().astype(np.float32) / 32768, subtype="FLOAT"), "expected 16-bit PCM"),
-    (lambda p: _wav(p, _tone().astype(np.int32) << 16, subtype="PCM_24"), "expected 16-bit PCM"),
-    (lambda p: _wav(p, np.stack([_tone(), _tone()], axis=1)), "2 channels; expected mono"),
-    (lambda p: _wav(p, _tone(), subtype="PCM_U8"), "expected 16-bit PCM"),
-], ids=["float32", "24-bit", "stereo", "8-bit"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: _wav(p, _tone().astype(np.float32) / 32768, subtype="FLOAT"), "expected 16-bit PCM"),
+        (lambda p: _wav(p, _tone().astype(np.int32) << 16, subtype="PCM_24"), "expected 16-bit PCM"),
+        (lambda p: _wav(p, np.stack([_tone(), _tone()], axis=1)), "2 channels; expected mono"),
+        (lambda p: _wav(p, _tone(), subtype="PCM_U8"), "expected 16-bit PCM"),
+    ],
+    ids=["float32", "24-bit", "stereo", "8-bit"],
+)
 def test_recorder_encodings_that_the_front_end_cannot_take_are_refused_with_their_fix(tmp_path, make, fragment):
     from edgedistill.audio.wav import read_wav
     from edgedistill.errors import InputError
@@ -404,8 +429,17 @@ def test_truncated_wav_is_counted_in_a_warning_not_padded_silently(tmp_path, cap
 def test_label_pattern_on_a_folder_of_class_sub_folders(tmp_path):
     for label in ("yes", "no"):
         _wav(tmp_path / "kws" / label / "a.wav", _tone())
-    result = invoke("teacher", "--data", f"audio:{tmp_path / 'kws'}", "--audio-label-pattern", "{label}_{speaker}.wav",
-                    "-o", tmp_path / "t.keras", "--epochs", "1")  # fmt: skip
+    result = invoke(
+        "teacher",
+        "--data",
+        f"audio:{tmp_path / 'kws'}",
+        "--audio-label-pattern",
+        "{label}_{speaker}.wav",
+        "-o",
+        tmp_path / "t.keras",
+        "--epochs",
+        "1",
+    )
     assert_one_line_error(result, 2, "--audio-label-pattern", "sub-folders (no, yes)", "Leave --audio-label-pattern out")
 
 
@@ -421,13 +455,17 @@ def test_label_pattern_with_files_also_in_sub_folders_says_they_are_not_read(tmp
     assert any("the 1 in its sub-folders are not read" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (b"", "is empty (0 bytes)"),
-    (b"\n  \n", "is empty (4 bytes)"),
-    (b"\x00\x01\x02binary", "binary data"),
-    (b"\xff\xfe\x00garbage", "Cannot read the events file"),
-    (b"time_s,label\n1.0\n", "has 1 field(s); expected 2"),
-], ids=["zero-bytes", "blank-lines", "binary", "not-utf8", "short-row"])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"", "is empty (0 bytes)"),
+        (b"\n  \n", "is empty (4 bytes)"),
+        (b"\x00\x01\x02binary", "binary data"),
+        (b"\xff\xfe\x00garbage", "Cannot read the events file"),
+        (b"time_s,label\n1.0\n", "has 1 field(s); expected 2"),
+    ],
+    ids=["zero-bytes", "blank-lines", "binary", "not-utf8", "short-row"],
+)
 def test_events_file_empty_or_malformed_is_one_clear_error(tmp_path, content, fragment):
     from edgedistill.audio.streaming import read_events
     from edgedistill.errors import InputError
@@ -470,8 +508,17 @@ def test_listen_refuses_a_model_with_a_second_output(models):
 
 def test_standardize_with_the_wrong_number_of_channels(tmp_path, models):
     output = tmp_path / "student.keras"
-    result = invoke("distill", "--teacher", models / "gray.keras", "--teacher-preprocessing",
-                    "standardize:mean=1|2|3,std=1|1|1", "--epochs", "1", "-o", output)  # fmt: skip
+    result = invoke(
+        "distill",
+        "--teacher",
+        models / "gray.keras",
+        "--teacher-preprocessing",
+        "standardize:mean=1|2|3,std=1|1|1",
+        "--epochs",
+        "1",
+        "-o",
+        output,
+    )
     assert_one_line_error(result, 2, "3 per-channel values", "1 channel(s)", "standardize:mean=127.5,std=64")
     assert not output.exists()
 
@@ -485,10 +532,14 @@ def test_standardize_applied_to_data_of_other_channels_is_an_input_error():
         preprocessing.apply(np.zeros((2, 4, 4, 3)))
 
 
-@pytest.mark.parametrize("reference, fragments", [
-    ("other_shape.keras", ("reference takes inputs of shape (4, 4, 1)", "(8, 8, 1)")),
-    ("three_classes.keras", ("reference has 3 outputs", "up to 9 (10 classes)")),
-], ids=["other-input-shape", "fewer-outputs-than-classes"])  # fmt: skip
+@pytest.mark.parametrize(
+    "reference, fragments",
+    [
+        ("other_shape.keras", ("reference takes inputs of shape (4, 4, 1)", "(8, 8, 1)")),
+        ("three_classes.keras", ("reference has 3 outputs", "up to 9 (10 classes)")),
+    ],
+    ids=["other-input-shape", "fewer-outputs-than-classes"],
+)
 def test_verify_reference_that_does_not_fit_the_data(models, int8_file, reference, fragments):
     result = invoke("verify", int8_file, "--reference", models / reference)
     assert_one_line_error(result, 2, *fragments)
@@ -498,15 +549,19 @@ def test_verify_reference_that_does_not_fit_the_data(models, int8_file, referenc
 # multi_worker: TF_CONFIG checked, unreachable peers named within a deadline, signals obeyed
 
 
-@pytest.mark.parametrize("tf_config, fragments", [
-    ("not json", ("TF_CONFIG is not JSON", "received 'not json'")),
-    ('{"task": {"type": "worker", "index": 0}}', ('has no "cluster"',)),
-    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', ('has no "task"',)),
-    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 5}}', ("task.index is 5", "index 0..0")),
-    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}', ("task.type is 'chief'",)),
-    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', ("'localhost', not an address",)),
-    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', ("cluster.worker is []",)),
-], ids=["not-json", "no-cluster", "no-task", "index-out-of-range", "type-not-in-cluster", "no-port", "empty-job"])  # fmt: skip
+@pytest.mark.parametrize(
+    "tf_config, fragments",
+    [
+        ("not json", ("TF_CONFIG is not JSON", "received 'not json'")),
+        ('{"task": {"type": "worker", "index": 0}}', ('has no "cluster"',)),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', ('has no "task"',)),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 5}}', ("task.index is 5", "index 0..0")),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}', ("task.type is 'chief'",)),
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', ("'localhost', not an address",)),
+        ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', ("cluster.worker is []",)),
+    ],
+    ids=["not-json", "no-cluster", "no-task", "index-out-of-range", "type-not-in-cluster", "no-port", "empty-job"],
+)
 def test_malformed_tf_config_is_one_error_line(tmp_path, monkeypatch, tf_config, fragments):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     result = invoke("teacher", "--strategy", "multi_worker", "-o", tmp_path / "t.keras", "--epochs", "1")
@@ -519,8 +574,9 @@ def test_unreachable_peer_fails_within_the_deadline_naming_it(tmp_path, monkeypa
     monkeypatch.setenv("EDGEDISTILL_PEER_TIMEOUT_S", "2")
     started = time.perf_counter()
     result = invoke("teacher", "--strategy", "multi_worker", "-o", tmp_path / "t.keras", "--epochs", "1")
-    assert_one_line_error(result, 1, f"worker 1 (127.0.0.1:{closed}) did not answer within 2 s", "TF_CONFIG=",
-                          "EDGEDISTILL_PEER_TIMEOUT_S")  # fmt: skip
+    assert_one_line_error(
+        result, 1, f"worker 1 (127.0.0.1:{closed}) did not answer within 2 s", "TF_CONFIG=", "EDGEDISTILL_PEER_TIMEOUT_S"
+    )
     assert time.perf_counter() - started < 60 and not (tmp_path / "t.keras").exists()
 
 
@@ -531,12 +587,18 @@ def test_bad_peer_timeout_is_one_error_line(tmp_path, monkeypatch):
     assert_one_line_error(result, 2, "EDGEDISTILL_PEER_TIMEOUT_S", "'forever'")
 
 
-@pytest.mark.parametrize("signal_number, exit_codes", [(signal.SIGTERM, (-signal.SIGTERM,)), (signal.SIGINT, (130,))],
-                         ids=["SIGTERM", "Ctrl-C"])  # fmt: skip
+@pytest.mark.parametrize(
+    "signal_number, exit_codes", [(signal.SIGTERM, (-signal.SIGTERM,)), (signal.SIGINT, (130,))], ids=["SIGTERM", "Ctrl-C"]
+)
 def test_waiting_for_peers_stops_on_a_signal(tmp_path, signal_number, exit_codes):
     environment = {**os.environ, "TF_CONFIG": _tf_config([_free_port(), _free_port()]), "EDGEDISTILL_PEER_TIMEOUT_S": "600"}
-    process = subprocess.Popen([*EDGEDISTILL, "teacher", "--strategy", "multi_worker", "-o", str(tmp_path / "t.keras")],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [*EDGEDISTILL, "teacher", "--strategy", "multi_worker", "-o", str(tmp_path / "t.keras")],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         seen = ""
         deadline = time.monotonic() + 180

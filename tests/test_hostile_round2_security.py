@@ -44,6 +44,8 @@ def warnings_logged():
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
+
+
 MARKER_NAME = "edgedistill_lambda_ran"
 
 MAKE_HOSTILE = textwrap.dedent(
@@ -187,7 +189,8 @@ def test_savedmodel_whose_graph_writes_files_is_refused(hostile):
         load_model_file(folder / "writer_savedmodel")
     assert not marker.exists()
     tf.saved_model.load(str(folder / "writer_savedmodel")).signatures["serving_default"](
-        x=tf.constant(np.zeros((1, 8, 8, 1), np.float32)))
+        x=tf.constant(np.zeros((1, 8, 8, 1), np.float32))
+    )
     assert marker.exists()  # the op is real: plain TensorFlow runs it
     marker.unlink()
 
@@ -294,8 +297,12 @@ def test_hostile_model_name_cannot_inject_code(models, tmp_path):
         assert "#error injected" not in text.split("\n", 1)[1] and "\\\n" not in text, name
         assert all(line.startswith("// ") for line in text.splitlines()[:1]), name
     for source in ("model_data.cc", "test_data.cc"):
-        compiled = subprocess.run(["g++", "-std=c++17", "-trigraphs", "-fsyntax-only", "-Werror", "-I", str(output),
-                                   str(output / source)], capture_output=True, text=True, timeout=120)
+        compiled = subprocess.run(
+            ["g++", "-std=c++17", "-trigraphs", "-fsyntax-only", "-Werror", "-I", str(output), str(output / source)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert compiled.returncode == 0, compiled.stderr
 
 
@@ -333,26 +340,52 @@ def _results_as(tmp_path: Path, name: str) -> Path:
 
 
 LOSS_CASES = [
-    ("bench-results-is-the-model", lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"),
-                                                 ["bench", p, "--results", p]), ["is the model"]),
-    ("bench-results-is-a-report", lambda m, t: (p := _report_json(t), ["bench", m["tiny_int8"], "--results", p]),
-     ["not a results file"]),
-    ("bench-results-is-a-hard-link", lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"),
-                                                   ["bench", p, "--results", _link(p, t)]), ["is the model"]),
-    ("convert-output-is-the-input", lambda m, t: (p := _copy(m["tiny_int8"], t, "m.h5"),
-                                                  ["convert", p, "-o", p]), ["is the model"]),
-    ("plot-output-is-the-input", lambda m, t: (p := _results_as(t, "r.jsonl"), ["results", "plot", p, "-o", p]),
-     ["is the results file"]),
-    ("plot-default-output-is-the-input", lambda m, t: (p := _results_as(t, "r.png"), ["results", "plot", p]),
-     ["is the results file"]),
-    ("plot-output-is-a-model", lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"),
-                                             ["results", "plot", _results_as(t, "r.jsonl"), "-o", p]), ["not a PNG"]),
-    ("distill-output-is-the-teacher", lambda m, t: (p := _copy(m["tiny_int8"], t, "t.keras"),
-                                                    ["distill", "--teacher", p, "-o", p]), ["--teacher file"]),
-    ("teacher-output-is-the-config", lambda m, t: (p := _text(t, "c.yaml", "teacher_epochs: 1\n"),
-                                                   ["teacher", "--config", p, "-o", p]), ["--config file"]),
-    ("convert-output-is-dev-null", lambda m, t: (None, ["convert", m["tiny_int8"], "-o", "/dev/null"]),
-     ["not a regular file"]),
+    (
+        "bench-results-is-the-model",
+        lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"), ["bench", p, "--results", p]),
+        ["is the model"],
+    ),
+    (
+        "bench-results-is-a-report",
+        lambda m, t: (p := _report_json(t), ["bench", m["tiny_int8"], "--results", p]),
+        ["not a results file"],
+    ),
+    (
+        "bench-results-is-a-hard-link",
+        lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"), ["bench", p, "--results", _link(p, t)]),
+        ["is the model"],
+    ),
+    (
+        "convert-output-is-the-input",
+        lambda m, t: (p := _copy(m["tiny_int8"], t, "m.h5"), ["convert", p, "-o", p]),
+        ["is the model"],
+    ),
+    (
+        "plot-output-is-the-input",
+        lambda m, t: (p := _results_as(t, "r.jsonl"), ["results", "plot", p, "-o", p]),
+        ["is the results file"],
+    ),
+    (
+        "plot-default-output-is-the-input",
+        lambda m, t: (p := _results_as(t, "r.png"), ["results", "plot", p]),
+        ["is the results file"],
+    ),
+    (
+        "plot-output-is-a-model",
+        lambda m, t: (p := _copy(m["tiny_int8"], t, "m.tflite"), ["results", "plot", _results_as(t, "r.jsonl"), "-o", p]),
+        ["not a PNG"],
+    ),
+    (
+        "distill-output-is-the-teacher",
+        lambda m, t: (p := _copy(m["tiny_int8"], t, "t.keras"), ["distill", "--teacher", p, "-o", p]),
+        ["--teacher file"],
+    ),
+    (
+        "teacher-output-is-the-config",
+        lambda m, t: (p := _text(t, "c.yaml", "teacher_epochs: 1\n"), ["teacher", "--config", p, "-o", p]),
+        ["--config file"],
+    ),
+    ("convert-output-is-dev-null", lambda m, t: (None, ["convert", m["tiny_int8"], "-o", "/dev/null"]), ["not a regular file"]),
 ]
 
 
@@ -468,19 +501,24 @@ HANG_CASES = [
     ("teacher-fifo", lambda m, t: ["distill", "--teacher", _fifo(t), "-o", t / "s.keras"], ["FIFO"]),
     ("reference-dev-zero", lambda m, t: ["verify", m["tiny_int8"], "--reference", "/dev/zero"], ["regular"]),
     ("convert-dev-zero", lambda m, t: ["convert", "/dev/zero", "-o", t / "m.tflite"], ["regular"]),
-    ("config-alias-bomb", lambda m, t: ["run", "--config", _text(t, "bomb.yaml", ALIAS_BOMB), "--output-dir", t],
-     ["aliases"]),
+    ("config-alias-bomb", lambda m, t: ["run", "--config", _text(t, "bomb.yaml", ALIAS_BOMB), "--output-dir", t], ["aliases"]),
     ("suite-alias-bomb", lambda m, t: ["bench", "--suite", _text(t, "suite.yaml", ALIAS_BOMB)], ["aliases"]),
     ("config-dev-zero", lambda m, t: ["run", "--config", "/dev/zero", "--output-dir", t], ["regular file"]),
     ("epochs-huge", lambda m, t: ["run", "--epochs", str(10**23), "--output-dir", t], ["epochs"]),
     ("teacher-epochs-huge", lambda m, t: ["teacher", "--epochs", str(10**9), "-o", t / "t.keras"], ["teacher_epochs"]),
     ("batch-size-huge", lambda m, t: ["run", "--batch-size", str(10**12), "--output-dir", t], ["batch_size"]),
     ("width-huge", lambda m, t: ["run", "--student-width", "1e6", "--output-dir", t], ["student_width"]),
-    ("test-vectors-huge", lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "100000000"],
-     ["num_test_vectors"]),
+    (
+        "test-vectors-huge",
+        lambda m, t: ["micro", m["tiny_int8"], "-o", t / "o", "--num-test-vectors", "100000000"],
+        ["num_test_vectors"],
+    ),
     ("bench-runs-huge", lambda m, t: ["run", "--num-runs", str(10**12), "--output-dir", t], ["num_runs"]),
-    ("quantize-zero-epochs", lambda m, t: ["quantize", "--teacher", m["tiny_int8"], "--student", m["tiny_int8"],
-                                           "--epochs", "0", "-o", t / "q.h5"], ["--epochs", ">= 1"]),
+    (
+        "quantize-zero-epochs",
+        lambda m, t: ["quantize", "--teacher", m["tiny_int8"], "--student", m["tiny_int8"], "--epochs", "0", "-o", t / "q.h5"],
+        ["--epochs", ">= 1"],
+    ),
     ("student-file-missing", lambda m, t: ["run", "--student", t / "nope.keras", "--output-dir", t], ["not found"]),
 ]
 
@@ -582,8 +620,9 @@ def test_resume_refuses_options_that_differ_from_the_saved_run(tmp_path):
 
 def test_resume_refuses_a_config_yaml_edited_after_the_run(tmp_path):
     run_dir = _run_folder(tmp_path, recorded={"temperature": 2.0})
-    assert_one_line_error(invoke("run", "--resume", run_dir), 2, "edited after the run",
-                          "temperature: run made with 2.0, config.yaml now says 4.0")
+    assert_one_line_error(
+        invoke("run", "--resume", run_dir), 2, "edited after the run", "temperature: run made with 2.0, config.yaml now says 4.0"
+    )
 
 
 def test_resume_takes_gate_options_and_reruns_verify(tmp_path, monkeypatch):
@@ -608,8 +647,10 @@ def test_rerun_from_runs_the_stage_again(tmp_path):
     from edgedistill.pipeline import Stage, run_pipeline
 
     ran = []
-    stages = [Stage(name, lambda c, a, name=name: ran.append(name) or {f"test_{name}": {}}, restore=lambda c, a, s: True)
-              for name in ("data", "verify", "bench")]
+    stages = [
+        Stage(name, lambda c, a, name=name: ran.append(name) or {f"test_{name}": {}}, restore=lambda c, a, s: True)
+        for name in ("data", "verify", "bench")
+    ]
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     run_pipeline(RunConfig(), run_dir=run_dir, stages=stages)
@@ -654,19 +695,35 @@ def _nan_results(tmp_path: Path) -> Path:
 
 
 EXTRA_CASES = [
-    ("config-section-not-a-mapping", lambda m, t: ["run", "--config", _text(t, "c.yaml", "distill: 5\n"),
-                                                   "--output-dir", t], ["`distill:` is a section"]),
+    (
+        "config-section-not-a-mapping",
+        lambda m, t: ["run", "--config", _text(t, "c.yaml", "distill: 5\n"), "--output-dir", t],
+        ["`distill:` is a section"],
+    ),
     ("results-nan", lambda m, t: ["results", "compare", _nan_results(t), _nan_results(t)], ["finite numbers"]),
     ("plot-nan", lambda m, t: ["results", "plot", _nan_results(t), "-o", t / "p.png"], ["finite numbers"]),
     ("results-dev-zero", lambda m, t: ["results", "compare", "/dev/zero", _results_as(t, "r.jsonl")], ["regular file"]),
     ("teacher-output-tflite", lambda m, t: ["teacher", "-o", t / "t.tflite"], ["a Keras model", ".tflite"]),
     ("convert-output-keras", lambda m, t: ["convert", m["tiny_int8"], "-o", t / "m.keras"], ["a .tflite flatbuffer"]),
-    ("teacher-preprocessing-syntax", lambda m, t: ["run", "--teacher", m["tiny_int8"].with_suffix(".keras"),
-                                                   "--teacher-preprocessing", "standardize:mean=x", "--output-dir", t],
-     None),
+    (
+        "teacher-preprocessing-syntax",
+        lambda m, t: [
+            "run",
+            "--teacher",
+            m["tiny_int8"].with_suffix(".keras"),
+            "--teacher-preprocessing",
+            "standardize:mean=x",
+            "--output-dir",
+            t,
+        ],
+        None,
+    ),
     ("search-width-huge", lambda m, t: ["search", "--widths", "100", "-o", t / "s"], ["student_widths", "<= 16"]),
-    ("search-trials-huge", lambda m, t: ["search", "--method", "random", "--num-trials", "100000000", "-o", t / "s"],
-     ["num_trials"]),
+    (
+        "search-trials-huge",
+        lambda m, t: ["search", "--method", "random", "--num-trials", "100000000", "-o", t / "s"],
+        ["num_trials"],
+    ),
     ("bench-dev-zero", lambda m, t: ["bench", "/dev/zero", "--results", t / "r.jsonl"], ["regular file"]),
     ("bench-fifo", lambda m, t: ["bench", _fifo(t), "--results", t / "r.jsonl"], ["FIFO"]),
     ("suite-dev-zero", lambda m, t: ["bench", "--suite", "/dev/zero"], ["regular file"]),

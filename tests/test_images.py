@@ -147,8 +147,13 @@ def test_rgb_teacher_with_grayscale_data_names_both_shapes_and_the_option(tmp_pa
 def test_teacher_of_another_size_than_the_data_names_both_shapes_and_the_option(tmp_path, rgb_teacher_file):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), y_train=np.arange(30) % 3,
-             x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), y_test=np.arange(6) % 3)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(30) % 3,
+        x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(6) % 3,
+    )
     error = assert_one_line_error(
         invoke("run", "--data", f"npz:{path}", "--teacher", rgb_teacher_file, "--output-dir", tmp_path / "r"),
         "expects inputs of shape 16x16x3 but the data",

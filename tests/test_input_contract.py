@@ -121,9 +121,27 @@ def test_a_run_on_rgb_images_records_the_input_convention_everywhere(tmp_path):
         write_image(tmp_path / "imgs" / ("test" if index % 5 == 0 else "train") / f"class{label}" / f"{index}.png", pixels)
     root = tmp_path / "imgs"
     result = invoke(
-        "run", "--data", f"images:{root}", "--teacher-epochs", "3", "--teacher-width", "0.25", "--epochs", "2",
-        "--qat-epochs", "1", "--student-width", "0.25", "--no-bench", "--no-chance-gate", "--verbose", "0",
-        "--output-dir", tmp_path / "runs", "--run-name", "rgb",
+        "run",
+        "--data",
+        f"images:{root}",
+        "--teacher-epochs",
+        "3",
+        "--teacher-width",
+        "0.25",
+        "--epochs",
+        "2",
+        "--qat-epochs",
+        "1",
+        "--student-width",
+        "0.25",
+        "--no-bench",
+        "--no-chance-gate",
+        "--verbose",
+        "0",
+        "--output-dir",
+        tmp_path / "runs",
+        "--run-name",
+        "rgb",
     )
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "rgb"
@@ -135,7 +153,9 @@ def test_a_run_on_rgb_images_records_the_input_convention_everywhere(tmp_path):
     manifest = json.loads((run_dir / "micro" / "micro_export.json").read_text())
     assert manifest["input_convention"]["int8_input"].startswith("raw byte - 128")
     assert "Model input: raw byte - 128" in (run_dir / "micro" / "test_data.h").read_text()
-    embedded = re.search(r"g_test_inputs\[kNumTestSamples\]\[kInputSize\] = \{(.*?)\};", (run_dir / "micro" / "test_data.cc").read_text(), re.S)
+    embedded = re.search(
+        r"g_test_inputs\[kNumTestSamples\]\[kInputSize\] = \{(.*?)\};", (run_dir / "micro" / "test_data.cc").read_text(), re.S
+    )
     first = [int(v) for v in re.search(r"\{([^{}]*)\}", embedded.group(1)).group(1).split(",")]
     data = load_dataset(f"images:{root}")
     assert first == (data.x_test[0].astype(int) - 128).reshape(-1).tolist()

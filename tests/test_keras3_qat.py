@@ -230,3 +230,26 @@ def test_feature_losses_are_refused_for_keras3_students():
     model = _probe(_dense)
     with pytest.raises(InputError, match="intermediate layers"):
         Distiller(model, model, distillation_losses="feature")
+
+
+def test_resnet8_student_converts_to_the_ops_of_its_tfmot_twin():
+    """The CIFAR-10 student of benchmarks/keras3_qat.py (resnet8 width 0.35: folded BatchNorms, fused ReLUs, residual
+    Adds whose inputs have different scales, GlobalAveragePooling2D) gives the int8 op list tfmot's QAT gives."""
+    from edgedistill.convert import convert_keras_model
+    from edgedistill.keras3 import convert, models, qat
+    from edgedistill.models import build_model
+    from edgedistill.preprocessing import BYTE_RANGE, student_preprocessing, with_preprocessing
+    from edgedistill.quantize import quantize_model
+    from edgedistill.tflite_model import read_model_info
+
+    preprocessing = student_preprocessing(BYTE_RANGE, raw_bytes=True)
+    x = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3)).astype(np.float32)
+    keras3_student = models.build_model("resnet8", (32, 32, 3), 10, width=0.35, preprocessing=preprocessing)
+    keras3_qat = qat.quantize_model(keras3_student, input_range=BYTE_RANGE)
+    keras3_qat(x, training=True)  # the moving ranges start from the data
+    keras3_info = read_model_info(convert.convert_qat_model(keras3_qat))
+    tf_keras_student = with_preprocessing(build_model("resnet8", (32, 32, 3), 10, width=0.35), preprocessing)
+    tfmot_qat = quantize_model(tf_keras_student, input_range=BYTE_RANGE)
+    tfmot_info = read_model_info(convert_keras_model(tfmot_qat, representative_data=x, input_range=BYTE_RANGE))
+    assert keras3_info.op_counts == tfmot_info.op_counts
+    assert keras3_info.op_counts["ADD"] == 3 and keras3_info.op_counts["CONV_2D"] == 9, keras3_info.op_counts

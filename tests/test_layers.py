@@ -24,7 +24,10 @@ def test_import_linter_catches_an_upward_import(tmp_path):
         handle.write("\nfrom edgedistill import pipeline  # noqa: E402,F401 - an upward import\n")
     shutil.copy(ROOT / "setup.cfg", tmp_path / "setup.cfg")
     result = subprocess.run(
-        [lint_imports, str(tmp_path / "setup.cfg")], cwd=tmp_path, capture_output=True, text=True,
+        [lint_imports, str(tmp_path / "setup.cfg")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode != 0 and "edgedistill.config is not allowed to import edgedistill.pipeline" in result.stdout

@@ -92,7 +92,10 @@ def _cases(temperature):
             DecoupledKD(alpha=0.5, beta=2.0, temperature=temperature),
             lambda t, s, y: _dkd(t, s, y, temperature, alpha=0.5, beta=2.0),
         ),
-        "dist": (DISTDistillation(beta=2.0, gamma=1.0, temperature=temperature), lambda t, s, y: _dist(t, s, temperature, 2.0, 1.0)),
+        "dist": (
+            DISTDistillation(beta=2.0, gamma=1.0, temperature=temperature),
+            lambda t, s, y: _dist(t, s, temperature, 2.0, 1.0),
+        ),
         "logit_standardization": (LogitStandardization(temperature), lambda t, s, y: _logit_standardization(t, s, temperature)),
         "logits_standardize": (
             LogitsDistillation(temperature, standardize=True),
@@ -185,7 +188,9 @@ def test_dkd_targets_one_hot_labels_teacher_and_warmup():
     teacher_top = teacher.argmax(1)
     expected = _dkd(teacher, student, teacher_top, 4.0)
     assert float(dkd.compute_loss(t, s)) == pytest.approx(expected, rel=2e-4)  # no labels: the teacher's top class
-    assert float(DecoupledKD(temperature=4.0, target="teacher").compute_loss(t, s, labels=labels)) == pytest.approx(expected, rel=2e-4)
+    assert float(DecoupledKD(temperature=4.0, target="teacher").compute_loss(t, s, labels=labels)) == pytest.approx(
+        expected, rel=2e-4
+    )
     warm = DecoupledKD(temperature=4.0, warmup=0.5)
     assert float(warm.compute_loss(t, s, progress=0.25, labels=labels)) == pytest.approx(sparse / 2, rel=1e-5)
     assert float(warm.compute_loss(t, s, progress=0.75, labels=labels)) == pytest.approx(sparse, rel=1e-5)
@@ -203,8 +208,12 @@ def test_dist_survives_a_batch_of_one():
 
 
 def test_configs_round_trip_and_bad_arguments_are_named():
-    for spec in ("dkd:alpha=0.5,beta=4,warmup=0.1,target=teacher,standardize=true", "dist:beta=2,gamma=2,temperature=4",
-                 "logit_standardization:temperature=3,final_temperature=1", "logits:standardize=true"):  # fmt: skip
+    for spec in (
+        "dkd:alpha=0.5,beta=4,warmup=0.1,target=teacher,standardize=true",
+        "dist:beta=2,gamma=2,temperature=4",
+        "logit_standardization:temperature=3,final_temperature=1",
+        "logits:standardize=true",
+    ):
         loss = get_loss(spec)
         config = loss.get_config()
         assert get_loss({"kind": loss.name, **config}).get_config() == config
@@ -247,12 +256,18 @@ def test_two_epoch_distillation_then_qat_with_the_same_loss(name, tiny_teacher, 
     loss = get_loss({"kind": name, "temperature": 4.0})
     student = build_model("mlp", digits.input_shape, digits.num_classes, width=0.25)
     student, history = distill(
-        tiny_teacher, student, digits, distillation_losses=[loss], student_loss_weight=0.0,
+        tiny_teacher,
+        student,
+        digits,
+        distillation_losses=[loss],
+        student_loss_weight=0.0,
         config=TrainConfig(epochs=2, patience=0, verbose=0, batch_size=32),
-    )  # fmt: skip
+    )
     losses = history["distillation_loss"]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
-    agreement = np.mean(student.predict(digits.x_test, verbose=0).argmax(1) == tiny_teacher.predict(digits.x_test, verbose=0).argmax(1))
+    agreement = np.mean(
+        student.predict(digits.x_test, verbose=0).argmax(1) == tiny_teacher.predict(digits.x_test, verbose=0).argmax(1)
+    )
     assert agreement > 0.3  # chance is 0.1
     training = TrainingArguments(distillation_losses=[loss], config=TrainConfig(epochs=1, patience=0, verbose=0, batch_size=32))
     result = quantize_distill(tiny_teacher, student, digits, training=training)
@@ -266,9 +281,27 @@ def test_distill_command_with_a_new_loss_and_a_reference_preset(teacher_file, tm
 
     output = tmp_path / "student.keras"
     result = invoke(
-        "distill", "--teacher", teacher_file, "--data", "digits", "--student-preset", "resnet8", "--student-width", "0.25",
-        "--distillation-loss", "dkd:beta=4", "--temperature", "3", "--epochs", "1", "--max-train-samples", "200",
-        "--verbose", "0", "-o", output,
-    )  # fmt: skip
+        "distill",
+        "--teacher",
+        teacher_file,
+        "--data",
+        "digits",
+        "--student-preset",
+        "resnet8",
+        "--student-width",
+        "0.25",
+        "--distillation-loss",
+        "dkd:beta=4",
+        "--temperature",
+        "3",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "200",
+        "--verbose",
+        "0",
+        "-o",
+        output,
+    )
     assert result.exit_code == 0, result.output
     assert output.is_file()

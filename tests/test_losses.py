@@ -78,10 +78,16 @@ def test_cached_distillation_trains_the_student_towards_the_teacher(tiny_teacher
 
     student = build_model("mlp", digits.input_shape, digits.num_classes, width=0.25)
     student, history = distill(
-        tiny_teacher, student, digits, distillation_losses=[LogitsDistillation(2.0)], student_loss_weight=0.0,
+        tiny_teacher,
+        student,
+        digits,
+        distillation_losses=[LogitsDistillation(2.0)],
+        student_loss_weight=0.0,
         config=TrainConfig(epochs=4, patience=0, verbose=0),
     )
-    agreement = np.mean(student.predict(digits.x_test, verbose=0).argmax(1) == tiny_teacher.predict(digits.x_test, verbose=0).argmax(1))
+    agreement = np.mean(
+        student.predict(digits.x_test, verbose=0).argmax(1) == tiny_teacher.predict(digits.x_test, verbose=0).argmax(1)
+    )
     assert agreement > 0.6
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
 
@@ -282,7 +288,9 @@ def test_distiller_combines_the_default_student_loss_and_kl_like_numpy(tiny, stu
 
     data, teacher, student = tiny
     x, y = data.x_val[:48], data.y_val[:48]
-    distiller = Distiller(teacher, student, distillation_losses=[LogitsDistillation(2.0)], student_loss_weight=student_loss_weight)
+    distiller = Distiller(
+        teacher, student, distillation_losses=[LogitsDistillation(2.0)], student_loss_weight=student_loss_weight
+    )
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3))  # no loss: sparse CE on logits
     figures = _evaluate(distiller, x, teacher_targets(teacher, x, y))
     z_t, z_s = predict_logits(teacher, x).astype(np.float64), predict_logits(student, x).astype(np.float64)

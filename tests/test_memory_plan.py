@@ -104,8 +104,12 @@ def test_lifetimes_follow_tflm_rules(models):
 
 
 def test_lower_bound_is_the_peak_of_live_bytes():
-    lifetimes = [mp.TensorLifetime(0, 80, 3, 4), mp.TensorLifetime(1, 48, 4, 5),
-                 mp.TensorLifetime(2, 96, 5, 5), mp.TensorLifetime(3, 80, 0, 3)]  # fmt: skip
+    lifetimes = [
+        mp.TensorLifetime(0, 80, 3, 4),
+        mp.TensorLifetime(1, 48, 4, 5),
+        mp.TensorLifetime(2, 96, 5, 5),
+        mp.TensorLifetime(3, 80, 0, 3),
+    ]
     assert mp.lower_bound_bytes(lifetimes) == 160  # scope 3: 80 + 80; scope 5: 48 + 96 = 144
     greedy = mp.greedy_offsets(lifetimes)
     assert mp.head_bytes(lifetimes, greedy) == 208  # first fit by decreasing size leaves a hole
@@ -122,8 +126,12 @@ def test_greedy_respects_fixed_offsets():
 
 
 def test_solver_time_out_falls_back_to_greedy(models):
-    lifetimes = [mp.TensorLifetime(0, 80, 3, 4), mp.TensorLifetime(1, 48, 4, 5),
-                 mp.TensorLifetime(2, 96, 5, 5), mp.TensorLifetime(3, 80, 0, 3)]  # fmt: skip
+    lifetimes = [
+        mp.TensorLifetime(0, 80, 3, 4),
+        mp.TensorLifetime(1, 48, 4, 5),
+        mp.TensorLifetime(2, 96, 5, 5),
+        mp.TensorLifetime(3, 80, 0, 3),
+    ]
     placement = mp.solve_placement(lifetimes, time_limit_s=0.0)
     assert placement.status == "fallback" and placement.offsets == mp.greedy_offsets(lifetimes)
     plan = mp.plan_memory(models["residual"], time_limit_s=0.0, reorder=False)

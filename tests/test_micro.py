@@ -91,9 +91,16 @@ def test_loaded_export_is_the_written_one(export, int8_bytes):
     assert loaded.run_dir == export.output_dir.parent and loaded.model_size_bytes == len(compact_model(int8_bytes).model_bytes)
     assert len(loaded.expected_outputs()) == loaded.num_test_samples == 3
     assert list(export.to_dict()) == [
-        "output_dir", "ops", "resolver_methods", "arena_bytes_host", "arena_margin_bytes", "kTensorArenaSize",
-        "num_test_samples", "files", "arena_probes",
-    ]  # fmt: skip
+        "output_dir",
+        "ops",
+        "resolver_methods",
+        "arena_bytes_host",
+        "arena_margin_bytes",
+        "kTensorArenaSize",
+        "num_test_samples",
+        "files",
+        "arena_probes",
+    ]
     assert export.to_dict()["arena_probes"] == loaded.metadata["arena_probes"] > 3
 
 
@@ -152,7 +159,10 @@ def test_every_resolver_method_is_in_the_tflm_header():
     bodies = dict(re.findall(r"TfLiteStatus (Add\w+)\((.*?)\n  \}", text, re.S))
     missing = [method for method in TFLM_RESOLVER_METHODS.values() if method not in bodies]
     assert not missing, f"not in {_pinned_header()}: {missing}"
-    registers = {op: f'AddCustom("{op[len("CUSTOM:"):]}"' if op.startswith("CUSTOM:") else f"BuiltinOperator_{op}," for op in TFLM_RESOLVER_METHODS}
+    registers = {
+        op: f'AddCustom("{op[len("CUSTOM:") :]}"' if op.startswith("CUSTOM:") else f"BuiltinOperator_{op},"
+        for op in TFLM_RESOLVER_METHODS
+    }
     wrong = [op for op, method in TFLM_RESOLVER_METHODS.items() if registers[op] not in re.sub(r"\s", "", bodies[method])]
     assert not wrong, f"methods that register another op: {wrong}"
 
@@ -166,7 +176,9 @@ def test_float_io_int8_model_exports_float_test_vectors(tiny_teacher, digits, tm
     """--io-type float32: int8 inside, float input/output; the test vectors follow the I/O type."""
     from edgedistill.convert import convert_keras_model
 
-    content = convert_keras_model(tiny_teacher, quantization="int8", io_type="float32", representative_data=digits.x_train, num_calibration_samples=50)
+    content = convert_keras_model(
+        tiny_teacher, quantization="int8", io_type="float32", representative_data=digits.x_train, num_calibration_samples=50
+    )
     info = read_model_info(content)
     assert info.is_int8 and info.inputs[0].dtype == "float32" and "QUANTIZE" in info.ops
     export = export_micro(content, tmp_path, test_inputs=digits.x_test, test_labels=digits.y_test, num_test_samples=2)

@@ -12,12 +12,14 @@ def keras3_teacher_file(tmp_path_factory, digits):
 
     assert keras.__version__.startswith("3")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input(shape=digits.input_shape),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(digits.num_classes, activation="softmax"),  # probabilities, not logits
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input(shape=digits.input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(digits.num_classes, activation="softmax"),  # probabilities, not logits
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(digits.x_train, digits.y_train, epochs=5, verbose=0)
     path = tmp_path_factory.mktemp("keras3") / "teacher.keras"
@@ -37,7 +39,13 @@ def test_keras3_teacher_loads_and_distills(keras3_teacher_file, digits):
     # softmax outputs become log-probabilities: same class order, same softmax
     np.testing.assert_array_equal(logits.argmax(1), np.asarray(original.predict(digits.x_test, verbose=0)).argmax(1))
     student = build_model("mlp", digits.input_shape, digits.num_classes, width=0.25)
-    student, history = distill(teacher, student, digits, distillation_losses=[LogitsDistillation(2.0)], config=TrainConfig(epochs=2, patience=0, verbose=0))
+    student, history = distill(
+        teacher,
+        student,
+        digits,
+        distillation_losses=[LogitsDistillation(2.0)],
+        config=TrainConfig(epochs=2, patience=0, verbose=0),
+    )
     assert np.isfinite(history["loss"]).all()
 
 

@@ -98,7 +98,9 @@ def test_mobilenet_v2_refuses_inputs_below_32x32():
         build_model("mobilenet_v2", (28, 28, 1), 10)
 
 
-@pytest.mark.parametrize("preset", ["resnet8", "mobilenet_v1", "mobilenet_v2", "dscnn_kws", "dscnn_kws_large", "dscnn_kws_temporal"])
+@pytest.mark.parametrize(
+    "preset", ["resnet8", "mobilenet_v1", "mobilenet_v2", "dscnn_kws", "dscnn_kws_large", "dscnn_kws_temporal"]
+)
 def test_image_presets_refuse_flat_inputs(preset):
     with pytest.raises(InputError, match="height x width x channels"):
         build_model(preset, (64,), 10)

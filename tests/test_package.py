@@ -24,3 +24,21 @@ def test_unknown_name_is_an_attribute_error():
         assert "nope" in str(error)
     else:
         raise AssertionError("edgedistill.nope resolved")
+
+
+def _type_checking_imports(module) -> dict[str, str]:
+    """name -> module of the ``if TYPE_CHECKING:`` imports of a package's ``__init__.py``."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    blocks = [node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"]
+    assert len(blocks) == 1, f"{module.__name__}: one `if TYPE_CHECKING:` block expected"
+    return {alias.name: node.module for node in blocks[0].body if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+def test_type_checkers_see_every_lazy_name_from_its_module():
+    import edgedistill.distill
+
+    assert _type_checking_imports(edgedistill) == edgedistill._EXPORTS
+    assert _type_checking_imports(edgedistill.distill) == edgedistill.distill._LAZY

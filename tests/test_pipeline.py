@@ -9,11 +9,23 @@ import yaml
 from conftest import TINY_RUN, invoke, write_npz
 
 EXPECTED_FILES = [
-    "config.yaml", "teacher.keras", "student_float.keras", "student_qat.h5", "student_int8.tflite",
-    "student_float32.tflite", "teacher_float32.tflite", "micro/model_data.cc", "micro/model_data.h",
-    "micro/model_op_resolver.h", "micro/model_settings.h", "micro/test_data.cc", "micro/micro_export.json",
-    "bench.jsonl", "report.json", "report.md",
-]  # fmt: skip
+    "config.yaml",
+    "teacher.keras",
+    "student_float.keras",
+    "student_qat.h5",
+    "student_int8.tflite",
+    "student_float32.tflite",
+    "teacher_float32.tflite",
+    "micro/model_data.cc",
+    "micro/model_data.h",
+    "micro/model_op_resolver.h",
+    "micro/model_settings.h",
+    "micro/test_data.cc",
+    "micro/micro_export.json",
+    "bench.jsonl",
+    "report.json",
+    "report.md",
+]
 
 
 def test_run_writes_a_complete_run_folder(pipeline_run):
@@ -101,7 +113,10 @@ def test_config_file_feeds_the_options(tmp_path, monkeypatch):
     config.write_text(yaml.safe_dump({"epochs": 1, "teacher-preset": "nope"}))
     result = invoke("run", "--config", config, "--output-dir", tmp_path / "runs")
     assert result.exit_code == 2
-    assert "Unknown model preset 'nope'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, mlp, mobilenet_v1, mobilenet_v2, resnet8." in result.output
+    assert (
+        "Unknown model preset 'nope'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, "
+        "mlp, mobilenet_v1, mobilenet_v2, resnet8." in result.output
+    )
     config.write_text(yaml.safe_dump({"epochs": 1, "colour": "blue"}))
     result = invoke("run", "--config", config)
     assert result.exit_code == 2 and "unknown option(s) colour" in result.output
@@ -119,7 +134,9 @@ def _assert_one_line_error(result, exit_code, *fragments):
 def test_missing_model_files(tmp_path):
     _assert_one_line_error(invoke("info", tmp_path / "nope.tflite"), 2, "Model file not found")
     _assert_one_line_error(invoke("micro", tmp_path / "nope.tflite", "-o", tmp_path / "m"), 2, "Model file not found")
-    _assert_one_line_error(invoke("run", "--teacher", tmp_path / "nope.keras", "--output-dir", tmp_path / "r"), 2, "Model file not found")
+    _assert_one_line_error(
+        invoke("run", "--teacher", tmp_path / "nope.keras", "--output-dir", tmp_path / "r"), 2, "Model file not found"
+    )
 
 
 def test_corrupt_teacher_file(tmp_path):
@@ -141,7 +158,10 @@ def test_teacher_with_other_number_of_classes(teacher_file, tmp_path):
     rng = np.random.default_rng(0)
     data = write_npz(
         tmp_path / "three.npz",
-        x_train=rng.random((60, 8, 8)), y_train=rng.integers(0, 3, 60), x_test=rng.random((9, 8, 8)), y_test=rng.integers(0, 3, 9),
+        x_train=rng.random((60, 8, 8)),
+        y_train=rng.integers(0, 3, 60),
+        x_test=rng.random((9, 8, 8)),
+        y_test=rng.integers(0, 3, 9),
     )
     result = invoke("run", "--teacher", teacher_file, "--data", f"npz:{data}", "--output-dir", tmp_path / "r")
     _assert_one_line_error(result, 2, "teacher outputs 10 classes but the data has 3")
@@ -152,16 +172,34 @@ def test_teacher_with_other_number_of_classes(teacher_file, tmp_path):
 
 def test_wrong_shape_and_labels_out_of_range(tmp_path):
     rng = np.random.default_rng(0)
-    bad_shape = write_npz(tmp_path / "a.npz", x_train=rng.random((10, 2, 2, 2, 2)), y_train=np.zeros(10), x_test=rng.random((2, 2, 2)), y_test=np.zeros(2))
-    _assert_one_line_error(invoke("run", "--data", f"npz:{bad_shape}", "--output-dir", tmp_path / "r"), 2, "x_train has shape (10, 2, 2, 2, 2)")
-    bad_labels = write_npz(tmp_path / "b.npz", x_train=rng.random((10, 4, 4)), y_train=np.arange(10) - 5, x_test=rng.random((2, 4, 4)), y_test=np.zeros(2))
+    bad_shape = write_npz(
+        tmp_path / "a.npz",
+        x_train=rng.random((10, 2, 2, 2, 2)),
+        y_train=np.zeros(10),
+        x_test=rng.random((2, 2, 2)),
+        y_test=np.zeros(2),
+    )
+    _assert_one_line_error(
+        invoke("run", "--data", f"npz:{bad_shape}", "--output-dir", tmp_path / "r"), 2, "x_train has shape (10, 2, 2, 2, 2)"
+    )
+    bad_labels = write_npz(
+        tmp_path / "b.npz",
+        x_train=rng.random((10, 4, 4)),
+        y_train=np.arange(10) - 5,
+        x_test=rng.random((2, 4, 4)),
+        y_test=np.zeros(2),
+    )
     _assert_one_line_error(invoke("run", "--data", f"npz:{bad_labels}", "--output-dir", tmp_path / "r"), 2, "label -5")
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--student-preset", "resnet"], "Unknown model preset 'resnet'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, mlp, mobilenet_v1, mobilenet_v2, resnet8."),
+        (
+            ["--student-preset", "resnet"],
+            "Unknown model preset 'resnet'. Expected one of: cnn, dscnn, dscnn_kws, dscnn_kws_large, dscnn_kws_temporal, "
+            "mlp, mobilenet_v1, mobilenet_v2, resnet8.",
+        ),
         (["--distillation-loss", "magic"], "Unknown distillation loss 'magic'. Expected one of:"),
         (["--data", "imagenet"], "Unknown data set 'imagenet'. Expected one of: audio, digits, fashion_mnist, images, npz."),
         (["--temperature", "0"], "`temperature` must be > 0"),
@@ -202,3 +240,14 @@ def test_bench_target_is_checked_before_anything_trains(tmp_path):
     result = invoke("run", "--bench-target", "gpu://box", "--output-dir", tmp_path / "r", "--run-name", "x")
     _assert_one_line_error(result, 2, "gpu://box", "Expected one of: adb, local, qemu-aarch64, ssh, tflm")
     assert not (tmp_path / "r" / "x").exists()  # refused before the run folder, let alone the teacher
+
+
+def test_a_stage_list_without_an_earlier_stage_is_refused_by_name(tmp_path):
+    """run_pipeline(stages=...) without the data stage: the teacher stage names what is missing (no AttributeError)."""
+    from edgedistill.config import RunConfig
+    from edgedistill.errors import InputError
+    from edgedistill.pipeline import STAGES, run_pipeline
+
+    teacher_only = [stage for stage in STAGES if stage.name == "teacher"]
+    with pytest.raises(InputError, match="needs the output of the `data` stage"):
+        run_pipeline(RunConfig(), run_dir=tmp_path / "run", stages=teacher_only)

@@ -11,9 +11,14 @@ from click.testing import CliRunner
     [
         (
             ["--scheme", "nope"],
-            "Unknown distillation scheme 'nope'. Expected one of: data_free, multi_teacher, mutual, patient, self, standard, teacher_assistant",
+            "Unknown distillation scheme 'nope'. Expected one of: "
+            "data_free, multi_teacher, mutual, patient, self, standard, teacher_assistant",
         ),
-        (["--distillation-loss", "hint"], "Unknown distillation loss 'hint'. Expected one of: attention, dist, dkd, feature, logit_standardization, logits, rkd"),
+        (
+            ["--distillation-loss", "hint"],
+            "Unknown distillation loss 'hint'. Expected one of: "
+            "attention, dist, dkd, feature, logit_standardization, logits, rkd",
+        ),
         (["--prune-sparsity", "0.5", "--scheme", "mutual"], "--prune-sparsity works with the standard scheme only"),
         (["--prune-sparsity", "1.5"], "`prune_sparsity` must be in [0, 1)"),
         (["--max-arena-kb", "0"], "`max_arena_kb` must be > 0"),
@@ -63,10 +68,24 @@ def test_run_data_free_calibrated_under_a_strategy_end_to_end(tmp_path):
     from conftest import TINY_RUN, invoke
 
     result = invoke(
-        "run", *TINY_RUN, "--scheme", "data_free", "--scheme-options", "num_samples=120,steps=10",
-        "--calibrate-teacher", "--strategy", "mirrored", "--no-bench", "--max-int8-drop", "100", "--no-chance-gate",
-        "--output-dir", tmp_path, "--run-name", "datafree",
-    )  # fmt: skip
+        "run",
+        *TINY_RUN,
+        "--scheme",
+        "data_free",
+        "--scheme-options",
+        "num_samples=120,steps=10",
+        "--calibrate-teacher",
+        "--strategy",
+        "mirrored",
+        "--no-bench",
+        "--max-int8-drop",
+        "100",
+        "--no-chance-gate",
+        "--output-dir",
+        tmp_path,
+        "--run-name",
+        "datafree",
+    )
     run_dir = tmp_path / "datafree"
     report = json.loads((run_dir / "report.json").read_text())
     assert result.exit_code == 0, result.output

@@ -152,18 +152,27 @@ def test_bench_profile_on_the_host(models, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(results.read_text().splitlines()[-1])
     summary = record["extra"]["profile_summary"]
-    assert summary["source"] == "litert one-op models" and summary["num_ops"] == 5 and summary["unit"] == "us"
-    # conv_int8 takes ~11 us an invoke here; its operators' sum measured 99-102 % of the invoke p50. On a
+    # Five operators and the invoke call's own row (its fixed cost, paid once per invoke).
+    assert summary["source"] == "litert one-op models" and summary["num_ops"] == 6 and summary["unit"] == "us"
+    # conv_int8 takes ~11 us an invoke here; its rows' sum measured 99-102 % of the invoke p50. On a
     # CPU shared with other jobs single runs stray (0.79 seen in a full suite run), so this test only rules out a
     # broken sum (the per-call overhead not taken off: ~115 %, or an operator missing); the figure is the benchmark's.
     assert 0.5 <= summary["share_ratio"] <= 1.2, summary
     assert summary["invoke_cpu"] > 0 and record["extra"]["profile"]["details"]["inputs"] == "activations"
     profile = record["extra"]["profile"]
-    assert [op["macs"] for op in profile["ops"]][:3] == [30 * 30 * 16 * 27, 28 * 28 * 16 * 9, 28 * 28 * 32 * 16]
+    details = profile["details"]
+    assert details["rounds"] == 200 and details["invoke_loop_us"] > 0 and details["ops_only_us"] > 0
+    call = profile["ops"][0]
+    assert call["node_type"] == "(invoke call)" and call["index"] == -1
+    # The fixed cost of an invoke, from conv_int8's two-operator slices (XNNPACK's own entry included: above the
+    # empty model's invoke, which has no delegate); the operators' rows have it taken off.
+    assert call["avg"] == pytest.approx(details["fixed_cost_us"]) and call["macs"] is None
+    assert details["fixed_cost_from"].startswith("T(a) + T(b) - T(a, b) of 3 two-operator") and details["empty_invoke_us"] > 0
+    assert [op["macs"] for op in profile["ops"]][1:4] == [30 * 30 * 16 * 27, 28 * 28 * 16 * 9, 28 * 28 * 32 * 16]
     files = record["extra"]["profile_files"]
     assert files["csv"].endswith("bench.conv_int8.local.profile.csv") and os.path.isfile(files["trace"])
     rows = read_csv(files["csv"])
-    assert [row["node type"] for row in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MEAN",
+    assert [row["node type"] for row in rows] == ["(invoke call)", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MEAN",
                                                   "FULLY_CONNECTED"]
 
 

@@ -6,6 +6,8 @@ row in the tables below fails here, so every registered name is covered.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from edgedistill.errors import InputError
@@ -112,3 +114,47 @@ def test_a_preset_refuses_an_input_it_cannot_take_in_one_line():
     with pytest.raises(InputError) as raised:
         build_model("mobilenet_v2", (4, 4, 1), 4, width=0.25)
     assert "\n" not in str(raised.value)
+
+
+def test_help_texts_list_every_registered_name():
+    """Option help built from a registry lists its names; the scheme list (written out, to keep TensorFlow out of
+    `run --help`) must name every registered scheme."""
+    from click.testing import CliRunner
+
+    from edgedistill.cli import cli
+    from edgedistill.config import DistillConfig
+    from edgedistill.data import LOADERS
+    from edgedistill.distill.losses import LOSSES
+    from edgedistill.distill.schemes import SCHEMES
+    from edgedistill.models import PRESETS
+
+    help_text = " ".join(CliRunner().invoke(cli, ["run", "--help"], terminal_width=10_000).output.split())
+    for registry in (LOADERS, LOSSES, PRESETS):
+        assert ", ".join(registry.names()) in help_text, registry.kind
+    scheme_help = next(f for f in dataclasses.fields(DistillConfig) if f.name == "scheme").metadata["help"]
+    for name in SCHEMES:
+        assert f" {name}" in scheme_help.replace(",", " "), name
+
+
+def test_scheme_capabilities_are_registry_fields():
+    """What the pipeline asks of a scheme: data-free never trains on the data; the standard Distiller step alone is
+    prunable and Keras 3-ready; augmentation reaches the schemes whose one teacher sees the augmented batch."""
+    from edgedistill.distill.schemes import SCHEMES
+
+    assert [name for name in SCHEMES if not SCHEMES.get(name).trains_on_data] == ["data_free"]
+    assert [name for name in SCHEMES if SCHEMES.get(name).standard_step] == ["standard"]
+    assert sorted(name for name in SCHEMES if SCHEMES.get(name).augments) == ["standard", "teacher_assistant"]
+    assert not SCHEMES.get("standard").takes_options and SCHEMES.get("self").takes_options
+
+
+def test_resume_distills_a_data_free_student_again(tmp_path):
+    """`run --resume` asks the scheme's entry (trains_on_data), not its name: a data-free student's synthetic inputs
+    are not saved, so its saved float student is not restored (the bogus file is never read)."""
+    from edgedistill.config import RunConfig
+    from edgedistill.pipeline import Artifacts, _restore_distill
+
+    (tmp_path / "student_float.keras").write_bytes(b"not a model")
+    config = RunConfig.from_options({"scheme": "data_free"})
+    assert _restore_distill(config, Artifacts(run_dir=tmp_path), {}) is False
+    with pytest.raises(InputError, match="Cannot load model"):  # the standard scheme's saved student is read
+        _restore_distill(RunConfig(), Artifacts(run_dir=tmp_path), {})

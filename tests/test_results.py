@@ -23,17 +23,34 @@ from edgedistill.targets.base import Measurement, latency_stats
 
 # What `firmware run` appended to bench.jsonl before firmware results got their own file.
 LEGACY_FIRMWARE_LINE = {
-    "kind": "emulated", "target": "qemu-mps2-an386", "model": "/runs/x/student_int8.tflite", "kernels": "reference",
-    "num_runs": 10, "arena_used_bytes": 8016, "flash_bytes": 50000, "ram_bytes": 12000,
-    "outputs_match_host_tflm": True, "versions": {"edgedistill": "0.1"}, "timestamp": "2025-01-01T00:00:00+00:00",
+    "kind": "emulated",
+    "target": "qemu-mps2-an386",
+    "model": "/runs/x/student_int8.tflite",
+    "kernels": "reference",
+    "num_runs": 10,
+    "arena_used_bytes": 8016,
+    "flash_bytes": 50000,
+    "ram_bytes": 12000,
+    "outputs_match_host_tflm": True,
+    "versions": {"edgedistill": "0.1"},
+    "timestamp": "2025-01-01T00:00:00+00:00",
     "instructions_per_invoke": 493800,
 }
 
 
 def _measurement(model: str, spec: str, samples: list[float], *, kind: str = "measured") -> Measurement:
-    return Measurement(model=model, model_size_bytes=2048, target={"name": spec, "spec": spec, "kind": kind},
-                       runtime="ai_edge_litert", kind=kind, num_runs=len(samples), samples_ms=samples,
-                       latency_ms=latency_stats(samples), model_sha256="ab" * 32, config={"num_runs": len(samples)})
+    return Measurement(
+        model=model,
+        model_size_bytes=2048,
+        target={"name": spec, "spec": spec, "kind": kind},
+        runtime="ai_edge_litert",
+        kind=kind,
+        num_runs=len(samples),
+        samples_ms=samples,
+        latency_ms=latency_stats(samples),
+        model_sha256="ab" * 32,
+        config={"num_runs": len(samples)},
+    )
 
 
 def _write(path, measurements):
@@ -46,8 +63,11 @@ def test_bench_file_reads_in_results_and_in_pandas(tmp_path):
     pandas = pytest.importorskip("pandas")
     failed = _measurement("/m/b.tflite", "local", [3.0])
     failed.status, failed.error, failed.exception = "failed", "local: boom", StageError("local: boom")
-    measurements = [_measurement("/m/a.tflite", "local", [1.0, 2.0, 3.0, 4.0]),
-                    _measurement("/m/a.tflite", "tflm", [10.0, 12.0], kind="emulated"), failed]
+    measurements = [
+        _measurement("/m/a.tflite", "local", [1.0, 2.0, 3.0, 4.0]),
+        _measurement("/m/a.tflite", "tflm", [10.0, 12.0], kind="emulated"),
+        failed,
+    ]
     path = _write(tmp_path / "bench.jsonl", measurements)
 
     again = read_results(path)
@@ -58,8 +78,7 @@ def test_bench_file_reads_in_results_and_in_pandas(tmp_path):
     table = pandas.read_json(path, lines=True)
     assert len(table) == 3 and list(table.columns) == list(measurements[0].to_dict())
     assert "exception" not in table.columns
-    assert list(table["status"]) == ["ok", "ok", "failed"] and list(table["kind"]) == ["measured", "emulated",
-                                                                                         "measured"]
+    assert list(table["status"]) == ["ok", "ok", "failed"] and list(table["kind"]) == ["measured", "emulated", "measured"]
     assert table["latency_ms"].iloc[0]["p90"] == pytest.approx(3.7)
 
 
@@ -86,13 +105,17 @@ def test_broken_lines_are_errors_except_a_cut_last_line(tmp_path):
 
 def test_plot_leaves_pyplot_and_the_backend_alone(tmp_path):
     pytest.importorskip("matplotlib")
-    path = _write(tmp_path / "bench.jsonl", [_measurement("/m/a.tflite", "local", [1.0, 2.0, 3.0]),
-                                             _measurement("/m/a.tflite", "tflm", [9.0, 9.5], kind="emulated")])
+    path = _write(
+        tmp_path / "bench.jsonl",
+        [_measurement("/m/a.tflite", "local", [1.0, 2.0, 3.0]), _measurement("/m/a.tflite", "tflm", [9.0, 9.5], kind="emulated")],
+    )
     png = tmp_path / "plot.png"
-    code = ("import sys, matplotlib; from edgedistill.results import plot_results; "
-            f"plot_results({str(path)!r}, {str(png)!r}); "
-            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
-            "assert matplotlib.get_backend().lower() == 'svg', matplotlib.get_backend()")
+    code = (
+        "import sys, matplotlib; from edgedistill.results import plot_results; "
+        f"plot_results({str(path)!r}, {str(png)!r}); "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+        "assert matplotlib.get_backend().lower() == 'svg', matplotlib.get_backend()"
+    )
     # A user's backend (here svg, as a notebook's would be) must survive plotting.
     env = {**os.environ, "MPLBACKEND": "svg"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -49,9 +49,7 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
     from edgedistill.search import SearchSpace, run_search
 
     space = SearchSpace(temperatures=(2.0, 4.0), student_loss_weights=(0.5,), student_widths=(0.125,))
-    result = run_search(
-        _settings(teacher_file), space, method="grid", output_dir=tmp_path, measure_arena=True
-    )
+    result = run_search(_settings(teacher_file), space, method="grid", output_dir=tmp_path, measure_arena=True)
     _check(result, tmp_path, 2)
     assert sorted(r["params"]["temperature"] for r in result["trials"]) == [2.0, 4.0]
     assert all(r["arena_bytes"] > 0 for r in result["trials"])
@@ -62,7 +60,9 @@ def test_grid_search_runs_every_combination(teacher_file, tmp_path):
 def test_random_search(teacher_file, tmp_path):
     from edgedistill.search import run_search
 
-    result = run_search(_settings(teacher_file), _space(), method="random", num_trials=3, output_dir=tmp_path, measure_arena=False)
+    result = run_search(
+        _settings(teacher_file), _space(), method="random", num_trials=3, output_dir=tmp_path, measure_arena=False
+    )
     _check(result, tmp_path, 3)
     combos = {tuple(sorted(r["params"].items())) for r in result["trials"]}
     assert len(combos) == 3  # drawn without replacement
@@ -73,7 +73,9 @@ def test_optuna_search(teacher_file, tmp_path):
     pytest.importorskip("optuna")
     from edgedistill.search import run_search
 
-    result = run_search(_settings(teacher_file), _space(), method="optuna", num_trials=3, output_dir=tmp_path, measure_arena=False)
+    result = run_search(
+        _settings(teacher_file), _space(), method="optuna", num_trials=3, output_dir=tmp_path, measure_arena=False
+    )
     _check(result, tmp_path, 3)
     for record in result["trials"]:  # optuna searches the range the values span
         assert 2.0 <= record["params"]["temperature"] <= 4.0
@@ -151,14 +153,22 @@ def ray_head_node(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [
-        ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-        "--include-dashboard", "false", "--disable-usage-stats",
-    ]  # fmt: skip
+        ray_cli,
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+    ]
     # Processes a local runtime of an earlier test may have left (they break a new head node's scheduling).
     subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
-    started = subprocess.run(
-        command, capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_AUTH_MODE": "token"}
-    )
+    started = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_AUTH_MODE": "token"})
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield f"127.0.0.1:{port}"
@@ -176,11 +186,36 @@ def test_ray_backend_on_a_cluster_address(teacher_file, tmp_path, ray_head_node)
     import sys
 
     command = [
-        sys.executable, "-c", "from edgedistill.cli import main; main()", "search", "--data", "digits",
-        "--teacher", str(teacher_file), "--student-preset", "cnn", "--temperatures", "2", "--student-loss-weights",
-        "0.5", "--widths", "0.125", "--epochs", "1", "--patience", "0", "--qat-epochs", "0", "--no-measure-arena",
-        "--backend", "ray", "--ray-address", ray_head_node, "--output-dir", str(tmp_path),
-    ]  # fmt: skip
+        sys.executable,
+        "-c",
+        "from edgedistill.cli import main; main()",
+        "search",
+        "--data",
+        "digits",
+        "--teacher",
+        str(teacher_file),
+        "--student-preset",
+        "cnn",
+        "--temperatures",
+        "2",
+        "--student-loss-weights",
+        "0.5",
+        "--widths",
+        "0.125",
+        "--epochs",
+        "1",
+        "--patience",
+        "0",
+        "--qat-epochs",
+        "0",
+        "--no-measure-arena",
+        "--backend",
+        "ray",
+        "--ray-address",
+        ray_head_node,
+        "--output-dir",
+        str(tmp_path),
+    ]
     environment = {**os.environ, "RAY_AUTH_MODE": "token"}  # what a user of a `ray start` cluster sets
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
@@ -205,6 +240,10 @@ def test_ray_address_without_a_cluster_is_a_clear_error(teacher_file, tmp_path):
     space = SearchSpace(temperatures=(2.0,), student_loss_weights=(0.5,), student_widths=(0.125,))
     with pytest.raises(InputError, match=f"Could not connect to the Ray cluster at --ray-address '127.0.0.1:{port}'"):
         run_search(
-            _settings(teacher_file), space, backend="ray", ray_address=f"127.0.0.1:{port}", output_dir=tmp_path,
+            _settings(teacher_file),
+            space,
+            backend="ray",
+            ray_address=f"127.0.0.1:{port}",
+            output_dir=tmp_path,
             measure_arena=False,
         )

@@ -90,7 +90,9 @@ def run_dir(tmp_path_factory) -> Path:
     model = _tone_classifier(_frontend())
     folder.mkdir(parents=True)
     (folder / "student_int8.tflite").write_bytes(model)
-    export_micro(model, folder / "micro", front_end=FrontEndExport(build_frontend_model(_frontend())), model_name="student_int8.tflite")
+    export_micro(
+        model, folder / "micro", front_end=FrontEndExport(build_frontend_model(_frontend())), model_name="student_int8.tflite"
+    )
     return folder
 
 
@@ -182,8 +184,13 @@ def test_det_table_trades_false_accepts_for_misses():
     # a word at 1.0 s (peak 0.9) and a distractor at 3.0 s (peak 0.7); a window every 100 ms
     first = np.full(40, 0.5)
     first[5:8], first[25:28] = 0.9, 0.7
-    rows = det_table(_posteriors(list(first), start_s=0.5), [Event(1.0, "a")], Smoothing(average_ms=100, minimum_count=1),
-                     tolerance_s=1.0, thresholds=[0.6, 0.8, 0.95])  # fmt: skip
+    rows = det_table(
+        _posteriors(list(first), start_s=0.5),
+        [Event(1.0, "a")],
+        Smoothing(average_ms=100, minimum_count=1),
+        tolerance_s=1.0,
+        thresholds=[0.6, 0.8, 0.95],
+    )
     assert [(r["threshold"], r["hits"], r["false_accepts"]) for r in rows] == [(0.6, 1, 1), (0.8, 1, 0), (0.95, 0, 0)]
     assert rows[2]["false_reject_rate"] == 1.0 and rows[0]["false_accepts_per_hour"] == 1.0
 
@@ -259,9 +266,19 @@ BAD_INPUTS = {
     # case: (folder, recording, extra options, the error's words); folder/recording None: the good ones
     "not_a_wav": (None, lambda p: p.write_text("hello") and p, [], "Cannot read"),
     "no_recording": (None, lambda p: p.parent / "missing.wav", [], "Recording not found"),
-    "wrong_rate": (None, lambda p: _write(p, _recording(2.0, events=[]), rate=16000), [], "sampled at 16000 Hz; the run's front end runs at 8000 Hz"),
+    "wrong_rate": (
+        None,
+        lambda p: _write(p, _recording(2.0, events=[]), rate=16000),
+        [],
+        "sampled at 16000 Hz; the run's front end runs at 8000 Hz",
+    ),
     "stereo": (None, lambda p: _write(p, np.zeros((RATE, 2), dtype=np.int16)), [], "2 channels; expected mono"),
-    "shorter_than_window": (None, lambda p: _write(p, _recording(0.3, events=[])), [], "shorter than the model's window (0.500 s)"),
+    "shorter_than_window": (
+        None,
+        lambda p: _write(p, _recording(0.3, events=[])),
+        [],
+        "shorter than the model's window (0.500 s)",
+    ),
     "no_front_end": (lambda r, t: _without(r, t, "micro/front_end.tflite"), None, [], "has no audio front end"),
     "no_model": (lambda r, t: _without(r, t, "student_int8.tflite"), None, [], "was made from 'student_int8.tflite'"),
     "no_micro_export": (lambda r, t: t, None, [], "has no complete micro export"),
@@ -274,7 +291,7 @@ BAD_INPUTS = {
     "class_names": (None, None, ["--class-names", "a,b,c"], "3 class names were given"),
     "threshold": (None, None, ["--threshold", "1.5"], "`threshold` must be a posterior in (0, 1]"),
     "average": (None, None, ["--average-ms", "100", "--minimum-count", "3"], "fewer than minimum_count=3"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

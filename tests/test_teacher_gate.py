@@ -85,8 +85,19 @@ def test_a_teacher_at_chance_stops_the_run_before_training(teachers, tmp_path):
 
 
 def test_min_teacher_accuracy_stops_a_weak_teacher(teachers, tmp_path):
-    result = invoke("run", "--teacher", teachers["raw"], "--min-teacher-accuracy", "99.9", "--output-dir", tmp_path,
-                    "--run-name", "weak", "--verbose", "0")
+    result = invoke(
+        "run",
+        "--teacher",
+        teachers["raw"],
+        "--min-teacher-accuracy",
+        "99.9",
+        "--output-dir",
+        tmp_path,
+        "--run-name",
+        "weak",
+        "--verbose",
+        "0",
+    )
     _assert_stopped_before_training(result, tmp_path / "weak", "below --min-teacher-accuracy 99.9")
 
 

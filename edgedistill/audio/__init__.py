@@ -25,11 +25,10 @@ from edgedistill.audio.frontend import (
     features_to_float,
     read_frontend,
 )
-from edgedistill.audio.loader import AudioData, AudioSplits, load_audio_splits
+from edgedistill.audio.loader import AudioData, load_audio_splits
 
 __all__ = [
     "AudioData",
-    "AudioSplits",
     "FrontEnd",
     "FrontEndRunner",
     "build_frontend_model",

@@ -13,16 +13,20 @@ import dataclasses
 
 import numpy as np
 
+from edgedistill.config import DataConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    copies: int = 0
+    # The defaults are the --audio-* options' (DataConfig); the shift is in samples, derived from
+    # --audio-time-shift-ms and the rate by edgedistill.audio.loader.settings (0 here: no rate yet).
+    copies: int = DataConfig.audio_augment_copies
     max_shift_samples: int = 0
-    noise_probability: float = 0.8
-    min_snr_db: float = 5.0
-    max_snr_db: float = 20.0
-    time_mask_frames: int = 0
-    frequency_mask_channels: int = 0
+    noise_probability: float = DataConfig.audio_noise_probability
+    min_snr_db: float = DataConfig.audio_min_snr_db
+    max_snr_db: float = DataConfig.audio_max_snr_db
+    time_mask_frames: int = DataConfig.audio_time_mask_frames
+    frequency_mask_channels: int = DataConfig.audio_frequency_mask_channels
 
 
 def generated_noise(length: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.config import DataConfig
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,14 @@ MIN_FFT_LENGTH, MAX_FFT_LENGTH = 64, 2048
 class FrontEnd:
     """The parameters of a front end; everything else is derived or micro_speech's fixed setting."""
 
-    sample_rate: int = 16000
-    clip_ms: int = 1000
-    window_ms: int = 30
-    stride_ms: int = 20
-    num_channels: int = 40
-    lower_hz: float = 125.0
-    upper_hz: float | None = None  # None: min(7500 Hz, 15/16 of the Nyquist frequency)
+    # The defaults are the --audio-* options' (DataConfig: one definition, with their help and checks).
+    sample_rate: int = DataConfig.audio_sample_rate
+    clip_ms: int = DataConfig.audio_clip_ms
+    window_ms: int = DataConfig.audio_window_ms
+    stride_ms: int = DataConfig.audio_stride_ms
+    num_channels: int = DataConfig.audio_channels
+    lower_hz: float = DataConfig.audio_lower_hz
+    upper_hz: float | None = DataConfig.audio_upper_hz  # None: min(7500 Hz, 15/16 of the Nyquist frequency)
 
     def __post_init__(self) -> None:
         if self.upper_hz is None:  # resolved once, so a front end read back from its file compares equal

@@ -43,6 +43,8 @@ from edgedistill.audio.extra_classes import (
 )
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, features_to_float
 from edgedistill.audio.wav import ClipFormat, missing_bytes, read_clip, read_noise
+from edgedistill.config import DataConfig
+from edgedistill.dataset import Dataset
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -84,50 +86,38 @@ class AudioData:
         }  # fmt: skip
 
 
-@dataclasses.dataclass
-class AudioSplits:
-    """The arrays of a :class:`~edgedistill.data.Dataset` (which ``edgedistill.data`` builds from them)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    audio: AudioData
-
-
 # ---------------------------------------------------------------------------------------
 # Options
 
 
-def _option(options: Any, name: str, default: Any) -> Any:
-    return getattr(options, name, default) if options is not None else default
+def _option(options: Any, name: str) -> Any:
+    """The ``audio_*`` option ``name`` of ``options`` (a DataConfig, or any object with some of its fields);
+    DataConfig's default when it has none (one definition of each default)."""
+    return getattr(options, name) if hasattr(options, name) else getattr(DataConfig, name)
 
 
 def settings(options: Any) -> tuple[ClipFormat, FrontEnd, Augmentation]:
     """The clip format, front end and augmentation of the ``audio_*`` options (``DataConfig``; None: defaults)."""
-    rate = int(_option(options, "audio_sample_rate", 16000))
+    rate = int(_option(options, "audio_sample_rate"))
     frontend = FrontEnd(
-        sample_rate=rate, clip_ms=int(_option(options, "audio_clip_ms", 1000)),
-        window_ms=int(_option(options, "audio_window_ms", 30)), stride_ms=int(_option(options, "audio_stride_ms", 20)),
-        num_channels=int(_option(options, "audio_channels", 40)), lower_hz=float(_option(options, "audio_lower_hz", 125.0)),
-        upper_hz=_option(options, "audio_upper_hz", None),
+        sample_rate=rate, clip_ms=int(_option(options, "audio_clip_ms")),
+        window_ms=int(_option(options, "audio_window_ms")), stride_ms=int(_option(options, "audio_stride_ms")),
+        num_channels=int(_option(options, "audio_channels")), lower_hz=float(_option(options, "audio_lower_hz")),
+        upper_hz=_option(options, "audio_upper_hz"),
     )  # fmt: skip
     clip_format = ClipFormat(
-        sample_rate=rate, clip_samples=frontend.clip_samples, resample=_option(options, "audio_resample", "down"),
-        align=_option(options, "audio_align", "centre"), trim=bool(_option(options, "audio_trim", False)),
+        sample_rate=rate, clip_samples=frontend.clip_samples, resample=_option(options, "audio_resample"),
+        align=_option(options, "audio_align"), trim=bool(_option(options, "audio_trim")),
     )  # fmt: skip
-    min_snr, max_snr = float(_option(options, "audio_min_snr_db", 5.0)), float(_option(options, "audio_max_snr_db", 20.0))
+    min_snr, max_snr = float(_option(options, "audio_min_snr_db")), float(_option(options, "audio_max_snr_db"))
     if min_snr > max_snr:
         raise InputError(f"--audio-min-snr-db ({min_snr:g}) is above --audio-max-snr-db ({max_snr:g}); swap them.")
     augmentation = Augmentation(
-        copies=int(_option(options, "audio_augment_copies", 0)),
-        max_shift_samples=int(float(_option(options, "audio_time_shift_ms", 100.0)) * rate / 1000),
-        noise_probability=float(_option(options, "audio_noise_probability", 0.8)), min_snr_db=min_snr, max_snr_db=max_snr,
-        time_mask_frames=int(_option(options, "audio_time_mask_frames", 0)),
-        frequency_mask_channels=int(_option(options, "audio_frequency_mask_channels", 0)),
+        copies=int(_option(options, "audio_augment_copies")),
+        max_shift_samples=int(float(_option(options, "audio_time_shift_ms")) * rate / 1000),
+        noise_probability=float(_option(options, "audio_noise_probability")), min_snr_db=min_snr, max_snr_db=max_snr,
+        time_mask_frames=int(_option(options, "audio_time_mask_frames")),
+        frequency_mask_channels=int(_option(options, "audio_frequency_mask_channels")),
     )  # fmt: skip
     return clip_format, frontend, augmentation
 
@@ -288,7 +278,7 @@ def _check_split(files: list[AudioFile], is_test: np.ndarray, rule: str) -> None
 
 
 def _noise_sources(options: Any, frontend: FrontEnd, rng: np.random.Generator) -> list[np.ndarray]:
-    folder = _option(options, "audio_noise_dir", None)
+    folder = _option(options, "audio_noise_dir")
     if not folder:
         return generated_noise(10 * frontend.sample_rate, rng)
     folder = Path(folder).expanduser()
@@ -322,8 +312,8 @@ def _augmented(clips, labels, options, frontend, augmentation, runner, seed) -> 
 
 def _added_classes(keywords: tuple[str, ...], options: Any) -> tuple[tuple[str, ...], list[Path]]:
     """The class names with ``_silence_`` / ``_unknown_`` when asked, and the unknown files: checked before any clip is read."""
-    unknown_dir = _option(options, "audio_unknown_dir", None)
-    silence = float(_option(options, "audio_silence_fraction", 0.0)) > 0
+    unknown_dir = _option(options, "audio_unknown_dir")
+    silence = float(_option(options, "audio_silence_fraction")) > 0
     class_names = class_names_with(keywords, silence=silence, unknown=bool(unknown_dir))
     return class_names, find_unknown_files(unknown_dir) if unknown_dir else []
 
@@ -348,31 +338,33 @@ def _extra_clips(class_names: tuple[str, ...], unknown_paths: list[Path], keywor
     """The ``_silence_`` and ``_unknown_`` clips of each split (none when neither is asked for)."""
     unknown = None
     if unknown_paths:
-        fraction = float(_option(options, "audio_unknown_fraction", 1.0))
+        fraction = float(_option(options, "audio_unknown_fraction"))
         unknown = split_unknown_files(unknown_paths, fraction=fraction, validation_fraction=validation_fraction, seed=seed)
         # --max-train-samples keeps the same share of the unknown training files as of the keyword ones.
         unknown["train"] = unknown["train"][: int(round(len(unknown["train"]) * kept_fraction))]
         logger.info("   reading %d of the %d clips of %s", sum(map(len, unknown.values())), len(unknown_paths),
-                    _option(options, "audio_unknown_dir", None))  # fmt: skip
-    silence_fraction = float(_option(options, "audio_silence_fraction", 0.0))
+                    _option(options, "audio_unknown_dir"))  # fmt: skip
+    silence_fraction = float(_option(options, "audio_silence_fraction"))
     rng = np.random.default_rng(seed + SILENCE_SEED_OFFSET)  # its own stream: no keyword split or copy moves
     noises = _noise_sources(options, frontend, rng) if silence_fraction > 0 else []
     return make_extra_clips(class_names, keyword_counts, silence_fraction=silence_fraction, noises=noises, unknown=unknown,
                             unknown_available=len(unknown_paths), clip_format=clip_format, rng=rng)  # fmt: skip
 
 
-def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1, seed: int = 0,
-                      max_train_samples: int | None = None, options: Any = None) -> AudioSplits:
-    """Read, split, (augment) and featurize the clips of ``audio:DIR`` (``options``: the ``audio_*`` fields)."""
+def load_audio_splits(argument: str | None, *, validation_fraction: float = DataConfig.validation_fraction,
+                      seed: int = DataConfig.seed, max_train_samples: int | None = None, options: Any = None,
+                      name: str | None = None) -> Dataset:
+    """Read, split, (augment) and featurize the clips of ``audio:DIR`` (``options``: the ``audio_*`` fields): the
+    data set (named ``name``, default ``audio:DIR``), with the front end and the raw test clips in ``audio``."""
     if not argument:
         raise InputError("`audio` needs a folder: `--data audio:DIR` (one sub-folder per class, or --audio-label-pattern).")
     folder = Path(argument).expanduser()
     if not folder.is_dir():
         raise InputError(f"Audio folder not found: {folder}. Expected a folder of .wav files (one sub-folder per class).")
     clip_format, frontend, augmentation = settings(options)
-    files = find_files(folder, _option(options, "audio_label_pattern", None))
+    files = find_files(folder, _option(options, "audio_label_pattern"))
     _check_classes(files, folder)
-    rule = str(_option(options, "audio_test_split", "random"))
+    rule = str(_option(options, "audio_test_split"))
     is_test = test_mask(files, rule)
     _check_split(files, is_test, rule)
     keywords = tuple(sorted({f.label for f in files}))
@@ -396,16 +388,17 @@ def load_audio_splits(argument: str | None, *, validation_fraction: float = 0.1,
     if augmentation.copies:
         extra_x, extra_y = _augmented(split_clips["train"], y_train, options, frontend, augmentation, runner, seed)
         x_train, y_train = np.concatenate([x_train, extra_x]), np.concatenate([y_train, extra_y])
-    groups = sorted({f.fields.get(g) for f, test in zip(files, is_test) if test for g in GROUP_FIELDS if g in f.fields})
+    groups = sorted({f.fields[g] for f, test in zip(files, is_test) if test for g in GROUP_FIELDS if g in f.fields})
     audio = AudioData(
         frontend=frontend, frontend_model=runner.tflite_bytes, test_clips=split_clips["test"], test_split=rule,
         num_augmented=len(x_train) - len(split_clips["train"]), test_groups=tuple(groups), class_names=class_names,
         added_classes=extra.summary(), truncated_files=truncated,
     )  # fmt: skip
-    return AudioSplits(
-        x_train=x_train, y_train=y_train, x_val=features["validation"], y_val=split_labels["validation"],
-        x_test=features["test"], y_test=split_labels["test"], class_names=class_names, audio=audio,
-    )  # fmt: skip
+    return Dataset(
+        name=name or f"audio:{argument}", x_train=x_train, y_train=y_train, x_val=features["validation"],
+        y_val=split_labels["validation"], x_test=features["test"], y_test=split_labels["test"],
+        num_classes=len(class_names), class_names=class_names, audio=audio,
+    )
 
 
-__all__ = ["AudioData", "AudioFile", "AudioSplits", "compile_pattern", "find_files", "load_audio_splits", "settings", "test_mask"]
+__all__ = ["AudioData", "AudioFile", "compile_pattern", "find_files", "load_audio_splits", "settings", "test_mask"]

@@ -74,6 +74,7 @@ import numpy as np
 from edgedistill.audio.extra_classes import is_keyword
 from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, check_feature_shape, features_to_float, frame_clips, read_frontend
 from edgedistill.audio.wav import missing_bytes, read_wav
+from edgedistill.config import Section, at_least, option, whole
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -96,41 +97,44 @@ def _require(condition: bool, message: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamSettings:
-    """How the model slides over the recording: a window every ``hop_ms``, its front end reset or continuous."""
+class StreamSettings(Section):
+    """How the model slides over the recording: a window every ``hop_ms``, its front end reset or continuous.
 
-    hop_ms: int = 100
-    front_end_state: str = "reset"
+    Each field is an option of ``edgedistill listen`` (its default, help text and check, in one place)."""
 
-    def __post_init__(self) -> None:
-        _require(isinstance(self.hop_ms, int) and self.hop_ms >= 1,
-                 f"`hop_ms` must be a whole number of milliseconds >= 1. Received: hop_ms={self.hop_ms!r}.")  # fmt: skip
-        _require(self.front_end_state in FRONT_END_STATES,
-                 f"`front_end_state` must be one of: {', '.join(FRONT_END_STATES)}. "
-                 f"Received: front_end_state={self.front_end_state!r}.")  # fmt: skip
+    hop_ms: int = option(
+        100, "Run the model on a window every this many ms (a multiple of the front end's stride).",
+        check=whole(1), expected="a whole number of milliseconds >= 1",
+    )
+    front_end_state: str = option(
+        "reset", "reset: each window's features from a reset front end, as in training and in the exported firmware; "
+        "continuous: one front end over the whole recording (features the model did not train on).",
+        choices=FRONT_END_STATES,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class Smoothing:
-    """Posterior smoothing and detection (TF's RecognizeCommands; see the module docstring)."""
+class Smoothing(Section):
+    """Posterior smoothing and detection (TF's RecognizeCommands; see the module docstring).
 
-    average_ms: float = 500.0
-    threshold: float = 0.8
-    suppression_ms: float = 1000.0
-    minimum_count: int = 3
+    Each field is an option of ``edgedistill listen`` (its default, help text and check, in one place)."""
 
-    def __post_init__(self) -> None:
-        def finite(value: Any) -> bool:
-            return isinstance(value, (int, float)) and math.isfinite(value)
-
-        _require(finite(self.threshold) and 0 < self.threshold <= 1,
-                 f"`threshold` must be a posterior in (0, 1]. Received: threshold={self.threshold!r}. E.g. 0.8.")  # fmt: skip
-        _require(finite(self.average_ms) and self.average_ms >= 0,
-                 f"`average_ms` must be a finite number >= 0. Received: average_ms={self.average_ms!r}.")  # fmt: skip
-        _require(finite(self.suppression_ms) and self.suppression_ms >= 0,
-                 f"`suppression_ms` must be a finite number >= 0. Received: suppression_ms={self.suppression_ms!r}.")  # fmt: skip
-        _require(isinstance(self.minimum_count, int) and self.minimum_count >= 1,
-                 f"`minimum_count` must be a whole number >= 1. Received: minimum_count={self.minimum_count!r}.")  # fmt: skip
+    average_ms: float = option(
+        500.0, "Posterior smoothing: average the posteriors of the last this many ms.", check=at_least(0),
+        expected="a finite number >= 0",
+    )
+    threshold: float = option(
+        0.8, "Detect when the smoothed top posterior is above this (and is a keyword's: a winning _silence_ or "
+        "_unknown_ class is never a detection).", check=lambda value: at_least(0)(value) and 0 < value <= 1,
+        expected="a posterior in (0, 1] (e.g. 0.8)",
+    )
+    suppression_ms: float = option(
+        1000.0, "No detection within this long after the previous one (any label).", check=at_least(0),
+        expected="a finite number >= 0",
+    )
+    minimum_count: int = option(
+        3, "Detect only when at least this many posteriors were averaged.", check=whole(1), expected="a whole number >= 1"
+    )
 
     def averaged_count(self, hop_ms: float) -> int:
         """How many posteriors (one per hop) the average spans; checked against ``minimum_count``."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedistill.config import DataConfig
 from edgedistill.errors import InputError
 
 RESAMPLE_POLICIES = ("down", "any", "off")
@@ -29,9 +30,9 @@ class ClipFormat:
 
     sample_rate: int
     clip_samples: int
-    resample: str = "down"
-    align: str = "centre"
-    trim: bool = False
+    resample: str = DataConfig.audio_resample  # the defaults are the --audio-* options'
+    align: str = DataConfig.audio_align
+    trim: bool = DataConfig.audio_trim
 
     @property
     def clip_ms(self) -> float:

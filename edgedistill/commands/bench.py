@@ -11,13 +11,13 @@ from typing import Any
 
 import click
 
-from edgedistill.config import at_least, number_type, positive
+from edgedistill.commands.options import config_options
+from edgedistill.config import MeasureConfig, at_least, number_type, positive
 from edgedistill.errors import InputError, StageError
+from edgedistill.targets import TargetOptions
 
 COUNT = number_type(int, at_least(1), ">= 1")
-COUNT_OR_ZERO = number_type(int, at_least(0), ">= 0")
 SECONDS = number_type(float, positive, "a finite number > 0")
-SECONDS_OR_ZERO = number_type(float, at_least(0), "a finite number >= 0")
 
 # Keys a suite file may hold -> the bench option they feed (command line > suite file > default).
 SUITE_KEYS = {
@@ -30,17 +30,32 @@ SUITE_KEYS = {
 }
 _LIST = (list, "a list of text values (or one)")
 _TEXT = (str, "a text value")
+
+
+def _measure_suite_types() -> dict[str, tuple[Any, ...]]:
+    """The suite keys of the measuring options: their type, expected text and check are MeasureConfig's fields."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(MeasureConfig)
+    fields = {field.name: field for field in dataclasses.fields(MeasureConfig)}
+    found: dict[str, tuple[Any, ...]] = {}
+    for key, name in SUITE_KEYS.items():
+        if name in fields:
+            kind = next(k for k in (typing.get_args(hints[name]) or (hints[name],)) if k is not type(None))
+            expected = {bool: "true or false", str: "a text value"}.get(kind) or fields[name].metadata["expected"]
+            found[key] = (kind, expected, fields[name].metadata["check"]) if kind in (int, float) else (kind, expected)
+    return found
+
+
 # Suite key -> (type, what it must be, range check or None): checked when the file is read.
 SUITE_TYPES: dict[str, tuple[Any, ...]] = {
-    "models": _LIST, "targets": _LIST, "inputs": _TEXT, "results": _TEXT, "ssh_config": _TEXT,
+    "models": _LIST, "targets": _LIST, "results": _TEXT, "ssh_config": _TEXT,
     "remote_python": _TEXT, "serial": _TEXT, "benchmark_binary": _TEXT, "taskset": _TEXT, "rootfs": _TEXT,
-    "use_xnnpack": (bool, "true or false"), "accept_new_host_key": (bool, "true or false"),
-    "profile": (bool, "true or false"),
-    "num_runs": (int, "a whole number >= 1", at_least(1)), "warmup_runs": (int, "a whole number >= 0", at_least(0)),
-    "num_threads": (int, "a whole number >= 1", at_least(1)), "jobs": (int, "a whole number >= 1", at_least(1)),
-    "arena_bytes": (int, "a whole number >= 1", at_least(1)),
-    "min_secs": (float, "a finite number >= 0", at_least(0)), "timeout": (float, "a finite number > 0", positive),
+    "accept_new_host_key": (bool, "true or false"),
+    "jobs": (int, "a whole number >= 1", at_least(1)), "arena_bytes": (int, "a whole number >= 1", at_least(1)),
     "connect_timeout": (float, "a finite number > 0", positive),
+    **_measure_suite_types(),
 }
 PATH_KEYS = ("models", "inputs", "results", "ssh_config", "benchmark_binary", "rootfs")
 
@@ -127,17 +142,8 @@ def _check_paths(values: dict[str, Any], suite: str | None) -> None:
               help="local | ssh://user@host[:port] | adb[:SERIAL] | qemu-aarch64 | tflm. Repeat for a grid. "
                    "[default: local]")
 @click.option("--suite", type=click.Path(dir_okay=False), help="YAML file of models x targets and settings.")
-@click.option("--num-runs", type=COUNT, default=50, show_default=True, help="Timed invokes (at least).")
-@click.option("--warmup-runs", type=COUNT_OR_ZERO, default=1, show_default=True, help="Untimed invokes first (the first "
-              "is reported as first inference).")
-@click.option("--num-threads", type=COUNT, default=1, show_default=True)
-@click.option("--min-secs", type=SECONDS_OR_ZERO, default=0.0, show_default=True, help="Keep invoking for at least this "
-              "long, even past --num-runs.")
-@click.option("--use-xnnpack/--no-xnnpack", default=True, show_default=True)
-@click.option("--timeout", "timeout_s", type=SECONDS, default=600.0, show_default=True,
-              help="Seconds allowed per (model, target) pair; the pair is marked failed past it.")
-@click.option("--inputs", type=click.Path(dir_okay=False), help=".npy/.npz inputs (default: random data of "
-              "each input's dtype and shape).")
+# How each pair is measured: MeasureConfig's fields (one definition, shared with the library's BenchConfig).
+@config_options([MeasureConfig], exclude=("seed",), overrides={"inputs": {"type": click.Path(dir_okay=False)}})
 @click.option("--jobs", "-j", type=COUNT, default=1, show_default=True, help="Devices measured at once (never two "
               "pairs on one device).")
 @click.option("--resume", is_flag=True, help="Skip pairs already measured with these settings in --results.")
@@ -145,10 +151,11 @@ def _check_paths(values: dict[str, Any], suite: str | None) -> None:
               show_default=True, help="JSON-lines file each result is appended to as soon as it is measured.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON lines on stdout.")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh: config file (passed as ssh -F).")
-@click.option("--remote-python", default="python3", show_default=True, help="ssh: Python on the device.")
+@click.option("--remote-python", default=TargetOptions.remote_python, show_default=True, help="ssh: Python on the device.")
 @click.option("--accept-new-host-key", is_flag=True, help="ssh: trust a host key seen for the first time "
               "(StrictHostKeyChecking=accept-new). Without it an unknown host is refused.")
-@click.option("--connect-timeout", type=SECONDS, default=10.0, show_default=True, help="ssh/adb: seconds to connect.")
+@click.option("--connect-timeout", type=SECONDS, default=TargetOptions.connect_timeout_s, show_default=True,
+              help="ssh/adb: seconds to connect.")
 @click.option("--serial", "-s", help="adb: device serial (needed when several devices are attached).")
 @click.option("--benchmark-binary", envvar="EDGEDISTILL_BENCHMARK_MODEL", type=click.Path(dir_okay=False),
               help="TFLite benchmark_model binary for the device (adb: required; ssh: optional). "
@@ -159,8 +166,6 @@ def _check_paths(values: dict[str, Any], suite: str | None) -> None:
 @click.option("--rootfs", envvar="EDGEDISTILL_ROOTFS", type=click.Path(file_okay=False),
               help="qemu-aarch64: arm64 root file system [env: EDGEDISTILL_ROOTFS; default: "
                    "/var/cache/edgedistill/rootfs-arm64-bookworm].")
-@click.option("--profile", is_flag=True, help="Per-operator profile too: <results stem>.<model>.<target>.profile.csv "
-              "(benchmark_model's columns) and .trace.json (Chrome trace, opens in Perfetto) beside --results.")
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...], suite: str | None,
           **options: Any) -> None:
@@ -176,7 +181,6 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
     """
     from edgedistill.bench import run_grid
     from edgedistill.results import format_table
-    from edgedistill.targets import TargetOptions
     from edgedistill.targets.base import BenchConfig
 
     values: dict[str, Any] = {"models": list(models), "targets": list(targets), **options}
@@ -186,10 +190,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
         raise InputError("No model given. Pass one or more .tflite files, or --suite FILE with a `models:` list.")
     target_specs = values["targets"] or ["local"]
     _check_paths(values, suite)
-    config = BenchConfig(num_runs=values["num_runs"], warmup_runs=values["warmup_runs"],
-                         num_threads=values["num_threads"], min_secs=values["min_secs"],
-                         use_xnnpack=values["use_xnnpack"], timeout_s=values["timeout_s"], inputs=values["inputs"],
-                         profile=values["profile"])
+    config = BenchConfig(**{name: values[name] for name in BenchConfig.option_names() if name in values})
     if config.inputs is not None and not Path(config.inputs).is_file():
         raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit --inputs.")
     target_options = TargetOptions(
@@ -198,7 +199,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...],
         serial=values["serial"], benchmark_binary=values["benchmark_binary"], taskset=values["taskset"],
         rootfs=values["rootfs"], tflm_arena_bytes=values["arena_bytes"])
     pairs = len(values["models"]) * len(target_specs)
-    skipped = []
+    skipped: list[Any] = []  # the pairs already measured (bench.Pair)
     # Progress (one line per pair) goes through the edgedistill.bench logger.
     measurements = run_grid(values["models"], target_specs, config, results_path=values["results_path"],
                             jobs=values["jobs"], resume=values["resume"], target_options=target_options,

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from edgedistill.audio.streaming import FRONT_END_STATES, Smoothing, StreamSettings
+from edgedistill.commands.options import config_options
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -88,20 +89,9 @@ def _print_evaluation(summary: dict[str, Any], det: list[dict[str, Any]]) -> Non
 @click.option("--events", "events_path", type=click.Path(dir_okay=False), default=None,
               help="Ground truth: a CSV of time_s,label rows (time_s: when the word starts). Adds hits, wrong labels, "
               "misses, false accepts per hour and a threshold sweep (DET table).")
-@click.option("--threshold", type=float, default=Smoothing.threshold, show_default=True,
-              help="Detect when the smoothed top posterior is above this (and is a keyword's: a winning _silence_ or "
-              "_unknown_ class is never a detection).")
-@click.option("--average-ms", type=float, default=Smoothing.average_ms, show_default=True,
-              help="Posterior smoothing: average the posteriors of the last this many ms.")
-@click.option("--suppression-ms", type=float, default=Smoothing.suppression_ms, show_default=True,
-              help="No detection within this long after the previous one (any label).")
-@click.option("--minimum-count", type=int, default=Smoothing.minimum_count, show_default=True,
-              help="Detect only when at least this many posteriors were averaged.")
-@click.option("--hop-ms", type=int, default=StreamSettings.hop_ms, show_default=True,
-              help="Run the model on a window every this many ms (a multiple of the front end's stride).")
-@click.option("--front-end-state", type=click.Choice(FRONT_END_STATES), default=StreamSettings.front_end_state,
-              show_default=True, help="reset: each window's features from a reset front end, as in training and in the "
-              "exported firmware; continuous: one front end over the whole recording (features the model did not train on).")
+# --hop-ms, --front-end-state, --average-ms, --threshold, --suppression-ms, --minimum-count: the fields of
+# StreamSettings and Smoothing (one definition each: default, help, check).
+@config_options([StreamSettings, Smoothing], overrides={"front_end_state": {"metavar": "|".join(FRONT_END_STATES)}})
 @click.option("--tolerance-ms", type=float, default=None,
               help="A detection matches an event up to this long after the event's time. Unset: the model's window "
               "plus --average-ms.")

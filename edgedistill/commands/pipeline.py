@@ -245,7 +245,9 @@ def quantize(config_file: str | None, output: str, **options) -> None:
     data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
-        student = load_keras3_student(config.student.student) if keras3 else load_model_file(config.student.student)
+        student_file = config.student.student
+        assert student_file is not None  # --student is a required option here
+        student = load_keras3_student(student_file) if keras3 else load_model_file(student_file)
         float_student = SchemeResult(student=student, history={}, report={})
         qat, _ = stages.quantize_student(
             config.qat, config.distill, config.training, teacher_result, float_student, data, seed=config.data.seed

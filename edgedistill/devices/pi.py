@@ -195,6 +195,7 @@ def _build_image(layout: PiLayout, build: Path, mirror: str, log) -> dict[str, A
     with open(log_path, "w", encoding="utf-8") as log_file:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace", stdin=subprocess.DEVNULL)
+        assert process.stdout is not None  # stdout=PIPE
         for line in process.stdout:
             log_file.write(line)
             if line.startswith("prepare-pi:"):
@@ -324,9 +325,10 @@ def stop_pi(layout: PiLayout) -> bool:
     with _locked(layout):
         state = _read_state(layout) or {}
         pid = state.get("pid")
-        was_running = isinstance(pid, int) and _pid_is_our_qemu(pid, layout)
-        if was_running:
+        was_running = False
+        if isinstance(pid, int) and _pid_is_our_qemu(pid, layout):
             _kill(pid, layout)
+            was_running = True
         _clear_run(layout)
     return was_running
 

@@ -16,7 +16,7 @@ the schemes, pruning, QAT) load on first use.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.losses import (
@@ -32,6 +32,20 @@ from edgedistill.distill.losses import (
     get_loss,
     register_loss,
 )
+
+if TYPE_CHECKING:  # what editors and type checkers see: the same names from the same modules as _LAZY
+    from edgedistill.distill.calibration import calibrate_logits as calibrate_logits
+    from edgedistill.distill.distiller import Distiller as Distiller
+    from edgedistill.distill.distiller import distill as distill
+    from edgedistill.distill.distiller import teacher_targets as teacher_targets
+    from edgedistill.distill.pruning import prune_distill as prune_distill
+    from edgedistill.distill.pruning import quantize_distill_pruned as quantize_distill_pruned
+    from edgedistill.distill.qat import quantize_distill as quantize_distill
+    from edgedistill.distill.schemes import SCHEMES as SCHEMES
+    from edgedistill.distill.schemes import Scheme as Scheme
+    from edgedistill.distill.schemes import parse_scheme_options as parse_scheme_options
+    from edgedistill.distill.schemes import register_scheme as register_scheme
+    from edgedistill.distill.schemes import run_scheme as run_scheme
 
 # Public names whose modules import TensorFlow: name -> module, imported on first access.
 _LAZY = {

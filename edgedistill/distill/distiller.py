@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -142,7 +142,7 @@ class Distiller(keras.Model):
         self,
         teacher,
         student: keras.Model,
-        distillation_losses: DistillationLoss | str | dict | Sequence = None,
+        distillation_losses: DistillationLoss | str | dict | Sequence | None = None,
         distillation_loss_weights: Sequence[float] | None = None,
         student_loss_weight: float = 0.5,
         name: str = "distiller",
@@ -190,7 +190,9 @@ class Distiller(keras.Model):
                 if name not in names:
                     names.append(name)
         self.adapters = []
-        self.teacher_extractor = self.student_extractor = None
+        # Keras models of the matched layers' features; None when no loss reads features
+        self.teacher_extractor: Any = None
+        self.student_extractor: Any = None
         if not self._teacher_layers:
             return
         if self.teacher is None:

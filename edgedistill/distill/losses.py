@@ -353,7 +353,7 @@ class FeatureDistillation(DistillationLoss):
         # mse and cosine are computed below; anything else is a Keras loss (an unknown name fails here).
         self._loss_fn = None if loss in FEATURE_METRICS else keras_loss(loss, role="FeatureDistillation `loss`")
         self.adapter_mode = adapter
-        self.adapter = None
+        self.adapter: Any = None  # a Keras layer once built for the feature shapes
 
     def validate_outputs(self, teacher_outputs, student_outputs) -> None:
         self.build(teacher_outputs.shape, student_outputs.shape)

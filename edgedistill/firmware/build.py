@@ -31,10 +31,11 @@ from edgedistill.fileio import write_json_atomic
 from edgedistill.firmware import sizes as sizes_module
 from edgedistill.micro import ARENA_ALIGNMENT, arena_with_margin
 from edgedistill.firmware.boards import Board, check_kernels, get_board
+from edgedistill.firmware.options import ARENA_SOURCES, FirmwareOptions
 from edgedistill.micro import MicroExport, load_micro_export
 from edgedistill.firmware.qemu import qemu_command, run_command
 from edgedistill.firmware.result import FirmwareResult, parse_result_block
-from edgedistill.firmware.tflm import ensure_library, firmware_dir, resolve_tflm_dir
+from edgedistill.firmware.tflm_checkout import ensure_library, firmware_dir, resolve_tflm_dir
 from edgedistill.firmware.toolchain import HOST_TOOLS, cross_toolchain, qemu_binary, require_tools
 
 BUILD_INFO = "build.json"
@@ -261,12 +262,12 @@ def build_firmware(
     run_dir: str | Path,
     *,
     board: str,
-    kernels: str = "reference",
+    kernels: str = FirmwareOptions.kernels,
     tflm_dir: str | os.PathLike | None = None,
-    jobs: int = 2,
+    jobs: int = FirmwareOptions.jobs,
     arena_bytes: int | None = None,
-    num_timed_invokes: int = 10,
-    arena: str = "measured",
+    num_timed_invokes: int = FirmwareOptions.num_timed_invokes,
+    arena: str = FirmwareOptions.arena,
     probe_timeout_seconds: float = 300.0,
 ) -> BuildResult:
     """Build the firmware of ``run_dir`` for ``board``. See the module docstring.
@@ -279,7 +280,7 @@ def build_firmware(
         result = build_firmware("runs/20250101-120000", board="qemu-mps2-an386", kernels="cmsis_nn")
         result.info["sizes"]["flash_bytes"]
     """
-    if arena not in ("measured", "export"):
+    if arena not in ARENA_SOURCES:
         raise InputError(f"Unknown arena source {arena!r}. Expected 'measured' or 'export' (or pass --arena-bytes N).")
     export, board_spec = prepare(run_dir, board, kernels, arena_bytes=arena_bytes)
     compiler, size_tool = _build_tools(board_spec)
@@ -414,7 +415,10 @@ def _build_info(
     }
 
 
-def prepare_library(*, board: str, kernels: str = "reference", tflm_dir: str | os.PathLike | None = None, jobs: int = 2):
+def prepare_library(
+    *, board: str, kernels: str = FirmwareOptions.kernels, tflm_dir: str | os.PathLike | None = None,
+    jobs: int = FirmwareOptions.jobs,
+):
     """Build (or find) the cached TFLM library a board needs, without a run folder. Returns (library, built_now)."""
     board_spec = get_board(board)
     check_kernels(board_spec, kernels)

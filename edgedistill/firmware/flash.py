@@ -21,6 +21,7 @@ from edgedistill.errors import InputError, StageError
 from edgedistill.firmware import sizes as sizes_module
 from edgedistill.firmware.boards import Board, get_board
 from edgedistill.firmware.build import BuildResult, load_build
+from edgedistill.firmware.options import FirmwareOptions
 from edgedistill.firmware.toolchain import cross_toolchain
 
 METHODS: tuple[str, ...] = ("pyocd", "drive")
@@ -201,7 +202,7 @@ def flash_firmware(
     run_dir: str | Path,
     *,
     board: str,
-    kernels: str = "reference",
+    kernels: str = FirmwareOptions.kernels,
     method: str | None = None,
     probe: str | None = None,
     drive: str | os.PathLike | None = None,

@@ -46,6 +46,7 @@ from edgedistill.fileio import append_jsonl, write_json_atomic
 from edgedistill.firmware import arena as arena_module
 from edgedistill.firmware.boards import Board, get_board
 from edgedistill.firmware.build import BuildResult, build_dir_for, build_firmware, load_build
+from edgedistill.firmware.options import FirmwareOptions
 from edgedistill.micro import load_micro_export
 from edgedistill.firmware.qemu import instructions_per_invoke, qemu_command, run_command
 from edgedistill.firmware.result import FirmwareResult, compare_outputs, parse_result_block
@@ -117,11 +118,11 @@ def run_firmware(
     run_dir: str | Path,
     *,
     board: str,
-    kernels: str = "reference",
-    timeout_seconds: float = 120.0,
+    kernels: str = FirmwareOptions.kernels,
+    timeout_seconds: float = FirmwareOptions.timeout_seconds,
     build: bool = True,
     tflm_dir: str | None = None,
-    jobs: int = 2,
+    jobs: int = FirmwareOptions.jobs,
     arena: str | None = None,
 ) -> dict[str, Any]:
     """Run the firmware of ``run_dir`` on ``board`` (QEMU or host) and check its outputs.

@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -27,7 +27,11 @@ from edgedistill.distill.losses import DistillationLoss, LogitsDistillation, get
 from edgedistill.errors import InputError, StageError
 from edgedistill.keras3.backend import import_keras3
 
-keras, tf = import_keras3()
+if TYPE_CHECKING:  # Keras 3 and TensorFlow have no type information: Any to the type checker, as base classes too
+    import keras
+    import tensorflow as tf
+else:
+    keras, tf = import_keras3()
 
 LABELS = "labels"
 TEACHER_OUTPUTS = "teacher_outputs"

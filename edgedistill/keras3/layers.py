@@ -15,11 +15,15 @@ int8 model's scales are these ranges, not a representative set's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgedistill.keras3.backend import import_keras3
 
-keras, tf = import_keras3()
+if TYPE_CHECKING:  # Keras 3 and TensorFlow have no type information: Any to the type checker, as base classes too
+    import keras
+    import tensorflow as tf
+else:
+    keras, tf = import_keras3()
 
 NUM_BITS = 8
 DEFAULT_DECAY = 0.999  # tfmot's MovingAverageQuantizer
@@ -126,6 +130,7 @@ class _KernelQuantized:
 
     channel_axes = 1
     kernel_on_grid = False
+    kernel: Any  # the Keras layer's weight (this class is mixed into Conv2D, DepthwiseConv2D, Dense)
 
     def quantized_kernel(self):
         return self.kernel if self.kernel_on_grid else fake_quant_kernel(self.kernel, self.channel_axes)
@@ -190,7 +195,7 @@ class kernels_on_grid:  # noqa: N801 - a context manager used like a function
             layer.kernel_on_grid = False
 
 
-QUANTIZED_LINEAR = {"Conv2D": QuantConv2D, "DepthwiseConv2D": QuantDepthwiseConv2D, "Dense": QuantDense}
+QUANTIZED_LINEAR: dict[str, Any] = {"Conv2D": QuantConv2D, "DepthwiseConv2D": QuantDepthwiseConv2D, "Dense": QuantDense}
 
 __all__ = [
     "ActivationQuantizer",

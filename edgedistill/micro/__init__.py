@@ -6,7 +6,9 @@
 - :mod:`edgedistill.micro.arena`: the arena measurement and the margin rule of ``kTensorArenaSize``;
 - :mod:`edgedistill.micro.sources`: the C/C++ text.
 
-Running TFLM itself is :mod:`edgedistill.tflm`. Nothing here knows about the firmware.
+Running TFLM itself is :mod:`edgedistill.tflm` (the host interpreter, used here to measure the arena
+and check every transformed model); the C++ checkout and its compiled library are
+:mod:`edgedistill.firmware.tflm_checkout`. Nothing here knows about the firmware.
 """
 
 from __future__ import annotations

@@ -14,6 +14,14 @@ and copies the zero points into the arena per channel either way, so the arena d
 flash. The compacted model is checked on the TFLM interpreter by the export (outputs identical
 to the model as converted), and the ``.tflite`` with its names stays in the run folder for tools.
 LiteRT on a desktop needs the full zero point arrays, so only the micro export is compacted.
+
+TFLM ships a transform of its own: ``tensorflow/lite/micro/tools/tflm_model_transforms_lib.py``
+(``run_all_transformations``), whose ``remove_extraneous_quantization_data`` in
+``tensorflow/lite/micro/tools/model_transforms_utils.py`` (at the commit of ``firmware/tflm.env``,
+90b983c2) clears min/max and shortens all-zero per-channel zero points, as :func:`_shorten_zero_points`
+does. It is not called because it lives in the TFLM source tree (not in the ``tflite-micro`` wheel the
+export runs with), raises on a non-zero per-channel zero point instead of keeping the array, drops no
+names, signatures or converter metadata, and needs its own flatbuffer-align step (a compiled wrapper).
 """
 
 from __future__ import annotations

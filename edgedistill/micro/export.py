@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.config import MEMORY_PLANS, MicroConfig
 from edgedistill.errors import InputError
 from edgedistill.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgedistill.micro.arena import arena_with_margin, measure_arena
@@ -364,7 +365,6 @@ def _manifest(
     }
 
 
-MEMORY_PLANS = ("offline", "greedy")
 
 
 def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) -> tuple[bytes, dict[str, Any]]:
@@ -452,13 +452,13 @@ def export_micro(
     *,
     test_inputs: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
-    num_test_samples: int = 5,
-    margin_fraction: float = 0.10,
+    num_test_samples: int = MicroConfig.num_test_vectors,
+    margin_fraction: float = MicroConfig.arena_margin,
     model_name: str = "model.tflite",
     arena: dict[str, int] | None = None,
     front_end: Any = None,
-    memory_plan: str = "greedy",
-    compact: bool = True,
+    memory_plan: str = MicroConfig.memory_plan,
+    compact: bool = MicroConfig.compact,
     input_convention: dict[str, Any] | None = None,
 ) -> MicroExport:
     """Write the TFLite Micro sources for an int8 model into ``output_dir``.
@@ -470,8 +470,9 @@ def export_micro(
         arena: a result of :func:`edgedistill.micro.measure_arena`, when already measured.
         front_end: an audio front end to export with the model
             (:class:`edgedistill.micro.frontend.FrontEndExport`); the test vectors are then its audio.
-        memory_plan: ``greedy`` (TFLM's planner) or ``offline``: an optimal placement written into
-            the model (:mod:`edgedistill.micro.memory_plan`), kept only when TFLM verifies it smaller.
+        memory_plan: ``offline`` (the default, as on the command line): an optimal placement written into
+            the model (:mod:`edgedistill.micro.memory_plan`), kept only when TFLM verifies it smaller;
+            ``greedy``: TFLM's own planner. The defaults are :class:`edgedistill.config.MicroConfig`'s.
         compact: store the model without what TFLM never reads (:mod:`edgedistill.micro.compact`: names,
             signatures, repeated per-channel zero points), checked on TFLM; ``model_size_bytes`` is then its size.
         input_convention: what the int8 input is (:func:`edgedistill.preprocessing.input_convention`):

@@ -96,9 +96,10 @@ class FrontEndExport:
         measured = measure_arena(self.tflite_bytes, source=self.source)
         size, margin = arena_with_margin(measured["arena_bytes"], margin_fraction=margin_fraction)
         self.arena = {**measured, "tensor_arena_size": size, "margin": margin}
-        self.features = FrontEndRunner(self.frontend, tflite_bytes=self.tflite_bytes).features(self.clips)
-        self.device_bytes = self._compacted() if self.compact else self.tflite_bytes
-        inputs = features_to_float(self.features)
+        features = FrontEndRunner(self.frontend, tflite_bytes=self.tflite_bytes).features(self.clips)
+        self.features = features
+        self.device_bytes = self._compacted(features) if self.compact else self.tflite_bytes
+        inputs = features_to_float(features)
         if test_inputs is not None:
             given = np.asarray(test_inputs[: len(inputs)], dtype=np.float32).reshape(inputs.shape)
             if not np.array_equal(given, inputs):
@@ -109,7 +110,7 @@ class FrontEndExport:
                 )
         return inputs
 
-    def _compacted(self) -> bytes:
+    def _compacted(self, features: np.ndarray) -> bytes:
         """The front end without what TFLM never reads (:mod:`edgedistill.micro.compact`), when TFLM computes the
         same features of the test audio with it; else the front end as it is."""
         from edgedistill.micro.compact import compact_model
@@ -119,7 +120,7 @@ class FrontEndExport:
         except InputError as error:
             logger.warning("front end %s not compacted: %s", self.source, error)
             return self.tflite_bytes
-        if not np.array_equal(FrontEndRunner(self.frontend, tflite_bytes=compacted).features(self.clips), self.features):
+        if not np.array_equal(FrontEndRunner(self.frontend, tflite_bytes=compacted).features(self.clips), features):
             logger.warning("front end %s: the compacted flatbuffer computes other features; exported as it is", self.source)
             return self.tflite_bytes
         return compacted
@@ -172,6 +173,7 @@ class FrontEndExport:
         )
 
     def _test_data(self, model_input: dict[str, Any], header: str) -> tuple[str, str]:
+        assert self.features is not None  # prepare() computed them; sources() comes after
         table = feature_to_input_table(model_input)
         input_type = {"int8": "int8_t", "float32": "float"}.get(np.dtype(model_input["dtype"]).name)
         if input_type is None:

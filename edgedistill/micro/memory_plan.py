@@ -361,7 +361,8 @@ def order_bound_reason(graph: _Graph) -> str | None:
 def _dependencies(graph: _Graph) -> tuple[list[int], dict[int, list[int]]]:
     """Per operator, the bit mask of operators it needs; per tensor, its consumers."""
     producer = {t: op for op, outputs in enumerate(graph.op_outputs) for t in outputs}
-    needs, consumers = [], {}
+    needs: list[int] = []
+    consumers: dict[int, list[int]] = {}
     for op, inputs in enumerate(graph.op_inputs):
         mask = 0
         for tensor in set(t for t in inputs if t >= 0):
@@ -501,15 +502,17 @@ def _respect_existing(graph: _Graph, tflite_bytes: bytes, source: str, greedy_he
             f"{source} carries an {METADATA_NAME} plan for {graph.existing_count} tensors but has "
             f"{graph.num_tensors}; TFLM refuses such a model. Replace the plan (replace_existing=True)."
         )
+    existing = graph.existing_plan
+    assert existing is not None  # plan_memory calls this only for a model that carries a plan
     order = tuple(range(len(graph.op_names)))
     lifetimes = _lifetimes(graph, order)
-    fixed = {t: o for t, o in enumerate(graph.existing_plan) if o != ONLINE and graph.sizes[t] > 0}
+    fixed = {t: o for t, o in enumerate(existing) if o != ONLINE and graph.sizes[t] > 0}
     offsets = greedy_offsets(lifetimes, fixed)
     bound = lower_bound_bytes(lifetimes)
     logger.info("%s already carries an offline memory plan (head %d bytes): kept", source, head_bytes(lifetimes, offsets))
     return MemoryPlan(
         model_sha256=hashlib.sha256(tflite_bytes).hexdigest(), num_tensors=graph.num_tensors,
-        offsets=graph.existing_plan, operator_order=order, greedy_head_bytes=greedy_head,
+        offsets=existing, operator_order=order, greedy_head_bytes=greedy_head,
         planned_head_bytes=head_bytes(lifetimes, offsets), lower_bound_bytes=bound, original_lower_bound_bytes=bound,
         solver_status="existing", solver_bound_bytes=bound, solver_seconds=0.0, order_search="off",
         num_planned_tensors=len(lifetimes),
@@ -551,6 +554,7 @@ def _place_orders(
         placement = solve_placement(lifetimes, time_limit_s=max(share, 0.0), num_workers=num_workers)
         if best is None or placement.head_bytes < best[2].head_bytes:
             best = (order, lifetimes, placement)
+    assert best is not None  # orders holds at least the original order
     return (*best, time.monotonic() - started)
 
 

@@ -27,49 +27,21 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from edgedistill._version import __version__
-from edgedistill.errors import EdgeDistillError, InputError
+from edgedistill.config import MeasureConfig
+from edgedistill.errors import EdgeDistillError
 
 logger = logging.getLogger(__name__)
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "_runner.py"
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    """How to measure: the names are those of TFLite's ``benchmark_model`` flags."""
+class BenchConfig(MeasureConfig):
+    """How to measure: the names are those of TFLite's ``benchmark_model`` flags.
 
-    num_runs: int = 50
-    warmup_runs: int = 1
-    num_threads: int = 1
-    min_secs: float = 0.0
-    use_xnnpack: bool = True
-    timeout_s: float | None = 600.0
-    inputs: str | None = None
-    seed: int = 0
-    # Per-operator profile too (benchmark_model's --enable_op_profiling); see edgedistill.profiles.
-    profile: bool = False
-
-    def __post_init__(self) -> None:
-        import math
-
-        def whole(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InputError(f"`{name}` must be a whole number >= {low}. Received: {name}={value!r}.")
-
-        def number(name: str, *, allow_zero: bool) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or value < 0 or (value == 0 and not allow_zero):
-                expected = ">= 0" if allow_zero else "> 0"
-                raise InputError(f"`{name}` must be a finite number {expected}. Received: {name}={value!r}.")
-
-        whole("num_runs", 1)
-        whole("warmup_runs", 0)
-        whole("num_threads", 1)
-        whole("seed", 0)
-        number("min_secs", allow_zero=True)
-        if self.timeout_s is not None:
-            number("timeout_s", allow_zero=False)
+    The fields, their defaults, help texts and checks are :class:`edgedistill.config.MeasureConfig`'s (also the
+    options of ``edgedistill bench``); ``profile`` is benchmark_model's --enable_op_profiling
+    (see edgedistill.profiles).
+    """
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -202,7 +174,7 @@ class Target:
     """
 
     scheme: ClassVar[str] = ""
-    kind: ClassVar[str] = "measured"
+    kind: str = "measured"  # a class default: a session may label itself (the ssh target on an emulated Pi)
     # Whether measure() gives a per-operator profile when BenchConfig.profile is set.
     can_profile: ClassVar[bool] = False
 
@@ -353,10 +325,12 @@ def run_streaming(
         list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env, cwd=cwd,
         text=True, errors="replace", start_new_session=True,
     )
+    assert process.stdout is not None and process.stderr is not None  # both PIPE
+    stdout, stderr = process.stdout, process.stderr
     with _RUNNING_LOCK:
         _RUNNING.add(process)
     stderr_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True)
+    reader = threading.Thread(target=lambda: stderr_chunks.append(stderr.read()), daemon=True)
     reader.start()
     timed_out = threading.Event()
 
@@ -370,7 +344,7 @@ def run_streaming(
         timer.daemon = True
         timer.start()
     try:
-        for line in process.stdout:
+        for line in stdout:
             on_line(line)
         try:
             # wait4 also gives the child's peak RSS (ru_maxrss, KiB on Linux), e.g. of a QEMU process.
@@ -459,24 +433,12 @@ def finish_from_runner(
 
 
 def require_model(model: str | os.PathLike) -> Path:
-    """``model`` as a Path, checked to be a readable, complete TFLite flatbuffer (InputError otherwise)."""
-    path = Path(model)
-    if path.is_dir():
-        inside = sorted(p.name for p in path.glob("*.tflite"))[:3]
-        hint = f" (it holds {', '.join(inside)})" if inside else ""
-        raise InputError(f"{str(path)!r} is a folder{hint}, not a model file. Pass the path of a .tflite file.")
-    if not path.is_file():
-        raise InputError(f"Model file not found: {str(path)!r}. Pass the path of a .tflite file.")
-    from edgedistill.tflite_model import read_model_info
+    """``model`` as a Path, checked to be a readable, complete TFLite flatbuffer (InputError otherwise):
+    :func:`edgedistill.tflite_model.read_model_bytes` with the whole flatbuffer parsed."""
+    from edgedistill.tflite_model import read_model_bytes
 
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"Cannot read model file {str(path)!r}: {error.strerror}. Check its permissions.") from None
-    # The whole flatbuffer, not only its header: a truncated or corrupt file is one clear error here,
-    # not a crash in an interpreter (or on a device).
-    read_model_info(data, source=repr(str(path)))
-    return path
+    read_model_bytes(model, whole=True)
+    return Path(model).expanduser()
 
 
 __all__ = [

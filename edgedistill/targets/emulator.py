@@ -82,7 +82,9 @@ def prepare_rootfs(path: str | os.PathLike = DEFAULT_ROOTFS, *, suite: str = "bo
     subprocess.run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
                     "--include=python3,python3-venv,python3-pip,ca-certificates", suite, str(partial), mirror],
                    check=True)
-    shutil.copy(shutil.which(QEMU), partial / "usr/bin" / QEMU)
+    host_qemu = shutil.which(QEMU)
+    assert host_qemu is not None  # checked above
+    shutil.copy(host_qemu, partial / "usr/bin" / QEMU)
     logger.info("second stage under QEMU (about 8-10 minutes)")
     subprocess.run(["chroot", str(partial), "/debootstrap/debootstrap", "--second-stage"], check=True)
     # pip inside the root must trust what the host trusts (e.g. a proxy's CA), and resolve names.
@@ -148,6 +150,7 @@ class QemuTarget(Target):
     def measure(self, model: Path, config: BenchConfig) -> Measurement:
         if self.work is None:
             self.open()
+        assert self.work is not None  # open() made it
         measurement = self.new_measurement(model, config)
         started = time.monotonic()
         shutil.copy(model, self.work / model.name)

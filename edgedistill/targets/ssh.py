@@ -131,8 +131,9 @@ class SshTarget(Target):
         if options.ssh_config and not Path(options.ssh_config).expanduser().is_file():
             raise InputError(f"ssh config file not found: {options.ssh_config!r}. Pass an existing file to "
                              "--ssh-config, or omit it to use ~/.ssh/config.")
-        self.ssh = shutil.which("ssh")
-        self.scp = shutil.which("scp")
+        # "" when the client is not installed: open() says so before any command runs
+        self.ssh = shutil.which("ssh") or ""
+        self.scp = shutil.which("scp") or ""
         self.remote_dir: str | None = None
         self._control_dir: str | None = None
         self._deployed: dict[str, str] = {}

@@ -1,10 +1,13 @@
 """The scheme registry: one entry per scheme, its options dataclass, and :func:`run_scheme`.
 
 A scheme is registered with :func:`register_scheme` under the name users type (``--scheme``,
-YAML ``scheme:``), together with a frozen dataclass of its options. Every field has a default
-and its help text in ``metadata["help"]``; the user's ``--scheme-options "key=value,..."`` text
-(or a dict, or an instance) becomes that dataclass through :func:`parse_scheme_options`.
-:func:`run_scheme` looks the entry up and calls it; no code compares scheme names.
+YAML ``scheme:``), together with a frozen dataclass of its options (a :class:`SchemeOptions`)
+and what it can do (the capability fields of :class:`Scheme`). Every option field is made by
+:func:`option`, the config's own helper: its default, its help text and its check in one place,
+checked when the dataclass is built (the library functions take their defaults from these fields).
+The user's ``--scheme-options "key=value,..."`` text (or a dict, or an instance) becomes that
+dataclass through :func:`parse_scheme_options`. :func:`run_scheme` looks the entry up and calls
+it; no code compares scheme names: the pipeline asks the entry's capability fields.
 
 Tuple fields are written ``a|b|c`` on the command line (``teachers=a.keras|b.keras``).
 """
@@ -17,6 +20,7 @@ import types
 import typing
 from typing import Any, Callable, Mapping
 
+from edgedistill.config import Section, option
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.errors import InputError
 from edgedistill.registry import Registry
@@ -35,8 +39,20 @@ class Scheme:
     options: type
     run: SchemeFunction
     # False for a scheme whose student never trains on the data set (data-free: synthetic inputs only). A scratch
-    # baseline on the real data would then cost far more than the distillation and answer another question.
+    # baseline on the real data would then cost far more than the distillation and answer another question; and
+    # `run --resume` distills again, because the synthetic inputs QAT and calibration use are not saved.
     trains_on_data: bool = True
+    # True for a scheme whose teacher is the one model the student is distilled from, so one augmented batch reaches
+    # both and `--augment` applies (the others train on the plain data).
+    augments: bool = False
+    # True for a scheme built on the standard Distiller step alone: the only ones pruning (tfmot) and the Keras 3
+    # Distiller support.
+    standard_step: bool = False
+
+    @property
+    def takes_options(self) -> bool:
+        """Whether ``--scheme-options`` can change anything (the options dataclass has fields)."""
+        return bool(dataclasses.fields(self.options))
 
     @property
     def summary(self) -> str:
@@ -54,18 +70,26 @@ class Scheme:
 SCHEMES: Registry[Scheme] = Registry("distillation scheme")
 
 
-def option(default: Any, help: str) -> Any:
-    """An options field: its default and its help text (``metadata["help"]``)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+class SchemeOptions(Section):
+    """Base of every scheme's options dataclass: each field (made by :func:`option`) is checked when it is built.
+
+    A check across fields goes in the subclass's ``__post_init__``, after ``super().__post_init__()``.
+    """
 
 
-def register_scheme(name: str, options: type, *, trains_on_data: bool = True) -> Callable[[SchemeFunction], SchemeFunction]:
-    """Decorator: register ``run(teacher, student, data, options, training)`` as scheme ``name``."""
-    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
+def register_scheme(
+    name: str, options: type, *, trains_on_data: bool = True, augments: bool = False, standard_step: bool = False
+) -> Callable[[SchemeFunction], SchemeFunction]:
+    """Decorator: register ``run(teacher, student, data, options, training)`` as scheme ``name``, with its capabilities."""
+    # typeshed's DataclassInstance omits __dataclass_params__, which every dataclass has
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):  # type: ignore[attr-defined]
         raise TypeError(f"the options of scheme {name!r} must be a frozen dataclass")
 
     def decorator(run: SchemeFunction) -> SchemeFunction:
-        SCHEMES.add(name, Scheme(name=name, options=options, run=run, trains_on_data=trains_on_data))
+        entry = Scheme(
+            name=name, options=options, run=run, trains_on_data=trains_on_data, augments=augments, standard_step=standard_step
+        )
+        SCHEMES.add(name, entry)
         return run
 
     return decorator
@@ -149,8 +173,9 @@ def parse_scheme_options(scheme: "Scheme | str", options: "str | Mapping[str, An
         raise InputError(
             f"Scheme {scheme.name!r} takes {scheme.options.__name__}; received {type(options).__name__}."
         )
-    received = options if isinstance(options, str) else dict(options or {})
-    values = _split_text(scheme, options) if isinstance(options, str) else dict(options or {})
+    mapping = typing.cast(Mapping[str, Any], options or {})  # when not text: a mapping or None by now
+    received = options if isinstance(options, str) else dict(mapping)
+    values = _split_text(scheme, options) if isinstance(options, str) else dict(mapping)
     hints = typing.get_type_hints(scheme.options)
     fields = {field.name for field in dataclasses.fields(scheme.options)}
     arguments = {}
@@ -235,6 +260,7 @@ __all__ = [
     "build_like_student",
     "SCHEMES",
     "Scheme",
+    "SchemeOptions",
     "register_scheme",
     "option",
     "parse_scheme_options",

@@ -10,9 +10,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgedistill._keras import keras, tf
+from edgedistill.config import at_least
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.losses import LogitsDistillation
-from edgedistill.distill.schemes.base import option, register_scheme
+from edgedistill.distill.schemes.base import SchemeOptions, option, register_scheme
 from edgedistill.errors import InputError
 from edgedistill.models import model_output_classes, predict_logits
 
@@ -70,16 +71,25 @@ def _batch_norm_probe(teacher):
     return probe, statistics
 
 
+@dataclasses.dataclass(frozen=True)
+class DataFreeOptions(SchemeOptions):
+    num_samples: int = option(2000, "Number of synthetic inputs (10 % of them validate).", check=at_least(1), expected=">= 1")
+    steps: int = option(200, "Adam steps optimising each batch of synthetic inputs.", check=at_least(1), expected=">= 1")
+    bn_weight: float = option(
+        1.0, "Weight of the batch-norm statistics term of the synthesis loss.", check=at_least(0), expected=">= 0"
+    )
+
+
 def synthesize_inputs(
     teacher: keras.Model,
     *,
     num_samples: int,
     input_shape: Sequence[int],
     num_classes: int | None = None,
-    steps: int = 200,
+    steps: int = DataFreeOptions.steps,
     batch_size: int = 128,
     learning_rate: float = 0.1,
-    bn_weight: float = 1.0,
+    bn_weight: float = DataFreeOptions.bn_weight,
     tv_weight: float = 1e-3,
     l2_weight: float = 1e-5,
     seed: int = 0,
@@ -106,6 +116,11 @@ def synthesize_inputs(
         if value < 1:
             raise InputError(f"`{name}` must be >= 1. Received: {name}={value}.")
     num_classes = num_classes or model_output_classes(teacher)
+    if num_classes is None:
+        raise InputError(
+            f"The number of classes to synthesise is unknown: the teacher's output shape "
+            f"{getattr(teacher, 'output_shape', None)} does not end in a class count. Pass num_classes=N."
+        )
     rng = np.random.default_rng(seed)
     # The current strategy (the default one outside any scope) runs the step in its replica
     # context, where optimizers may update (mirrored) variables.
@@ -187,9 +202,9 @@ def data_free_distill(
     student: keras.Model,
     data,
     *,
-    num_samples: int = 2000,
-    steps: int = 200,
-    bn_weight: float = 1.0,
+    num_samples: int = DataFreeOptions.num_samples,
+    steps: int = DataFreeOptions.steps,
+    bn_weight: float = DataFreeOptions.bn_weight,
     training: TrainingArguments | None = None,
     stage: str = "distill",
 ) -> SchemeResult:
@@ -227,20 +242,6 @@ def data_free_distill(
         quantization_data=synthetic,
         quantization_teacher_outputs=outputs,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class DataFreeOptions:
-    num_samples: int = option(2000, "Number of synthetic inputs (10 % of them validate).")
-    steps: int = option(200, "Adam steps optimising each batch of synthetic inputs.")
-    bn_weight: float = option(1.0, "Weight of the batch-norm statistics term of the synthesis loss.")
-
-    def __post_init__(self) -> None:
-        for name in ("num_samples", "steps"):
-            if getattr(self, name) < 1:
-                raise InputError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}.")
-        if self.bn_weight < 0:
-            raise InputError(f"`bn_weight` must be >= 0. Received: bn_weight={self.bn_weight}.")
 
 
 @register_scheme("data_free", DataFreeOptions, trains_on_data=False)

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgedistill._keras import keras, tf
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
-from edgedistill.distill.schemes.base import option, register_scheme
+from edgedistill.distill.schemes.base import SchemeOptions, option, register_scheme
 from edgedistill.errors import InputError
 from edgedistill.models import model_output_classes, predict_logits
 
@@ -30,10 +30,10 @@ def check_same_classes(models: Sequence, *, role: str = "teacher") -> int | None
 
 
 def _normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
-    weights = np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(weights) != count or np.any(weights < 0) or weights.sum() <= 0:
-        raise InputError(f"`teacher_weights` must hold {count} non-negative numbers, not all 0. Received: {list(weights)}.")
-    return weights / weights.sum()
+    array = np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(array) != count or np.any(array < 0) or array.sum() <= 0:
+        raise InputError(f"`teacher_weights` must hold {count} non-negative numbers, not all 0. Received: {list(array)}.")
+    return array / array.sum()
 
 
 def ensemble_logits(
@@ -52,9 +52,9 @@ def ensemble_logits(
         raise InputError(
             f"The teachers' outputs have different shapes {sorted(shapes)}; they must classify the same samples into the same classes."
         )
-    weights = _normalised_weights(weights, len(logits))
+    normalised = _normalised_weights(weights, len(logits))
     probabilities = np.zeros_like(logits[0])
-    for weight, z in zip(weights, logits):
+    for weight, z in zip(normalised, logits):
         shifted = z / temperature - (z / temperature).max(axis=-1, keepdims=True)
         probabilities += weight * np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
     return (temperature * np.log(np.clip(probabilities, 1e-12, 1.0))).astype(np.float32)
@@ -146,13 +146,14 @@ def distill_multi_teacher(
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiTeacherOptions:
+class MultiTeacherOptions(SchemeOptions):
     teachers: tuple[str, ...] = option((), "Model files of the extra teachers (besides the main one), separated by |.")
     teacher_weights: tuple[float, ...] | None = option(
         None, "Weight of each teacher, the main one first, separated by | (default: equal)."
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.teachers:
             raise InputError("The multi_teacher scheme needs extra teachers: --scheme-options 'teachers=a.keras|b.keras'.")
         if self.teacher_weights is not None and len(self.teacher_weights) != len(self.teachers) + 1:

@@ -7,10 +7,11 @@ import logging
 from typing import Sequence
 
 from edgedistill._keras import keras, tf
+from edgedistill.config import positive
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.distiller import default_student_loss
 from edgedistill.distill.losses import LogitsDistillation, keras_loss
-from edgedistill.distill.schemes.base import build_like_student, compile_learner, option, register_scheme
+from edgedistill.distill.schemes.base import SchemeOptions, build_like_student, compile_learner, option, register_scheme
 from edgedistill.distill.schemes.multi_teacher import check_same_classes
 from edgedistill.errors import InputError
 
@@ -118,13 +119,11 @@ def mutual_distill(
 
 
 @dataclasses.dataclass(frozen=True)
-class MutualOptions:
-    peer_width: float | None = option(None, "Width of the peer built from `peer_preset`; unset: a fresh copy of the student.")
+class MutualOptions(SchemeOptions):
+    peer_width: float | None = option(
+        None, "Width of the peer built from `peer_preset`; unset: a fresh copy of the student.", check=positive, expected="> 0"
+    )
     peer_preset: str = option("cnn", "Model preset of the peer when `peer_width` is set (cnn, dscnn, mlp).")
-
-    def __post_init__(self) -> None:
-        if self.peer_width is not None and not self.peer_width > 0:
-            raise InputError(f"`peer_width` must be > 0. Received: peer_width={self.peer_width}.")
 
 
 @register_scheme("mutual", MutualOptions)

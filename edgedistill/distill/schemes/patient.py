@@ -6,10 +6,11 @@ import dataclasses
 import logging
 
 from edgedistill._keras import keras, tf
+from edgedistill.config import at_least, between
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.distiller import Distiller, teacher_targets
 from edgedistill.distill.losses import LogitsDistillation
-from edgedistill.distill.schemes.base import compile_learner, option, register_scheme
+from edgedistill.distill.schemes.base import SchemeOptions, compile_learner, option, register_scheme
 from edgedistill.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,17 @@ def _beta(alpha: float, shape):
     first = tf.random.gamma(shape, alpha)
     second = tf.random.gamma(shape, alpha)
     return first / (first + second)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatientOptions(SchemeOptions):
+    mixup_alpha: float = option(
+        1.0, "Mixup Beta(alpha, alpha) parameter; 0 disables mixup.", check=at_least(0), expected=">= 0 (0 disables mixup)"
+    )
+    translation: float = option(
+        0.1, "Random translation, as a fraction of height and width; 0 disables it.",
+        check=lambda value: between(0, 1)(value) and value < 1, expected="in [0, 1)",
+    )
 
 
 class ConsistentDistiller(Distiller):
@@ -32,14 +44,16 @@ class ConsistentDistiller(Distiller):
     ``lambda L(y_i) + (1 - lambda) L(y_j)`` is used. Patience = long schedules: give many epochs.
     """
 
-    def __init__(self, teacher, student, *, mixup_alpha: float = 1.0, translation: float = 0.1, **kwargs) -> None:
+    def __init__(
+        self, teacher, student, *, mixup_alpha: float = PatientOptions.mixup_alpha,
+        translation: float = PatientOptions.translation, **kwargs,
+    ) -> None:
         super().__init__(teacher, student, **kwargs)
         if self.teacher is None:
             raise InputError(
                 "The patient-and-consistent scheme runs the teacher on every augmented batch; it needs a tf_keras teacher."
             )
-        if mixup_alpha < 0:
-            raise InputError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: mixup_alpha={mixup_alpha}.")
+        PatientOptions(mixup_alpha=mixup_alpha, translation=translation)  # the options' own checks
         self.mixup_alpha = float(mixup_alpha)
         self.augment = keras.Sequential(
             [keras.layers.RandomTranslation(translation, translation, fill_mode="constant")] if translation > 0 else [],
@@ -82,8 +96,8 @@ def patient_distill(
     student: keras.Model,
     data,
     *,
-    mixup_alpha: float = 1.0,
-    translation: float = 0.1,
+    mixup_alpha: float = PatientOptions.mixup_alpha,
+    translation: float = PatientOptions.translation,
     training: TrainingArguments | None = None,
     stage: str = "distill",
 ) -> SchemeResult:
@@ -112,18 +126,6 @@ def patient_distill(
         config=training.config, stage=stage, log_dir=training.log_dir,
     )  # fmt: skip
     return SchemeResult(student=distiller.student, history=history)
-
-
-@dataclasses.dataclass(frozen=True)
-class PatientOptions:
-    mixup_alpha: float = option(1.0, "Mixup Beta(alpha, alpha) parameter; 0 disables mixup.")
-    translation: float = option(0.1, "Random translation, as a fraction of height and width; 0 disables it.")
-
-    def __post_init__(self) -> None:
-        if self.mixup_alpha < 0:
-            raise InputError(f"`mixup_alpha` must be >= 0 (0 disables mixup). Received: mixup_alpha={self.mixup_alpha}.")
-        if not 0 <= self.translation < 1:
-            raise InputError(f"`translation` must be in [0, 1). Received: translation={self.translation}.")
 
 
 @register_scheme("patient", PatientOptions)

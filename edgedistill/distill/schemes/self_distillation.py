@@ -7,14 +7,29 @@ import logging
 from typing import Callable
 
 from edgedistill._keras import keras
+from edgedistill.config import between
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
 from edgedistill.distill.distiller import Distiller
-from edgedistill.distill.schemes.base import compile_learner, option, register_scheme
-from edgedistill.errors import InputError
+from edgedistill.distill.schemes.base import SchemeOptions, compile_learner, option, register_scheme
 
 logger = logging.getLogger(__name__)
 
 SELF_MODES = ("ema", "born_again")
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfOptions(SchemeOptions):
+    mode: str = option(
+        "ema", "ema: an EMA copy of the student teaches it; born_again: each generation teaches the next.", choices=SELF_MODES
+    )
+    ema_decay: float = option(
+        0.99, "EMA decay d of mode=ema, in (0, 1): teacher <- d teacher + (1 - d) student.",
+        check=between(0, 1, closed=False), expected="in (0, 1) (typical: 0.99 to 0.999)",
+    )
+    generations: int = option(
+        2, "Distilled generations of mode=born_again (after generation 0 on labels).",
+        check=lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1, expected="an integer >= 1",
+    )
 
 
 class EMADistiller(Distiller):
@@ -25,9 +40,8 @@ class EMADistiller(Distiller):
     statistics included); the EMA teacher runs on every batch.
     """
 
-    def __init__(self, student: keras.Model, *, ema_decay: float = 0.99, **kwargs) -> None:
-        if not 0.0 < ema_decay < 1.0:
-            raise InputError(f"`ema_decay` must be in (0, 1). Received: ema_decay={ema_decay}. Typical: 0.99 to 0.999.")
+    def __init__(self, student: keras.Model, *, ema_decay: float = SelfOptions.ema_decay, **kwargs) -> None:
+        SelfOptions(ema_decay=ema_decay)  # the option's own check
         teacher = keras.models.clone_model(student)
         teacher.set_weights(student.get_weights())
         super().__init__(teacher, student, **kwargs)
@@ -89,9 +103,9 @@ def self_distill(
     student: keras.Model,
     data,
     *,
-    mode: str = "ema",
-    ema_decay: float = 0.99,
-    generations: int = 2,
+    mode: str = SelfOptions.mode,
+    ema_decay: float = SelfOptions.ema_decay,
+    generations: int = SelfOptions.generations,
     build_student: Callable[[], keras.Model] | None = None,
     training: TrainingArguments | None = None,
     stage: str = "distill",
@@ -105,28 +119,10 @@ def self_distill(
       ``generations`` distilled generations.
     """
     training = training or TrainingArguments()
+    SelfOptions(mode=mode, ema_decay=ema_decay, generations=generations)  # the options' own checks
     if mode == "ema":
         return _ema_distill(student, data, ema_decay=ema_decay, training=training, stage=stage)
-    if mode == "born_again":
-        if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
-            raise InputError(f"`generations` must be an integer >= 1. Received: generations={generations!r}.")
-        return _born_again(student, data, generations=generations, build_student=build_student, training=training, stage=stage)
-    raise InputError(f"Unknown self-distillation mode {mode!r}. Expected one of: {', '.join(SELF_MODES)}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class SelfOptions:
-    mode: str = option("ema", "ema: an EMA copy of the student teaches it; born_again: each generation teaches the next.")
-    ema_decay: float = option(0.99, "EMA decay d of mode=ema, in (0, 1): teacher <- d teacher + (1 - d) student.")
-    generations: int = option(2, "Distilled generations of mode=born_again (after generation 0 on labels).")
-
-    def __post_init__(self) -> None:
-        if self.mode not in SELF_MODES:
-            raise InputError(f"Unknown self-distillation mode {self.mode!r}. Expected one of: {', '.join(SELF_MODES)}.")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise InputError(f"`ema_decay` must be in (0, 1). Received: ema_decay={self.ema_decay}. Typical: 0.99 to 0.999.")
-        if self.generations < 1:
-            raise InputError(f"`generations` must be an integer >= 1. Received: generations={self.generations!r}.")
+    return _born_again(student, data, generations=generations, build_student=build_student, training=training, stage=stage)
 
 
 @register_scheme("self", SelfOptions)

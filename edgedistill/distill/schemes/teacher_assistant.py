@@ -6,8 +6,9 @@ import dataclasses
 import logging
 from typing import Sequence
 
+from edgedistill.config import positive
 from edgedistill.distill.arguments import SchemeResult, TrainingArguments
-from edgedistill.distill.schemes.base import build_like_student, option, register_scheme
+from edgedistill.distill.schemes.base import SchemeOptions, build_like_student, option, register_scheme
 from edgedistill.distill.schemes.multi_teacher import check_same_classes
 from edgedistill.errors import InputError
 
@@ -56,21 +57,23 @@ def teacher_assistant_distill(
 
 
 @dataclasses.dataclass(frozen=True)
-class TeacherAssistantOptions:
-    assistant_widths: tuple[float, ...] = option((), "Widths of the assistants built from `assistant_preset`, large to small, separated by |.")
+class TeacherAssistantOptions(SchemeOptions):
+    assistant_widths: tuple[float, ...] = option(
+        (), "Widths of the assistants built from `assistant_preset`, large to small, separated by |.",
+        check=lambda widths: all(positive(width) for width in widths), expected="all > 0",
+    )
     assistant_preset: str = option("cnn", "Model preset of the assistants (cnn, dscnn, mlp).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.assistant_widths:
             raise InputError(
                 "The teacher_assistant scheme needs assistant sizes: --scheme-options 'assistant_widths=0.5' "
                 "(widths of the preset, large to small)."
             )
-        if any(not width > 0 for width in self.assistant_widths):
-            raise InputError(f"`assistant_widths` must all be > 0. Received: {'|'.join(map(str, self.assistant_widths))}.")
 
 
-@register_scheme("teacher_assistant", TeacherAssistantOptions)
+@register_scheme("teacher_assistant", TeacherAssistantOptions, augments=True)
 def run_teacher_assistant(teacher, student, data, options: TeacherAssistantOptions, training: TrainingArguments) -> SchemeResult:
     """Teacher -> assistants built from ``assistant_preset`` at ``assistant_widths`` -> student."""
     assistants = [

@@ -1,50 +1,41 @@
-"""``edgedistill firmware build|run|boards`` and ``edgedistill flash``: thin click commands.
+"""``edgedistill firmware prepare|build|run|boards`` and ``edgedistill flash``: thin click commands over
+:mod:`edgedistill.firmware`.
 
-Importing this module must not import TensorFlow: the firmware commands only read the micro
-export's files and drive make, QEMU and pyOCD.
+Their options are generated from :class:`edgedistill.firmware.options.FirmwareOptions` (one definition
+each, checked as they are parsed). Importing this module must not import TensorFlow: the firmware
+commands only read the micro export's files and drive make, QEMU and pyOCD.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any, Callable
 
 import click
 
-from edgedistill.config import at_least, number_type, positive
+from edgedistill.commands.options import config_options
 from edgedistill.firmware.boards import BOARDS, KERNELS
+from edgedistill.firmware.options import ARENA_SOURCES, FirmwareOptions
 
-_board_option = click.option(
-    "--board",
-    required=True,
-    metavar="NAME",
-    help="Target board: " + ", ".join(BOARDS) + ".",
-)
-_kernels_option = click.option(
-    "--kernels",
-    default="reference",
-    show_default=True,
-    metavar="|".join(KERNELS),
-    help="TFLM kernels: reference, or Arm CMSIS-NN (OPTIMIZED_KERNEL_DIR=cmsis_nn).",
-)
-_tflm_option = click.option(
-    "--tflm-dir",
-    envvar="TFLM_DIR",
-    default=None,
-    metavar="PATH",
-    help="TFLite Micro checkout (default: $TFLM_DIR, else a clone at the pinned commit).",
-)
-_jobs_option = click.option(
-    "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel compile jobs."
-)
+
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "board": {"metavar": "NAME"},
+    "kernels": {"metavar": "|".join(KERNELS)},
+    "arena": {"metavar": "|".join(ARENA_SOURCES)},
+    "tflm_dir": {"envvar": "TFLM_DIR", "metavar": "PATH", "show_default": False},
+    "drive": {"type": click.Path(path_type=str)},
+}
+
+
+def _options(*names: str, **overrides: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The generated click options of ``names`` (FirmwareOptions fields), with a command's own overrides."""
+    merged = {name: {**_SETTINGS.get(name, {}), **overrides.get(name, {})} for name in names}
+    return config_options(
+        [FirmwareOptions], only=names, aliases={"jobs": ("-j",)}, required=("board",), overrides=merged, checked=True
+    )
+
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-_arena_option = click.option(
-    "--arena",
-    type=click.Choice(["measured", "export"]),
-    default="measured",
-    show_default=True,
-    help="Tensor arena to compile in: measured on the target with these kernels (a probe run in QEMU or on the "
-    "host first), or the export's host-measured kTensorArenaSize.",
-)
 
 
 @click.group("firmware")
@@ -70,10 +61,7 @@ def boards(as_json: bool) -> None:
 
 
 @firmware.command("prepare")
-@_board_option
-@_kernels_option
-@_tflm_option
-@_jobs_option
+@_options("board", "kernels", "tflm_dir", "jobs")
 def prepare(board, kernels, tflm_dir, jobs) -> None:
     """Build and cache the TFLM library for --board/--kernels (no run folder needed; the Dockerfile runs this)."""
     from edgedistill.firmware.build import prepare_library
@@ -84,14 +72,7 @@ def prepare(board, kernels, tflm_dir, jobs) -> None:
 
 @firmware.command("build")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@_board_option
-@_kernels_option
-@_tflm_option
-@_jobs_option
-@_arena_option
-@click.option("--arena-bytes", type=number_type(int, at_least(1), ">= 1"), default=None,
-              help="Compile in this arena size (bytes) instead; no probe.")
-@click.option("--num-timed-invokes", default=10, show_default=True, type=click.IntRange(1, 100000))
+@_options("board", "kernels", "tflm_dir", "jobs", "arena", "arena_bytes", "num_timed_invokes")
 @_json_option
 def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed_invokes, as_json) -> None:
     """Cross-build the firmware of RUN_DIR (a run folder with a micro export) for --board."""
@@ -132,20 +113,11 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed
 
 @firmware.command("run")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@_board_option
-@_kernels_option
-@_tflm_option
-@_jobs_option
-@click.option(
-    "--timeout", "timeout_seconds", default=120.0, show_default=True, type=number_type(float, positive, "a finite number > 0"),
-    help="Seconds before QEMU is stopped."
-)
-@click.option("--build/--no-build", default=True, show_default=True, help="Build first if there is no build.")
-@click.option(
-    "--arena",
-    type=click.Choice(["measured", "export"]),
-    default=None,
-    help="Arena source when building (default: measured); rebuilds an existing build made with the other source.",
+@_options(
+    "board", "kernels", "tflm_dir", "jobs", "timeout_seconds", "build", "arena",
+    # Unset here: an existing build is run as built; a build made now uses the field's default (measured).
+    arena={"default": None, "show_default": False, "help": "Arena source when building (default: measured); rebuilds "
+           "an existing build made with the other source."},
 )
 @_json_option
 def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, as_json) -> None:
@@ -191,12 +163,7 @@ def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, 
 
 @click.command("flash")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@_board_option
-@_kernels_option
-@click.option("--method", type=str, default=None, help="pyocd (CMSIS-DAP / ST-LINK probe) or drive (DAPLink / UF2 USB drive).")
-@click.option("--probe", default=None, help="pyOCD probe unique id (when several are connected).")
-@click.option("--drive", default=None, type=click.Path(path_type=str), help="Mount point of the board's USB drive.")
-@click.option("--dry-run", is_flag=True, help="Check everything and print what would be written, write nothing.")
+@_options("board", "kernels", "method", "probe", "drive", "dry_run")
 @_json_option
 def flash(run_dir, board, kernels, method, probe, drive, dry_run, as_json) -> None:
     """Flash the firmware built for --board from RUN_DIR to a connected board."""

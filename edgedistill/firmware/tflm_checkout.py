@@ -1,4 +1,11 @@
-"""The pinned TFLite Micro dependency: where its checkout is, and the compiled-library cache.
+"""The pinned TFLite Micro source checkout and its compiled-library cache (what ``firmware build`` compiles against).
+
+TFLM appears in four modules, one concern each: :mod:`edgedistill.tflm` runs the TFLM interpreter
+(PyPI ``tflite-micro``) on the host (arena bisection, outputs, the ``tflm`` bench runner);
+:mod:`edgedistill.micro` writes the C/C++ sources a TFLM application compiles (C array, op
+resolver, arena size, memory plan, compaction); :mod:`edgedistill._runner` is the LiteRT runner
+copied to devices (it shares only the one-operator timing loop with the ``tflm`` runner); and this
+module finds the C++ source tree and caches the library built from it.
 
 TFLM is never vendored. ``firmware build`` takes a checkout from ``--tflm-dir`` or
 ``TFLM_DIR``, or fills ``~/.cache/edgedistill/tflm-src/<commit>`` through
