@@ -40,7 +40,15 @@ def one_seed(dataset_name: str, seed: int, args) -> dict:
 
     def build_model(*arguments, **options):  # the data keeps its raw bytes; the models take them (x / 255 inside)
         return with_preprocessing(build_preset(*arguments, **options), student_preprocessing_of(data))
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience, seed=seed, verbose=0)
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=seed,
+        verbose=0,
+    )
     started = time.perf_counter()
     teacher = build_model(args.teacher_preset, data.input_shape, data.num_classes, width=args.teacher_width, name="teacher")
     train_classifier(teacher, data, config=config)
@@ -49,15 +57,42 @@ def one_seed(dataset_name: str, seed: int, args) -> dict:
     outputs = {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val)}
     student = build_model(args.student_preset, data.input_shape, data.num_classes, width=args.student_width, name="student")
     loss = LogitsDistillation(args.temperature)
-    student, _ = distill(teacher, student, data, distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=config, teacher_outputs=outputs)
-    qat_config = TrainConfig(epochs=args.qat_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate / 5, patience=args.patience, seed=seed, verbose=0)
-    qat = quantize_distill(teacher, student, data, training=TrainingArguments(
-        distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=qat_config, teacher_outputs=outputs,
-    )).student
+    student, _ = distill(
+        teacher,
+        student,
+        data,
+        distillation_losses=[loss],
+        student_loss_weight=args.student_loss_weight,
+        config=config,
+        teacher_outputs=outputs,
+    )
+    qat_config = TrainConfig(
+        epochs=args.qat_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate / 5,
+        patience=args.patience,
+        seed=seed,
+        verbose=0,
+    )
+    qat = quantize_distill(
+        teacher,
+        student,
+        data,
+        training=TrainingArguments(
+            distillation_losses=[loss],
+            student_loss_weight=args.student_loss_weight,
+            config=qat_config,
+            teacher_outputs=outputs,
+        ),
+    ).student
     int8 = convert_keras_model(qat, quantization="int8", representative_data=data.x_train)
     arena, _ = arena_with_margin(measure_arena(int8)["arena_bytes"])
     parity = verify_models(
-        data.x_test, data.y_test, keras_models={"qat_student": qat}, int8_tflite=int8, tflm_arena_size=arena,
+        data.x_test,
+        data.y_test,
+        keras_models={"qat_student": qat},
+        int8_tflite=int8,
+        tflm_arena_size=arena,
         max_samples=args.tflm_samples,
     )
     row = {
@@ -124,14 +159,25 @@ def main() -> None:
     parser.add_argument("--student-preset", default="dscnn")
     parser.add_argument("--student-width", type=float, default=1.0)
     parser.add_argument("--train-samples", type=int, default=None, help="subsample the training split (say so when quoting)")
-    parser.add_argument("--tflm-samples", type=int, default=1000, help="test samples run on TFLM and QAT for parity (TFLM's reference kernels are slow)")
+    parser.add_argument(
+        "--tflm-samples",
+        type=int,
+        default=1000,
+        help="test samples run on TFLM and QAT for parity (TFLM's reference kernels are slow)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "distill_quality.json"))
     args = parser.parse_args()
 
     from edgedistill.fileio import write_json_atomic
     from edgedistill.tflite_model import runtime_versions
 
-    result = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "arguments": vars(args), "versions": runtime_versions(), "rows": [], "summary": {}}
+    result = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "arguments": vars(args),
+        "versions": runtime_versions(),
+        "rows": [],
+        "summary": {},
+    }
     for dataset_name in args.datasets:
         for seed in args.seeds:
             row = one_seed(dataset_name, seed, args)
@@ -139,13 +185,17 @@ def main() -> None:
             print(
                 f"{dataset_name} seed {seed}: teacher {row['teacher_accuracy']:.2f} scratch {row['scratch_accuracy']:.2f} "
                 f"distilled {row['distilled_accuracy']:.2f} qat {row['qat_accuracy']:.2f} int8 {row['int8_litert_accuracy']:.2f} "
-                f"({row['seconds']:.0f} s)", flush=True,
+                f"({row['seconds']:.0f} s)",
+                flush=True,
             )
             write_json_atomic(args.output, result)  # keep what is measured if a later seed fails
         result["summary"][dataset_name] = summarise([r for r in result["rows"] if r["data"] == dataset_name])
     write_json_atomic(args.output, result)
 
-    print(f"\n{'data':<14}{'teacher':>9}{'scratch':>9}{'distilled':>10}{'gain':>7}{'gap rec.':>9}{'QAT':>8}{'int8':>8}{'int8-fl':>8}{'size':>8}")
+    print(
+        f"\n{'data':<14}{'teacher':>9}{'scratch':>9}{'distilled':>10}{'gain':>7}"
+        f"{'gap rec.':>9}{'QAT':>8}{'int8':>8}{'int8-fl':>8}{'size':>8}"
+    )
     for name, s in result["summary"].items():
         print(
             f"{name:<14}{s['teacher_accuracy']:>9.2f}{s['scratch_accuracy']:>9.2f}{s['distilled_accuracy']:>10.2f}"

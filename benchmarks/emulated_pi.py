@@ -99,16 +99,28 @@ def measure_model(model: Path, state: dict, args: argparse.Namespace, script: Pa
     host_profile = run_benchmark(model, target="local", profile=True, **common)
     vm_p50, host_p50, bare_p50 = vm.latency_ms["p50"], host.latency_ms["p50"], statistics.median(bare)
     return {
-        "model": model.name, "model_bytes": model.stat().st_size,
-        "vm": {"kind": vm.kind, "device": vm.target.get("emulated_device"), "p50_ms": vm_p50,
-               "p90_ms": vm.latency_ms["p90"], "peak_rss_bytes": vm.peak_rss_bytes, "samples_ms": vm.samples_ms,
-               "outputs_match_host": vm.extra.get("outputs_match_host"),
-               "outputs_max_abs_diff": vm.extra.get("outputs_max_abs_diff"),
-               "runtime": f"{vm.runtime} {vm.runtime_version}"},
+        "model": model.name,
+        "model_bytes": model.stat().st_size,
+        "vm": {
+            "kind": vm.kind,
+            "device": vm.target.get("emulated_device"),
+            "p50_ms": vm_p50,
+            "p90_ms": vm.latency_ms["p90"],
+            "peak_rss_bytes": vm.peak_rss_bytes,
+            "samples_ms": vm.samples_ms,
+            "outputs_match_host": vm.extra.get("outputs_match_host"),
+            "outputs_max_abs_diff": vm.extra.get("outputs_max_abs_diff"),
+            "runtime": f"{vm.runtime} {vm.runtime_version}",
+        },
         "vm_bare_loop": {"p50_ms": bare_p50, "samples_ms": bare},
-        "host": {"kind": host.kind, "p50_ms": host_p50, "p90_ms": host.latency_ms["p90"],
-                 "peak_rss_bytes": host.peak_rss_bytes, "samples_ms": host.samples_ms,
-                 "runtime": f"{host.runtime} {host.runtime_version}"},
+        "host": {
+            "kind": host.kind,
+            "p50_ms": host_p50,
+            "p90_ms": host.latency_ms["p90"],
+            "peak_rss_bytes": host.peak_rss_bytes,
+            "samples_ms": host.samples_ms,
+            "runtime": f"{host.runtime} {host.runtime_version}",
+        },
         "vm_over_host_p50": vm_p50 / host_p50,
         "harness_overhead_in_vm": vm_p50 / bare_p50 - 1.0,
         "profile": {"vm": profile_figures(vm_profile), "host": profile_figures(host_profile)},
@@ -123,18 +135,29 @@ def profile_figures(measurement) -> dict:
     details = profile.details
     loop_us, ops_only_us = details.get("invoke_loop_us"), details.get("ops_only_us")
     return {
-        "source": profile.source, "rounds": details.get("rounds"), "num_rows": len(profile.ops),
-        "rows_total_us": profile.total, "invoke_p50_us": profile.invoke, "share_ratio": profile.share_ratio,
-        "within_tolerance": profile.shares_add_up, "tolerance": SHARE_TOLERANCE,
-        "invoke_loop_p50_us": loop_us, "share_ratio_vs_loop": profile.total / loop_us if loop_us else None,
-        "ops_only_us": ops_only_us, "ops_only_ratio": ops_only_us / profile.invoke if ops_only_us else None,
-        "invoke_call_us": details.get("fixed_cost_us"), "invoke_call_from": details.get("fixed_cost_from"),
-        "empty_invoke_us": details.get("empty_invoke_us"), "share_ratio_cpu": profile.share_ratio_cpu,
+        "source": profile.source,
+        "rounds": details.get("rounds"),
+        "num_rows": len(profile.ops),
+        "rows_total_us": profile.total,
+        "invoke_p50_us": profile.invoke,
+        "share_ratio": profile.share_ratio,
+        "within_tolerance": profile.shares_add_up,
+        "tolerance": SHARE_TOLERANCE,
+        "invoke_loop_p50_us": loop_us,
+        "share_ratio_vs_loop": profile.total / loop_us if loop_us else None,
+        "ops_only_us": ops_only_us,
+        "ops_only_ratio": ops_only_us / profile.invoke if ops_only_us else None,
+        "invoke_call_us": details.get("fixed_cost_us"),
+        "invoke_call_from": details.get("fixed_cost_from"),
+        "empty_invoke_us": details.get("empty_invoke_us"),
+        "share_ratio_cpu": profile.share_ratio_cpu,
         "share_ratio_if_empty_model_cost": _ratio_with_empty_model_cost(profile),
-        "top": [{"node_type": op.node_type, "name": op.name, "index": op.index, "avg_us": op.avg,
-                 "share_percent": share} for op, share in profile.top(5)],
+        "top": [
+            {"node_type": op.node_type, "name": op.name, "index": op.index, "avg_us": op.avg, "share_percent": share}
+            for op, share in profile.top(5)
+        ],
         "ops": [{"index": op.index, "node_type": op.node_type, "avg_us": op.avg} for op in profile.ops],
-    }  # fmt: skip
+    }
 
 
 def _ratio_with_empty_model_cost(profile) -> float | None:
@@ -149,29 +172,36 @@ def _ratio_with_empty_model_cost(profile) -> float | None:
 
 
 def print_table(document: dict) -> None:
-    print(f"prepare (image build): {document['prepare_s']} s ({document['prepare_note']}); "
-          f"boot to ssh: {document['boot_s']} s")
-    print("| model | bytes | VM p50 ms | host p50 ms | VM / host | VM peak RSS MiB | host peak RSS MiB "
-          "| harness overhead in VM | VM outputs = host |")
+    print(f"prepare (image build): {document['prepare_s']} s ({document['prepare_note']}); boot to ssh: {document['boot_s']} s")
+    print(
+        "| model | bytes | VM p50 ms | host p50 ms | VM / host | VM peak RSS MiB | host peak RSS MiB "
+        "| harness overhead in VM | VM outputs = host |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in document["models"]:
-        print(f"| {row['model']} | {row['model_bytes']:,} | {row['vm']['p50_ms']:.3f} | {row['host']['p50_ms']:.3f} "
-              f"| {row['vm_over_host_p50']:.1f}x | {row['vm']['peak_rss_bytes'] / 2**20:.1f} "
-              f"| {row['host']['peak_rss_bytes'] / 2**20:.1f} | {100 * row['harness_overhead_in_vm']:+.2f} % "
-              f"| {row['vm']['outputs_match_host']} (max diff {row['vm']['outputs_max_abs_diff']}) |")
+        print(
+            f"| {row['model']} | {row['model_bytes']:,} | {row['vm']['p50_ms']:.3f} | {row['host']['p50_ms']:.3f} "
+            f"| {row['vm_over_host_p50']:.1f}x | {row['vm']['peak_rss_bytes'] / 2**20:.1f} "
+            f"| {row['host']['peak_rss_bytes'] / 2**20:.1f} | {100 * row['harness_overhead_in_vm']:+.2f} % "
+            f"| {row['vm']['outputs_match_host']} (max diff {row['vm']['outputs_max_abs_diff']}) |"
+        )
     print()
-    print("| model | where | rows | invoke p50 us (rounds) | rows' sum us | share_ratio | within +-2 % | vs loop p50 "
-          "| ops only | fixed cost us (empty model) | ratio with empty-model cost | top ops (share of rows) |")
+    print(
+        "| model | where | rows | invoke p50 us (rounds) | rows' sum us | share_ratio | within +-2 % | vs loop p50 "
+        "| ops only | fixed cost us (empty model) | ratio with empty-model cost | top ops (share of rows) |"
+    )
     print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     for row in document["models"]:
         for where in ("vm", "host"):
             figures = row["profile"][where]
             top = ", ".join(f"{op['node_type']} {op['share_percent']:.0f} %" for op in figures["top"][:3])
-            print(f"| {row['model']} | {where} | {figures['num_rows']} | {figures['invoke_p50_us']:,.2f} "
-                  f"| {figures['rows_total_us']:,.2f} | {figures['share_ratio']:.3f} | {figures['within_tolerance']} "
-                  f"| {figures['share_ratio_vs_loop']:.3f} | {figures['ops_only_ratio']:.3f} "
-                  f"| {figures['invoke_call_us']:.2f} ({figures['empty_invoke_us']:.2f}) "
-                  f"| {figures['share_ratio_if_empty_model_cost']:.3f} | {top} |")
+            print(
+                f"| {row['model']} | {where} | {figures['num_rows']} | {figures['invoke_p50_us']:,.2f} "
+                f"| {figures['rows_total_us']:,.2f} | {figures['share_ratio']:.3f} | {figures['within_tolerance']} "
+                f"| {figures['share_ratio_vs_loop']:.3f} | {figures['ops_only_ratio']:.3f} "
+                f"| {figures['invoke_call_us']:.2f} ({figures['empty_invoke_us']:.2f}) "
+                f"| {figures['share_ratio_if_empty_model_cost']:.3f} | {top} |"
+            )
 
 
 def main() -> None:
@@ -196,18 +226,29 @@ def main() -> None:
     script = work / "bare_loop.py"
     script.write_text(BARE_LOOP)
     try:
-        rows = [measure_model(work / f"{name}.tflite", state, args, script)
-                for name in ("default_student", "resnet8", "dscnn_kws", "mobilenet_v1_0.25")]
+        rows = [
+            measure_model(work / f"{name}.tflite", state, args, script)
+            for name in ("default_student", "resnet8", "dscnn_kws", "mobilenet_v1_0.25")
+        ]
         status = pi_status(layout)
     finally:
         stop_pi(layout)
     document = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "edgedistill": __version__,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "edgedistill": __version__,
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
-        "vm": {"qemu": "qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 2048 (TCG)",
-               "guest_packages": manifest.get("guest_packages"), "ssh_ready_at_end": status["ssh_ready"]},
-        "prepare_s": manifest.get("prepare_s"), "prepare_note": prepare_note, "boot_s": state["boot_s"],
-        "num_runs": args.num_runs, "warmup_runs": args.warmup_runs, "num_threads": 1, "models": rows,
+        "vm": {
+            "qemu": "qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 2048 (TCG)",
+            "guest_packages": manifest.get("guest_packages"),
+            "ssh_ready_at_end": status["ssh_ready"],
+        },
+        "prepare_s": manifest.get("prepare_s"),
+        "prepare_note": prepare_note,
+        "boot_s": state["boot_s"],
+        "num_runs": args.num_runs,
+        "warmup_runs": args.warmup_runs,
+        "num_threads": 1,
+        "models": rows,
     }
     write_json_atomic(args.output, document)
     print_table(document)

@@ -65,7 +65,11 @@ def make_bigger_run(student_run: Path, work: Path) -> Path:
     (run_dir / "micro").mkdir(parents=True, exist_ok=True)
     (run_dir / "bigger_int8.tflite").write_bytes(tflite)
     export_micro(
-        tflite, run_dir / "micro", test_inputs=data[:3], test_labels=np.zeros(3, dtype=int), model_name="bigger_int8.tflite",
+        tflite,
+        run_dir / "micro",
+        test_inputs=data[:3],
+        test_labels=np.zeros(3, dtype=int),
+        model_name="bigger_int8.tflite",
         memory_plan="greedy",  # the figures of benchmarks/README.md were measured with TFLM's greedy planner
     )
     return run_dir
@@ -149,7 +153,8 @@ def measure(run_dir: Path, name: str, tflm_dir: str, timeout: float, plan: list[
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | board | kernels | flash (text+data) | RAM (data+bss) | arena used (32-bit) / host 64-bit | arena compiled in (measured on) | instructions per invoke | outputs |",
+        "| model | board | kernels | flash (text+data) | RAM (data+bss) | arena used (32-bit) / host 64-bit "
+        "| arena compiled in (measured on) | instructions per invoke | outputs |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
@@ -159,9 +164,14 @@ def table(rows: list[dict]) -> str:
             else f"- / {row['arena_bytes_host']}"
         )
         instructions = f"{row['instructions_per_invoke']:,}" if row.get("instructions_per_invoke") else "-"
-        compiled = f"{row['kTensorArenaSize']} ({row.get('arena_probe_board') or row.get('arena_source')})" if row.get("kTensorArenaSize") else "-"
+        compiled = (
+            f"{row['kTensorArenaSize']} ({row.get('arena_probe_board') or row.get('arena_source')})"
+            if row.get("kTensorArenaSize")
+            else "-"
+        )
         lines.append(
-            f"| {row['model']} | {row['board']} | {row['kernels']} | {row.get('flash_bytes', '-')} | {row.get('ram_bytes', '-')} | "
+            f"| {row['model']} | {row['board']} | {row['kernels']} | {row.get('flash_bytes', '-')} "
+            f"| {row.get('ram_bytes', '-')} | "
             f"{arena} | {compiled} | {instructions} | {row.get('status')} |"
         )
     speedups = []

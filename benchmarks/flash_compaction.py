@@ -69,8 +69,11 @@ def measure(name: str, kind: str, data: bytes) -> dict:
     row = {"model": name, "kind": kind, "original_bytes": len(data)}
     try:
         compacted = compact_model(data, source=name)
-        row.update(compacted_bytes=compacted.size_bytes, saved_bytes=compacted.saved_bytes,
-                   ratio=round(compacted.size_bytes / len(data), 4))  # fmt: skip
+        row.update(
+            compacted_bytes=compacted.size_bytes,
+            saved_bytes=compacted.saved_bytes,
+            ratio=round(compacted.size_bytes / len(data), 4),
+        )
         arena = smallest_arena(data, source=name).arena_bytes
         row["arena_bytes"] = arena
         row["compacted_arena_bytes"] = smallest_arena(compacted.model_bytes, source=name).arena_bytes
@@ -80,9 +83,11 @@ def measure(name: str, kind: str, data: bytes) -> dict:
         row["outputs_identical"] = bool(before.dtype == after.dtype and np.array_equal(before, after))
     except EdgeDistillError as error:  # e.g. an op TFLM lacks: the sizes stand, the run does not
         row["tflm"] = str(error)
-    print(f"{name} ({kind}): {row['original_bytes']:,} -> {row.get('compacted_bytes', 0):,} bytes, "
-          f"arena {row.get('arena_bytes')} / {row.get('compacted_arena_bytes')}, identical {row.get('outputs_identical')}",
-          flush=True)  # fmt: skip
+    print(
+        f"{name} ({kind}): {row['original_bytes']:,} -> {row.get('compacted_bytes', 0):,} bytes, "
+        f"arena {row.get('arena_bytes')} / {row.get('compacted_arena_bytes')}, identical {row.get('outputs_identical')}",
+        flush=True,
+    )
     return row
 
 
@@ -91,16 +96,22 @@ STEP_COLUMNS = ("names", "signatures", "shape_signatures", "converter_metadata",
 
 def table(rows: list[dict]) -> str:
     steps = " | ".join(step.replace("_", " ") for step in STEP_COLUMNS)
-    lines = [f"| model | kind | as converted | compacted | ratio | saved: {steps} | arena (both) | outputs |",
-             "|---|---|---|---|---|" + "---|" * len(STEP_COLUMNS) + "---|---|"]  # fmt: skip
+    lines = [
+        f"| model | kind | as converted | compacted | ratio | saved: {steps} | arena (both) | outputs |",
+        "|---|---|---|---|---|" + "---|" * len(STEP_COLUMNS) + "---|---|",
+    ]
     for row in rows:
         saved = row.get("saved_bytes", {})
-        arena = (f"{row['arena_bytes']:,} / {row['compacted_arena_bytes']:,}" if "compacted_arena_bytes" in row
-                 else "not run: " + row.get("tflm", "")[:60])  # fmt: skip
+        arena = (
+            f"{row['arena_bytes']:,} / {row['compacted_arena_bytes']:,}"
+            if "compacted_arena_bytes" in row
+            else "not run: " + row.get("tflm", "")[:60]
+        )
         outputs = {True: "identical", False: "DIFFERENT", None: "-"}[row.get("outputs_identical")]
         lines.append(
             f"| {row['model']} | {row['kind']} | {row['original_bytes']:,} | {row.get('compacted_bytes', 0):,} | "
-            f"{row.get('ratio', 0):.3f} | " + " | ".join(f"{saved.get(step, 0):,}" for step in STEP_COLUMNS)
+            f"{row.get('ratio', 0):.3f} | "
+            + " | ".join(f"{saved.get(step, 0):,}" for step in STEP_COLUMNS)
             + f" | {arena} | {outputs} |"
         )
     return "\n".join(lines)
@@ -109,12 +120,13 @@ def table(rows: list[dict]) -> str:
 def summary(rows: list[dict]) -> dict:
     ran = [row for row in rows if "outputs_identical" in row]
     return {
-        "models": len(rows), "run_on_tflm": len(ran),
+        "models": len(rows),
+        "run_on_tflm": len(ran),
         "all_outputs_identical": all(row["outputs_identical"] for row in ran),
         "all_arenas_equal": all(row["arena_bytes"] == row["compacted_arena_bytes"] for row in ran),
         "median_ratio_students": statistics.median(row["ratio"] for row in rows if row["kind"] in ("PTQ", "QAT")),
         "median_ratio_external": statistics.median([row["ratio"] for row in rows if row["kind"] == "TFLM example"] or [1.0]),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -135,12 +147,20 @@ def main() -> None:
     print(table(rows))
     result = summary(rows)
     print(result)
-    write_json_atomic(args.output, {
-        "benchmark": "flash_compaction", "command": "python benchmarks/flash_compaction.py " + " ".join(sys.argv[1:]),
-        "tool_version": __version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count()}, "versions": runtime_versions(),
-        "wall_s": round(time.monotonic() - started, 1), "models": rows, "summary": result,
-    })  # fmt: skip
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "flash_compaction",
+            "command": "python benchmarks/flash_compaction.py " + " ".join(sys.argv[1:]),
+            "tool_version": __version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count()},
+            "versions": runtime_versions(),
+            "wall_s": round(time.monotonic() - started, 1),
+            "models": rows,
+            "summary": result,
+        },
+    )
     print(f"wrote {args.output} ({time.monotonic() - started:.0f} s)")
 
 

@@ -55,8 +55,9 @@ def bare_loop(model: Path, num_runs: int, warmup_runs: int, num_threads: int) ->
     rng = np.random.default_rng(0)
     for detail in interpreter.get_input_details():
         info = np.iinfo(detail["dtype"])
-        interpreter.set_tensor(detail["index"], rng.integers(info.min, int(info.max) + 1, size=detail["shape"],
-                                                             dtype=detail["dtype"]))
+        interpreter.set_tensor(
+            detail["index"], rng.integers(info.min, int(info.max) + 1, size=detail["shape"], dtype=detail["dtype"])
+        )
     for _ in range(warmup_runs):
         interpreter.invoke()
     samples = []
@@ -83,40 +84,68 @@ def main() -> None:
     rows = []
     for repetition in range(args.repetitions):
         started = time.monotonic()
-        m = run_benchmark(model, target="local", num_runs=args.num_runs, warmup_runs=args.warmup_runs,
-                          num_threads=args.num_threads)
+        m = run_benchmark(
+            model, target="local", num_runs=args.num_runs, warmup_runs=args.warmup_runs, num_threads=args.num_threads
+        )
         local_wall_s = time.monotonic() - started
         bare = bare_loop(model, args.num_runs, args.warmup_runs, args.num_threads)
-        rows.append({"repetition": repetition + 1, "local_p50_ms": m.latency_ms["p50"], "local_mean_ms": m.latency_ms["mean"],
-                     "bare_p50_ms": float(np.percentile(bare, 50)), "bare_mean_ms": float(np.mean(bare)),
-                     "local_pair_wall_s": local_wall_s, "local_init_ms": m.init_ms})
+        rows.append(
+            {
+                "repetition": repetition + 1,
+                "local_p50_ms": m.latency_ms["p50"],
+                "local_mean_ms": m.latency_ms["mean"],
+                "bare_p50_ms": float(np.percentile(bare, 50)),
+                "bare_mean_ms": float(np.mean(bare)),
+                "local_pair_wall_s": local_wall_s,
+                "local_init_ms": m.init_ms,
+            }
+        )
     local_medians = [r["local_p50_ms"] for r in rows]
     bare_medians = [r["bare_p50_ms"] for r in rows]
     overhead = statistics.median(local_medians) / statistics.median(bare_medians) - 1.0
     spread = (max(local_medians) - min(local_medians)) / statistics.median(local_medians)
     bare_spread = (max(bare_medians) - min(bare_medians)) / statistics.median(bare_medians)
     summary = {
-        "harness_overhead_p50": overhead, "target_overhead_below": 0.05, "overhead_ok": abs(overhead) < 0.05,
-        "spread_of_local_medians": spread, "spread_of_bare_medians": bare_spread, "target_spread_at_most": 0.05,
+        "harness_overhead_p50": overhead,
+        "target_overhead_below": 0.05,
+        "overhead_ok": abs(overhead) < 0.05,
+        "spread_of_local_medians": spread,
+        "spread_of_bare_medians": bare_spread,
+        "target_spread_at_most": 0.05,
         "spread_ok": spread <= 0.05,
         "median_local_pair_wall_s": statistics.median(r["local_pair_wall_s"] for r in rows),
     }
-    print(f"model {model.name} ({model.stat().st_size} bytes), num_runs={args.num_runs}, "
-          f"warmup_runs={args.warmup_runs}, num_threads={args.num_threads}")
+    print(
+        f"model {model.name} ({model.stat().st_size} bytes), num_runs={args.num_runs}, "
+        f"warmup_runs={args.warmup_runs}, num_threads={args.num_threads}"
+    )
     print(f"{'rep':>3}  {'local p50 ms':>12}  {'bare p50 ms':>11}  {'ratio':>6}  {'pair wall s':>11}")
     for r in rows:
-        print(f"{r['repetition']:>3}  {r['local_p50_ms']:>12.4f}  {r['bare_p50_ms']:>11.4f}  "
-              f"{r['local_p50_ms'] / r['bare_p50_ms']:>6.3f}  {r['local_pair_wall_s']:>11.2f}")
-    print(f"harness overhead on p50 (median of {args.repetitions}): {overhead * 100:+.2f} % (target < 5 %: "
-          f"{'met' if summary['overhead_ok'] else 'NOT met'})")
-    print(f"spread of local medians (max-min)/median: {spread * 100:.2f} % (target <= 5 %: "
-          f"{'met' if summary['spread_ok'] else 'NOT met'}); bare loop: {bare_spread * 100:.2f} %")
-    write_json_atomic(args.output, {
-        "benchmark": "harness_overhead", "command": "python benchmarks/harness_overhead.py " + " ".join(sys.argv[1:]),
-        "tool_version": __version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count()},
-        "config": vars(args) | {"model": str(model), "model_size_bytes": model.stat().st_size},
-        "repetitions": rows, "summary": summary})
+        print(
+            f"{r['repetition']:>3}  {r['local_p50_ms']:>12.4f}  {r['bare_p50_ms']:>11.4f}  "
+            f"{r['local_p50_ms'] / r['bare_p50_ms']:>6.3f}  {r['local_pair_wall_s']:>11.2f}"
+        )
+    print(
+        f"harness overhead on p50 (median of {args.repetitions}): {overhead * 100:+.2f} % (target < 5 %: "
+        f"{'met' if summary['overhead_ok'] else 'NOT met'})"
+    )
+    print(
+        f"spread of local medians (max-min)/median: {spread * 100:.2f} % (target <= 5 %: "
+        f"{'met' if summary['spread_ok'] else 'NOT met'}); bare loop: {bare_spread * 100:.2f} %"
+    )
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "harness_overhead",
+            "command": "python benchmarks/harness_overhead.py " + " ".join(sys.argv[1:]),
+            "tool_version": __version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count()},
+            "config": vars(args) | {"model": str(model), "model_size_bytes": model.stat().st_size},
+            "repetitions": rows,
+            "summary": summary,
+        },
+    )
     print(f"wrote {args.output}")
 
 

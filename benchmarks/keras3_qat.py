@@ -38,13 +38,35 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # Per task: the defaults of the flags left unset. The schedule is the same for both backends within a task.
 TASKS = {
-    "digits": {"data": "digits", "preset": "dscnn", "width": 0.5, "teacher_preset": "cnn", "teacher_width": 1.0,
-               "teacher_epochs": 20, "epochs": 20, "qat_epochs": 5, "train_samples": 0, "val_samples": 0, "test_samples": 0,
-               "output": RESULTS / "keras3_qat.json"},
-    "cifar10": {"data": f"images:{HERE / '.external' / 'cifar10'}", "preset": "resnet8", "width": 0.35, "teacher_preset": "cnn",
-                "teacher_width": 1.0, "teacher_epochs": 8, "epochs": 8, "qat_epochs": 2, "train_samples": 10000,
-                "val_samples": 1000, "test_samples": 5000, "output": RESULTS / "keras3_qat_cifar10.json"},
-}  # fmt: skip
+    "digits": {
+        "data": "digits",
+        "preset": "dscnn",
+        "width": 0.5,
+        "teacher_preset": "cnn",
+        "teacher_width": 1.0,
+        "teacher_epochs": 20,
+        "epochs": 20,
+        "qat_epochs": 5,
+        "train_samples": 0,
+        "val_samples": 0,
+        "test_samples": 0,
+        "output": RESULTS / "keras3_qat.json",
+    },
+    "cifar10": {
+        "data": f"images:{HERE / '.external' / 'cifar10'}",
+        "preset": "resnet8",
+        "width": 0.35,
+        "teacher_preset": "cnn",
+        "teacher_width": 1.0,
+        "teacher_epochs": 8,
+        "epochs": 8,
+        "qat_epochs": 2,
+        "train_samples": 10000,
+        "val_samples": 1000,
+        "test_samples": 5000,
+        "output": RESULTS / "keras3_qat_cifar10.json",
+    },
+}
 
 
 def tflm_figures(content: bytes, data) -> dict:
@@ -60,9 +82,11 @@ def tflm_figures(content: bytes, data) -> dict:
     info = read_model_info(content)
     return {
         "tflm_accuracy": float(np.mean(outputs.argmax(axis=1) == data.y_test) * 100.0),
-        "ops": info.op_counts, "arena_bytes": int(arena["arena_bytes"]), "model_size_bytes": len(content),
+        "ops": info.op_counts,
+        "arena_bytes": int(arena["arena_bytes"]),
+        "model_size_bytes": len(content),
         "input_quantization": info.inputs[0].quantization,
-    }  # fmt: skip
+    }
 
 
 def load_data(args):
@@ -76,13 +100,21 @@ def load_data(args):
     import numpy as np
 
     started = time.perf_counter()
-    data = load_dataset(args.data, validation_fraction=args.val_samples / 50000, seed=0,
-                        max_train_samples=args.train_samples or None, options=DataConfig(data=args.data))  # fmt: skip
+    data = load_dataset(
+        args.data,
+        validation_fraction=args.val_samples / 50000,
+        seed=0,
+        max_train_samples=args.train_samples or None,
+        options=DataConfig(data=args.data),
+    )
     if args.test_samples and args.test_samples < len(data.x_test):
         keep = np.sort(np.random.default_rng(0).permutation(len(data.x_test))[: args.test_samples])
         data.x_test, data.y_test = data.x_test[keep], data.y_test[keep]
-    print(f"data: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
-          f"(test classes {np.bincount(data.y_test).tolist()}), {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    print(
+        f"data: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
+        f"(test classes {np.bincount(data.y_test).tolist()}), {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     return data
 
 
@@ -103,7 +135,9 @@ def teacher_logits(args, data) -> dict:
 
     teacher = build_model(args.teacher_preset, data.input_shape, data.num_classes, width=args.teacher_width, name="teacher")
     teacher = with_preprocessing(teacher, student_preprocessing_of(data))
-    config = TrainConfig(epochs=args.teacher_epochs, batch_size=args.batch_size, learning_rate=3e-3, patience=0, seed=0, verbose=0)
+    config = TrainConfig(
+        epochs=args.teacher_epochs, batch_size=args.batch_size, learning_rate=3e-3, patience=0, seed=0, verbose=0
+    )
     train_classifier(teacher, data, config=config)
     print(f"teacher: test accuracy {accuracy(teacher, data.x_test, data.y_test):.2f}%", flush=True)
     return {"train": predict_logits(teacher, data.x_train), "val": predict_logits(teacher, data.x_val), "model": teacher}
@@ -119,22 +153,30 @@ def tfmot_run(args, data, cached: dict, seed: int) -> dict:
     from edgedistill.training import TrainConfig
 
     outputs = {"train": cached["train"], "val": cached["val"]}
-    student = with_preprocessing(build_model(args.preset, data.input_shape, data.num_classes, width=args.width, name="student"),
-                                 student_preprocessing_of(data))  # fmt: skip
+    student = with_preprocessing(
+        build_model(args.preset, data.input_shape, data.num_classes, width=args.width, name="student"),
+        student_preprocessing_of(data),
+    )
     loss = LogitsDistillation(temperature=args.temperature)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=3e-3, patience=0, seed=seed, verbose=0)
     started = time.perf_counter()
     student, _ = distill(cached["model"], student, data, distillation_losses=[loss], config=config, teacher_outputs=outputs)
     float_seconds = time.perf_counter() - started
-    qat_config = TrainConfig(epochs=args.qat_epochs, batch_size=args.batch_size, learning_rate=5e-4, patience=0, seed=seed, verbose=0)
+    qat_config = TrainConfig(
+        epochs=args.qat_epochs, batch_size=args.batch_size, learning_rate=5e-4, patience=0, seed=seed, verbose=0
+    )
     started = time.perf_counter()
     training = TrainingArguments(distillation_losses=[loss], config=qat_config, teacher_outputs=outputs)
     qat = quantize_distill(cached["model"], student, data, training=training).student
     qat_seconds = time.perf_counter() - started
     content = convert_keras_model(qat, representative_data=data.x_train, input_range=BYTE_RANGE)
-    return {**tflm_figures(content, data), "float_accuracy": test_accuracy(student, data), "qat_accuracy": test_accuracy(qat, data),
-            "float_epoch_seconds": float_seconds / args.epochs,
-            "qat_epoch_seconds": qat_seconds / args.qat_epochs}  # fmt: skip
+    return {
+        **tflm_figures(content, data),
+        "float_accuracy": test_accuracy(student, data),
+        "qat_accuracy": test_accuracy(qat, data),
+        "float_epoch_seconds": float_seconds / args.epochs,
+        "qat_epoch_seconds": qat_seconds / args.qat_epochs,
+    }
 
 
 def keras3_run(args, data, cached: dict, seed: int) -> dict:
@@ -144,10 +186,21 @@ def keras3_run(args, data, cached: dict, seed: int) -> dict:
     from edgedistill.stages import student_preprocessing_of
 
     outputs = {"train": cached["train"], "val": cached["val"]}
-    student = models.build_model(args.preset, data.input_shape, data.num_classes, width=args.width, name="student",
-                                 preprocessing=student_preprocessing_of(data))  # fmt: skip
-    options = dict(batch_size=args.batch_size, patience=0, seed=seed, teacher_outputs=outputs,
-                   distillation_losses=[LogitsDistillation(temperature=args.temperature)])  # fmt: skip
+    student = models.build_model(
+        args.preset,
+        data.input_shape,
+        data.num_classes,
+        width=args.width,
+        name="student",
+        preprocessing=student_preprocessing_of(data),
+    )
+    options = dict(
+        batch_size=args.batch_size,
+        patience=0,
+        seed=seed,
+        teacher_outputs=outputs,
+        distillation_losses=[LogitsDistillation(temperature=args.temperature)],
+    )
     started = time.perf_counter()
     student, _ = distiller.distill(cached["model"], student, data, epochs=args.epochs, learning_rate=3e-3, **options)
     float_seconds = time.perf_counter() - started
@@ -156,9 +209,13 @@ def keras3_run(args, data, cached: dict, seed: int) -> dict:
     qat_student, _ = distiller.distill(cached["model"], qat_student, data, epochs=args.qat_epochs, learning_rate=5e-4, **options)
     qat_seconds = time.perf_counter() - started
     content = convert.convert_qat_model(qat_student)
-    return {**tflm_figures(content, data), "float_accuracy": test_accuracy(student, data),
-            "qat_accuracy": test_accuracy(qat_student, data), "float_epoch_seconds": float_seconds / args.epochs,
-            "qat_epoch_seconds": qat_seconds / args.qat_epochs}  # fmt: skip
+    return {
+        **tflm_figures(content, data),
+        "float_accuracy": test_accuracy(student, data),
+        "qat_accuracy": test_accuracy(qat_student, data),
+        "float_epoch_seconds": float_seconds / args.epochs,
+        "qat_epoch_seconds": qat_seconds / args.qat_epochs,
+    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -168,14 +225,16 @@ def summarise(rows: list[dict]) -> dict:
     tfmot_accuracy, keras3_accuracy = mean("tfmot", "tflm_accuracy"), mean("keras3", "tflm_accuracy")
     arena_ratio = mean("keras3", "arena_bytes") / mean("tfmot", "arena_bytes")
     return {
-        "tflm_accuracy_tfmot": tfmot_accuracy, "tflm_accuracy_keras3": keras3_accuracy,
+        "tflm_accuracy_tfmot": tfmot_accuracy,
+        "tflm_accuracy_keras3": keras3_accuracy,
         "accuracy_difference_points": keras3_accuracy - tfmot_accuracy,
         "within_half_point": abs(keras3_accuracy - tfmot_accuracy) <= 0.5,
         "same_ops": all(row["tfmot"]["ops"] == row["keras3"]["ops"] for row in rows),
-        "arena_ratio_keras3_over_tfmot": arena_ratio, "arena_within_5_percent": abs(arena_ratio - 1.0) <= 0.05,
+        "arena_ratio_keras3_over_tfmot": arena_ratio,
+        "arena_within_5_percent": abs(arena_ratio - 1.0) <= 0.05,
         "float_epoch_time_ratio_keras3_over_tfmot": mean("keras3", "float_epoch_seconds") / mean("tfmot", "float_epoch_seconds"),
         "qat_epoch_time_ratio_keras3_over_tfmot": mean("keras3", "qat_epoch_seconds") / mean("tfmot", "qat_epoch_seconds"),
-    }  # fmt: skip
+    }
 
 
 def parse(argv=None):
@@ -212,9 +271,12 @@ def write_result(args, argv, data, rows: list[dict]) -> dict:
     result = {
         "command": " ".join(["benchmarks/keras3_qat.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
-        "complete": len(rows) == len(args.seeds), "data": data.summary(), "summary": summarise(rows), "seeds": rows,
+        "complete": len(rows) == len(args.seeds),
+        "data": data.summary(),
+        "summary": summarise(rows),
+        "seeds": rows,
         "versions": {**runtime_versions(), "keras": keras.__version__},
-    }  # fmt: skip
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -227,9 +289,13 @@ def main(argv=None) -> None:
     rows = []
     for seed in args.seeds:
         row = {"seed": seed, "tfmot": tfmot_run(args, data, cached, seed), "keras3": keras3_run(args, data, cached, seed)}
-        print(f"seed {seed}: TFLM accuracy tfmot {row['tfmot']['tflm_accuracy']:.2f}% keras3 {row['keras3']['tflm_accuracy']:.2f}%; "
-              f"arena {row['tfmot']['arena_bytes']} / {row['keras3']['arena_bytes']} B; ops {row['tfmot']['ops']} / {row['keras3']['ops']}",
-              flush=True)  # fmt: skip
+        print(
+            f"seed {seed}: TFLM accuracy tfmot {row['tfmot']['tflm_accuracy']:.2f}% keras3 "
+            f"{row['keras3']['tflm_accuracy']:.2f}%; "
+            f"arena {row['tfmot']['arena_bytes']} / {row['keras3']['arena_bytes']} B; ops {row['tfmot']['ops']} / "
+            f"{row['keras3']['ops']}",
+            flush=True,
+        )
         rows.append(row)
         result = write_result(args, argv, data, rows)
     print(json.dumps(result["summary"], indent=2))

@@ -60,10 +60,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--teacher-preset", default="dscnn_kws_large")
     parser.add_argument("--teacher-width", type=float, default=0.5)
     parser.add_argument("--teacher-epochs", type=int, default=30)
-    parser.add_argument("--teacher-draws", type=int, default=1, help="Teachers trained (seeds 0..N-1); the best on validation is kept.")
+    parser.add_argument(
+        "--teacher-draws", type=int, default=1, help="Teachers trained (seeds 0..N-1); the best on validation is kept."
+    )
     parser.add_argument("--no-teacher-cache", action="store_true", help="Train the teachers again even when cached.")
-    parser.add_argument("--teacher-ensemble", action="store_true",
-                        help="Teach with the average of the logits of all --teacher-draws (one Keras model) instead of the best draw.")
+    parser.add_argument(
+        "--teacher-ensemble",
+        action="store_true",
+        help="Teach with the average of the logits of all --teacher-draws (one Keras model) instead of the best draw.",
+    )
     parser.add_argument("--student-preset", default="dscnn_kws")
     parser.add_argument("--student-width", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=40, help="Epochs of the scratch and the distilled student.")
@@ -75,9 +80,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--frequency-mask-channels", type=int, default=0)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--output", type=Path, default=RESULTS / "keyword_spotting.json")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="Keep each student's run folder here (default: a temporary folder).")
     parser.add_argument(
-        "--firmware", nargs="*", default=None, metavar="BOARD/KERNELS",
+        "--runs-dir", type=Path, default=None, help="Keep each student's run folder here (default: a temporary folder)."
+    )
+    parser.add_argument(
+        "--firmware",
+        nargs="*",
+        default=None,
+        metavar="BOARD/KERNELS",
         help="Run each distilled student's firmware (front end + model) here; default qemu-mps2-an386/cmsis_nn "
         "when TFLM_DIR is set (its TFLM library is built on first use), none otherwise.",
     )
@@ -89,11 +99,19 @@ def data_config(split: str, args):
 
     rule = "index<5" if split == "usual" else f"speaker={args.held_out_speaker}"
     return DataConfig(
-        data=f"audio:{args.fsdd}", audio_label_pattern=PATTERN, audio_test_split=rule, audio_sample_rate=args.sample_rate,
-        audio_trim=True, audio_channels=args.channels, audio_window_ms=args.window_ms, audio_stride_ms=args.stride_ms,
+        data=f"audio:{args.fsdd}",
+        audio_label_pattern=PATTERN,
+        audio_test_split=rule,
+        audio_sample_rate=args.sample_rate,
+        audio_trim=True,
+        audio_channels=args.channels,
+        audio_window_ms=args.window_ms,
+        audio_stride_ms=args.stride_ms,
         audio_augment_copies=args.augment_copies,
-        audio_time_mask_frames=args.time_mask_frames, audio_frequency_mask_channels=args.frequency_mask_channels, seed=0,
-    )  # fmt: skip
+        audio_time_mask_frames=args.time_mask_frames,
+        audio_frequency_mask_channels=args.frequency_mask_channels,
+        seed=0,
+    )
 
 
 def training(args):
@@ -129,22 +147,33 @@ def distilled_student(data, teacher, seed: int, args, run_dir: Path) -> dict:
     from edgedistill.models import count_parameters
 
     distill = DistillConfig(epochs=args.epochs, temperature=args.temperature, student_loss_weight=args.student_loss_weight)
-    student, _, _ = stages.build_student(StudentConfig(student_preset=args.student_preset, student_width=args.student_width), data)
+    student, _, _ = stages.build_student(
+        StudentConfig(student_preset=args.student_preset, student_width=args.student_width), data
+    )
     distilled, _ = stages.distill_student(distill, training(args), teacher, student, data, seed=seed)
-    qat, _ = stages.quantize_student(QatConfig(qat_epochs=args.qat_epochs), distill, training(args), teacher, distilled, data, seed=seed)
+    qat, _ = stages.quantize_student(
+        QatConfig(qat_epochs=args.qat_epochs), distill, training(args), teacher, distilled, data, seed=seed
+    )
     files, _ = stages.convert_models(
-        ConvertConfig(num_calibration_samples=500), student=distilled.student, qat_student=qat,
-        teacher_model=teacher.model, calibration_inputs=data.x_train,
-    )  # fmt: skip
+        ConvertConfig(num_calibration_samples=500),
+        student=distilled.student,
+        qat_student=qat,
+        teacher_model=teacher.model,
+        calibration_inputs=data.x_train,
+    )
     int8 = files["student_int8.tflite"]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "student_int8.tflite").write_bytes(int8)
     export, _ = stages.export_micro_sources(MicroConfig(), int8, data, run_dir / "micro", model_name="student_int8.tflite")
     front = export.metadata["front_end"]
     result, _ = stages.verify_student(
-        VerifyConfig(max_int8_drop=100.0), data, keras_models={"float_student": distilled.student, "qat_student": qat},
-        int8=int8, arena_bytes=export.tensor_arena_size, reference="qat_student",
-    )  # fmt: skip
+        VerifyConfig(max_int8_drop=100.0),
+        data,
+        keras_models={"float_student": distilled.student, "qat_student": qat},
+        int8=int8,
+        arena_bytes=export.tensor_arena_size,
+        reference="qat_student",
+    )
     return {
         "student_parameters": count_parameters(distilled.student),
         "distilled_float_accuracy": result.accuracy["float_student"],
@@ -174,13 +203,16 @@ def firmware_figures(run_dir: Path, targets: list[str]) -> dict:
         front = run["front_end"] or {}
         model_instructions, front_instructions = run["instructions_per_invoke"], front.get("instructions_per_clip")
         figures[target] = {
-            "status": run["status"], "feature_mismatches": front.get("feature_mismatches"),
-            "output_mismatches": front.get("output_mismatches"), "model_instructions_per_inference": model_instructions,
+            "status": run["status"],
+            "feature_mismatches": front.get("feature_mismatches"),
+            "output_mismatches": front.get("output_mismatches"),
+            "model_instructions_per_inference": model_instructions,
             "front_end_instructions_per_clip": front_instructions,
             "instructions_per_inference_total": (model_instructions or 0) + (front_instructions or 0),
-            "model_arena_used_bytes_target": run["arena_used_bytes"], "front_end_arena_used_bytes_target": front.get("arena_used_bytes"),
+            "model_arena_used_bytes_target": run["arena_used_bytes"],
+            "front_end_arena_used_bytes_target": front.get("arena_used_bytes"),
             "firmware_sizes": run["sizes"],
-        }  # fmt: skip
+        }
     return figures
 
 
@@ -192,15 +224,21 @@ def mean(rows: list[dict], key: str) -> float | None:
 def summary(rows: list[dict]) -> dict:
     keys = [key for key in rows[0] if isinstance(rows[0][key], (int, float)) and key != "seed"]
     result = {f"mean_{key}": mean(rows, key) for key in keys}
-    result["distilled_minus_scratch_int8_points"] = result["mean_distilled_int8_tflm_accuracy"] - result["mean_scratch_int8_tflm_accuracy"]
-    result["distilled_minus_scratch_float_points"] = result["mean_distilled_float_accuracy"] - result["mean_scratch_float_accuracy"]
+    result["distilled_minus_scratch_int8_points"] = (
+        result["mean_distilled_int8_tflm_accuracy"] - result["mean_scratch_int8_tflm_accuracy"]
+    )
+    result["distilled_minus_scratch_float_points"] = (
+        result["mean_distilled_float_accuracy"] - result["mean_scratch_float_accuracy"]
+    )
     return result
 
 
 def teacher_cache_file(split: str, draw: int, args) -> Path:
     """Where a teacher draw is kept: named by everything that makes it (split, data and teacher settings, seed)."""
-    settings = (f"{split}_{args.held_out_speaker if split != 'usual' else 'index5'}_sr{args.sample_rate}_c{args.channels}"
-                f"_w{args.window_ms}_s{args.stride_ms}_a{args.augment_copies}_t{args.time_mask_frames}_f{args.frequency_mask_channels}")
+    settings = (
+        f"{split}_{args.held_out_speaker if split != 'usual' else 'index5'}_sr{args.sample_rate}_c{args.channels}"
+        f"_w{args.window_ms}_s{args.stride_ms}_a{args.augment_copies}_t{args.time_mask_frames}_f{args.frequency_mask_channels}"
+    )
     teacher = f"{args.teacher_preset}_w{args.teacher_width:g}_e{args.teacher_epochs}_p{args.patience}_seed{draw}"
     return Path(__file__).resolve().parent / ".external" / "kws_teachers" / f"{settings}_{teacher}.keras"
 
@@ -213,7 +251,9 @@ def teacher_draw(split: str, data, draw: int, args):
     cache = teacher_cache_file(split, draw, args)
     if cache.exists() and not args.no_teacher_cache:
         return (*stages.prepare_teacher(TeacherConfig(teacher=str(cache)), training(args), data, seed=draw), str(cache))
-    config = TeacherConfig(teacher_preset=args.teacher_preset, teacher_width=args.teacher_width, teacher_epochs=args.teacher_epochs)
+    config = TeacherConfig(
+        teacher_preset=args.teacher_preset, teacher_width=args.teacher_width, teacher_epochs=args.teacher_epochs
+    )
     teacher, report = stages.prepare_teacher(config, training(args), data, seed=draw)
     cache.parent.mkdir(parents=True, exist_ok=True)
     teacher.model.save(cache)
@@ -243,8 +283,14 @@ def best_teacher(split: str, data, args):
     for draw in range(args.teacher_draws):
         teacher, report, source = teacher_draw(split, data, draw, args)
         models.append(teacher.model)
-        draws.append({"seed": draw, "val_accuracy": report["val_accuracy"], "source": source,
-                      "test_accuracy": accuracy(teacher.model, data.x_test, data.y_test)})  # fmt: skip
+        draws.append(
+            {
+                "seed": draw,
+                "val_accuracy": report["val_accuracy"],
+                "source": source,
+                "test_accuracy": accuracy(teacher.model, data.x_test, data.y_test),
+            }
+        )
         print(f"[{split}] teacher draw {draw}: validation {report['val_accuracy']:.2f}% ({source})", flush=True)
         if best is None or report["val_accuracy"] > best[1]["val_accuracy"]:
             best = (teacher, report)
@@ -262,11 +308,16 @@ def run_split(split: str, args, results: dict, folder: Path) -> None:
     data, data_report = stages.load_data(data_config(split, args))
     teacher, teacher_report, draws = best_teacher(split, data, args)
     entry = results["splits"].setdefault(split, {})
-    entry.update({
-        "data": data_report, "teacher_parameters": teacher_report["parameters"], "teacher_draws": draws,
-        "teacher_val_accuracy": teacher_report["val_accuracy"],
-        "teacher_accuracy": accuracy(teacher.model, data.x_test, data.y_test), "seeds": [],
-    })  # fmt: skip
+    entry.update(
+        {
+            "data": data_report,
+            "teacher_parameters": teacher_report["parameters"],
+            "teacher_draws": draws,
+            "teacher_val_accuracy": teacher_report["val_accuracy"],
+            "teacher_accuracy": accuracy(teacher.model, data.x_test, data.y_test),
+            "seeds": [],
+        }
+    )
     print(f"[{split}] teacher {entry['teacher_accuracy']:.2f}% ({time.perf_counter() - started:.0f} s)", flush=True)
     for seed in args.seeds:
         seed_started = time.perf_counter()
@@ -282,8 +333,11 @@ def run_split(split: str, args, results: dict, folder: Path) -> None:
         entry["seeds"].append(row)
         entry["summary"] = summary(entry["seeds"])
         write(results, args.output)
-        print(f"[{split}] seed {seed}: scratch int8 {row['scratch_int8_tflm_accuracy']:.2f}%, distilled int8 "
-              f"{row['distilled_int8_tflm_accuracy']:.2f}% ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"[{split}] seed {seed}: scratch int8 {row['scratch_int8_tflm_accuracy']:.2f}%, distilled int8 "
+            f"{row['distilled_int8_tflm_accuracy']:.2f}% ({row['seconds']:.0f} s)",
+            flush=True,
+        )
     entry["seconds"] = time.perf_counter() - started
 
 
@@ -293,7 +347,10 @@ def write(results: dict, path: Path) -> None:
 
 
 def instructions(summary_row: dict) -> str:
-    front, model = summary_row.get("mean_front_end_instructions_per_clip"), summary_row.get("mean_model_instructions_per_inference")
+    front, model = (
+        summary_row.get("mean_front_end_instructions_per_clip"),
+        summary_row.get("mean_model_instructions_per_inference"),
+    )
     if front is None or model is None:
         return "not measured"
     return f"{front / 1e6:.2f} M + {model / 1e6:.2f} M = {(front + model) / 1e6:.2f} M"
@@ -301,20 +358,25 @@ def instructions(summary_row: dict) -> str:
 
 def table(results: dict) -> str:
     lines = [
-        "| split | teacher | scratch float | scratch int8 (PTQ, TFLM) | distilled float | distilled int8 (TFLM) | distilled - scratch (int8) | model flash | arena, host (front end + model) | instructions, M4 CMSIS-NN (front end + model) |",
+        "| split | teacher | scratch float | scratch int8 (PTQ, TFLM) | distilled float | distilled int8 (TFLM) "
+        "| distilled - scratch (int8) | model flash | arena, host (front end + model) "
+        "| instructions, M4 CMSIS-NN (front end + model) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split, entry in results["splits"].items():
         if "summary" not in entry:
             continue
         s = entry["summary"]
+
         def runs(key: str, rows: list = entry["seeds"]) -> str:
             return " / ".join(f"{row[key]:.1f}" for row in rows)
 
         lines.append(
-            f"| {split} ({entry['data']['num_test']} test) | {entry['teacher_accuracy']:.2f} % | {s['mean_scratch_float_accuracy']:.2f} % "
+            f"| {split} ({entry['data']['num_test']} test) | {entry['teacher_accuracy']:.2f} % "
+            f"| {s['mean_scratch_float_accuracy']:.2f} % "
             f"| {s['mean_scratch_int8_tflm_accuracy']:.2f} % ({runs('scratch_int8_tflm_accuracy')}) "
-            f"| {s['mean_distilled_float_accuracy']:.2f} % | {s['mean_distilled_int8_tflm_accuracy']:.2f} % ({runs('distilled_int8_tflm_accuracy')}) "
+            f"| {s['mean_distilled_float_accuracy']:.2f} % "
+            f"| {s['mean_distilled_int8_tflm_accuracy']:.2f} % ({runs('distilled_int8_tflm_accuracy')}) "
             f"| {s['distilled_minus_scratch_int8_points']:+.2f} | {s['mean_model_flash_bytes']:,.0f} B "
             f"| {s['mean_front_end_arena_bytes_host']:,.0f} + {s['mean_model_arena_bytes_host']:,.0f} B | {instructions(s)} |"
         )
@@ -328,12 +390,16 @@ def main() -> None:
     if not args.fsdd.is_dir():
         sys.exit(f"FSDD not found at {args.fsdd}; pass --fsdd DIR (the recordings/ folder).")
     results = {
-        "benchmark": "keyword_spotting", "command": " ".join(sys.argv), "arguments": {k: str(v) for k, v in vars(args).items()},
+        "benchmark": "keyword_spotting",
+        "command": " ".join(sys.argv),
+        "arguments": {k: str(v) for k, v in vars(args).items()},
         "splits": {},
         "firmware_targets": args.firmware,
         "instructions_note": "QEMU -icount: instructions, not cycles (firmware/README.md); front end per 1-second clip "
-                             "(49 invokes), model per inference" if args.firmware else "not measured: TFLM_DIR unset",
-    }  # fmt: skip
+        "(49 invokes), model per inference"
+        if args.firmware
+        else "not measured: TFLM_DIR unset",
+    }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kws-bench-") as folder:
         for split in args.splits:

@@ -28,9 +28,16 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "memory_plan.json"
-PRESET_SHAPES = [("cnn", (28, 28, 1), 10), ("cnn", (32, 32, 3), 10), ("cnn", (49, 10, 1), 12),
-                 ("dscnn", (28, 28, 1), 10), ("dscnn", (32, 32, 3), 10), ("dscnn", (49, 10, 1), 12),
-                 ("mlp", (28, 28, 1), 10), ("mlp", (49, 10, 1), 12)]  # fmt: skip
+PRESET_SHAPES = [
+    ("cnn", (28, 28, 1), 10),
+    ("cnn", (32, 32, 3), 10),
+    ("cnn", (49, 10, 1), 12),
+    ("dscnn", (28, 28, 1), 10),
+    ("dscnn", (32, 32, 3), 10),
+    ("dscnn", (49, 10, 1), 12),
+    ("mlp", (28, 28, 1), 10),
+    ("mlp", (49, 10, 1), 12),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,7 +121,7 @@ def dense_blocks(keras):
     )
     y = L.Conv2D(16, 3, padding="same")(L.Conv2D(16, 3, padding="same", activation="relu")(x))
     x = L.ReLU()(L.Add()([L.Conv2D(16, 1)(x), y]))
-    return keras.Model(inputs, L.Dense(5)(L.GlobalAveragePooling2D()(x)))  # fmt: skip
+    return keras.Model(inputs, L.Dense(5)(L.GlobalAveragePooling2D()(x)))
 
 
 def inception_stack(keras):
@@ -187,10 +194,14 @@ def measure(name: str, kind: str, data: bytes, time_limit_s: float) -> dict:
         return row
     row.update(result.to_dict(), wall_s=round(time.monotonic() - started, 2))
     verification = result.verification
-    print(f"  {name}: head {result.plan.greedy_head_bytes} -> {result.plan.planned_head_bytes} "
-          f"(bound {result.plan.lower_bound_bytes}), arena "
-          f"{verification.greedy_arena_bytes if verification else '-'} -> {verification.planned_arena_bytes if verification else '-'}, "
-          f"{result.plan.solver_status}, {row['wall_s']} s", flush=True)  # fmt: skip
+    print(
+        f"  {name}: head {result.plan.greedy_head_bytes} -> {result.plan.planned_head_bytes} "
+        f"(bound {result.plan.lower_bound_bytes}), arena "
+        f"{verification.greedy_arena_bytes if verification else '-'} -> "
+        f"{verification.planned_arena_bytes if verification else '-'}, "
+        f"{result.plan.solver_status}, {row['wall_s']} s",
+        flush=True,
+    )
     return row
 
 
@@ -215,10 +226,13 @@ def targets(rows: list[dict], time_limit_s: float) -> dict:
             r["planned_head_bytes"] <= 0.85 * r["greedy_head_bytes"] or r["planned_head_bytes"] == r["lower_bound_bytes"]
             for r in branched
         ),
-        "reordering_lowered_the_bound_on": [r["model"] for r in measured if r["lower_bound_bytes"] < r["original_lower_bound_bytes"]],
+        "reordering_lowered_the_bound_on": [
+            r["model"] for r in measured if r["lower_bound_bytes"] < r["original_lower_bound_bytes"]
+        ],
         "offline_plan_used_on": [r["model"] for r in used],
         "tflm_head_differs_from_prediction_on": [  # scratch buffers requested at Prepare are not in the flatbuffer
-            r["model"] for r in measured
+            r["model"]
+            for r in measured
             if (v[r["model"]]["greedy_tflm_head_bytes"], v[r["model"]]["planned_tflm_head_bytes"])
             != (r["greedy_head_bytes"], r["planned_head_bytes"])
         ],
@@ -229,13 +243,15 @@ def targets(rows: list[dict], time_limit_s: float) -> dict:
         "solver_under_time_limit": all(r["solver_seconds"] < max(time_limit_s, 10.0) for r in measured),
         "num_measured": len(measured),
         "num_refused": len(rows) - len(measured),
-    }  # fmt: skip
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | kind | branched | greedy head | planned head | lower bound (orig. order) | vs greedy | "
-             "solver | solver s | reordered | TFLM head greedy -> planned | TFLM arena greedy -> planned | outputs identical | used |",
-             "|---|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|---|"]  # fmt: skip
+    lines = [
+        "| model | kind | branched | greedy head | planned head | lower bound (orig. order) | vs greedy | "
+        "solver | solver s | reordered | TFLM head greedy -> planned | TFLM arena greedy -> planned | outputs identical | used |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|---|",
+    ]
     for r in rows:
         if "refused" in r:
             lines.append(f"| {r['model']} | {r['kind']} | | | | | | refused: {r['refused'][:90]} | | | | | | |")
@@ -249,7 +265,7 @@ def table(rows: list[dict]) -> str:
             f"{'yes' if r['order_changed'] else 'no'} | {v['greedy_tflm_head_bytes']:,} -> {v['planned_tflm_head_bytes']:,} | "
             f"{v['greedy_arena_bytes']:,} -> {v['planned_arena_bytes']:,} | "
             f"{'yes' if v['outputs_identical'] else 'NO'} | {'offline' if r['memory_plan'] == 'offline' else 'greedy'} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 
@@ -273,14 +289,21 @@ def main() -> None:
     summary = targets(rows, args.time_limit)
     print(table(rows))
     print({key: value for key, value in summary.items()})
-    write_json_atomic(args.output, {
-        "benchmark": "memory_plan", "command": "python benchmarks/memory_plan.py " + " ".join(sys.argv[1:]),
-        "tool_version": __version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count(), "load_average": os.getloadavg()},
-        "versions": runtime_versions() | {"ortools": _version("ortools")},
-        "config": {"time_limit_s": args.time_limit, "external": None if args.no_external else str(args.external)},
-        "wall_s": round(time.monotonic() - started, 1), "models": rows, "summary": summary,
-    })  # fmt: skip
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "memory_plan",
+            "command": "python benchmarks/memory_plan.py " + " ".join(sys.argv[1:]),
+            "tool_version": __version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"uname": " ".join(platform.uname()), "num_cores": os.cpu_count(), "load_average": os.getloadavg()},
+            "versions": runtime_versions() | {"ortools": _version("ortools")},
+            "config": {"time_limit_s": args.time_limit, "external": None if args.no_external else str(args.external)},
+            "wall_s": round(time.monotonic() - started, 1),
+            "models": rows,
+            "summary": summary,
+        },
+    )
     print(f"wrote {args.output} ({time.monotonic() - started:.0f} s)")
 
 

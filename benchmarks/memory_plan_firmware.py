@@ -28,15 +28,13 @@ sys.path.insert(0, str(HERE))
 
 def export(model_path: Path, run_dir: Path, mode: str) -> dict:
     """`edgedistill micro` into ``run_dir/micro`` with one memory plan; returns micro_export.json."""
-    command = [EDGEDISTILL, "micro", str(model_path), "-o", str(run_dir / "micro"),
-               "--memory-plan", mode]  # fmt: skip
+    command = [EDGEDISTILL, "micro", str(model_path), "-o", str(run_dir / "micro"), "--memory-plan", mode]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads((run_dir / "micro" / "micro_export.json").read_text())
 
 
 def run_firmware(run_dir: Path, board: str, kernels: str) -> dict:
-    command = [EDGEDISTILL, "firmware", "run", str(run_dir), "--board", board,
-               "--kernels", kernels, "--json"]  # fmt: skip
+    command = [EDGEDISTILL, "firmware", "run", str(run_dir), "--board", board, "--kernels", kernels, "--json"]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
         return {"status": "error", "error": completed.stderr.strip().splitlines()[-1:]}
@@ -66,7 +64,8 @@ def measure(name: str, data: bytes, board: str, kernels: str, folder: Path) -> d
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | board / kernels | host arena greedy -> planned | target arena used greedy -> planned | ratio | outputs exact | instructions greedy / planned |",
+        "| model | board / kernels | host arena greedy -> planned | target arena used greedy -> planned | ratio | outputs exact "
+        "| instructions greedy / planned |",
         "|---|---|---:|---:|---:|---|---:|",
     ]
     for row in rows:

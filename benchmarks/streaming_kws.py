@@ -56,22 +56,122 @@ WORK = ROOT / "benchmarks" / ".external" / "streaming_kws"  # git-ignored: the r
 DEFAULT_FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 RATE = 8000
 DISTRACTOR_WORDS = (
-    "hello", "weather", "music", "kitchen", "morning", "window", "table", "yellow", "garden", "coffee", "travel",
-    "computer", "orange", "river", "happy", "basket", "dinner", "pencil", "summer", "rocket", "bottle", "camera",
-    "forest", "jacket", "ladder", "monkey", "pocket", "purple", "silver", "blanket",
-)  # fmt: skip  # no digit and no digit homophone (to, for, won, ate)
+    "hello",
+    "weather",
+    "music",
+    "kitchen",
+    "morning",
+    "window",
+    "table",
+    "yellow",
+    "garden",
+    "coffee",
+    "travel",
+    "computer",
+    "orange",
+    "river",
+    "happy",
+    "basket",
+    "dinner",
+    "pencil",
+    "summer",
+    "rocket",
+    "bottle",
+    "camera",
+    "forest",
+    "jacket",
+    "ladder",
+    "monkey",
+    "pocket",
+    "purple",
+    "silver",
+    "blanket",
+)  # no digit and no digit homophone (to, for, won, ate)
 VOICES = ("en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f4", "en-gb-scotland+m2", "en-029+f3")
 # The _unknown_ class's training words (--unknown-words): none of the evaluation's distractors, no digit or digit
 # homophone; spoken by voice variants the distractors do not use (espeak-ng remains one synthesizer, though).
 UNKNOWN_WORDS = (
-    "apple", "banana", "bicycle", "bridge", "butter", "candle", "carpet", "castle", "chicken", "circle", "cloud", "doctor",
-    "dragon", "engine", "family", "finger", "flower", "guitar", "hammer", "island", "jungle", "kettle", "lemon", "letter",
-    "lizard", "magnet", "marble", "meadow", "mirror", "ocean", "paper", "parrot", "pepper", "picture", "planet", "potato",
-    "puzzle", "rabbit", "ribbon", "saddle", "salad", "shadow", "shoulder", "sister", "spider", "station", "sugar", "teacher",
-    "thunder", "tiger", "tomato", "tunnel", "turtle", "valley", "velvet", "village", "violin", "wagon", "walrus", "water",
-    "wizard", "zebra", "anchor", "button", "cactus", "dolphin", "feather", "glacier", "harbor", "honey", "insect",
-    "lantern", "mountain", "noodle", "pillow", "rainbow", "sandwich", "tractor", "umbrella", "whistle",
-)  # fmt: skip
+    "apple",
+    "banana",
+    "bicycle",
+    "bridge",
+    "butter",
+    "candle",
+    "carpet",
+    "castle",
+    "chicken",
+    "circle",
+    "cloud",
+    "doctor",
+    "dragon",
+    "engine",
+    "family",
+    "finger",
+    "flower",
+    "guitar",
+    "hammer",
+    "island",
+    "jungle",
+    "kettle",
+    "lemon",
+    "letter",
+    "lizard",
+    "magnet",
+    "marble",
+    "meadow",
+    "mirror",
+    "ocean",
+    "paper",
+    "parrot",
+    "pepper",
+    "picture",
+    "planet",
+    "potato",
+    "puzzle",
+    "rabbit",
+    "ribbon",
+    "saddle",
+    "salad",
+    "shadow",
+    "shoulder",
+    "sister",
+    "spider",
+    "station",
+    "sugar",
+    "teacher",
+    "thunder",
+    "tiger",
+    "tomato",
+    "tunnel",
+    "turtle",
+    "valley",
+    "velvet",
+    "village",
+    "violin",
+    "wagon",
+    "walrus",
+    "water",
+    "wizard",
+    "zebra",
+    "anchor",
+    "button",
+    "cactus",
+    "dolphin",
+    "feather",
+    "glacier",
+    "harbor",
+    "honey",
+    "insect",
+    "lantern",
+    "mountain",
+    "noodle",
+    "pillow",
+    "rainbow",
+    "sandwich",
+    "tractor",
+    "umbrella",
+    "whistle",
+)
 UNKNOWN_VOICES = ("en-us+m1", "en-us+f4", "en-gb-x-rp+m4", "en-gb-x-gbclan+f1", "en-gb-x-gbcwmd+m6", "en-029+f5")
 UNKNOWN_SEED_OFFSET = 7_777_777  # the unknown words' own random stream: the recordings do not move
 assert not set(UNKNOWN_WORDS) & set(DISTRACTOR_WORDS) and not set(UNKNOWN_VOICES) & set(VOICES)
@@ -93,16 +193,29 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--average-ms", type=float, default=500.0)
     parser.add_argument("--suppression-ms", type=float, default=1000.0)
     parser.add_argument("--minimum-count", type=int, default=3)
-    parser.add_argument("--target-false-accepts-per-hour", type=float, default=10.0,
-                        help="The operating threshold: the lowest whose false accepts per hour on the development recording "
-                        "are at most this.")  # fmt: skip
-    parser.add_argument("--max-digits", type=int, default=0, help="Quick runs: at most this many digit clips a recording (0: all).")
+    parser.add_argument(
+        "--target-false-accepts-per-hour",
+        type=float,
+        default=10.0,
+        help="The operating threshold: the lowest whose false accepts per hour on the development recording are at most this.",
+    )
+    parser.add_argument(
+        "--max-digits", type=int, default=0, help="Quick runs: at most this many digit clips a recording (0: all)."
+    )
     parser.add_argument("--litert-windows", type=int, default=1000, help="Windows on which LiteRT is compared with TFLM.")
-    parser.add_argument("--silence-fraction", type=float, default=0.0,
-                        help="Train the student with a _silence_ class of this fraction of the keyword clips (0: none).")
-    parser.add_argument("--unknown-words", type=int, default=0,
-                        help=f"Train the student with an _unknown_ class of this many words (at most {len(UNKNOWN_WORDS)}), "
-                        f"each spoken by the {len(UNKNOWN_VOICES)} UNKNOWN_VOICES (0: none).")  # fmt: skip
+    parser.add_argument(
+        "--silence-fraction",
+        type=float,
+        default=0.0,
+        help="Train the student with a _silence_ class of this fraction of the keyword clips (0: none).",
+    )
+    parser.add_argument(
+        "--unknown-words",
+        type=int,
+        default=0,
+        help=f"Train the student with an _unknown_ class of this many words (at most {len(UNKNOWN_WORDS)}), "
+        f"each spoken by the {len(UNKNOWN_VOICES)} UNKNOWN_VOICES (0: none).",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "streaming_kws.json")
     return parser.parse_args()
 
@@ -124,20 +237,55 @@ def train_student(args: argparse.Namespace) -> tuple[Path, dict]:
     if args.unknown_words:
         extra += ["--audio-unknown-dir", str(unknown_words(args))]
     command = [
-        str(ROOT / ".venv" / "bin" / "edgedistill"), "run", "--data", f"audio:{args.fsdd}",
-        "--audio-label-pattern", "{label}_{speaker}_{index}.wav", "--audio-test-split", "index<5",
-        "--audio-sample-rate", str(RATE), "--audio-channels", "20", "--audio-trim",
-        "--audio-augment-copies", str(args.augment_copies), "--teacher-preset", "dscnn_kws_large", "--teacher-width", "0.5",
-        "--teacher-epochs", str(args.teacher_epochs), "--student-preset", "dscnn_kws", "--student-width", "0.5",
-        "--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--no-bench", "--verbose", "0",
-        "--output-dir", str(WORK), "--run-name", run_name(args), "--seed", str(args.seed), *extra,
-    ]  # fmt: skip
+        str(ROOT / ".venv" / "bin" / "edgedistill"),
+        "run",
+        "--data",
+        f"audio:{args.fsdd}",
+        "--audio-label-pattern",
+        "{label}_{speaker}_{index}.wav",
+        "--audio-test-split",
+        "index<5",
+        "--audio-sample-rate",
+        str(RATE),
+        "--audio-channels",
+        "20",
+        "--audio-trim",
+        "--audio-augment-copies",
+        str(args.augment_copies),
+        "--teacher-preset",
+        "dscnn_kws_large",
+        "--teacher-width",
+        "0.5",
+        "--teacher-epochs",
+        str(args.teacher_epochs),
+        "--student-preset",
+        "dscnn_kws",
+        "--student-width",
+        "0.5",
+        "--epochs",
+        str(args.epochs),
+        "--qat-epochs",
+        str(args.qat_epochs),
+        "--no-bench",
+        "--verbose",
+        "0",
+        "--output-dir",
+        str(WORK),
+        "--run-name",
+        run_name(args),
+        "--seed",
+        str(args.seed),
+        *extra,
+    ]
     print("training:", " ".join(command), flush=True)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(command, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cost = {"wall_seconds": time.perf_counter() - started,
-            "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), "command": command}  # fmt: skip
+    cost = {
+        "wall_seconds": time.perf_counter() - started,
+        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "command": command,
+    }
     return WORK / run_name(args), cost
 
 
@@ -145,14 +293,16 @@ def student_summary(run_dir: Path) -> dict:
     report = json.loads((run_dir / "report.json").read_text())
     stages = report.get("stages", {})
     return {
-        "run_dir": str(run_dir), "accuracy": report.get("verify", {}).get("accuracy", {}),
-        "student": report.get("student", {}).get("source"), "teacher": report.get("teacher", {}).get("source"),
+        "run_dir": str(run_dir),
+        "accuracy": report.get("verify", {}).get("accuracy", {}),
+        "student": report.get("student", {}).get("source"),
+        "teacher": report.get("teacher", {}).get("source"),
         "stage_wall_seconds": {name: stage.get("seconds") for name, stage in stages.items()},
         "model_flash_bytes": (run_dir / "student_int8.tflite").stat().st_size,
         "kTensorArenaSize": report.get("micro", {}).get("kTensorArenaSize"),
         "class_names": report.get("data", {}).get("audio", {}).get("class_names"),
         "added_classes": report.get("data", {}).get("audio", {}).get("added_classes"),
-    }  # fmt: skip
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,12 +350,18 @@ def unknown_words(args: argparse.Namespace) -> Path:
         for word in words:
             for voice in UNKNOWN_VOICES:
                 raw = Path(scratch) / "word.wav"
-                subprocess.run(["espeak-ng", "-v", voice, "-s", str(int(rng.integers(120, 190))), "-w", str(raw), word], check=True)
+                subprocess.run(
+                    ["espeak-ng", "-v", voice, "-s", str(int(rng.integers(120, 190))), "-w", str(raw), word], check=True
+                )
                 samples, rate = read_wav(raw)
                 clip = trim_silence(resample(samples, rate, RATE)).astype(np.float64)
                 clip *= loudness / max(rms(clip), 1e-9) * 10 ** (rng.uniform(-6, 6) / 20)
-                soundfile.write(str(folder / f"{word}_{voice.replace('+', '_')}.wav"),
-                                np.clip(np.round(clip), -32768, 32767).astype(np.int16), RATE, subtype="PCM_16")  # fmt: skip
+                soundfile.write(
+                    str(folder / f"{word}_{voice.replace('+', '_')}.wav"),
+                    np.clip(np.round(clip), -32768, 32767).astype(np.int16),
+                    RATE,
+                    subtype="PCM_16",
+                )
     done.write_text(json.dumps({"words": words, "voices": list(UNKNOWN_VOICES), "target_rms": loudness}))
     print(f"unknown words: {len(words)} words x {len(UNKNOWN_VOICES)} voices -> {folder}", flush=True)
     return folder
@@ -225,7 +381,9 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
 
 
-def build_recording(digits: list, distractors: list, args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, list, list, dict]:
+def build_recording(
+    digits: list, distractors: list, args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[np.ndarray, list, list, dict]:
     """The words in random order after random gaps, pink noise at ``snr_db``: (int16 audio, events, word placements
     ``(start_s, end_s, label, is_digit)``, description)."""
     from edgedistill.audio.augment import generated_noise
@@ -233,7 +391,8 @@ def build_recording(digits: list, distractors: list, args: argparse.Namespace, r
 
     loudness = float(np.median([rms(clip) for clip, _ in digits]))
     items = [(clip, label, True) for clip, label in digits] + [
-        (clip.astype(np.float64) * loudness / max(rms(clip), 1e-9), label, False) for clip, label in distractors]  # fmt: skip
+        (clip.astype(np.float64) * loudness / max(rms(clip), 1e-9), label, False) for clip, label in distractors
+    ]
     order = rng.permutation(len(items))
     placed, time_s = [], 1.0
     for index in order:
@@ -250,11 +409,17 @@ def build_recording(digits: list, distractors: list, args: argparse.Namespace, r
     events = [Event(round(int(round(start_s * RATE)) / RATE, 4), label) for start_s, _, label, is_digit in placed if is_digit]
     placements = [(start_s, start_s + len(clip) / RATE, label, is_digit) for start_s, clip, label, is_digit in placed]
     description = {
-        "duration_s": len(audio) / RATE, "num_digits": len(digits), "num_distractors": len(distractors),
-        "speech_rms": rms(speech), "noise_rms": noise_rms, "snr_db": args.snr_db, "noise": "generated pink noise",
-        "gap_s": list(args.gap_s), "distractor_words": sorted({label.split("/")[0] for _, _, label, d in placed if not d}),
+        "duration_s": len(audio) / RATE,
+        "num_digits": len(digits),
+        "num_distractors": len(distractors),
+        "speech_rms": rms(speech),
+        "noise_rms": noise_rms,
+        "snr_db": args.snr_db,
+        "noise": "generated pink noise",
+        "gap_s": list(args.gap_s),
+        "distractor_words": sorted({label.split("/")[0] for _, _, label, d in placed if not d}),
         "voices": list(VOICES),
-    }  # fmt: skip
+    }
     return audio, events, placements, description
 
 
@@ -281,10 +446,19 @@ def recordings(args: argparse.Namespace) -> dict[str, dict]:
             distractors = distractor_clips(int(round(len(digits) * args.distractors_per_digit)), rng, Path(scratch))
             audio, events, placements, description = build_recording(digits, distractors, args, rng)
             wav, csv = write_recording(f"{name}_snr{args.snr_db:g}_seed{args.seed}", audio, events, WORK)
-            made[name] = {"audio": audio, "events": events, "placements": placements, "wav": wav, "csv": csv,
-                          "description": description}  # fmt: skip
-            print(f"{name}: {description['duration_s'] / 60:.1f} min, {len(digits)} digits, {len(distractors)} distractors "
-                  f"-> {wav}", flush=True)  # fmt: skip
+            made[name] = {
+                "audio": audio,
+                "events": events,
+                "placements": placements,
+                "wav": wav,
+                "csv": csv,
+                "description": description,
+            }
+            print(
+                f"{name}: {description['duration_s'] / 60:.1f} min, {len(digits)} digits, {len(distractors)} distractors "
+                f"-> {wav}",
+                flush=True,
+            )
     return made
 
 
@@ -299,9 +473,13 @@ def load_model(run_dir: Path):
     from edgedistill.micro import load_micro_export
 
     export = load_micro_export(run_dir)
-    return StreamModel((export.micro_dir / "front_end.tflite").read_bytes(), export.model_path.read_bytes(),
-                       arena_bytes=export.tensor_arena_size, model_source=str(export.model_path),
-                       recorded_class_names=class_names_of_run(export.run_dir))  # fmt: skip
+    return StreamModel(
+        (export.micro_dir / "front_end.tflite").read_bytes(),
+        export.model_path.read_bytes(),
+        arena_bytes=export.tensor_arena_size,
+        model_source=str(export.model_path),
+        recorded_class_names=class_names_of_run(export.run_dir),
+    )
 
 
 def keyword_test_accuracy(model, fsdd: Path) -> dict:
@@ -315,8 +493,11 @@ def keyword_test_accuracy(model, fsdd: Path) -> dict:
     clips = np.stack([read_clip(path, clip_format) for path in paths])
     predicted = [model.class_names[i] for i in model.posteriors(model.runner.features(clips)).argmax(axis=1)]
     labels = [p.stem.split("_")[0] for p in paths]
-    return {"num_clips": len(paths), "accuracy": float(np.mean([p == y for p, y in zip(predicted, labels)])),
-            "rejected_as_non_keyword": float(np.mean([not is_keyword(p) for p in predicted]))}  # fmt: skip
+    return {
+        "num_clips": len(paths),
+        "accuracy": float(np.mean([p == y for p, y in zip(predicted, labels)])),
+        "rejected_as_non_keyword": float(np.mean([not is_keyword(p) for p in predicted])),
+    }
 
 
 def listen(model, recording: dict, state: str, args: argparse.Namespace) -> dict:
@@ -330,14 +511,22 @@ def listen(model, recording: dict, state: str, args: argparse.Namespace) -> dict
     seconds, cpu = time.perf_counter() - started, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     tolerance_s = default_tolerance_s(model.frontend, smoothing)
     thresholds = [round(0.30 + 0.02 * step, 2) for step in range(35)] + [0.99, 0.995, 0.998, 0.999]
-    det = [{key: row[key] for key in DET_KEYS} for row in
-           det_table(posteriors, recording["events"], smoothing, tolerance_s=tolerance_s, thresholds=thresholds)]  # fmt: skip
+    det = [
+        {key: row[key] for key in DET_KEYS}
+        for row in det_table(posteriors, recording["events"], smoothing, tolerance_s=tolerance_s, thresholds=thresholds)
+    ]
     duration = recording["description"]["duration_s"]
     return {
-        "posteriors": posteriors, "smoothing": smoothing, "tolerance_s": tolerance_s, "det": det,
-        "wall_seconds": seconds, "cpu_seconds": cpu, "real_time_factor_wall": seconds / duration,
-        "real_time_factor_cpu": cpu / duration, "num_windows": len(posteriors.times_s),
-    }  # fmt: skip
+        "posteriors": posteriors,
+        "smoothing": smoothing,
+        "tolerance_s": tolerance_s,
+        "det": det,
+        "wall_seconds": seconds,
+        "cpu_seconds": cpu,
+        "real_time_factor_wall": seconds / duration,
+        "real_time_factor_cpu": cpu / duration,
+        "num_windows": len(posteriors.times_s),
+    }
 
 
 def average_sweep(heard: dict, recording: dict) -> dict[str, list[dict]]:
@@ -351,7 +540,9 @@ def average_sweep(heard: dict, recording: dict) -> dict[str, list[dict]]:
         smoothing = dataclasses.replace(heard["smoothing"], average_ms=average_ms)
         tolerance_s = heard["tolerance_s"] + (average_ms - heard["smoothing"].average_ms) / 1000  # the window + this average
         rows = det_table(heard["posteriors"], recording["events"], smoothing, tolerance_s=tolerance_s, thresholds=DET_EXCERPT)
-        sweep[f"{average_ms:g}"] = [{key: row[key] for key in ("threshold", "false_reject_rate", "false_accepts_per_hour")} for row in rows]
+        sweep[f"{average_ms:g}"] = [
+            {key: row[key] for key in ("threshold", "false_reject_rate", "false_accepts_per_hour")} for row in rows
+        ]
     return sweep
 
 
@@ -384,14 +575,19 @@ def at_threshold(heard: dict, recording: dict, threshold: float) -> dict:
 
     smoothing = dataclasses.replace(heard["smoothing"], threshold=threshold)
     detections = detect(heard["posteriors"], smoothing)
-    evaluation = evaluate(detections, recording["events"], duration_s=recording["description"]["duration_s"],
-                          tolerance_s=heard["tolerance_s"])  # fmt: skip
+    evaluation = evaluate(
+        detections, recording["events"], duration_s=recording["description"]["duration_s"], tolerance_s=heard["tolerance_s"]
+    )
     detections = sorted(detections, key=lambda d: d.time_s)
     wrong = Counter(d.label for d, o in zip(detections, evaluation.detection_outcomes) if o == "wrong_label")
     sources = false_accept_sources(detections, evaluation.detection_outcomes, recording["placements"], heard["tolerance_s"])
-    return {"threshold": threshold, **evaluation.summary(), "wrong_label_detected_as": dict(wrong), "false_accepts_on": sources,
-            "detections": [dataclasses.asdict(d) | {"outcome": o} for d, o in
-                           zip(detections, evaluation.detection_outcomes)]}  # fmt: skip
+    return {
+        "threshold": threshold,
+        **evaluation.summary(),
+        "wrong_label_detected_as": dict(wrong),
+        "false_accepts_on": sources,
+        "detections": [dataclasses.asdict(d) | {"outcome": o} for d, o in zip(detections, evaluation.detection_outcomes)],
+    }
 
 
 def feature_difference(model, audio: np.ndarray, hop_ms: int) -> dict:
@@ -405,11 +601,12 @@ def feature_difference(model, audio: np.ndarray, hop_ms: int) -> dict:
     running = np.stack([continuous[s : s + frontend.num_frames] for s in starts]).astype(np.int64)
     difference = np.abs(running - reset)
     return {
-        "num_windows_compared": len(starts), "fraction_of_values_differing": float(np.mean(difference != 0)),
+        "num_windows_compared": len(starts),
+        "fraction_of_values_differing": float(np.mean(difference != 0)),
         "mean_abs_difference_int8_steps": float(difference.mean()),
         "mean_abs_difference_by_frame": [round(float(v), 1) for v in difference.mean(axis=(0, 2))],
         "first_window_identical": bool(np.array_equal(running[0], reset[0])),
-    }  # fmt: skip
+    }
 
 
 def litert_agreement(model, run_dir: Path, audio: np.ndarray, args: argparse.Namespace) -> dict:
@@ -430,10 +627,13 @@ def litert_agreement(model, run_dir: Path, audio: np.ndarray, args: argparse.Nam
         outputs = litert.raw_outputs(inputs)
         seconds = time.perf_counter() - started
         difference = np.abs(outputs.astype(np.int64) - tflm.astype(np.int64))
-        result[kernels] = {"seconds": seconds, "speedup_over_tflm": result["tflm_seconds"] / seconds,
-                           "fraction_of_windows_differing": float(np.mean(difference.max(axis=1) > 0)),
-                           "max_difference_int8_steps": int(difference.max()),
-                           "argmax_differs_fraction": float(np.mean(outputs.argmax(1) != tflm.argmax(1)))}  # fmt: skip
+        result[kernels] = {
+            "seconds": seconds,
+            "speedup_over_tflm": result["tflm_seconds"] / seconds,
+            "fraction_of_windows_differing": float(np.mean(difference.max(axis=1) > 0)),
+            "max_difference_int8_steps": int(difference.max()),
+            "argmax_differs_fraction": float(np.mean(outputs.argmax(1) != tflm.argmax(1))),
+        }
     return result
 
 
@@ -442,7 +642,16 @@ def litert_agreement(model, run_dir: Path, audio: np.ndarray, args: argparse.Nam
 
 
 STATES = ("reset", "continuous")
-DET_KEYS = ("threshold", "hits", "wrong_labels", "misses", "false_accepts", "hit_rate", "false_reject_rate", "false_accepts_per_hour")
+DET_KEYS = (
+    "threshold",
+    "hits",
+    "wrong_labels",
+    "misses",
+    "false_accepts",
+    "hit_rate",
+    "false_reject_rate",
+    "false_accepts_per_hour",
+)
 DET_EXCERPT = (0.5, 0.6, 0.7, 0.8, 0.9, 0.96, 0.99, 0.995, 0.998, 0.999)
 
 
@@ -465,9 +674,12 @@ def evaluate_states(model, made: dict, args: argparse.Namespace) -> dict:
                 entry["average_ms_sweep"] = average_sweep(heard[name], recording)
             results[state][name] = entry
             row = entry["at_operating_threshold"]
-            print(f"[{state}] {name}: threshold {threshold:g}: hits {row['hits']}/{row['num_events']}, wrong "
-                  f"{row['wrong_labels']}, misses {row['misses']}, false accepts {row['false_accepts']} "
-                  f"({row['false_accepts_per_hour']:.1f}/h); real-time factor {entry['real_time_factor_wall']:.3f}", flush=True)  # fmt: skip
+            print(
+                f"[{state}] {name}: threshold {threshold:g}: hits {row['hits']}/{row['num_events']}, wrong "
+                f"{row['wrong_labels']}, misses {row['misses']}, false accepts {row['false_accepts']} "
+                f"({row['false_accepts_per_hour']:.1f}/h); real-time factor {entry['real_time_factor_wall']:.3f}",
+                flush=True,
+            )
     return results
 
 
@@ -477,7 +689,8 @@ def percent(value: float | None) -> str:
 
 def table(results: dict) -> str:
     lines = [
-        "| front end | recording | threshold | hits | wrong label | misses | false accepts | per hour | on distractor / digit / noise "
+        "| front end | recording | threshold | hits | wrong label | misses | false accepts | per hour "
+        "| on distractor / digit / noise "
         "| median latency | real-time factor (wall, CPU) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -487,17 +700,21 @@ def table(results: dict) -> str:
             for key, how in (("at_operating_threshold", "dev-picked"), ("at_default_threshold", "default")):
                 row = entry[key]
                 lines.append(
-                    f"| {state} | {name} | {row['threshold']:g} ({how}) | {row['hits']}/{row['num_events']} ({percent(row['hit_rate'])}) "
+                    f"| {state} | {name} | {row['threshold']:g} ({how}) "
+                    f"| {row['hits']}/{row['num_events']} ({percent(row['hit_rate'])}) "
                     f"| {row['wrong_labels']} | {row['misses']} | {row['false_accepts']} | {row['false_accepts_per_hour']:.1f} "
                     f"| {' / '.join(str(row['false_accepts_on'].get(k, 0)) for k in ('distractor word', 'digit', 'noise only'))} "
-                    f"| {'-' if row['median_latency_s'] is None else format(row['median_latency_s'], '.2f') + ' s'} | {entry['real_time_factor_wall']:.3f}, {entry['real_time_factor_cpu']:.3f} |"
+                    f"| {'-' if row['median_latency_s'] is None else format(row['median_latency_s'], '.2f') + ' s'} "
+                    f"| {entry['real_time_factor_wall']:.3f}, {entry['real_time_factor_cpu']:.3f} |"
                 )
     return "\n".join(lines)
 
 
 def det_excerpt(results: dict) -> str:
-    lines = ["| threshold | " + " | ".join(f"{state}: false-reject rate, false accepts / h" for state in STATES) + " |",
-             "|---:|" + "---:|" * len(STATES)]  # fmt: skip
+    lines = [
+        "| threshold | " + " | ".join(f"{state}: false-reject rate, false accepts / h" for state in STATES) + " |",
+        "|---:|" + "---:|" * len(STATES),
+    ]
     for threshold in DET_EXCERPT:
         cells = []
         for state in STATES:
@@ -528,13 +745,22 @@ def main() -> None:
     if run_dir is None:
         run_dir, training = train_student(args)
     results = {
-        "benchmark": "streaming_kws", "command": " ".join(["python", *sys.argv]), "arguments": {k: str(v) for k, v in vars(args).items()},
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
-                 "load_average_at_start": list(os.getloadavg())},
-        "versions": runtime_versions(), "student": {**student_summary(run_dir), "training": training},
-    }  # fmt: skip
+        "benchmark": "streaming_kws",
+        "command": " ".join(["python", *sys.argv]),
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "host": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "load_average_at_start": list(os.getloadavg()),
+        },
+        "versions": runtime_versions(),
+        "student": {**student_summary(run_dir), "training": training},
+    }
     made = recordings(args)
-    results["recordings"] = {name: {**r["description"], "wav": str(r["wav"]), "events": str(r["csv"])} for name, r in made.items()}
+    results["recordings"] = {
+        name: {**r["description"], "wav": str(r["wav"]), "events": str(r["csv"])} for name, r in made.items()
+    }
     model = load_model(run_dir)
     results["keyword_test_accuracy_tflm"] = keyword_test_accuracy(model, args.fsdd)
     print(f"keyword accuracy on FSDD's usual test split (TFLM): {results['keyword_test_accuracy_tflm']}", flush=True)

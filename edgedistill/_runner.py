@@ -157,16 +157,17 @@ def make_inputs(interpreter, np, inputs_path: str | None, seed: int) -> list:
             elif index < len(names):
                 array = given[names[index]]
             else:
-                fail("bad_input", f"inputs file has {len(names)} arrays; the model has {len(details)} inputs",
-                     EXIT_BAD_INPUT)
+                fail("bad_input", f"inputs file has {len(names)} arrays; the model has {len(details)} inputs", EXIT_BAD_INPUT)
             array = np.asarray(array)
             if tuple(array.shape) != tuple(detail["shape"]):
                 if array.size == int(np.prod(detail["shape"])):
                     array = array.reshape(detail["shape"])
                 else:
-                    fail("bad_input",
-                         f"input {detail['name']!r}: got shape {list(array.shape)}, expected {[int(s) for s in detail['shape']]}",
-                         EXIT_BAD_INPUT)
+                    fail(
+                        "bad_input",
+                        f"input {detail['name']!r}: got shape {list(array.shape)}, expected {[int(s) for s in detail['shape']]}",
+                        EXIT_BAD_INPUT,
+                    )
             arrays.append(array.astype(detail["dtype"]))
         return arrays
     rng = np.random.default_rng(seed)
@@ -232,17 +233,19 @@ def build_interpreter(args: argparse.Namespace, np, rss_start: int | None):
         fail("bad_model", f"{runtime} cannot load {args.model}: {str(error).strip().splitlines()[-1:]}", EXIT_BAD_MODEL)
     init_ms = (time.perf_counter_ns() - start) / 1e6
     rss_after_init = read_status_bytes("VmRSS")
-    emit({
-        "event": "init",
-        "runtime": runtime,
-        "runtime_version": runtime_version,
-        "numpy_version": np.__version__,
-        "init_ms": init_ms,
-        "rss_before_init_bytes": rss_before_init,
-        "rss_after_init_bytes": rss_after_init,
-        "rss_start_bytes": rss_start,
-        **op_summary(interpreter),
-    })
+    emit(
+        {
+            "event": "init",
+            "runtime": runtime,
+            "runtime_version": runtime_version,
+            "numpy_version": np.__version__,
+            "init_ms": init_ms,
+            "rss_before_init_bytes": rss_before_init,
+            "rss_after_init_bytes": rss_after_init,
+            "rss_start_bytes": rss_start,
+            **op_summary(interpreter),
+        }
+    )
     return interpreter
 
 
@@ -283,8 +286,11 @@ def time_invokes(invoke, warmup_runs: int, num_runs: int, min_secs: float) -> tu
 
 def load_schema():
     """The TFLite flatbuffer schema module of whichever package is installed (object API, needs flatbuffers)."""
-    for name in ("ai_edge_litert.schema_py_generated", "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
-                 "tensorflow.lite.python.schema_py_generated"):
+    for name in (
+        "ai_edge_litert.schema_py_generated",
+        "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
+        "tensorflow.lite.python.schema_py_generated",
+    ):
         try:
             import importlib
 
@@ -329,7 +335,7 @@ def _AlignedBuffer(schema):
                 payload = self.data.tobytes()
                 builder.StartVector(1, len(payload), 16)
                 builder.head = builder.head - len(payload)
-                builder.Bytes[builder.head: builder.head + len(payload)] = payload
+                builder.Bytes[builder.head : builder.head + len(payload)] = payload
                 data = builder.EndVector()
             schema.BufferStart(builder)
             if data is not None:
@@ -384,9 +390,8 @@ def _pack_slice(model, schema, ops: list) -> tuple[bytes, list]:
     written = {t for op in ops for t in op.outputs if t >= 0}
     read = [t for op in ops for t in op.inputs if t >= 0]
     # Each activation once (ADD(x, x) reads x twice), in the operators' order.
-    subgraph.inputs = list(dict.fromkeys(t for t in read
-                                         if t not in written and not _constant(buffers, subgraph.tensors[t])))
-    later_reads = [{t for later in ops[k + 1:] for t in later.inputs} for k in range(len(ops))]
+    subgraph.inputs = list(dict.fromkeys(t for t in read if t not in written and not _constant(buffers, subgraph.tensors[t])))
+    later_reads = [{t for later in ops[k + 1 :] for t in later.inputs} for k in range(len(ops))]
     subgraph.outputs = [t for k, op in enumerate(ops) for t in op.outputs if t >= 0 and t not in later_reads[k]]
     subgraph.operators = list(ops)
     if len(model.subgraphs) == 1:
@@ -422,10 +427,11 @@ def pair_models(model_content: bytes, count: int = 3) -> list:
             total += size
         return total
 
-    chained = [k for k in range(len(operators) - 1)
-               if any(t >= 0 and t in list(operators[k + 1].inputs) for t in operators[k].outputs)]
+    chained = [
+        k for k in range(len(operators) - 1) if any(t >= 0 and t in list(operators[k + 1].inputs) for t in operators[k].outputs)
+    ]
     chosen = sorted(chained, key=lambda k: elements(operators[k]) + elements(operators[k + 1]))[:count]
-    return [(k, *_pack_slice(model, schema, operators[k:k + 2])) for k in sorted(chosen)]
+    return [(k, *_pack_slice(model, schema, operators[k : k + 2])) for k in sorted(chosen)]
 
 
 def _builder():
@@ -476,8 +482,16 @@ def time_one_op_models(timed, slices: list, empty: bytes, *, runtime: str = ""):
             first, samples = timed(model_bytes, tensors)
         except Exception as failure:
             return ops, overhead, f"operator {index} ({kind}) cannot run alone{runtime}: {failure}"
-        ops.append({"index": index, "name": name, "node_type": kind, "calls": 1,
-                    "first": max(0.0, first - overhead), "avg": max(0.0, median(samples) - overhead)})
+        ops.append(
+            {
+                "index": index,
+                "name": name,
+                "node_type": kind,
+                "calls": 1,
+                "first": max(0.0, first - overhead),
+                "avg": max(0.0, median(samples) - overhead),
+            }
+        )
     return ops, overhead, None
 
 
@@ -550,8 +564,16 @@ def time_interleaved(prepare, slices: list, whole_invoke, runs: int, references:
         for position, (name, _call) in enumerate(extra, start=1):
             reference_samples[name] += samples[position]
         for position, (index, kind, name, _bytes, _tensors) in enumerate(group, start=1 + len(extra)):
-            ops.append({"index": index, "name": name, "node_type": kind, "calls": 1, "first_us": firsts[position],
-                        "slice_us": median(samples[position])})
+            ops.append(
+                {
+                    "index": index,
+                    "name": name,
+                    "node_type": kind,
+                    "calls": 1,
+                    "first_us": firsts[position],
+                    "slice_us": median(samples[position]),
+                }
+            )
         del invokes  # the group's interpreters go before the next group's are built
     return ops, whole, reference_samples, None
 
@@ -561,8 +583,11 @@ def fixed_slice_cost(ops: list, reference_samples: dict) -> tuple[float, str]:
     pays once per invoke. The median over the two-operator slices of T(a) + T(b) - T(a, b) where there are
     some; else an empty model's invoke (the call and the interpreter's entry, no delegate's own cost)."""
     by_index = {op["index"]: op["slice_us"] for op in ops}
-    estimates = [by_index[int(name.split()[1])] + by_index[int(name.split()[1]) + 1] - median(samples)
-                 for name, samples in reference_samples.items() if name.startswith("pair ") and samples]
+    estimates = [
+        by_index[int(name.split()[1])] + by_index[int(name.split()[1]) + 1] - median(samples)
+        for name, samples in reference_samples.items()
+        if name.startswith("pair ") and samples
+    ]
     if estimates:
         return max(0.0, median(estimates)), f"T(a) + T(b) - T(a, b) of {len(estimates)} two-operator slice(s)"
     if reference_samples.get("empty"):
@@ -572,11 +597,27 @@ def fixed_slice_cost(ops: list, reference_samples: dict) -> tuple[float, str]:
 
 def profile_rows(ops: list, fixed_us: float, how: str) -> list:
     """The profile's rows: the invoke call's own (index -1), then each operator less the fixed cost."""
-    rows = [{"index": -1, "name": f"fixed cost of an invoke: call, interpreter and delegate entry ({how})",
-             "node_type": INVOKE_CALL, "calls": 1, "first": None, "avg": fixed_us}]
+    rows = [
+        {
+            "index": -1,
+            "name": f"fixed cost of an invoke: call, interpreter and delegate entry ({how})",
+            "node_type": INVOKE_CALL,
+            "calls": 1,
+            "first": None,
+            "avg": fixed_us,
+        }
+    ]
     for op in ops:
-        rows.append({"index": op["index"], "name": op["name"], "node_type": op["node_type"], "calls": 1,
-                     "first": max(0.0, op["first_us"] - fixed_us), "avg": max(0.0, op["slice_us"] - fixed_us)})
+        rows.append(
+            {
+                "index": op["index"],
+                "name": op["name"],
+                "node_type": op["node_type"],
+                "calls": 1,
+                "first": max(0.0, op["first_us"] - fixed_us),
+                "avg": max(0.0, op["slice_us"] - fixed_us),
+            }
+        )
     return rows
 
 
@@ -609,16 +650,28 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
     empty_us = median(reference_samples["empty"]) if reference_samples.get("empty") else None
     fed = "the whole model's own activations" if activations else "random inputs"
     rows = profile_rows(ops, fixed_us, how)
-    return {"event": "profile", "source": "litert one-op models", "unit": "us", "ops": rows,
-            "fixed_cost_us": fixed_us, "fixed_cost_from": how, "empty_invoke_us": empty_us,
-            "invoke": median(whole), "invoke_loop_us": median(samples_ms) * 1000.0 if samples_ms else None,
-            "ops_only_us": sum(row["avg"] for row in rows[1:]), "rounds": runs,
-            "inputs": "activations" if activations else "random", "invoke_cpu_us": invoke_cpu_us,
-            "notes": ["LiteRT's Python API has no profiler: each operator timed as its own one-operator model "
-                      f"({fed}), {runs} rounds interleaved with the whole model; avg is the median, the invoke "
-                      "it adds up to the whole model's median in the same rounds. The fixed cost of an invoke "
-                      f"({fixed_us:.3f} us, from {how}) is taken off each operator and shown once as the "
-                      f"{INVOKE_CALL} row, which each invoke of the whole model pays once"]}  # fmt: skip
+    return {
+        "event": "profile",
+        "source": "litert one-op models",
+        "unit": "us",
+        "ops": rows,
+        "fixed_cost_us": fixed_us,
+        "fixed_cost_from": how,
+        "empty_invoke_us": empty_us,
+        "invoke": median(whole),
+        "invoke_loop_us": median(samples_ms) * 1000.0 if samples_ms else None,
+        "ops_only_us": sum(row["avg"] for row in rows[1:]),
+        "rounds": runs,
+        "inputs": "activations" if activations else "random",
+        "invoke_cpu_us": invoke_cpu_us,
+        "notes": [
+            "LiteRT's Python API has no profiler: each operator timed as its own one-operator model "
+            f"({fed}), {runs} rounds interleaved with the whole model; avg is the median, the invoke "
+            "it adds up to the whole model's median in the same rounds. The fixed cost of an invoke "
+            f"({fixed_us:.3f} us, from {how}) is taken off each operator and shown once as the "
+            f"{INVOKE_CALL} row, which each invoke of the whole model pays once"
+        ],
+    }
 
 
 def cpu_time_p50(invoke, runs: int) -> float | None:
@@ -673,8 +726,10 @@ def output_record(interpreter, np, max_values: int = 4096) -> dict:
         digest.update(np.ascontiguousarray(interpreter.get_tensor(detail["index"])).tobytes())
     outputs = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
     small = sum(int(output.size) for output in outputs) <= max_values
-    return {"input_sha256": digest.hexdigest(),
-            "output_values": [output.reshape(-1).tolist() for output in outputs] if small else None}
+    return {
+        "input_sha256": digest.hexdigest(),
+        "output_values": [output.reshape(-1).tolist() for output in outputs] if small else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -684,31 +739,40 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import numpy as np
     except Exception as error:
-        fail("no_numpy", f"Python {platform.python_version()} at {sys.executable} has no numpy ({error}). "
-             f"Install it there: `{sys.executable} -m pip install numpy`.", EXIT_NO_INTERPRETER)
+        fail(
+            "no_numpy",
+            f"Python {platform.python_version()} at {sys.executable} has no numpy ({error}). "
+            f"Install it there: `{sys.executable} -m pip install numpy`.",
+            EXIT_NO_INTERPRETER,
+        )
     interpreter = build_interpreter(args, np, rss_start)
     inputs = make_inputs(interpreter, np, args.inputs, args.seed)
     for detail, array in zip(interpreter.get_input_details(), inputs):
         interpreter.set_tensor(detail["index"], array)
 
-    first_inference_ms, warmup_ms, samples_ms = time_invokes(interpreter.invoke, args.warmup_runs, args.num_runs,
-                                                             args.min_secs)
+    first_inference_ms, warmup_ms, samples_ms = time_invokes(interpreter.invoke, args.warmup_runs, args.num_runs, args.min_secs)
     if args.profile:
         emit(profile_with_litert(args, np, inputs, samples_ms, interpreter.invoke))
     output_details = interpreter.get_output_details()
-    emit({
-        "event": "result",
-        "first_inference_ms": first_inference_ms,
-        "warmup_ms": warmup_ms,
-        "num_samples": len(samples_ms),
-        "peak_rss_bytes": read_status_bytes("VmHWM"),
-        "rss_end_bytes": read_status_bytes("VmRSS"),
-        "inputs": [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-                   for d in interpreter.get_input_details()],
-        "outputs": [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-                    for d in output_details],
-        **output_record(interpreter, np),
-    })
+    emit(
+        {
+            "event": "result",
+            "first_inference_ms": first_inference_ms,
+            "warmup_ms": warmup_ms,
+            "num_samples": len(samples_ms),
+            "peak_rss_bytes": read_status_bytes("VmHWM"),
+            "rss_end_bytes": read_status_bytes("VmRSS"),
+            "inputs": [
+                {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+                for d in interpreter.get_input_details()
+            ],
+            "outputs": [
+                {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+                for d in output_details
+            ],
+            **output_record(interpreter, np),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -89,8 +89,16 @@ class Batches(keras.utils.Sequence):
     one of its cached views, and ``targets["teacher_outputs"]`` is taken from the cache for that view.
     """
 
-    def __init__(self, x, targets, *, batch_size: int, seed: int = 0, augmentation: Augmentation | None = None,
-                 views: "ViewCache | None" = None) -> None:
+    def __init__(
+        self,
+        x,
+        targets,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        augmentation: Augmentation | None = None,
+        views: "ViewCache | None" = None,
+    ) -> None:
         super().__init__()
         self.x, self.targets, self.batch_size = x, targets, int(batch_size)
         self.augmentation, self.views = augmentation, views

@@ -75,19 +75,26 @@ def run_benchmark(
     A failed measurement raises :class:`~edgedistill.errors.StageError` unless
     ``raise_on_failure=False`` (then it is returned with ``status="failed"``).
     """
-    config = BenchConfig(num_runs=num_runs, warmup_runs=warmup_runs, num_threads=num_threads, min_secs=min_secs,
-                         use_xnnpack=use_xnnpack, timeout_s=timeout_s,
-                         inputs=os.fspath(inputs) if inputs is not None else None, profile=profile)
+    config = BenchConfig(
+        num_runs=num_runs,
+        warmup_runs=warmup_runs,
+        num_threads=num_threads,
+        min_secs=min_secs,
+        use_xnnpack=use_xnnpack,
+        timeout_s=timeout_s,
+        inputs=os.fspath(inputs) if inputs is not None else None,
+        profile=profile,
+    )
     if config.inputs is not None and not Path(config.inputs).is_file():
-        raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit it "
-                         "for random inputs.")
+        raise InputError(f"Inputs file not found: {config.inputs!r}. Pass a .npy or .npz file, or omit it for random inputs.")
     model_path = require_model(model)
     target_object = target if isinstance(target, Target) else make_target(target, target_options)
     require_profiling([target_object], config)
     if results_path is not None:
         prepare_results_file(results_path)
-    measurement = _measure_on_session(target_object, [model_path], config, results_path=results_path,
-                                      on_result=_Progress(total=1))[0]
+    measurement = _measure_on_session(
+        target_object, [model_path], config, results_path=results_path, on_result=_Progress(total=1)
+    )[0]
     if raise_on_failure and not measurement.ok:
         if measurement.exception is not None:
             raise measurement.exception
@@ -124,9 +131,16 @@ def _failed(target: Target, model: Path, config: BenchConfig, error: EdgeDistill
     try:
         measurement = target.new_measurement(model, config)
     except OSError:
-        measurement = Measurement(model=str(model), model_size_bytes=None, target=target.describe(), kind=target.kind,
-                                  num_threads=config.num_threads, num_runs=config.num_runs,
-                                  warmup_runs=config.warmup_runs, config=config.to_dict())
+        measurement = Measurement(
+            model=str(model),
+            model_size_bytes=None,
+            target=target.describe(),
+            kind=target.kind,
+            num_threads=config.num_threads,
+            num_runs=config.num_runs,
+            warmup_runs=config.warmup_runs,
+            config=config.to_dict(),
+        )
     measurement.status = "failed"
     measurement.error = str(error)
     measurement.wall_s = time.monotonic() - started
@@ -193,12 +207,13 @@ def require_profiling(targets: Sequence[Target], config: BenchConfig) -> None:
     if unable:
         from edgedistill.profiles import PROFILING_TARGETS
 
-        raise InputError(f"--profile: target {', '.join(unable)} cannot give a per-operator profile. Targets that "
-                         f"can: {', '.join(PROFILING_TARGETS)}. Drop --profile or choose one of those.")
+        raise InputError(
+            f"--profile: target {', '.join(unable)} cannot give a per-operator profile. Targets that "
+            f"can: {', '.join(PROFILING_TARGETS)}. Drop --profile or choose one of those."
+        )
 
 
-def attach_profile(measurement: Measurement, model: Path, target_spec: str,
-                   results_path: str | os.PathLike | None) -> None:
+def attach_profile(measurement: Measurement, model: Path, target_spec: str, results_path: str | os.PathLike | None) -> None:
     """Turn the target's raw profile into a Profile (MACs added), its summary and files; a missing or
     failed profile fails the pair (the user asked for it), its latency figures kept."""
     from edgedistill.profiles import Profile, add_macs, write_profile_files
@@ -256,8 +271,14 @@ def run_grid(
     done = read_done_keys(results_path) if resume and results_path is not None else set()  # resume needs one: checked
     queues, skipped = _device_queues(model_paths, target_objects, config, done, on_skip)
     total = sum(len(paths) for queue in queues for _, paths in queue) + len(unreadable) * len(target_objects)
-    logger.info("Benchmarking %d pair(s) (%d model(s) x %d target(s), %d already measured)%s", total,
-                len(models), len(target_objects), skipped, f"; results -> {results_path}" if results_path else "")
+    logger.info(
+        "Benchmarking %d pair(s) (%d model(s) x %d target(s), %d already measured)%s",
+        total,
+        len(models),
+        len(target_objects),
+        skipped,
+        f"; results -> {results_path}" if results_path else "",
+    )
     lock = threading.Lock()
     progress = _Progress(total, then=on_result)
     results: list[Measurement] = []
@@ -301,8 +322,7 @@ def _run_queues(
     def run_queue(queue: list[tuple[Target, list[Path]]]) -> list[Measurement]:
         out = []
         for target, paths in queue:
-            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=on_result,
-                                       lock=lock)
+            out += _measure_on_session(target, paths, config, results_path=results_path, on_result=on_result, lock=lock)
         return out
 
     results: list[Measurement] = []
@@ -331,8 +351,9 @@ def _readable_models(models: Sequence[str | os.PathLike]) -> tuple[list[Path], l
     return readable, unreadable
 
 
-def _record(measurement: Measurement, results_path: str | os.PathLike | None,
-            on_result: Callable[[Measurement], None]) -> Measurement:
+def _record(
+    measurement: Measurement, results_path: str | os.PathLike | None, on_result: Callable[[Measurement], None]
+) -> Measurement:
     from edgedistill.fileio import append_jsonl
 
     if results_path is not None:
@@ -380,4 +401,15 @@ def _device_queues(
     return list(queues_by_device.values()), skipped
 
 
-__all__ = ["run_benchmark", "run_grid", "require_profiling", "attach_profile", "read_done_keys", "prepare_results_file", "Pair", "BenchConfig", "Measurement", "TargetOptions"]
+__all__ = [
+    "run_benchmark",
+    "run_grid",
+    "require_profiling",
+    "attach_profile",
+    "read_done_keys",
+    "prepare_results_file",
+    "Pair",
+    "BenchConfig",
+    "Measurement",
+    "TargetOptions",
+]

@@ -19,7 +19,10 @@ from edgedistill.errors import EdgeDistillError
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edgedistill.commands.pipeline:run", "All stages: teacher -> distill -> QAT -> int8 -> micro -> verify -> baseline -> bench."),
+    "run": (
+        "edgedistill.commands.pipeline:run",
+        "All stages: teacher -> distill -> QAT -> int8 -> micro -> verify -> baseline -> bench.",
+    ),
     "teacher": ("edgedistill.commands.pipeline:teacher", "Train a teacher from a preset and save it."),
     "distill": ("edgedistill.commands.pipeline:distill", "Distill a float student from a teacher."),
     "quantize": ("edgedistill.commands.pipeline:quantize", "Quantization-aware distillation of a float student."),
@@ -27,10 +30,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("edgedistill.commands.pipeline:verify", "Accuracy parity: Keras, LiteRT int8 and TFLM int8."),
     "micro": ("edgedistill.commands.pipeline:micro", "TFLite Micro sources: C array, op resolver, arena size."),
     "info": ("edgedistill.commands.pipeline:info", "Ops, tensors, quantization and size of a .tflite model."),
-    "search": ("edgedistill.commands.search:search", "Search temperature, alpha and student width; Pareto front of accuracy vs int8 bytes."),
-    "bench": ("edgedistill.commands.bench:bench", "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators."),
+    "search": (
+        "edgedistill.commands.search:search",
+        "Search temperature, alpha and student width; Pareto front of accuracy vs int8 bytes.",
+    ),
+    "bench": (
+        "edgedistill.commands.bench:bench",
+        "Benchmark .tflite models on the host, a Pi (ssh), Android (adb) or emulators.",
+    ),
     "results": ("edgedistill.commands.bench:results", "Compare and plot benchmark result files."),
-    "listen": ("edgedistill.commands.listen:listen", "Keyword spotting over a long recording: detections, misses, false accepts per hour."),
+    "listen": (
+        "edgedistill.commands.listen:listen",
+        "Keyword spotting over a long recording: detections, misses, false accepts per hour.",
+    ),
     "firmware": ("edgedistill.commands.firmware:firmware", "Build and run the TFLite Micro firmware (QEMU, host, boards)."),
     "flash": ("edgedistill.commands.firmware:flash", "Flash a built firmware image to a board."),
     "devices": ("edgedistill.devices.cli:devices", "Emulated devices: prepare, start and stop a Raspberry Pi in QEMU."),

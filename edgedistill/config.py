@@ -129,9 +129,7 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
     """Raise :class:`InputError` when ``value`` breaks the field's choices or check."""
     choices = field.metadata.get("choices")
     if choices and value not in choices:
-        raise InputError(
-            f"`{field.name}` must be one of: {', '.join(choices)}. Received: {field.name}={value!r}."
-        )
+        raise InputError(f"`{field.name}` must be one of: {', '.join(choices)}. Received: {field.name}={value!r}.")
     check = field.metadata.get("check")
     if check is not None and value is not None and not check(value):
         expected = field.metadata.get("expected") or "valid"
@@ -145,8 +143,9 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
     data: str = option(
-        "digits", "Data set, by loader ({names}): digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR "
-        "or audio:DIR.", names="edgedistill.data:LOADERS",
+        "digits",
+        "Data set, by loader ({names}): digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR or audio:DIR.",
+        names="edgedistill.data:LOADERS",
     )
     validation_fraction: float = option(
         0.1, "Fraction of the training split held out for validation.", check=between(0, 1, closed=False), expected="in (0, 1)"
@@ -154,85 +153,123 @@ class DataConfig(Section):
     max_train_samples: int | None = option(
         None, "Use at most this many training samples (quick runs).", check=at_least(1), expected=">= 1 (or unset)"
     )
-    seed: int = option(0, "Random seed (data split, initialisation, shuffling).", check=between(0, 2**32 - 1), expected="in [0, 2**32 - 1]")
+    seed: int = option(
+        0, "Random seed (data split, initialisation, shuffling).", check=between(0, 2**32 - 1), expected="in [0, 2**32 - 1]"
+    )
     # images:DIR (edgedistill.images): size, colour and class order of image folders.
     image_size: str | None = option(
-        None, "images:DIR: size the images are brought to, HxW (e.g. 32x32). Unset: the teacher's input size when "
+        None,
+        "images:DIR: size the images are brought to, HxW (e.g. 32x32). Unset: the teacher's input size when "
         "--teacher is a file, else the most common size among the images.",
-        check=lambda v: _image_size_ok(v), expected="HxW in pixels, e.g. 32x32",
+        check=lambda v: _image_size_ok(v),
+        expected="HxW in pixels, e.g. 32x32",
     )
     color_mode: str | None = option(
-        None, "images:DIR: rgb or grayscale. Unset: rgb when any image is colour, else grayscale.",
-        check=lambda v: v in ("rgb", "grayscale"), expected="rgb or grayscale (or unset)",
+        None,
+        "images:DIR: rgb or grayscale. Unset: rgb when any image is colour, else grayscale.",
+        check=lambda v: v in ("rgb", "grayscale"),
+        expected="rgb or grayscale (or unset)",
     )
     class_names: str | None = option(
-        None, "images:DIR: class order, as the teacher's outputs are ordered: a comma-separated list, or a labels "
+        None,
+        "images:DIR: class order, as the teacher's outputs are ordered: a comma-separated list, or a labels "
         "file (one name per line). Unset: folder names in alphabetical order.",
     )
     # audio:DIR (edgedistill.audio): files, split, the device front end (TFLM Signal ops), augmentation.
     audio_label_pattern: str | None = option(
-        None, "audio:DIR: labels from file names, a pattern of {label} and other {fields}, one of them {speaker} or "
+        None,
+        "audio:DIR: labels from file names, a pattern of {label} and other {fields}, one of them {speaker} or "
         "{group} (e.g. {label}_{speaker}_{index}.wav). Unset: one sub-folder per class.",
     )
     audio_test_split: str = option(
-        "random", "audio:DIR: the test split: random (20 %), FIELD=V1,V2 (e.g. speaker=theo: held-out speakers) or "
+        "random",
+        "audio:DIR: the test split: random (20 %), FIELD=V1,V2 (e.g. speaker=theo: held-out speakers) or "
         "FIELD<N (e.g. index<5: FSDD's usual split). DIR/train and DIR/test sub-folders, when present, are the split.",
     )
     audio_sample_rate: int = option(
         16000, "Sample rate (Hz) of the audio front end and the model.", check=between(1000, 384000), expected="in [1000, 384000]"
     )
     audio_resample: str = option(
-        "down", "Audio files at another rate: down (resample higher rates, refuse lower), any (resample every rate) or off (refuse).",
+        "down",
+        "Audio files at another rate: down (resample higher rates, refuse lower), any (resample every rate) or off (refuse).",
         choices=("down", "any", "off"),
     )
     audio_clip_ms: int = option(
-        1000, "Audio window of the model (ms); shorter clips are zero-padded.", check=between(10, 600_000), expected="in [10, 600000]"
+        1000,
+        "Audio window of the model (ms); shorter clips are zero-padded.",
+        check=between(10, 600_000),
+        expected="in [10, 600000]",
     )
     audio_align: str = option(
-        "centre", "Where a shorter clip sits in the window, and what --audio-trim keeps of a longer one.", choices=("start", "centre")
+        "centre",
+        "Where a shorter clip sits in the window, and what --audio-trim keeps of a longer one.",
+        choices=("start", "centre"),
     )
     audio_trim: bool = option(False, "Trim clips longer than --audio-clip-ms (by default a longer clip is an error).")
     audio_window_ms: int = option(30, "Audio front end: frame length (ms).", check=at_least(1), expected=">= 1")
     audio_stride_ms: int = option(20, "Audio front end: frame step (ms).", check=at_least(1), expected=">= 1")
-    audio_channels: int = option(40, "Audio front end: mel filter bank channels.", check=between(2, 1024), expected="in [2, 1024]")
-    audio_lower_hz: float = option(125.0, "Audio front end: lower edge of the filter bank (Hz).", check=at_least(0), expected=">= 0")
+    audio_channels: int = option(
+        40, "Audio front end: mel filter bank channels.", check=between(2, 1024), expected="in [2, 1024]"
+    )
+    audio_lower_hz: float = option(
+        125.0, "Audio front end: lower edge of the filter bank (Hz).", check=at_least(0), expected=">= 0"
+    )
     audio_upper_hz: float | None = option(
-        None, "Audio front end: upper edge of the filter bank (Hz); unset: min(7500, 15/16 of the Nyquist frequency).",
-        check=positive, expected="> 0 (or unset)",
+        None,
+        "Audio front end: upper edge of the filter bank (Hz); unset: min(7500, 15/16 of the Nyquist frequency).",
+        check=positive,
+        expected="> 0 (or unset)",
     )
     audio_augment_copies: int = option(
-        0, "Augmented copies of each training clip (time shift, background noise, SpecAugment masks), added after the "
-        "validation split; the teacher is trained and queried on the same copies.", check=between(0, 1000), expected="in [0, 1000]",
+        0,
+        "Augmented copies of each training clip (time shift, background noise, SpecAugment masks), added after the "
+        "validation split; the teacher is trained and queried on the same copies.",
+        check=between(0, 1000),
+        expected="in [0, 1000]",
     )
-    audio_time_shift_ms: float = option(100.0, "Augmentation: largest random time shift (ms).", check=at_least(0), expected=">= 0")
+    audio_time_shift_ms: float = option(
+        100.0, "Augmentation: largest random time shift (ms).", check=at_least(0), expected=">= 0"
+    )
     audio_noise_dir: str | None = option(
         None, "Augmentation: folder of background-noise WAVs (mono 16-bit); unset: generated white and pink noise."
     )
     audio_noise_probability: float = option(
         0.8, "Augmentation: fraction of copies mixed with background noise.", check=between(0, 1), expected="in [0, 1]"
     )
-    audio_min_snr_db: float = option(5.0, "Augmentation: lowest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30")
-    audio_max_snr_db: float = option(20.0, "Augmentation: highest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30")
+    audio_min_snr_db: float = option(
+        5.0, "Augmentation: lowest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30"
+    )
+    audio_max_snr_db: float = option(
+        20.0, "Augmentation: highest signal-to-noise ratio of the noise mix (dB).", check=at_least(-30), expected=">= -30"
+    )
     audio_time_mask_frames: int = option(
         0, "SpecAugment: widest time mask (frames) on augmented copies; 0: no time mask.", check=at_least(0), expected=">= 0"
     )
     audio_frequency_mask_channels: int = option(
-        0, "SpecAugment: widest frequency mask (channels) on augmented copies; 0: no frequency mask.", check=at_least(0), expected=">= 0"
+        0,
+        "SpecAugment: widest frequency mask (channels) on augmented copies; 0: no frequency mask.",
+        check=at_least(0),
+        expected=">= 0",
     )
     audio_silence_fraction: float = option(
-        0.0, "Keyword spotting: add a _silence_ class with this fraction of the keyword clips of each split (train, "
+        0.0,
+        "Keyword spotting: add a _silence_ class with this fraction of the keyword clips of each split (train, "
         "validation, test): clips cut at random from background noise (--audio-noise-dir, else generated white and "
         "pink noise) at a random level (-70 to -30 dBFS RMS; 10 % digital zeros), seeded by --seed. 0: no _silence_ class.",
-        check=between(0, 1), expected="in [0, 1]",
+        check=between(0, 1),
+        expected="in [0, 1]",
     )
     audio_unknown_dir: str | None = option(
-        None, "Keyword spotting: folder (searched recursively) of mono 16-bit WAVs of other words, the _unknown_ class "
+        None,
+        "Keyword spotting: folder (searched recursively) of mono 16-bit WAVs of other words, the _unknown_ class "
         "(read as the keyword clips). A seeded random 20 % of its files are test clips, whatever --audio-test-split; "
         "validation is taken from the rest as for keywords. Unset: no _unknown_ class.",
     )
     audio_unknown_fraction: float = option(
-        1.0, "Keyword spotting: fraction of the --audio-unknown-dir files used (a seeded random choice).",
-        check=_finite(lambda v: 0 < v <= 1), expected="in (0, 1]",
+        1.0,
+        "Keyword spotting: fraction of the --audio-unknown-dir files used (a seeded random choice).",
+        check=_finite(lambda v: 0 < v <= 1),
+        expected="in (0, 1]",
     )
 
 
@@ -240,26 +277,39 @@ class DataConfig(Section):
 class TrainingConfig(Section):
     """How every training stage (teacher, distill, QAT) trains."""
 
-    batch_size: int = option(64, "Batch size of every training stage.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}")
-    learning_rate: float = option(3e-3, "Adam learning rate of teacher training and distillation.", check=positive, expected="> 0")
-    patience: int = option(8, "Early-stopping patience in epochs (0 disables).", check=between(0, MAX_EPOCHS), expected=f">= 0 and <= {MAX_EPOCHS:,}")
+    batch_size: int = option(
+        64, "Batch size of every training stage.", check=between(1, MAX_COUNT), expected=f">= 1 and <= {MAX_COUNT:,}"
+    )
+    learning_rate: float = option(
+        3e-3, "Adam learning rate of teacher training and distillation.", check=positive, expected="> 0"
+    )
+    patience: int = option(
+        8, "Early-stopping patience in epochs (0 disables).", check=between(0, MAX_EPOCHS), expected=f">= 0 and <= {MAX_EPOCHS:,}"
+    )
     strategy: str = option(
         "none",
-        "tf.distribute strategy of the training stages: none, mirrored (all local GPUs, or the CPU) or multi_worker (the workers in TF_CONFIG).",
+        "tf.distribute strategy of the training stages: none, mirrored (all local GPUs, or the CPU) or multi_worker (the "
+        "workers in TF_CONFIG).",
         choices=STRATEGIES,
     )
     verbose: int = option(
-        2, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.", check=lambda v: v in (0, 1, 2), expected="0, 1 or 2"
+        2,
+        "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+        check=lambda v: v in (0, 1, 2),
+        expected="0, 1 or 2",
     )
     augment: bool = option(
-        False, "Augment training images (teacher training, distillation, QAT): random crop after padding by 1/8 of "
+        False,
+        "Augment training images (teacher training, distillation, QAT): random crop after padding by 1/8 of "
         "the size and horizontal flip (no flip for digits; nothing for feature vectors or audio). Teacher and student "
         "see the same augmented batch.",
     )
     augment_views: int = option(
-        0, "With --augment: 0 runs the teacher on every augmented batch; N > 0 computes the teacher's outputs once on "
+        0,
+        "With --augment: 0 runs the teacher on every augmented batch; N > 0 computes the teacher's outputs once on "
         "N fixed augmented views of each training image (cached, memory-mapped on disk when large) and trains on them.",
-        check=between(0, 64), expected="in [0, 64]",
+        check=between(0, 64),
+        expected="in [0, 64]",
     )
 
 
@@ -277,26 +327,35 @@ class TeacherConfig(Section):
     )
     teacher_width: float = option(1.0, "Width multiplier of the teacher preset.", check=_width_ok, expected=WIDTH_RANGE)
     teacher_epochs: int = option(
-        30, "Epochs to train the teacher (early stopping may end sooner).", check=between(1, MAX_EPOCHS), expected=f">= 1 and <= {MAX_EPOCHS:,}"
+        30,
+        "Epochs to train the teacher (early stopping may end sooner).",
+        check=between(1, MAX_EPOCHS),
+        expected=f">= 1 and <= {MAX_EPOCHS:,}",
     )
     calibrate_teacher: bool = option(
         False, "Temperature-scale the teacher on the validation split before distilling (ECE before/after in the report)."
     )
     teacher_preprocessing: str | None = option(
-        None, "What the --teacher file expects of the data's raw values: unit (x/255), raw (0..255 as stored), "
+        None,
+        "What the --teacher file expects of the data's raw values: unit (x/255), raw (0..255 as stored), "
         "symmetric (x/127.5-1), standardize (per-channel mean/std of the training split, or "
         "standardize:mean=M1|M2|M3,std=S1|S2|S3) or SCALE,OFFSET (x*SCALE+OFFSET). Unset: detected (the convention "
         "under which the teacher scores best on the validation split).",
     )
     min_teacher_accuracy: float | None = option(
-        None, "Stop (exit 2) before training when the teacher's validation accuracy (%) is below this. "
-        "A teacher near chance always stops the run.", check=between(0, 100), expected="in [0, 100] (or unset)",
+        None,
+        "Stop (exit 2) before training when the teacher's validation accuracy (%) is below this. "
+        "A teacher near chance always stops the run.",
+        check=between(0, 100),
+        expected="in [0, 100] (or unset)",
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class StudentConfig(Section):
-    student: str | None = option(None, "Student model file (tf_keras, or Keras 3 .keras). Built from --student-preset when absent.")
+    student: str | None = option(
+        None, "Student model file (tf_keras, or Keras 3 .keras). Built from --student-preset when absent."
+    )
     student_preset: str = option(
         "dscnn",
         "Student architecture, one of: {names}. resnet8, mobilenet_v1 (at width 0.25) and dscnn_kws are MLPerf Tiny's "
@@ -305,19 +364,26 @@ class StudentConfig(Section):
     )
     student_width: float = option(0.5, "Width multiplier of the student preset.", check=_width_ok, expected=WIDTH_RANGE)
     max_flash_kb: float | None = option(
-        None, "Budget: pick the largest --student-preset width whose untrained int8 model is at most this many KB.",
-        check=positive, expected="> 0 (or unset)",
+        None,
+        "Budget: pick the largest --student-preset width whose untrained int8 model is at most this many KB.",
+        check=positive,
+        expected="> 0 (or unset)",
     )
     max_arena_kb: float | None = option(
         None, "Budget: ... whose TFLM tensor arena (measured) is at most this many KB.", check=positive, expected="> 0 (or unset)"
     )
     max_latency_ms: float | None = option(
-        None, "Budget: ... whose mean latency on the host LiteRT interpreter is at most this many ms.",
-        check=positive, expected="> 0 (or unset)",
+        None,
+        "Budget: ... whose mean latency on the host LiteRT interpreter is at most this many ms.",
+        check=positive,
+        expected="> 0 (or unset)",
     )
     keras: str | None = option(
-        None, "Keras of the student: 3 (Keras 3, with edgedistill's own int8 QAT) or 2 (tf_keras + tfmot). "
-        "Default: the --student file's; 2 for presets.", check=lambda value: str(value) in ("2", "3"), expected="2 or 3 (or unset)",
+        None,
+        "Keras of the student: 3 (Keras 3, with edgedistill's own int8 QAT) or 2 (tf_keras + tfmot). "
+        "Default: the --student file's; 2 for presets.",
+        check=lambda value: str(value) in ("2", "3"),
+        expected="2 or 3 (or unset)",
     )
 
 
@@ -333,37 +399,53 @@ class DistillConfig(Section):
         "losses get --temperature.",
         names="edgedistill.distill.losses:LOSSES",
     )
-    temperature: float = option(4.0, "Softmax temperature T of logit distillation (the loss is scaled by T^2).", check=positive, expected="> 0")
+    temperature: float = option(
+        4.0, "Softmax temperature T of logit distillation (the loss is scaled by T^2).", check=positive, expected="> 0"
+    )
     final_temperature: float | None = option(
-        None, "Anneal the logits temperature linearly from --temperature to this over the epochs (unset: constant).",
-        check=positive, expected="> 0 (or unset)",
+        None,
+        "Anneal the logits temperature linearly from --temperature to this over the epochs (unset: constant).",
+        check=positive,
+        expected="> 0 (or unset)",
     )
     student_loss_weight: float = option(
         0.5, "Weight of the hard-label loss; the distillation loss gets 1 - this.", check=between(0, 1), expected="in [0, 1]"
     )
     epochs: int = option(
-        40, "Distillation epochs (early stopping on validation accuracy may end sooner).", check=between(1, MAX_EPOCHS),
+        40,
+        "Distillation epochs (early stopping on validation accuracy may end sooner).",
+        check=between(1, MAX_EPOCHS),
         expected=f">= 1 and <= {MAX_EPOCHS:,}",
     )
     # Written out, not {names}: the scheme registry imports TensorFlow, which `run --help` must not (a test checks
     # that this list names every registered scheme).
-    scheme: str = option("standard", "Distillation scheme: standard, multi_teacher, self, mutual, teacher_assistant, patient or data_free.")
+    scheme: str = option(
+        "standard", "Distillation scheme: standard, multi_teacher, self, mutual, teacher_assistant, patient or data_free."
+    )
     scheme_options: str = option(
-        "", "Options of the scheme as KEY=VALUE,... (e.g. assistant_widths=0.5 ; teachers=a.keras|b.keras ; mode=ema ; mixup_alpha=1)."
+        "",
+        "Options of the scheme as KEY=VALUE,... (e.g. assistant_widths=0.5 ; teachers=a.keras|b.keras ; mode=ema ; "
+        "mixup_alpha=1).",
     )
     prune_sparsity: float = option(
-        0.0, "Prune the student's kernels to this sparsity while distilling (tfmot, gradual), kept through QAT; 0 disables.",
-        check=_finite(lambda v: 0 <= v < 1), expected="in [0, 1) (0 disables pruning)",
+        0.0,
+        "Prune the student's kernels to this sparsity while distilling (tfmot, gradual), kept through QAT; 0 disables.",
+        check=_finite(lambda v: 0 <= v < 1),
+        expected="in [0, 1) (0 disables pruning)",
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class QatConfig(Section):
     qat_epochs: int = option(
-        10, "Quantization-aware distillation epochs (0: post-training quantization only).", check=between(0, MAX_EPOCHS),
+        10,
+        "Quantization-aware distillation epochs (0: post-training quantization only).",
+        check=between(0, MAX_EPOCHS),
         expected=f">= 0 and <= {MAX_EPOCHS:,}",
     )
-    qat_learning_rate: float = option(5e-4, "Adam learning rate of quantization-aware distillation.", check=positive, expected="> 0")
+    qat_learning_rate: float = option(
+        5e-4, "Adam learning rate of quantization-aware distillation.", check=positive, expected="> 0"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,11 +459,15 @@ class ConvertConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class MicroConfig(Section):
     arena_margin: float = option(
-        0.10, "Fraction added to the measured TFLM arena for kTensorArenaSize (at least 1 KiB).",
-        check=between(0, 10), expected="in [0, 10]",
+        0.10,
+        "Fraction added to the measured TFLM arena for kTensorArenaSize (at least 1 KiB).",
+        check=between(0, 10),
+        expected="in [0, 10]",
     )
     num_test_vectors: int = option(
-        5, "Test samples embedded in the micro export for on-device checks.", check=between(1, MAX_TEST_VECTORS),
+        5,
+        "Test samples embedded in the micro export for on-device checks.",
+        check=between(1, MAX_TEST_VECTORS),
         expected=f">= 1 and <= {MAX_TEST_VECTORS:,}",
     )
     memory_plan: str = option(
@@ -392,12 +478,14 @@ class MicroConfig(Section):
         choices=MEMORY_PLANS,
     )
     compact: bool = option(
-        True, "Store the exported model without what TFLM never reads (tensor names, signatures, per-channel zero "
+        True,
+        "Store the exported model without what TFLM never reads (tensor names, signatures, per-channel zero "
         "points that are all 0: often a quarter of a small model's flash); used only when TFLM gives identical outputs. "
         "--no-compact keeps the flatbuffer as converted.",
     )
     front_end: str | None = option(
-        None, "Audio front end (.tflite of TFLM Signal ops, front_end.tflite of an audio run) to export with the model; "
+        None,
+        "Audio front end (.tflite of TFLM Signal ops, front_end.tflite of an audio run) to export with the model; "
         "an audio:DIR --data brings its own.",
     )
 
@@ -405,10 +493,14 @@ class MicroConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig(Section):
     max_int8_drop: float = option(
-        1.0, "Fail when int8 accuracy is more than this many points below the QAT student.", check=between(0, 100), expected="in [0, 100]"
+        1.0,
+        "Fail when int8 accuracy is more than this many points below the QAT student.",
+        check=between(0, 100),
+        expected="in [0, 100]",
     )
     chance_gate: bool = option(
-        True, "Fail when the teacher, a student or the int8 model scores at most 5 points above chance on the test "
+        True,
+        "Fail when the teacher, a student or the int8 model scores at most 5 points above chance on the test "
         "split (chance: guessing the most frequent label). --no-chance-gate for plumbing runs on too little data.",
     )
 
@@ -437,11 +529,15 @@ class MeasureConfig(Section):
     own benchmark (:class:`BenchStageConfig`) takes three of them with its own defaults."""
 
     num_runs: int = option(
-        50, "Timed invokes per model and target.", check=whole(1, MAX_COUNT),
+        50,
+        "Timed invokes per model and target.",
+        check=whole(1, MAX_COUNT),
         expected=f"a whole number >= 1 and <= {MAX_COUNT:,}",
     )
     warmup_runs: int = option(
-        1, "Untimed invokes before timing (the first is reported as first inference).", check=whole(0, MAX_COUNT),
+        1,
+        "Untimed invokes before timing (the first is reported as first inference).",
+        check=whole(0, MAX_COUNT),
         expected=f"a whole number >= 0 and <= {MAX_COUNT:,}",
     )
     num_threads: int = option(
@@ -452,14 +548,19 @@ class MeasureConfig(Section):
     )
     use_xnnpack: bool = option(True, "Use the XNNPACK delegate.", flag="--use-xnnpack/--no-xnnpack")
     timeout_s: float | None = option(
-        600.0, "Seconds allowed per (model, target) pair; the pair is marked failed past it.", check=positive,
-        expected="a finite number > 0", flag="--timeout",
+        600.0,
+        "Seconds allowed per (model, target) pair; the pair is marked failed past it.",
+        check=positive,
+        expected="a finite number > 0",
+        flag="--timeout",
     )
     inputs: str | None = option(None, ".npy/.npz inputs (default: random data of each input's dtype and shape).")
     seed: int = option(0, "Seed of the random inputs.", check=whole(0), expected="a whole number >= 0")
     profile: bool = option(
-        False, "Per-operator profile too: <results stem>.<model>.<target>.profile.csv (benchmark_model's columns) and "
-        ".trace.json (Chrome trace, opens in Perfetto) beside --results.", flag="--profile",
+        False,
+        "Per-operator profile too: <results stem>.<model>.<target>.profile.csv (benchmark_model's columns) and "
+        ".trace.json (Chrome trace, opens in Perfetto) beside --results.",
+        flag="--profile",
     )
 
 
@@ -475,14 +576,16 @@ class BenchStageConfig(Section):
     warmup_runs: int = same_option(MeasureConfig, "warmup_runs", default=10)
     num_threads: int = same_option(MeasureConfig, "num_threads", default=1)
     bench_target: str = option(
-        "local", "Where the run's benchmark measures: local (this host's LiteRT), ssh://user@host[:port] (a Raspberry Pi, "
+        "local",
+        "Where the run's benchmark measures: local (this host's LiteRT), ssh://user@host[:port] (a Raspberry Pi, "
         "or the emulated one of `edgedistill devices start-pi`), adb[:serial], qemu-aarch64 or tflm.",
     )
     bench_ssh_config: str | None = option(
         None, "ssh client configuration file for an ssh:// --bench-target (e.g. the emulated Pi's image/ssh_config)."
     )
     bench_profile: bool = option(
-        False, "Also a per-operator profile of the int8 model (CSV and Chrome trace beside bench.jsonl; the five costliest "
+        False,
+        "Also a per-operator profile of the int8 model (CSV and Chrome trace beside bench.jsonl; the five costliest "
         "ops and a bar chart in report.md).",
     )
 
@@ -502,9 +605,16 @@ class TrustConfig(Section):
 class OutputConfig(Section):
     output_dir: str = option("runs", "Folder that holds run folders.")
     run_name: str | None = option(
-        None, "Name of the run folder (default: UTC timestamp).",
-        check=lambda v: isinstance(v, str) and v.strip() == v and v not in ("", ".", "..") and not set(v) & set("/\\\0")
-        and len(v.encode("utf-8", "surrogateescape")) <= 200 and v.isprintable(),
+        None,
+        "Name of the run folder (default: UTC timestamp).",
+        check=lambda v: (
+            isinstance(v, str)
+            and v.strip() == v
+            and v not in ("", ".", "..")
+            and not set(v) & set("/\\\0")
+            and len(v.encode("utf-8", "surrogateescape")) <= 200
+            and v.isprintable()
+        ),
         expected="one folder name of printable characters, at most 200 bytes (no /, no .., not empty)",
     )
 
@@ -597,8 +707,9 @@ def load_yaml(text: str, *, source: str) -> Any:
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 mark = self.peek_event().start_mark
-                raise InputError(f"{source} line {mark.line + 1}: YAML aliases (*name) are not accepted in this file. "
-                                 "Write the value out.")
+                raise InputError(
+                    f"{source} line {mark.line + 1}: YAML aliases (*name) are not accepted in this file. Write the value out."
+                )
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -624,8 +735,10 @@ def _read_yaml_file(path: Path) -> Any:
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"Config file {path} is not a regular file (a folder, device or FIFO). Expected a YAML file.")
     if info.st_size > MAX_CONFIG_BYTES:
-        raise InputError(f"Config file {path} is {info.st_size:,} bytes; a run configuration is at most "
-                         f"{MAX_CONFIG_BYTES:,}. Pass the YAML file of run options.")
+        raise InputError(
+            f"Config file {path} is {info.st_size:,} bytes; a run configuration is at most "
+            f"{MAX_CONFIG_BYTES:,}. Pass the YAML file of run options."
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -644,8 +757,10 @@ def _section_options(path: Path, section: str, value: dict) -> dict[str, Any]:
             owner = owners.get(key)
             hint = f" The {section} option is `{section}_{key}`." if f"{section}_{key}" in own else ""
             where = f"it is an option of section `{owner}:`; move it there" if owner else "it is not an option"
-            raise InputError(f"{path}: `{key}` under `{section}:` does not belong to that section ({where}).{hint} "
-                             f"Options of `{section}:` are: {', '.join(own)}.")
+            raise InputError(
+                f"{path}: `{key}` under `{section}:` does not belong to that section ({where}).{hint} "
+                f"Options of `{section}:` are: {', '.join(own)}."
+            )
         options[key] = item
     return options
 
@@ -666,8 +781,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     for key, value in content.items():
         key = str(key).replace("-", "_")
         if key in RunConfig.sections() and not isinstance(value, dict) and key not in RunConfig.option_names():
-            raise InputError(f"{path}: `{key}:` is a section; it holds a mapping of its options (e.g. {key}: "
-                             f"{{{RunConfig.sections()[key].option_names()[0]}: ...}}). Received: {value!r:.60}.")
+            raise InputError(
+                f"{path}: `{key}:` is a section; it holds a mapping of its options (e.g. {key}: "
+                f"{{{RunConfig.sections()[key].option_names()[0]}: ...}}). Received: {value!r:.60}."
+            )
         found = _section_options(path, key, value) if key in RunConfig.sections() and isinstance(value, dict) else {key: value}
         twice = sorted(set(found) & set(values))
         if twice:
@@ -688,7 +805,8 @@ def _drop_file_trust(values: dict[str, Any], path: Path) -> None:
     if str(values.pop("trust_model_code")).lower() in ("true", "yes", "on", "1"):
         logging.getLogger(__name__).warning(
             "%s sets trust_model_code: true; IGNORED: only --trust-model-code on the command line lets model files "
-            "run their code. Pass it if you trust the model files.", path
+            "run their code. Pass it if you trust the model files.",
+            path,
         )
 
 
@@ -708,7 +826,9 @@ _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", 
 def _converts(value: Any, kind: type) -> bool:
     """Whether a YAML value can stand for an option of type ``kind`` (the command line converts it)."""
     if kind is bool:
-        return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"))
+        return isinstance(value, bool) or (
+            isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0")
+        )
     if isinstance(value, bool) or isinstance(value, (list, dict)):
         return False
     if kind is str:
@@ -733,11 +853,15 @@ def check_types(values: Mapping[str, Any], *, source: str) -> None:
         if value is None:
             if type(None) in kinds:
                 continue
-            raise InputError(f"{source}: `{name}` has no value; expected {_TYPE_NAMES.get(kind, kind.__name__)}. "
-                             f"Give one (default: {field.default!r}) or remove the key.")
+            raise InputError(
+                f"{source}: `{name}` has no value; expected {_TYPE_NAMES.get(kind, kind.__name__)}. "
+                f"Give one (default: {field.default!r}) or remove the key."
+            )
         if not _converts(value, kind):
-            raise InputError(f"{source}: `{name}` must be {_TYPE_NAMES.get(kind, kind.__name__)}. Received: {value!r} "
-                             f"({type(value).__name__}). Fix it in that file.")
+            raise InputError(
+                f"{source}: `{name}` must be {_TYPE_NAMES.get(kind, kind.__name__)}. Received: {value!r} "
+                f"({type(value).__name__}). Fix it in that file."
+            )
         if kind in (int, float) and not isinstance(value, (int, float)):
             value = kind(value)
         try:

@@ -115,7 +115,11 @@ def _checked(content: bytes, input_range: tuple[float, float], name: str) -> byt
     if quantization and (abs(quantization["scale"] - scale) > 1e-6 * scale or quantization["zero_point"] != zero_point):
         logger.warning(
             "%s: the int8 input has scale %g and zero point %d, not %g and %d: raw values are not fed one to one.",
-            name, quantization["scale"], quantization["zero_point"], scale, zero_point,
+            name,
+            quantization["scale"],
+            quantization["zero_point"],
+            scale,
+            zero_point,
         )
     return content
 

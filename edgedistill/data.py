@@ -35,9 +35,17 @@ from edgedistill.registry import Registry
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle boot",
-)  # fmt: skip
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
 
 
 # A loader takes its argument (the text after "name:", or None) and returns raw splits
@@ -65,6 +73,8 @@ class RawValues:
     value_range: tuple[float, float]
     description: str
     notes: dict = dataclasses.field(default_factory=dict)
+
+
 LOADERS: Registry[Callable[..., "RawSplits | Dataset"]] = Registry("data set")
 
 
@@ -79,9 +89,7 @@ def _load_digits(argument: str | None) -> RawSplits:
     labels = digits.target.astype(np.int64)
     # A fixed, stratified test split so every run evaluates on the same 360 images.
     rng = np.random.default_rng(20150309)
-    test_index = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == c))[:36] for c in range(10)]
-    )
+    test_index = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:36] for c in range(10)])
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_index] = True
     names = tuple(str(c) for c in range(10))
@@ -102,7 +110,9 @@ def _read_idx(path: Path) -> np.ndarray:
         raise InputError(f"{path} is not an IDX file (bad magic number). Expected MNIST-style IDX data.")
     dims = data[3]
     if dims == 0 or len(data) < 4 + 4 * dims:
-        raise InputError(f"{path} is truncated or not an IDX file: its header announces {dims} dimension(s) in {len(data)} bytes.")
+        raise InputError(
+            f"{path} is truncated or not an IDX file: its header announces {dims} dimension(s) in {len(data)} bytes."
+        )
     shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
     if array.size != int(np.prod(shape)):
@@ -195,8 +205,10 @@ def _load_npz(argument: str | None) -> RawSplits:
         raise InputError("`npz` needs a path: `--data npz:PATH` (an archive with x_train, y_train, x_test, y_test).")
     path = Path(argument).expanduser()
     if path.is_dir():
-        raise InputError(f"--data npz:{path} is a folder; expected an .npz file with x_train, y_train, x_test, y_test "
-                         "(for a folder of images use --data images:DIR).")
+        raise InputError(
+            f"--data npz:{path} is a folder; expected an .npz file with x_train, y_train, x_test, y_test "
+            "(for a folder of images use --data images:DIR)."
+        )
     if not path.is_file():
         raise InputError(f"Data file not found: {path}. Expected an .npz with x_train, y_train, x_test, y_test.")
     if not zipfile.is_zipfile(path):
@@ -223,7 +235,8 @@ def _load_npz(argument: str | None) -> RawSplits:
                 except _ObjectArray:
                     raise InputError(
                         f"{path}: {key} is an array of Python objects (dtype=object), which is refused (loading it "
-                        "would run pickled code). Save numeric arrays: numpy.savez(path, {key}=np.asarray(..., dtype=np.uint8 or float32))."
+                        "would run pickled code). Save numeric arrays: numpy.savez(path, {key}=np.asarray(..., dtype=np.uint8 "
+                        "or float32))."
                     ) from None
                 except ValueError as error:
                     if "allow_pickle" in str(error) or "object" in str(error).lower():
@@ -260,8 +273,14 @@ def _load_audio(argument: str | None, *, options: Any = None, split: Split, spec
     """``audio:DIR``: WAV clips -> features of the device front end (:mod:`edgedistill.audio`, imported when used)."""
     from edgedistill.audio import load_audio_splits
 
-    return load_audio_splits(argument, validation_fraction=split.validation_fraction, seed=split.seed,
-                             max_train_samples=split.max_train_samples, options=options, name=spec)  # fmt: skip
+    return load_audio_splits(
+        argument,
+        validation_fraction=split.validation_fraction,
+        seed=split.seed,
+        max_train_samples=split.max_train_samples,
+        options=options,
+        name=spec,
+    )
 
 
 # Labels are class indices: a label of 1e9 would size a billion class names and output units.
@@ -275,16 +294,16 @@ def _as_images(x: np.ndarray, what: str, source: str) -> np.ndarray:
     if x.dtype.hasobject or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise InputError(f"{source}: {what} has dtype {x.dtype}; expected numbers (uint8 pixels or float values).")
     if np.issubdtype(x.dtype, np.complexfloating):  # float32 of it would drop the imaginary part without a word
-        raise InputError(f"{source}: {what} has dtype {x.dtype} (complex numbers); expected real values. Save np.abs(x) "
-                         "or the real and imaginary parts as channels.")
+        raise InputError(
+            f"{source}: {what} has dtype {x.dtype} (complex numbers); expected real values. Save np.abs(x) "
+            "or the real and imaginary parts as channels."
+        )
     if x.ndim == 3:  # (N, H, W): one channel
         x = x[..., None]
     if x.ndim == 2:  # (N, features): treat as a 1 x F image so the presets still apply
         x = x[:, None, :, None]
     if x.ndim != 4:
-        raise InputError(
-            f"{source}: {what} has shape {x.shape}; expected (N, H, W), (N, H, W, C) or (N, features)."
-        )
+        raise InputError(f"{source}: {what} has shape {x.shape}; expected (N, H, W), (N, H, W, C) or (N, features).")
     if len(x) == 0:
         raise InputError(f"{source}: {what} is empty (shape {x.shape}); expected at least one sample.")
     if 0 in x.shape[1:]:
@@ -338,11 +357,14 @@ def _as_labels(y: np.ndarray, num_samples: int, what: str, source: str) -> np.nd
     y = np.asarray(y)
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_):
         shown = ", ".join(repr(v) for v in y.reshape(-1)[:3].tolist()) if not y.dtype.hasobject else "objects"
-        raise InputError(f"{source}: {what} has dtype {y.dtype} (e.g. {shown}); expected integer class indices 0..K-1. "
-                         "Map names to indices first, e.g. np.unique(names, return_inverse=True)[1].")
+        raise InputError(
+            f"{source}: {what} has dtype {y.dtype} (e.g. {shown}); expected integer class indices 0..K-1. "
+            "Map names to indices first, e.g. np.unique(names, return_inverse=True)[1]."
+        )
     if y.ndim > 2 or (y.ndim == 2 and y.shape[0] != num_samples):
-        raise InputError(f"{source}: {what} has shape {y.shape}; expected ({num_samples},) class indices or "
-                         f"({num_samples}, K) one-hot rows.")
+        raise InputError(
+            f"{source}: {what} has shape {y.shape}; expected ({num_samples},) class indices or ({num_samples}, K) one-hot rows."
+        )
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         y = y.argmax(axis=1)
     y = y.reshape(-1)
@@ -352,8 +374,10 @@ def _as_labels(y: np.ndarray, num_samples: int, what: str, source: str) -> np.nd
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise InputError(f"{source}: {what} holds non-integer values; expected class indices 0..K-1.")
         if y.size and np.abs(y).max() >= MAX_CLASSES:  # before the cast: 1e20 would wrap to a negative int64
-            raise InputError(f"{source}: {what} has label {np.abs(y).max():g}; at most {MAX_CLASSES} classes "
-                             f"(labels 0..{MAX_CLASSES - 1}) are supported.")
+            raise InputError(
+                f"{source}: {what} has label {np.abs(y).max():g}; at most {MAX_CLASSES} classes "
+                f"(labels 0..{MAX_CLASSES - 1}) are supported."
+            )
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise InputError(f"{source}: {what} has label {int(y.min())}; labels must be class indices >= 0.")
@@ -386,14 +410,11 @@ def load_dataset(
     name, _, argument = spec.partition(":")
     loader = LOADERS.get(name)
     if not 0.0 < validation_fraction < 1.0:
-        raise InputError(
-            f"`validation_fraction` must be in (0, 1). Received: validation_fraction={validation_fraction}."
-        )
+        raise InputError(f"`validation_fraction` must be in (0, 1). Received: validation_fraction={validation_fraction}.")
     # Checked before any loader runs: one that splits by its own rules would silently train on no (0) or fewer samples.
     if max_train_samples is not None and max_train_samples < 1:
         raise InputError(f"`max_train_samples` must be >= 1 (or unset). Received: max_train_samples={max_train_samples}.")
-    loaded = _call_loader(loader, argument or None, options, split=Split(validation_fraction, seed, max_train_samples),
-                          spec=spec)  # fmt: skip
+    loaded = _call_loader(loader, argument or None, options, split=Split(validation_fraction, seed, max_train_samples), spec=spec)
     if isinstance(loaded, Dataset):  # a loader that split by its own rules
         return loaded
     x_train, y_train, x_test, y_test, class_names, values = loaded
@@ -432,7 +453,9 @@ def _checked_splits(
     y_train = _as_labels(y_train, len(x_train), "y_train", spec)
     y_test = _as_labels(y_test, len(x_test), "y_test", spec)
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise InputError(f"{spec}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}; they must match.")
+        raise InputError(
+            f"{spec}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}; they must match."
+        )
     return x_train, y_train, x_test, y_test
 
 

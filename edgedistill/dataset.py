@@ -49,8 +49,11 @@ class Dataset:
     def values(self) -> dict:
         """What the values are, for reports: dtype, nominal range, description."""
         low, high = self.value_range or nominal_range(self.x_train)
-        return {"dtype": str(self.x_train.dtype), "range": [float(low), float(high)],
-                "description": self.value_description or f"{self.x_train.dtype} values in [{low:g}, {high:g}]"}
+        return {
+            "dtype": str(self.x_train.dtype),
+            "range": [float(low), float(high)],
+            "description": self.value_description or f"{self.x_train.dtype} values in [{low:g}, {high:g}]",
+        }
 
     def summary(self) -> dict:
         return {

@@ -25,8 +25,10 @@ def write_error(path: str | os.PathLike, error: OSError) -> Exception:
 
     reason = error.strerror or type(error).__name__
     if error.errno in _SPACE_ERRORS:
-        return StageError(f"Cannot write {str(path)!r}: {reason}. Nothing half-written was left; free space on that "
-                          "file system (or pass an output on another one) and run the command again.")
+        return StageError(
+            f"Cannot write {str(path)!r}: {reason}. Nothing half-written was left; free space on that "
+            "file system (or pass an output on another one) and run the command again."
+        )
     return InputError(f"Cannot write {str(path)!r}: {reason}. Pass an output path you can write to.")
 
 
@@ -37,8 +39,10 @@ def check_output_name(path: str | os.PathLike, *, what: str = "the output") -> P
     path = Path(path).expanduser()
     for part in path.parts:
         if len(os.fsencode(part)) > NAME_MAX:
-            raise InputError(f"{what}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes; file names are at "
-                             f"most {NAME_MAX} bytes. Pass a shorter name.")
+            raise InputError(
+                f"{what}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes; file names are at "
+                f"most {NAME_MAX} bytes. Pass a shorter name."
+            )
     return path
 
 
@@ -57,8 +61,10 @@ def refuse_output_over_input(output: str | os.PathLike, inputs: Mapping[str, Any
             except OSError:
                 same = False
             if same:
-                raise InputError(f"{what} {str(output)!r} is the {label} this command reads ({str(item)!r}); writing "
-                                 "it would destroy that input. Pass another output path.")
+                raise InputError(
+                    f"{what} {str(output)!r} is the {label} this command reads ({str(item)!r}); writing "
+                    "it would destroy that input. Pass another output path."
+                )
 
 
 def _paths(source: Any) -> Iterable[Path]:
@@ -245,4 +251,16 @@ def save_model_atomic(model: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["check_output_name", "refuse_output_over_input", "refuse_special_output", "write_error", "ensure_writable_dir", "save_model_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "append_jsonl", "to_jsonable"]
+__all__ = [
+    "check_output_name",
+    "refuse_output_over_input",
+    "refuse_special_output",
+    "write_error",
+    "ensure_writable_dir",
+    "save_model_atomic",
+    "write_bytes_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "append_jsonl",
+    "to_jsonable",
+]

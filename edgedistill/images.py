@@ -22,6 +22,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,9 @@ def parse_class_names(text: str | None) -> tuple[str, ...] | None:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -123,7 +126,9 @@ def _class_order(folder: Path, class_names: tuple[str, ...] | None) -> tuple[str
 
 def _skipped_files(folder: Path) -> list[Path]:
     """Files of a class folder that are not read (another format, e.g. .webp, .heic, .tif): said, not dropped silently."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
+    )
 
 
 def _listing(folder: Path, class_names: tuple[str, ...], *, split: str) -> list[tuple[Path, int]]:
@@ -133,13 +138,21 @@ def _listing(folder: Path, class_names: tuple[str, ...], *, split: str) -> list[
         found = _image_files(folder / name)
         skipped += _skipped_files(folder / name)
         if not found and split == "train":
-            raise InputError(f"Class folder {folder / name} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove it.")
+            raise InputError(
+                f"Class folder {folder / name} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove it."
+            )
         files.extend((path, label) for path in found)
     if skipped:
         suffixes = sorted({p.suffix.lower() or "(none)" for p in skipped})
-        logger.warning("images: %d file(s) of %s are not read: only %s are images here (found %s, e.g. %s); convert them "
-                       "to PNG or JPEG to use them.", len(skipped), folder, ", ".join(IMAGE_SUFFIXES), ", ".join(suffixes),
-                       skipped[0])  # fmt: skip
+        logger.warning(
+            "images: %d file(s) of %s are not read: only %s are images here (found %s, e.g. %s); convert them "
+            "to PNG or JPEG to use them.",
+            len(skipped),
+            folder,
+            ", ".join(IMAGE_SUFFIXES),
+            ", ".join(suffixes),
+            skipped[0],
+        )
     return files
 
 
@@ -292,6 +305,65 @@ def _decode(files: list[tuple[Path, int]], size: tuple[int, int], color: str, co
     return images, labels
 
 
+def _split_listing(
+    root: Path, class_names: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """The class names and the (path, label) files of the training and test splits: the train/ and test/ folders,
+    or, without them, a fixed random share of the class folders held out for testing."""
+    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    names = _class_order(root / "train" if split_layout else root, class_names)
+    if split_layout:
+        _check_test_classes(root, names)
+        return names, _listing(root / "train", names, split="train"), _listing(root / "test", names, split="test")
+    files = _listing(root, names, split="train")
+    order = np.random.default_rng(0).permutation(len(files))
+    num_test = max(1, int(len(files) * _TEST_FRACTION))
+    test_files = [files[i] for i in sorted(order[:num_test])]
+    train_files = [files[i] for i in sorted(order[num_test:])]
+    return names, train_files, test_files
+
+
+def _conversion_notes(
+    num_files: int,
+    size: tuple[int, int],
+    color: str,
+    counts: collections.Counter,
+    sizes: collections.Counter,
+    modes: collections.Counter,
+) -> dict[str, Any]:
+    """What was done to the pixels to give one size and colour mode (for the data notes), logged when anything was."""
+    notes = {
+        "files": num_files,
+        "image_size": list(size),
+        "color_mode": color,
+        "resized": int(counts["resized"]),
+        "converted": int(counts["converted"]),
+        **{key: int(counts[key]) for key in ("from_16_bit", "alpha_flattened", "rotated") if counts[key]},
+        "sizes_found": len(sizes),
+        "modes_found": sorted(modes),
+    }
+    if counts["from_16_bit"] or counts["alpha_flattened"] or counts["rotated"]:
+        logger.info(
+            "images: %d 16-bit scaled to 8 bits, %d with transparency flattened over black, %d turned upright (EXIF)",
+            counts["from_16_bit"],
+            counts["alpha_flattened"],
+            counts["rotated"],
+        )
+    if counts["resized"] or counts["converted"]:
+        logger.info(
+            "images: %d of %d resized to %dx%d, %d converted to %s (sizes found: %d, modes: %s)",
+            counts["resized"],
+            num_files,
+            size[0],
+            size[1],
+            counts["converted"],
+            color,
+            len(sizes),
+            ", ".join(sorted(modes)),
+        )
+    return notes
+
+
 def load_image_folders(
     root: Path,
     *,
@@ -302,18 +374,7 @@ def load_image_folders(
     """Read ``images:DIR`` (see the module docstring) into ``uint8`` splits."""
     if not root.is_dir():
         raise InputError(f"Image folder not found: {root}. Expected a folder with one sub-folder per class.")
-    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
-    names = _class_order(root / "train" if split_layout else root, class_names)
-    if split_layout:
-        _check_test_classes(root, names)
-        train_files = _listing(root / "train", names, split="train")
-        test_files = _listing(root / "test", names, split="test")
-    else:
-        files = _listing(root, names, split="train")
-        order = np.random.default_rng(0).permutation(len(files))
-        num_test = max(1, int(len(files) * _TEST_FRACTION))
-        test_files = [files[i] for i in sorted(order[:num_test])]
-        train_files = [files[i] for i in sorted(order[num_test:])]
+    names, train_files, test_files = _split_listing(root, class_names)
     every = train_files + test_files
     sizes, modes, corrupt = _probe(every)
     if not sizes:
@@ -333,20 +394,7 @@ def load_image_folders(
     x_test, y_test = _decode(test_files, size, color, counts, corrupt)
     if corrupt:  # every undecodable file at once, by name
         raise _corrupt_error(corrupt)
-    notes = {
-        "files": len(every), "image_size": list(size), "color_mode": color,
-        "resized": int(counts["resized"]), "converted": int(counts["converted"]),
-        **{key: int(counts[key]) for key in ("from_16_bit", "alpha_flattened", "rotated") if counts[key]},
-        "sizes_found": len(sizes), "modes_found": sorted(modes),
-    }  # fmt: skip
-    if counts["from_16_bit"] or counts["alpha_flattened"] or counts["rotated"]:
-        logger.info("images: %d 16-bit scaled to 8 bits, %d with transparency flattened over black, %d turned upright (EXIF)",
-                    counts["from_16_bit"], counts["alpha_flattened"], counts["rotated"])  # fmt: skip
-    if counts["resized"] or counts["converted"]:
-        logger.info(
-            "images: %d of %d resized to %dx%d, %d converted to %s (sizes found: %d, modes: %s)",
-            counts["resized"], len(every), size[0], size[1], counts["converted"], color, len(sizes), ", ".join(sorted(modes)),
-        )
+    notes = _conversion_notes(len(every), size, color, counts, sizes, modes)
     return ImageSplits(x_train, y_train, x_test, y_test, names, notes)
 
 

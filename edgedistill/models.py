@@ -56,8 +56,7 @@ BN_MOMENTUM = 0.9
 KerasModel: TypeAlias = Any
 
 
-def _conv_bn_relu(keras, x, filters: int, kernel_size: int | tuple[int, int], name: str,
-                  strides: int | tuple[int, int] = 1):
+def _conv_bn_relu(keras, x, filters: int, kernel_size: int | tuple[int, int], name: str, strides: int | tuple[int, int] = 1):
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
@@ -183,9 +182,20 @@ def build_resnet8(input_shape, num_classes: int, *, width: float = 1.0, dropout:
 
 # MobileNetV1's 13 depthwise-separable blocks: (pointwise channels at width 1, stride).
 MOBILENET_V1_BLOCKS = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
-)  # fmt: skip
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
 
 
 @PRESETS.register("mobilenet_v1")
@@ -373,10 +383,38 @@ CODE_LAYERS = ("Lambda", "__lambda__")
 # dotted name, `compat.v1.` / `compat.v2.` stripped first); anything else is a pure tensor op.
 OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 DANGEROUS_TF_SYMBOLS = (
-    "io.", "py_function", "numpy_function", "py_func", "raw_ops.", "print", "debugging.", "summary.", "data.",
-    "saved_model.", "distribute.", "config.", "experimental.", "train.", "lookup.", "sysconfig.", "profiler.",
-    "autograph.", "load_op_library", "load_library", "gfile.", "compat.", "__internal__.", "tpu.", "queue.",
-    "random.experimental.", "strings.format", "write_file", "read_file", "Print", "Assert", "keras.",
+    "io.",
+    "py_function",
+    "numpy_function",
+    "py_func",
+    "raw_ops.",
+    "print",
+    "debugging.",
+    "summary.",
+    "data.",
+    "saved_model.",
+    "distribute.",
+    "config.",
+    "experimental.",
+    "train.",
+    "lookup.",
+    "sysconfig.",
+    "profiler.",
+    "autograph.",
+    "load_op_library",
+    "load_library",
+    "gfile.",
+    "compat.",
+    "__internal__.",
+    "tpu.",
+    "queue.",
+    "random.experimental.",
+    "strings.format",
+    "write_file",
+    "read_file",
+    "Print",
+    "Assert",
+    "keras.",
 )
 _TRUST_MODEL_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("edgedistill_trust_model_code", default=False)
 
@@ -446,8 +484,17 @@ def _saved_model_configs(path: Path) -> list[Any]:
 # Graph ops that act on the host when a SavedModel's functions run (tf.saved_model.load and tf_keras both run
 # them): files written or read, Python called back. Checkpoint ops (SaveV2, RestoreV2) are in every SavedModel's
 # saver graph, never in its serving functions, and are not listed.
-DANGEROUS_GRAPH_OPS = ("WriteFile", "ReadFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc",
-                       "WriteSummary", "WriteRawProtoSummary", "CreateSummaryFileWriter")
+DANGEROUS_GRAPH_OPS = (
+    "WriteFile",
+    "ReadFile",
+    "MatchingFiles",
+    "PyFunc",
+    "PyFuncStateless",
+    "EagerPyFunc",
+    "WriteSummary",
+    "WriteRawProtoSummary",
+    "CreateSummaryFileWriter",
+)
 
 
 def find_dangerous_ops(path: Path) -> list[str]:
@@ -621,7 +668,8 @@ def _load_saved_model(path: Path) -> ExternalTeacher:
 
     logger.warning(
         "Loading TensorFlow SavedModel %s: its graph runs whenever it is used (side effects included); "
-        "use SavedModels only from sources you trust.", path
+        "use SavedModels only from sources you trust.",
+        path,
     )
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
@@ -640,8 +688,10 @@ def _check_model_path(path: str | os.PathLike) -> Path:
     if not path.exists():
         raise InputError(f"Model file not found: {path}. Expected a .keras, .h5 file or a SavedModel folder.")
     if not path.is_dir() and not path.is_file():  # /dev/zero would be read until memory runs out, a FIFO blocks
-        raise InputError(f"{path} is not a regular file or a folder (a device, FIFO or socket); expected a .keras, "
-                         ".h5 file or a SavedModel folder.")
+        raise InputError(
+            f"{path} is not a regular file or a folder (a device, FIFO or socket); expected a .keras, "
+            ".h5 file or a SavedModel folder."
+        )
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"Model file {path} is empty (0 bytes). Re-export the model.")
     if path.is_file() and path.suffix == ".tflite":
@@ -713,10 +763,16 @@ def predict_logits(model, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray
     """
     # In blocks: Keras copies its whole input into one tensor (a memory-mapped split would land in RAM).
     block = 8192
-    outputs = np.concatenate([
-        np.asarray(model.predict(x[start : start + block], batch_size=batch_size, verbose=0), dtype=np.float32)
-        for start in range(0, max(len(x), 1), block)
-    ]) if len(x) > block else np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)  # fmt: skip
+    outputs = (
+        np.concatenate(
+            [
+                np.asarray(model.predict(x[start : start + block], batch_size=batch_size, verbose=0), dtype=np.float32)
+                for start in range(0, max(len(x), 1), block)
+            ]
+        )
+        if len(x) > block
+        else np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    )
     if outputs.ndim != 2:
         raise InputError(f"The model outputs shape {outputs.shape}; expected (batch, num_classes) logits or probabilities.")
     if np.all(outputs >= 0) and np.all(outputs <= 1) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):

@@ -115,7 +115,11 @@ def _teacher(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     from edgedistill._keras import keras
 
     artifacts.teacher, report = stage_functions.prepare_teacher(
-        config.teacher, config.training, _output_of("data", artifacts.data), seed=config.data.seed, log_dir=artifacts.log_dir,
+        config.teacher,
+        config.training,
+        _output_of("data", artifacts.data),
+        seed=config.data.seed,
+        log_dir=artifacts.log_dir,
         chance_gate=config.verify.chance_gate,
     )
     if isinstance(artifacts.teacher.model, keras.Model):
@@ -129,20 +133,34 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     data, teacher = _output_of("data", artifacts.data), _output_of("teacher", artifacts.teacher)
     student, source, budget = stage_functions.build_student(config.student, data)
     artifacts.distilled, report = stage_functions.distill_student(
-        config.distill, config.training, teacher, student, data,
-        seed=config.data.seed, log_dir=artifacts.log_dir,
+        config.distill,
+        config.training,
+        teacher,
+        student,
+        data,
+        seed=config.data.seed,
+        log_dir=artifacts.log_dir,
     )
     save_model_atomic(artifacts.distilled.student, artifacts.run_dir / "student_float.keras")
-    student_report = {"source": source, "parameters": count_parameters(artifacts.distilled.student), **report,
-                      **stage_functions.keras_report(artifacts.distilled.student)}
+    student_report = {
+        "source": source,
+        "parameters": count_parameters(artifacts.distilled.student),
+        **report,
+        **stage_functions.keras_report(artifacts.distilled.student),
+    }
     return {"student": student_report, **({"budget": budget} if budget else {})}
 
 
 def _qat(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.qat_student, report = stage_functions.quantize_student(
-        config.qat, config.distill, config.training, _output_of("teacher", artifacts.teacher),
-        _output_of("distill", artifacts.distilled), _output_of("data", artifacts.data),
-        seed=config.data.seed, log_dir=artifacts.log_dir,
+        config.qat,
+        config.distill,
+        config.training,
+        _output_of("teacher", artifacts.teacher),
+        _output_of("distill", artifacts.distilled),
+        _output_of("data", artifacts.data),
+        seed=config.data.seed,
+        log_dir=artifacts.log_dir,
     )
     if artifacts.qat_student is not None:
         save_model_atomic(artifacts.qat_student, artifacts.run_dir / _qat_file_name(artifacts.qat_student))
@@ -168,8 +186,11 @@ def _calibration_data(artifacts: Artifacts) -> Dataset:
 def _convert(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     calibration = _calibration_data(artifacts)
     artifacts.tflite, report = stage_functions.convert_models(
-        config.convert, student=_output_of("distill", artifacts.distilled).student, qat_student=artifacts.qat_student,
-        teacher_model=_output_of("teacher", artifacts.teacher).model, calibration_inputs=calibration.x_train,
+        config.convert,
+        student=_output_of("distill", artifacts.distilled).student,
+        qat_student=artifacts.qat_student,
+        teacher_model=_output_of("teacher", artifacts.teacher).model,
+        calibration_inputs=calibration.x_train,
         input_range=BYTE_RANGE if _output_of("data", artifacts.data).raw_bytes else None,
     )
     for name, content in artifacts.tflite.items():
@@ -181,15 +202,20 @@ def _convert(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _input_convention(artifacts: Artifacts) -> dict[str, Any]:
     """What the deployed int8 model takes (also in micro_export.json and test_data.h)."""
     return stage_functions.input_convention_of(
-        _output_of("data", artifacts.data), artifacts.tflite["student_int8.tflite"],
+        _output_of("data", artifacts.data),
+        artifacts.tflite["student_int8.tflite"],
         teacher_preprocessing=_output_of("teacher", artifacts.teacher).preprocessing,
     )
 
 
 def _micro(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.micro, report = stage_functions.export_micro_sources(
-        config.micro, artifacts.tflite["student_int8.tflite"], _output_of("data", artifacts.data), artifacts.run_dir / "micro",
-        model_name="student_int8.tflite", input_convention=_input_convention(artifacts),
+        config.micro,
+        artifacts.tflite["student_int8.tflite"],
+        _output_of("data", artifacts.data),
+        artifacts.run_dir / "micro",
+        model_name="student_int8.tflite",
+        input_convention=_input_convention(artifacts),
     )
     return {"micro": report}
 
@@ -197,11 +223,15 @@ def _micro(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _verify(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     keras_models = {
         "teacher": _output_of("teacher", artifacts.teacher).model,
-        "float_student": _output_of("distill", artifacts.distilled).student, "qat_student": artifacts.qat_student,
+        "float_student": _output_of("distill", artifacts.distilled).student,
+        "qat_student": artifacts.qat_student,
     }
     artifacts.verify, report = stage_functions.verify_student(
-        config.verify, _output_of("data", artifacts.data), keras_models=keras_models,
-        int8=artifacts.tflite["student_int8.tflite"], arena_bytes=_output_of("micro", artifacts.micro).tensor_arena_size,
+        config.verify,
+        _output_of("data", artifacts.data),
+        keras_models=keras_models,
+        int8=artifacts.tflite["student_int8.tflite"],
+        arena_bytes=_output_of("micro", artifacts.micro).tensor_arena_size,
         reference=artifacts.reference,
     )
     return {"verify": report}
@@ -216,12 +246,21 @@ def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         return {"baseline": {"method": "scratch", "skipped": why_not}}
     student = stage_functions.fresh_student(config.student, distilled.student, data)
     student, qat_student, int8 = stage_functions.train_scratch_baseline(
-        student, data, qat=config.qat, distill_config=config.distill, training=config.training,
-        convert=config.convert, seed=config.data.seed, log_dir=artifacts.log_dir,
+        student,
+        data,
+        qat=config.qat,
+        distill_config=config.distill,
+        training=config.training,
+        convert=config.convert,
+        seed=config.data.seed,
+        log_dir=artifacts.log_dir,
     )
     write_bytes_atomic(artifacts.run_dir / "baseline_int8.tflite", int8)
     report = stage_functions.compare_with_baseline(
-        data, student=student, qat_student=qat_student, int8=int8,
+        data,
+        student=student,
+        qat_student=qat_student,
+        int8=int8,
         arena_bytes=artifacts.micro.tensor_arena_size if artifacts.micro is not None else None,
         distilled_accuracy=_output_of("verify", artifacts.verify).accuracy,
     )
@@ -247,10 +286,16 @@ def _restore_teacher(config: RunConfig, artifacts: Artifacts, sections: dict[str
         return False
     # The saved copy (or the user's own file, for teachers that are not tf_keras): loaded, not trained.
     # The saved copy takes raw values already (its preprocessing is its first layer): "raw", not detected again.
-    teacher_config = (dataclasses.replace(config.teacher, teacher=str(saved), teacher_preprocessing="raw") if saved.exists()
-                      else config.teacher)
-    artifacts.teacher, _ = stage_functions.prepare_teacher(teacher_config, config.training, _output_of("data", artifacts.data),
-                                                           seed=config.data.seed, chance_gate=config.verify.chance_gate)
+    teacher_config = (
+        dataclasses.replace(config.teacher, teacher=str(saved), teacher_preprocessing="raw") if saved.exists() else config.teacher
+    )
+    artifacts.teacher, _ = stage_functions.prepare_teacher(
+        teacher_config,
+        config.training,
+        _output_of("data", artifacts.data),
+        seed=config.data.seed,
+        chance_gate=config.verify.chance_gate,
+    )
     artifacts.teacher.preprocessing = sections.get("teacher", {}).get("preprocessing", artifacts.teacher.preprocessing)
     return True
 
@@ -369,8 +414,9 @@ def new_run_dir(output_dir: str | Path, run_name: str | None = None) -> Path:
     try:
         path.mkdir(parents=True)
     except OSError as error:
-        raise InputError(f"Cannot create the run folder {str(path)!r}: {error.strerror}. Pass a folder you can write "
-                         "to with --output-dir.") from None
+        raise InputError(
+            f"Cannot create the run folder {str(path)!r}: {error.strerror}. Pass a folder you can write to with --output-dir."
+        ) from None
     return path
 
 
@@ -392,8 +438,15 @@ class _Timer:
         self.current = None
 
 
-def _walk(config: RunConfig, stages: Sequence[Stage], artifacts: Artifacts, timer: _Timer, report: dict[str, Any],
-          completed: dict[str, Any], rerun_from: str | None = None) -> list[str]:
+def _walk(
+    config: RunConfig,
+    stages: Sequence[Stage],
+    artifacts: Artifacts,
+    timer: _Timer,
+    report: dict[str, Any],
+    completed: dict[str, Any],
+    rerun_from: str | None = None,
+) -> list[str]:
     """Run the stages in order; with ``completed`` (``run --resume``), restore those that completed
     before instead, up to the first that must run. Returns the names of the restored stages."""
     from edgedistill.models import trust_model_code
@@ -454,8 +507,10 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     if not path.is_dir():
         raise InputError(f"Run folder not found: {str(path)!r}. Pass a folder written by `edgedistill run`.")
     if not (path / "config.yaml").exists():
-        raise InputError(f"{str(path)!r} is not a run folder (it has no config.yaml). Pass a folder written by "
-                         "`edgedistill run`, e.g. runs/<timestamp>.")
+        raise InputError(
+            f"{str(path)!r} is not a run folder (it has no config.yaml). Pass a folder written by "
+            "`edgedistill run`, e.g. runs/<timestamp>."
+        )
     config = RunConfig.from_options(read_config_file(path / "config.yaml"))
     _refuse_edited_config(path, config)
     return config
@@ -477,18 +532,26 @@ def _refuse_edited_config(run_dir: Path, config: RunConfig) -> None:
     if not isinstance(recorded, dict):
         return
     current = config.to_options()
-    changed = [name for name in current if name in recorded and name not in RESUMABLE_CHANGES
-               and recorded[name] != current[name]]
+    changed = [name for name in current if name in recorded and name not in RESUMABLE_CHANGES and recorded[name] != current[name]]
     if changed:
-        differences = "; ".join(f"{name}: run made with {recorded[name]!r}, config.yaml now says {current[name]!r}"
-                                for name in changed)
-        raise InputError(f"{run_dir / 'config.yaml'} was edited after the run ({differences}). Its completed stages "
-                         "were made with the recorded values. Restore them, or start a new run with "
-                         f"--config {run_dir / 'config.yaml'}.")
+        differences = "; ".join(
+            f"{name}: run made with {recorded[name]!r}, config.yaml now says {current[name]!r}" for name in changed
+        )
+        raise InputError(
+            f"{run_dir / 'config.yaml'} was edited after the run ({differences}). Its completed stages "
+            "were made with the recorded values. Restore them, or start a new run with "
+            f"--config {run_dir / 'config.yaml'}."
+        )
 
 
-def run_pipeline(config: RunConfig, *, run_dir: str | Path | None = None, stages: Sequence[Stage] = STAGES,
-                 resume: bool = False, rerun_from: str | None = None) -> dict[str, Any]:
+def run_pipeline(
+    config: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    stages: Sequence[Stage] = STAGES,
+    resume: bool = False,
+    rerun_from: str | None = None,
+) -> dict[str, Any]:
     """Run every stage; return the report (also written to ``run_dir/report.json``).
 
     Raises :class:`GateFailed` (after writing the report) when the int8 model loses more
@@ -533,8 +596,11 @@ def _record_failure(report: dict[str, Any], error: BaseException, timer: _Timer,
     if isinstance(error, KeyboardInterrupt):
         report["status"] = "interrupted"
         report["error"] = {"stage": stage, "message": "interrupted (Ctrl-C)"}
-        logger.warning("Interrupted during stage %s. Continue from the last completed stage with: "
-                       "edgedistill run --resume %s", stage, run_dir)
+        logger.warning(
+            "Interrupted during stage %s. Continue from the last completed stage with: edgedistill run --resume %s",
+            stage,
+            run_dir,
+        )
         return
     message = str(error) if isinstance(error, EdgeDistillError) else f"{type(error).__name__}: {error}"
     report["status"] = "failed"

@@ -106,8 +106,11 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "formula": self.formula(), "how": self.how,
-            "scale": list(self.scale), "offset": list(self.offset),
+            "name": self.name,
+            "formula": self.formula(),
+            "how": self.how,
+            "scale": list(self.scale),
+            "offset": list(self.offset),
         }
 
 
@@ -137,9 +140,7 @@ def convention(
         if mean is None or std is None:
             raise InputError("`standardize` needs the per-channel mean and std (of the training split, or given).")
         std = [max(float(s), 1e-6) for s in std]
-        return Preprocessing(
-            name, tuple(1.0 / s for s in std), tuple(-float(m) / s for m, s in zip(mean, std)), how=how
-        )
+        return Preprocessing(name, tuple(1.0 / s for s in std), tuple(-float(m) / s for m, s in zip(mean, std)), how=how)
     raise InputError(
         f"Unknown preprocessing {name!r}. Expected one of: {', '.join(NAMED_CONVENTIONS)}, "
         "standardize:mean=M1|M2|M3,std=S1|S2|S3, or SCALE,OFFSET (e.g. 0.00392157,0)."
@@ -176,9 +177,7 @@ def parse_preprocessing(
     if name == "standardize" and arguments:
         parts = dict(item.partition("=")[::2] for item in arguments.split(","))
         if set(parts) != {"mean", "std"}:
-            raise InputError(
-                f"Bad --teacher-preprocessing {spec!r}: expected standardize:mean=M1|M2|M3,std=S1|S2|S3."
-            )
+            raise InputError(f"Bad --teacher-preprocessing {spec!r}: expected standardize:mean=M1|M2|M3,std=S1|S2|S3.")
         mean, std = _numbers(parts["mean"], "mean", spec), _numbers(parts["std"], "std", spec)
         if len(mean) != len(std):
             raise InputError(f"Bad --teacher-preprocessing {spec!r}: {len(mean)} means for {len(std)} stds.")
@@ -230,7 +229,11 @@ def student_preprocessing(value_range: tuple[float, float], *, raw_bytes: bool) 
 
 
 def input_convention(
-    values: dict[str, Any], *, raw_bytes: bool, student: Preprocessing | None, input_quantization: dict | None,
+    values: dict[str, Any],
+    *,
+    raw_bytes: bool,
+    student: Preprocessing | None,
+    input_quantization: dict | None,
     teacher: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the deployed int8 model takes, for ``report.json``, ``micro_export.json`` and ``test_data.h``.
@@ -239,10 +242,12 @@ def input_convention(
     input ``{"scale", "zero_point"}`` (``None`` for a float input).
     """
     convention_ = {
-        "raw_values": values.get("description", ""), "dtype": values.get("dtype"), "value_range": values.get("range"),
+        "raw_values": values.get("description", ""),
+        "dtype": values.get("dtype"),
+        "value_range": values.get("range"),
         "student_preprocessing": student.to_dict() if student is not None else None,
         "preprocessing_in_model": student is not None,
-    }  # fmt: skip
+    }
     if teacher is not None:
         convention_["teacher_preprocessing"] = teacher
     scale, zero_point = input_quantization_for(BYTE_RANGE)
@@ -253,7 +258,8 @@ def input_convention(
         convention_["raw_bytes"] = True
     else:
         convention_["int8_input"] = (
-            f"round(x / {input_quantization['scale']:.9g}) + {input_quantization['zero_point']} of the raw value x, clipped to -128..127"
+            f"round(x / {input_quantization['scale']:.9g}) + {input_quantization['zero_point']} of the raw value x, clipped to "
+            f"-128..127"
         )
         convention_["raw_bytes"] = False
     convention_["input_quantization"] = input_quantization
@@ -309,10 +315,15 @@ def _insert_after_input(model, layer):
                 if isinstance(entry, list) and entry and entry[0] == input_name:
                     entry[0] = layer.name
     position = [entry["name"] for entry in config["layers"]].index(input_name) + 1
-    config["layers"].insert(position, {
-        "class_name": "Rescaling", "config": layer.get_config(), "name": layer.name,
-        "inbound_nodes": [[[input_name, 0, 0, {}]]],
-    })  # fmt: skip
+    config["layers"].insert(
+        position,
+        {
+            "class_name": "Rescaling",
+            "config": layer.get_config(),
+            "name": layer.name,
+            "inbound_nodes": [[[input_name, 0, 0, {}]]],
+        },
+    )
     rebuilt = keras.Model.from_config(config)
     for original in model.layers:
         rebuilt.get_layer(original.name).set_weights(original.get_weights())
@@ -401,7 +412,9 @@ def preprocessing_quantize_config():
                 pass
 
             def get_output_quantizers(self, layer):
-                return [quantization.quantizers.AllValuesQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+                return [
+                    quantization.quantizers.AllValuesQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+                ]
 
             def get_config(self):
                 return {}

@@ -116,13 +116,31 @@ class Profile:
     def summary(self) -> dict[str, Any]:
         """What the result record keeps: source, unit, totals, the ratio check and the top five."""
         return {
-            "source": self.source, "unit": self.unit, "ticks_are": self.ticks_are, "num_ops": len(self.ops),
-            "ops_total": self.total, "invoke_p50": self.invoke, "share_ratio": self.share_ratio,
-            "shares_add_up": self.shares_add_up, "tolerance": SHARE_TOLERANCE, "notes": list(self.notes),
-            "share_ratio_cpu": self.share_ratio_cpu, "invoke_cpu": self.details.get("invoke_cpu_us"),
-            "top": [{"index": op.index, "name": op.name, "node_type": op.node_type, "avg": op.avg, "calls": op.calls,
-                     "share_percent": share, "macs": op.macs} for op, share in self.top(5)],
-        }  # fmt: skip
+            "source": self.source,
+            "unit": self.unit,
+            "ticks_are": self.ticks_are,
+            "num_ops": len(self.ops),
+            "ops_total": self.total,
+            "invoke_p50": self.invoke,
+            "share_ratio": self.share_ratio,
+            "shares_add_up": self.shares_add_up,
+            "tolerance": SHARE_TOLERANCE,
+            "notes": list(self.notes),
+            "share_ratio_cpu": self.share_ratio_cpu,
+            "invoke_cpu": self.details.get("invoke_cpu_us"),
+            "top": [
+                {
+                    "index": op.index,
+                    "name": op.name,
+                    "node_type": op.node_type,
+                    "avg": op.avg,
+                    "calls": op.calls,
+                    "share_percent": share,
+                    "macs": op.macs,
+                }
+                for op, share in self.top(5)
+            ],
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "share_ratio": self.share_ratio}
@@ -157,9 +175,20 @@ def write_csv(profile: Profile, path: str | os.PathLike) -> Path:
         writer.writerow(header)
         for op, share in zip(profile.ops, profile.shares()):
             cumulative += share
-            writer.writerow([op.node_type, _number(op.first), _number(op.avg), f"{share:.3f}", f"{cumulative:.3f}",
-                             op.calls, op.name, op.index, "" if op.macs is None else op.macs,
-                             "" if op.instructions is None else op.instructions])
+            writer.writerow(
+                [
+                    op.node_type,
+                    _number(op.first),
+                    _number(op.avg),
+                    f"{share:.3f}",
+                    f"{cumulative:.3f}",
+                    op.calls,
+                    op.name,
+                    op.index,
+                    "" if op.macs is None else op.macs,
+                    "" if op.instructions is None else op.instructions,
+                ]
+            )
     partial.replace(path)
     return path
 
@@ -190,13 +219,29 @@ def chrome_trace(profile: Profile, *, label: str = "model") -> dict[str, Any]:
     start = 0.0
     for op, share in zip(profile.ops, profile.shares()):
         duration = op.total * scale
-        args = {"index": op.index, "node_type": op.node_type, "calls": op.calls, f"avg_{profile.unit}": op.avg,
-                "share_percent": round(share, 3), "macs": op.macs, "instructions": op.instructions}
-        events.append({"name": op.name or op.node_type, "cat": op.node_type, "ph": "X", "pid": 1, "tid": 1,
-                       "ts": round(start, 3), "dur": round(duration, 3), "args": args})
+        args = {
+            "index": op.index,
+            "node_type": op.node_type,
+            "calls": op.calls,
+            f"avg_{profile.unit}": op.avg,
+            "share_percent": round(share, 3),
+            "macs": op.macs,
+            "instructions": op.instructions,
+        }
+        events.append(
+            {
+                "name": op.name or op.node_type,
+                "cat": op.node_type,
+                "ph": "X",
+                "pid": 1,
+                "tid": 1,
+                "ts": round(start, 3),
+                "dur": round(duration, 3),
+                "args": args,
+            }
+        )
         start += duration
-    other = {"source": profile.source, "unit": profile.unit, "share_ratio": profile.share_ratio,
-             "ticks_are": profile.ticks_are}
+    other = {"source": profile.source, "unit": profile.unit, "share_ratio": profile.share_ratio, "ticks_are": profile.ticks_are}
     if profile.unit == "ticks" and not profile.ticks_per_second:
         other["time_axis"] = "1 tick drawn as 1 us (no tick rate known)"
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
@@ -218,8 +263,9 @@ def profile_paths(results_path: str | os.PathLike, model: str | os.PathLike, tar
     return results.with_name(stem + ".profile.csv"), results.with_name(stem + ".trace.json")
 
 
-def write_profile_files(profile: Profile, results_path: str | os.PathLike, model: str | os.PathLike,
-                        target_spec: str) -> dict[str, str]:
+def write_profile_files(
+    profile: Profile, results_path: str | os.PathLike, model: str | os.PathLike, target_spec: str
+) -> dict[str, str]:
     csv_path, trace_path = profile_paths(results_path, model, target_spec)
     write_csv(profile, csv_path)
     write_chrome_trace(profile, trace_path, label=f"{Path(model).name} @ {target_spec}")
@@ -245,11 +291,12 @@ def parse_benchmark_model_profile(text: str, *, invoke_us: float | None = None) 
     try:
         start = max(k for k, line in enumerate(lines) if _RUN_ORDER in line)
     except ValueError:
-        raise ValueError(f"no '{_RUN_ORDER}' table in the benchmark_model output (was it run with "
-                         "--enable_op_profiling=true?)") from None
+        raise ValueError(
+            f"no '{_RUN_ORDER}' table in the benchmark_model output (was it run with --enable_op_profiling=true?)"
+        ) from None
     header: list[str] | None = None
     ops: list[OpProfile] = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         section = _SECTION.match(line.strip())
         if section and section.group(1) != "Run Order":
             break
@@ -268,18 +315,29 @@ def _benchmark_model_row(row: dict[str, str], position: int) -> OpProfile:
     match = _NAME_INDEX.match(name_cell)
     name, index = (match.group(1), int(match.group(2))) if match else (name_cell, position)
     first = row.get("first")
-    return OpProfile(index=index, name=name, node_type=row.get("node type", "?"),
-                     first=float(first) * 1000.0 if first is not None else None,
-                     avg=float(row["avg ms"]) * 1000.0, calls=int(float(row.get("times called", "1"))))
+    return OpProfile(
+        index=index,
+        name=name,
+        node_type=row.get("node type", "?"),
+        first=float(first) * 1000.0 if first is not None else None,
+        avg=float(row["avg ms"]) * 1000.0,
+        calls=int(float(row.get("times called", "1"))),
+    )
 
 
 _MICRO_CSV_HEADER = '"Event","Tag","Ticks"'
 _MICRO_CSV_ROW = re.compile(r"^(\d+),(.*),(\d+)$")
 
 
-def parse_micro_profiler(text: str, *, ticks_are: str | None = None, ticks_per_second: int | None = None,
-                         invoke_ticks: float | None = None, runs: int = 1,
-                         instructions_per_tick: float | None = None) -> Profile:
+def parse_micro_profiler(
+    text: str,
+    *,
+    ticks_are: str | None = None,
+    ticks_per_second: int | None = None,
+    invoke_ticks: float | None = None,
+    runs: int = 1,
+    instructions_per_tick: float | None = None,
+) -> Profile:
     """TFLM ``MicroProfiler::LogCsv`` output (``"Event","Tag","Ticks"`` then ``i,TAG,ticks``) of ``runs`` invokes.
 
     The same tag in run order over several invokes is one operator called per invoke: the table has
@@ -290,7 +348,7 @@ def parse_micro_profiler(text: str, *, ticks_are: str | None = None, ticks_per_s
     if _MICRO_CSV_HEADER not in lines:
         raise ValueError(f"no MicroProfiler CSV ({_MICRO_CSV_HEADER}) in the output")
     events = []
-    for line in lines[lines.index(_MICRO_CSV_HEADER) + 1:]:
+    for line in lines[lines.index(_MICRO_CSV_HEADER) + 1 :]:
         match = _MICRO_CSV_ROW.match(line)
         if not match:
             break
@@ -303,10 +361,24 @@ def parse_micro_profiler(text: str, *, ticks_are: str | None = None, ticks_per_s
         ticks = [events[run * per_invoke + index][1] for run in range(runs)]
         tag = events[index][0]
         average = sum(ticks) / len(ticks)
-        ops.append(OpProfile(index=index, name=f"{tag}:{index}", node_type=tag, first=float(ticks[0]), avg=average,
-                             instructions=round(average * instructions_per_tick) if instructions_per_tick else None))
-    return Profile(ops=ops, unit="ticks", source="TFLM MicroProfilerInterface (firmware)", invoke=invoke_ticks,
-                   ticks_are=ticks_are, ticks_per_second=ticks_per_second)
+        ops.append(
+            OpProfile(
+                index=index,
+                name=f"{tag}:{index}",
+                node_type=tag,
+                first=float(ticks[0]),
+                avg=average,
+                instructions=round(average * instructions_per_tick) if instructions_per_tick else None,
+            )
+        )
+    return Profile(
+        ops=ops,
+        unit="ticks",
+        source="TFLM MicroProfilerInterface (firmware)",
+        invoke=invoke_ticks,
+        ticks_are=ticks_are,
+        ticks_per_second=ticks_per_second,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +433,19 @@ def add_macs(profile: Profile, model_path: str | os.PathLike) -> Profile:
 
 
 __all__ = [
-    "OpProfile", "Profile", "CSV_COLUMNS", "SHARE_TOLERANCE", "PROFILING_TARGETS", "write_csv", "read_csv",
-    "chrome_trace", "write_chrome_trace", "profile_paths", "write_profile_files", "parse_benchmark_model_profile",
-    "parse_micro_profiler", "operator_macs", "add_macs",
+    "OpProfile",
+    "Profile",
+    "CSV_COLUMNS",
+    "SHARE_TOLERANCE",
+    "PROFILING_TARGETS",
+    "write_csv",
+    "read_csv",
+    "chrome_trace",
+    "write_chrome_trace",
+    "profile_paths",
+    "write_profile_files",
+    "parse_benchmark_model_profile",
+    "parse_micro_profiler",
+    "operator_macs",
+    "add_macs",
 ]

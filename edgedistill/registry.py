@@ -46,9 +46,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise InputError(
-                f"Unknown {self.kind} {name!r}. Expected one of: {', '.join(self.names())}."
-            ) from None
+            raise InputError(f"Unknown {self.kind} {name!r}. Expected one of: {', '.join(self.names())}.") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -26,7 +26,8 @@ def _memory_plan_lines(plan: dict[str, Any] | None) -> list[str]:
     return [
         f"Memory plan: {'offline plan written into the model' if plan.get('used_plan') else 'TFLM greedy planner kept'}; "
         f"head {plan.get('greedy_head_bytes')} bytes greedy, {plan.get('planned_head_bytes')} planned, lower bound "
-        f"{plan.get('lower_bound_bytes')} ({plan.get('solver_status')}, {_fmt(plan.get('solver_seconds'))} s): {plan.get('reason', '')}."
+        f"{plan.get('lower_bound_bytes')} ({plan.get('solver_status')}, {_fmt(plan.get('solver_seconds'))} s): "
+        f"{plan.get('reason', '')}."
     ]
 
 
@@ -36,7 +37,9 @@ def _compaction_lines(compaction: dict[str, Any] | None) -> list[str]:
         return []
     if not compaction.get("compacted"):
         return [f"Model flash: as converted ({compaction.get('reason', '')})."]
-    saved = ", ".join(f"{name.replace('_', ' ')} {size:,}" for name, size in compaction.get("saved_bytes", {}).items() if size > 0)
+    saved = ", ".join(
+        f"{name.replace('_', ' ')} {size:,}" for name, size in compaction.get("saved_bytes", {}).items() if size > 0
+    )
     return [
         f"Model flash: {compaction['compacted_size_bytes']:,} bytes, compacted from {compaction['original_size_bytes']:,} "
         f"(saved: {saved}; TFLM outputs identical)."
@@ -126,7 +129,9 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         )
     chain = student.get("chain")
     if chain:
-        steps = " -> ".join(f"{step['model']} ({step['parameters']} params, val {step['best_val_accuracy']:.2f}%)" for step in chain)
+        steps = " -> ".join(
+            f"{step['model']} ({step['parameters']} params, val {step['best_val_accuracy']:.2f}%)" for step in chain
+        )
         parts.append(f"Teacher-assistant chain: {steps}.")
     return [" ".join(parts), ""]
 
@@ -154,7 +159,8 @@ def _firmware_lines(firmware: dict[str, Any]) -> list[str]:
         matched = sum(1 for sample in run.get("samples", []) if sample.get("match"))
         lines.append(
             f"| {name} | {run.get('status', '-')} ({matched}/{len(run.get('samples', []))} match host TFLM) | "
-            f"{_fmt(run.get('arena_used_bytes'), 0)} | {_fmt(build.get('kTensorArenaSize'), 0)} ({arena.get('source', 'export')}) | "
+            f"{_fmt(run.get('arena_used_bytes'), 0)} "
+            f"| {_fmt(build.get('kTensorArenaSize'), 0)} ({arena.get('source', 'export')}) | "
             f"{_fmt(sizes.get('flash_bytes'), 0)} | {_fmt(sizes.get('ram_bytes'), 0)} | {per_invoke} |"
         )
     return lines + [""]
@@ -171,11 +177,16 @@ def _input_lines(report: dict[str, Any]) -> list[str]:
     preprocessing = teacher.get("preprocessing")
     if preprocessing:
         detection = preprocessing.get("detection")
-        found = (" (validation accuracy per convention: " + ", ".join(f"{k} {_fmt(v, 1)}%" for k, v in detection.items()) + ")"
-                 if detection else "")
-        lines.append(f"Teacher preprocessing: {preprocessing.get('name')} `{preprocessing.get('formula')}`, "
-                     f"{preprocessing.get('how')}{found}; teacher validation accuracy {_fmt(teacher.get('val_accuracy'))}% "
-                     f"(chance {_fmt(teacher.get('chance_accuracy'))}%).")
+        found = (
+            " (validation accuracy per convention: " + ", ".join(f"{k} {_fmt(v, 1)}%" for k, v in detection.items()) + ")"
+            if detection
+            else ""
+        )
+        lines.append(
+            f"Teacher preprocessing: {preprocessing.get('name')} `{preprocessing.get('formula')}`, "
+            f"{preprocessing.get('how')}{found}; teacher validation accuracy {_fmt(teacher.get('val_accuracy'))}% "
+            f"(chance {_fmt(teacher.get('chance_accuracy'))}%)."
+        )
     student = convention.get("student_preprocessing")
     if student:
         lines.append(f"Student preprocessing: `{student.get('formula')}` inside the model.")
@@ -188,8 +199,11 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     """The title, and how to continue an interrupted run or why a run failed."""
     lines = [f"# edgedistill run: {report.get('status', 'unknown')}", ""]
     if report.get("status") == "interrupted":
-        lines += [f"**Interrupted** in stage `{report['error'].get('stage')}`. Continue from the last completed stage: "
-                  f"`edgedistill run --resume {report.get('run_dir')}`", ""]
+        lines += [
+            f"**Interrupted** in stage `{report['error'].get('stage')}`. Continue from the last completed stage: "
+            f"`edgedistill run --resume {report.get('run_dir')}`",
+            "",
+        ]
     elif report.get("error"):
         lines += [f"**Failed** in stage `{report['error'].get('stage')}`: {report['error'].get('message')}", ""]
     return lines
@@ -209,13 +223,36 @@ def _accuracy_lines(report: dict[str, Any]) -> list[str]:
     """The table of every model's parameters, TFLite bytes and test accuracy, float to int8 on TFLM."""
     accuracy = (report.get("verify") or {}).get("accuracy", {})
     tflite = report.get("tflite", {})
-    parameters = {"teacher": (report.get("teacher") or {}).get("parameters"), "student": (report.get("student") or {}).get("parameters")}
+    parameters = {
+        "teacher": (report.get("teacher") or {}).get("parameters"),
+        "student": (report.get("student") or {}).get("parameters"),
+    }
     rows = [
-        ("teacher (Keras float)", parameters["teacher"], tflite.get("teacher_float32.tflite", {}).get("size_bytes"), accuracy.get("teacher")),
-        ("student (Keras float)", parameters["student"], tflite.get("student_float32.tflite", {}).get("size_bytes"), accuracy.get("float_student")),
+        (
+            "teacher (Keras float)",
+            parameters["teacher"],
+            tflite.get("teacher_float32.tflite", {}).get("size_bytes"),
+            accuracy.get("teacher"),
+        ),
+        (
+            "student (Keras float)",
+            parameters["student"],
+            tflite.get("student_float32.tflite", {}).get("size_bytes"),
+            accuracy.get("float_student"),
+        ),
         ("student QAT (Keras fake-quant)", parameters["student"], None, accuracy.get("qat_student")),
-        ("student int8 on LiteRT", parameters["student"], tflite.get("student_int8.tflite", {}).get("size_bytes"), accuracy.get("int8_litert")),
-        ("student int8 on TFLM", parameters["student"], tflite.get("student_int8.tflite", {}).get("size_bytes"), accuracy.get("int8_tflm")),
+        (
+            "student int8 on LiteRT",
+            parameters["student"],
+            tflite.get("student_int8.tflite", {}).get("size_bytes"),
+            accuracy.get("int8_litert"),
+        ),
+        (
+            "student int8 on TFLM",
+            parameters["student"],
+            tflite.get("student_int8.tflite", {}).get("size_bytes"),
+            accuracy.get("int8_tflm"),
+        ),
     ]
     if not (accuracy or tflite):
         return []
@@ -289,7 +326,8 @@ def _bench_lines(bench: dict[str, Any] | None) -> list[str]:
         target_name = target.get("name") if isinstance(target, dict) else target
         rss = m.get("peak_rss_bytes")
         lines.append(
-            f"| {name} | {target_name} ({m.get('kind', 'measured')}) | {_fmt(m.get('init_ms'), 3)} | {_fmt(m.get('first_inference_ms'), 3)} | "
+            f"| {name} | {target_name} ({m.get('kind', 'measured')}) | {_fmt(m.get('init_ms'), 3)} "
+            f"| {_fmt(m.get('first_inference_ms'), 3)} | "
             f"{_fmt(latency.get('mean'), 4)} | {_fmt(latency.get('p50'), 4)} | {_fmt(latency.get('p90'), 4)} | "
             f"{_fmt(latency.get('p99'), 4)} | {_fmt(latency.get('std'), 4)} | {_fmt(rss / 2**20 if rss else None, 1)} |"
         )
@@ -336,8 +374,13 @@ def _draw_top_ops(profile: Any, title: str, path: Path) -> None:
     axes = figure.add_subplot()
     bars = axes.barh(labels, [share for _, share in reversed(top)], color="#4c72b0")
     for bar, (op, share) in zip(bars, reversed(top)):
-        axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {op.total:,.1f} {profile.unit} ({share:.1f} %)",
-                  va="center", fontsize=8)
+        axes.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {op.total:,.1f} {profile.unit} ({share:.1f} %)",
+            va="center",
+            fontsize=8,
+        )
     axes.set_xlabel(f"share of the operators' total {'ticks' if profile.unit == 'ticks' else 'time'} (%)")
     axes.set_xlim(0, max((share for _, share in top), default=1.0) * 1.35 or 1.0)  # room for the labels
     axes.set_title(title, fontsize=9)
@@ -354,15 +397,27 @@ def _profile_lines(report: dict[str, Any]) -> list[str]:
     for name, record in _bench_profiles(report):
         profile = Profile.from_dict(record)
         ratio = profile.share_ratio
-        check = "" if ratio is None else (f" The operators add up to {100 * ratio:.1f} % of the measured invoke p50 "
-                                          f"({'within' if profile.shares_add_up else 'outside'} 100 % +- 2 %)")
+        check = (
+            ""
+            if ratio is None
+            else (
+                f" The operators add up to {100 * ratio:.1f} % of the measured invoke p50 "
+                f"({'within' if profile.shares_add_up else 'outside'} 100 % +- 2 %)"
+            )
+        )
         cpu = profile.share_ratio_cpu
         check += "" if ratio is None else (f", {100 * cpu:.1f} % of its CPU time." if cpu else ".")
-        lines += [f"Per-operator profile of {name} ({profile.source}, {profile.unit}).{check}", "",
-                  f"| # | operator | type | avg {profile.unit} | calls | share % | MACs |", "|---:|---|---|---:|---:|---:|---:|"]
+        lines += [
+            f"Per-operator profile of {name} ({profile.source}, {profile.unit}).{check}",
+            "",
+            f"| # | operator | type | avg {profile.unit} | calls | share % | MACs |",
+            "|---:|---|---|---:|---:|---:|---:|",
+        ]
         for op, share in profile.top(5):
-            lines.append(f"| {op.index} | {op.name} | {op.node_type} | {_fmt(op.avg, 2)} | {op.calls} | {share:.1f} | "
-                         f"{'' if op.macs is None else f'{op.macs:,}'} |")
+            lines.append(
+                f"| {op.index} | {op.name} | {op.node_type} | {_fmt(op.avg, 2)} | {op.calls} | {share:.1f} | "
+                f"{'' if op.macs is None else f'{op.macs:,}'} |"
+            )
         lines += ["", f"![five costliest operators of {name}]({profile_chart_name(name)})", ""]
     return lines
 

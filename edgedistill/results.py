@@ -42,8 +42,10 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder. Pass a bench.jsonl file written by `edgedistill bench`.")
     if path.exists() and not path.is_file():  # /dev/zero would be read until memory runs out, a FIFO blocks
-        raise InputError(f"{str(path)!r} is not a regular file (a device, FIFO or socket). Pass a bench.jsonl file "
-                         "written by `edgedistill bench`.")
+        raise InputError(
+            f"{str(path)!r} is not a regular file (a device, FIFO or socket). Pass a bench.jsonl file "
+            "written by `edgedistill bench`."
+        )
     if not path.is_file():
         raise InputError(f"Results file not found: {str(path)!r}. Pass a bench.jsonl written by `edgedistill bench`.")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -61,15 +63,23 @@ def read_results(path: str | os.PathLike) -> list[Measurement]:
         except (ValueError, TypeError) as error:
             if number == len(lines) and not line.endswith("}"):
                 continue  # the line being written when the process died
-            raise InputError(f"{str(path)!r} line {number} is not a benchmark result ({error}). "
-                             "Pass a bench.jsonl written by `edgedistill bench`.") from None
+            raise InputError(
+                f"{str(path)!r} line {number} is not a benchmark result ({error}). "
+                "Pass a bench.jsonl written by `edgedistill bench`."
+            ) from None
     if firmware_lines and not measurements:
-        raise InputError(f"{str(path)!r} holds firmware results (`edgedistill firmware run`), not benchmark "
-                         "results. Pass a bench.jsonl written by `edgedistill bench`; read firmware results with "
-                         "pandas.read_json(path, lines=True).")
+        raise InputError(
+            f"{str(path)!r} holds firmware results (`edgedistill firmware run`), not benchmark "
+            "results. Pass a bench.jsonl written by `edgedistill bench`; read firmware results with "
+            "pandas.read_json(path, lines=True)."
+        )
     if firmware_lines:
-        logger.warning("Skipped %d `firmware run` line(s) in %s: written by an older edgedistill; firmware "
-                       "results now go to firmware.jsonl.", firmware_lines, path)
+        logger.warning(
+            "Skipped %d `firmware run` line(s) in %s: written by an older edgedistill; firmware "
+            "results now go to firmware.jsonl.",
+            firmware_lines,
+            path,
+        )
     return measurements
 
 
@@ -139,9 +149,11 @@ def check_results_file(path: str | os.PathLike) -> None:
         if not _is_firmware_record(record):
             check_record(record)
     except (UnicodeDecodeError, ValueError, TypeError):
-        raise InputError(f"--results {str(path)!r} exists and is not a results file (its first line is not a benchmark "
-                         "result). Appending would damage it. Pass a new file name or a bench.jsonl written by "
-                         "`edgedistill bench`.") from None
+        raise InputError(
+            f"--results {str(path)!r} exists and is not a results file (its first line is not a benchmark "
+            "result). Appending would damage it. Pass a new file name or a bench.jsonl written by "
+            "`edgedistill bench`."
+        ) from None
 
 
 def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
@@ -172,7 +184,7 @@ def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
             tail = handle.read(size - start)
     if tail.endswith(b"\n"):
         return None
-    fragment = tail[tail.rfind(b"\n") + 1:]
+    fragment = tail[tail.rfind(b"\n") + 1 :]
     try:
         json.loads(fragment.decode("utf-8"))
         whole = True
@@ -185,8 +197,13 @@ def set_aside_cut_line(path: str | os.PathLike) -> Path | None:
     side = _free_name(path.with_name(path.name + ".cut"))
     write_bytes_atomic(side, fragment)
     os.truncate(path, size - len(fragment))
-    logger.warning("%s: its last line was cut short (%d bytes, probably a crash while it was written); those bytes "
-                   "are kept in %s and new results start on a new line.", path, len(fragment), side)
+    logger.warning(
+        "%s: its last line was cut short (%d bytes, probably a crash while it was written); those bytes "
+        "are kept in %s and new results start on a new line.",
+        path,
+        len(fragment),
+        side,
+    )
     return side
 
 
@@ -238,17 +255,43 @@ def target_label(measurement: Measurement) -> str:
 
 def format_table(measurements: Sequence[Measurement]) -> str:
     """A plain-text table, one row per pair; emulated rows are labelled as such."""
-    header = ["model", "target", "kind", "status", "threads", "runs", "p50 ms", "mean ms", "p90 ms", "p99 ms",
-              "init ms", "first ms", "peak RSS MiB", "size KiB"]
+    header = [
+        "model",
+        "target",
+        "kind",
+        "status",
+        "threads",
+        "runs",
+        "p50 ms",
+        "mean ms",
+        "p90 ms",
+        "p99 ms",
+        "init ms",
+        "first ms",
+        "peak RSS MiB",
+        "size KiB",
+    ]
     rows = []
     for m in measurements:
         latency = m.latency_ms or {}
-        rows.append([
-            _model_name(m), target_label(m), m.kind, m.status, str(m.num_threads), str(len(m.samples_ms)),
-            _ms(latency.get("p50")), _ms(latency.get("mean")), _ms(latency.get("p90")), _ms(latency.get("p99")),
-            _ms(m.init_ms), _ms(m.first_inference_ms), _mib(m.peak_rss_bytes),
-            "-" if m.model_size_bytes is None else f"{m.model_size_bytes / 1024:.1f}",
-        ])
+        rows.append(
+            [
+                _model_name(m),
+                target_label(m),
+                m.kind,
+                m.status,
+                str(m.num_threads),
+                str(len(m.samples_ms)),
+                _ms(latency.get("p50")),
+                _ms(latency.get("mean")),
+                _ms(latency.get("p90")),
+                _ms(latency.get("p99")),
+                _ms(m.init_ms),
+                _ms(m.first_inference_ms),
+                _mib(m.peak_rss_bytes),
+                "-" if m.model_size_bytes is None else f"{m.model_size_bytes / 1024:.1f}",
+            ]
+        )
     text = _render(header, rows)
     failures = [f"  {_model_name(m)} on {target_label(m)}: {m.error}" for m in measurements if not m.ok]
     if failures:
@@ -259,8 +302,7 @@ def format_table(measurements: Sequence[Measurement]) -> str:
 
 
 def _render(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)] if rows else [len(h) for h in
-                                                                                                     header]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)] if rows else [len(h) for h in header]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
@@ -296,21 +338,26 @@ def _ratio_of(value: float | None, base: float | None) -> float | None:
 def compare_results(paths: Sequence[str | os.PathLike]) -> list[ComparisonRow]:
     """Match pairs by (model file name, target, num_threads) across files; the first file is the baseline."""
     if len(paths) < 2:
-        raise InputError(f"compare needs at least 2 result files. Received: {len(paths)}. "
-                         "Pass e.g. runs/x/bench.jsonl runs/y/bench.jsonl.")
+        raise InputError(
+            f"compare needs at least 2 result files. Received: {len(paths)}. Pass e.g. runs/x/bench.jsonl runs/y/bench.jsonl."
+        )
     tables = []
     for path in paths:
         by_key = {}
         measurements = read_results(path)
         if not measurements:
-            raise InputError(f"{str(path)!r} holds no benchmark result ({_why_empty(Path(path))}). Pass a bench.jsonl "
-                             "written by `edgedistill bench`.")
+            raise InputError(
+                f"{str(path)!r} holds no benchmark result ({_why_empty(Path(path))}). Pass a bench.jsonl "
+                "written by `edgedistill bench`."
+            )
         for m in latest_per_pair(measurements):
             if m.ok:
                 by_key[(_model_name(m), m.target.get("spec") or m.target.get("name"), m.num_threads)] = m
         if not by_key:
-            raise InputError(f"{str(path)!r} holds no successful measurement ({len(measurements)} failed), so there "
-                             "is nothing to compare. Re-run `edgedistill bench --resume --results FILE` to measure them.")
+            raise InputError(
+                f"{str(path)!r} holds no successful measurement ({len(measurements)} failed), so there "
+                "is nothing to compare. Re-run `edgedistill bench --resume --results FILE` to measure them."
+            )
         tables.append(by_key)
     keys: list[tuple] = []
     for table in tables:
@@ -319,7 +366,9 @@ def compare_results(paths: Sequence[str | os.PathLike]) -> list[ComparisonRow]:
     for key in keys:
         found = [table.get(key) for table in tables]
         row = ComparisonRow(
-            model=key[0], target=key[1], num_threads=key[2],
+            model=key[0],
+            target=key[1],
+            num_threads=key[2],
             kinds=[m.kind if m else None for m in found],
             p50_ms=[m.latency_ms.get("p50") if m else None for m in found],
             mean_ms=[m.latency_ms.get("mean") if m else None for m in found],
@@ -370,8 +419,10 @@ def plot_results(path: str | os.PathLike, output: str | os.PathLike | None = Non
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise InputError("Plotting needs matplotlib, which is not installed. "
-                         "Install it: `pip install 'edgedistill[plot]'` (or `pip install matplotlib`).") from None
+        raise InputError(
+            "Plotting needs matplotlib, which is not installed. "
+            "Install it: `pip install 'edgedistill[plot]'` (or `pip install matplotlib`)."
+        ) from None
     from edgedistill.fileio import write_bytes_atomic
 
     measurements = [m for m in latest_per_pair(read_results(path)) if m.ok and m.samples_ms]
@@ -405,8 +456,10 @@ def _check_plot_output(output: Path, source: Path) -> None:
     if output.is_file() and output.stat().st_size:
         with open(output, "rb") as handle:
             if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
-                raise InputError(f"The plot would replace {str(output)!r}, which exists and is not a PNG. Pass "
-                                 "another -o/--output (e.g. plot.png).")
+                raise InputError(
+                    f"The plot would replace {str(output)!r}, which exists and is not a PNG. Pass "
+                    "another -o/--output (e.g. plot.png)."
+                )
 
 
 def _plot_cdf(axes: Any, measurements: Sequence[Measurement], labels: Sequence[str]) -> None:
@@ -447,5 +500,16 @@ def _plot_percentile_bars(axes: Any, measurements: Sequence[Measurement], labels
     axes.legend(fontsize=7)
 
 
-__all__ = ["read_results", "check_record", "check_results_file", "set_aside_cut_line", "latest_per_pair", "format_table", "compare_results", "format_comparison",
-           "plot_results", "target_label", "ComparisonRow"]
+__all__ = [
+    "read_results",
+    "check_record",
+    "check_results_file",
+    "set_aside_cut_line",
+    "latest_per_pair",
+    "format_table",
+    "compare_results",
+    "format_comparison",
+    "plot_results",
+    "target_label",
+    "ComparisonRow",
+]

@@ -88,8 +88,9 @@ def prepare_teacher(config: RunConfig, data, output_dir: Path) -> str:
         logger.info("== teacher: training preset %s once for every trial", config.teacher.teacher_preset)
     # A teacher file too: its preprocessing (declared or detected) and the teacher gate, once; the saved
     # copy takes the data's raw values, as every trial's student does.
-    teacher, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed,
-                                        chance_gate=config.verify.chance_gate)
+    teacher, _ = stages.prepare_teacher(
+        config.teacher, config.training, data, seed=config.data.seed, chance_gate=config.verify.chance_gate
+    )
     if config.teacher.teacher and not isinstance(teacher.model, keras.Model):
         formula = (teacher.preprocessing or {}).get("formula", "x")
         if formula != "x":
@@ -112,7 +113,12 @@ def _teacher(teacher_path: str, data, teacher_outputs: dict | None):
 
 
 def run_trial(
-    params: dict[str, float], *, config: RunConfig, teacher_path: str, data=None, teacher_outputs: dict | None = None,
+    params: dict[str, float],
+    *,
+    config: RunConfig,
+    teacher_path: str,
+    data=None,
+    teacher_outputs: dict | None = None,
     measure_arena: bool = True,
 ) -> dict[str, Any]:
     """One trial: distill (+ QAT) a fresh student with ``params``, convert to int8, measure on validation."""
@@ -131,8 +137,9 @@ def run_trial(
         distilled, _ = stages.distill_student(config.distill, config.training, teacher, student, data, seed=seed)
         qat, _ = stages.quantize_student(config.qat, config.distill, config.training, teacher, distilled, data, seed=seed)
     final = qat if qat is not None else distilled.student
-    int8 = convert_keras_model(final, quantization="int8", representative_data=data.x_train,
-                               input_range=(0.0, 255.0) if data.raw_bytes else None)  # byte data: int8 = byte - 128
+    int8 = convert_keras_model(
+        final, quantization="int8", representative_data=data.x_train, input_range=(0.0, 255.0) if data.raw_bytes else None
+    )  # byte data: int8 = byte - 128
     int8_predictions = LiteRTModel(int8).predict(data.x_val).argmax(axis=-1)
     record: dict[str, Any] = {
         "params": {key: float(value) for key, value in params.items()},
@@ -182,13 +189,15 @@ def _run_local(
 
     def trial(params: dict, index: int) -> dict:
         logger.info(
-            f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} width={params['student_width']:.3g}"
+            f"== trial {index + 1}: T={params['temperature']:.3g} alpha={params['student_loss_weight']:.3g} "
+            f"width={params['student_width']:.3g}"
         )
         record = run_trial(
             params, config=config, teacher_path=teacher_path, data=data, teacher_outputs=cached, measure_arena=measure_arena
         )
         logger.info(
-            f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes int8, {record['seconds']:.1f} s"
+            f"   val {record['val_accuracy']:.2f}%, int8 val {record['int8_val_accuracy']:.2f}%, {record['int8_bytes']} bytes "
+            f"int8, {record['seconds']:.1f} s"
         )
         return record
 
@@ -363,9 +372,7 @@ def _ray_plan(tune: Any, method: str, space: SearchSpace, num_trials: int, *, se
     return _RayPlan(param_space=ranges, num_samples=num_trials, search_alg=search_alg)
 
 
-def _fit_on_ray(
-    tune: Any, plan: _RayPlan, config: RunConfig, teacher_path: str, output_dir: Path, measure_arena: bool
-) -> Any:
+def _fit_on_ray(tune: Any, plan: _RayPlan, config: RunConfig, teacher_path: str, output_dir: Path, measure_arena: bool) -> Any:
     """Run the trials of ``plan`` with Tune, one CPU each; Tune's ResultGrid."""
     trainable = tune.with_parameters(
         _ray_trial, options=config.to_options(), teacher_path=str(Path(teacher_path).resolve()), measure_arena=measure_arena
@@ -521,9 +528,12 @@ def write_search_report(result: dict[str, Any], output_dir: Path) -> None:
     for index, record in enumerate(result["trials"]):
         params = record["params"]
         lines.append(
-            f"| {index + 1} | {params['temperature']:.3g} | {params['student_loss_weight']:.3g} | {params['student_width']:.3g} | "
-            f"{record['parameters']} | {record['val_accuracy']:.2f} | {record['int8_val_accuracy']:.2f} | {record['int8_bytes']} | "
-            f"{record['arena_bytes'] if record['arena_bytes'] is not None else '-'} | {record['seconds']:.1f} | {'*' if index in front else ''} |"
+            f"| {index + 1} | {params['temperature']:.3g} | {params['student_loss_weight']:.3g} | {params['student_width']:.3g} "
+            f"| "
+            f"{record['parameters']} | {record['val_accuracy']:.2f} | {record['int8_val_accuracy']:.2f} "
+            f"| {record['int8_bytes']} | "
+            f"{record['arena_bytes'] if record['arena_bytes'] is not None else '-'} | {record['seconds']:.1f} "
+            f"| {'*' if index in front else ''} |"
         )
     if _plot_pareto(result, output_dir / "pareto.png"):
         lines += ["", "![Pareto front](pareto.png)"]

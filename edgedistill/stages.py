@@ -65,8 +65,12 @@ def train_config(training: TrainingConfig, *, epochs: int, seed: int, learning_r
     from edgedistill.training import TrainConfig
 
     return TrainConfig(
-        epochs=epochs, batch_size=training.batch_size, learning_rate=learning_rate or training.learning_rate,
-        patience=training.patience, seed=seed, verbose=training.verbose,
+        epochs=epochs,
+        batch_size=training.batch_size,
+        learning_rate=learning_rate or training.learning_rate,
+        patience=training.patience,
+        seed=seed,
+        verbose=training.verbose,
     )
 
 
@@ -89,12 +93,20 @@ def load_data(config: DataConfig, *, teacher_file: str | None = None) -> tuple[D
             logger.info("   images: brought to the teacher's input size %dx%d", shape[0], shape[1])
             config = dataclasses.replace(config, image_size=f"{shape[0]}x{shape[1]}")
     data = load_dataset(
-        config.data, validation_fraction=config.validation_fraction, seed=config.seed,
-        max_train_samples=config.max_train_samples, options=config,
+        config.data,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+        max_train_samples=config.max_train_samples,
+        options=config,
     )
     logger.info(
         "   %s: %d train / %d val / %d test, input %s, %d classes, %s",
-        data.name, len(data.x_train), len(data.x_val), len(data.x_test), data.input_shape, data.num_classes,
+        data.name,
+        len(data.x_train),
+        len(data.x_val),
+        len(data.x_test),
+        data.input_shape,
+        data.num_classes,
         data.values["description"],
     )
     summary = data.summary()
@@ -130,8 +142,12 @@ def _teacher_from_file(config: TeacherConfig, data: Dataset) -> tuple[KerasModel
     """The user's teacher taking raw values: input shape checked, preprocessing declared or detected."""
     from edgedistill.models import load_model_file
     from edgedistill.teachers import (
-        apply_preprocessing, check_input_shape, model_input_shape, resolve_preprocessing, teacher_input_shape,
-    )  # fmt: skip
+        apply_preprocessing,
+        check_input_shape,
+        model_input_shape,
+        resolve_preprocessing,
+        teacher_input_shape,
+    )
 
     from edgedistill.keras3.loading import register_layers_for
 
@@ -144,8 +160,37 @@ def _teacher_from_file(config: TeacherConfig, data: Dataset) -> tuple[KerasModel
     return apply_preprocessing(model, preprocessing), preprocessing, report
 
 
-def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data: Dataset, *, seed: int = 0,
-                    log_dir: Path | None = None, chance_gate: bool = True) -> tuple[Teacher, Report]:
+def _trained_teacher(
+    config: TeacherConfig, training: TrainingConfig, data: Dataset, *, seed: int, log_dir: Path | None
+) -> tuple[KerasModel, Preprocessing | None]:
+    """The teacher preset trained here on hard labels, taking the data's raw values with the student's preprocessing;
+    and that preprocessing."""
+    from edgedistill.models import build_model
+    from edgedistill.preprocessing import with_preprocessing
+    from edgedistill.training import train_classifier
+
+    if config.teacher_preprocessing:
+        logger.warning("--teacher-preprocessing describes a --teacher file; the teacher trained here uses the student's")
+    preprocessing = student_preprocessing_of(data)
+    model = build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
+    model = with_preprocessing(model, preprocessing)
+    logger.info("   training teacher preset %s (width %g)", config.teacher_preset, config.teacher_width)
+    stage_config = train_config(training, epochs=config.teacher_epochs, seed=seed)
+    train_classifier(
+        model, data, config=stage_config, stage="teacher", log_dir=log_dir, augmentation=augmentation_of(training, data)
+    )
+    return model, preprocessing
+
+
+def prepare_teacher(
+    config: TeacherConfig,
+    training: TrainingConfig,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    log_dir: Path | None = None,
+    chance_gate: bool = True,
+) -> tuple[Teacher, Report]:
     """The user's teacher file, or a preset trained on hard labels; its logits cached per split.
 
     Every teacher takes the data's raw values. Before any student is trained, the teacher's
@@ -153,8 +198,7 @@ def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data: Datas
     order, the run stops here (:func:`edgedistill.teachers.teacher_gate`); ``chance_gate=False``
     (``--no-chance-gate``, plumbing runs on too little data) skips the near-chance check only.
     """
-    from edgedistill.models import build_model, check_classes, count_parameters, predict_logits
-    from edgedistill.preprocessing import with_preprocessing
+    from edgedistill.models import check_classes, count_parameters, predict_logits
     from edgedistill.teachers import teacher_gate
 
     preprocessing: Preprocessing | None
@@ -163,24 +207,21 @@ def prepare_teacher(config: TeacherConfig, training: TrainingConfig, data: Datas
         model, preprocessing, preprocessing_report = _teacher_from_file(config, data)
         source = config.teacher
     else:
-        from edgedistill.training import train_classifier
-
-        if config.teacher_preprocessing:
-            logger.warning("--teacher-preprocessing describes a --teacher file; the teacher trained here uses the student's")
-        preprocessing = student_preprocessing_of(data)
+        model, preprocessing = _trained_teacher(config, training, data, seed=seed, log_dir=log_dir)
         preprocessing_report = preprocessing.to_dict() if preprocessing is not None else None
-        model = build_model(config.teacher_preset, data.input_shape, data.num_classes, width=config.teacher_width, name="teacher")
-        model = with_preprocessing(model, preprocessing)
-        logger.info("   training teacher preset %s (width %g)", config.teacher_preset, config.teacher_width)
-        stage_config = train_config(training, epochs=config.teacher_epochs, seed=seed)
-        train_classifier(model, data, config=stage_config, stage="teacher", log_dir=log_dir, augmentation=augmentation_of(training, data))
         source = f"preset {config.teacher_preset} (width {config.teacher_width})"
     check_classes(model, data.num_classes, "teacher")
     val_outputs = predict_logits(model, data.x_val)
     check_classes(val_outputs, data.num_classes, "teacher")  # also Keras 3 / SavedModel teachers
     gate = teacher_gate(
-        val_outputs, data.y_val, data.class_names, min_accuracy=config.min_teacher_accuracy, preprocessing=preprocessing,
-        source=source, trained_here=not config.teacher, near_chance_stops=chance_gate,
+        val_outputs,
+        data.y_val,
+        data.class_names,
+        min_accuracy=config.min_teacher_accuracy,
+        preprocessing=preprocessing,
+        source=source,
+        trained_here=not config.teacher,
+        near_chance_stops=chance_gate,
     )
     from edgedistill.augment import cached_outputs
 
@@ -224,8 +265,10 @@ def build_student(config: StudentConfig, data: Dataset) -> tuple[KerasModel, str
             )
         student = load_model_file(config.student)
         if not isinstance(student, keras.Model):
-            raise InputError(f"The student {config.student} must be a tf_keras model with --keras 2 (it is trained and "
-                             "quantized with tfmot). For a Keras 3 .keras file pass --keras 3 (or leave --keras out).")
+            raise InputError(
+                f"The student {config.student} must be a tf_keras model with --keras 2 (it is trained and "
+                "quantized with tfmot). For a Keras 3 .keras file pass --keras 3 (or leave --keras out)."
+            )
         from edgedistill.teachers import check_input_shape, model_input_shape
 
         check_input_shape(model_input_shape(student), data, role="student")
@@ -286,8 +329,12 @@ def _keras3_unsupported(config: RunConfig) -> list[tuple[str, str]]:
     if distill.prune_sparsity:
         found.append((f"--prune-sparsity {distill.prune_sparsity}", "pruning is tfmot's (Keras 2)"))
     if not resolve_loss(distill).uses_final_outputs:
-        found.append((f"--distillation-loss {distill.distillation_loss}",
-                      "the Keras 3 Distiller takes losses on the logits (logits, logit_standardization, dkd, dist)"))
+        found.append(
+            (
+                f"--distillation-loss {distill.distillation_loss}",
+                "the Keras 3 Distiller takes losses on the logits (logits, logit_standardization, dkd, dist)",
+            )
+        )
     if training.augment:
         found.append(("--augment", "augmentation runs in the tf_keras training step"))
     if training.strategy != "none":
@@ -308,15 +355,19 @@ def check_keras3_options(config: RunConfig, *, quantization: bool = True) -> Non
         from edgedistill.models import is_keras3_file
 
         if str(student.keras) == "2" and is_keras3_file(student.student):
-            raise InputError(f"--keras 2, but the --student file {student.student} is a Keras 3 model. "
-                             "Pass --keras 3 (or leave --keras out: the file decides).")
+            raise InputError(
+                f"--keras 2, but the --student file {student.student} is a Keras 3 model. "
+                "Pass --keras 3 (or leave --keras out: the file decides)."
+            )
     if student_keras(student) != "3":
         return
     unsupported = _keras3_unsupported(config)
     if unsupported:
         listing = "; ".join(f"{option} ({why})" for option, why in unsupported)
-        raise InputError(f"A Keras 3 student (--keras 3) does not support: {listing}. Drop these options, or use a tf_keras "
-                         "student (--keras 2).")
+        raise InputError(
+            f"A Keras 3 student (--keras 3) does not support: {listing}. Drop these options, or use a tf_keras "
+            "student (--keras 2)."
+        )
     if student.student:
         from edgedistill.keras3.loading import load_keras3_student
 
@@ -325,8 +376,10 @@ def check_keras3_options(config: RunConfig, *, quantization: bool = True) -> Non
         from edgedistill.keras3.models import PRESET_NAMES
 
         if student.student_preset not in PRESET_NAMES:
-            raise InputError(f"--student-preset {student.student_preset} has no Keras 3 version; with --keras 3 use one of: "
-                             f"{', '.join(PRESET_NAMES)}, or use --keras 2.")
+            raise InputError(
+                f"--student-preset {student.student_preset} has no Keras 3 version; with --keras 3 use one of: "
+                f"{', '.join(PRESET_NAMES)}, or use --keras 2."
+            )
         return  # every Keras 3 preset is covered by Keras 3 QAT
     if not quantization:
         return
@@ -366,40 +419,68 @@ def build_keras3_student(config: StudentConfig, data: Dataset) -> tuple[KerasMod
         student = load_keras3_student(config.student)
         check_input_shape(model_input_shape(student), data, role="student")
         if find_preprocessing_layer(student) is None and student_preprocessing_of(data) is not None:
-            logger.warning("   the Keras 3 student %s has no `preprocess` layer: it is trained on the data's raw values "
-                           "(add keras.layers.Rescaling(..., name='preprocess') as its first layer to scale them)", config.student)
+            logger.warning(
+                "   the Keras 3 student %s has no `preprocess` layer: it is trained on the data's raw values "
+                "(add keras.layers.Rescaling(..., name='preprocess') as its first layer to scale them)",
+                config.student,
+            )
         source = config.student
     else:
         from edgedistill.keras3.models import build_model
 
-        student = build_model(config.student_preset, data.input_shape, data.num_classes, width=config.student_width,
-                              name="student", preprocessing=student_preprocessing_of(data))  # fmt: skip
+        student = build_model(
+            config.student_preset,
+            data.input_shape,
+            data.num_classes,
+            width=config.student_width,
+            name="student",
+            preprocessing=student_preprocessing_of(data),
+        )
         source = f"preset {config.student_preset} (width {config.student_width}, Keras 3)"
     check_classes(student, data.num_classes, "student")
     return student, source, {}
 
 
-def _distill_keras3(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset,
-                    *, seed: int, epochs: int, learning_rate: float,
-                    teacher_outputs: dict[str, np.ndarray] | None = None) -> tuple[KerasModel, dict[str, list[float]]]:
+def _distill_keras3(
+    config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    student: KerasModel,
+    data: Dataset,
+    *,
+    seed: int,
+    epochs: int,
+    learning_rate: float,
+    teacher_outputs: dict[str, np.ndarray] | None = None,
+) -> tuple[KerasModel, dict[str, list[float]]]:
     """One Keras 3 distillation (float or QAT) with the run's loss and schedule; ``(student, history)``."""
     from edgedistill.keras3.distiller import distill
 
     return distill(
-        teacher.model, student, data, epochs=epochs, batch_size=training.batch_size, learning_rate=learning_rate,
-        patience=training.patience, seed=seed, distillation_losses=[resolve_loss(config)],
-        student_loss_weight=config.student_loss_weight, teacher_outputs=teacher_outputs or teacher.outputs,
+        teacher.model,
+        student,
+        data,
+        epochs=epochs,
+        batch_size=training.batch_size,
+        learning_rate=learning_rate,
+        patience=training.patience,
+        seed=seed,
+        distillation_losses=[resolve_loss(config)],
+        student_loss_weight=config.student_loss_weight,
+        teacher_outputs=teacher_outputs or teacher.outputs,
         verbose=training.verbose,
     )
 
 
-def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel,
-                           data: Dataset, *, seed: int = 0) -> tuple[SchemeResult, Report]:
+def distill_keras3_student(
+    config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset, *, seed: int = 0
+) -> tuple[SchemeResult, Report]:
     """Standard distillation of a Keras 3 student (the other options were refused before the first stage)."""
     from edgedistill.distill import SchemeResult
 
-    student, history = _distill_keras3(config, training, teacher, student, data, seed=seed, epochs=config.epochs,
-                                       learning_rate=training.learning_rate)  # fmt: skip
+    student, history = _distill_keras3(
+        config, training, teacher, student, data, seed=seed, epochs=config.epochs, learning_rate=training.learning_rate
+    )
     report = {
         "distill_epochs": len(history.get("loss", [])),
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])) * 100.0,
@@ -408,22 +489,49 @@ def distill_keras3_student(config: DistillConfig, training: TrainingConfig, teac
     return SchemeResult(student=student, history=history, report={}), report
 
 
-def quantize_keras3_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
-                            student: KerasModel, data: Dataset, *, seed: int = 0) -> tuple[KerasModel, Report]:
+def quantize_keras3_student(
+    config: QatConfig,
+    distill_config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    student: KerasModel,
+    data: Dataset,
+    *,
+    seed: int = 0,
+) -> tuple[KerasModel, Report]:
     """Keras 3 QAT (:func:`edgedistill.keras3.qat.quantize_model`) distilled with the same loss; ``(qat model, report)``."""
     from edgedistill.keras3.qat import activation_quantizers, quantize_model
     from edgedistill.preprocessing import BYTE_RANGE
 
     qat_student = quantize_model(student, input_range=BYTE_RANGE if data.raw_bytes else None)
-    qat_student, history = _distill_keras3(distill_config, training, teacher, qat_student, data, seed=seed,
-                                           epochs=config.qat_epochs, learning_rate=config.qat_learning_rate)  # fmt: skip
-    report = {"epochs": len(history.get("loss", [])), "data": data.name, "method": "edgedistill.keras3 QAT",
-              "activation_quantizers": len(activation_quantizers(qat_student)), **keras_report(qat_student)}  # fmt: skip
+    qat_student, history = _distill_keras3(
+        distill_config,
+        training,
+        teacher,
+        qat_student,
+        data,
+        seed=seed,
+        epochs=config.qat_epochs,
+        learning_rate=config.qat_learning_rate,
+    )
+    report = {
+        "epochs": len(history.get("loss", [])),
+        "data": data.name,
+        "method": "edgedistill.keras3 QAT",
+        "activation_quantizers": len(activation_quantizers(qat_student)),
+        **keras_report(qat_student),
+    }
     return qat_student, report
 
 
-def convert_keras3_models(config: ConvertConfig, *, student: KerasModel, qat_student: KerasModel | None,
-                          calibration_inputs: np.ndarray, input_range: tuple[float, float] | None = None) -> dict[str, bytes]:
+def convert_keras3_models(
+    config: ConvertConfig,
+    *,
+    student: KerasModel,
+    qat_student: KerasModel | None,
+    calibration_inputs: np.ndarray,
+    input_range: tuple[float, float] | None = None,
+) -> dict[str, bytes]:
     """``student_int8.tflite`` of a Keras 3 student (from its QAT model's trained ranges, or PTQ without QAT) and
     ``student_float32.tflite``."""
     from edgedistill.keras3.convert import convert_float_model, convert_qat_model
@@ -431,8 +539,14 @@ def convert_keras3_models(config: ConvertConfig, *, student: KerasModel, qat_stu
     if qat_student is not None:
         int8 = convert_qat_model(qat_student)
     else:
-        int8 = convert_float_model(student, quantization="int8", io_type=config.io_type, representative_data=calibration_inputs,
-                                   num_calibration_samples=config.num_calibration_samples, input_range=input_range)  # fmt: skip
+        int8 = convert_float_model(
+            student,
+            quantization="int8",
+            io_type=config.io_type,
+            representative_data=calibration_inputs,
+            num_calibration_samples=config.num_calibration_samples,
+            input_range=input_range,
+        )
     return {"student_int8.tflite": int8, "student_float32.tflite": convert_float_model(student, quantization="float32")}
 
 
@@ -497,20 +611,39 @@ def _is_default(config: RunConfig, section: str, name: str) -> bool:
 
 # (section, option, when it does nothing, why): options a user sets that the run would ignore.
 INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[RunConfig], bool], str], ...] = (
-    *((("data", name, lambda c: not c.data.data.startswith("images:"), "applies to --data images:DIR only"))
-      for name in ("image_size", "color_mode", "class_names")),
-    *((("data", name, lambda c: not c.data.data.startswith("audio:"), "applies to --data audio:DIR only"))
-      for name in ("audio_label_pattern", "audio_test_split", "audio_augment_copies", "audio_noise_dir",
-                   "audio_silence_fraction", "audio_unknown_dir", "audio_trim", "audio_clip_ms", "audio_sample_rate")),
+    *(
+        (("data", name, lambda c: not c.data.data.startswith("images:"), "applies to --data images:DIR only"))
+        for name in ("image_size", "color_mode", "class_names")
+    ),
+    *(
+        (("data", name, lambda c: not c.data.data.startswith("audio:"), "applies to --data audio:DIR only"))
+        for name in (
+            "audio_label_pattern",
+            "audio_test_split",
+            "audio_augment_copies",
+            "audio_noise_dir",
+            "audio_silence_fraction",
+            "audio_unknown_dir",
+            "audio_trim",
+            "audio_clip_ms",
+            "audio_sample_rate",
+        )
+    ),
     ("training", "augment_views", lambda c: not c.training.augment, "works with --augment only"),
-    *((("teacher", name, lambda c: bool(c.teacher.teacher), "describes the preset teacher; --teacher is a file"))
-      for name in ("teacher_preset", "teacher_width", "teacher_epochs")),
+    *(
+        (("teacher", name, lambda c: bool(c.teacher.teacher), "describes the preset teacher; --teacher is a file"))
+        for name in ("teacher_preset", "teacher_width", "teacher_epochs")
+    ),
     ("teacher", "teacher_preprocessing", lambda c: not c.teacher.teacher, "describes a --teacher file; none was given"),
-    *((("student", name, lambda c: bool(c.student.student), "describes the preset student; --student is a file"))
-      for name in ("student_preset", "student_width", "max_flash_kb", "max_arena_kb", "max_latency_ms")),
+    *(
+        (("student", name, lambda c: bool(c.student.student), "describes the preset student; --student is a file"))
+        for name in ("student_preset", "student_width", "max_flash_kb", "max_arena_kb", "max_latency_ms")
+    ),
     ("qat", "qat_learning_rate", lambda c: c.qat.qat_epochs == 0, "has no effect with --qat-epochs 0"),
-    *((("bench", name, lambda c: not c.bench.bench, "has no effect with --no-bench"))
-      for name in ("num_runs", "warmup_runs", "num_threads")),
+    *(
+        (("bench", name, lambda c: not c.bench.bench, "has no effect with --no-bench"))
+        for name in ("num_runs", "warmup_runs", "num_threads")
+    ),
     ("distill", "scheme_options", lambda c: not scheme_of(c.distill).takes_options, "has no effect: the scheme takes no options"),
 )
 
@@ -558,9 +691,17 @@ def check_run_options(config: RunConfig, *, quantization: bool = True) -> None:
     warn_ineffective_options(config)
 
 
-def training_arguments(config: DistillConfig, training: TrainingConfig, teacher: Teacher | None, *, epochs: int,
-                       seed: int, learning_rate: float | None = None, log_dir: Path | None = None,
-                       augmentation: Augmentation | None = None) -> TrainingArguments:
+def training_arguments(
+    config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher | None,
+    *,
+    epochs: int,
+    seed: int,
+    learning_rate: float | None = None,
+    log_dir: Path | None = None,
+    augmentation: Augmentation | None = None,
+) -> TrainingArguments:
     """What every distillation entry point takes: the loss, its weight, the schedule, cached teacher outputs
     (and the augmentation, with how the teacher sees it)."""
     from edgedistill.distill import TrainingArguments
@@ -583,15 +724,30 @@ def _augmentation_report(config: DistillConfig, training: TrainingConfig, augmen
         from edgedistill.distill.schemes import SCHEMES
 
         augmented = [name for name in SCHEMES if SCHEMES.get(name).augments]  # the entries' `augments` field
-        logger.warning("--augment: scheme %s trains without augmentation (it applies to %s, pruning and QAT)",
-                       config.scheme, ", ".join(augmented))
+        logger.warning(
+            "--augment: scheme %s trains without augmentation (it applies to %s, pruning and QAT)",
+            config.scheme,
+            ", ".join(augmented),
+        )
         return {"augmentation": None}
-    teacher = f"cached outputs on {training.augment_views} augmented views" if training.augment_views else "run on every augmented batch"
+    teacher = (
+        f"cached outputs on {training.augment_views} augmented views"
+        if training.augment_views
+        else "run on every augmented batch"
+    )
     return {"augmentation": augmentation.to_dict() | {"teacher": teacher}}
 
 
-def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset,
-                    *, seed: int = 0, log_dir: Path | None = None) -> tuple[SchemeResult, Report]:
+def distill_student(
+    config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    student: KerasModel,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    log_dir: Path | None = None,
+) -> tuple[SchemeResult, Report]:
     """The configured scheme (or pruning during standard distillation); returns a ``SchemeResult``."""
     from edgedistill.keras3.backend import is_keras3_model
 
@@ -618,9 +774,17 @@ def distill_student(config: DistillConfig, training: TrainingConfig, teacher: Te
     return result, report
 
 
-def quantize_student(config: QatConfig, distill_config: DistillConfig, training: TrainingConfig, teacher: Teacher,
-                     distilled: SchemeResult, data: Dataset, *, seed: int = 0,
-                     log_dir: Path | None = None) -> tuple[KerasModel | None, Report]:
+def quantize_student(
+    config: QatConfig,
+    distill_config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    distilled: SchemeResult,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    log_dir: Path | None = None,
+) -> tuple[KerasModel | None, Report]:
     """Quantization-aware distillation with the same loss; ``None`` when ``qat_epochs`` is 0.
 
     A data-free student never saw the training data: QAT uses the synthetic inputs (and the
@@ -637,8 +801,13 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
     quantization_data = distilled.quantization_data or data
     outputs = distilled.quantization_teacher_outputs or teacher.outputs
     arguments = training_arguments(
-        distill_config, training, teacher, epochs=config.qat_epochs, seed=seed,
-        learning_rate=config.qat_learning_rate, log_dir=log_dir,
+        distill_config,
+        training,
+        teacher,
+        epochs=config.qat_epochs,
+        seed=seed,
+        learning_rate=config.qat_learning_rate,
+        log_dir=log_dir,
         augmentation=augmentation_of(training, data) if distilled.quantization_data is None else None,
     )
     arguments = dataclasses.replace(arguments, teacher_outputs=outputs)
@@ -651,9 +820,15 @@ def quantize_student(config: QatConfig, distill_config: DistillConfig, training:
 # convert, micro, verify, bench
 
 
-def convert_models(config: ConvertConfig, *, student: KerasModel, qat_student: KerasModel | None,
-                   teacher_model: KerasModel | ExternalTeacher, calibration_inputs: np.ndarray,
-                   input_range: tuple[float, float] | None = None) -> tuple[dict[str, bytes], Report]:
+def convert_models(
+    config: ConvertConfig,
+    *,
+    student: KerasModel,
+    qat_student: KerasModel | None,
+    teacher_model: KerasModel | ExternalTeacher,
+    calibration_inputs: np.ndarray,
+    input_range: tuple[float, float] | None = None,
+) -> tuple[dict[str, bytes], Report]:
     """``student_int8.tflite`` (from the QAT student when there is one) and float32 copies for comparison.
 
     ``input_range`` (0..255 for byte data) is the raw range the int8 input covers one to one.
@@ -666,20 +841,29 @@ def convert_models(config: ConvertConfig, *, student: KerasModel, qat_student: K
 
     logger.info("   converting to int8 and float32 TFLite (about 10 s a model)")
     if is_keras3_model(student):
-        files = convert_keras3_models(config, student=student, qat_student=qat_student, calibration_inputs=calibration_inputs,
-                                      input_range=input_range)  # fmt: skip
+        files = convert_keras3_models(
+            config, student=student, qat_student=qat_student, calibration_inputs=calibration_inputs, input_range=input_range
+        )
     else:
-        files = {"student_int8.tflite": convert_keras_model(
-            qat_student if qat_student is not None else student, quantization="int8", io_type=config.io_type,
-            representative_data=calibration_inputs, num_calibration_samples=config.num_calibration_samples,
-            input_range=input_range,
-        ), "student_float32.tflite": convert_keras_model(student, quantization="float32")}  # fmt: skip
+        files = {
+            "student_int8.tflite": convert_keras_model(
+                qat_student if qat_student is not None else student,
+                quantization="int8",
+                io_type=config.io_type,
+                representative_data=calibration_inputs,
+                num_calibration_samples=config.num_calibration_samples,
+                input_range=input_range,
+            ),
+            "student_float32.tflite": convert_keras_model(student, quantization="float32"),
+        }
     int8 = files["student_int8.tflite"]
     if isinstance(teacher_model, keras.Model):
         files["teacher_float32.tflite"] = convert_keras_model(teacher_model, quantization="float32")
     report: Report = {name: {"size_bytes": len(content)} for name, content in files.items()}
     info = read_model_info(int8)
-    report["student_int8.tflite"].update({"ops": info.ops, "io_type": config.io_type, "input_quantization": info.inputs[0].quantization})
+    report["student_int8.tflite"].update(
+        {"ops": info.ops, "io_type": config.io_type, "input_quantization": info.inputs[0].quantization}
+    )
     return files, report
 
 
@@ -689,22 +873,39 @@ def input_convention_of(data: Dataset, int8: bytes, *, teacher_preprocessing: di
     from edgedistill.tflite_model import read_model_info
 
     return input_convention(
-        data.values, raw_bytes=data.raw_bytes, student=student_preprocessing_of(data),
-        input_quantization=read_model_info(int8).inputs[0].quantization, teacher=teacher_preprocessing,
+        data.values,
+        raw_bytes=data.raw_bytes,
+        student=student_preprocessing_of(data),
+        input_quantization=read_model_info(int8).inputs[0].quantization,
+        teacher=teacher_preprocessing,
     )
 
 
-def export_micro_sources(config: MicroConfig, int8: bytes, data: Dataset | None, output_dir: Path, *,
-                         model_name: str = "model.tflite", input_convention: dict | None = None) -> tuple[MicroExport, Report]:
+def export_micro_sources(
+    config: MicroConfig,
+    int8: bytes,
+    data: Dataset | None,
+    output_dir: Path,
+    *,
+    model_name: str = "model.tflite",
+    input_convention: dict | None = None,
+) -> tuple[MicroExport, Report]:
     """TFLite Micro sources of the int8 model, with the arena measured on the real TFLM interpreter
     (and the audio front end with its own arena, for audio data or ``config.front_end``)."""
     from edgedistill.micro import export_micro
 
     export = export_micro(
-        int8, output_dir, test_inputs=data.x_test if data is not None else None,
-        test_labels=data.y_test if data is not None else None, num_test_samples=config.num_test_vectors,
-        margin_fraction=config.arena_margin, model_name=model_name, front_end=_front_end_export(config, data),
-        memory_plan=config.memory_plan, compact=config.compact, input_convention=input_convention,
+        int8,
+        output_dir,
+        test_inputs=data.x_test if data is not None else None,
+        test_labels=data.y_test if data is not None else None,
+        num_test_samples=config.num_test_vectors,
+        margin_fraction=config.arena_margin,
+        model_name=model_name,
+        front_end=_front_end_export(config, data),
+        memory_plan=config.memory_plan,
+        compact=config.compact,
+        input_convention=input_convention,
     )
     return export, export.to_dict() | {key: export.metadata.get(key) for key in ("memory_plan", "compaction")}
 
@@ -728,19 +929,37 @@ def _front_end_export(config: MicroConfig, data: Dataset | None) -> FrontEndExpo
             "Leave --front-end out (the data brings its own), or give the data's --audio-* options."
         )
     return FrontEndExport(
-        content, test_clips=audio.test_clips if audio is not None else None, num_test_samples=config.num_test_vectors,
-        source=str(config.front_end or "front_end.tflite"), compact=config.compact,
+        content,
+        test_clips=audio.test_clips if audio is not None else None,
+        num_test_samples=config.num_test_vectors,
+        source=str(config.front_end or "front_end.tflite"),
+        compact=config.compact,
     )
 
 
-def verify_student(config: VerifyConfig, data: Dataset, *, keras_models: dict[str, Any], int8: bytes,
-                   arena_bytes: int | None, reference: str, max_samples: int | None = None) -> tuple[VerifyResult, Report]:
+def verify_student(
+    config: VerifyConfig,
+    data: Dataset,
+    *,
+    keras_models: dict[str, Any],
+    int8: bytes,
+    arena_bytes: int | None,
+    reference: str,
+    max_samples: int | None = None,
+) -> tuple[VerifyResult, Report]:
     """Accuracy of every form on the test split and their agreement; the gate is decided here, raised by the caller."""
     from edgedistill.verify import verify_models
 
     result = verify_models(
-        data.x_test, data.y_test, keras_models=keras_models, int8_tflite=int8, tflm_arena_size=arena_bytes,
-        max_int8_drop=config.max_int8_drop, reference=reference, max_samples=max_samples, chance_gate=config.chance_gate,
+        data.x_test,
+        data.y_test,
+        keras_models=keras_models,
+        int8_tflite=int8,
+        tflm_arena_size=arena_bytes,
+        max_int8_drop=config.max_int8_drop,
+        reference=reference,
+        max_samples=max_samples,
+        chance_gate=config.chance_gate,
     )
     logger.info("   test accuracy: %s", ", ".join(f"{name} {value:.2f}%" for name, value in result.accuracy.items()))
     return result, result.to_dict() | {"reference": reference}
@@ -755,8 +974,10 @@ def baseline_skip_reason(distill_config: DistillConfig, student: KerasModel) -> 
     from edgedistill._keras import keras
 
     if not scheme_of(distill_config).trains_on_data:
-        return (f"scheme {distill_config.scheme} never trains its student on the data; a scratch student on the data "
-                "would cost far more than the distillation and answer another question")
+        return (
+            f"scheme {distill_config.scheme} never trains its student on the data; a scratch student on the data "
+            "would cost far more than the distillation and answer another question"
+        )
     if distill_config.prune_sparsity:
         return "a pruned student: a scratch student without pruning would not be the same student"
     if not isinstance(student, keras.Model):
@@ -774,9 +995,17 @@ def fresh_student(config: StudentConfig, distilled_student: KerasModel, data: Da
     return keras.models.clone_model(distilled_student)  # same layers and configs, freshly initialized weights
 
 
-def train_scratch_baseline(student: KerasModel, data: Dataset, *, qat: QatConfig, distill_config: DistillConfig,
-                           training: TrainingConfig, convert: ConvertConfig, seed: int = 0,
-                           log_dir: Path | None = None) -> tuple[KerasModel, KerasModel | None, bytes]:
+def train_scratch_baseline(
+    student: KerasModel,
+    data: Dataset,
+    *,
+    qat: QatConfig,
+    distill_config: DistillConfig,
+    training: TrainingConfig,
+    convert: ConvertConfig,
+    seed: int = 0,
+    log_dir: Path | None = None,
+) -> tuple[KerasModel, KerasModel | None, bytes]:
     """Hard labels only, with the distilled student's schedule: its epochs, augmentation, QAT epochs and int8
     conversion. Returns (float student, QAT student or None, int8 flatbuffer)."""
     from edgedistill.convert import convert_keras_model
@@ -786,36 +1015,71 @@ def train_scratch_baseline(student: KerasModel, data: Dataset, *, qat: QatConfig
 
     augmentation = augmentation_of(training, data)
     input_range = BYTE_RANGE if data.raw_bytes else None
-    train_classifier(student, data, config=train_config(training, epochs=distill_config.epochs, seed=seed),
-                     stage="baseline", log_dir=log_dir, augmentation=augmentation)
+    train_classifier(
+        student,
+        data,
+        config=train_config(training, epochs=distill_config.epochs, seed=seed),
+        stage="baseline",
+        log_dir=log_dir,
+        augmentation=augmentation,
+    )
     qat_student = None
     if qat.qat_epochs:
         qat_student = quantize_model(student, input_range=input_range)
         qat_training = train_config(training, epochs=qat.qat_epochs, seed=seed, learning_rate=qat.qat_learning_rate)
         train_classifier(qat_student, data, config=qat_training, stage="baseline_qat", log_dir=log_dir, augmentation=augmentation)
     int8 = convert_keras_model(
-        qat_student if qat_student is not None else student, quantization="int8", io_type=convert.io_type,
-        representative_data=data.x_train, num_calibration_samples=convert.num_calibration_samples, input_range=input_range,
+        qat_student if qat_student is not None else student,
+        quantization="int8",
+        io_type=convert.io_type,
+        representative_data=data.x_train,
+        num_calibration_samples=convert.num_calibration_samples,
+        input_range=input_range,
     )
     return student, qat_student, int8
 
 
-def compare_with_baseline(data: Dataset, *, student: KerasModel, qat_student: KerasModel | None, int8: bytes,
-                          arena_bytes: int | None, distilled_accuracy: dict[str, float]) -> Report:
+def compare_with_baseline(
+    data: Dataset,
+    *,
+    student: KerasModel,
+    qat_student: KerasModel | None,
+    int8: bytes,
+    arena_bytes: int | None,
+    distilled_accuracy: dict[str, float],
+) -> Report:
     """The scratch student's accuracy in every form, and the distilled student's gain over it (points)."""
     from edgedistill.verify import verify_models
 
     keras_models = {"float_student": student, **({"qat_student": qat_student} if qat_student is not None else {})}
-    result = verify_models(data.x_test, data.y_test, keras_models=keras_models, int8_tflite=int8, tflm_arena_size=arena_bytes,
-                           reference="qat_student" if qat_student is not None else "float_student", chance_gate=False,
-                           max_int8_drop=100.0)
+    result = verify_models(
+        data.x_test,
+        data.y_test,
+        keras_models=keras_models,
+        int8_tflite=int8,
+        tflm_arena_size=arena_bytes,
+        reference="qat_student" if qat_student is not None else "float_student",
+        chance_gate=False,
+        max_int8_drop=100.0,
+    )
     int8_form = "int8_tflm" if "int8_tflm" in result.accuracy else "int8_litert"
-    gains = {form: round(distilled_accuracy[form] - result.accuracy[form], 2)
-             for form in ("float_student", int8_form) if form in distilled_accuracy and form in result.accuracy}
-    report = {"method": "scratch", "accuracy": result.accuracy, "int8_form": int8_form, "gain_points": gains,
-              "distillation_helped": gains.get(int8_form, 0.0) > 0}
-    logger.info("   scratch baseline: %s; distilled - scratch: %s", ", ".join(f"{k} {v:.2f}%" for k, v in result.accuracy.items()),
-                ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()))
+    gains = {
+        form: round(distilled_accuracy[form] - result.accuracy[form], 2)
+        for form in ("float_student", int8_form)
+        if form in distilled_accuracy and form in result.accuracy
+    }
+    report = {
+        "method": "scratch",
+        "accuracy": result.accuracy,
+        "int8_form": int8_form,
+        "gain_points": gains,
+        "distillation_helped": gains.get(int8_form, 0.0) > 0,
+    }
+    logger.info(
+        "   scratch baseline: %s; distilled - scratch: %s",
+        ", ".join(f"{k} {v:.2f}%" for k, v in result.accuracy.items()),
+        ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()),
+    )
     return report
 
 
@@ -830,8 +1094,13 @@ def bench_models(config: BenchStageConfig, paths: list[Path], *, results_path: P
     for path in paths:
         logger.info("   benchmarking %s on %s (%d runs)", path.name, config.bench_target, config.num_runs)
         measurement = run_benchmark(
-            path, target=config.bench_target, num_runs=config.num_runs, warmup_runs=config.warmup_runs,
-            num_threads=config.num_threads, results_path=results_path, target_options=options,
+            path,
+            target=config.bench_target,
+            num_runs=config.num_runs,
+            warmup_runs=config.warmup_runs,
+            num_threads=config.num_threads,
+            results_path=results_path,
+            target_options=options,
             profile=config.bench_profile and "int8" in path.name,
         )
         summary = measurement.to_dict()

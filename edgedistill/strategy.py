@@ -52,7 +52,7 @@ def parse_tf_config(text: str) -> tuple[dict[str, list[tuple[str, int]]], str, i
     except ValueError as error:
         raise _fail(f"is not JSON ({error}; received {text[:80]!r})") from None
     if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not config["cluster"]:
-        raise _fail("has no \"cluster\" (a mapping of job name to a list of host:port)")
+        raise _fail('has no "cluster" (a mapping of job name to a list of host:port)')
     cluster: dict[str, list[tuple[str, int]]] = {}
     for job, addresses in config["cluster"].items():
         if not isinstance(addresses, list) or not addresses:
@@ -60,12 +60,15 @@ def parse_tf_config(text: str) -> tuple[dict[str, list[tuple[str, int]]], str, i
         cluster[job] = [_address(a, f"cluster.{job}[{i}]") for i, a in enumerate(addresses)]
     task = config.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise _fail(f"has no \"task\" with a type and an index (received task={task!r})")
+        raise _fail(f'has no "task" with a type and an index (received task={task!r})')
     task_type, index = task["type"], task["index"]
     if task_type not in cluster:
         raise _fail(f"task.type is {task_type!r}, which is no job of the cluster ({', '.join(cluster)})")
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
-        raise _fail(f"task.index is {index!r}; the cluster has {len(cluster[task_type])} {task_type} task(s), index 0..{len(cluster[task_type]) - 1}")
+        raise _fail(
+            f"task.index is {index!r}; the cluster has {len(cluster[task_type])} {task_type} task(s), index "
+            f"0..{len(cluster[task_type]) - 1}"
+        )
     return cluster, task_type, index
 
 
@@ -143,14 +146,27 @@ def wait_for_peers(text: str | None = None, *, timeout_s: float | None = None) -
         return  # no TF_CONFIG: TensorFlow trains on this machine alone
     cluster, task_type, index = parse_tf_config(text)
     timeout_s = peer_timeout_s() if timeout_s is None else timeout_s
-    peers = {f"{job} {i} ({host}:{port})": (host, port) for job, addresses in cluster.items()
-             for i, (host, port) in enumerate(addresses) if (job, i) != (task_type, index)}  # fmt: skip
+    peers = {
+        f"{job} {i} ({host}:{port})": (host, port)
+        for job, addresses in cluster.items()
+        for i, (host, port) in enumerate(addresses)
+        if (job, i) != (task_type, index)
+    }
     if not peers:
         return
-    names = {f"{job} {i}": f"{job} {i} ({host}:{port})" for job, addresses in cluster.items()
-             for i, (host, port) in enumerate(addresses)}  # fmt: skip
-    logger.warning("multi_worker: this is %s %d of TF_CONFIG; waiting up to %g s (%s) for %s",
-                   task_type, index, timeout_s, PEER_TIMEOUT_ENV, ", ".join(peers))  # fmt: skip
+    names = {
+        f"{job} {i}": f"{job} {i} ({host}:{port})"
+        for job, addresses in cluster.items()
+        for i, (host, port) in enumerate(addresses)
+    }
+    logger.warning(
+        "multi_worker: this is %s %d of TF_CONFIG; waiting up to %g s (%s) for %s",
+        task_type,
+        index,
+        timeout_s,
+        PEER_TIMEOUT_ENV,
+        ", ".join(peers),
+    )
     listener = _own_listener(cluster[task_type][index][1])
     try:
         missing = _wait(peers, names, f"{task_type} {index}", listener, time.monotonic() + timeout_s)

@@ -83,8 +83,11 @@ def check_input_shape(expected: tuple | None, data, *, role: str = "teacher") ->
             fixes.append(f"--image-size {expected[0]}x{expected[1]}")
         if expected[2] != actual[2] and expected[2] in (1, 3):
             fixes.append(f"--color-mode {'rgb' if expected[2] == 3 else 'grayscale'}")
-    how = (f"Pass {' '.join(fixes)}" if fixes else
-           "Resize or convert the data to the model's input (an images:DIR folder takes --image-size HxW and --color-mode)")
+    how = (
+        f"Pass {' '.join(fixes)}"
+        if fixes
+        else "Resize or convert the data to the model's input (an images:DIR folder takes --image-size HxW and --color-mode)"
+    )
     raise InputError(
         f"The {role} expects inputs of shape {_shape_text(expected)} but the data {data.name} has {_shape_text(actual)}. "
         f"{how}, or use a {role} made for {_shape_text(actual)} inputs."
@@ -130,7 +133,9 @@ def resolve_preprocessing(model, data, declared: str | None) -> tuple[Preprocess
     """The teacher's preprocessing, declared or detected, and its report section."""
     value_range = data.value_range or (0.0, 255.0)
     if declared:
-        preprocessing = parse_preprocessing(declared, value_range=value_range, statistics=lambda: channel_statistics(data.x_train))
+        preprocessing = parse_preprocessing(
+            declared, value_range=value_range, statistics=lambda: channel_statistics(data.x_train)
+        )
         logger.info("   teacher preprocessing: %s (declared)", preprocessing.describe())
         return preprocessing, preprocessing.to_dict()
     x, y = data.x_val[:DETECTION_SAMPLES], data.y_val[:DETECTION_SAMPLES]
@@ -140,7 +145,11 @@ def resolve_preprocessing(model, data, declared: str | None) -> tuple[Preprocess
     logger.info(
         "   teacher preprocessing: detected %s: validation accuracy %.1f%% (%s) on %d samples; "
         "declare it with --teacher-preprocessing %s to skip this check",
-        best.describe(), scores[best], others or "no other candidate", len(y), best.name,
+        best.describe(),
+        scores[best],
+        others or "no other candidate",
+        len(y),
+        best.name,
     )
     report = best.to_dict() | {"detection": {c.name: round(scores[c], 2) for c in scores}, "detection_samples": int(len(y))}
     return best, report
@@ -157,7 +166,8 @@ def apply_preprocessing(model, preprocessing: Preprocessing | None):
     if isinstance(model, keras.Model):
         return with_preprocessing(model, preprocessing)
     return ExternalTeacher(
-        lambda x: model(preprocessing.apply(x)), description=f"{getattr(model, 'description', 'teacher')} after {preprocessing.formula()}",
+        lambda x: model(preprocessing.apply(x)),
+        description=f"{getattr(model, 'description', 'teacher')} after {preprocessing.formula()}",
         num_params=model.count_params() if hasattr(model, "count_params") else 0,
     )
 
@@ -192,9 +202,17 @@ def _class_order_error(mapping: dict[int, int], accuracy: float, remapped: float
     )
 
 
-def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[str, ...], *,
-                 min_accuracy: float | None, preprocessing: Preprocessing | None, source: str,
-                 trained_here: bool = False, near_chance_stops: bool = True) -> dict[str, Any]:
+def teacher_gate(
+    outputs_val: np.ndarray,
+    y_val: np.ndarray,
+    class_names: tuple[str, ...],
+    *,
+    min_accuracy: float | None,
+    preprocessing: Preprocessing | None,
+    source: str,
+    trained_here: bool = False,
+    near_chance_stops: bool = True,
+) -> dict[str, Any]:
     """Measure and print the teacher's validation accuracy; stop (InputError, exit 2) when it is unusable."""
     predictions = np.asarray(outputs_val).argmax(axis=1)
     labels = np.asarray(y_val)
@@ -203,16 +221,23 @@ def teacher_gate(outputs_val: np.ndarray, y_val: np.ndarray, class_names: tuple[
     top = int(np.bincount(predictions).argmax())
     top_share = float(np.mean(predictions == top) * 100.0)
     logger.info("   teacher: validation accuracy %.2f%% on %d samples (chance %.2f%%)", accuracy, len(labels), chance)
-    report = {"val_accuracy": accuracy, "chance_accuracy": chance, "num_val": int(len(labels)),
-              "most_predicted_class": class_names[top] if top < len(class_names) else str(top), "most_predicted_share": top_share}
-    mapping = None if trained_here else class_order_mapping(predictions, labels, max(len(class_names), int(predictions.max()) + 1))
+    report = {
+        "val_accuracy": accuracy,
+        "chance_accuracy": chance,
+        "num_val": int(len(labels)),
+        "most_predicted_class": class_names[top] if top < len(class_names) else str(top),
+        "most_predicted_share": top_share,
+    }
+    mapping = (
+        None if trained_here else class_order_mapping(predictions, labels, max(len(class_names), int(predictions.max()) + 1))
+    )
     if mapping is not None:
         remapped = float(np.mean(predictions == np.vectorize(mapping.get)(labels)) * 100.0)
         if remapped >= accuracy + PERMUTATION_GAIN_POINTS:
             raise _class_order_error(mapping, accuracy, remapped, class_names)
     near_chance = near_chance_stops and accuracy <= chance + CHANCE_MARGIN_POINTS
     if near_chance or (min_accuracy is not None and accuracy < min_accuracy):
-        limit = (f"near chance ({chance:.1f}%)" if near_chance else f"below --min-teacher-accuracy {min_accuracy:g}")
+        limit = f"near chance ({chance:.1f}%)" if near_chance else f"below --min-teacher-accuracy {min_accuracy:g}"
         used = preprocessing.describe() if preprocessing is not None else "none"
         if trained_here:
             raise InputError(

@@ -285,7 +285,15 @@ def runtime_versions() -> dict[str, str | None]:
     from importlib import metadata
 
     versions: dict[str, str | None] = {}
-    for package in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-runtime", "tflite-micro", "numpy"):
+    for package in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "tflite-micro",
+        "numpy",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -335,8 +335,10 @@ def _first_working_size(worker: TFLMWorker, start: int, max_bytes: int) -> int:
         crashes = crashes + 1 if answer["status"] == "crashed" else 0
         if answer["status"] == "failed" and not is_arena_failure(answer["error"]):
             # Not a matter of size (an op TFLM cannot prepare, a hybrid model...): say TFLM's reason at once.
-            raise StageError(f"TFLM cannot run the model: {answer['error']}. Check that it is a full-integer int8 "
-                             "model whose ops TFLM has (`edgedistill info MODEL`).")
+            raise StageError(
+                f"TFLM cannot run the model: {answer['error']}. Check that it is a full-integer int8 "
+                "model whose ops TFLM has (`edgedistill info MODEL`)."
+            )
         if crashes >= _MAX_CRASHES_IN_A_ROW:
             raise StageError(
                 f"The TFLM interpreter crashed with every arena from {start} to {size} bytes ({answer['error']}); "
@@ -374,8 +376,11 @@ def smallest_arena(
     result = ArenaSearch(arena_bytes=high, num_probes=worker.num_requests, num_crashes=worker.num_crashes)
     logger.info(
         "TFLM arena: %d bytes (%d probes, %d crashed, %.1f s)",
-        result.arena_bytes, result.num_probes, result.num_crashes, time.monotonic() - started,
-    )  # fmt: skip
+        result.arena_bytes,
+        result.num_probes,
+        result.num_crashes,
+        time.monotonic() - started,
+    )
     return result
 
 
@@ -530,9 +535,14 @@ def _bench_runtime() -> tuple[Any, str]:
             raise ImportError("numpy is not installed")
         return _runtime(), metadata.version("tflite-micro")
     except Exception as error:
-        emit({"event": "error", "code": "no_interpreter",
-              "message": f"the TFLite Micro Python package is not importable ({error}). Install it: "
-                         "`pip install tflite-micro`."})  # fmt: skip
+        emit(
+            {
+                "event": "error",
+                "code": "no_interpreter",
+                "message": f"the TFLite Micro Python package is not importable ({error}). Install it: "
+                "`pip install tflite-micro`.",
+            }
+        )
         sys.exit(3)
 
 
@@ -551,11 +561,17 @@ def _bench_load(runtime: Any, data: bytes, arena: int, *, grow: bool) -> tuple[A
                 failure = error
         reason = tflm_error_text(messages.text, failure)
         if not is_arena_failure(reason):
-            _bench_fail("bad_model", f"TFLM cannot run the model: {reason}. Check that it is a full-integer int8 "
-                                     "model whose ops TFLM has (`edgedistill info MODEL`).")
+            _bench_fail(
+                "bad_model",
+                f"TFLM cannot run the model: {reason}. Check that it is a full-integer int8 "
+                "model whose ops TFLM has (`edgedistill info MODEL`).",
+            )
         if not grow or arena >= DEFAULT_MAX_ARENA_BYTES:
-            hint = "Pass a larger --arena-bytes, or omit it to let bench grow the arena." if not grow else \
-                "The model is too large for TFLM."
+            hint = (
+                "Pass a larger --arena-bytes, or omit it to let bench grow the arena."
+                if not grow
+                else "The model is too large for TFLM."
+            )
             _bench_fail("arena_too_small", f"TFLM cannot fit the model in a {arena}-byte arena: {reason}. {hint}")
         arena = min(arena * 2, DEFAULT_MAX_ARENA_BYTES)
 
@@ -617,8 +633,11 @@ def _arena_used(interpreter: Any) -> dict[str, int]:
         breakdown = parse_allocations(messages.text)
     except ValueError:
         return {}
-    return {"arena_total_bytes": breakdown.total_bytes, "arena_head_bytes": breakdown.head_bytes,
-            "arena_tail_bytes": breakdown.tail_bytes}  # fmt: skip
+    return {
+        "arena_total_bytes": breakdown.total_bytes,
+        "arena_head_bytes": breakdown.head_bytes,
+        "arena_tail_bytes": breakdown.tail_bytes,
+    }
 
 
 def _runner_module() -> Any:
@@ -632,8 +651,7 @@ def _runner_module() -> Any:
     return module
 
 
-def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms: list[float],
-                   invoke: Any) -> dict[str, Any]:
+def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms: list[float], invoke: Any) -> dict[str, Any]:
     """The ``profile`` event: the tflite-micro Python binding exposes no MicroProfiler (its C++ interpreter
     takes one, the binding does not pass it), so each operator runs as its own one-operator model on TFLM
     (the fallback ``_runner.py --profile`` uses for LiteRT), fed the activations the whole model computed,
@@ -659,12 +677,21 @@ def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms:
     if error:
         return {"event": "profile", "error": error}
     fed = "the whole model's own activations" if activations else "random inputs"
-    return {"event": "profile", "source": "tflm one-op models", "unit": "us", "ops": ops, "empty_invoke_us": overhead,
-            "invoke": runner.median(samples_ms) * 1000.0 if samples_ms else None,
-            "inputs": "activations" if activations else "random", "invoke_cpu_us": invoke_cpu_us,
-            "notes": ["the tflite-micro Python binding exposes no profiler: each operator timed as its own "
-                      f"one-operator model on TFLM ({fed}, {runs} runs, avg the median), an empty model's "
-                      f"invoke ({overhead:.3f} us) taken off each"]}  # fmt: skip
+    return {
+        "event": "profile",
+        "source": "tflm one-op models",
+        "unit": "us",
+        "ops": ops,
+        "empty_invoke_us": overhead,
+        "invoke": runner.median(samples_ms) * 1000.0 if samples_ms else None,
+        "inputs": "activations" if activations else "random",
+        "invoke_cpu_us": invoke_cpu_us,
+        "notes": [
+            "the tflite-micro Python binding exposes no profiler: each operator timed as its own "
+            f"one-operator model on TFLM ({fed}, {runs} runs, avg the median), an empty model's "
+            f"invoke ({overhead:.3f} us) taken off each"
+        ],
+    }
 
 
 def _tflm_activations(runtime: Any, data: bytes, arena: int, seed: int, wanted: set[int]) -> dict[int, Any]:
@@ -675,13 +702,15 @@ def _tflm_activations(runtime: Any, data: bytes, arena: int, seed: int, wanted: 
     schema = runner.load_schema()
     model = schema.Model.GetRootAs(data, 0)
     subgraph = model.Subgraphs(0)
-    extra = sum(int(np.prod(subgraph.Tensors(k).ShapeAsNumpy() if subgraph.Tensors(k).ShapeLength() else [1])) * 8
-                for k in range(subgraph.TensorsLength()))
+    extra = sum(
+        int(np.prod(subgraph.Tensors(k).ShapeAsNumpy() if subgraph.Tensors(k).ShapeLength() else [1])) * 8
+        for k in range(subgraph.TensorsLength())
+    )
     with _CapturedStderr():
         try:
             interpreter = runtime.Interpreter.from_bytes(
-                data, arena_size=arena + extra + 16 * 1024,
-                intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+                data, arena_size=arena + extra + 16 * 1024, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors
+            )
             _set_random_inputs(interpreter, seed)
             interpreter.invoke()
             # GetTensor answers {"dtype", "shape", "tensor_data"}.
@@ -693,9 +722,16 @@ def _tflm_activations(runtime: Any, data: bytes, arena: int, seed: int, wanted: 
 def bench(argv: list[str]) -> None:
     """Measure one model (and with ``--profile`` each operator, see :func:`_bench_profile`)."""
     args = _bench_arguments(argv)
-    emit({"event": "device", "uname": " ".join(platform.uname()), "machine": platform.machine(),
-          "num_cores": os.cpu_count(), "python_version": platform.python_version(),
-          "emulates": "TFLite Micro interpreter on the host CPU (not a microcontroller)"})  # fmt: skip
+    emit(
+        {
+            "event": "device",
+            "uname": " ".join(platform.uname()),
+            "machine": platform.machine(),
+            "num_cores": os.cpu_count(),
+            "python_version": platform.python_version(),
+            "emulates": "TFLite Micro interpreter on the host CPU (not a microcontroller)",
+        }
+    )
     runtime, version = _bench_runtime()
     with open(args.model, "rb") as handle:
         data = handle.read()
@@ -703,10 +739,18 @@ def bench(argv: list[str]) -> None:
     rss_before = status_bytes("VmRSS")
     start = time.perf_counter_ns()
     interpreter, arena = _bench_load(runtime, data, initial, grow=not args.arena_bytes)
-    emit({"event": "init", "runtime": "tflite_micro", "runtime_version": version,
-          "init_ms": (time.perf_counter_ns() - start) / 1e6, "rss_before_init_bytes": rss_before,
-          "rss_after_init_bytes": status_bytes("VmRSS"), "arena_size_bytes": arena,
-          **({"arena_grown_from_bytes": initial} if arena != initial else {})})  # fmt: skip
+    emit(
+        {
+            "event": "init",
+            "runtime": "tflite_micro",
+            "runtime_version": version,
+            "init_ms": (time.perf_counter_ns() - start) / 1e6,
+            "rss_before_init_bytes": rss_before,
+            "rss_after_init_bytes": status_bytes("VmRSS"),
+            "arena_size_bytes": arena,
+            **({"arena_grown_from_bytes": initial} if arena != initial else {}),
+        }
+    )
     failure: BaseException | None = None
     with _CapturedStderr() as messages:
         try:
@@ -718,8 +762,15 @@ def bench(argv: list[str]) -> None:
         _bench_fail("invoke_failed", f"TFLM failed to run the model: {tflm_error_text(messages.text, failure)}.", 5)
     if args.profile:
         emit(_bench_profile(runtime, data, arena, args, samples, interpreter.invoke))
-    emit({"event": "result", "first_inference_ms": first_ms, "warmup_ms": warmup,
-          "peak_rss_bytes": status_bytes("VmHWM"), **_arena_used(interpreter)})  # fmt: skip
+    emit(
+        {
+            "event": "result",
+            "first_inference_ms": first_ms,
+            "warmup_ms": warmup,
+            "peak_rss_bytes": status_bytes("VmHWM"),
+            **_arena_used(interpreter),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

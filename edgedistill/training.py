@@ -75,8 +75,9 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     STATE = "state.json"
     BEST = "best_weights.npz"
 
-    def __init__(self, directory: Path, fingerprint: dict, early_stopping: _ResumableEarlyStopping | None,
-                 history: dict[str, list[float]]) -> None:
+    def __init__(
+        self, directory: Path, fingerprint: dict, early_stopping: _ResumableEarlyStopping | None, history: dict[str, list[float]]
+    ) -> None:
         super().__init__()
         self.directory, self.fingerprint, self.early_stopping = directory, fingerprint, early_stopping
         self.history = {key: list(values) for key, values in history.items()}
@@ -92,13 +93,18 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch)
         stopping = None
         if self.early_stopping is not None:
-            stopping = {"wait": self.early_stopping.wait, "best": float(self.early_stopping.best),
-                        "best_epoch": self.early_stopping.best_epoch}
+            stopping = {
+                "wait": self.early_stopping.wait,
+                "best": float(self.early_stopping.best),
+                "best_epoch": self.early_stopping.best_epoch,
+            }
             if self.early_stopping.best_weights is not None and self.early_stopping.best_epoch == epoch:
                 _save_arrays(self.directory / self.BEST, self.early_stopping.best_weights)
         # Written last: a state file always names an epoch whose checkpoint is complete.
-        write_json_atomic(self.directory / self.STATE, {"fingerprint": self.fingerprint, "epoch": epoch,
-                                                        "history": self.history, "early_stopping": stopping})
+        write_json_atomic(
+            self.directory / self.STATE,
+            {"fingerprint": self.fingerprint, "epoch": epoch, "history": self.history, "early_stopping": stopping},
+        )
 
 
 def _checkpoint_manager(model: keras.Model, directory: Path):
@@ -126,8 +132,15 @@ def _fingerprint(model: keras.Model, config: TrainConfig, stage: str) -> dict:
         parameters: int | None = int(sum(np.prod(variable.shape) for variable in model.weights))
     except ValueError:
         parameters = None
-    return {"stage": stage, "model": model.name, "parameters": parameters, "epochs": config.epochs,
-            "batch_size": config.batch_size, "learning_rate": config.learning_rate, "seed": config.seed}
+    return {
+        "stage": stage,
+        "model": model.name,
+        "parameters": parameters,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+    }
 
 
 def checkpoint_dir_of(log_dir: str | Path | None, stage: str) -> Path | None:
@@ -148,8 +161,9 @@ def _resume_state(directory: Path | None, model: keras.Model, fingerprint: dict)
     except (OSError, ValueError):
         return None
     if state.get("fingerprint") != fingerprint:
-        logger.warning("%s: checkpoint of another model or schedule; training %s from its first epoch", directory,
-                       fingerprint["stage"])
+        logger.warning(
+            "%s: checkpoint of another model or schedule; training %s from its first epoch", directory, fingerprint["stage"]
+        )
         return None
     manager = _checkpoint_manager(model, directory)
     if manager.latest_checkpoint is None:
@@ -159,8 +173,9 @@ def _resume_state(directory: Path | None, model: keras.Model, fingerprint: dict)
     if stopping and (directory / _EpochCheckpoint.BEST).is_file():
         with np.load(directory / _EpochCheckpoint.BEST) as saved:
             stopping["best_weights"] = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    logger.info("%s: continuing from the checkpoint of epoch %d of %d", fingerprint["stage"], state["epoch"] + 1,
-                fingerprint["epochs"])
+    logger.info(
+        "%s: continuing from the checkpoint of epoch %d of %d", fingerprint["stage"], state["epoch"] + 1, fingerprint["epochs"]
+    )
     return state
 
 
@@ -206,8 +221,15 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def _callbacks(model: keras.Model, config: TrainConfig, stage: str, log_dir: str | Path | None, directory: Path | None,
-               *, with_validation: bool) -> tuple[dict | None, list]:
+def _callbacks(
+    model: keras.Model,
+    config: TrainConfig,
+    stage: str,
+    log_dir: str | Path | None,
+    directory: Path | None,
+    *,
+    with_validation: bool,
+) -> tuple[dict | None, list]:
     """(the state of an interrupted fit of this stage to continue, or None; early stopping, TensorBoard and the
     per-epoch checkpoint callbacks)."""
     fingerprint = _fingerprint(model, config, stage)
@@ -215,9 +237,13 @@ def _callbacks(model: keras.Model, config: TrainConfig, stage: str, log_dir: str
     callbacks: list = []
     early_stopping = None
     if config.patience and with_validation:
-        early_stopping = _ResumableEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
-                                                 restore_best_weights=True,
-                                                 resume_state=(resumed or {}).get("early_stopping"))
+        early_stopping = _ResumableEarlyStopping(
+            monitor="val_accuracy",
+            mode="max",
+            patience=config.patience,
+            restore_best_weights=True,
+            resume_state=(resumed or {}).get("early_stopping"),
+        )
         callbacks.append(early_stopping)
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
@@ -296,8 +322,14 @@ def train_classifier(
     set_seed(config.seed)
     compile_classifier(model, config.learning_rate)
     return fit(
-        model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), config=config, stage=stage,
-        log_dir=log_dir, augmentation=augmentation,
+        model,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        config=config,
+        stage=stage,
+        log_dir=log_dir,
+        augmentation=augmentation,
     )
 
 

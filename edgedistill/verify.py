@@ -91,8 +91,11 @@ def check_input_shapes(keras_models: dict[str, Any], int8_tflite: bytes | None, 
         inputs = read_model_info(int8_tflite).inputs
         shapes["int8 model"] = tuple(int(d) for d in inputs[0].shape[1:]) if len(inputs) == 1 else ("several inputs",)
     for name, shape in shapes.items():
-        fits = shape is not None and len(shape) == len(data_shape) and all(
-            expected is None or int(expected) == int(received) for expected, received in zip(shape, data_shape))  # fmt: skip
+        fits = (
+            shape is not None
+            and len(shape) == len(data_shape)
+            and all(expected is None or int(expected) == int(received) for expected, received in zip(shape, data_shape))
+        )
         if shape is not None and not fits:
             raise InputError(
                 f"The {name} takes inputs of shape {shape}, but the test samples of --data have shape {data_shape}. "
@@ -111,6 +114,21 @@ def check_output_sizes(keras_models: dict[str, Any], num_labels: int) -> None:
                 f"The {name} has {units} outputs, but the test labels of --data go up to {num_labels - 1} ({num_labels} "
                 "classes). Pass the --data it was trained on, or a model with one output per class."
             )
+
+
+def _agreement(predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    """Percent of test samples on which neighbouring forms of the model (each step of the pipeline) predict alike."""
+    agreement: dict[str, float] = {}
+    pairs = [
+        ("int8_litert", "int8_tflm"),
+        ("qat_student", "int8_litert"),
+        ("float_student", "qat_student"),
+        ("teacher", "float_student"),
+    ]
+    for a, b in pairs:
+        if a in predictions and b in predictions:
+            agreement[f"{a}~{b}"] = _percent(predictions[a] == predictions[b])
+    return agreement
 
 
 def verify_models(
@@ -147,17 +165,14 @@ def verify_models(
     if int8_tflite is not None:
         max_steps, max_steps_xnnpack = _int8_predictions(int8_tflite, x_test, tflm_arena_size, predictions)
     accuracy = {name: _percent(p == y_test) for name, p in predictions.items()}
-    agreement: dict[str, float] = {}
-    pairs = [("int8_litert", "int8_tflm"), ("qat_student", "int8_litert"), ("float_student", "qat_student"), ("teacher", "float_student")]
-    for a, b in pairs:
-        if a in predictions and b in predictions:
-            agreement[f"{a}~{b}"] = _percent(predictions[a] == predictions[b])
+    agreement = _agreement(predictions)
     drop = None
     if "int8_litert" in accuracy and reference in accuracy:
         drop = accuracy[reference] - accuracy["int8_litert"]
     chance = chance_accuracy(y_test) if len(y_test) else None
-    at_chance = [name for name, value in accuracy.items()
-                 if chance_gate and chance is not None and value <= chance + CHANCE_MARGIN_POINTS]
+    at_chance = [
+        name for name, value in accuracy.items() if chance_gate and chance is not None and value <= chance + CHANCE_MARGIN_POINTS
+    ]
     return VerifyResult(
         accuracy=accuracy,
         agreement=agreement,
@@ -189,4 +204,12 @@ def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> 
         )
 
 
-__all__ = ["VerifyResult", "verify_models", "check_input_shapes", "check_output_sizes", "raise_if_failed", "chance_accuracy", "CHANCE_MARGIN_POINTS"]
+__all__ = [
+    "VerifyResult",
+    "verify_models",
+    "check_input_shapes",
+    "check_output_sizes",
+    "raise_if_failed",
+    "chance_accuracy",
+    "CHANCE_MARGIN_POINTS",
+]

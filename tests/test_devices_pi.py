@@ -32,8 +32,11 @@ from edgedistill.devices.pi import pi_layout, prepare_pi, start_pi, stop_pi
 
 def qemu_processes(layout) -> list[int]:
     """Pids of QEMU processes running this folder's overlay (there must be none after a stop)."""
-    return [int(entry.name) for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and pi_module._pid_is_our_qemu(int(entry.name), layout)]
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and pi_module._pid_is_our_qemu(int(entry.name), layout)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,8 @@ def test_qemu_command_is_a_list_with_escaped_paths(tmp_path):
 def test_host_mirror_reads_deb822_and_skips_security(tmp_path):
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d" / "a.sources").write_text(
-        "Types: deb\nURIs: http://security.example/debian-security\n\nTypes: deb\nURIs: http://mirror.example/debian\n")
+        "Types: deb\nURIs: http://security.example/debian-security\n\nTypes: deb\nURIs: http://mirror.example/debian\n"
+    )
     assert pi_module.host_mirror(tmp_path) == "http://mirror.example/debian"
     assert pi_module.host_mirror(tmp_path / "nothing") == pi_module.DEFAULT_MIRROR
 
@@ -112,8 +116,7 @@ def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, 
         marker = tmp_path / "edgedistill-emulated"
         marker.write_text("cortex-a72 (QEMU TCG)\n")
         monkeypatch.setattr(ssh_module, "EMULATED_MARKER", str(marker))
-        options = TargetOptions(ssh_config=str(server.client_config("pi")), remote_python=sys.executable,
-                                connect_timeout_s=5)
+        options = TargetOptions(ssh_config=str(server.client_config("pi")), remote_python=sys.executable, connect_timeout_s=5)
         emulated = run_benchmark(models["tiny_int8"], target=make_target("ssh://pi", options), num_runs=5)
         assert emulated.kind == "emulated" and emulated.target["emulated_device"] == "cortex-a72 (QEMU TCG)"
         assert emulated.extra["outputs_match_host"] is True and emulated.extra["outputs_max_abs_diff"] == 0.0
@@ -139,7 +142,8 @@ def fake_image(root: Path, *, known_hosts_line: str = "", kernel: bool = False) 
         "Host 127.0.0.1 localhost\n  User pi\n"
         f'  IdentityFile "{layout.image / "id_ed25519"}"\n  IdentitiesOnly yes\n'
         f'  UserKnownHostsFile "{layout.image / "known_hosts"}"\n  GlobalKnownHostsFile /dev/null\n'
-        "  HostKeyAlias edgedistill-pi\n  StrictHostKeyChecking yes\n")
+        "  HostKeyAlias edgedistill-pi\n  StrictHostKeyChecking yes\n"
+    )
     (layout.image / "rootfs.raw").write_bytes(bytes(1 << 20))
     (layout.image / "initrd.img").write_bytes(b"")
     if kernel:
@@ -216,9 +220,20 @@ def test_bench_on_a_vm_still_booting_fails_clearly(tmp_path, models):
     thread.start()
     results = tmp_path / "bench.jsonl"
     try:
-        result = invoke("bench", models["tiny_int8"], "--target", f"ssh://pi@127.0.0.1:{listener.getsockname()[1]}",
-                        "--ssh-config", layout.ssh_config, "--num-runs", "2", "--connect-timeout", "5",
-                        "--results", results)
+        result = invoke(
+            "bench",
+            models["tiny_int8"],
+            "--target",
+            f"ssh://pi@127.0.0.1:{listener.getsockname()[1]}",
+            "--ssh-config",
+            layout.ssh_config,
+            "--num-runs",
+            "2",
+            "--connect-timeout",
+            "5",
+            "--results",
+            results,
+        )
     finally:
         stop.set()
         thread.join()
@@ -240,8 +255,18 @@ def test_wrong_host_key_refused_by_bench(sshd, models, tmp_path):
     """A Pi folder whose recorded host key is not the one the server answers with (the real sshd)."""
     layout = fake_image(tmp_path / "pi", known_hosts_line=_other_host_key(tmp_path))
     results = tmp_path / "bench.jsonl"
-    result = invoke("bench", models["tiny_int8"], "--target", f"ssh://pi@127.0.0.1:{sshd.port}", "--ssh-config",
-                    layout.ssh_config, "--num-runs", "2", "--results", results)
+    result = invoke(
+        "bench",
+        models["tiny_int8"],
+        "--target",
+        f"ssh://pi@127.0.0.1:{sshd.port}",
+        "--ssh-config",
+        layout.ssh_config,
+        "--num-runs",
+        "2",
+        "--results",
+        results,
+    )
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code != 0 and last.startswith("Error: ") and "host key has CHANGED" in last
     assert "--accept-new-host-key does not apply" in last
@@ -290,12 +315,16 @@ def skip_reason(layout) -> str | None:
     if layout.prepared():
         return None
     if _under_ci():
-        return (f"no prepared emulated Pi image in {layout.root}, and CI does not prepare one: a cold prepare takes "
-                f"{COLD_PREPARE}, beyond CI's time. Run `make test-devices` once on this machine (the image is kept "
-                f"in ~/.cache); then `make test` and CI run these tests ({WARM_MODULE} warm)")
+        return (
+            f"no prepared emulated Pi image in {layout.root}, and CI does not prepare one: a cold prepare takes "
+            f"{COLD_PREPARE}, beyond CI's time. Run `make test-devices` once on this machine (the image is kept "
+            f"in ~/.cache); then `make test` and CI run these tests ({WARM_MODULE} warm)"
+        )
     if not _opted_in():
-        return (f"no prepared emulated Pi image in {layout.root}: `make test-devices` prepares it ({COLD_PREPARE} "
-                f"cold, once) and runs these tests; with the image in place `make test` runs them ({WARM_MODULE})")
+        return (
+            f"no prepared emulated Pi image in {layout.root}: `make test-devices` prepares it ({COLD_PREPARE} "
+            f"cold, once) and runs these tests; with the image in place `make test` runs them ({WARM_MODULE})"
+        )
     if os.geteuid() != 0:
         return "prepare-pi needs root (mmdebstrap root mode)"
     for tool in ("mmdebstrap", "qemu-aarch64-static", "mkfs.ext4"):
@@ -359,8 +388,20 @@ def running(layout, models, tmp_path_factory):
         time.sleep(0.2)
     state = json.loads(layout.state.read_text())
     results = tmp_path_factory.mktemp("booting") / "bench.jsonl"
-    early = invoke("bench", models["tiny_int8"], "--target", state["target"], "--ssh-config", state["ssh_config"],
-                   "--num-runs", "2", "--connect-timeout", "5", "--results", results)
+    early = invoke(
+        "bench",
+        models["tiny_int8"],
+        "--target",
+        state["target"],
+        "--ssh-config",
+        state["ssh_config"],
+        "--num-runs",
+        "2",
+        "--connect-timeout",
+        "5",
+        "--results",
+        results,
+    )
     thread.join()
     assert booted.get("port") == state["port"], "the VM did not boot"
     booted["early"] = early
@@ -374,16 +415,30 @@ def test_bench_on_a_booting_vm_fails_clearly(running):
     last = early.output.strip().splitlines()[-1]
     assert early.exit_code != 0 and last.startswith("Error: ") and "cannot reach the device" in last
     assert "Traceback" not in early.output
-    rows = [json.loads(line) for line in running["early_results"].read_text().splitlines() if line.strip()] \
-        if running["early_results"].exists() else []
+    rows = (
+        [json.loads(line) for line in running["early_results"].read_text().splitlines() if line.strip()]
+        if running["early_results"].exists()
+        else []
+    )
     assert all(row["status"] == "failed" for row in rows)
 
 
 @pytest.mark.slow
 def test_bench_in_the_vm_is_emulated_and_matches_host(running, models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    result = invoke("bench", models["conv_int8"], "--target", running["target"], "--ssh-config",
-                    running["ssh_config"], "--num-runs", "20", "--profile", "--results", results)
+    result = invoke(
+        "bench",
+        models["conv_int8"],
+        "--target",
+        running["target"],
+        "--ssh-config",
+        running["ssh_config"],
+        "--num-runs",
+        "20",
+        "--profile",
+        "--results",
+        results,
+    )
     assert result.exit_code == 0, result.output
     row = json.loads(results.read_text().splitlines()[-1])
     assert row["status"] == "ok" and row["kind"] == "emulated"
@@ -407,13 +462,12 @@ def test_wrong_host_key_refused(running, models, tmp_path):
     config = tmp_path / "ssh_config"
     other_key = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
-    (tmp_path / "known_hosts").write_text("edgedistill-pi " + " ".join(
-        (other_key.with_suffix(".pub")).read_text().split()[:2]) + "\n")
+    (tmp_path / "known_hosts").write_text(
+        "edgedistill-pi " + " ".join((other_key.with_suffix(".pub")).read_text().split()[:2]) + "\n"
+    )
     text = Path(running["ssh_config"]).read_text()
-    config.write_text(text.replace(str(Path(running["ssh_config"]).parent / "known_hosts"),
-                                   str(tmp_path / "known_hosts")))
-    result = invoke("bench", models["tiny_int8"], "--target", running["target"], "--ssh-config", config,
-                    "--num-runs", "2")
+    config.write_text(text.replace(str(Path(running["ssh_config"]).parent / "known_hosts"), str(tmp_path / "known_hosts")))
+    result = invoke("bench", models["tiny_int8"], "--target", running["target"], "--ssh-config", config, "--num-runs", "2")
     assert result.exit_code != 0 and result.output.strip().splitlines()[-1].startswith("Error: ")
     assert "host key has CHANGED" in result.output
 
@@ -429,8 +483,18 @@ def test_model_litert_cannot_load_in_vm(running, models, tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(pack_model(schema, model))
     results = tmp_path / "bench.jsonl"
-    result = invoke("bench", broken, "--target", running["target"], "--ssh-config", running["ssh_config"],
-                    "--num-runs", "2", "--results", results)
+    result = invoke(
+        "bench",
+        broken,
+        "--target",
+        running["target"],
+        "--ssh-config",
+        running["ssh_config"],
+        "--num-runs",
+        "2",
+        "--results",
+        results,
+    )
     assert result.exit_code != 0 and "cannot load" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     rows = [json.loads(line) for line in results.read_text().splitlines()]
@@ -461,14 +525,28 @@ def _kill_once_measuring(pid: int, stop: threading.Event, limit_s: float = 900.0
 @pytest.mark.slow
 def test_vm_crash_mid_run_then_next_start_works(running, layout, models, tmp_path):
     if not _opted_in():
-        pytest.skip("boots the VM a second time (24 s idle, 12 min measured at load 17): `make test-devices` runs it; "
-                    "`make test` and CI keep to one boot")
+        pytest.skip(
+            "boots the VM a second time (24 s idle, 12 min measured at load 17): `make test-devices` runs it; "
+            "`make test` and CI keep to one boot"
+        )
     results = tmp_path / "bench.jsonl"
     stop = threading.Event()
     killer = threading.Thread(target=_kill_once_measuring, args=(running["pid"], stop), daemon=True)
     killer.start()
-    result = invoke("bench", models["conv_int8"], "--target", running["target"], "--ssh-config",
-                    running["ssh_config"], "--num-runs", "100000", "--connect-timeout", "60", "--results", results)
+    result = invoke(
+        "bench",
+        models["conv_int8"],
+        "--target",
+        running["target"],
+        "--ssh-config",
+        running["ssh_config"],
+        "--num-runs",
+        "100000",
+        "--connect-timeout",
+        "60",
+        "--results",
+        results,
+    )
     stop.set()
     killer.join()
     assert result.exit_code != 0 and "Traceback" not in result.output

@@ -12,9 +12,27 @@ from tests.conftest import invoke
 
 # A quick Keras 3 run on part of digits; epochs a little above TINY_RUN's so every form is clearly above chance.
 TINY_KERAS3_RUN = [
-    "--keras", "3", "--teacher-epochs", "6", "--teacher-width", "0.5", "--epochs", "6", "--qat-epochs", "1",
-    "--student-width", "0.5", "--max-train-samples", "600", "--num-runs", "20", "--warmup-runs", "2", "--verbose", "0",
-]  # fmt: skip
+    "--keras",
+    "3",
+    "--teacher-epochs",
+    "6",
+    "--teacher-width",
+    "0.5",
+    "--epochs",
+    "6",
+    "--qat-epochs",
+    "1",
+    "--student-width",
+    "0.5",
+    "--max-train-samples",
+    "600",
+    "--num-runs",
+    "20",
+    "--warmup-runs",
+    "2",
+    "--verbose",
+    "0",
+]
 
 
 def error_lines(result) -> list[str]:
@@ -48,7 +66,9 @@ def _save_keras3_student(path: Path, *, layer_norm: bool = False) -> Path:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         model = keras.Model(inputs, keras.layers.Dense(data.num_classes, name="logits")(x), name="k3_layernorm")
     else:
-        model = build_model("dscnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="k3_student")
+        model = build_model(
+            "dscnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="k3_student"
+        )
     model.save(path)
     return path
 
@@ -98,7 +118,9 @@ def test_resume_of_a_keras3_run_restores_its_students(keras3_run):
     assert result.exit_code == 0, result.output
     progress_path = run_dir / "progress.json"
     progress = json.loads(progress_path.read_text())
-    progress["stages"] = {name: value for name, value in progress["stages"].items() if name in ("data", "teacher", "distill", "qat")}
+    progress["stages"] = {
+        name: value for name, value in progress["stages"].items() if name in ("data", "teacher", "distill", "qat")
+    }
     progress_path.write_text(json.dumps(progress))
     before = (run_dir / "student_int8.tflite").read_bytes()
     (run_dir / "student_int8.tflite").unlink()
@@ -114,9 +136,28 @@ def test_resume_of_a_keras3_run_restores_its_students(keras3_run):
 
 @pytest.mark.slow
 def test_a_keras3_student_file_is_accepted(keras3_student_file, tmp_path):
-    result = invoke("run", "--student", keras3_student_file, "--teacher-epochs", "6", "--teacher-width", "0.5", "--epochs", "6",
-                    "--qat-epochs", "1", "--max-train-samples", "600", "--no-bench", "--verbose", "0",
-                    "--output-dir", tmp_path, "--run-name", "file")  # fmt: skip
+    result = invoke(
+        "run",
+        "--student",
+        keras3_student_file,
+        "--teacher-epochs",
+        "6",
+        "--teacher-width",
+        "0.5",
+        "--epochs",
+        "6",
+        "--qat-epochs",
+        "1",
+        "--max-train-samples",
+        "600",
+        "--no-bench",
+        "--verbose",
+        "0",
+        "--output-dir",
+        tmp_path,
+        "--run-name",
+        "file",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "file" / "report.json").read_text())
     assert report["status"] == "ok" and report["student"]["source"] == str(keras3_student_file)
@@ -174,10 +215,17 @@ def test_options_the_keras3_path_does_not_support_are_one_error_line(tmp_path, o
 
 
 def test_keras_option_and_student_file_must_agree(tmp_path, keras3_student_file, teacher_file):
-    assert_one_error(invoke("run", "--keras", "2", "--student", keras3_student_file, "--output-dir", tmp_path),
-                     "--keras 2", "Keras 3 model", "--keras 3")
-    assert_one_error(invoke("run", "--keras", "3", "--student", teacher_file, "--output-dir", tmp_path),
-                     "not a Keras 3 .keras file", "--keras 2")
+    assert_one_error(
+        invoke("run", "--keras", "2", "--student", keras3_student_file, "--output-dir", tmp_path),
+        "--keras 2",
+        "Keras 3 model",
+        "--keras 3",
+    )
+    assert_one_error(
+        invoke("run", "--keras", "3", "--student", teacher_file, "--output-dir", tmp_path),
+        "not a Keras 3 .keras file",
+        "--keras 2",
+    )
     assert_one_error(invoke("run", "--keras", "4", "--output-dir", tmp_path), "keras", "2 or 3")
 
 
@@ -200,5 +248,5 @@ def test_stage_commands_carry_a_keras3_student_to_a_verified_int8_model(keras3_s
     assert read_model_info(int8.read_bytes()).is_int8
     result = invoke("verify", int8, "--reference", qat, "--json", "--no-chance-gate")
     assert result.exit_code == 0, result.output
-    verified = json.loads(result.output[result.output.index("{"):])
+    verified = json.loads(result.output[result.output.index("{") :])
     assert abs(verified["accuracy"]["int8_tflm"] - verified["accuracy"]["reference"]) <= 3.0, verified["accuracy"]

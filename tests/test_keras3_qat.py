@@ -28,11 +28,15 @@ def digits_flow():
     keras, _ = _keras3()
     data = load_dataset("digits")
     preprocessing = student_preprocessing(data.value_range, raw_bytes=True)
-    teacher = models.build_model("cnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="teacher")
+    teacher = models.build_model(
+        "cnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="teacher"
+    )
     teacher.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     keras.utils.set_random_seed(0)
     teacher.fit(data.x_train.astype(np.float32), data.y_train, epochs=6, batch_size=64, verbose=0)
-    student = models.build_model("dscnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="student")
+    student = models.build_model(
+        "dscnn", data.input_shape, data.num_classes, width=0.5, preprocessing=preprocessing, name="student"
+    )
     student, _ = distiller.distill(teacher, student, data, epochs=10, patience=0)
     qat_student = qat.quantize_model(student, input_range=BYTE_RANGE)
     qat_student, _ = distiller.distill(teacher, qat_student, data, epochs=3, learning_rate=5e-4, patience=0)
@@ -80,7 +84,9 @@ def test_converted_scales_are_the_trained_ranges(digits_flow):
         low, high = quantizer.current_range()
         expected = (high - low) / 255.0
         assert high > low and any(abs(scale - expected) <= 1e-6 * expected for scale in per_tensor), (name, expected)
-    assert info.outputs[0].scale[0] == pytest.approx(np.subtract(*quantizers["logits_quant"].current_range()[::-1]) / 255, rel=1e-6)
+    assert info.outputs[0].scale[0] == pytest.approx(
+        np.subtract(*quantizers["logits_quant"].current_range()[::-1]) / 255, rel=1e-6
+    )
     linear = [layer for layer in digits_flow["qat"].layers if isinstance(layer, tuple(QUANTIZED_LINEAR.values()))]
     per_channel = [np.asarray(scales) for scales in tensor_scales if len(scales) > 1]
     for layer in linear:
@@ -140,10 +146,16 @@ def _rescaling_reshape(keras, x):
 
 
 LAYER_MODELS = {
-    "conv2d_relu": _conv_relu, "conv2d_bn_relu6": _conv_bn_relu6, "depthwise_bn_relu": _depthwise_bn_relu, "dense": _dense,
-    "dense_relu_maxpool": _dense_relu_activation, "residual_add": _residual_add, "concatenate": _concatenate,
-    "pools_padding": _pools, "rescaling_reshape_dropout": _rescaling_reshape,
-}  # fmt: skip
+    "conv2d_relu": _conv_relu,
+    "conv2d_bn_relu6": _conv_bn_relu6,
+    "depthwise_bn_relu": _depthwise_bn_relu,
+    "dense": _dense,
+    "dense_relu_maxpool": _dense_relu_activation,
+    "residual_add": _residual_add,
+    "concatenate": _concatenate,
+    "pools_padding": _pools,
+    "rescaling_reshape_dropout": _rescaling_reshape,
+}
 
 
 @pytest.mark.parametrize("kind", list(LAYER_MODELS))
@@ -168,7 +180,10 @@ def test_each_covered_layer_converts_to_full_int8(kind):
     litert_outputs = LiteRTModel(content, kernels="builtin").predict(x[:8])
     step = info.outputs[0].scale[0]
     # Int8 kernels round each layer's output where the fake-quant model rounds once per quantizer: a few steps apart.
-    assert np.max(np.abs(keras_outputs - litert_outputs)) <= 4 * step + 1e-6, (kind, np.max(np.abs(keras_outputs - litert_outputs)) / step)
+    assert np.max(np.abs(keras_outputs - litert_outputs)) <= 4 * step + 1e-6, (
+        kind,
+        np.max(np.abs(keras_outputs - litert_outputs)) / step,
+    )
 
 
 def test_batch_norm_folding_matches_the_float_layers():
@@ -193,8 +208,11 @@ def test_batch_norm_folding_matches_the_float_layers():
     "build, layer_name, reason",
     [
         (lambda keras, x: keras.layers.LayerNormalization(name="norm")(keras.layers.Conv2D(4, 3)(x)), "norm", "not covered"),
-        (lambda keras, x: keras.layers.BatchNormalization(name="late_bn")(keras.layers.ReLU()(keras.layers.Conv2D(4, 3)(x))),
-         "late_bn", "cannot be folded"),
+        (
+            lambda keras, x: keras.layers.BatchNormalization(name="late_bn")(keras.layers.ReLU()(keras.layers.Conv2D(4, 3)(x))),
+            "late_bn",
+            "cannot be folded",
+        ),
         (lambda keras, x: keras.layers.Conv2D(4, 3, activation="tanh", name="tanh_conv")(x), "tanh_conv", "cannot be fused"),
     ],
 )

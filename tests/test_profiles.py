@@ -76,9 +76,16 @@ def models(tmp_path_factory):
 
 
 def _profile() -> Profile:
-    return Profile(ops=[OpProfile(0, "conv", "CONV_2D", avg=30.0, first=40.0, macs=1000),
-                        OpProfile(1, "dw", "DEPTHWISE_CONV_2D", avg=5.0, calls=2),
-                        OpProfile(2, "fc", "FULLY_CONNECTED", avg=10.0)], unit="us", source="test", invoke=50.0)
+    return Profile(
+        ops=[
+            OpProfile(0, "conv", "CONV_2D", avg=30.0, first=40.0, macs=1000),
+            OpProfile(1, "dw", "DEPTHWISE_CONV_2D", avg=5.0, calls=2),
+            OpProfile(2, "fc", "FULLY_CONNECTED", avg=10.0),
+        ],
+        unit="us",
+        source="test",
+        invoke=50.0,
+    )
 
 
 def test_benchmark_model_table_with_a_start_column():
@@ -107,8 +114,14 @@ def test_benchmark_model_output_without_the_table_is_refused():
 
 
 def test_micro_profiler_csv_over_two_invokes():
-    profile = parse_micro_profiler(MICRO_PROFILER_CSV, runs=2, ticks_per_second=25_000_000, invoke_ticks=820,
-                                   instructions_per_tick=40.0, ticks_are="instructions")
+    profile = parse_micro_profiler(
+        MICRO_PROFILER_CSV,
+        runs=2,
+        ticks_per_second=25_000_000,
+        invoke_ticks=820,
+        instructions_per_tick=40.0,
+        ticks_are="instructions",
+    )
     assert [op.node_type for op in profile.ops] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
     assert [op.avg for op in profile.ops] == [410.0, 290.0, 100.0]
     assert profile.ops[0].first == 400.0 and profile.ops[0].instructions == 16400
@@ -172,8 +185,14 @@ def test_bench_profile_on_the_host(models, tmp_path):
     files = record["extra"]["profile_files"]
     assert files["csv"].endswith("bench.conv_int8.local.profile.csv") and os.path.isfile(files["trace"])
     rows = read_csv(files["csv"])
-    assert [row["node type"] for row in rows] == ["(invoke call)", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "MEAN",
-                                                  "FULLY_CONNECTED"]
+    assert [row["node type"] for row in rows] == [
+        "(invoke call)",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "MEAN",
+        "FULLY_CONNECTED",
+    ]
 
 
 def test_bench_without_profile_keeps_the_record_as_before(models, tmp_path):
@@ -199,8 +218,7 @@ def test_profile_on_a_target_that_cannot_is_one_error_line(models, tmp_path, mon
 
 def test_bench_profile_on_tflm(models, tmp_path):
     results = tmp_path / "bench.jsonl"
-    result = invoke("bench", models["conv_int8"], "--target", "tflm", "--profile", "--num-runs", "20",
-                    "--results", results)
+    result = invoke("bench", models["conv_int8"], "--target", "tflm", "--profile", "--num-runs", "20", "--results", results)
     assert result.exit_code == 0, result.output
     record = json.loads(results.read_text())
     summary = record["extra"]["profile_summary"]
@@ -217,8 +235,9 @@ def test_report_shows_the_top_five_with_a_chart(tmp_path):
     from edgedistill.report import render_markdown, write_report
 
     profile = _profile()
-    report = {"bench": {"m.tflite": {"target": {"name": "local"}, "latency_ms": {"p50": 0.05},
-                                     "extra": {"profile": profile.to_dict()}}}}
+    report = {
+        "bench": {"m.tflite": {"target": {"name": "local"}, "latency_ms": {"p50": 0.05}, "extra": {"profile": profile.to_dict()}}}
+    }
     write_report(tmp_path, report)
     chart = tmp_path / "profile_m.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -282,8 +301,19 @@ def test_firmware_profiler_on_the_target(pipeline_run, board):
 @pytest.mark.skipif(shutil.which("adb") is None, reason="needs the adb client (Debian package adb)")
 def test_adb_profile_from_benchmark_model(adb_server, device, binary, models, tmp_path):  # noqa: F811 - fixtures
     results = tmp_path / "bench.jsonl"
-    result = invoke("bench", models["conv_int8"], "--target", f"adb:{device.serial}", "--benchmark-binary", binary,
-                    "--profile", "--num-runs", "50", "--results", results)
+    result = invoke(
+        "bench",
+        models["conv_int8"],
+        "--target",
+        f"adb:{device.serial}",
+        "--benchmark-binary",
+        binary,
+        "--profile",
+        "--num-runs",
+        "50",
+        "--results",
+        results,
+    )
     assert result.exit_code == 0, result.output
     command = next(c for c in device.shell_commands if "--graph" in c)
     assert "--enable_op_profiling=true" in command
@@ -306,8 +336,13 @@ def test_a_profile_that_failed_fails_the_pair_and_keeps_its_figures(models, tmp_
     from edgedistill.bench import attach_profile
     from edgedistill.targets.base import Measurement
 
-    measurement = Measurement(model=str(models["tiny_int8"]), model_size_bytes=1, target={"name": "local"},
-                              samples_ms=[0.5, 0.6], extra={"profile": {"event": "profile", "error": "no schema"}})
+    measurement = Measurement(
+        model=str(models["tiny_int8"]),
+        model_size_bytes=1,
+        target={"name": "local"},
+        samples_ms=[0.5, 0.6],
+        extra={"profile": {"event": "profile", "error": "no schema"}},
+    )
     attach_profile(measurement, models["tiny_int8"], "local", tmp_path / "bench.jsonl")
     assert measurement.status == "failed" and measurement.error == "local: no per-operator profile: no schema."
     assert measurement.samples_ms == [0.5, 0.6] and not list(tmp_path.iterdir())

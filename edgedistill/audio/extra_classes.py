@@ -105,7 +105,9 @@ def find_unknown_files(folder: str | Path) -> list[Path]:
     return paths
 
 
-def split_unknown_files(paths: Sequence[Path], *, fraction: float, validation_fraction: float, seed: int) -> dict[str, list[Path]]:
+def split_unknown_files(
+    paths: Sequence[Path], *, fraction: float, validation_fraction: float, seed: int
+) -> dict[str, list[Path]]:
     """``fraction`` of the files (seeded), 20 % of them test, validation from the rest as for keywords."""
     rng = np.random.default_rng(seed + UNKNOWN_SEED_OFFSET)
     used = rng.choice(len(paths), size=max(1, int(round(len(paths) * fraction))), replace=False)
@@ -143,9 +145,17 @@ def _read_clips(paths: Sequence[Path], clip_format: ClipFormat) -> np.ndarray:
     return np.stack([read_clip(path, clip_format) for path in paths])
 
 
-def make_extra_clips(class_names: Sequence[str], keyword_counts: dict[str, int], *, silence_fraction: float,
-                     noises: Sequence[np.ndarray], unknown: dict[str, list[Path]] | None, unknown_available: int,
-                     clip_format: ClipFormat, rng: np.random.Generator) -> ExtraClips:  # fmt: skip
+def make_extra_clips(
+    class_names: Sequence[str],
+    keyword_counts: dict[str, int],
+    *,
+    silence_fraction: float,
+    noises: Sequence[np.ndarray],
+    unknown: dict[str, list[Path]] | None,
+    unknown_available: int,
+    clip_format: ClipFormat,
+    rng: np.random.Generator,
+) -> ExtraClips:
     """``_silence_`` clips (``silence_fraction`` x ``keyword_counts[split]``, drawn with ``rng``) and ``_unknown_``
     clips (the files of ``unknown``, per split) with their labels (indices in ``class_names``)."""
     parts: dict[str, list[tuple[str, np.ndarray]]] = {split: [] for split in SPLITS}
@@ -157,9 +167,12 @@ def make_extra_clips(class_names: Sequence[str], keyword_counts: dict[str, int],
             parts[split].append((UNKNOWN, _read_clips(unknown[split], clip_format)))
     empty = np.zeros((0, clip_format.clip_samples), dtype=np.int16)
     clips = {split: np.concatenate([empty] + [c for _, c in parts[split]]) for split in SPLITS}
-    labels = {split: np.concatenate([np.zeros(0, dtype=np.int64)] +
-                                    [np.full(len(c), class_names.index(name), dtype=np.int64) for name, c in parts[split]])
-              for split in SPLITS}  # fmt: skip
+    labels = {
+        split: np.concatenate(
+            [np.zeros(0, dtype=np.int64)] + [np.full(len(c), class_names.index(name), dtype=np.int64) for name, c in parts[split]]
+        )
+        for split in SPLITS
+    }
     counts: dict[str, dict[str, int]] = {}
     for split in SPLITS:
         for name, part in parts[split]:

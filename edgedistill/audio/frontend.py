@@ -106,7 +106,8 @@ class FrontEnd:
             )
         if not 0 <= self.lower_hz < self.band_upper_hz < self.sample_rate / 2:
             raise InputError(
-                f"The filter bank band {self.lower_hz:g}..{self.band_upper_hz:g} Hz must lie inside 0..{self.sample_rate / 2:g} Hz "
+                f"The filter bank band {self.lower_hz:g}..{self.band_upper_hz:g} Hz must lie inside 0..{self.sample_rate / 2:g} "
+                f"Hz "
                 f"(half the {self.sample_rate} Hz sample rate). Change --audio-lower-hz / --audio-upper-hz."
             )
 
@@ -141,11 +142,16 @@ class FrontEnd:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **dataclasses.asdict(self), "upper_hz": self.band_upper_hz, "window_samples": self.window_samples,
-            "stride_samples": self.stride_samples, "clip_samples": self.clip_samples, "num_frames": self.num_frames,
-            "fft_length": self.fft_length, "feature_shape": list(self.feature_shape),
+            **dataclasses.asdict(self),
+            "upper_hz": self.band_upper_hz,
+            "window_samples": self.window_samples,
+            "stride_samples": self.stride_samples,
+            "clip_samples": self.clip_samples,
+            "num_frames": self.num_frames,
+            "fft_length": self.fft_length,
+            "feature_shape": list(self.feature_shape),
             "feature_to_float": "(q + 128) / 256",
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FrontEnd:
@@ -233,9 +239,14 @@ def filter_bank_constants(frontend: FrontEnd) -> dict[str, Any]:
             "Lower --audio-upper-hz."
         )
     return {
-        "start_index": start_index, "end_index": end_index, "weights": weights, "unweights": unweights,
-        "channel_frequency_starts": freq_starts, "channel_weight_starts": weight_starts, "channel_widths": widths,
-    }  # fmt: skip
+        "start_index": start_index,
+        "end_index": end_index,
+        "weights": weights,
+        "unweights": unweights,
+        "channel_frequency_starts": freq_starts,
+        "channel_weight_starts": weight_starts,
+        "channel_widths": widths,
+    }
 
 
 def _pcan_gain(x: int, input_bits: int) -> int:
@@ -307,8 +318,15 @@ class _GraphBuilder:
             self._codes[op] = len(self.model.operatorCodes) - 1
         return self._codes[op]
 
-    def op(self, op: str, inputs: list[int], outputs: list[int], *, custom: dict[str, Any] | None = None,
-           options: tuple[str, Any] | None = None) -> None:
+    def op(
+        self,
+        op: str,
+        inputs: list[int],
+        outputs: list[int],
+        *,
+        custom: dict[str, Any] | None = None,
+        options: tuple[str, Any] | None = None,
+    ) -> None:
         from flatbuffers import flexbuffers
 
         operator = self.schema.OperatorT()
@@ -343,11 +361,19 @@ def _spectrum_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, Any]
     spectrum = fft_length // 2 + 1
     audio = graph.tensor("audio_frame", "INT16", [1, window])
     windowed = graph.tensor("signal_window", "INT16", [1, window])
-    graph.op("SignalWindow", [audio, graph.constant("hann_window", hann_window(window), "INT16")], [windowed],
-             custom={"shift": WINDOW_SCALING_BITS})  # fmt: skip
+    graph.op(
+        "SignalWindow",
+        [audio, graph.constant("hann_window", hann_window(window), "INT16")],
+        [windowed],
+        custom={"shift": WINDOW_SCALING_BITS},
+    )
     flat = graph.tensor("frame", "INT16", [window])
-    graph.op("RESHAPE", [windowed, graph.constant("frame_shape", [-1], "INT32")], [flat],
-             options=graph.options("ReshapeOptions", newShape=[-1]))  # fmt: skip
+    graph.op(
+        "RESHAPE",
+        [windowed, graph.constant("frame_shape", [-1], "INT32")],
+        [flat],
+        options=graph.options("ReshapeOptions", newShape=[-1]),
+    )
     scaled, shift = graph.tensor("signal_fft_auto_scale", "INT16", [window]), graph.tensor("scale_shift", "INT32", [])
     graph.op("SignalFftAutoScale", [flat], [scaled, shift], custom={})
     fft = graph.tensor("signal_rfft", "INT16", [2 * spectrum])
@@ -364,8 +390,10 @@ def _spectrum_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, Any]
 def _filter_bank_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, Any], energy: int, shift: int) -> int:
     """Mel filter bank, square root, noise reduction, PCAN, log: the int16 log-mel tensor."""
     channels = frontend.num_channels
-    tables = [graph.constant(name, bank[name], "INT16") for name in (
-        "weights", "unweights", "channel_frequency_starts", "channel_weight_starts", "channel_widths")]  # fmt: skip
+    tables = [
+        graph.constant(name, bank[name], "INT16")
+        for name in ("weights", "unweights", "channel_frequency_starts", "channel_weight_starts", "channel_widths")
+    ]
     bank_out = graph.tensor("signal_filter_bank", "UINT64", [channels])
     graph.op("SignalFilterBank", [energy, *tables], [bank_out], custom={"num_channels": channels})
     root = graph.tensor("signal_filter_bank_square_root", "UINT32", [channels])
@@ -373,19 +401,33 @@ def _filter_bank_ops(graph: _GraphBuilder, frontend: FrontEnd, bank: dict[str, A
     cleaned, noise = (graph.tensor(f"spectral_subtraction_{n}", "UINT32", [channels]) for n in ("output", "noise_estimate"))
     one = 1 << SPECTRAL_SUBTRACTION_BITS
     smoothing, alternate = int(EVEN_SMOOTHING * one), int(ODD_SMOOTHING * one)
-    graph.op("SignalFilterBankSpectralSubtraction", [root], [cleaned, noise], custom={
-        "alternate_one_minus_smoothing": one - alternate, "alternate_smoothing": alternate, "clamping": False,
-        "min_signal_remaining": int(MIN_SIGNAL_REMAINING * one), "num_channels": channels,
-        "one_minus_smoothing": one - smoothing, "smoothing": smoothing, "smoothing_bits": SMOOTHING_BITS,
-        "spectral_subtraction_bits": SPECTRAL_SUBTRACTION_BITS,
-    })  # fmt: skip
+    graph.op(
+        "SignalFilterBankSpectralSubtraction",
+        [root],
+        [cleaned, noise],
+        custom={
+            "alternate_one_minus_smoothing": one - alternate,
+            "alternate_smoothing": alternate,
+            "clamping": False,
+            "min_signal_remaining": int(MIN_SIGNAL_REMAINING * one),
+            "num_channels": channels,
+            "one_minus_smoothing": one - smoothing,
+            "smoothing": smoothing,
+            "smoothing_bits": SMOOTHING_BITS,
+            "spectral_subtraction_bits": SPECTRAL_SUBTRACTION_BITS,
+        },
+    )
     correction_bits = int(math.log2(frontend.fft_length)) - FILTER_BANK_WEIGHT_SCALING_BITS // 2
     gain = graph.constant("pcan_gain_table", pcan_gain_table(PCAN_SMOOTHING_BITS - correction_bits), "INT16")
     pcan = graph.tensor("signal_pcan", "UINT32", [channels])
     graph.op("SignalPCAN", [cleaned, noise, gain], [pcan], custom={"snr_shift": PCAN_SNR_SHIFT})
     log = graph.tensor("signal_filter_bank_log", "INT16", [channels])
-    graph.op("SignalFilterBankLog", [pcan], [log], custom={
-        "input_correction_bits": correction_bits, "output_scale": 1 << FILTER_BANK_POST_SCALING_BITS})  # fmt: skip
+    graph.op(
+        "SignalFilterBankLog",
+        [pcan],
+        [log],
+        custom={"input_correction_bits": correction_bits, "output_scale": 1 << FILTER_BANK_POST_SCALING_BITS},
+    )
     return log
 
 
@@ -449,7 +491,8 @@ def read_frontend(tflite_bytes: bytes, *, source: str = "front end") -> FrontEnd
 
 
 def frame_clips(clips: np.ndarray, frontend: FrontEnd) -> np.ndarray:
-    """int16 clips ``(N, clip_samples)`` -> frames ``(N, num_frames, 1, window_samples)`` (the front end's input ``[1, window]``)."""
+    """int16 clips ``(N, clip_samples)`` -> frames ``(N, num_frames, 1, window_samples)``
+    (the front end's input ``[1, window]``)."""
     clips = np.asarray(clips)
     if clips.ndim != 2 or clips.shape[1] != frontend.clip_samples or clips.dtype != np.int16:
         raise InputError(

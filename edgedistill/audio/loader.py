@@ -79,11 +79,15 @@ class AudioData:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "front_end": self.frontend.to_dict(), "front_end_bytes": len(self.frontend_model),
-            "test_split": self.test_split, "test_groups": list(self.test_groups), "num_augmented_train": self.num_augmented,
-            "class_names": list(self.class_names), **({"added_classes": self.added_classes} if self.added_classes else {}),
+            "front_end": self.frontend.to_dict(),
+            "front_end_bytes": len(self.frontend_model),
+            "test_split": self.test_split,
+            "test_groups": list(self.test_groups),
+            "num_augmented_train": self.num_augmented,
+            "class_names": list(self.class_names),
+            **({"added_classes": self.added_classes} if self.added_classes else {}),
             **({"truncated_files": list(self.truncated_files)} if self.truncated_files else {}),
-        }  # fmt: skip
+        }
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,25 +104,33 @@ def settings(options: Any) -> tuple[ClipFormat, FrontEnd, Augmentation]:
     """The clip format, front end and augmentation of the ``audio_*`` options (``DataConfig``; None: defaults)."""
     rate = int(_option(options, "audio_sample_rate"))
     frontend = FrontEnd(
-        sample_rate=rate, clip_ms=int(_option(options, "audio_clip_ms")),
-        window_ms=int(_option(options, "audio_window_ms")), stride_ms=int(_option(options, "audio_stride_ms")),
-        num_channels=int(_option(options, "audio_channels")), lower_hz=float(_option(options, "audio_lower_hz")),
+        sample_rate=rate,
+        clip_ms=int(_option(options, "audio_clip_ms")),
+        window_ms=int(_option(options, "audio_window_ms")),
+        stride_ms=int(_option(options, "audio_stride_ms")),
+        num_channels=int(_option(options, "audio_channels")),
+        lower_hz=float(_option(options, "audio_lower_hz")),
         upper_hz=_option(options, "audio_upper_hz"),
-    )  # fmt: skip
+    )
     clip_format = ClipFormat(
-        sample_rate=rate, clip_samples=frontend.clip_samples, resample=_option(options, "audio_resample"),
-        align=_option(options, "audio_align"), trim=bool(_option(options, "audio_trim")),
-    )  # fmt: skip
+        sample_rate=rate,
+        clip_samples=frontend.clip_samples,
+        resample=_option(options, "audio_resample"),
+        align=_option(options, "audio_align"),
+        trim=bool(_option(options, "audio_trim")),
+    )
     min_snr, max_snr = float(_option(options, "audio_min_snr_db")), float(_option(options, "audio_max_snr_db"))
     if min_snr > max_snr:
         raise InputError(f"--audio-min-snr-db ({min_snr:g}) is above --audio-max-snr-db ({max_snr:g}); swap them.")
     augmentation = Augmentation(
         copies=int(_option(options, "audio_augment_copies")),
         max_shift_samples=int(float(_option(options, "audio_time_shift_ms")) * rate / 1000),
-        noise_probability=float(_option(options, "audio_noise_probability")), min_snr_db=min_snr, max_snr_db=max_snr,
+        noise_probability=float(_option(options, "audio_noise_probability")),
+        min_snr_db=min_snr,
+        max_snr_db=max_snr,
         time_mask_frames=int(_option(options, "audio_time_mask_frames")),
         frequency_mask_channels=int(_option(options, "audio_frequency_mask_channels")),
-    )  # fmt: skip
+    )
     return clip_format, frontend, augmentation
 
 
@@ -174,8 +186,12 @@ def _files_by_pattern(folder: Path, pattern: str) -> list[AudioFile]:
         logger.info("   %d of %d .wav files match the label pattern; the others are skipped", len(files), len(candidates))
     nested = sum(len(_wav_files(p)) for p in folder.iterdir() if p.is_dir())
     if nested:
-        logger.warning("--audio-label-pattern reads the .wav files directly in %s; the %d in its sub-folders are not read "
-                       "(leave the pattern out to take sub-folders as classes).", folder, nested)  # fmt: skip
+        logger.warning(
+            "--audio-label-pattern reads the .wav files directly in %s; the %d in its sub-folders are not read "
+            "(leave the pattern out to take sub-folders as classes).",
+            folder,
+            nested,
+        )
     return files
 
 
@@ -239,7 +255,8 @@ def test_mask(files: list[AudioFile], rule: str) -> np.ndarray:
     match = re.fullmatch(r"(\w+)\s*(=|<)\s*(.+)", rule)
     if not match:
         raise InputError(
-            f"--audio-test-split {rule!r} is not a rule. Expected random, FIELD=V1,V2 (e.g. speaker=theo) or FIELD<N (e.g. index<5)."
+            f"--audio-test-split {rule!r} is not a rule. Expected random, FIELD=V1,V2 (e.g. speaker=theo) or FIELD<N (e.g. "
+            f"index<5)."
         )
     field, operator, operand = match.groups()
     values = _field_values(files, field, rule)
@@ -293,8 +310,13 @@ def _warn_truncated(files: list[AudioFile]) -> tuple[str, ...]:
     truncated = tuple(str(f.path) for f in files if missing_bytes(f.path))
     if truncated:
         shown = ", ".join(truncated[:3]) + (f" and {len(truncated) - 3} more" if len(truncated) > 3 else "")
-        logger.warning("%d of %d .wav files are truncated (their header announces more audio than they hold): %s. "
-                       "They were zero-padded to the window; copy or record them again.", len(truncated), len(files), shown)
+        logger.warning(
+            "%d of %d .wav files are truncated (their header announces more audio than they hold): %s. "
+            "They were zero-padded to the window; copy or record them again.",
+            len(truncated),
+            len(files),
+            shown,
+        )
     return truncated
 
 
@@ -302,7 +324,12 @@ def _augmented(clips, labels, options, frontend, augmentation, runner, seed) -> 
     """``copies`` augmented copies of the training clips, as features."""
     rng = np.random.default_rng(seed + 7919)  # its own stream: the split does not move with augmentation
     noises = _noise_sources(options, frontend, rng)
-    logger.info("   augmenting: %d cop%s of %d training clips", augmentation.copies, "y" if augmentation.copies == 1 else "ies", len(clips))
+    logger.info(
+        "   augmenting: %d cop%s of %d training clips",
+        augmentation.copies,
+        "y" if augmentation.copies == 1 else "ies",
+        len(clips),
+    )
     copies = [augment_clips(clips, noises, augmentation, rng) for _ in range(augmentation.copies)]
     features = features_to_float(runner.features(np.concatenate(copies)))
     if augmentation.time_mask_frames or augmentation.frequency_mask_channels:
@@ -318,8 +345,9 @@ def _added_classes(keywords: tuple[str, ...], options: Any) -> tuple[tuple[str, 
     return class_names, find_unknown_files(unknown_dir) if unknown_dir else []
 
 
-def _split_indices(is_test: np.ndarray, validation_fraction: float, seed: int,
-                   max_train_samples: int | None) -> tuple[dict[str, np.ndarray], float]:  # fmt: skip
+def _split_indices(
+    is_test: np.ndarray, validation_fraction: float, seed: int, max_train_samples: int | None
+) -> tuple[dict[str, np.ndarray], float]:
     """The keyword files of each split, and the fraction of the training files ``max_train_samples`` kept."""
     train_index = np.flatnonzero(~is_test)
     order = np.random.default_rng(seed).permutation(train_index)
@@ -332,9 +360,18 @@ def _split_indices(is_test: np.ndarray, validation_fraction: float, seed: int,
     return {"train": train_index, "validation": val_index, "test": np.flatnonzero(is_test)}, kept_fraction
 
 
-def _extra_clips(class_names: tuple[str, ...], unknown_paths: list[Path], keyword_counts: dict[str, int], *,
-                 kept_fraction: float, options: Any, clip_format: ClipFormat, frontend: FrontEnd,
-                 validation_fraction: float, seed: int) -> ExtraClips:  # fmt: skip
+def _extra_clips(
+    class_names: tuple[str, ...],
+    unknown_paths: list[Path],
+    keyword_counts: dict[str, int],
+    *,
+    kept_fraction: float,
+    options: Any,
+    clip_format: ClipFormat,
+    frontend: FrontEnd,
+    validation_fraction: float,
+    seed: int,
+) -> ExtraClips:
     """The ``_silence_`` and ``_unknown_`` clips of each split (none when neither is asked for)."""
     unknown = None
     if unknown_paths:
@@ -342,31 +379,86 @@ def _extra_clips(class_names: tuple[str, ...], unknown_paths: list[Path], keywor
         unknown = split_unknown_files(unknown_paths, fraction=fraction, validation_fraction=validation_fraction, seed=seed)
         # --max-train-samples keeps the same share of the unknown training files as of the keyword ones.
         unknown["train"] = unknown["train"][: int(round(len(unknown["train"]) * kept_fraction))]
-        logger.info("   reading %d of the %d clips of %s", sum(map(len, unknown.values())), len(unknown_paths),
-                    _option(options, "audio_unknown_dir"))  # fmt: skip
+        logger.info(
+            "   reading %d of the %d clips of %s",
+            sum(map(len, unknown.values())),
+            len(unknown_paths),
+            _option(options, "audio_unknown_dir"),
+        )
     silence_fraction = float(_option(options, "audio_silence_fraction"))
     rng = np.random.default_rng(seed + SILENCE_SEED_OFFSET)  # its own stream: no keyword split or copy moves
     noises = _noise_sources(options, frontend, rng) if silence_fraction > 0 else []
-    return make_extra_clips(class_names, keyword_counts, silence_fraction=silence_fraction, noises=noises, unknown=unknown,
-                            unknown_available=len(unknown_paths), clip_format=clip_format, rng=rng)  # fmt: skip
+    return make_extra_clips(
+        class_names,
+        keyword_counts,
+        silence_fraction=silence_fraction,
+        noises=noises,
+        unknown=unknown,
+        unknown_available=len(unknown_paths),
+        clip_format=clip_format,
+        rng=rng,
+    )
 
 
-def load_audio_splits(argument: str | None, *, validation_fraction: float = DataConfig.validation_fraction,
-                      seed: int = DataConfig.seed, max_train_samples: int | None = None, options: Any = None,
-                      name: str | None = None) -> Dataset:
-    """Read, split, (augment) and featurize the clips of ``audio:DIR`` (``options``: the ``audio_*`` fields): the
-    data set (named ``name``, default ``audio:DIR``), with the front end and the raw test clips in ``audio``."""
+def _audio_folder(argument: str | None) -> Path:
+    """The folder of ``audio:DIR``, which must exist."""
     if not argument:
         raise InputError("`audio` needs a folder: `--data audio:DIR` (one sub-folder per class, or --audio-label-pattern).")
     folder = Path(argument).expanduser()
     if not folder.is_dir():
         raise InputError(f"Audio folder not found: {folder}. Expected a folder of .wav files (one sub-folder per class).")
-    clip_format, frontend, augmentation = settings(options)
+    return folder
+
+
+def _files_and_test_split(folder: Path, options: Any) -> tuple[list[AudioFile], str, np.ndarray]:
+    """The labelled clips of ``folder``, the test-split rule, and which clips it holds out for testing (both checked)."""
     files = find_files(folder, _option(options, "audio_label_pattern"))
     _check_classes(files, folder)
     rule = str(_option(options, "audio_test_split"))
     is_test = test_mask(files, rule)
     _check_split(files, is_test, rule)
+    return files, rule, is_test
+
+
+def _featurize(
+    split_clips: dict[str, np.ndarray],
+    train_labels: np.ndarray,
+    options: Any,
+    frontend: FrontEnd,
+    augmentation: Augmentation,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, FrontEndRunner]:
+    """The features of every split on the TFLM front end, and the training set with its augmented copies appended:
+    (features by split, x_train, y_train, the front-end runner)."""
+    runner = FrontEndRunner(frontend)
+    logger.info(
+        "   features of %d clips on the TFLM front end (%s frames x %d channels)",
+        sum(map(len, split_clips.values())),
+        frontend.num_frames,
+        frontend.num_channels,
+    )
+    features = {split: features_to_float(runner.features(c)) for split, c in split_clips.items()}
+    x_train, y_train = features["train"], train_labels
+    if augmentation.copies:
+        extra_x, extra_y = _augmented(split_clips["train"], y_train, options, frontend, augmentation, runner, seed)
+        x_train, y_train = np.concatenate([x_train, extra_x]), np.concatenate([y_train, extra_y])
+    return features, x_train, y_train, runner
+
+
+def load_audio_splits(
+    argument: str | None,
+    *,
+    validation_fraction: float = DataConfig.validation_fraction,
+    seed: int = DataConfig.seed,
+    max_train_samples: int | None = None,
+    options: Any = None,
+    name: str | None = None,
+) -> Dataset:
+    """Read, split, (augment) and featurize the clips of ``audio:DIR`` (``options``: the ``audio_*`` fields): the
+    data set (named ``name``, default ``audio:DIR``), with the front end and the raw test clips in ``audio``."""
+    folder = _audio_folder(argument)
+    clip_format, frontend, augmentation = settings(options)
+    files, rule, is_test = _files_and_test_split(folder, options)
     keywords = tuple(sorted({f.label for f in files}))
     class_names, unknown_paths = _added_classes(keywords, options)
     labels = np.array([keywords.index(f.label) for f in files], dtype=np.int64)
@@ -374,30 +466,43 @@ def load_audio_splits(argument: str | None, *, validation_fraction: float = Data
     clips = np.stack([read_clip(f.path, clip_format) for f in files])
     truncated = _warn_truncated(files)
     indices, kept_fraction = _split_indices(is_test, validation_fraction, seed, max_train_samples)
-    extra = _extra_clips(class_names, unknown_paths, {split: len(index) for split, index in indices.items()},
-                         kept_fraction=kept_fraction, options=options, clip_format=clip_format, frontend=frontend,
-                         validation_fraction=validation_fraction, seed=seed)  # fmt: skip
+    extra = _extra_clips(
+        class_names,
+        unknown_paths,
+        {split: len(index) for split, index in indices.items()},
+        kept_fraction=kept_fraction,
+        options=options,
+        clip_format=clip_format,
+        frontend=frontend,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
     split_clips = {split: np.concatenate([clips[index], extra.clips[split]]) for split, index in indices.items()}
     split_labels = {split: np.concatenate([labels[index], extra.labels[split]]) for split, index in indices.items()}
-
-    runner = FrontEndRunner(frontend)
-    logger.info("   features of %d clips on the TFLM front end (%s frames x %d channels)",
-                sum(map(len, split_clips.values())), frontend.num_frames, frontend.num_channels)  # fmt: skip
-    features = {split: features_to_float(runner.features(c)) for split, c in split_clips.items()}
-    x_train, y_train = features["train"], split_labels["train"]
-    if augmentation.copies:
-        extra_x, extra_y = _augmented(split_clips["train"], y_train, options, frontend, augmentation, runner, seed)
-        x_train, y_train = np.concatenate([x_train, extra_x]), np.concatenate([y_train, extra_y])
+    features, x_train, y_train, runner = _featurize(split_clips, split_labels["train"], options, frontend, augmentation, seed)
     groups = sorted({f.fields[g] for f, test in zip(files, is_test) if test for g in GROUP_FIELDS if g in f.fields})
     audio = AudioData(
-        frontend=frontend, frontend_model=runner.tflite_bytes, test_clips=split_clips["test"], test_split=rule,
-        num_augmented=len(x_train) - len(split_clips["train"]), test_groups=tuple(groups), class_names=class_names,
-        added_classes=extra.summary(), truncated_files=truncated,
-    )  # fmt: skip
+        frontend=frontend,
+        frontend_model=runner.tflite_bytes,
+        test_clips=split_clips["test"],
+        test_split=rule,
+        num_augmented=len(x_train) - len(split_clips["train"]),
+        test_groups=tuple(groups),
+        class_names=class_names,
+        added_classes=extra.summary(),
+        truncated_files=truncated,
+    )
     return Dataset(
-        name=name or f"audio:{argument}", x_train=x_train, y_train=y_train, x_val=features["validation"],
-        y_val=split_labels["validation"], x_test=features["test"], y_test=split_labels["test"],
-        num_classes=len(class_names), class_names=class_names, audio=audio,
+        name=name or f"audio:{argument}",
+        x_train=x_train,
+        y_train=y_train,
+        x_val=features["validation"],
+        y_val=split_labels["validation"],
+        x_test=features["test"],
+        y_test=split_labels["test"],
+        num_classes=len(class_names),
+        class_names=class_names,
+        audio=audio,
     )
 
 

@@ -72,7 +72,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgedistill.audio.extra_classes import is_keyword
-from edgedistill.audio.frontend import FrontEnd, FrontEndRunner, check_feature_shape, features_to_float, frame_clips, read_frontend
+from edgedistill.audio.frontend import (
+    FrontEnd,
+    FrontEndRunner,
+    check_feature_shape,
+    features_to_float,
+    frame_clips,
+    read_frontend,
+)
 from edgedistill.audio.wav import missing_bytes, read_wav
 from edgedistill.config import Section, at_least, option, whole
 from edgedistill.errors import InputError
@@ -103,11 +110,14 @@ class StreamSettings(Section):
     Each field is an option of ``edgedistill listen`` (its default, help text and check, in one place)."""
 
     hop_ms: int = option(
-        100, "Run the model on a window every this many ms (a multiple of the front end's stride).",
-        check=whole(1), expected="a whole number of milliseconds >= 1",
+        100,
+        "Run the model on a window every this many ms (a multiple of the front end's stride).",
+        check=whole(1),
+        expected="a whole number of milliseconds >= 1",
     )
     front_end_state: str = option(
-        "reset", "reset: each window's features from a reset front end, as in training and in the exported firmware; "
+        "reset",
+        "reset: each window's features from a reset front end, as in training and in the exported firmware; "
         "continuous: one front end over the whole recording (features the model did not train on).",
         choices=FRONT_END_STATES,
     )
@@ -120,16 +130,22 @@ class Smoothing(Section):
     Each field is an option of ``edgedistill listen`` (its default, help text and check, in one place)."""
 
     average_ms: float = option(
-        500.0, "Posterior smoothing: average the posteriors of the last this many ms.", check=at_least(0),
+        500.0,
+        "Posterior smoothing: average the posteriors of the last this many ms.",
+        check=at_least(0),
         expected="a finite number >= 0",
     )
     threshold: float = option(
-        0.8, "Detect when the smoothed top posterior is above this (and is a keyword's: a winning _silence_ or "
-        "_unknown_ class is never a detection).", check=lambda value: at_least(0)(value) and 0 < value <= 1,
+        0.8,
+        "Detect when the smoothed top posterior is above this (and is a keyword's: a winning _silence_ or "
+        "_unknown_ class is never a detection).",
+        check=lambda value: at_least(0)(value) and 0 < value <= 1,
         expected="a posterior in (0, 1] (e.g. 0.8)",
     )
     suppression_ms: float = option(
-        1000.0, "No detection within this long after the previous one (any label).", check=at_least(0),
+        1000.0,
+        "No detection within this long after the previous one (any label).",
+        check=at_least(0),
         expected="a finite number >= 0",
     )
     minimum_count: int = option(
@@ -139,10 +155,12 @@ class Smoothing(Section):
     def averaged_count(self, hop_ms: float) -> int:
         """How many posteriors (one per hop) the average spans; checked against ``minimum_count``."""
         count = max(1, int(round(self.average_ms / hop_ms)))
-        _require(count >= self.minimum_count,
-                 f"An average over {self.average_ms:g} ms holds {count} posterior(s) at a {hop_ms:g} ms hop, fewer than "
-                 f"minimum_count={self.minimum_count}: nothing could ever be detected. Raise --average-ms to at least "
-                 f"{self.minimum_count * hop_ms:g} or lower --minimum-count.")  # fmt: skip
+        _require(
+            count >= self.minimum_count,
+            f"An average over {self.average_ms:g} ms holds {count} posterior(s) at a {hop_ms:g} ms hop, fewer than "
+            f"minimum_count={self.minimum_count}: nothing could ever be detected. Raise --average-ms to at least "
+            f"{self.minimum_count * hop_ms:g} or lower --minimum-count.",
+        )
         return count
 
 
@@ -178,9 +196,11 @@ def class_names_for(names: Sequence[str] | None, num_classes: int, *, model_sour
     """The given names (one per output), else the class indices as text (``"0"``, ``"1"``, ...)."""
     if names is None:
         return tuple(str(index) for index in range(num_classes))
-    _require(len(names) == num_classes,
-             f"{len(names)} class names were given ({', '.join(names)}), but {model_source} has {num_classes} outputs. "
-             "Give one name per output, in the order the model was trained with.")  # fmt: skip
+    _require(
+        len(names) == num_classes,
+        f"{len(names)} class names were given ({', '.join(names)}), but {model_source} has {num_classes} outputs. "
+        "Give one name per output, in the order the model was trained with.",
+    )
     return tuple(names)
 
 
@@ -212,21 +232,38 @@ class StreamModel:
     there is one per output; otherwise the outputs are named by their index.
     """
 
-    def __init__(self, frontend_bytes: bytes, model_bytes: bytes, *, arena_bytes: int, class_names: Sequence[str] | None = None,
-                 frontend_source: str = "front_end.tflite", model_source: str = "the model",
-                 recorded_class_names: Sequence[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        frontend_bytes: bytes,
+        model_bytes: bytes,
+        *,
+        arena_bytes: int,
+        class_names: Sequence[str] | None = None,
+        frontend_source: str = "front_end.tflite",
+        model_source: str = "the model",
+        recorded_class_names: Sequence[str] | None = None,
+    ) -> None:
         from edgedistill.tflite_model import read_model_info
         from edgedistill.tflm import TFLMModel
 
         self.frontend = read_frontend(frontend_bytes, source=frontend_source)
         info = read_model_info(model_bytes, source=model_source)
-        _require(len(info.inputs) == 1,
-                 f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).")  # fmt: skip
-        _require(len(info.outputs) == 1,  # a second output would be ignored: its scores are no posteriors of the classes
-                 f"{model_source} has {len(info.outputs)} outputs ({', '.join(f'{t.name} {list(t.shape)}' for t in info.outputs)}); "
-                 "a keyword spotting model gives one (the class scores). Use the int8 model of a run.")  # fmt: skip
-        check_feature_shape(self.frontend, info.inputs[0].shape, frontend_source=frontend_source, model_source=model_source,
-                            fix="Use the front end and the model of one run (its micro/ folder).")
+        _require(
+            len(info.inputs) == 1,
+            f"{model_source} has {len(info.inputs)} inputs; a keyword spotting model takes one (the features).",
+        )
+        _require(
+            len(info.outputs) == 1,  # a second output would be ignored: its scores are no posteriors of the classes
+            f"{model_source} has {len(info.outputs)} outputs ({', '.join(f'{t.name} {list(t.shape)}' for t in info.outputs)}); "
+            "a keyword spotting model gives one (the class scores). Use the int8 model of a run.",
+        )
+        check_feature_shape(
+            self.frontend,
+            info.inputs[0].shape,
+            frontend_source=frontend_source,
+            model_source=model_source,
+            fix="Use the front end and the model of one run (its micro/ folder).",
+        )
         num_outputs = int(np.prod(info.outputs[0].shape[1:]))
         if class_names is None and recorded_class_names is not None and len(recorded_class_names) == num_outputs:
             class_names = recorded_class_names
@@ -250,10 +287,12 @@ class StreamModel:
 
 
 def _check_length(num_samples: int, frontend: FrontEnd, source: str) -> None:
-    _require(num_samples >= frontend.clip_samples,
-             f"{source} is {num_samples / frontend.sample_rate:.3f} s long, shorter than the model's window "
-             f"({frontend.clip_ms / 1000:.3f} s): there is no window to classify. Give a recording of at least "
-             f"{frontend.clip_ms} ms.")  # fmt: skip
+    _require(
+        num_samples >= frontend.clip_samples,
+        f"{source} is {num_samples / frontend.sample_rate:.3f} s long, shorter than the model's window "
+        f"({frontend.clip_ms / 1000:.3f} s): there is no window to classify. Give a recording of at least "
+        f"{frontend.clip_ms} ms.",
+    )
 
 
 def read_recording(path: str | Path, frontend: FrontEnd) -> np.ndarray:
@@ -261,22 +300,30 @@ def read_recording(path: str | Path, frontend: FrontEnd) -> np.ndarray:
     path = Path(path)
     _require(path.is_file(), f"Recording not found: {path}. Expected a 16-bit PCM mono WAV file.")
     samples, rate = read_wav(path)  # not a WAV, empty, stereo, not 16-bit: one InputError each
-    _require(rate == frontend.sample_rate,
-             f"{path} is sampled at {rate} Hz; the run's front end runs at {frontend.sample_rate} Hz. Resample it, e.g. "
-             f"`sox {path.name} -r {frontend.sample_rate} resampled.wav`.")  # fmt: skip
+    _require(
+        rate == frontend.sample_rate,
+        f"{path} is sampled at {rate} Hz; the run's front end runs at {frontend.sample_rate} Hz. Resample it, e.g. "
+        f"`sox {path.name} -r {frontend.sample_rate} resampled.wav`.",
+    )
     _check_length(len(samples), frontend, str(path))
     missing = missing_bytes(path)
     if missing:
-        logger.warning("%s is truncated: its header announces %.1f s more audio than it holds; only the %.1f s it holds "
-                       "are processed.", path, missing / 2 / frontend.sample_rate, len(samples) / frontend.sample_rate)
+        logger.warning(
+            "%s is truncated: its header announces %.1f s more audio than it holds; only the %.1f s it holds are processed.",
+            path,
+            missing / 2 / frontend.sample_rate,
+            len(samples) / frontend.sample_rate,
+        )
     return samples
 
 
 def window_starts(num_samples: int, frontend: FrontEnd, hop_ms: int) -> np.ndarray:
     """The first feature frame of every window, one every ``hop_ms``, that fits inside the recording."""
-    _require(hop_ms % frontend.stride_ms == 0,
-             f"The hop ({hop_ms} ms) must be a multiple of the front end's stride ({frontend.stride_ms} ms), so that "
-             f"windows start on feature frames. E.g. --hop-ms {max(1, round(hop_ms / frontend.stride_ms)) * frontend.stride_ms}.")  # fmt: skip
+    _require(
+        hop_ms % frontend.stride_ms == 0,
+        f"The hop ({hop_ms} ms) must be a multiple of the front end's stride ({frontend.stride_ms} ms), so that "
+        f"windows start on feature frames. E.g. --hop-ms {max(1, round(hop_ms / frontend.stride_ms)) * frontend.stride_ms}.",
+    )
     _check_length(num_samples, frontend, "The recording")
     last_start = (num_samples - frontend.clip_samples) // frontend.stride_samples
     return np.arange(0, last_start + 1, hop_ms // frontend.stride_ms)
@@ -308,8 +355,14 @@ def stream_posteriors(model: StreamModel, recording: np.ndarray, settings: Strea
     frontend = model.frontend
     starts = window_starts(len(recording), frontend, settings.hop_ms)
     duration_s = len(recording) / frontend.sample_rate
-    logger.info("listening to %.1f s of audio: %d windows of %d ms every %d ms, front end %s ...",
-                duration_s, len(starts), frontend.clip_ms, settings.hop_ms, settings.front_end_state)  # fmt: skip
+    logger.info(
+        "listening to %.1f s of audio: %d windows of %d ms every %d ms, front end %s ...",
+        duration_s,
+        len(starts),
+        frontend.clip_ms,
+        settings.hop_ms,
+        settings.front_end_state,
+    )
     started = time.perf_counter()
     continuous = continuous_features(model.runner, recording) if settings.front_end_state == "continuous" else None
     rows = []
@@ -323,8 +376,13 @@ def stream_posteriors(model: StreamModel, recording: np.ndarray, settings: Strea
         logger.debug("   %d of %d windows", first + len(chunk), len(starts))
     seconds = time.perf_counter() - started
     logger.info("   %d windows in %.1f s (%.3f s per second of audio)", len(starts), seconds, seconds / duration_s)
-    return Posteriors(times_s=window_end_times(starts, frontend), scores=np.concatenate(rows), class_names=model.class_names,
-                      hop_ms=settings.hop_ms, duration_s=duration_s)  # fmt: skip
+    return Posteriors(
+        times_s=window_end_times(starts, frontend),
+        scores=np.concatenate(rows),
+        class_names=model.class_names,
+        hop_ms=settings.hop_ms,
+        duration_s=duration_s,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,8 +399,14 @@ def moving_average(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
     return (cumulative[index + 1] - cumulative[lower]) / averaged_count[:, None], averaged_count
 
 
-def _detections(averaged: np.ndarray, counts: np.ndarray, posteriors: Posteriors, threshold: float, smoothing: Smoothing,
-                ignored: Iterable[str]) -> list[Detection]:  # fmt: skip
+def _detections(
+    averaged: np.ndarray,
+    counts: np.ndarray,
+    posteriors: Posteriors,
+    threshold: float,
+    smoothing: Smoothing,
+    ignored: Iterable[str],
+) -> list[Detection]:
     top = averaged.argmax(axis=1)
     score = averaged[np.arange(len(averaged)), top]
     ignored_index = [posteriors.class_names.index(name) for name in ignored]
@@ -352,8 +416,11 @@ def _detections(averaged: np.ndarray, counts: np.ndarray, posteriors: Posteriors
     for index in candidates:
         # In ms rounded to a microsecond: hop multiples must not fall on either side of the suppression by float error.
         if round((posteriors.times_s[index] - last_s) * 1000.0, 3) > smoothing.suppression_ms:
-            detections.append(Detection(round(float(posteriors.times_s[index]), 6), posteriors.class_names[top[index]],
-                                        round(float(score[index]), 6)))  # fmt: skip
+            detections.append(
+                Detection(
+                    round(float(posteriors.times_s[index]), 6), posteriors.class_names[top[index]], round(float(score[index]), 6)
+                )
+            )
             last_s = posteriors.times_s[index]
     return detections
 
@@ -362,9 +429,11 @@ def _check_ignored(posteriors: Posteriors, ignore_labels: Iterable[str]) -> tupl
     """``ignore_labels`` (checked) and the model's non-keyword classes (``_silence_``, ``_unknown_``): never detected."""
     ignored = tuple(ignore_labels)
     unknown = [name for name in ignored if name not in posteriors.class_names]
-    _require(not unknown,
-             f"Labels to ignore {', '.join(unknown)} are not classes of the model ({', '.join(posteriors.class_names)}). "
-             "Name classes of the model, e.g. _silence_ or _unknown_.")  # fmt: skip
+    _require(
+        not unknown,
+        f"Labels to ignore {', '.join(unknown)} are not classes of the model ({', '.join(posteriors.class_names)}). "
+        "Name classes of the model, e.g. _silence_ or _unknown_.",
+    )
     return ignored + tuple(name for name in posteriors.class_names if not is_keyword(name) and name not in ignored)
 
 
@@ -404,19 +473,33 @@ class Evaluation:
         hits, wrong, misses, false_accepts = (self.count(o) for o in (HIT, WRONG_LABEL, MISS, FALSE_ACCEPT))
         hours = self.duration_s / 3600.0
         return {
-            "num_events": len(self.event_outcomes), "num_detections": len(self.detection_outcomes), "hits": hits,
-            "wrong_labels": wrong, "misses": misses, "false_accepts": false_accepts, "hit_rate": self._rate(hits),
-            "wrong_label_rate": self._rate(wrong), "miss_rate": self._rate(misses),
+            "num_events": len(self.event_outcomes),
+            "num_detections": len(self.detection_outcomes),
+            "hits": hits,
+            "wrong_labels": wrong,
+            "misses": misses,
+            "false_accepts": false_accepts,
+            "hit_rate": self._rate(hits),
+            "wrong_label_rate": self._rate(wrong),
+            "miss_rate": self._rate(misses),
             # a wrong label fails its event too: the false-reject rate of a DET curve counts both
-            "false_reject_rate": self._rate(misses + wrong), "false_accepts_per_hour": false_accepts / hours,
+            "false_reject_rate": self._rate(misses + wrong),
+            "false_accepts_per_hour": false_accepts / hours,
             "duration_s": self.duration_s,
             "median_latency_s": float(np.median(self.latencies_s)) if self.latencies_s else None,
             "max_latency_s": float(np.max(self.latencies_s)) if self.latencies_s else None,
-        }  # fmt: skip
+        }
 
 
-def _assign(detections: Sequence[Detection], events: Sequence[Event], tolerance_s: float, matched_event: list[int | None],
-            event_taken: list[bool], *, same_label: bool) -> None:  # fmt: skip
+def _assign(
+    detections: Sequence[Detection],
+    events: Sequence[Event],
+    tolerance_s: float,
+    matched_event: list[int | None],
+    event_taken: list[bool],
+    *,
+    same_label: bool,
+) -> None:
     """Greedy in time: each unmatched detection takes the earliest untaken event it may match
     (``e <= d <= e + tolerance``); with one tolerance for all, earliest-first gives a maximum matching."""
     import bisect
@@ -455,8 +538,9 @@ def evaluate(detections: Sequence[Detection], events: Sequence[Event], *, durati
         event_outcomes[e_index] = outcome
         if outcome == HIT:
             latencies.append(round(detection.time_s - events[e_index].time_s, 6))
-    return Evaluation(detection_outcomes=detection_outcomes, event_outcomes=event_outcomes, duration_s=duration_s,
-                      latencies_s=latencies)  # fmt: skip
+    return Evaluation(
+        detection_outcomes=detection_outcomes, event_outcomes=event_outcomes, duration_s=duration_s, latencies_s=latencies
+    )
 
 
 def default_tolerance_s(frontend: FrontEnd, smoothing: Smoothing) -> float:
@@ -464,8 +548,15 @@ def default_tolerance_s(frontend: FrontEnd, smoothing: Smoothing) -> float:
     return (frontend.clip_ms + smoothing.average_ms) / 1000.0
 
 
-def det_table(posteriors: Posteriors, events: Sequence[Event], smoothing: Smoothing, *, tolerance_s: float,
-              thresholds: Sequence[float] = DEFAULT_THRESHOLDS, ignore_labels: Iterable[str] = ()) -> list[dict[str, Any]]:  # fmt: skip
+def det_table(
+    posteriors: Posteriors,
+    events: Sequence[Event],
+    smoothing: Smoothing,
+    *,
+    tolerance_s: float,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    ignore_labels: Iterable[str] = (),
+) -> list[dict[str, Any]]:
     """One row per threshold (the other settings as ``smoothing``): false-reject rate vs false accepts per hour."""
     averaged, counts = moving_average(posteriors.scores, smoothing.averaged_count(posteriors.hop_ms))
     ignored = _check_ignored(posteriors, ignore_labels)
@@ -489,15 +580,21 @@ def _event(cells: list[str], where: str, class_names: Sequence[str] | None, dura
         raise InputError(f"{where}: time {cells[0]!r} is not a number; expected seconds from the start, e.g. 12.5.") from None
     _require(math.isfinite(time_s) and time_s >= 0, f"{where}: time {cells[0]!r} must be a finite number of seconds >= 0.")
     if duration_s is not None and time_s > duration_s:
-        raise InputError(f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
-                         "Is it the events file of this recording?")  # fmt: skip
+        raise InputError(
+            f"{where}: the event at {time_s:g} s is past the end of the recording ({duration_s:.3f} s). "
+            "Is it the events file of this recording?"
+        )
     label = cells[1]
     if class_names is not None and label in class_names and not is_keyword(label):
-        raise InputError(f"{where}: label {label!r} is not a keyword: the model's {label} class is never detected, so "
-                         "an event of it could only be missed. List keywords only; remove the row.")  # fmt: skip
+        raise InputError(
+            f"{where}: label {label!r} is not a keyword: the model's {label} class is never detected, so "
+            "an event of it could only be missed. List keywords only; remove the row."
+        )
     if class_names is not None and label not in class_names:
-        raise InputError(f"{where}: label {label!r} is not a class of the model ({', '.join(keyword_classes(class_names))}). "
-                         "Fix the label, or pass --class-names with the model's class order.")  # fmt: skip
+        raise InputError(
+            f"{where}: label {label!r} is not a class of the model ({', '.join(keyword_classes(class_names))}). "
+            "Fix the label, or pass --class-names with the model's class order."
+        )
     return Event(time_s, label)
 
 

@@ -67,9 +67,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if info.frames == 0:
         raise InputError(f"{path} holds no samples (a WAV header with 0 frames). Remove it or record the clip again.")
     if info.channels != 1:
-        raise InputError(
-            f"{path} has {info.channels} channels; expected mono. Convert it, e.g. `sox {path.name} -c 1 mono.wav`."
-        )
+        raise InputError(f"{path} has {info.channels} channels; expected mono. Convert it, e.g. `sox {path.name} -c 1 mono.wav`.")
     if info.subtype != "PCM_16":
         raise InputError(
             f"{path} is {info.subtype_info or info.subtype}; expected 16-bit PCM (the front end takes int16 samples). "
@@ -171,4 +169,14 @@ def read_noise(path: str | Path, sample_rate: int) -> np.ndarray:
     return resample(samples, rate, sample_rate)
 
 
-__all__ = ["missing_bytes", "ClipFormat", "RESAMPLE_POLICIES", "ALIGNMENTS", "read_wav", "read_clip", "read_noise", "resample", "fit_length"]
+__all__ = [
+    "missing_bytes",
+    "ClipFormat",
+    "RESAMPLE_POLICIES",
+    "ALIGNMENTS",
+    "read_wav",
+    "read_clip",
+    "read_noise",
+    "resample",
+    "fit_length",
+]

@@ -114,10 +114,19 @@ def build(run_dir, board, kernels, tflm_dir, jobs, arena, arena_bytes, num_timed
 @firmware.command("run")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 @_options(
-    "board", "kernels", "tflm_dir", "jobs", "timeout_seconds", "build", "arena",
+    "board",
+    "kernels",
+    "tflm_dir",
+    "jobs",
+    "timeout_seconds",
+    "build",
+    "arena",
     # Unset here: an existing build is run as built; a build made now uses the field's default (measured).
-    arena={"default": None, "show_default": False, "help": "Arena source when building (default: measured); rebuilds "
-           "an existing build made with the other source."},
+    arena={
+        "default": None,
+        "show_default": False,
+        "help": "Arena source when building (default: measured); rebuilds an existing build made with the other source.",
+    },
 )
 @_json_option
 def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, as_json) -> None:
@@ -150,8 +159,11 @@ def run(run_dir, board, kernels, tflm_dir, jobs, timeout_seconds, build, arena, 
         click.echo(f"  {result['instructions_per_invoke']} instructions per invoke (QEMU -icount, not cycles)")
     front_end = result.get("front_end")
     if front_end:  # an audio export: raw audio -> front end -> model on the target
-        cost = (f"{front_end['instructions_per_clip']} instructions" if front_end["instructions_per_clip"] is not None
-                else f"{front_end['latency_ms_per_clip']:.3f} ms")  # fmt: skip
+        cost = (
+            f"{front_end['instructions_per_clip']} instructions"
+            if front_end["instructions_per_clip"] is not None
+            else f"{front_end['latency_ms_per_clip']:.3f} ms"
+        )
         click.echo(
             f"  audio front end: {cost} per clip ({front_end['invokes_per_clip']} invokes), arena used "
             f"{front_end['arena_used_bytes']} bytes; {front_end['num_clips']} clips: "

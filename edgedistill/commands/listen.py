@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edgedistill.audio.streaming import FRONT_END_STATES, Smoothing, StreamSettings
+from edgedistill.audio.streaming import FRONT_END_STATES, Detection, Event, Posteriors, Smoothing, StreamModel, StreamSettings
 from edgedistill.commands.options import config_options
 from edgedistill.errors import InputError
 
@@ -53,16 +53,22 @@ def _load_models(folder: str, class_names: tuple[str, ...] | None) -> tuple[Any,
 
         arena_bytes = smallest_arena(model_bytes, source=str(model_path)).arena_bytes
     model = StreamModel(
-        front_end_path.read_bytes(), model_bytes, arena_bytes=arena_bytes, class_names=class_names,
-        frontend_source=str(front_end_path), model_source=str(model_path),
+        front_end_path.read_bytes(),
+        model_bytes,
+        arena_bytes=arena_bytes,
+        class_names=class_names,
+        frontend_source=str(front_end_path),
+        model_source=str(model_path),
         recorded_class_names=class_names_of_run(export.run_dir) if class_names is None else None,
-    )  # fmt: skip
+    )
     return model, {"front_end": str(front_end_path), "model": str(model_path)}
 
 
 def _print_detections(detections: list, smoothing: Smoothing) -> None:
-    click.echo(f"{len(detections)} detection(s) (threshold {smoothing.threshold:g}, average {smoothing.average_ms:g} ms, "
-               f"suppression {smoothing.suppression_ms:g} ms, minimum count {smoothing.minimum_count}):")  # fmt: skip
+    click.echo(
+        f"{len(detections)} detection(s) (threshold {smoothing.threshold:g}, average {smoothing.average_ms:g} ms, "
+        f"suppression {smoothing.suppression_ms:g} ms, minimum count {smoothing.minimum_count}):"
+    )
     for detection in detections:
         click.echo(f"  {detection.time_s:10.2f} s  {detection.label:<12} {detection.score:.3f}")
 
@@ -79,47 +85,109 @@ def _print_evaluation(summary: dict[str, Any], det: list[dict[str, Any]]) -> Non
     )
     click.echo("threshold sweep (DET): threshold | hit rate | false-reject rate | false accepts per hour")
     for row in det:
-        click.echo(f"  {row['threshold']:<5g} | {_percent(row['hit_rate']):>7} | {_percent(row['false_reject_rate']):>7} "
-                   f"| {row['false_accepts_per_hour']:8.1f}")  # fmt: skip
+        click.echo(
+            f"  {row['threshold']:<5g} | {_percent(row['hit_rate']):>7} | {_percent(row['false_reject_rate']):>7} "
+            f"| {row['false_accepts_per_hour']:8.1f}"
+        )
+
+
+def _check_tolerance_and_output(tolerance_ms: float | None, output: str | None) -> None:
+    """Before the recording is processed: a usable --tolerance-ms, and a folder -o/--output can be written to."""
+    from edgedistill.fileio import ensure_writable_dir
+
+    if tolerance_ms is not None and not (tolerance_ms >= 0 and tolerance_ms != float("inf")):
+        raise InputError(f"--tolerance-ms must be a finite number >= 0. Received: {tolerance_ms!r}.")
+    if output:
+        ensure_writable_dir(Path(output).expanduser().absolute().parent, what="the folder of -o/--output")
+
+
+def _evaluate_events(
+    detections: list[Detection],
+    posteriors: Posteriors,
+    events: list[Event],
+    events_path: str | None,
+    model: StreamModel,
+    smoothing: Smoothing,
+    tolerance_ms: float | None,
+    ignored: tuple[str, ...],
+    duration_s: float,
+) -> dict[str, Any]:
+    """Score the detections against the ground-truth events and print it: the tolerance, the evaluation and the
+    threshold sweep (DET table), as the JSON output's entries."""
+    from edgedistill.audio import streaming
+
+    tolerance_s = streaming.default_tolerance_s(model.frontend, smoothing) if tolerance_ms is None else tolerance_ms / 1000
+    summary = streaming.evaluate(detections, events, duration_s=duration_s, tolerance_s=tolerance_s).summary()
+    det = streaming.det_table(posteriors, events, smoothing, tolerance_s=tolerance_s, ignore_labels=ignored)
+    _print_evaluation(summary, det)
+    return {"events": events_path, "tolerance_s": tolerance_s, "evaluation": summary, "det": det}
 
 
 @click.command("listen")
 @click.argument("folder", type=click.Path())
 @click.argument("recording", type=click.Path())
-@click.option("--events", "events_path", type=click.Path(dir_okay=False), default=None,
-              help="Ground truth: a CSV of time_s,label rows (time_s: when the word starts). Adds hits, wrong labels, "
-              "misses, false accepts per hour and a threshold sweep (DET table).")
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Ground truth: a CSV of time_s,label rows (time_s: when the word starts). Adds hits, wrong labels, "
+    "misses, false accepts per hour and a threshold sweep (DET table).",
+)
 # --hop-ms, --front-end-state, --average-ms, --threshold, --suppression-ms, --minimum-count: the fields of
 # StreamSettings and Smoothing (one definition each: default, help, check).
 @config_options([StreamSettings, Smoothing], overrides={"front_end_state": {"metavar": "|".join(FRONT_END_STATES)}})
-@click.option("--tolerance-ms", type=float, default=None,
-              help="A detection matches an event up to this long after the event's time. Unset: the model's window "
-              "plus --average-ms.")
-@click.option("--class-names", default=None,
-              help="The model's classes in output order (comma-separated, or a labels file). Unset: the names the "
-              "run's report.json recorded, else the output index (FSDD's digits are their index).")
-@click.option("--ignore-labels", default="", help="Further classes never reported (comma-separated); classes named "
-              "_like_this_ (_silence_, _unknown_) never are.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="JSON file of the detections "
-              "(and, with --events, the evaluation and the sweep).")
-def listen(folder: str, recording: str, events_path: str | None, threshold: float, average_ms: float, suppression_ms: float,
-           minimum_count: int, hop_ms: int, front_end_state: str, tolerance_ms: float | None, class_names: str | None,
-           ignore_labels: str, output: str | None) -> None:  # fmt: skip
+@click.option(
+    "--tolerance-ms",
+    type=float,
+    default=None,
+    help="A detection matches an event up to this long after the event's time. Unset: the model's window plus --average-ms.",
+)
+@click.option(
+    "--class-names",
+    default=None,
+    help="The model's classes in output order (comma-separated, or a labels file). Unset: the names the "
+    "run's report.json recorded, else the output index (FSDD's digits are their index).",
+)
+@click.option(
+    "--ignore-labels",
+    default="",
+    help="Further classes never reported (comma-separated); classes named _like_this_ (_silence_, _unknown_) never are.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON file of the detections (and, with --events, the evaluation and the sweep).",
+)
+def listen(
+    folder: str,
+    recording: str,
+    events_path: str | None,
+    threshold: float,
+    average_ms: float,
+    suppression_ms: float,
+    minimum_count: int,
+    hop_ms: int,
+    front_end_state: str,
+    tolerance_ms: float | None,
+    class_names: str | None,
+    ignore_labels: str,
+    output: str | None,
+) -> None:
     """Keyword spotting over a long RECORDING with the front end and int8 model of FOLDER (a run or its micro/).
 
     Slides the model over the recording, smooths its posteriors and prints the detections; with
     --events, also hits, wrong labels, misses and false accepts per hour, and a threshold sweep.
     """
     from edgedistill.audio import streaming
-    from edgedistill.fileio import ensure_writable_dir, write_json_atomic
+    from edgedistill.fileio import write_json_atomic
     from edgedistill.images import parse_class_names
 
     smoothing = Smoothing(average_ms=average_ms, threshold=threshold, suppression_ms=suppression_ms, minimum_count=minimum_count)
     settings = StreamSettings(hop_ms=hop_ms, front_end_state=front_end_state)
-    if tolerance_ms is not None and not (tolerance_ms >= 0 and tolerance_ms != float("inf")):
-        raise InputError(f"--tolerance-ms must be a finite number >= 0. Received: {tolerance_ms!r}.")
-    if output:
-        ensure_writable_dir(Path(output).expanduser().absolute().parent, what="the folder of -o/--output")
+    _check_tolerance_and_output(tolerance_ms, output)
     model, files = _load_models(folder, parse_class_names(class_names))
     samples = streaming.read_recording(recording, model.frontend)
     duration_s = len(samples) / model.frontend.sample_rate
@@ -129,22 +197,26 @@ def listen(folder: str, recording: str, events_path: str | None, threshold: floa
     seconds = time.perf_counter() - started
     ignored = _parse_labels(ignore_labels)
     detections = streaming.detect(posteriors, smoothing, ignore_labels=ignored)
-    click.echo(f"{recording}: {duration_s:.1f} s, {len(posteriors.times_s)} windows every {hop_ms} ms (front end "
-               f"{front_end_state}), {seconds:.1f} s on TFLM: real-time factor {seconds / duration_s:.3f}")  # fmt: skip
+    click.echo(
+        f"{recording}: {duration_s:.1f} s, {len(posteriors.times_s)} windows every {hop_ms} ms (front end "
+        f"{front_end_state}), {seconds:.1f} s on TFLM: real-time factor {seconds / duration_s:.3f}"
+    )
     _print_detections(detections, smoothing)
     result: dict[str, Any] = {
-        "recording": str(recording), "duration_s": duration_s, **files, "class_names": list(model.class_names),
+        "recording": str(recording),
+        "duration_s": duration_s,
+        **files,
+        "class_names": list(model.class_names),
         "keyword_classes": list(streaming.keyword_classes(model.class_names)),
         "settings": {**vars(settings), **vars(smoothing), "ignore_labels": list(ignored)},
-        "processing_seconds": seconds, "real_time_factor": seconds / duration_s,
+        "processing_seconds": seconds,
+        "real_time_factor": seconds / duration_s,
         "detections": [vars(detection) for detection in detections],
-    }  # fmt: skip
+    }
     if events is not None:
-        tolerance_s = streaming.default_tolerance_s(model.frontend, smoothing) if tolerance_ms is None else tolerance_ms / 1000
-        summary = streaming.evaluate(detections, events, duration_s=duration_s, tolerance_s=tolerance_s).summary()
-        det = streaming.det_table(posteriors, events, smoothing, tolerance_s=tolerance_s, ignore_labels=ignored)
-        result.update({"events": events_path, "tolerance_s": tolerance_s, "evaluation": summary, "det": det})
-        _print_evaluation(summary, det)
+        result.update(
+            _evaluate_events(detections, posteriors, events, events_path, model, smoothing, tolerance_ms, ignored, duration_s)
+        )
     if output:
         write_json_atomic(output, result)
         click.echo(f"wrote {output}")

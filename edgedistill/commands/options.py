@@ -119,8 +119,12 @@ def config_options(
                 continue
             decorators.append(
                 field_option(
-                    field, hints[field.name], aliases=aliases.get(field.name, ()),
-                    required=field.name in required, override=overrides.get(field.name), checked=checked,
+                    field,
+                    hints[field.name],
+                    aliases=aliases.get(field.name, ()),
+                    required=field.name in required,
+                    override=overrides.get(field.name),
+                    checked=checked,
                 )
             )
 
@@ -149,8 +153,13 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 
 
 config_file_option: Decorator = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), is_eager=True, expose_value=True,
-    callback=_load_config_file, help="YAML file of options (keys as the options, - or _); the command line wins.",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=True,
+    callback=_load_config_file,
+    help="YAML file of options (keys as the options, - or _); the command line wins.",
 )
 
 

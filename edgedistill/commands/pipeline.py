@@ -47,12 +47,20 @@ def _check_output_kind(path: str, refused: tuple[str, ...], expected: str) -> No
     from edgedistill.errors import InputError
 
     if Path(path).suffix.lower() in refused:
-        raise InputError(f"-o/--output {path!r}: this command writes {expected}, not a {Path(path).suffix} file. "
-                         "Pass a name with a suffix that says what it holds.")
+        raise InputError(
+            f"-o/--output {path!r}: this command writes {expected}, not a {Path(path).suffix} file. "
+            "Pass a name with a suffix that says what it holds."
+        )
 
 
-def _writable_output(path: str, options: dict | None = None, *, model: str | None = None,
-                     config_file: str | None = None, what: str = "the folder of -o/--output") -> None:
+def _writable_output(
+    path: str,
+    options: dict | None = None,
+    *,
+    model: str | None = None,
+    config_file: str | None = None,
+    what: str = "the folder of -o/--output",
+) -> None:
     """Checked before any work (a conversion or a training is not wasted on an unwritable output): the
     folder can be written, the name fits, the output is no regular-file-in-name-only (a device) and
     none of the command's inputs (model, teacher, student, data, config file) is replaced by it."""
@@ -63,15 +71,23 @@ def _writable_output(path: str, options: dict | None = None, *, model: str | Non
     refuse_special_output(Path(path).expanduser())
     options = options or {}
     data = str(options.get("data") or "")
-    inputs = {"model": model, "--teacher file": options.get("teacher"), "--student file": options.get("student"),
-              "--config file": config_file, "--data file": data.partition(":")[2] if ":" in data else None}
+    inputs = {
+        "model": model,
+        "--teacher file": options.get("teacher"),
+        "--student file": options.get("student"),
+        "--config file": config_file,
+        "--data file": data.partition(":")[2] if ":" in data else None,
+    }
     refuse_output_over_input(path, inputs)
 
 
 @click.command()
 @all_run_options
 @click.option(
-    "--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Continue the run in this folder (e.g. after Ctrl-C) from its last completed stage, with its saved "
     "config.yaml; give no other option.",
 )
@@ -101,8 +117,10 @@ def run(ctx: click.Context, config_file: str | None, resume_dir: str | None, **o
     baseline = report.get("baseline") or {}
     if baseline.get("accuracy"):
         form = baseline["int8_form"]
-        click.echo(f"  scratch {form:<6} {baseline['accuracy'][form]:6.2f}%  (distilled - scratch: "
-                   f"{baseline['gain_points'].get(form, float('nan')):+.2f} points)")
+        click.echo(
+            f"  scratch {form:<6} {baseline['accuracy'][form]:6.2f}%  (distilled - scratch: "
+            f"{baseline['gain_points'].get(form, float('nan')):+.2f} points)"
+        )
 
 
 # What `run --resume` lets the command line change: the trust (never saved) and the gates, whose
@@ -138,8 +156,10 @@ def _resume_config(ctx: click.Context, resume_dir: str, options: dict) -> tuple[
         )
     gates = [name for name in changed if name in GATE_OPTIONS]
     if gates:
-        logger.warning("--resume: %s changed from the saved config; the verify stage runs again with the new value(s).",
-                       ", ".join(f"{name} {old[name]!r} -> {new[name]!r}" for name in gates))
+        logger.warning(
+            "--resume: %s changed from the saved config; the verify stage runs again with the new value(s).",
+            ", ".join(f"{name} {old[name]!r} -> {new[name]!r}" for name in gates),
+        )
     return wanted, "verify" if gates else None
 
 
@@ -153,7 +173,8 @@ def _accuracy(model, data) -> float:
 @config_file_option
 @config_options([DataConfig])
 @config_options(
-    [TeacherConfig], only=("teacher_preset", "teacher_width", "teacher_epochs"),
+    [TeacherConfig],
+    only=("teacher_preset", "teacher_width", "teacher_epochs"),
     aliases={"teacher_preset": ("--preset",), "teacher_width": ("--width",), "teacher_epochs": ("--epochs",)},
 )
 @config_options([TrainingConfig])
@@ -171,10 +192,13 @@ def teacher(config_file: str | None, output: str, **options) -> None:
     stages.check_run_options(config)
     data, _ = stages.load_data(config.data)
     with strategy_scope(config.training.strategy):
-        trained, _ = stages.prepare_teacher(config.teacher, config.training, data, seed=config.data.seed,
-                                            chance_gate=config.verify.chance_gate)
+        trained, _ = stages.prepare_teacher(
+            config.teacher, config.training, data, seed=config.data.seed, chance_gate=config.verify.chance_gate
+        )
     save_model_atomic(trained.model, output)
-    click.echo(f"teacher: {trained.model.count_params()} parameters, test accuracy {_accuracy(trained.model, data):.2f}% -> {output}")
+    click.echo(
+        f"teacher: {trained.model.count_params()} parameters, test accuracy {_accuracy(trained.model, data):.2f}% -> {output}"
+    )
 
 
 @click.command()
@@ -199,12 +223,13 @@ def distill(config_file: str | None, output: str, **options) -> None:
     stages.check_run_options(config, quantization=False)  # no int8 here: a Keras 3 student's QAT coverage is `quantize`'s
     data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
-        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data,
-                                                   chance_gate=config.verify.chance_gate)
+        teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data, chance_gate=config.verify.chance_gate)
         student, _, _ = stages.build_student(config.student, data)
         result, _ = stages.distill_student(config.distill, config.training, teacher_result, student, data, seed=config.data.seed)
     save_model_atomic(result.student, output)
-    click.echo(f"student: {result.student.count_params()} parameters, test accuracy {_accuracy(result.student, data):.2f}% -> {output}")
+    click.echo(
+        f"student: {result.student.count_params()} parameters, test accuracy {_accuracy(result.student, data):.2f}% -> {output}"
+    )
 
 
 @click.command()
@@ -212,7 +237,9 @@ def distill(config_file: str | None, output: str, **options) -> None:
 @config_options([DataConfig])
 @config_options([TeacherConfig], only=("teacher", "teacher_preprocessing"), required=("teacher",))
 @config_options(
-    [StudentConfig], only=("student", "keras"), required=("student",),
+    [StudentConfig],
+    only=("student", "keras"),
+    required=("student",),
     overrides={"student": {"help": "Float student to make quantization-aware (.keras)."}},
 )
 @config_options([DistillConfig], only=("distillation_loss", "temperature", "final_temperature", "student_loss_weight"))
@@ -240,8 +267,10 @@ def quantize(config_file: str | None, output: str, **options) -> None:
     if keras3 and Path(output).suffix.lower() != ".keras":
         from edgedistill.errors import InputError
 
-        raise InputError(f"-o/--output {output!r}: a Keras 3 QAT student is saved as a .keras file (its fake-quant layers are "
-                         "Keras 3 layers). Pass a name ending in .keras.")
+        raise InputError(
+            f"-o/--output {output!r}: a Keras 3 QAT student is saved as a .keras file (its fake-quant layers are "
+            "Keras 3 layers). Pass a name ending in .keras."
+        )
     data, _ = stages.load_data(config.data, teacher_file=config.teacher.teacher)
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data)
@@ -263,7 +292,11 @@ def quantize(config_file: str | None, output: str, **options) -> None:
 @output_option
 @click.option("--quantization", default="int8", show_default=True, type=click.Choice(["int8", "float32"]))
 @config_options([ConvertConfig])
-@config_options([DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS), overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}})
+@config_options(
+    [DataConfig],
+    only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS),
+    overrides={"data": {"help": "Data set whose training images calibrate int8 ranges."}},
+)
 @config_options([StudentConfig], only=("keras",), overrides={"keras": {"help": "Keras of MODEL: 3 or 2 (default: the file's)."}})
 @config_options([TrustConfig])
 def convert(model, output, quantization, **options) -> None:
@@ -287,7 +320,9 @@ def convert(model, output, quantization, **options) -> None:
 
     data = load_dataset(config.data.data, options=config.data) if quantization == "int8" else None
     content = convert_keras_model(
-        keras_model, quantization=quantization, io_type=config.convert.io_type,
+        keras_model,
+        quantization=quantization,
+        io_type=config.convert.io_type,
         representative_data=data.x_train if data is not None else None,
         num_calibration_samples=config.convert.num_calibration_samples,
         input_range=BYTE_RANGE if data is not None and data.raw_bytes else None,  # byte data: int8 input = byte - 128
@@ -317,13 +352,17 @@ def _convert_keras3(model: str, quantization: str, config: RunConfig) -> bytes:
         keras_model = load_keras3_student(model)
     is_qat = any(type(layer).__name__ == "ActivationQuantizer" for layer in keras_model.layers)
     if is_qat and (quantization != "int8" or config.convert.io_type != "int8"):
-        raise InputError(f"{model} is a Keras 3 QAT model: it converts to int8 with int8 input and output only. "
-                         "Pass --quantization int8 --io-type int8, or convert the float student instead.")
+        raise InputError(
+            f"{model} is a Keras 3 QAT model: it converts to int8 with int8 input and output only. "
+            "Pass --quantization int8 --io-type int8, or convert the float student instead."
+        )
     if is_qat:
         return convert_qat_model(keras_model)
     data = load_dataset(config.data.data, options=config.data) if quantization == "int8" else None
     return convert_float_model(
-        keras_model, quantization=quantization, io_type=config.convert.io_type,
+        keras_model,
+        quantization=quantization,
+        io_type=config.convert.io_type,
         representative_data=data.x_train if data is not None else None,
         num_calibration_samples=config.convert.num_calibration_samples,
         input_range=BYTE_RANGE if data is not None and data.raw_bytes else None,
@@ -355,7 +394,12 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
         keras_models = {"reference": load_model_file(reference)} if reference else {}
     arena, _ = arena_with_margin(measure_arena(content)["arena_bytes"])
     result, _ = stages.verify_student(
-        config.verify, data, keras_models=keras_models, int8=content, arena_bytes=arena, reference="reference",
+        config.verify,
+        data,
+        keras_models=keras_models,
+        int8=content,
+        arena_bytes=arena,
+        reference="reference",
         max_samples=max_samples,
     )
     if as_json:
@@ -373,9 +417,15 @@ def verify(model, reference, max_samples, as_json, **options) -> None:
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Folder for the sources.")
 @config_options(
-    [DataConfig], only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS),
-    overrides={"data": {"default": None, "show_default": False,
-                        "help": "Data set whose test samples become embedded test vectors (default: random inputs)."}},
+    [DataConfig],
+    only=("data", *AUDIO_OPTIONS, *IMAGE_OPTIONS),
+    overrides={
+        "data": {
+            "default": None,
+            "show_default": False,
+            "help": "Data set whose test samples become embedded test vectors (default: random inputs).",
+        }
+    },
 )
 @config_options([MicroConfig])
 def micro(model, output_dir, **options) -> None:
@@ -398,7 +448,8 @@ def micro(model, output_dir, **options) -> None:
     )
     click.echo(
         f"ops: {', '.join(export.ops)}\narena: {export.arena_bytes_host} bytes measured on the host TFLM interpreter, "
-        f"kTensorArenaSize {export.tensor_arena_size} (margin {export.arena_margin_bytes})\nwrote: {', '.join(export.files)} -> {output_dir}"
+        f"kTensorArenaSize {export.tensor_arena_size} (margin {export.arena_margin_bytes})\nwrote: {', '.join(export.files)} -> "
+        f"{output_dir}"
     )
 
 
@@ -413,7 +464,10 @@ def info(model, as_json) -> None:
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    click.echo(f"{model}: {details['size_bytes']} bytes, {'int8' if details['is_int8'] else 'not full-integer int8'}, {details['num_tensors']} tensors, {details['num_subgraphs']} subgraph(s)")
+    click.echo(
+        f"{model}: {details['size_bytes']} bytes, {'int8' if details['is_int8'] else 'not full-integer int8'}, "
+        f"{details['num_tensors']} tensors, {details['num_subgraphs']} subgraph(s)"
+    )
     click.echo("ops:")
     for op in details["ops"]:
         click.echo(f"  {op['name']:<24} v{op['version']}  x{op['count']}")

@@ -6,7 +6,12 @@ there like on any device. Nothing here imports TensorFlow.
 """
 
 from edgedistill.devices.pi import (
-    PiLayout, pi_layout, prepare_pi, pi_status, start_pi, stop_pi,
-)  # fmt: skip
+    PiLayout,
+    pi_layout,
+    prepare_pi,
+    pi_status,
+    start_pi,
+    stop_pi,
+)
 
 __all__ = ["PiLayout", "pi_layout", "prepare_pi", "pi_status", "start_pi", "stop_pi"]

@@ -14,8 +14,7 @@ _DIR_HELP = "DIR defaults to $EDGEDISTILL_PI_DIR, else ~/.cache/edgedistill/pi."
 
 
 def _bench_hint(state: dict) -> str:
-    return (f"Measure there: edgedistill bench MODEL --target {state['target']} "
-            f"--ssh-config {json.dumps(state['ssh_config'])}")
+    return f"Measure there: edgedistill bench MODEL --target {state['target']} --ssh-config {json.dumps(state['ssh_config'])}"
 
 
 @click.group("devices")
@@ -38,17 +37,18 @@ def prepare_pi_command(directory: str | None, mirror: str | None) -> None:
 
 @devices.command("start-pi", epilog=_DIR_HELP)
 @_dir_argument
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Host port forwarded to the VM's sshd "
-              "(default: a free one).")
-@click.option("--timeout", "timeout_s", type=SECONDS, default=900.0, show_default=True,
-              help="Seconds to wait for sshd to answer.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Host port forwarded to the VM's sshd (default: a free one)."
+)
+@click.option(
+    "--timeout", "timeout_s", type=SECONDS, default=900.0, show_default=True, help="Seconds to wait for sshd to answer."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the VM's state as JSON.")
 def start_pi_command(directory: str | None, port: int | None, timeout_s: float, as_json: bool) -> None:
     """Boot the emulated Pi; return once its sshd answers."""
     from edgedistill.devices.pi import pi_layout, start_pi
 
-    state = start_pi(pi_layout(directory), port=port, timeout_s=timeout_s,
-                     log=lambda line: click.echo(line, err=True))
+    state = start_pi(pi_layout(directory), port=port, timeout_s=timeout_s, log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(state, indent=2))
         return

@@ -134,19 +134,27 @@ def guest_requirements() -> list[str]:
 
 
 def _check_prepare_tools() -> None:
-    missing = [tool for tool in ("mmdebstrap", "arch-test", "qemu-aarch64-static", "mkfs.ext4", "ssh-keygen", "bash")
-               if shutil.which(tool) is None]
+    missing = [
+        tool
+        for tool in ("mmdebstrap", "arch-test", "qemu-aarch64-static", "mkfs.ext4", "ssh-keygen", "bash")
+        if shutil.which(tool) is None
+    ]
     if missing:
-        raise StageError(f"prepare-pi needs {', '.join(missing)}, which is not installed. Install the Debian "
-                         "packages with `make system-deps` (scripts/install-system-deps.sh: mmdebstrap arch-test "
-                         "qemu-user-static binfmt-support e2fsprogs openssh-client).")
+        raise StageError(
+            f"prepare-pi needs {', '.join(missing)}, which is not installed. Install the Debian "
+            "packages with `make system-deps` (scripts/install-system-deps.sh: mmdebstrap arch-test "
+            "qemu-user-static binfmt-support e2fsprogs openssh-client)."
+        )
     if os.geteuid() != 0:
-        raise StageError("prepare-pi builds the image with mmdebstrap's root mode and must run as root "
-                         f"(running as uid {os.geteuid()}). Run it with sudo, or as root in a container.")
+        raise StageError(
+            "prepare-pi builds the image with mmdebstrap's root mode and must run as root "
+            f"(running as uid {os.geteuid()}). Run it with sudo, or as root in a container."
+        )
 
 
 def _unmount_below(path: Path) -> bool:
     """Unmount whatever an interrupted mmdebstrap left mounted under ``path``; True when none is left."""
+
     def mounted() -> list[str]:
         with open("/proc/mounts", encoding="utf-8") as handle:
             points = [line.split()[1].replace("\\040", " ") for line in handle]
@@ -193,8 +201,9 @@ def _build_image(layout: PiLayout, build: Path, mirror: str, log) -> dict[str, A
     started = time.monotonic()
     log_path = layout.root / "prepare.log"
     with open(log_path, "w", encoding="utf-8") as log_file:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   errors="replace", stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", stdin=subprocess.DEVNULL
+        )
         assert process.stdout is not None  # stdout=PIPE
         for line in process.stdout:
             log_file.write(line)
@@ -204,9 +213,16 @@ def _build_image(layout: PiLayout, build: Path, mirror: str, log) -> dict[str, A
     if exit_code != 0:
         tail = " | ".join(log_path.read_text(encoding="utf-8").strip().splitlines()[-3:])
         raise StageError(f"Building the Pi image failed (exit {exit_code}): {tail}. Full log: {log_path}.")
-    return {"debian": "bookworm", "arch": "arm64", "mirror": mirror, "guest_packages": requirements,
-            "prepare_s": round(time.monotonic() - started, 1), "image_bytes": (build / "rootfs.raw").stat().st_size,
-            "device": DEVICE_NAME, "user": GUEST_USER}
+    return {
+        "debian": "bookworm",
+        "arch": "arm64",
+        "mirror": mirror,
+        "guest_packages": requirements,
+        "prepare_s": round(time.monotonic() - started, 1),
+        "image_bytes": (build / "rootfs.raw").stat().st_size,
+        "device": DEVICE_NAME,
+        "user": GUEST_USER,
+    }
 
 
 # -- start / stop / status -----------------------------------------------------------------------
@@ -221,15 +237,30 @@ def qemu_command(layout: PiLayout, port: int) -> list[str]:
     """The qemu-system-aarch64 command line (a list: no shell ever reads it)."""
     image = layout.image
     return [
-        "qemu-system-aarch64", *MACHINE, "-accel", "tcg",
-        "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
-        "-append", "root=/dev/vda rw console=ttyAMA0 quiet",
-        "-drive", f"if=none,file={_qemu_escape(layout.run / 'overlay.qcow2')},format=qcow2,id=hd",
-        "-device", "virtio-blk-device,drive=hd",
-        "-netdev", f"user,id=net,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device", "virtio-net-device,netdev=net",
-        "-display", "none", "-monitor", "none",
-        "-serial", f"file:{layout.run / 'console.log'}",
+        "qemu-system-aarch64",
+        *MACHINE,
+        "-accel",
+        "tcg",
+        "-kernel",
+        str(image / "vmlinuz"),
+        "-initrd",
+        str(image / "initrd.img"),
+        "-append",
+        "root=/dev/vda rw console=ttyAMA0 quiet",
+        "-drive",
+        f"if=none,file={_qemu_escape(layout.run / 'overlay.qcow2')},format=qcow2,id=hd",
+        "-device",
+        "virtio-blk-device,drive=hd",
+        "-netdev",
+        f"user,id=net,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-device,netdev=net",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{layout.run / 'console.log'}",
     ]
 
 
@@ -266,14 +297,32 @@ def _free_port() -> int:
 
 
 def ssh_probe_command(layout: PiLayout, port: int, connect_timeout_s: int = 5) -> list[str]:
-    return ["ssh", "-F", str(layout.ssh_config), "-p", str(port), "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={connect_timeout_s}", f"{GUEST_USER}@127.0.0.1", "--", "true"]
+    return [
+        "ssh",
+        "-F",
+        str(layout.ssh_config),
+        "-p",
+        str(port),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={connect_timeout_s}",
+        f"{GUEST_USER}@127.0.0.1",
+        "--",
+        "true",
+    ]
 
 
 def _ssh_answers(layout: PiLayout, port: int) -> tuple[bool, str]:
     try:
-        result = subprocess.run(ssh_probe_command(layout, port), capture_output=True, text=True, timeout=30,
-                                stdin=subprocess.DEVNULL, errors="replace")
+        result = subprocess.run(
+            ssh_probe_command(layout, port),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
     except subprocess.TimeoutExpired:
         return False, "ssh did not answer in 30 s"
     return result.returncode == 0, result.stderr.strip()
@@ -285,18 +334,26 @@ def pi_status(layout: PiLayout) -> dict[str, Any]:
     pid = state.get("pid")
     running = isinstance(pid, int) and _pid_is_our_qemu(pid, layout)
     ready = running and _ssh_answers(layout, state["port"])[0]
-    return {"prepared": layout.prepared(), "running": running, "ssh_ready": ready,
-            "port": state.get("port") if running else None, "pid": pid if running else None,
-            "ssh_config": str(layout.ssh_config)}
+    return {
+        "prepared": layout.prepared(),
+        "running": running,
+        "ssh_ready": ready,
+        "port": state.get("port") if running else None,
+        "pid": pid if running else None,
+        "ssh_config": str(layout.ssh_config),
+    }
 
 
 def _require_prepared(layout: PiLayout) -> None:
     if not layout.prepared():
-        raise InputError(f"No emulated Pi image in {layout.root} (no {layout.manifest.name}). Build it first: "
-                         f"`edgedistill devices prepare-pi {layout.root}` (or set EDGEDISTILL_PI_DIR).")
+        raise InputError(
+            f"No emulated Pi image in {layout.root} (no {layout.manifest.name}). Build it first: "
+            f"`edgedistill devices prepare-pi {layout.root}` (or set EDGEDISTILL_PI_DIR)."
+        )
     if shutil.which("qemu-system-aarch64") is None:
-        raise StageError("qemu-system-aarch64 is not installed. Install it: `apt-get install qemu-system-arm` "
-                         "(or `make system-deps`).")
+        raise StageError(
+            "qemu-system-aarch64 is not installed. Install it: `apt-get install qemu-system-arm` (or `make system-deps`)."
+        )
 
 
 def _kill(pid: int, layout: PiLayout) -> None:
@@ -340,13 +397,16 @@ def start_pi(layout: PiLayout, *, port: int | None = None, timeout_s: float = 90
         state = _read_state(layout)
         if state and isinstance(state.get("pid"), int) and _pid_is_our_qemu(state["pid"], layout):
             if port is not None and port != state.get("port"):
-                raise InputError(f"The emulated Pi in {layout.root} already runs on port {state['port']} (asked: "
-                                 f"{port}). Use that port, or `edgedistill devices stop-pi` first.")
+                raise InputError(
+                    f"The emulated Pi in {layout.root} already runs on port {state['port']} (asked: "
+                    f"{port}). Use that port, or `edgedistill devices stop-pi` first."
+                )
             return {**state, "already_running": True}
         _clear_run(layout)  # a dead run's state file and overlay never block this start
         if port is not None and not _port_free(port):
-            raise InputError(f"Port {port} on 127.0.0.1 is taken by another program. Pass another --port, "
-                             "or omit --port to pick a free one.")
+            raise InputError(
+                f"Port {port} on 127.0.0.1 is taken by another program. Pass another --port, or omit --port to pick a free one."
+            )
         chosen = port if port is not None else _free_port()
         return _boot(layout, chosen, timeout_s, log)
 
@@ -354,20 +414,29 @@ def start_pi(layout: PiLayout, *, port: int | None = None, timeout_s: float = 90
 def _boot(layout: PiLayout, port: int, timeout_s: float, log) -> dict[str, Any]:
     layout.run.mkdir(parents=True, exist_ok=True)
     overlay = layout.run / "overlay.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(layout.image / "rootfs.raw"),
-                    str(overlay)], check=True, capture_output=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(layout.image / "rootfs.raw"), str(overlay)],
+        check=True,
+        capture_output=True,
+    )
     command = qemu_command(layout, port)
     started = time.monotonic()
     with open(layout.run / "qemu.log", "w") as qemu_log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # a terminal's Ctrl-C is handled here, not by QEMU
-    state = {"pid": process.pid, "port": port, "started": time.time(), "command": command,
-             "ssh_config": str(layout.ssh_config), "target": f"ssh://{GUEST_USER}@127.0.0.1:{port}"}
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT, start_new_session=True
+        )  # a terminal's Ctrl-C is handled here, not by QEMU
+    state = {
+        "pid": process.pid,
+        "port": port,
+        "started": time.time(),
+        "command": command,
+        "ssh_config": str(layout.ssh_config),
+        "target": f"ssh://{GUEST_USER}@127.0.0.1:{port}",
+    }
     temporary = layout.state.with_suffix(".tmp")
     temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, layout.state)
-    log(f"booting the emulated Pi (pid {process.pid}, ssh on 127.0.0.1:{port}; TCG, no KVM for aarch64 on "
-        f"{platform.machine()})")
+    log(f"booting the emulated Pi (pid {process.pid}, ssh on 127.0.0.1:{port}; TCG, no KVM for aarch64 on {platform.machine()})")
     try:
         _wait_for_ssh(layout, process, port, started, timeout_s)
     except BaseException:
@@ -383,20 +452,26 @@ def _wait_for_ssh(layout: PiLayout, process: subprocess.Popen, port: int, starte
     last_error = ""
     while time.monotonic() - started < timeout_s:
         if process.poll() is not None:
-            raise StageError(f"The emulated Pi stopped while booting (QEMU exit {process.returncode}): "
-                             f"{_tail(layout.run / 'qemu.log') or _tail(layout.run / 'console.log')}. "
-                             f"Console: {layout.run / 'console.log'}.")
+            raise StageError(
+                f"The emulated Pi stopped while booting (QEMU exit {process.returncode}): "
+                f"{_tail(layout.run / 'qemu.log') or _tail(layout.run / 'console.log')}. "
+                f"Console: {layout.run / 'console.log'}."
+            )
         ready, last_error = _ssh_answers(layout, port)
         if ready:
             return
         if "Host key verification failed" in last_error or "REMOTE HOST IDENTIFICATION" in last_error:
-            raise StageError(f"The emulated Pi on port {port} answered with a host key that is not the one recorded "
-                             f"in {layout.image / 'known_hosts'}; refusing it. Rebuild the image "
-                             "(remove the folder, `edgedistill devices prepare-pi`).")
+            raise StageError(
+                f"The emulated Pi on port {port} answered with a host key that is not the one recorded "
+                f"in {layout.image / 'known_hosts'}; refusing it. Rebuild the image "
+                "(remove the folder, `edgedistill devices prepare-pi`)."
+            )
         time.sleep(2.0)
-    raise StageError(f"The emulated Pi did not answer ssh on 127.0.0.1:{port} within {timeout_s:g} s "
-                     f"(last: {last_error or 'no answer'}); it was stopped. Raise --timeout (TCG boots slowly on a "
-                     f"loaded host); console: {layout.run / 'console.log'}.")
+    raise StageError(
+        f"The emulated Pi did not answer ssh on 127.0.0.1:{port} within {timeout_s:g} s "
+        f"(last: {last_error or 'no answer'}); it was stopped. Raise --timeout (TCG boots slowly on a "
+        f"loaded host); console: {layout.run / 'console.log'}."
+    )
 
 
 def _tail(path: Path, count: int = 2) -> str:

@@ -36,7 +36,8 @@ def _check(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     labels = np.asarray(labels).astype(np.int64)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
         raise InputError(
-            f"Calibration needs (num_samples, num_classes) logits and one label per sample; received logits {logits.shape} and {labels.shape} labels."
+            f"Calibration needs (num_samples, num_classes) logits and one label per sample; received logits {logits.shape} and "
+            f"{labels.shape} labels."
         )
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise InputError(f"Labels must be in [0, {logits.shape[1]}); received {labels.min()}..{labels.max()}.")

@@ -133,7 +133,8 @@ class Distiller(keras.Model):
 
         distiller = Distiller(teacher, student, distillation_losses=LogitsDistillation(temperature=4.0),
                               student_loss_weight=0.5)
-        distiller.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        distiller.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
         distiller.fit(x, teacher_targets(teacher, x, y), epochs=10)
         student = distiller.student
     """
@@ -380,6 +381,34 @@ def teacher_targets(teacher, x: np.ndarray, y: np.ndarray, *, teacher_outputs: n
     return {LABELS: np.asarray(y), TEACHER_OUTPUTS: outputs}
 
 
+def _compiled_distiller(
+    teacher,
+    student: keras.Model,
+    *,
+    distillation_losses,
+    distillation_loss_weights,
+    student_loss_weight: float,
+    student_loss,
+    preserve_sparsity: bool,
+    learning_rate: float,
+) -> Distiller:
+    """A :class:`Distiller` of ``student`` against ``teacher``, compiled with Adam and an accuracy metric."""
+    distiller = Distiller(
+        teacher,
+        student,
+        distillation_losses=distillation_losses,
+        distillation_loss_weights=distillation_loss_weights,
+        student_loss_weight=student_loss_weight,
+        preserve_sparsity=preserve_sparsity,
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=student_loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return distiller
+
+
 def distill(
     teacher,
     student: keras.Model,
@@ -411,23 +440,21 @@ def distill(
 
     config = config or TrainConfig()
     set_seed(config.seed)
-    distiller = Distiller(
+    distiller = _compiled_distiller(
         teacher,
         student,
         distillation_losses=distillation_losses,
         distillation_loss_weights=distillation_loss_weights,
         student_loss_weight=student_loss_weight,
+        student_loss=student_loss,
         preserve_sparsity=preserve_sparsity,
-    )
-    distiller.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=student_loss,
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        learning_rate=config.learning_rate,
     )
     cached = teacher_outputs or {}
     train_targets, views = _training_targets(distiller, teacher, data, cached, augmentation, augment_views, config.seed)
     val_targets = teacher_targets(teacher, data.x_val, data.y_val, teacher_outputs=cached.get("val"))
-    logger.info("%s: distilling %s from %s (%d epochs)", stage, student.name, getattr(teacher, "name", type(teacher).__name__), config.epochs)
+    teacher_name = getattr(teacher, "name", type(teacher).__name__)
+    logger.info("%s: distilling %s from %s (%d epochs)", stage, student.name, teacher_name, config.epochs)
     history = fit(
         distiller,
         data.x_train,

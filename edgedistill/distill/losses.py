@@ -345,7 +345,9 @@ class FeatureDistillation(DistillationLoss):
         self.student_layer_name = _check_layer_name("student_layer_name", student_layer_name)
         if metric is not None:
             if loss not in ("mse", metric):
-                raise InputError(f"FeatureDistillation: give `loss` or its former name `metric`, not both (loss={loss!r}, metric={metric!r}).")
+                raise InputError(
+                    f"FeatureDistillation: give `loss` or its former name `metric`, not both (loss={loss!r}, metric={metric!r})."
+                )
             loss = metric
         if adapter not in ADAPTER_MODES:
             raise InputError(f"Unknown adapter mode {adapter!r}. Expected one of: {', '.join(ADAPTER_MODES)}.")
@@ -690,7 +692,9 @@ class DecoupledKD(TemperatureLoss):
         super().__init__(temperature, final_temperature, schedule)
         self.alpha, self.beta = _check_weights("DecoupledKD", alpha=alpha, beta=beta)
         if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup <= 1:
-            raise InputError(f"`warmup` must be a fraction of training in [0, 1]. Received: warmup={warmup!r}. The paper's is 0.08.")
+            raise InputError(
+                f"`warmup` must be a fraction of training in [0, 1]. Received: warmup={warmup!r}. The paper's is 0.08."
+            )
         self.warmup = float(warmup)
         if target not in DKD_TARGETS:
             raise InputError(f"Unknown DKD target {target!r}. Expected one of: {', '.join(DKD_TARGETS)}.")

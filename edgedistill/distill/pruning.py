@@ -127,9 +127,7 @@ def prune_distill(
     pruned = prune_model(student, sparsity=sparsity, end_step=int(steps * 0.75), frequency=max(1, min(10, steps // 20)))
     logger.info("%s: distilling %s while pruning it to %.0f %% sparsity", stage, student.name, sparsity * 100)
     options = {**training.distill_options(), **training.augment_options(), "config": config}
-    pruned, history = distill(
-        teacher, pruned, data, distillation_loss_weights=distillation_loss_weights, stage=stage, **options
-    )
+    pruned, history = distill(teacher, pruned, data, distillation_loss_weights=distillation_loss_weights, stage=stage, **options)
     stripped = strip_pruning(pruned)
     measured = model_sparsity(stripped)
     logger.info("%s: measured kernel sparsity %.3f", stage, measured)

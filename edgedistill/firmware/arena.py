@@ -41,9 +41,11 @@ CORTEX_M_ABI: dict[str, int] = {"p": 4, "i": 4, "e": 1, "b": 1}
 STRUCT_FIELDS: dict[str, str] = {
     # TfLiteEvalTensor {data, dims, type}
     "TfLiteEvalTensor data": "ppe",
-    # TfLiteTensor {quantization {type, params}, params {scale, zero_point}, data, dims, bytes, type, allocation_type, is_variable}
+    # TfLiteTensor {quantization {type, params}, params {scale, zero_point}, data, dims, bytes, type, allocation_type,
+    # is_variable}
     "Persistent TfLiteTensor data": "ep" + "ii" + "ppp" + "eeb",
-    # NodeAndRegistration {TfLiteNode {inputs, outputs, intermediates, user_data, builtin_data, custom_initial_data, custom_initial_data_size}, registration}
+    # NodeAndRegistration {TfLiteNode {inputs, outputs, intermediates, user_data, builtin_data, custom_initial_data,
+    # custom_initial_data_size}, registration}
     "NodeAndRegistration struct": "pppppp" + "i" + "p",
 }
 # 'Persistent TfLiteTensor quantization data' holds, per quantized tensor, one

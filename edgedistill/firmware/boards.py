@@ -103,7 +103,8 @@ BOARDS: dict[str, Board] = {
         ),
         Board(
             name="nucleo-f446re",
-            description="ST NUCLEO-F446RE (STM32F446RE, Cortex-M4F, 512 KiB flash, 128 KiB RAM); output on the ST-LINK virtual COM port, 115200 8N1",
+            description="ST NUCLEO-F446RE (STM32F446RE, Cortex-M4F, 512 KiB flash, 128 KiB RAM); output on the ST-LINK virtual "
+            "COM port, 115200 8N1",
             kind="board",
             cpu="cortex-m4",
             tflm_target="cortex_m_generic",

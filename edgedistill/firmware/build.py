@@ -120,7 +120,12 @@ def _probe_key(export: MicroExport, probe: Board, kernels: str, library: Any) ->
     for name in ("model_data.cc", "model_op_resolver.h"):
         digest.update((export.micro_dir / name).read_bytes())
     digest.update((firmware_dir() / "src" / "main.cc").read_bytes())
-    return {"model_sources_sha256": digest.hexdigest(), "probe_board": probe.name, "kernels": kernels, "tflm_commit": library.commit}
+    return {
+        "model_sources_sha256": digest.hexdigest(),
+        "probe_board": probe.name,
+        "kernels": kernels,
+        "tflm_commit": library.commit,
+    }
 
 
 def _make_app(export: MicroExport, board: Board, kernels: str, library: Any, out: Path, defines: list[str], jobs: int):
@@ -258,6 +263,41 @@ class _LibraryBuild:
     seconds: float
 
 
+def _build_app(
+    export: MicroExport,
+    board_spec: Board,
+    kernels: str,
+    library: Any,
+    out: Path,
+    arena_info: dict[str, Any],
+    num_timed_invokes: int,
+    jobs: int,
+    size_tool: str,
+) -> tuple[sizes_module.ImageSizes, float]:
+    """Compile and link the firmware with its arena and invoke count, and check its image fits the board:
+    (the image's sizes, the seconds the app build took)."""
+    defines = [
+        f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}",
+        f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_info['kTensorArenaSize'])}",
+    ]
+    app_started = time.monotonic()
+    _make_app(export, board_spec, kernels, library, out, defines, jobs)
+    app_seconds = time.monotonic() - app_started
+
+    image = sizes_module.image_sizes(out / "firmware.elf", size_tool=size_tool, map_file=out / "firmware.map")
+    if board_spec.cross_compiled:
+        sizes_module.check_image_fits(image, board_spec)
+    return image, app_seconds
+
+
+def _fresh_build_dir(export: MicroExport, board_spec: Board, kernels: str) -> Path:
+    """The build folder of this run, board and kernels, without the record of an earlier complete build."""
+    out = build_dir_for(export.run_dir, board_spec.name, kernels)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BUILD_INFO).unlink(missing_ok=True)  # present only for a complete build
+    return out
+
+
 def build_firmware(
     run_dir: str | Path,
     *,
@@ -285,33 +325,37 @@ def build_firmware(
     export, board_spec = prepare(run_dir, board, kernels, arena_bytes=arena_bytes)
     compiler, size_tool = _build_tools(board_spec)
     checkout = resolve_tflm_dir(tflm_dir)
-
-    out = build_dir_for(export.run_dir, board_spec.name, kernels)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / BUILD_INFO).unlink(missing_ok=True)  # present only for a complete build
-
+    out = _fresh_build_dir(export, board_spec, kernels)
     library_build = _build_library(checkout, board_spec, kernels, jobs=jobs, out=out)
     arena_info = _arena_info(
-        export, board_spec, kernels, arena=arena, arena_bytes=arena_bytes, checkout=checkout, out=out, jobs=jobs,
+        export,
+        board_spec,
+        kernels,
+        arena=arena,
+        arena_bytes=arena_bytes,
+        checkout=checkout,
+        out=out,
+        jobs=jobs,
         probe_timeout_seconds=probe_timeout_seconds,
-    )  # fmt: skip
+    )
 
-    defines = [
-        f"-DEDGEDISTILL_NUM_TIMED_INVOKES={int(num_timed_invokes)}",
-        f"-DEDGEDISTILL_TENSOR_ARENA_SIZE={int(arena_info['kTensorArenaSize'])}",
-    ]
-    app_started = time.monotonic()
-    _make_app(export, board_spec, kernels, library_build.library, out, defines, jobs)
-    app_seconds = time.monotonic() - app_started
-
-    image = sizes_module.image_sizes(out / "firmware.elf", size_tool=size_tool, map_file=out / "firmware.map")
-    if board_spec.cross_compiled:
-        sizes_module.check_image_fits(image, board_spec)
+    image, app_seconds = _build_app(
+        export, board_spec, kernels, library_build.library, out, arena_info, num_timed_invokes, jobs, size_tool
+    )
 
     info = _build_info(
-        export, board_spec, kernels, out, image, arena_info, library_build, num_timed_invokes=num_timed_invokes,
-        checkout=checkout, app_seconds=app_seconds, compiler=compiler,
-    )  # fmt: skip
+        export,
+        board_spec,
+        kernels,
+        out,
+        image,
+        arena_info,
+        library_build,
+        num_timed_invokes=num_timed_invokes,
+        checkout=checkout,
+        app_seconds=app_seconds,
+        compiler=compiler,
+    )
     write_json_atomic(out / BUILD_INFO, info)
     return BuildResult(board=board_spec.name, kernels=kernels, build_dir=out, info=info)
 
@@ -416,7 +460,10 @@ def _build_info(
 
 
 def prepare_library(
-    *, board: str, kernels: str = FirmwareOptions.kernels, tflm_dir: str | os.PathLike | None = None,
+    *,
+    board: str,
+    kernels: str = FirmwareOptions.kernels,
+    tflm_dir: str | os.PathLike | None = None,
     jobs: int = FirmwareOptions.jobs,
 ):
     """Build (or find) the cached TFLM library a board needs, without a run folder. Returns (library, built_now)."""

@@ -289,9 +289,7 @@ def _drive_plan(board_spec: Board, built: BuildResult, *, drive: str | os.PathLi
     target = find_drive(board_spec, drive=drive, roots=roots)
     if drive_kind(target) == "uf2":
         if board_spec.uf2_family_id is None:
-            raise InputError(
-                f"{target} is a UF2 drive, but {board_spec.name} has no UF2 family id. Pass the board's own drive."
-            )
+            raise InputError(f"{target} is a UF2 drive, but {board_spec.name} has no UF2 family id. Pass the board's own drive.")
         source = built.build_dir / "firmware.uf2"
         source.write_bytes(
             bin_to_uf2(built.bin.read_bytes(), base_address=board_spec.flash_base_address, family_id=board_spec.uf2_family_id)

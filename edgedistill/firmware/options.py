@@ -25,8 +25,10 @@ class FirmwareOptions(Section):
     tflm_dir: str | None = option(None, "TFLite Micro checkout (default: $TFLM_DIR, else a clone at the pinned commit).")
     jobs: int = option(2, "Parallel compile jobs.", check=whole(1, 64), expected="a whole number in [1, 64]")
     arena: str = option(
-        "measured", "Tensor arena to compile in: measured on the target with these kernels (a probe run in QEMU or on "
-        "the host first), or the export's host-measured kTensorArenaSize.", choices=ARENA_SOURCES,
+        "measured",
+        "Tensor arena to compile in: measured on the target with these kernels (a probe run in QEMU or on "
+        "the host first), or the export's host-measured kTensorArenaSize.",
+        choices=ARENA_SOURCES,
     )
     arena_bytes: int | None = option(
         None, "Compile in this arena size (bytes) instead; no probe.", check=whole(1), expected="a whole number >= 1"

@@ -155,8 +155,9 @@ def run_firmware(
     is_float = export.output_dtype.startswith("float")
     checks = compare_outputs(parsed, expected, tolerance=FLOAT_RELATIVE_TOLERANCE if is_float else 0, relative=is_float)
     outputs_match = all(check["match"] for check in checks)
-    result = _result(board_spec, built, parsed, checks, arena=_arena_truth(export, built, parsed), command=command,
-                     wall_seconds=wall_seconds)
+    result = _result(
+        board_spec, built, parsed, checks, arena=_arena_truth(export, built, parsed), command=command, wall_seconds=wall_seconds
+    )
     result["profile"] = _firmware_profile(board_spec, built, parsed, model=str(export.model_path))
     _write_results(export, built, result)
     logger.info("Firmware on %s (%s): %s", board, kernels, result["status"])
@@ -212,12 +213,20 @@ def _firmware_profile(board_spec: Board, built: BuildResult, parsed: FirmwareRes
         return None
     qemu = board_spec.kind == "qemu"
     per_tick = 1e9 / ticks_per_second if qemu and ticks_per_second else None  # -icount shift=0: 1 instruction = 1 ns
-    ticks_are = ("SysTick ticks of QEMU's -icount virtual clock: instruction counts, not time" if qemu
-                 else f"{parsed.fields.get('tick_source')} ticks ({ticks_per_second}/s)")
+    ticks_are = (
+        "SysTick ticks of QEMU's -icount virtual clock: instruction counts, not time"
+        if qemu
+        else f"{parsed.fields.get('tick_source')} ticks ({ticks_per_second}/s)"
+    )
     try:
-        profile = parse_micro_profiler((built.build_dir / "run.log").read_text(), runs=runs, ticks_are=ticks_are,
-                                       ticks_per_second=ticks_per_second, invoke_ticks=total / runs,
-                                       instructions_per_tick=per_tick)
+        profile = parse_micro_profiler(
+            (built.build_dir / "run.log").read_text(),
+            runs=runs,
+            ticks_are=ticks_are,
+            ticks_per_second=ticks_per_second,
+            invoke_ticks=total / runs,
+            instructions_per_tick=per_tick,
+        )
     except (OSError, ValueError) as error:
         logger.warning("The firmware's per-operator profile could not be read: %s", error)
         return None
@@ -265,8 +274,14 @@ def _front_end_result(board_spec: Board, parsed: FirmwareResult) -> dict[str, An
 
 
 def _result(
-    board_spec: Board, built: BuildResult, parsed: FirmwareResult, checks: list[dict[str, Any]], *,
-    arena: dict[str, Any], command: list[str], wall_seconds: float,
+    board_spec: Board,
+    built: BuildResult,
+    parsed: FirmwareResult,
+    checks: list[dict[str, Any]],
+    *,
+    arena: dict[str, Any],
+    command: list[str],
+    wall_seconds: float,
 ) -> dict[str, Any]:
     """The ``run.json`` content: outputs checked, timing, arena, sizes and versions."""
     outputs_match = all(check["match"] for check in checks)

@@ -60,7 +60,7 @@ def require_tools(names: tuple[str, ...] | list[str], *, purpose: str, path: str
     raise StageError(
         f"{purpose} needs {', '.join(missing)}, not found on PATH. "
         f"Install the Debian packages: sudo apt-get install {' '.join(packages)} "
-        "(or use the cross-build image: scripts/docker-build.sh, see README \"Docker cross-build\")."
+        '(or use the cross-build image: scripts/docker-build.sh, see README "Docker cross-build").'
     )
 
 

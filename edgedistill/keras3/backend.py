@@ -20,8 +20,10 @@ def import_keras3() -> tuple[Any, Any]:
     import keras
 
     if not str(keras.__version__).startswith("3"):
-        raise InputError(f"Keras 3 is needed for a Keras 3 student; `import keras` gives Keras {keras.__version__}. "
-                         "Install keras>=3 (TensorFlow >= 2.16 ships it).")
+        raise InputError(
+            f"Keras 3 is needed for a Keras 3 student; `import keras` gives Keras {keras.__version__}. "
+            "Install keras>=3 (TensorFlow >= 2.16 ships it)."
+        )
     if keras.backend.backend() != "tensorflow":
         raise InputError(
             f"Keras 3 runs on the {keras.backend.backend()!r} backend; int8 export goes through TensorFlow's converter. "

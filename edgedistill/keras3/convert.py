@@ -66,8 +66,15 @@ def check_int8_model(tflite_bytes: bytes, *, source: str = "model") -> None:
     if floats or inner:
         raise StageError(
             f"The int8 conversion of {source} is not full-integer: "
-            + "; ".join(filter(None, [f"float ops: {', '.join(floats[:5])}" if floats else "",
-                                      f"requantization ops inside: {', '.join(inner)}" if inner else ""]))
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"float ops: {', '.join(floats[:5])}" if floats else "",
+                        f"requantization ops inside: {', '.join(inner)}" if inner else "",
+                    ],
+                )
+            )
             + ". A tensor had no trained range, or ranges that TFLite wants equal differ; report it with the model."
         )
 
@@ -129,8 +136,15 @@ def _convert(model: Any, *, check: bool) -> bytes:
     return content
 
 
-def convert_float_model(model: Any, *, quantization: str = "float32", io_type: str = "int8", representative_data=None,
-                        num_calibration_samples: int = 200, input_range: tuple[float, float] | None = None) -> bytes:
+def convert_float_model(
+    model: Any,
+    *,
+    quantization: str = "float32",
+    io_type: str = "int8",
+    representative_data=None,
+    num_calibration_samples: int = 200,
+    input_range: tuple[float, float] | None = None,
+) -> bytes:
     """A float Keras 3 model as a float32 flatbuffer, or int8 by post-training quantization (PTQ, calibrated on
     ``representative_data``; ``input_range`` fixes the input's range as for tf_keras models): the same options as
     :func:`edgedistill.convert.convert_keras_model`, with the converter built from the traced Keras 3 model."""
@@ -138,8 +152,10 @@ def convert_float_model(model: Any, *, quantization: str = "float32", io_type: s
 
     keras, tf = import_keras3()
     if quantization not in QUANTIZATIONS or io_type not in IO_TYPES:
-        raise InputError(f"quantization must be one of {', '.join(QUANTIZATIONS)} and io_type one of {', '.join(IO_TYPES)}; "
-                         f"received {quantization!r}, {io_type!r}.")
+        raise InputError(
+            f"quantization must be one of {', '.join(QUANTIZATIONS)} and io_type one of {', '.join(IO_TYPES)}; "
+            f"received {quantization!r}, {io_type!r}."
+        )
     if not isinstance(model, keras.Model):
         raise InputError(f"convert_float_model needs a Keras 3 model; received {type(model).__name__}.")
     converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model)], model)

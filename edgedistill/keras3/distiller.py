@@ -65,8 +65,16 @@ class Distiller(keras.Model):
     takes targets ``{"labels": y, "teacher_outputs": t}`` (:func:`teacher_targets`).
     """
 
-    def __init__(self, teacher, student, distillation_losses=None, distillation_loss_weights: Sequence[float] | None = None,
-                 student_loss_weight: float = 0.5, name: str = "distiller", **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        teacher,
+        student,
+        distillation_losses=None,
+        distillation_loss_weights: Sequence[float] | None = None,
+        student_loss_weight: float = 0.5,
+        name: str = "distiller",
+        **kwargs,
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.distillation_losses, self.distillation_loss_weights = _checked_losses(
             distillation_losses, distillation_loss_weights, student_loss_weight
@@ -81,8 +89,11 @@ class Distiller(keras.Model):
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> None:
         if loss is not None:
             loss = keras.losses.get(loss)
-            self.student_loss_fn = loss.__class__.from_config({**loss.get_config(), "reduction": None}) if isinstance(
-                loss, keras.losses.Loss) else loss  # fmt: skip
+            self.student_loss_fn = (
+                loss.__class__.from_config({**loss.get_config(), "reduction": None})
+                if isinstance(loss, keras.losses.Loss)
+                else loss
+            )
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     def call(self, inputs, training=None):
@@ -170,19 +181,27 @@ def distill(
     """
     keras.utils.set_random_seed(seed)
     distiller = Distiller(teacher, student, distillation_losses, distillation_loss_weights, student_loss_weight)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])  # fmt: skip
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    )
     cached = teacher_outputs or {}
     train = teacher_targets(teacher, data.x_train, data.y_train, teacher_outputs=cached.get("train"))
     val = teacher_targets(teacher, data.x_val, data.y_val, teacher_outputs=cached.get("val"))
     callbacks: list = [_Progress(distiller.progress, epochs), keras.callbacks.TerminateOnNaN()]
     if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
-                                                       restore_best_weights=True))  # fmt: skip
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)
+        )
     history = distiller.fit(
-        np.asarray(data.x_train, np.float32), train, validation_data=(np.asarray(data.x_val, np.float32), val),
-        epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=verbose, shuffle=True,
-    )  # fmt: skip
+        np.asarray(data.x_train, np.float32),
+        train,
+        validation_data=(np.asarray(data.x_val, np.float32), val),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=True,
+    )
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise StageError(f"Distillation of {student.name} stopped: the loss became {losses[-1]}. Lower the learning rate.")

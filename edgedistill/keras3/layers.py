@@ -43,7 +43,9 @@ def fake_quant_kernel(kernel, channel_axes: int = 1):
     flat = tf.reshape(kernel, tf.concat([shape[: kernel.shape.rank - channel_axes], [-1]], 0)) if channel_axes > 1 else kernel
     reduce_axes = list(range(flat.shape.rank - 1))
     bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(flat), axis=reduce_axes), _MIN_WEIGHT_RANGE))
-    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True)
+    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True
+    )
     return tf.reshape(quantized, shape) if channel_axes > 1 else quantized
 
 
@@ -83,8 +85,12 @@ class ActivationQuantizer(keras.layers.Layer):
 
     def build(self, input_shape) -> None:
         low, high = self.fixed_range or (-6.0, 6.0)
-        self.range_min = self.add_weight(name="range_min", shape=(), initializer=keras.initializers.Constant(low), trainable=False)
-        self.range_max = self.add_weight(name="range_max", shape=(), initializer=keras.initializers.Constant(high), trainable=False)
+        self.range_min = self.add_weight(
+            name="range_min", shape=(), initializer=keras.initializers.Constant(low), trainable=False
+        )
+        self.range_max = self.add_weight(
+            name="range_max", shape=(), initializer=keras.initializers.Constant(high), trainable=False
+        )
         self.initialized = self.add_weight(name="initialized", shape=(), initializer="zeros", trainable=False)
 
     def _updated_range(self, inputs):
@@ -155,9 +161,13 @@ class QuantDepthwiseConv2D(_KernelQuantized, keras.layers.DepthwiseConv2D):
 
     def call(self, inputs):
         outputs = keras.ops.depthwise_conv(
-            inputs, self.quantized_kernel(), strides=self.strides, padding=self.padding,
-            dilation_rate=self.dilation_rate, data_format=self.data_format,
-        )  # fmt: skip
+            inputs,
+            self.quantized_kernel(),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs) if self.activation is not None else outputs

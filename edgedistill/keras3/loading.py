@@ -50,8 +50,10 @@ def load_keras3_student(path: str | os.PathLike):
     try:
         model = keras3.saving.load_model(path, compile=False, safe_mode=not trusted())
     except Exception as error:  # noqa: BLE001 - Keras raises many types; all mean "this file does not load"
-        raise InputError(f"Cannot load the Keras 3 model {path}: {_first_line(error)}. Re-save it with Keras 3 "
-                         "(`model.save('student.keras')`).") from None
+        raise InputError(
+            f"Cannot load the Keras 3 model {path}: {_first_line(error)}. Re-save it with Keras 3 "
+            "(`model.save('student.keras')`)."
+        ) from None
     if not isinstance(model, keras3.Model):
         raise InputError(f"{path} holds a {type(model).__name__}, not a Keras 3 model; save the model itself.")
     return model

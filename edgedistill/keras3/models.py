@@ -91,8 +91,10 @@ def build_model(
     """
     keras, _ = import_keras3()
     if preset not in _BODIES:
-        raise InputError(f"Unknown Keras 3 preset {preset!r}. Expected one of: {', '.join(PRESET_NAMES)} "
-                         "(the other presets need a tf_keras student: --keras 2).")
+        raise InputError(
+            f"Unknown Keras 3 preset {preset!r}. Expected one of: {', '.join(PRESET_NAMES)} "
+            "(the other presets need a tf_keras student: --keras 2)."
+        )
     presets._check_width(width)
     if preset in ("cnn", "dscnn", "resnet8"):
         presets._check_image_input(preset, input_shape)

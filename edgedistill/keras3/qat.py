@@ -12,7 +12,8 @@ will compute it (:mod:`edgedistill.keras3.layers`):
 - activations are fake-quantized per tensor (asymmetric, moving-average range) where TFLite has a new scale: the
   model input, each linear layer's (fused) output, Add, GlobalAveragePooling2D (MEAN), the ``preprocess``
   Rescaling and a ReLU that is not fused; MaxPooling2D, AveragePooling2D (TFLite's int8 kernel keeps the scale),
-  Flatten, Reshape, ZeroPadding2D, Permute and Dropout keep their input's range; a Concatenate's inputs share its output's range (TFLite wants one scale).
+  Flatten, Reshape, ZeroPadding2D, Permute and Dropout keep their input's range; a Concatenate's inputs share its
+  output's range (TFLite wants one scale).
 
 Anything else is refused up front (:func:`unsupported_layers`, :class:`InputError` naming the layer and what to do):
 an "int8" model never keeps a silently float op.
@@ -37,7 +38,17 @@ from edgedistill.keras3.backend import import_keras3
 LINEAR = ("Conv2D", "DepthwiseConv2D", "Dense")
 # Layers whose output keeps its input's scale in TFLite (no quantizer of their own).
 # AVERAGE_POOL_2D is one of them: TFLite's int8 kernel wants its input's scale (a range of its own would add a QUANTIZE).
-PASS_THROUGH = ("MaxPooling2D", "AveragePooling2D", "Flatten", "Reshape", "Dropout", "ZeroPadding2D", "Permute", "Identity", "SpatialDropout2D")
+PASS_THROUGH = (
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "Flatten",
+    "Reshape",
+    "Dropout",
+    "ZeroPadding2D",
+    "Permute",
+    "Identity",
+    "SpatialDropout2D",
+)
 # Layers whose output gets its own quantizer (a new scale in TFLite).
 OUTPUT_QUANTIZED = ("Add", "GlobalAveragePooling2D", "Rescaling", "ReLU", "Activation", "Concatenate")
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
@@ -93,8 +104,10 @@ def read_graph(model: Any) -> Graph:
         if type(layer).__name__ == "InputLayer":
             input_names.append(layer.name)
         if layer.name in producers:
-            raise InputError(f"Layer {layer.name!r} is called more than once in {model.name!r}; Keras 3 QAT needs one call per "
-                             "layer. Use a separate layer for each call.")
+            raise InputError(
+                f"Layer {layer.name!r} is called more than once in {model.name!r}; Keras 3 QAT needs one call per "
+                "layer. Use a separate layer for each call."
+            )
         producers[layer.name] = [t._keras_history.operation.name for t in node.arguments.keras_tensors]
         layers[layer.name] = layer
     consumers: dict[str, list[str]] = {name: [] for name in layers}
@@ -145,7 +158,12 @@ def _folded_into(name: str, graph: Graph) -> str | None:
     """The Conv2D/DepthwiseConv2D/Dense a BatchNormalization folds into (its only producer, feeding only it)."""
     layer = graph.layers[name]
     sources = graph.producers[name]
-    if len(sources) != 1 or layer.get_config().get("axis") not in (-1, [-1], len(layer.input.shape) - 1, [len(layer.input.shape) - 1]):
+    if len(sources) != 1 or layer.get_config().get("axis") not in (
+        -1,
+        [-1],
+        len(layer.input.shape) - 1,
+        [len(layer.input.shape) - 1],
+    ):
         return None
     source = graph.layers[sources[0]]
     if type(source).__name__ in LINEAR and _activation_name(source) == "linear" and len(graph.consumers[source.name]) == 1:
@@ -202,16 +220,21 @@ def _quantizing_source(name: str, graph: Graph, quantized: set[str]) -> str:
     while name not in quantized:
         kind = type(graph.layers[name]).__name__
         if kind not in PASS_THROUGH:
-            raise InputError(f"Layer {name!r} ({kind}) feeds a Concatenate without its own quantizer; Keras 3 QAT cannot "
-                             f"share the Concatenate's range with it. {WHAT_TO_DO}.")
+            raise InputError(
+                f"Layer {name!r} ({kind}) feeds a Concatenate without its own quantizer; Keras 3 QAT cannot "
+                f"share the Concatenate's range with it. {WHAT_TO_DO}."
+            )
         name = graph.producers[name][0]
     return name
 
 
 def make_plan(graph: Graph) -> Plan:
     """Decide, for every layer, whether its output is quantized (see the module docstring)."""
-    folded = {name: source for name, layer in graph.layers.items()
-              if type(layer).__name__ == "BatchNormalization" and (source := _folded_into(name, graph))}  # fmt: skip
+    folded = {
+        name: source
+        for name, layer in graph.layers.items()
+        if type(layer).__name__ == "BatchNormalization" and (source := _folded_into(name, graph))
+    }
     fused_tails: set[str] = set()
     quantized = list(graph.input_names)
     for name, layer in graph.layers.items():
@@ -284,14 +307,19 @@ def quantize_model(
     check_covered(functional)
     graph = read_graph(functional)
     plan = make_plan(graph)
-    quantizers = {layer_name: ActivationQuantizer(decay=decay or DEFAULT_DECAY, name=f"{layer_name}_quant")
-                  for layer_name in plan.quantized if layer_name not in graph.input_names}  # fmt: skip
+    quantizers = {
+        layer_name: ActivationQuantizer(decay=decay or DEFAULT_DECAY, name=f"{layer_name}_quant")
+        for layer_name in plan.quantized
+        if layer_name not in graph.input_names
+    }
     for follower, leader in plan.concat_followers.items():
         quantizers[follower].follow(quantizers[leader])
     inputs = [keras.Input(batch_shape=graph.layers[n].output.shape, name=n) for n in graph.input_names]
     tensors = {}
     for input_name, tensor in zip(graph.input_names, inputs):
-        tensors[input_name] = ActivationQuantizer(decay=decay or DEFAULT_DECAY, fixed_range=input_range, name=f"{input_name}_quant")(tensor)
+        tensors[input_name] = ActivationQuantizer(
+            decay=decay or DEFAULT_DECAY, fixed_range=input_range, name=f"{input_name}_quant"
+        )(tensor)
     folded_by = {source: bn for bn, source in plan.folded.items()}
     for layer_name, layer in graph.layers.items():
         if layer_name in graph.input_names:
@@ -309,8 +337,11 @@ def quantize_model(
         tensors[layer_name] = quantizers[layer_name](output) if layer_name in quantizers else output
     outputs = [tensors[t._keras_history.operation.name] for t in functional.outputs]
     # One input as a tensor, not a list of one: Keras 3 warns on every predict when the structures differ.
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
-                       name=name or f"{functional.name}_qat")
+    return keras.Model(
+        inputs if len(inputs) > 1 else inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=name or f"{functional.name}_qat",
+    )
 
 
 def activation_quantizers(qat_model: Any) -> dict[str, Any]:
@@ -320,5 +351,13 @@ def activation_quantizers(qat_model: Any) -> dict[str, Any]:
     return {layer.name: layer for layer in qat_model.layers if isinstance(layer, ActivationQuantizer)}
 
 
-__all__ = ["quantize_model", "unsupported_layers", "check_covered", "read_graph", "make_plan", "folded_weights",
-           "activation_quantizers", "COVERED"]
+__all__ = [
+    "quantize_model",
+    "unsupported_layers",
+    "check_covered",
+    "read_graph",
+    "make_plan",
+    "folded_weights",
+    "activation_quantizers",
+    "COVERED",
+]

@@ -306,8 +306,16 @@ def _input_note(convention: dict[str, Any] | None) -> str:
 
 
 def _sources(
-    tflite_bytes: bytes, ops: list[str], methods: list[str], model: TFLMModel, vectors, *, arena: dict[str, int], header: str,
-    real_samples: bool = True, input_note: str = "",
+    tflite_bytes: bytes,
+    ops: list[str],
+    methods: list[str],
+    model: TFLMModel,
+    vectors,
+    *,
+    arena: dict[str, int],
+    header: str,
+    real_samples: bool = True,
+    input_note: str = "",
 ) -> dict[str, str]:
     """File name -> text of every C/C++ source of the export."""
     raw_inputs, expected, labels = vectors
@@ -315,13 +323,24 @@ def _sources(
     output_size = int(np.prod(model.output["shape"]))
     data_h, data_cc = render_model_data(tflite_bytes, header=header)
     test_h, test_cc = render_test_data(
-        raw_inputs, expected, labels, header=header, real_samples=real_samples, input_note=input_note,
-        input_type=C_TYPES[np.dtype(model.input["dtype"]).name], output_type=C_TYPES[np.dtype(model.output["dtype"]).name],
-    )  # fmt: skip
+        raw_inputs,
+        expected,
+        labels,
+        header=header,
+        real_samples=real_samples,
+        input_note=input_note,
+        input_type=C_TYPES[np.dtype(model.input["dtype"]).name],
+        output_type=C_TYPES[np.dtype(model.output["dtype"]).name],
+    )
     settings = render_settings(
-        arena_size=arena["tensor_arena_size"], arena_host=arena["arena_bytes"], margin=arena["margin"],
-        input_size=input_size, output_size=output_size, num_classes=output_size, header=header,
-    )  # fmt: skip
+        arena_size=arena["tensor_arena_size"],
+        arena_host=arena["arena_bytes"],
+        margin=arena["margin"],
+        input_size=input_size,
+        output_size=output_size,
+        num_classes=output_size,
+        header=header,
+    )
     return {
         "model_data.h": data_h,
         "model_data.cc": data_cc,
@@ -337,12 +356,12 @@ def _manifest(
     ops,
     methods,
     model: TFLMModel,
-    *,
+    vectors: tuple[np.ndarray, np.ndarray, np.ndarray],
     arena: dict[str, int],
     margin_fraction: float,
     model_name: str,
-    num_samples: int,
 ) -> dict[str, Any]:
+    num_samples = int(len(vectors[0]))
     return {
         "schema_version": SCHEMA_VERSION,
         "model_file": model_name,
@@ -365,14 +384,16 @@ def _manifest(
     }
 
 
-
-
 def _apply_memory_plan(tflite_bytes: bytes, memory_plan: str, *, source: str) -> tuple[bytes, dict[str, Any]]:
     """The model to export and what planning did: ``offline`` keeps a plan only when TFLM verifies it smaller."""
     if memory_plan not in MEMORY_PLANS:
         raise InputError(f"`memory_plan` must be one of: {', '.join(MEMORY_PLANS)}. Received: memory_plan={memory_plan!r}.")
     if memory_plan == "greedy":
-        return tflite_bytes, {"memory_plan": "greedy", "used_plan": False, "reason": "TFLM's greedy planner (--memory-plan greedy)"}
+        return tflite_bytes, {
+            "memory_plan": "greedy",
+            "used_plan": False,
+            "reason": "TFLM's greedy planner (--memory-plan greedy)",
+        }
     from edgedistill.micro.memory_plan import plan_and_verify
 
     logger.info("planning the arena of %s offline (CP-SAT, verified on TFLM) ...", source)
@@ -409,12 +430,19 @@ def _compact(tflite_bytes: bytes, compact: bool, *, arena_bytes: int, source: st
     if before.dtype != after.dtype or not np.array_equal(before, after):
         logger.warning("%s: the compacted model's TFLM outputs differ from the original's; exported as it was", source)
         return tflite_bytes, {"compacted": False, "reason": "TFLM outputs of the compacted model differ; not used"}
-    logger.info("%s compacted for flash: %d -> %d bytes (TFLM outputs identical)", source, len(tflite_bytes), compacted.size_bytes)
+    logger.info(
+        "%s compacted for flash: %d -> %d bytes (TFLM outputs identical)", source, len(tflite_bytes), compacted.size_bytes
+    )
     return compacted.model_bytes, {"compacted": True, "verified_samples": len(inputs), **compacted.to_dict()}
 
 
 def _checked_test_samples(
-    info: Any, test_inputs: np.ndarray | None, test_labels: np.ndarray | None, *, front_end: Any, margin_fraction: float,
+    info: Any,
+    test_inputs: np.ndarray | None,
+    test_labels: np.ndarray | None,
+    *,
+    front_end: Any,
+    margin_fraction: float,
     source: str,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The test samples to embed, checked against the model before anything is written: the data's samples, or
@@ -444,6 +472,23 @@ def _write_sources(output_dir: Path, sources: dict[str, str], *, front_end: Any,
         write_bytes_atomic(output_dir / "front_end.tflite", front_end.tflite_bytes)
     for name, text in sources.items():
         write_text_atomic(output_dir / name, text)
+
+
+def _device_model(
+    tflite_bytes: bytes,
+    arena: dict[str, int] | None,
+    memory_plan: str,
+    compact: bool,
+    margin_fraction: float,
+    source: str,
+) -> tuple[bytes, dict[str, int], dict[str, dict[str, Any]]]:
+    """The model as the device gets it (offline memory plan, then compaction), its arena figures, and the reports of
+    both steps (``memory_plan``, ``compaction``) for the manifest."""
+    tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=source)
+    used_plan = bool(plan_report.get("used_plan"))
+    arena = _arena_of(tflite_bytes, arena, used_plan=used_plan, margin_fraction=margin_fraction, source=source)
+    tflite_bytes, compact_report = _compact(tflite_bytes, compact, arena_bytes=arena["tensor_arena_size"], source=source)
+    return tflite_bytes, arena, {"memory_plan": plan_report, "compaction": compact_report}
 
 
 def export_micro(
@@ -486,23 +531,19 @@ def export_micro(
     test_inputs, test_labels = _checked_test_samples(
         info, test_inputs, test_labels, front_end=front_end, margin_fraction=margin_fraction, source=model_name
     )
-    tflite_bytes, plan_report = _apply_memory_plan(tflite_bytes, memory_plan, source=model_name)
-    arena = _arena_of(tflite_bytes, arena, used_plan=bool(plan_report.get("used_plan")), margin_fraction=margin_fraction,
-                      source=model_name)  # fmt: skip
-    tflite_bytes, compact_report = _compact(tflite_bytes, compact, arena_bytes=arena["tensor_arena_size"], source=model_name)
+    tflite_bytes, arena, reports = _device_model(tflite_bytes, arena, memory_plan, compact, margin_fraction, model_name)
     model = TFLMModel(tflite_bytes, arena_size=arena["tensor_arena_size"], source=model_name)
     vectors = _test_vectors(model, test_inputs, test_labels, num_test_samples, tflite_bytes=tflite_bytes)
     output_dir = Path(output_dir)
     header = HEADER_TEMPLATE.format(version=__version__, model=model_name)
     note = _input_note(input_convention) if front_end is None else ""
-    _write_sources(output_dir, _sources(tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header,
-                                        real_samples=real_samples, input_note=note), front_end=front_end, model=model, header=header)
-    manifest = _manifest(
-        tflite_bytes, info.ops, methods, model, arena=arena, margin_fraction=margin_fraction,
-        model_name=model_name, num_samples=int(len(vectors[0])),
-    )  # fmt: skip
-    sections = {"front_end": front_end.manifest() if front_end is not None else None, "memory_plan": plan_report,
-                "compaction": compact_report, "input_convention": input_convention}  # fmt: skip
+    sources = _sources(
+        tflite_bytes, info.ops, methods, model, vectors, arena=arena, header=header, real_samples=real_samples, input_note=note
+    )
+    _write_sources(output_dir, sources, front_end=front_end, model=model, header=header)
+    manifest = _manifest(tflite_bytes, info.ops, methods, model, vectors, arena, margin_fraction, model_name)
+    front_end_section = front_end.manifest() if front_end is not None else None
+    sections = {"front_end": front_end_section, **reports, "input_convention": input_convention}
     manifest.update({name: section for name, section in sections.items() if section is not None})
     write_json_atomic(output_dir / "micro_export.json", manifest)  # last: its presence marks a complete export
     logger.debug("micro export of %s written to %s", model_name, output_dir)

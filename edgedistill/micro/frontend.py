@@ -69,8 +69,15 @@ def synthetic_clips(frontend: FrontEnd, count: int) -> np.ndarray:
 class FrontEndExport:
     """A front end to export with a model (see the module docstring)."""
 
-    def __init__(self, tflite_bytes: bytes, *, test_clips: np.ndarray | None = None, num_test_samples: int = 5,
-                 source: str = "front_end.tflite", compact: bool = True) -> None:
+    def __init__(
+        self,
+        tflite_bytes: bytes,
+        *,
+        test_clips: np.ndarray | None = None,
+        num_test_samples: int = 5,
+        source: str = "front_end.tflite",
+        compact: bool = True,
+    ) -> None:
         info = read_model_info(tflite_bytes, source=source)
         self.methods = check_micro_compatible(info, source=source)
         self.ops, self.tflite_bytes, self.source = info.ops, tflite_bytes, source
@@ -86,7 +93,10 @@ class FrontEndExport:
     def check_model(self, info: ModelInfo, *, source: str = "model") -> None:
         """``InputError`` unless the model takes exactly the front end's ``(frames, channels)`` features."""
         check_feature_shape(
-            self.frontend, info.inputs[0].shape if info.inputs else [], frontend_source=self.source, model_source=source,
+            self.frontend,
+            info.inputs[0].shape if info.inputs else [],
+            frontend_source=self.source,
+            model_source=source,
             fix="Export the model with the front end it was trained with (same --audio-* options), or train it on this "
             "front end's features.",
         )
@@ -140,7 +150,9 @@ class FrontEndExport:
         }
 
     def _resolver(self, header: str) -> str:
-        calls = "\n".join(f"  if (resolver.{m}() != kTfLiteOk) return kTfLiteError;  // {op}" for op, m in zip(self.ops, self.methods))
+        calls = "\n".join(
+            f"  if (resolver.{m}() != kTfLiteOk) return kTfLiteError;  // {op}" for op, m in zip(self.ops, self.methods)
+        )
         return header + (
             "#ifndef EDGEDISTILL_FRONTEND_OP_RESOLVER_H_\n#define EDGEDISTILL_FRONTEND_OP_RESOLVER_H_\n\n"
             '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
@@ -177,7 +189,9 @@ class FrontEndExport:
         table = feature_to_input_table(model_input)
         input_type = {"int8": "int8_t", "float32": "float"}.get(np.dtype(model_input["dtype"]).name)
         if input_type is None:
-            raise InputError(f"The model's input is {np.dtype(model_input['dtype']).name}; an audio model needs int8 or float32 input.")
+            raise InputError(
+                f"The model's input is {np.dtype(model_input['dtype']).name}; an audio model needs int8 or float32 input."
+            )
         table_text = ", ".join(repr(float(v)) + "f" if input_type == "float" else str(int(v)) for v in table)
         audio_rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in clip) + "}" for clip in self.clips)
         feature_rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in f.reshape(-1)) + "}" for f in self.features)
@@ -203,14 +217,22 @@ class FrontEndExport:
     def manifest(self) -> dict[str, Any]:
         """The ``front_end`` section of ``micro_export.json``."""
         return {
-            "file": "front_end.tflite", "size_bytes": len(self.device_bytes), "file_size_bytes": len(self.tflite_bytes),
-            "compacted": self.device_bytes is not self.tflite_bytes, "ops": self.ops, "resolver_methods": self.methods,
-            "arena_bytes_host": self.arena["arena_bytes"], "arena_margin_bytes": self.arena["margin"],
-            "kFrontEndArenaSize": self.arena["tensor_arena_size"], "arena_probes": self.arena.get("num_probes"),
-            "parameters": self.frontend.to_dict(), "num_audio_test_samples": int(len(self.clips)),
-            "test_audio": "synthetic tones" if self.synthetic else "test split", "files": list(FRONT_END_FILES),
+            "file": "front_end.tflite",
+            "size_bytes": len(self.device_bytes),
+            "file_size_bytes": len(self.tflite_bytes),
+            "compacted": self.device_bytes is not self.tflite_bytes,
+            "ops": self.ops,
+            "resolver_methods": self.methods,
+            "arena_bytes_host": self.arena["arena_bytes"],
+            "arena_margin_bytes": self.arena["margin"],
+            "kFrontEndArenaSize": self.arena["tensor_arena_size"],
+            "arena_probes": self.arena.get("num_probes"),
+            "parameters": self.frontend.to_dict(),
+            "num_audio_test_samples": int(len(self.clips)),
+            "test_audio": "synthetic tones" if self.synthetic else "test split",
+            "files": list(FRONT_END_FILES),
             "feature_to_input": "g_feature_to_input[q + 128] = quantize_input((q + 128) / 256)",
-        }  # fmt: skip
+        }
 
 
 __all__ = ["FRONT_END_FILES", "FrontEndExport", "synthetic_clips"]

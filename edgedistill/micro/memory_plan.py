@@ -52,15 +52,34 @@ DEFAULT_MAX_ORDER_STATES = 2_000  # sets of run operators kept per layer; ~1 s o
 
 # TfLiteTypeSizeOf for the element types a planned (non-constant) tensor may have.
 _TYPE_BYTES = {
-    "float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int32": 4, "uint32": 4, "int16": 2,
-    "uint16": 2, "int8": 1, "uint8": 1, "bool": 1, "int64": 8, "uint64": 8, "complex64": 8, "complex128": 16,
-}  # fmt: skip
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "int32": 4,
+    "uint32": 4,
+    "int16": 2,
+    "uint16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+    "int64": 8,
+    "uint64": 8,
+    "complex64": 8,
+    "complex128": 16,
+}
 
 # Operators with effects beyond their output tensors: the order among them is not free.
 _ORDER_BOUND_OPS = {
-    "ASSIGN_VARIABLE", "READ_VARIABLE", "VAR_HANDLE", "CALL_ONCE", "IF", "WHILE",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF",
-}  # fmt: skip
+    "ASSIGN_VARIABLE",
+    "READ_VARIABLE",
+    "VAR_HANDLE",
+    "CALL_ONCE",
+    "IF",
+    "WHILE",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "SVDF",
+}
 
 
 def _align(size: int) -> int:
@@ -511,12 +530,20 @@ def _respect_existing(graph: _Graph, tflite_bytes: bytes, source: str, greedy_he
     bound = lower_bound_bytes(lifetimes)
     logger.info("%s already carries an offline memory plan (head %d bytes): kept", source, head_bytes(lifetimes, offsets))
     return MemoryPlan(
-        model_sha256=hashlib.sha256(tflite_bytes).hexdigest(), num_tensors=graph.num_tensors,
-        offsets=existing, operator_order=order, greedy_head_bytes=greedy_head,
-        planned_head_bytes=head_bytes(lifetimes, offsets), lower_bound_bytes=bound, original_lower_bound_bytes=bound,
-        solver_status="existing", solver_bound_bytes=bound, solver_seconds=0.0, order_search="off",
+        model_sha256=hashlib.sha256(tflite_bytes).hexdigest(),
+        num_tensors=graph.num_tensors,
+        offsets=existing,
+        operator_order=order,
+        greedy_head_bytes=greedy_head,
+        planned_head_bytes=head_bytes(lifetimes, offsets),
+        lower_bound_bytes=bound,
+        original_lower_bound_bytes=bound,
+        solver_status="existing",
+        solver_bound_bytes=bound,
+        solver_seconds=0.0,
+        order_search="off",
         num_planned_tensors=len(lifetimes),
-    )  # fmt: skip
+    )
 
 
 def _candidate_orders(graph: _Graph, reorder: bool, max_order_states: int) -> tuple[list[tuple[int, ...]], str]:
@@ -582,24 +609,37 @@ def plan_memory(
     greedy_head = head_bytes(original_lifetimes, greedy_offsets(original_lifetimes))
     if graph.existing_plan is not None and not replace_existing:
         return _respect_existing(graph, tflite_bytes, source, greedy_head)
-    logger.info("planning the memory of %s (%d operators, %d tensors in the head) ...",
-                source, len(original), len(original_lifetimes))  # fmt: skip
+    logger.info(
+        "planning the memory of %s (%d operators, %d tensors in the head) ...", source, len(original), len(original_lifetimes)
+    )
     orders, order_search = _candidate_orders(graph, reorder, max_order_states)
     order, lifetimes, placement, seconds = _place_orders(graph, orders, time_limit_s, num_workers)
     check_placement(lifetimes, placement.offsets)
     plan = MemoryPlan(
-        model_sha256=hashlib.sha256(tflite_bytes).hexdigest(), num_tensors=graph.num_tensors,
-        offsets=_offsets_vector(graph, lifetimes, placement.offsets), operator_order=order,
-        greedy_head_bytes=greedy_head, planned_head_bytes=placement.head_bytes,
-        lower_bound_bytes=lower_bound_bytes(lifetimes), original_lower_bound_bytes=lower_bound_bytes(original_lifetimes),
-        solver_status=placement.status, solver_bound_bytes=placement.bound_bytes, solver_seconds=seconds,
-        order_search=order_search, num_planned_tensors=len(lifetimes),
-    )  # fmt: skip
+        model_sha256=hashlib.sha256(tflite_bytes).hexdigest(),
+        num_tensors=graph.num_tensors,
+        offsets=_offsets_vector(graph, lifetimes, placement.offsets),
+        operator_order=order,
+        greedy_head_bytes=greedy_head,
+        planned_head_bytes=placement.head_bytes,
+        lower_bound_bytes=lower_bound_bytes(lifetimes),
+        original_lower_bound_bytes=lower_bound_bytes(original_lifetimes),
+        solver_status=placement.status,
+        solver_bound_bytes=placement.bound_bytes,
+        solver_seconds=seconds,
+        order_search=order_search,
+        num_planned_tensors=len(lifetimes),
+    )
     logger.info(
-        "memory plan of %s: head %d bytes (greedy %d, lower bound %d; %s, %.2f s%s)", source,
-        plan.planned_head_bytes, plan.greedy_head_bytes, plan.lower_bound_bytes, plan.solver_status,
-        plan.solver_seconds, ", operators reordered" if plan.order_changed else "",
-    )  # fmt: skip
+        "memory plan of %s: head %d bytes (greedy %d, lower bound %d; %s, %.2f s%s)",
+        source,
+        plan.planned_head_bytes,
+        plan.greedy_head_bytes,
+        plan.lower_bound_bytes,
+        plan.solver_status,
+        plan.solver_seconds,
+        ", operators reordered" if plan.order_changed else "",
+    )
     return plan
 
 
@@ -624,8 +664,13 @@ def read_offline_plan(tflite_bytes: bytes, *, source: str = "model") -> dict[str
         if entry.Name() is not None and entry.Name().decode() == METADATA_NAME:
             raw = np.asarray(model.Buffers(entry.Buffer()).DataAsNumpy(), dtype=np.uint8).tobytes()
             words = np.frombuffer(raw, dtype="<i4")
-            return {"version": int(words[0]), "num_subgraphs": int(words[1]), "count": int(words[2]),
-                    "offsets": [int(v) for v in words[3:]], "buffer": int(entry.Buffer())}  # fmt: skip
+            return {
+                "version": int(words[0]),
+                "num_subgraphs": int(words[1]),
+                "count": int(words[2]),
+                "offsets": [int(v) for v in words[3:]],
+                "buffer": int(entry.Buffer()),
+            }
     return None
 
 
@@ -772,9 +817,12 @@ def verify_plan(
         num_samples=len(inputs),
     )
     logger.info(
-        "memory plan of %s on TFLM: arena %d -> %d bytes, outputs %s", source, greedy_arena, planned_arena,
+        "memory plan of %s on TFLM: arena %d -> %d bytes, outputs %s",
+        source,
+        greedy_arena,
+        planned_arena,
         "identical" if identical else "DIFFERENT",
-    )  # fmt: skip
+    )
     return verification
 
 
@@ -818,9 +866,13 @@ def plan_and_verify(
     which saves two arena bisections, unless ``verify_always`` (the benchmark measures every model).
     """
     plan = plan_memory(
-        tflite_bytes, time_limit_s=time_limit_s, reorder=reorder, replace_existing=replace_existing,
-        num_workers=num_workers, source=source,
-    )  # fmt: skip
+        tflite_bytes,
+        time_limit_s=time_limit_s,
+        reorder=reorder,
+        replace_existing=replace_existing,
+        num_workers=num_workers,
+        source=source,
+    )
     if plan.solver_status == "existing":
         return PlannedModel(tflite_bytes, False, "the model carries its own offline plan; kept", plan, None)
     if plan.planned_head_bytes >= plan.greedy_head_bytes and not plan.order_changed and not verify_always:
@@ -833,9 +885,11 @@ def plan_and_verify(
         logger.warning("memory plan of %s: %s", source, reason)
         return PlannedModel(tflite_bytes, False, reason, plan, verification)
     if not verification.passed or verification.planned_arena_bytes >= verification.greedy_arena_bytes:
-        reason = (f"the planned arena ({verification.planned_arena_bytes} bytes, head {verification.planned_tflm_head_bytes}) "
-                  f"is not smaller than TFLM's greedy plan's ({verification.greedy_arena_bytes} bytes, head "
-                  f"{verification.greedy_tflm_head_bytes}); the model is kept as it was")  # fmt: skip
+        reason = (
+            f"the planned arena ({verification.planned_arena_bytes} bytes, head {verification.planned_tflm_head_bytes}) "
+            f"is not smaller than TFLM's greedy plan's ({verification.greedy_arena_bytes} bytes, head "
+            f"{verification.greedy_tflm_head_bytes}); the model is kept as it was"
+        )
         return PlannedModel(tflite_bytes, False, reason, plan, verification)
     saved = verification.greedy_arena_bytes - verification.planned_arena_bytes
     return PlannedModel(planned, True, f"verified on TFLM: {saved} bytes less arena, outputs identical", plan, verification)

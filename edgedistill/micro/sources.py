@@ -32,8 +32,9 @@ def comment_line(text: str) -> str:
 
 def c_string_literal(text: str) -> str:
     """A C string literal of ``text`` (UTF-8 bytes; quotes, backslashes and non-printable bytes as octal escapes)."""
-    escaped = "".join(chr(byte) if 32 <= byte < 127 and chr(byte) not in '"\\?' else f"\\{byte:03o}"
-                      for byte in text.encode("utf-8"))
+    escaped = "".join(
+        chr(byte) if 32 <= byte < 127 and chr(byte) not in '"\\?' else f"\\{byte:03o}" for byte in text.encode("utf-8")
+    )
     return f'"{escaped}"'
 
 
@@ -112,22 +113,30 @@ def render_settings(
 
 
 def render_test_data(
-    inputs: np.ndarray, expected: np.ndarray, labels: np.ndarray, *, input_type: str, output_type: str, header: str,
-    real_samples: bool = True, input_note: str = "",
+    inputs: np.ndarray,
+    expected: np.ndarray,
+    labels: np.ndarray,
+    *,
+    input_type: str,
+    output_type: str,
+    header: str,
+    real_samples: bool = True,
+    input_note: str = "",
 ) -> tuple[str, str]:
     num = len(inputs)
     header = comment_line(header)
     origin = (
         "// Real samples of the test split and the outputs the host TFLM interpreter gave for them.\n"
-        if real_samples else
-        "// Seeded random inputs (no data set was given; labels are -1), not real samples, and the outputs the\n"
+        if real_samples
+        else "// Seeded random inputs (no data set was given; labels are -1), not real samples, and the outputs the\n"
         "// host TFLM interpreter gave for them: they check the firmware computes what the host does, not accuracy.\n"
     )
     h = header + (
         "#ifndef EDGEDISTILL_TEST_DATA_H_\n#define EDGEDISTILL_TEST_DATA_H_\n\n#include <cstdint>\n\n"
         '#include "model_settings.h"\n\n'
-        + origin + "".join(comment_line(line) for line in input_note.splitlines()) +
-        f"constexpr int kNumTestSamples = {num};\n"
+        + origin
+        + "".join(comment_line(line) for line in input_note.splitlines())
+        + f"constexpr int kNumTestSamples = {num};\n"
         f"using ModelInputType = {input_type};\nusing ModelOutputType = {output_type};\n\n"
         "extern const ModelInputType g_test_inputs[kNumTestSamples][kInputSize];\n"
         "extern const ModelOutputType g_test_expected_outputs[kNumTestSamples][kOutputSize];\n"

@@ -94,20 +94,29 @@ class AdbTarget(Target):
         return f"adb:{self.serial or 'default'}"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "serial": self.serial, "benchmark_binary": str(self.binary) if self.binary
-                else None, "taskset": self.options.taskset, **({"device": self._device} if self._device else {})}
+        return {
+            **super().describe(),
+            "serial": self.serial,
+            "benchmark_binary": str(self.binary) if self.binary else None,
+            "taskset": self.options.taskset,
+            **({"device": self._device} if self._device else {}),
+        }
 
     def _adb(self, *arguments: str, timeout_s: float = 120.0, serial: bool = True) -> subprocess.CompletedProcess:
         command = [self.adb, *(["-s", self.serial] if serial and self.serial else []), *arguments]
         try:
-            return subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout_s,
-                                  stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                command, capture_output=True, text=True, errors="replace", timeout=timeout_s, stdin=subprocess.DEVNULL
+            )
         except FileNotFoundError:
-            raise StageError(f"The adb client was not found ({self.adb!r}). Install it: `apt-get install adb`, "
-                             "or the Android SDK platform-tools.") from None
+            raise StageError(
+                f"The adb client was not found ({self.adb!r}). Install it: `apt-get install adb`, "
+                "or the Android SDK platform-tools."
+            ) from None
         except subprocess.TimeoutExpired:
-            raise StageError(f"{self.spec}: `adb {' '.join(arguments[:2])}` did not finish in {timeout_s:g} s; "
-                             "is the device still connected?") from None
+            raise StageError(
+                f"{self.spec}: `adb {' '.join(arguments[:2])}` did not finish in {timeout_s:g} s; is the device still connected?"
+            ) from None
 
     def shell(self, command_words: list[str], *, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
         # One argument: adb sends it as is to the device's `sh -c`; each word is quoted by us.
@@ -115,8 +124,10 @@ class AdbTarget(Target):
 
     def _check(self, result: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
         if result.returncode != 0:
-            raise StageError(f"{self.spec} ({self.serial}): {what} failed (exit {result.returncode}): "
-                             f"{last_lines(result.stderr + result.stdout) or 'no message'}")
+            raise StageError(
+                f"{self.spec} ({self.serial}): {what} failed (exit {result.returncode}): "
+                f"{last_lines(result.stderr + result.stdout) or 'no message'}"
+            )
         return result
 
     def choose_device(self) -> str:
@@ -129,32 +140,45 @@ class AdbTarget(Target):
             match = [d for d in devices if d["serial"] == self.serial]
             if not match:
                 known = ", ".join(d["serial"] for d in devices) or "none"
-                raise InputError(f"No adb device with serial {self.serial!r} (attached: {known}). Check "
-                                 "`adb devices -l` and the --serial value.")
+                raise InputError(
+                    f"No adb device with serial {self.serial!r} (attached: {known}). Check "
+                    "`adb devices -l` and the --serial value."
+                )
             if match[0]["state"] != "device":
-                raise StageError(f"adb device {self.serial} is {match[0]['state']!r}, not ready. "
-                                 "Unlock it and accept USB debugging, or reconnect it.")
+                raise StageError(
+                    f"adb device {self.serial} is {match[0]['state']!r}, not ready. "
+                    "Unlock it and accept USB debugging, or reconnect it."
+                )
             return self.serial
         if not ready:
             others = ", ".join(f"{d['serial']} ({d['state']})" for d in devices)
-            raise InputError("No adb device is attached" + (f" and ready (seen: {others})" if others else "") +
-                             ". Connect one with USB debugging on (or `adb connect HOST:PORT`), then check "
-                             "`adb devices -l`.")
+            raise InputError(
+                "No adb device is attached"
+                + (f" and ready (seen: {others})" if others else "")
+                + ". Connect one with USB debugging on (or `adb connect HOST:PORT`), then check "
+                "`adb devices -l`."
+            )
         if len(ready) > 1:
-            raise InputError(f"Several adb devices are attached ({', '.join(d['serial'] for d in ready)}). "
-                             "Choose one with --serial SERIAL (or --target adb:SERIAL).")
+            raise InputError(
+                f"Several adb devices are attached ({', '.join(d['serial'] for d in ready)}). "
+                "Choose one with --serial SERIAL (or --target adb:SERIAL)."
+            )
         return ready[0]["serial"]
 
     def open(self) -> None:
         if self.binary is None:
-            raise InputError("The adb target runs TFLite's benchmark_model on the device, and none was given. "
-                             f"Pass --benchmark-binary PATH (or set {ENV_BINARY}) to a benchmark_model built for "
-                             "the device (e.g. android_aarch64_benchmark_model from the TensorFlow project's "
-                             "prebuilt nightlies, or `bazel build -c opt --config=android_arm64 "
-                             "//tensorflow/lite/tools/benchmark:benchmark_model`).")
+            raise InputError(
+                "The adb target runs TFLite's benchmark_model on the device, and none was given. "
+                f"Pass --benchmark-binary PATH (or set {ENV_BINARY}) to a benchmark_model built for "
+                "the device (e.g. android_aarch64_benchmark_model from the TensorFlow project's "
+                "prebuilt nightlies, or `bazel build -c opt --config=android_arm64 "
+                "//tensorflow/lite/tools/benchmark:benchmark_model`)."
+            )
         if not self.binary.is_file():
-            raise InputError(f"benchmark_model binary not found: {str(self.binary)!r}. Pass the path of TFLite's "
-                             "benchmark_model built for the device.")
+            raise InputError(
+                f"benchmark_model binary not found: {str(self.binary)!r}. Pass the path of TFLite's "
+                "benchmark_model built for the device."
+            )
         self.serial = self.choose_device()
         query = "; ".join(f"getprop {prop}" for prop in PROPS.values())
         props = self._check(self._adb("shell", query), "reading getprop").stdout.splitlines()
@@ -202,17 +226,21 @@ class AdbTarget(Target):
         measurement.extra["benchmark_model_output_tail"] = text.strip().splitlines()[-12:]
         if timed_out:
             measurement.status = "failed"
-            measurement.error = (f"{self.spec} ({self.serial}): timed out after {config.timeout_s:g} s. Raise "
-                                 "--timeout or lower --num-runs / --min-secs.")
+            measurement.error = (
+                f"{self.spec} ({self.serial}): timed out after {config.timeout_s:g} s. Raise "
+                "--timeout or lower --num-runs / --min-secs."
+            )
             return measurement
         try:
             fill_from_benchmark_model(measurement, parse_benchmark_model_output(text))
         except ValueError as error:
             measurement.status = "failed"
             lost = any(marker in text for marker in ("device offline", "not found", "closed", "no devices"))
-            measurement.error = (f"{self.spec} ({self.serial}): "
-                                 + (f"the device was lost mid-run (adb exit {exit_code}: {last_lines(text, 2)})."
-                                    if lost else f"{error} (exit {exit_code})."))
+            measurement.error = f"{self.spec} ({self.serial}): " + (
+                f"the device was lost mid-run (adb exit {exit_code}: {last_lines(text, 2)})."
+                if lost
+                else f"{error} (exit {exit_code})."
+            )
             return measurement
         if exit_code != 0:
             measurement.status = "failed"

@@ -148,8 +148,7 @@ class Measurement:
 
     @property
     def pair_key(self) -> str:
-        return pair_key(self.model, self.model_sha256, self.target.get("spec", self.target.get("name")),
-                        self.config)
+        return pair_key(self.model, self.model_sha256, self.target.get("spec", self.target.get("name")), self.config)
 
 
 def _serialised_fields() -> list[str]:
@@ -224,13 +223,20 @@ class Target:
 def runner_arguments(model_path: str, config: BenchConfig, *, inputs_path: str | None = None) -> list[str]:
     """Command-line arguments of ``_runner.py`` for one measurement."""
     arguments = [
-        "--model", model_path,
-        "--num-runs", str(config.num_runs),
-        "--warmup-runs", str(config.warmup_runs),
-        "--num-threads", str(config.num_threads),
-        "--min-secs", repr(float(config.min_secs)),
-        "--use-xnnpack", "true" if config.use_xnnpack else "false",
-        "--seed", str(config.seed),
+        "--model",
+        model_path,
+        "--num-runs",
+        str(config.num_runs),
+        "--warmup-runs",
+        str(config.warmup_runs),
+        "--num-threads",
+        str(config.num_threads),
+        "--min-secs",
+        repr(float(config.min_secs)),
+        "--use-xnnpack",
+        "true" if config.use_xnnpack else "false",
+        "--seed",
+        str(config.seed),
     ]
     if inputs_path:
         arguments += ["--inputs", inputs_path]
@@ -288,8 +294,17 @@ class RunnerOutput:
         before, after = self.init.get("rss_before_init_bytes"), self.init.get("rss_after_init_bytes")
         if before is not None and after is not None:
             measurement.rss_init_growth_bytes = after - before
-        standard = {"runtime", "runtime_version", "init_ms", "rss_before_init_bytes", "rss_after_init_bytes",
-                    "first_inference_ms", "warmup_ms", "peak_rss_bytes", "num_samples"}
+        standard = {
+            "runtime",
+            "runtime_version",
+            "init_ms",
+            "rss_before_init_bytes",
+            "rss_after_init_bytes",
+            "first_inference_ms",
+            "warmup_ms",
+            "peak_rss_bytes",
+            "num_samples",
+        }
         if self.init:
             measurement.extra.update({k: v for k, v in self.init.items() if k not in standard})
         measurement.samples_ms = list(self.samples_ms)
@@ -303,6 +318,18 @@ class RunnerOutput:
             # The raw per-operator record; edgedistill.bench turns it into a Profile (and its files).
             measurement.extra["profile"] = self.profile
         return measurement
+
+
+def _wait_for_exit(process: subprocess.Popen, usage: dict[str, Any] | None) -> None:
+    """Reap ``process``, setting its return code; ``usage`` (when given) receives its ``max_rss_bytes``."""
+    try:
+        # wait4 also gives the child's peak RSS (ru_maxrss, KiB on Linux), e.g. of a QEMU process.
+        _, status, rusage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if usage is not None:
+            usage["max_rss_bytes"] = rusage.ru_maxrss * 1024
+    except ChildProcessError:
+        process.wait()
 
 
 def run_streaming(
@@ -322,8 +349,15 @@ def run_streaming(
     (so an ssh or qemu child does not linger) and the exit code is None.
     """
     process = subprocess.Popen(
-        list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env, cwd=cwd,
-        text=True, errors="replace", start_new_session=True,
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=stdin,
+        env=env,
+        cwd=cwd,
+        text=True,
+        errors="replace",
+        start_new_session=True,
     )
     assert process.stdout is not None and process.stderr is not None  # both PIPE
     stdout, stderr = process.stdout, process.stderr
@@ -346,14 +380,7 @@ def run_streaming(
     try:
         for line in stdout:
             on_line(line)
-        try:
-            # wait4 also gives the child's peak RSS (ru_maxrss, KiB on Linux), e.g. of a QEMU process.
-            _, status, rusage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            if usage is not None:
-                usage["max_rss_bytes"] = rusage.ru_maxrss * 1024
-        except ChildProcessError:
-            process.wait()
+        _wait_for_exit(process, usage)
     finally:
         if timer:
             timer.cancel()
@@ -416,8 +443,10 @@ def finish_from_runner(
     measurement.wall_s = time.monotonic() - started
     if timed_out:
         measurement.status = "failed"
-        measurement.error = (f"{where}: timed out after {timeout_s:g} s ({len(output.samples_ms)} samples kept). "
-                             "Raise --timeout or lower --num-runs / --min-secs.")
+        measurement.error = (
+            f"{where}: timed out after {timeout_s:g} s ({len(output.samples_ms)} samples kept). "
+            "Raise --timeout or lower --num-runs / --min-secs."
+        )
     elif output.error:
         measurement.status = "failed"
         message = output.error.get("message", "")
@@ -427,8 +456,9 @@ def finish_from_runner(
     elif exit_code != 0 or output.result is None:
         measurement.status = "failed"
         detail = last_lines(stderr) or "no output"
-        measurement.error = (f"{where}: the measurement stopped (exit code {exit_code}) after "
-                             f"{len(output.samples_ms)} samples: {detail}")
+        measurement.error = (
+            f"{where}: the measurement stopped (exit code {exit_code}) after {len(output.samples_ms)} samples: {detail}"
+        )
     return measurement
 
 
@@ -442,6 +472,17 @@ def require_model(model: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "BenchConfig", "Measurement", "Target", "RunnerOutput", "latency_stats", "runner_arguments",
-    "run_streaming", "finish_from_runner", "require_model", "stop_running_measurements", "pair_key", "file_sha256", "RUNNER_PATH",
+    "BenchConfig",
+    "Measurement",
+    "Target",
+    "RunnerOutput",
+    "latency_stats",
+    "runner_arguments",
+    "run_streaming",
+    "finish_from_runner",
+    "require_model",
+    "stop_running_measurements",
+    "pair_key",
+    "file_sha256",
+    "RUNNER_PATH",
 ]

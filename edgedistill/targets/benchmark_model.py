@@ -23,11 +23,14 @@ from edgedistill.targets.base import BenchConfig, Measurement
 _NUMBER = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 _TIMINGS = re.compile(
     rf"Inference timings in us: Init: {_NUMBER}, First inference: {_NUMBER}, "
-    rf"Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}")
+    rf"Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}"
+)
 _COUNT = re.compile(r"count=(\d+)((?: \w+=" + _NUMBER + r")*)")
 _FIELD = re.compile(r"(\w+)=" + _NUMBER)
-_MEMORY = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
-                     rf"init={_NUMBER} overall={_NUMBER}")
+_MEMORY = re.compile(
+    rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
+    rf"init={_NUMBER} overall={_NUMBER}"
+)
 _PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: {_NUMBER}")
 _INIT_SESSION = re.compile(rf"Initialized session in {_NUMBER}\s*ms")
 _REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w+)\)")
@@ -116,8 +119,17 @@ def _count_line_figures(text: str, inference_us: float) -> dict[str, Any]:
         fields["count"] = int(match.group(1))
         count_lines.append(fields)
     if not count_lines:
-        return {"latency_ms": {"mean": inference_us / 1000.0, "std": None, "min": None, "p50": None, "p90": None,
-                               "p99": None, "max": None}}
+        return {
+            "latency_ms": {
+                "mean": inference_us / 1000.0,
+                "std": None,
+                "min": None,
+                "p50": None,
+                "p90": None,
+                "p99": None,
+                "max": None,
+            }
+        }
     timed = count_lines[-1]
     result: dict[str, Any] = {"num_runs_done": timed["count"]}
     result["latency_ms"] = {
@@ -147,8 +159,7 @@ def fill_from_benchmark_model(measurement: Measurement, parsed: dict[str, Any]) 
     measurement.samples_ms = []
     measurement.peak_rss_bytes = parsed.get("peak_memory_bytes")
     measurement.rss_init_growth_bytes = parsed.get("memory_init_delta_bytes")
-    measurement.extra.update({k: v for k, v in parsed.items()
-                              if k not in ("init_ms", "first_inference_ms", "latency_ms")})
+    measurement.extra.update({k: v for k, v in parsed.items() if k not in ("init_ms", "first_inference_ms", "latency_ms")})
     return measurement
 
 

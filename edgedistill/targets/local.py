@@ -57,7 +57,13 @@ class LocalTarget(Target):
         logger.debug("local: %s", " ".join(command))
         exit_code, stderr, timed_out = run_streaming(command, timeout_s=config.timeout_s, on_line=output.feed, env=env)
         return finish_from_runner(
-            measurement, output, exit_code, stderr, timed_out, where="local", started=started,
+            measurement,
+            output,
+            exit_code,
+            stderr,
+            timed_out,
+            where="local",
+            started=started,
             timeout_s=config.timeout_s,
             hint_no_interpreter="Install it in this environment: `pip install ai-edge-litert`.",
         )

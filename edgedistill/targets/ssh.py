@@ -75,26 +75,44 @@ def explain_ssh_failure(where: str, stderr: str, options: Any) -> str:
     # First: OpenSSH also prints "Host key verification failed" for a changed key, and a changed
     # key must never be answered with advice to trust it.
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "POSSIBLE DNS SPOOFING" in text:
-        return (f"{where}: the device's host key has CHANGED since it was recorded in known_hosts; refusing to "
-                "connect. This can be a man-in-the-middle attack. Verify the new key with whoever runs the device "
-                "(over another channel) before you change known_hosts; --accept-new-host-key does not apply to "
-                "changed keys.")
-    if "Host key verification failed" in text or "No ED25519 host key is known" in text or (
-            "host key" in text.lower() and "known" in text.lower()):
-        return (f"{where}: the device's host key is not in known_hosts, so the connection was refused. "
-                "Check the key (e.g. `ssh-keyscan HOST`) and add it to known_hosts, or pass --accept-new-host-key "
-                "to trust it on first use.")
+        return (
+            f"{where}: the device's host key has CHANGED since it was recorded in known_hosts; refusing to "
+            "connect. This can be a man-in-the-middle attack. Verify the new key with whoever runs the device "
+            "(over another channel) before you change known_hosts; --accept-new-host-key does not apply to "
+            "changed keys."
+        )
+    if (
+        "Host key verification failed" in text
+        or "No ED25519 host key is known" in text
+        or ("host key" in text.lower() and "known" in text.lower())
+    ):
+        return (
+            f"{where}: the device's host key is not in known_hosts, so the connection was refused. "
+            "Check the key (e.g. `ssh-keyscan HOST`) and add it to known_hosts, or pass --accept-new-host-key "
+            "to trust it on first use."
+        )
     if "Permission denied" in text:
-        return (f"{where}: authentication refused ({last_lines(text, 1)}). Set up key login "
-                "(`ssh-copy-id USER@HOST`), load your key in ssh-agent, or check the user name; "
-                "passwords are not asked for (BatchMode).")
+        return (
+            f"{where}: authentication refused ({last_lines(text, 1)}). Set up key login "
+            "(`ssh-copy-id USER@HOST`), load your key in ssh-agent, or check the user name; "
+            "passwords are not asked for (BatchMode)."
+        )
     if "Could not resolve hostname" in text:
         return f"{where}: unknown host ({last_lines(text, 1)}). Check the name or use the device's IP address."
-    for marker in ("Connection refused", "Connection timed out", "No route to host", "Network is unreachable",
-                   "Operation timed out", "Connection closed", "Connection reset"):
+    for marker in (
+        "Connection refused",
+        "Connection timed out",
+        "No route to host",
+        "Network is unreachable",
+        "Operation timed out",
+        "Connection closed",
+        "Connection reset",
+    ):
         if marker in text:
-            return (f"{where}: cannot reach the device ({marker}). Check that it is on, on the network, and runs "
-                    "an ssh server; see --connect-timeout.")
+            return (
+                f"{where}: cannot reach the device ({marker}). Check that it is on, on the network, and runs "
+                "an ssh server; see --connect-timeout."
+            )
     return f"{where}: ssh failed: {last_lines(text) or 'no message'}"
 
 
@@ -129,8 +147,10 @@ class SshTarget(Target):
         self.user, self.host, self.port = parse_ssh_spec(spec)
         self.options = options
         if options.ssh_config and not Path(options.ssh_config).expanduser().is_file():
-            raise InputError(f"ssh config file not found: {options.ssh_config!r}. Pass an existing file to "
-                             "--ssh-config, or omit it to use ~/.ssh/config.")
+            raise InputError(
+                f"ssh config file not found: {options.ssh_config!r}. Pass an existing file to "
+                "--ssh-config, or omit it to use ~/.ssh/config."
+            )
         # "" when the client is not installed: open() says so before any command runs
         self.ssh = shutil.which("ssh") or ""
         self.scp = shutil.which("scp") or ""
@@ -150,9 +170,16 @@ class SshTarget(Target):
 
     def describe(self) -> dict[str, Any]:
         emulated = {"kind": "emulated", "emulated_device": self.emulated_device} if self.emulated_device else {}
-        return {**super().describe(), **emulated, "host": self.host, "user": self.user, "port": self.port,
-                "remote_python": self.options.remote_python,
-                "benchmark_binary": self.options.benchmark_binary, **({"device": self._device} if self._device else {})}
+        return {
+            **super().describe(),
+            **emulated,
+            "host": self.host,
+            "user": self.user,
+            "port": self.port,
+            "remote_python": self.options.remote_python,
+            "benchmark_binary": self.options.benchmark_binary,
+            **({"device": self._device} if self._device else {}),
+        }
 
     # -- ssh plumbing ----------------------------------------------------------------------
 
@@ -161,26 +188,42 @@ class SshTarget(Target):
         if self.options.ssh_config:
             options += ["-F", str(Path(self.options.ssh_config).expanduser())]
         options += [
-            "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={max(1, int(round(self.options.connect_timeout_s)))}",
-            "-o", "StrictHostKeyChecking=" + ("accept-new" if self.options.accept_new_host_key else "yes"),
-            "-o", "ServerAliveInterval=5",
-            "-o", "ServerAliveCountMax=3",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={max(1, int(round(self.options.connect_timeout_s)))}",
+            "-o",
+            "StrictHostKeyChecking=" + ("accept-new" if self.options.accept_new_host_key else "yes"),
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
         ]
         if self._control_dir:
-            options += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C",
-                        "-o", "ControlPersist=60"]
+            options += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C", "-o", "ControlPersist=60"]
         return options
 
     def ssh_command(self, remote_words: list[str]) -> list[str]:
         port = ["-p", str(self.port)] if self.port else []
-        return [self.ssh, *self._common_options(), *port, self.destination, "--",
-                " ".join(shlex.quote(word) for word in remote_words)]
+        return [
+            self.ssh,
+            *self._common_options(),
+            *port,
+            self.destination,
+            "--",
+            " ".join(shlex.quote(word) for word in remote_words),
+        ]
 
     def run(self, remote_words: list[str], *, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(self.ssh_command(remote_words), capture_output=True, text=True, errors="replace",
-                                  timeout=timeout_s, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                self.ssh_command(remote_words),
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout_s,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise StageError(f"{self.spec}: `{' '.join(remote_words[:3])}` did not finish in {timeout_s:g} s.") from None
 
@@ -188,8 +231,9 @@ class SshTarget(Target):
         if result.returncode == SSH_ERROR_EXIT:
             raise StageError(explain_ssh_failure(self.spec, result.stderr, self.options))
         if result.returncode != 0:
-            raise StageError(f"{self.spec}: {what} failed (exit {result.returncode}): "
-                             f"{last_lines(result.stderr) or 'no message'}")
+            raise StageError(
+                f"{self.spec}: {what} failed (exit {result.returncode}): {last_lines(result.stderr) or 'no message'}"
+            )
         return result
 
     def copy(self, local: Path, remote_name: str) -> str:
@@ -200,11 +244,19 @@ class SshTarget(Target):
         # The remote path is made of safe characters only (remote_file_name, _SAFE_REMOTE), so it means
         # the same under SFTP and under the legacy protocol (where the remote shell reads it); the local
         # path is absolute, so a ':' in it is never taken for a host; `--` ends scp's options.
-        command = [self.scp, "-q", *self._common_options(), *port, "--", str(local.resolve()),
-                   f"{self.destination}:{remote_path}"]
+        command = [
+            self.scp,
+            "-q",
+            *self._common_options(),
+            *port,
+            "--",
+            str(local.resolve()),
+            f"{self.destination}:{remote_path}",
+        ]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=600,
-                                    stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                command, capture_output=True, text=True, errors="replace", timeout=600, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             raise StageError(f"{self.spec}: copying {local.name} did not finish in 600 s.") from None
         if result.returncode != 0:
@@ -217,8 +269,7 @@ class SshTarget(Target):
 
     def open(self) -> None:
         if not self.ssh or not self.scp:
-            raise StageError("The OpenSSH client (ssh, scp) is not installed. Install it: "
-                             "`apt-get install openssh-client`.")
+            raise StageError("The OpenSSH client (ssh, scp) is not installed. Install it: `apt-get install openssh-client`.")
         self._control_dir = tempfile.mkdtemp(prefix="edgedistill-ssh-")
         try:
             self._open_session()
@@ -227,12 +278,18 @@ class SshTarget(Target):
             raise
 
     def _open_session(self) -> None:
-        result = self._check(self.run(["sh", "-c", 'mktemp -d "${TMPDIR:-/tmp}/edgedistill.XXXXXX"'],
-                                      timeout_s=self.options.connect_timeout_s + 30), "creating a temporary folder")
+        result = self._check(
+            self.run(
+                ["sh", "-c", 'mktemp -d "${TMPDIR:-/tmp}/edgedistill.XXXXXX"'], timeout_s=self.options.connect_timeout_s + 30
+            ),
+            "creating a temporary folder",
+        )
         lines = result.stdout.strip().splitlines()
         if not lines or not _SAFE_REMOTE_DIR.fullmatch(lines[-1]):
-            raise StageError(f"{self.spec}: `mktemp -d` printed {result.stdout!r}; expected a folder path of "
-                             "letters, digits and / . _ - (set TMPDIR on the device to such a folder).")
+            raise StageError(
+                f"{self.spec}: `mktemp -d` printed {result.stdout!r}; expected a folder path of "
+                "letters, digits and / . _ - (set TMPDIR on the device to such a folder)."
+            )
         self.remote_dir = lines[-1]
         self._deployed = {}
         self._read_emulated_marker()
@@ -257,8 +314,12 @@ class SshTarget(Target):
             self.remote_dir = None
             if self._control_dir:
                 port = ["-p", str(self.port)] if self.port else []
-                subprocess.run([self.ssh, *self._common_options(), *port, "-O", "exit", self.destination],
-                               capture_output=True, timeout=15, stdin=subprocess.DEVNULL)
+                subprocess.run(
+                    [self.ssh, *self._common_options(), *port, "-O", "exit", self.destination],
+                    capture_output=True,
+                    timeout=15,
+                    stdin=subprocess.DEVNULL,
+                )
                 shutil.rmtree(self._control_dir, ignore_errors=True)
                 self._control_dir = None
 
@@ -280,31 +341,39 @@ class SshTarget(Target):
         started = time.monotonic()
         remote_runner = self._deploy(RUNNER_PATH, "edgedistill_runner.py")
         remote_model = self._deploy(model, model.name)
-        remote_inputs = self._deploy(Path(config.inputs), "inputs" + Path(config.inputs).suffix) if config.inputs \
-            else None
-        words = [self.options.remote_python, remote_runner,
-                 *runner_arguments(remote_model, config, inputs_path=remote_inputs)]
+        remote_inputs = self._deploy(Path(config.inputs), "inputs" + Path(config.inputs).suffix) if config.inputs else None
+        words = [self.options.remote_python, remote_runner, *runner_arguments(remote_model, config, inputs_path=remote_inputs)]
         output = RunnerOutput()
-        exit_code, stderr, timed_out = run_streaming(self.ssh_command(words), timeout_s=config.timeout_s,
-                                                     on_line=output.feed)
+        exit_code, stderr, timed_out = run_streaming(self.ssh_command(words), timeout_s=config.timeout_s, on_line=output.feed)
         if exit_code == SSH_ERROR_EXIT and not output.error:
             output.fill(measurement)
             measurement.status = "failed"
             measurement.wall_s = time.monotonic() - started
-            measurement.error = (f"{explain_ssh_failure(self.spec, stderr, self.options)} "
-                                 f"(connection lost after {len(output.samples_ms)} samples; they are kept)")
+            measurement.error = (
+                f"{explain_ssh_failure(self.spec, stderr, self.options)} "
+                f"(connection lost after {len(output.samples_ms)} samples; they are kept)"
+            )
             return measurement
         if exit_code == 127 and not output.device:
             output.fill(measurement)
             measurement.status = "failed"
-            measurement.error = (f"{self.spec}: {self.options.remote_python!r} was not found on the device. Install "
-                                 "Python 3 there (`sudo apt install python3 python3-numpy`) or pass --remote-python "
-                                 "PATH (e.g. a venv's bin/python).")
+            measurement.error = (
+                f"{self.spec}: {self.options.remote_python!r} was not found on the device. Install "
+                "Python 3 there (`sudo apt install python3 python3-numpy`) or pass --remote-python "
+                "PATH (e.g. a venv's bin/python)."
+            )
             return measurement
         measurement = finish_from_runner(
-            measurement, output, exit_code, stderr, timed_out, where=self.spec, started=started,
+            measurement,
+            output,
+            exit_code,
+            stderr,
+            timed_out,
+            where=self.spec,
+            started=started,
             timeout_s=config.timeout_s,
-            hint_no_interpreter="Or pass --remote-python PATH for a Python that has one, or --benchmark-binary.")
+            hint_no_interpreter="Or pass --remote-python PATH for a Python that has one, or --benchmark-binary.",
+        )
         self._device = measurement.target.get("device", {})
         if self.emulated_device and measurement.ok:
             measurement.extra.update(compare_with_host(model, config, measurement.extra))
@@ -313,8 +382,10 @@ class SshTarget(Target):
     def _measure_with_benchmark_model(self, model: Path, config: BenchConfig) -> Measurement:
         binary = Path(self.options.benchmark_binary)
         if not binary.is_file():
-            raise InputError(f"benchmark_model binary not found: {str(binary)!r}. Pass the path of TFLite's "
-                             "benchmark_model built for the device.")
+            raise InputError(
+                f"benchmark_model binary not found: {str(binary)!r}. Pass the path of TFLite's "
+                "benchmark_model built for the device."
+            )
         measurement = self.new_measurement(model, config)
         started = time.monotonic()
         remote_binary = self._deploy(binary, "benchmark_model")
@@ -324,8 +395,7 @@ class SshTarget(Target):
         if self.options.taskset:
             words = ["taskset", self.options.taskset, *words]
         lines: list[str] = []
-        exit_code, stderr, timed_out = run_streaming(self.ssh_command(words), timeout_s=config.timeout_s,
-                                                     on_line=lines.append)
+        exit_code, stderr, timed_out = run_streaming(self.ssh_command(words), timeout_s=config.timeout_s, on_line=lines.append)
         measurement.wall_s = time.monotonic() - started
         text = "".join(lines) + "\n" + stderr
         measurement.extra["benchmark_model_output_tail"] = text.strip().splitlines()[-12:]
@@ -358,16 +428,23 @@ def compare_with_host(model: Path, config: BenchConfig, extra: dict[str, Any]) -
     except (Exception, SystemExit) as error:  # no LiteRT on the host (the runner exits), or it cannot load the model
         return {"outputs_match_host": None, "outputs_check": f"host LiteRT failed: {type(error).__name__}: {error}"}
     if host_digest != device_digest:
-        return {"outputs_match_host": None,
-                "outputs_check": "the host generated other inputs than the device (numpy versions differ?)"}
+        return {
+            "outputs_match_host": None,
+            "outputs_check": "the host generated other inputs than the device (numpy versions differ?)",
+        }
     import numpy as np
 
-    diffs = [float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
-             for a, b in zip(device_values, host_values)]
+    diffs = [
+        float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
+        for a, b in zip(device_values, host_values)
+    ]
     shapes_equal = [len(a) for a in device_values] == [len(b) for b in host_values]
     max_diff = max(diffs, default=0.0) if shapes_equal else None
-    return {"outputs_match_host": bool(shapes_equal and max_diff == 0.0), "outputs_max_abs_diff": max_diff,
-            "outputs_check": f"host {runtime}, same inputs (sha256 {host_digest[:12]})"}
+    return {
+        "outputs_match_host": bool(shapes_equal and max_diff == 0.0),
+        "outputs_max_abs_diff": max_diff,
+        "outputs_check": f"host {runtime}, same inputs (sha256 {host_digest[:12]})",
+    }
 
 
 def _host_outputs(model: Path, config: BenchConfig) -> tuple[str, list[list[float]], str]:
@@ -383,8 +460,7 @@ def _host_outputs(model: Path, config: BenchConfig) -> tuple[str, list[list[floa
         options["experimental_op_resolver_type"] = resolver
     interpreter = interpreter_class(model_content=model.read_bytes(), **options)
     interpreter.allocate_tensors()
-    for detail, array in zip(interpreter.get_input_details(),
-                             _runner.make_inputs(interpreter, np, config.inputs, config.seed)):
+    for detail, array in zip(interpreter.get_input_details(), _runner.make_inputs(interpreter, np, config.inputs, config.seed)):
         interpreter.set_tensor(detail["index"], array)
     interpreter.invoke()
     record = _runner.output_record(interpreter, np, max_values=1 << 30)

@@ -170,9 +170,7 @@ def parse_scheme_options(scheme: "Scheme | str", options: "str | Mapping[str, An
     if isinstance(options, scheme.options):
         return options
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
-        raise InputError(
-            f"Scheme {scheme.name!r} takes {scheme.options.__name__}; received {type(options).__name__}."
-        )
+        raise InputError(f"Scheme {scheme.name!r} takes {scheme.options.__name__}; received {type(options).__name__}.")
     mapping = typing.cast(Mapping[str, Any], options or {})  # when not text: a mapping or None by now
     received = options if isinstance(options, str) else dict(mapping)
     values = _split_text(scheme, options) if isinstance(options, str) else dict(mapping)

@@ -39,7 +39,10 @@ def _inversion_step(probe, statistics, weights: dict[str, float], strategy, valu
                 batch_mean, batch_variance = tf.nn.moments(features, axes=list(range(len(features.shape) - 1)))
                 bn_loss += tf.norm(batch_mean - mean) + tf.norm(batch_variance - variance)
             total = (
-                loss + weights["bn"] * bn_loss + weights["tv"] * _total_variation(unit) + weights["l2"] * tf.reduce_mean(tf.square(unit))
+                loss
+                + weights["bn"] * bn_loss
+                + weights["tv"] * _total_variation(unit)
+                + weights["l2"] * tf.reduce_mean(tf.square(unit))
             )
             # Under a tf.distribute strategy every replica optimises the same inputs and the
             # optimizer sums their gradients: divide, as the Distiller does.
@@ -80,6 +83,20 @@ class DataFreeOptions(SchemeOptions):
     )
 
 
+def _checked_num_classes(teacher: keras.Model, num_samples: int, steps: int, num_classes: int | None) -> int:
+    """The number of classes to synthesise (given, else the teacher's output size), after checking the counts."""
+    for name, value in (("num_samples", num_samples), ("steps", steps)):
+        if value < 1:
+            raise InputError(f"`{name}` must be >= 1. Received: {name}={value}.")
+    num_classes = num_classes or model_output_classes(teacher)
+    if num_classes is None:
+        raise InputError(
+            f"The number of classes to synthesise is unknown: the teacher's output shape "
+            f"{getattr(teacher, 'output_shape', None)} does not end in a class count. Pass num_classes=N."
+        )
+    return num_classes
+
+
 def synthesize_inputs(
     teacher: keras.Model,
     *,
@@ -112,15 +129,7 @@ def synthesize_inputs(
     Returns ``(x, info)``.
     """
     probe, statistics = _batch_norm_probe(teacher)
-    for name, value in (("num_samples", num_samples), ("steps", steps)):
-        if value < 1:
-            raise InputError(f"`{name}` must be >= 1. Received: {name}={value}.")
-    num_classes = num_classes or model_output_classes(teacher)
-    if num_classes is None:
-        raise InputError(
-            f"The number of classes to synthesise is unknown: the teacher's output shape "
-            f"{getattr(teacher, 'output_shape', None)} does not end in a class count. Pass num_classes=N."
-        )
+    num_classes = _checked_num_classes(teacher, num_samples, steps, num_classes)
     rng = np.random.default_rng(seed)
     # The current strategy (the default one outside any scope) runs the step in its replica
     # context, where optimizers may update (mirrored) variables.
@@ -128,20 +137,34 @@ def synthesize_inputs(
     step = _inversion_step(probe, statistics, {"bn": bn_weight, "tv": tv_weight, "l2": l2_weight}, strategy, value_range)
     logger.info("data_free: synthesising %d inputs from the teacher (%d steps per batch)", num_samples, int(steps))
     synthesis = _synthesize_batches(
-        step, rng, num_samples=num_samples, batch_size=batch_size, input_shape=input_shape, num_classes=num_classes,
-        value_range=value_range, learning_rate=learning_rate, steps=int(steps), strategy=strategy,
-    )  # fmt: skip
-    x = synthesis.x
-    agrees = predict_logits(teacher, x).argmax(axis=-1) == np.arange(num_samples) % num_classes
-    info = {
+        step,
+        rng,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        value_range=value_range,
+        learning_rate=learning_rate,
+        steps=int(steps),
+        strategy=strategy,
+    )
+    info = _synthesis_info(teacher, synthesis, num_samples, num_classes=num_classes, steps=steps, num_batch_norms=len(statistics))
+    return synthesis.x, info
+
+
+def _synthesis_info(
+    teacher: keras.Model, synthesis: _Synthesis, num_samples: int, *, num_classes: int, steps: int, num_batch_norms: int
+) -> dict[str, Any]:
+    """What the synthesis reached: its last losses, and how often the teacher classifies an input as its target."""
+    agrees = predict_logits(teacher, synthesis.x).argmax(axis=-1) == np.arange(num_samples) % num_classes
+    return {
         "num_samples": int(num_samples),
         "steps": int(steps),
-        "num_batch_norm_layers": len(statistics),
+        "num_batch_norm_layers": num_batch_norms,
         "final_cross_entropy": synthesis.final_cross_entropy,
         "final_bn_loss": synthesis.final_bn_loss,
         "teacher_agrees_with_target_percent": float(agrees.mean() * 100.0),
     }
-    return x, info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,9 +214,15 @@ def _synthetic_dataset(teacher, data, x: np.ndarray, seed: int):
     val, train = order[:num_val], order[num_val:]
     synthetic = Dataset(
         name=f"synthetic({data.name})",
-        x_train=x[train], y_train=labels[train], x_val=x[val], y_val=labels[val],
-        x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes, class_names=data.class_names,
-    )  # fmt: skip
+        x_train=x[train],
+        y_train=labels[train],
+        x_val=x[val],
+        y_val=labels[val],
+        x_test=data.x_test,
+        y_test=data.y_test,
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+    )
     return synthetic, {"train": logits[train], "val": logits[val]}
 
 
@@ -248,7 +277,13 @@ def data_free_distill(
 def run_data_free(teacher, student, data, options: DataFreeOptions, training: TrainingArguments) -> SchemeResult:
     """Synthesise inputs from the teacher (DeepInversion), then distill on them; no real training image is used."""
     return data_free_distill(
-        teacher, student, data, num_samples=options.num_samples, steps=options.steps, bn_weight=options.bn_weight, training=training
+        teacher,
+        student,
+        data,
+        num_samples=options.num_samples,
+        steps=options.steps,
+        bn_weight=options.bn_weight,
+        training=training,
     )
 
 

@@ -50,7 +50,8 @@ def ensemble_logits(
     shapes = {z.shape for z in logits}
     if len(shapes) != 1:
         raise InputError(
-            f"The teachers' outputs have different shapes {sorted(shapes)}; they must classify the same samples into the same classes."
+            f"The teachers' outputs have different shapes {sorted(shapes)}; they must classify the same samples into the same "
+            f"classes."
         )
     normalised = _normalised_weights(weights, len(logits))
     probabilities = np.zeros_like(logits[0])
@@ -100,12 +101,14 @@ def _ensemble_outputs(teachers, data, *, weights, temperature, teacher_outputs) 
     outputs = {}
     for split, x in (("train", data.x_train), ("val", data.x_val)):
         per_teacher = [
-            (teacher_outputs[index][split] if teacher_outputs else predict_logits(teacher, x)) for index, teacher in enumerate(teachers)
+            (teacher_outputs[index][split] if teacher_outputs else predict_logits(teacher, x))
+            for index, teacher in enumerate(teachers)
         ]
         if len({z.shape[-1] for z in per_teacher}) > 1:
             listing = ", ".join(f"teacher {index + 1}: {z.shape[-1]}" for index, z in enumerate(per_teacher))
             raise InputError(
-                f"The teachers output different numbers of classes ({listing}); every teacher must be trained on the same classes."
+                f"The teachers output different numbers of classes ({listing}); every teacher must be trained on the same "
+                f"classes."
             )
         outputs[split] = ensemble_logits(per_teacher, weights=weights, temperature=temperature)
     return outputs

@@ -112,9 +112,14 @@ def mutual_distill(
     peers = list(peers) if peers else [keras.models.clone_model(student)]
     learner = compile_learner(MutualLearner([student, *peers], temperature=temperature), training)
     history = fit(
-        learner, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-        config=training.config, stage=stage, log_dir=training.log_dir,
-    )  # fmt: skip
+        learner,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        config=training.config,
+        stage=stage,
+        log_dir=training.log_dir,
+    )
     return SchemeResult(student=student, history=history)
 
 

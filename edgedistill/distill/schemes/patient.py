@@ -28,8 +28,10 @@ class PatientOptions(SchemeOptions):
         1.0, "Mixup Beta(alpha, alpha) parameter; 0 disables mixup.", check=at_least(0), expected=">= 0 (0 disables mixup)"
     )
     translation: float = option(
-        0.1, "Random translation, as a fraction of height and width; 0 disables it.",
-        check=lambda value: between(0, 1)(value) and value < 1, expected="in [0, 1)",
+        0.1,
+        "Random translation, as a fraction of height and width; 0 disables it.",
+        check=lambda value: between(0, 1)(value) and value < 1,
+        expected="in [0, 1)",
     )
 
 
@@ -45,8 +47,13 @@ class ConsistentDistiller(Distiller):
     """
 
     def __init__(
-        self, teacher, student, *, mixup_alpha: float = PatientOptions.mixup_alpha,
-        translation: float = PatientOptions.translation, **kwargs,
+        self,
+        teacher,
+        student,
+        *,
+        mixup_alpha: float = PatientOptions.mixup_alpha,
+        translation: float = PatientOptions.translation,
+        **kwargs,
     ) -> None:
         super().__init__(teacher, student, **kwargs)
         if self.teacher is None:
@@ -82,7 +89,10 @@ class ConsistentDistiller(Distiller):
             _, _, distillation_loss = self._compute_losses(
                 labels, student_outputs, teacher_outputs, student_features, teacher_features
             )
-            per_sample = lambda target: tf.cast(self.student_loss_fn(target, student_outputs), student_outputs.dtype)  # noqa: E731
+
+            def per_sample(target):
+                return tf.cast(self.student_loss_fn(target, student_outputs), student_outputs.dtype)
+
             student_loss = tf.reduce_mean(lam * per_sample(labels) + (1.0 - lam) * per_sample(tf.gather(labels, order)))
             total = self.student_loss_weight * student_loss + (1.0 - self.student_loss_weight) * distillation_loss
             objective = total + (tf.add_n(self.student.losses) if self.student.losses else 0.0)
@@ -122,9 +132,14 @@ def patient_distill(
     compile_learner(distiller, training)
     val_targets = teacher_targets(teacher, data.x_val, data.y_val)
     history = fit(
-        distiller, data.x_train, data.y_train, validation_data=(data.x_val, val_targets),
-        config=training.config, stage=stage, log_dir=training.log_dir,
-    )  # fmt: skip
+        distiller,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, val_targets),
+        config=training.config,
+        stage=stage,
+        log_dir=training.log_dir,
+    )
     return SchemeResult(student=distiller.student, history=history)
 
 

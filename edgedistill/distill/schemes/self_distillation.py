@@ -23,12 +23,16 @@ class SelfOptions(SchemeOptions):
         "ema", "ema: an EMA copy of the student teaches it; born_again: each generation teaches the next.", choices=SELF_MODES
     )
     ema_decay: float = option(
-        0.99, "EMA decay d of mode=ema, in (0, 1): teacher <- d teacher + (1 - d) student.",
-        check=between(0, 1, closed=False), expected="in (0, 1) (typical: 0.99 to 0.999)",
+        0.99,
+        "EMA decay d of mode=ema, in (0, 1): teacher <- d teacher + (1 - d) student.",
+        check=between(0, 1, closed=False),
+        expected="in (0, 1) (typical: 0.99 to 0.999)",
     )
     generations: int = option(
-        2, "Distilled generations of mode=born_again (after generation 0 on labels).",
-        check=lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1, expected="an integer >= 1",
+        2,
+        "Distilled generations of mode=born_again (after generation 0 on labels).",
+        check=lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        expected="an integer >= 1",
     )
 
 
@@ -88,9 +92,14 @@ def _born_again(student, data, *, generations: int, build_student, training: Tra
     else:
         compile_learner(student, training)
     history = fit(
-        student, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-        config=training.config, stage=f"{stage}_generation0", log_dir=training.log_dir,
-    )  # fmt: skip
+        student,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        config=training.config,
+        stage=f"{stage}_generation0",
+        log_dir=training.log_dir,
+    )
     previous = student
     options = {**training.distill_options(), "teacher_outputs": None}
     for generation in range(1, generations + 1):

@@ -59,8 +59,10 @@ def teacher_assistant_distill(
 @dataclasses.dataclass(frozen=True)
 class TeacherAssistantOptions(SchemeOptions):
     assistant_widths: tuple[float, ...] = option(
-        (), "Widths of the assistants built from `assistant_preset`, large to small, separated by |.",
-        check=lambda widths: all(positive(width) for width in widths), expected="all > 0",
+        (),
+        "Widths of the assistants built from `assistant_preset`, large to small, separated by |.",
+        check=lambda widths: all(positive(width) for width in widths),
+        expected="all > 0",
     )
     assistant_preset: str = option("cnn", "Model preset of the assistants (cnn, dscnn, mlp).")
 
