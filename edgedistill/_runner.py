@@ -326,6 +326,7 @@ def _pack_aligned(model, builder) -> bytes:
 
 
 def _AlignedBuffer(schema):
+    # The device-side twin of tflite_model.py's aligned buffer: this file runs where edgedistill is not installed.
     buffer_base: Any = schema.BufferT  # a class of the flatbuffers schema module loaded at run time
 
     class AlignedBuffer(buffer_base):
