@@ -13,6 +13,7 @@ model's p50 measured in the same interleaved rounds (share_ratio, the check: 1 +
 loop's p50 of that run, and the operators alone (without the invoke call's row).
 
     nice python benchmarks/emulated_pi.py       # tables on stdout, benchmarks/results/emulated_pi.json
+    nice python benchmarks/emulated_pi.py --clock icount   # the VM's clock counts instructions: emulated_pi_icount.json
 """
 
 from __future__ import annotations
@@ -210,8 +211,17 @@ def main() -> None:
     parser.add_argument("--num-runs", type=int, default=100)
     parser.add_argument("--warmup-runs", type=int, default=5)
     parser.add_argument("--boot-timeout", type=float, default=1800.0, help="seconds to wait for the VM's sshd")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "emulated_pi.json"))
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "icount"],
+        default="wall",
+        help="the VM's clock (`devices start-pi --clock`): icount makes the VM's times instruction counts",
+    )
+    parser.add_argument("--output", default=None, help="default results/emulated_pi.json (wall), emulated_pi_icount.json")
     args = parser.parse_args()
+    if args.output is None:
+        name = "emulated_pi.json" if args.clock == "wall" else f"emulated_pi_{args.clock}.json"
+        args.output = str(Path(__file__).parent / "results" / name)
 
     layout = pi_layout(args.pi_dir)
     started = time.monotonic()
@@ -220,7 +230,7 @@ def main() -> None:
     if manifest["cached"] is False:
         manifest["prepare_s"] = round(time.monotonic() - started, 1)
     stop_pi(layout)
-    state = start_pi(layout, timeout_s=args.boot_timeout)
+    state = start_pi(layout, timeout_s=args.boot_timeout, clock=args.clock)
     work = Path(tempfile.mkdtemp(prefix="emulated-pi-"))
     subprocess.run([sys.executable, "-c", MAKE_MODELS, str(work)], check=True, env={**os.environ})
     script = work / "bare_loop.py"
@@ -238,7 +248,11 @@ def main() -> None:
         "edgedistill": __version__,
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "vm": {
-            "qemu": "qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 2048 (TCG)",
+            "qemu": " ".join(
+                ["qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 2048 (TCG)"]
+                + (["-icount shift=0,sleep=on: VM times are instruction counts (1 ns each)"] if args.clock == "icount" else [])
+            ),
+            "clock": args.clock,
             "guest_packages": manifest.get("guest_packages"),
             "ssh_ready_at_end": status["ssh_ready"],
         },

@@ -1,7 +1,8 @@
 """Self-contained benchmark runner, copied as one file to the device that measures.
 
 It runs LiteRT, not TFLM: the TFLM bench runner is :mod:`edgedistill.tflm` (run by path the same way),
-which loads this file for the one-operator timing loop they share (:func:`time_one_op_models`).
+which loads this file for the one-operator profile protocol they share (:func:`time_interleaved`,
+:func:`fixed_slice_cost`, :func:`profile_rows`).
 
 It needs only the standard library, numpy and one TFLite interpreter on the device
 (``ai_edge_litert``, else ``tflite_runtime``, else ``tensorflow.lite``). It must not import
@@ -470,32 +471,6 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def time_one_op_models(timed, slices: list, empty: bytes, *, runtime: str = ""):
-    """Each one-operator model timed by ``timed(model_bytes, tensors) -> (first, samples)``, an empty model's invoke
-    taken off each. Returns (ops, overhead in us, error or None); shared by the LiteRT runner and the TFLM target."""
-    try:
-        overhead = median(timed(empty, [])[1])
-    except Exception:
-        overhead = 0.0  # an interpreter that refuses an empty graph (TFLM does): nothing taken off
-    ops: list[dict[str, Any]] = []
-    for index, kind, name, model_bytes, tensors in slices:
-        try:
-            first, samples = timed(model_bytes, tensors)
-        except Exception as failure:
-            return ops, overhead, f"operator {index} ({kind}) cannot run alone{runtime}: {failure}"
-        ops.append(
-            {
-                "index": index,
-                "name": name,
-                "node_type": kind,
-                "calls": 1,
-                "first": max(0.0, first - overhead),
-                "avg": max(0.0, median(samples) - overhead),
-            }
-        )
-    return ops, overhead, None
-
-
 # Slices timed together in one interleaved group hold their interpreters at once: a bound on their bytes keeps
 # a large model's profile from holding every slice in memory (a model with one subgraph fits in one group).
 GROUP_BYTES = 64 * 1024 * 1024
@@ -503,20 +478,24 @@ INVOKE_CALL = "(invoke call)"
 
 
 def interleaved_rounds(calls: list, runs: int) -> tuple[list[float], list[list[float]]]:
-    """Each callable called once (its first call), then ``runs`` rounds calling each once, in order.
-    Returns (first call us, samples us) per callable.
+    """Each ``(refresh, invoke)`` pair's invoke called once (its first call), then ``runs`` rounds calling
+    each once, in order, its ``refresh`` (untimed) just before. Returns (first call us, samples us) per pair.
 
     Interleaved, the whole model and its operators are timed under the same machine load: timed one after
-    another, a load change in between (other processes; a host slowing an emulator down) skews their sum."""
+    another, a load change in between (other processes; a host slowing an emulator down) skews their sum.
+    ``refresh`` writes the inputs again: in the whole model an operator reads what the previous one has just
+    written (in cache, in an emulator's TLB); an interleaved slice's inputs were last touched a round ago."""
     clock = time.perf_counter_ns
     firsts = []
-    for call in calls:
+    for refresh, call in calls:
+        refresh()
         start = clock()
         call()
         firsts.append((clock() - start) / 1e3)
     samples: list[list[float]] = [[] for _ in calls]
     for _ in range(runs):
-        for call, kept in zip(calls, samples):
+        for (refresh, call), kept in zip(calls, samples):
+            refresh()
             start = clock()
             call()
             kept.append((clock() - start) / 1e3)
@@ -536,11 +515,12 @@ def slice_groups(slices: list, budget: int = GROUP_BYTES) -> list[list]:
     return groups
 
 
-def time_interleaved(prepare, slices: list, whole_invoke, runs: int, references: dict):
+def time_interleaved(prepare, slices: list, whole_model, runs: int, references: dict):
     """One-operator models timed in rounds interleaved with the whole model and ``references`` (name -> model
     bytes: the empty model, the two-operator slices), which are timed with the first group.
 
-    ``prepare(model_bytes, tensors) -> invoke`` builds a slice's interpreter with its inputs set. Returns
+    ``prepare(model_bytes, tensors) -> (refresh, invoke)`` builds a slice's interpreter with its inputs set
+    (``refresh`` sets them again); ``whole_model`` is the whole model's (refresh, invoke). Returns
     (ops with their raw median ``slice_us``, whole-model samples us, {reference name: samples us}, error or
     None); a reference an interpreter refuses (TFLM refuses an empty graph) is left out."""
     prepared = {}
@@ -560,7 +540,7 @@ def time_interleaved(prepare, slices: list, whole_invoke, runs: int, references:
             except Exception as failure:
                 return ops, whole, reference_samples, f"operator {index} ({kind}) cannot run alone: {failure}"
         extra = list(prepared.items()) if number == 0 else []
-        firsts, samples = interleaved_rounds([whole_invoke, *(call for _, call in extra), *invokes], runs)
+        firsts, samples = interleaved_rounds([whole_model, *(call for _, call in extra), *invokes], runs)
         whole += samples[0]
         for position, (name, _call) in enumerate(extra, start=1):
             reference_samples[name] += samples[position]
@@ -622,7 +602,7 @@ def profile_rows(ops: list, fixed_us: float, how: str) -> list:
     return rows
 
 
-def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: list[float], invoke) -> dict:
+def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: list[float], interpreter) -> dict:
     """The ``profile`` event: each one-operator model loaded as the whole model was, fed the activations the
     whole model computed from ``inputs`` (kernel time can depend on the data), and timed interleaved with
     the whole model (:func:`time_interleaved`)."""
@@ -632,19 +612,18 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
     if error:
         return {"event": "profile", "error": error}
     runs = max(1, args.num_runs)
-    invoke_cpu_us = cpu_time_p50(invoke, min(runs, 50))
+    invoke_cpu_us = cpu_time_p50(interpreter.invoke, min(runs, 50))
     activations = litert_activations(args, content, inputs, {t for s in slices for t in s[4]})
 
     def prepare(model_bytes: bytes, tensors: list):
-        interpreter = build_slice_interpreter(args, model_bytes)
-        arrays = make_inputs(interpreter, np, None, args.seed)
-        for position, (detail, array) in enumerate(zip(interpreter.get_input_details(), arrays)):
-            known = activations.get(tensors[position]) if position < len(tensors) else None
-            interpreter.set_tensor(detail["index"], known if known is not None else array)
-        return interpreter.invoke
+        sliced = build_slice_interpreter(args, model_bytes)
+        arrays = make_inputs(sliced, np, None, args.seed)
+        known = [activations.get(tensors[k]) if k < len(tensors) else None for k in range(len(arrays))]
+        return setter(sliced, [array if value is None else value for array, value in zip(arrays, known)]), sliced.invoke
 
     references = {"empty": (empty, []), **{f"pair {k}": (data, tensors) for k, data, tensors in pair_models(content)}}
-    ops, whole, reference_samples, error = time_interleaved(prepare, slices, invoke, runs, references)
+    whole_model = (setter(interpreter, inputs), interpreter.invoke)
+    ops, whole, reference_samples, error = time_interleaved(prepare, slices, whole_model, runs, references)
     if error:
         return {"event": "profile", "error": error}
     fixed_us, how = fixed_slice_cost(ops, reference_samples)
@@ -673,6 +652,18 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
             f"{INVOKE_CALL} row, which each invoke of the whole model pays once"
         ],
     }
+
+
+def setter(interpreter, arrays: list):
+    """A call that sets ``interpreter``'s inputs to ``arrays`` (set once now, and again at each call)."""
+    details = interpreter.get_input_details()
+
+    def refresh() -> None:
+        for detail, array in zip(details, arrays):
+            interpreter.set_tensor(detail["index"], array)
+
+    refresh()
+    return refresh
 
 
 def cpu_time_p50(invoke, runs: int) -> float | None:
@@ -753,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
 
     first_inference_ms, warmup_ms, samples_ms = time_invokes(interpreter.invoke, args.warmup_runs, args.num_runs, args.min_secs)
     if args.profile:
-        emit(profile_with_litert(args, np, inputs, samples_ms, interpreter.invoke))
+        emit(profile_with_litert(args, np, inputs, samples_ms, interpreter))
     output_details = interpreter.get_output_details()
     emit(
         {

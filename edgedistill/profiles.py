@@ -5,11 +5,11 @@ Each target says which operator costs the time in its own way; they all end in o
 - ``local`` / ``ssh`` / ``qemu-aarch64`` (LiteRT through ``_runner.py --profile``): LiteRT's Python API has
   no profiler, so each operator is timed as its own one-operator model (the flatbuffer sliced: the
   operator, its constant tensors, its activations as model inputs), in rounds interleaved with the whole
-  model, with the measured cost of an invoke of an empty model taken off each and shown once as the
-  ``(invoke call)`` row (index -1), which every invoke of the whole model pays once
-  (source ``litert one-op models``);
-- ``tflm`` (PyPI ``tflite-micro``): its Python binding exposes no profiler either; the same slicing
-  runs on the TFLM interpreter (source ``tflm one-op models``);
+  model, with the fixed cost of an invoke (T(a) + T(b) - T(a, b) of two-operator slices, else an empty
+  model's invoke) taken off each and shown once as the ``(invoke call)`` row (index -1), which every
+  invoke of the whole model pays once (source ``litert one-op models``);
+- ``tflm`` (PyPI ``tflite-micro``): its Python binding exposes no profiler either; the same slicing and
+  protocol run on the TFLM interpreter (source ``tflm one-op models``);
 - the QEMU firmware: TFLM's ``MicroProfilerInterface`` in ``firmware/src/main.cc`` printing
   ``MicroProfiler::LogCsv``'s format (ticks; under ``-icount`` a tick is an instruction count, not time);
 - ``adb`` (and ``ssh`` with ``benchmark_model``): ``benchmark_model --enable_op_profiling=true`` parsed.
@@ -267,6 +267,7 @@ def write_profile_files(
     profile: Profile, results_path: str | os.PathLike, model: str | os.PathLike, target_spec: str
 ) -> dict[str, str]:
     csv_path, trace_path = profile_paths(results_path, model, target_spec)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)  # as the results file's writer does: --results may name a new folder
     write_csv(profile, csv_path)
     write_chrome_trace(profile, trace_path, label=f"{Path(model).name} @ {target_spec}")
     return {"csv": str(csv_path), "trace": str(trace_path)}

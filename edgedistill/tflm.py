@@ -581,8 +581,10 @@ def _bench_fail(code: str, message: str, exit_code: int = 4) -> None:
     sys.exit(exit_code)
 
 
-def _set_random_inputs(interpreter: Any, seed: int) -> None:
+def _set_random_inputs(interpreter: Any, seed: int) -> list[Any]:
+    """Sets each input to seeded random values; returns the arrays set."""
     rng = np.random.default_rng(seed)
+    arrays = []
     index = 0
     while True:
         try:
@@ -597,7 +599,20 @@ def _set_random_inputs(interpreter: Any, seed: int) -> None:
         else:
             array = rng.random(size=shape, dtype=np.float32).astype(dtype)
         interpreter.set_input(array, index)
+        arrays.append(array)
         index += 1
+    return arrays
+
+
+def _input_setter(interpreter: Any, arrays: list[Any]) -> Any:
+    """A call that sets ``interpreter``'s inputs to ``arrays`` (set once now, and again at each call)."""
+
+    def refresh() -> None:
+        for position, array in enumerate(arrays):
+            interpreter.set_input(array, position)
+
+    refresh()
+    return refresh
 
 
 def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float], list[float]]:
@@ -651,45 +666,56 @@ def _runner_module() -> Any:
     return module
 
 
-def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms: list[float], invoke: Any) -> dict[str, Any]:
+def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms: list[float], whole: Any) -> dict[str, Any]:
     """The ``profile`` event: the tflite-micro Python binding exposes no MicroProfiler (its C++ interpreter
     takes one, the binding does not pass it), so each operator runs as its own one-operator model on TFLM
-    (the fallback ``_runner.py --profile`` uses for LiteRT), fed the activations the whole model computed,
-    the invoke of an empty model taken off each."""
+    (the fallback ``_runner.py --profile`` uses for LiteRT, with the same protocol: rounds interleaved with
+    the whole model, the fixed cost of an invoke from two-operator slices), fed the activations the whole
+    model computed."""
     runner = _runner_module()
     error, slices, empty = runner.one_op_models(data)
     if error:
         return {"event": "profile", "error": error}
     runs = max(1, args.num_runs)
-    invoke_cpu_us = runner.cpu_time_p50(invoke, min(runs, 50))
+    invoke_cpu_us = runner.cpu_time_p50(whole.invoke, min(runs, 50))
     activations = _tflm_activations(runtime, data, arena, args.seed, {t for s in slices for t in s[4]})
+    # A slice's own plan can differ from the whole model's: each gets twice the model's arena, so a
+    # slice's allocation fails with an exception (left out) instead of writing past a too-small arena.
+    references = {"empty": (empty, []), **{f"pair {k}": (model, t) for k, model, t in runner.pair_models(data)}}
 
-    def timed(model_bytes: bytes, tensors: list[int]) -> tuple[float, list[float]]:
-        interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
-        _set_random_inputs(interpreter, args.seed)
-        for position, tensor in enumerate(tensors):
-            if activations.get(tensor) is not None:
-                interpreter.set_input(activations[tensor], position)
-        return runner.time_calls(interpreter.invoke, runs)
+    def prepare(model_bytes: bytes, tensors: list[int]) -> tuple[Any, Any]:
+        interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=2 * arena + 16 * 1024)
+        arrays = _set_random_inputs(interpreter, args.seed)
+        known = [activations.get(tensors[k]) if k < len(tensors) else None for k in range(len(arrays))]
+        return _input_setter(interpreter, [a if v is None else v for a, v in zip(arrays, known)]), interpreter.invoke
 
+    whole_model = (_input_setter(whole, _set_random_inputs(whole, args.seed)), whole.invoke)
     with _CapturedStderr():
-        ops, overhead, error = runner.time_one_op_models(timed, slices, empty, runtime=" on TFLM")
+        ops, timed_whole, reference_samples, error = runner.time_interleaved(prepare, slices, whole_model, runs, references)
     if error:
-        return {"event": "profile", "error": error}
+        return {"event": "profile", "error": f"{error} (on TFLM)"}
+    fixed_us, how = runner.fixed_slice_cost(ops, reference_samples)
+    rows = runner.profile_rows(ops, fixed_us, how)
     fed = "the whole model's own activations" if activations else "random inputs"
     return {
         "event": "profile",
         "source": "tflm one-op models",
         "unit": "us",
-        "ops": ops,
-        "empty_invoke_us": overhead,
-        "invoke": runner.median(samples_ms) * 1000.0 if samples_ms else None,
+        "ops": rows,
+        "fixed_cost_us": fixed_us,
+        "fixed_cost_from": how,
+        "empty_invoke_us": None,  # TFLM refuses a model without operators
+        "invoke": runner.median(timed_whole),
+        "invoke_loop_us": runner.median(samples_ms) * 1000.0 if samples_ms else None,
+        "ops_only_us": sum(row["avg"] for row in rows[1:]),
+        "rounds": runs,
         "inputs": "activations" if activations else "random",
         "invoke_cpu_us": invoke_cpu_us,
         "notes": [
             "the tflite-micro Python binding exposes no profiler: each operator timed as its own "
-            f"one-operator model on TFLM ({fed}, {runs} runs, avg the median), an empty model's "
-            f"invoke ({overhead:.3f} us) taken off each"
+            f"one-operator model on TFLM ({fed}), {runs} rounds interleaved with the whole model; avg is the "
+            f"median. The fixed cost of an invoke ({fixed_us:.3f} us, from {how}) is taken off each operator "
+            f"and shown once as the {runner.INVOKE_CALL} row"
         ],
     }
 
@@ -761,7 +787,7 @@ def bench(argv: list[str]) -> None:
     if failure is not None:
         _bench_fail("invoke_failed", f"TFLM failed to run the model: {tflm_error_text(messages.text, failure)}.", 5)
     if args.profile:
-        emit(_bench_profile(runtime, data, arena, args, samples, interpreter.invoke))
+        emit(_bench_profile(runtime, data, arena, args, samples, interpreter))
     emit(
         {
             "event": "result",

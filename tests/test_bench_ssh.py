@@ -407,3 +407,37 @@ def pathlib_short_tempdir():
     import tempfile
 
     return pathlib.Path(tempfile.mkdtemp(prefix="ed12-", dir="/tmp"))
+
+
+def test_prepared_pi_that_never_answers_is_recorded_emulated_not_measured(server, models, tmp_path):
+    """A Pi folder's ssh_config sits beside its manifest: a bench that fails before connecting is still an
+    emulated device's record (the label never claims a real device it could not check)."""
+    folder = tmp_path / "image"
+    folder.mkdir()
+    config = folder / "ssh_config"
+    config.write_text(server.client_config("gone_pi", port=free_port()).read_text())  # nothing listens there
+    (folder / "manifest.json").write_text(json.dumps({"device": "cortex-a72 (QEMU TCG)"}))
+    results = tmp_path / "bench.jsonl"
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(models["tiny_int8"]),
+            "--target",
+            "ssh://gone_pi",
+            "--ssh-config",
+            str(config),
+            "--num-runs",
+            "3",
+            "--results",
+            str(results),
+        ],
+    )
+    assert outcome.exit_code != 0 and "Error: " in outcome.output and "Traceback" not in outcome.output
+    record = json.loads(results.read_text())  # the failed pair is recorded, with the emulated label
+    assert record["status"] == "failed" and record["kind"] == "emulated", record
+    assert record["target"]["emulated_device"] == "cortex-a72 (QEMU TCG)" and "[emulated]" in outcome.output
+    target = make_target("ssh://gone_pi", options(server, ssh_config=config))
+    assert target.kind == "emulated" and target.describe()["emulated_device"] == "cortex-a72 (QEMU TCG)"
+    plain = make_target("ssh://pi", options(server))  # no manifest beside the config: a real device
+    assert plain.kind == "measured" and "emulated_device" not in plain.describe()

@@ -26,7 +26,7 @@ from bench_helpers import make_models
 from conftest import invoke
 
 from edgedistill.devices import pi as pi_module
-from edgedistill.errors import StageError
+from edgedistill.errors import InputError, StageError
 from edgedistill.devices.pi import pi_layout, prepare_pi, start_pi, stop_pi
 
 
@@ -84,6 +84,37 @@ def test_qemu_command_is_a_list_with_escaped_paths(tmp_path):
     assert command[:9] == ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "4", "-m", "2048"]
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in command[command.index("-netdev") + 1]
     assert "-enable-kvm" not in command and command[command.index("-accel") + 1] == "tcg"
+    assert "-icount" not in command and command[command.index("-append") + 1].endswith(" edgedistill.clock=wall")
+
+
+def test_icount_clock_is_on_the_qemu_line_and_the_kernel_line(tmp_path):
+    command = pi_module.qemu_command(pi_layout(tmp_path / "pi"), 2222, clock="icount")
+    assert command[command.index("-icount") + 1] == "shift=0,sleep=on"
+    assert command[command.index("-append") + 1].split()[-1] == "edgedistill.clock=icount"
+
+
+def test_unknown_clock_and_a_running_vm_with_another_clock_are_refused(tmp_path):
+    layout = fake_image(tmp_path / "pi")
+    result = invoke("devices", "start-pi", layout.root, "--clock", "cycles")
+    assert result.exit_code == 2 and "'cycles' is not one of 'wall', 'icount'" in result.output
+    with pytest.raises(InputError, match="Unknown clock 'cycles'"):
+        start_pi(layout, clock="cycles")
+    state = {"pid": 1, "port": 2222, "clock": "wall"}
+    with pytest.raises(InputError, match="already runs with --clock wall \\(asked: icount\\).*stop-pi"):
+        pi_module._check_running_matches(layout, state, None, "icount")
+    pi_module._check_running_matches(layout, state, 2222, "wall")  # the same port and clock: no error
+
+
+def test_emulated_label_names_the_icount_clock():
+    from edgedistill.targets.ssh import emulated_label
+
+    assert emulated_label("cortex-a72 (QEMU TCG)\n", "root=/dev/vda quiet edgedistill.clock=wall\n") == (
+        "cortex-a72 (QEMU TCG)",
+        "wall",
+    )
+    device, clock = emulated_label("cortex-a72 (QEMU TCG)\n", "root=/dev/vda quiet edgedistill.clock=icount\n")
+    assert clock == "icount" and device == "cortex-a72 (QEMU TCG), -icount: 1 ns per instruction"
+    assert emulated_label("cortex-a72 (QEMU TCG)", "quiet xedgedistill.clock=icount")[1] == "wall"  # whole words only
 
 
 def test_host_mirror_reads_deb822_and_skips_security(tmp_path):
@@ -120,7 +151,13 @@ def test_marker_labels_an_ssh_device_emulated_and_outputs_are_checked(tmp_path, 
         emulated = run_benchmark(models["tiny_int8"], target=make_target("ssh://pi", options), num_runs=5)
         assert emulated.kind == "emulated" and emulated.target["emulated_device"] == "cortex-a72 (QEMU TCG)"
         assert emulated.extra["outputs_match_host"] is True and emulated.extra["outputs_max_abs_diff"] == 0.0
-        assert "output_values" not in emulated.extra
+        assert "output_values" not in emulated.extra and emulated.target["emulated_clock"] == "wall"
+        kernel_line = tmp_path / "cmdline"
+        kernel_line.write_text("root=/dev/vda rw quiet edgedistill.clock=icount\n")
+        monkeypatch.setattr(ssh_module, "GUEST_CMDLINE", str(kernel_line))
+        counted = run_benchmark(models["tiny_int8"], target=make_target("ssh://pi", options), num_runs=5)
+        assert counted.kind == "emulated" and counted.target["emulated_clock"] == "icount"
+        assert counted.target["emulated_device"] == "cortex-a72 (QEMU TCG), -icount: 1 ns per instruction"
         monkeypatch.setattr(ssh_module, "EMULATED_MARKER", str(tmp_path / "absent"))
         measured = run_benchmark(models["tiny_int8"], target=make_target("ssh://pi", options), num_runs=5)
         assert measured.kind == "measured" and "emulated_device" not in measured.target
@@ -381,7 +418,11 @@ def test_interrupted_start_leaves_no_vm(layout):
 def running(layout, models, tmp_path_factory):
     """Boot once; while it boots, a bench on the not-ready VM must fail with a clear line."""
     booted: dict = {}
-    thread = threading.Thread(target=lambda: booted.update(start_pi(layout, timeout_s=1800, log=lambda _line: None)))
+    # The icount clock: the guest's timings are instruction counts, so the profile check below holds on a
+    # loaded CI host (the wall clock's share of the host is what `make test-devices`' second boot runs).
+    thread = threading.Thread(
+        target=lambda: booted.update(start_pi(layout, timeout_s=1800, clock="icount", log=lambda _line: None))
+    )
     thread.start()
     deadline = time.monotonic() + 60
     while not layout.state.exists() and time.monotonic() < deadline:
@@ -442,18 +483,19 @@ def test_bench_in_the_vm_is_emulated_and_matches_host(running, models, tmp_path)
     assert result.exit_code == 0, result.output
     row = json.loads(results.read_text().splitlines()[-1])
     assert row["status"] == "ok" and row["kind"] == "emulated"
-    assert row["target"]["emulated_device"] == "cortex-a72 (QEMU TCG)"
-    assert row["target"]["device"]["machine"] == "aarch64"
+    assert row["target"]["emulated_device"] == "cortex-a72 (QEMU TCG), -icount: 1 ns per instruction"
+    assert row["target"]["emulated_clock"] == "icount" and row["target"]["device"]["machine"] == "aarch64"
     assert row["runtime"] == "ai_edge_litert" and len(row["samples_ms"]) == 20 and row["peak_rss_bytes"] > 0
     assert row["extra"]["outputs_match_host"] is True and row["extra"]["outputs_max_abs_diff"] == 0.0
-    # The per-op profile measured in the VM: conv_int8's five operators and the invoke call's row. The
-    # benchmark (benchmarks/emulated_pi.py) gives the share figures; this rules out a broken sum (its largest
-    # operator missing: ~50 %) with room for a loaded host, whose preemption stretches the whole invoke more than
-    # the short one-operator ones (measured 0.88 at load 17, the invoke 34 ms instead of ~3.5 idle; 0.84 at
-    # load ~10, the invoke 13 ms).
+    # The per-op profile measured in the VM: conv_int8's five operators and the invoke call's row. Under
+    # -icount a guest timing counts instructions, not the host's other work: the rows add up to the whole
+    # invoke within the issue's 100 +- 2 % on a loaded host too (benchmarks/emulated_pi.py --clock icount:
+    # 99.5-100.2 % at load 3.5 on four models; with the wall clock 0.84-0.88 at load 10-17).
     summary = row["extra"]["profile_summary"]
     assert summary["source"] == "litert one-op models" and summary["num_ops"] == 6, summary
-    assert 0.7 <= summary["share_ratio"] <= 1.3, summary
+    assert 0.98 <= summary["share_ratio"] <= 1.02, summary
+    samples = sorted(row["samples_ms"])
+    assert samples[len(samples) // 2] <= samples[0] * 1.02  # instruction counts: the median is the minimum's
     assert os.path.isfile(row["extra"]["profile_files"]["csv"]) and os.path.isfile(row["extra"]["profile_files"]["trace"])
 
 

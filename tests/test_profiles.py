@@ -222,7 +222,11 @@ def test_bench_profile_on_tflm(models, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(results.read_text())
     summary = record["extra"]["profile_summary"]
-    assert summary["source"] == "tflm one-op models" and summary["num_ops"] == 5
+    # Five operators and the invoke call's row (the fixed cost from two-operator slices, as on LiteRT).
+    assert summary["source"] == "tflm one-op models" and summary["num_ops"] == 6
+    details = record["extra"]["profile"]["details"]
+    assert details["fixed_cost_from"].startswith("T(a) + T(b) - T(a, b) of") and details["rounds"] == 20
+    assert record["extra"]["profile"]["ops"][0]["node_type"] == "(invoke call)"
     # TFLM's reference kernels take ~1.2 ms here: the sum measured 98-100 % of the invoke p50 on an idle
     # machine, and 102 % of the invoke's CPU time on one loaded 5x over (where the wall p50 of the 1.2 ms
     # invoke doubles with other processes' time slices, and the ratio to it fell to 52 %).
@@ -346,3 +350,11 @@ def test_a_profile_that_failed_fails_the_pair_and_keeps_its_figures(models, tmp_
     attach_profile(measurement, models["tiny_int8"], "local", tmp_path / "bench.jsonl")
     assert measurement.status == "failed" and measurement.error == "local: no per-operator profile: no schema."
     assert measurement.samples_ms == [0.5, 0.6] and not list(tmp_path.iterdir())
+
+
+def test_profile_files_go_into_a_results_folder_that_does_not_exist_yet(models, tmp_path):
+    results = tmp_path / "new" / "folder" / "bench.jsonl"
+    result = invoke("bench", models["tiny_int8"], "--profile", "--num-runs", "5", "--results", results)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    record = json.loads(results.read_text())
+    assert os.path.isfile(record["extra"]["profile_files"]["csv"]) and os.path.isfile(record["extra"]["profile_files"]["trace"])

@@ -43,12 +43,23 @@ def prepare_pi_command(directory: str | None, mirror: str | None) -> None:
 @click.option(
     "--timeout", "timeout_s", type=SECONDS, default=900.0, show_default=True, help="Seconds to wait for sshd to answer."
 )
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "icount"]),
+    default="wall",
+    show_default=True,
+    help="wall: the guest's clock is the host's (noisy: the host's other work is counted in). icount: 1 ns of guest "
+    "time per instruction (QEMU -icount shift=0): latencies are instruction counts, the same on a loaded host; "
+    "use it for per-op profiles and to compare models.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the VM's state as JSON.")
-def start_pi_command(directory: str | None, port: int | None, timeout_s: float, as_json: bool) -> None:
+def start_pi_command(directory: str | None, port: int | None, timeout_s: float, clock: str, as_json: bool) -> None:
     """Boot the emulated Pi; return once its sshd answers."""
     from edgedistill.devices.pi import pi_layout, start_pi
 
-    state = start_pi(pi_layout(directory), port=port, timeout_s=timeout_s, log=lambda line: click.echo(line, err=True))
+    state = start_pi(
+        pi_layout(directory), port=port, timeout_s=timeout_s, clock=clock, log=lambda line: click.echo(line, err=True)
+    )
     if as_json:
         click.echo(json.dumps(state, indent=2))
         return

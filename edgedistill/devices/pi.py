@@ -14,6 +14,13 @@ The VM is reached as ``ssh://pi@127.0.0.1:PORT`` with ``--ssh-config DIR/image/s
 Acceleration: TCG (software emulation). KVM could only run a guest of the host's own
 architecture; on an x86-64 host an aarch64 guest never can, so no ``-enable-kvm`` is passed.
 
+Clock (``start_pi(clock=...)``): ``wall`` (default) gives the guest the host's time, so a guest
+timing counts every time slice the host gives another process (+-10 % between back-to-back runs
+measured on an idle 2-core host). ``icount`` runs QEMU with ``-icount shift=0,sleep=on``: while the
+guest computes, its clock advances 1 ns per instruction executed (idle, at real time), so a latency
+is an instruction count, the same on a loaded host as on an idle one, and per-op profiles add up;
+the kernel command line carries ``edgedistill.clock=icount`` so the ssh target labels its results.
+
 Example::
 
     layout = pi_layout(None)
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgedistill.errors import InputError, StageError
+from edgedistill.targets.ssh import CLOCK_PARAMETER, PI_MANIFEST
 
 logger = logging.getLogger(__name__)
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prepare-pi.sh"
@@ -52,6 +60,10 @@ GUEST_USER = "pi"
 # are pinned so the VM's int8 kernels are the ones the host compares against.
 GUEST_PACKAGES = ("ai-edge-litert", "numpy")
 MACHINE = ("-M", "virt", "-cpu", "cortex-a72", "-smp", "4", "-m", "2048")
+# shift=0: 1 ns of guest time per instruction; sleep=on: an idle guest's clock follows real time, so its
+# network timeouts (sshd's login grace) do not race ahead while it waits for the host.
+ICOUNT = ("-icount", "shift=0,sleep=on")
+CLOCKS = ("wall", "icount")
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class PiLayout:
 
     @property
     def manifest(self) -> Path:
-        return self.image / "manifest.json"
+        return self.image / PI_MANIFEST  # beside ssh_config: the ssh target reads the device name from it
 
     @property
     def state(self) -> Path:
@@ -187,7 +199,7 @@ def prepare_pi(layout: PiLayout, *, mirror: str | None = None, log=print) -> dic
         build.mkdir()
         try:
             manifest = _build_image(layout, build, mirror or host_mirror(), log)
-            (build / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            (build / PI_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             os.rename(build, layout.image)
         except BaseException:
             _remove_build(build)
@@ -233,20 +245,22 @@ def _qemu_escape(path: Path) -> str:
     return str(path).replace(",", ",,")
 
 
-def qemu_command(layout: PiLayout, port: int) -> list[str]:
+def qemu_command(layout: PiLayout, port: int, clock: str = "wall") -> list[str]:
     """The qemu-system-aarch64 command line (a list: no shell ever reads it)."""
     image = layout.image
+    kernel_line = "root=/dev/vda rw console=ttyAMA0 quiet"
     return [
         "qemu-system-aarch64",
         *MACHINE,
         "-accel",
         "tcg",
+        *(ICOUNT if clock == "icount" else ()),
         "-kernel",
         str(image / "vmlinuz"),
         "-initrd",
         str(image / "initrd.img"),
         "-append",
-        "root=/dev/vda rw console=ttyAMA0 quiet",
+        f"{kernel_line} {CLOCK_PARAMETER}={clock}",
         "-drive",
         f"if=none,file={_qemu_escape(layout.run / 'overlay.qcow2')},format=qcow2,id=hd",
         "-device",
@@ -340,6 +354,7 @@ def pi_status(layout: PiLayout) -> dict[str, Any]:
         "ssh_ready": ready,
         "port": state.get("port") if running else None,
         "pid": pid if running else None,
+        "clock": state.get("clock", "wall") if running else None,
         "ssh_config": str(layout.ssh_config),
     }
 
@@ -390,17 +405,17 @@ def stop_pi(layout: PiLayout) -> bool:
     return was_running
 
 
-def start_pi(layout: PiLayout, *, port: int | None = None, timeout_s: float = 900.0, log=print) -> dict[str, Any]:
+def start_pi(
+    layout: PiLayout, *, port: int | None = None, timeout_s: float = 900.0, clock: str = "wall", log=print
+) -> dict[str, Any]:
     """Boot the VM on a fresh overlay; return its state once sshd answers (or raise, leaving no VM)."""
+    if clock not in CLOCKS:
+        raise InputError(f"Unknown clock {clock!r}; expected one of {', '.join(CLOCKS)}.")
     _require_prepared(layout)
     with _locked(layout):
         state = _read_state(layout)
         if state and isinstance(state.get("pid"), int) and _pid_is_our_qemu(state["pid"], layout):
-            if port is not None and port != state.get("port"):
-                raise InputError(
-                    f"The emulated Pi in {layout.root} already runs on port {state['port']} (asked: "
-                    f"{port}). Use that port, or `edgedistill devices stop-pi` first."
-                )
+            _check_running_matches(layout, state, port, clock)
             return {**state, "already_running": True}
         _clear_run(layout)  # a dead run's state file and overlay never block this start
         if port is not None and not _port_free(port):
@@ -408,10 +423,25 @@ def start_pi(layout: PiLayout, *, port: int | None = None, timeout_s: float = 90
                 f"Port {port} on 127.0.0.1 is taken by another program. Pass another --port, or omit --port to pick a free one."
             )
         chosen = port if port is not None else _free_port()
-        return _boot(layout, chosen, timeout_s, log)
+        return _boot(layout, chosen, timeout_s, log, clock)
 
 
-def _boot(layout: PiLayout, port: int, timeout_s: float, log) -> dict[str, Any]:
+def _check_running_matches(layout: PiLayout, state: dict[str, Any], port: int | None, clock: str) -> None:
+    """A start that asks for another port or clock than the running VM's fails: it would not get them."""
+    if port is not None and port != state.get("port"):
+        raise InputError(
+            f"The emulated Pi in {layout.root} already runs on port {state['port']} (asked: "
+            f"{port}). Use that port, or `edgedistill devices stop-pi` first."
+        )
+    running_clock = state.get("clock", "wall")
+    if clock != running_clock:
+        raise InputError(
+            f"The emulated Pi in {layout.root} already runs with --clock {running_clock} (asked: {clock}). "
+            "Run `edgedistill devices stop-pi` first, then start it with the clock you want."
+        )
+
+
+def _boot(layout: PiLayout, port: int, timeout_s: float, log, clock: str = "wall") -> dict[str, Any]:
     layout.run.mkdir(parents=True, exist_ok=True)
     overlay = layout.run / "overlay.qcow2"
     subprocess.run(
@@ -419,7 +449,7 @@ def _boot(layout: PiLayout, port: int, timeout_s: float, log) -> dict[str, Any]:
         check=True,
         capture_output=True,
     )
-    command = qemu_command(layout, port)
+    command = qemu_command(layout, port, clock)
     started = time.monotonic()
     with open(layout.run / "qemu.log", "w") as qemu_log:
         process = subprocess.Popen(
@@ -428,6 +458,7 @@ def _boot(layout: PiLayout, port: int, timeout_s: float, log) -> dict[str, Any]:
     state = {
         "pid": process.pid,
         "port": port,
+        "clock": clock,
         "started": time.time(),
         "command": command,
         "ssh_config": str(layout.ssh_config),
@@ -436,7 +467,11 @@ def _boot(layout: PiLayout, port: int, timeout_s: float, log) -> dict[str, Any]:
     temporary = layout.state.with_suffix(".tmp")
     temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, layout.state)
-    log(f"booting the emulated Pi (pid {process.pid}, ssh on 127.0.0.1:{port}; TCG, no KVM for aarch64 on {platform.machine()})")
+    timing = "guest clock = instruction count (-icount)" if clock == "icount" else "guest clock = host time"
+    log(
+        f"booting the emulated Pi (pid {process.pid}, ssh on 127.0.0.1:{port}; TCG, no KVM for aarch64 on "
+        f"{platform.machine()}; {timing})"
+    )
     try:
         _wait_for_ssh(layout, process, port, started, timeout_s)
     except BaseException:

@@ -16,6 +16,7 @@ One connection is shared by all commands of a session (``ControlMaster``).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shlex
@@ -53,6 +54,36 @@ _SAFE_REMOTE_DIR = re.compile(r"/[A-Za-z0-9._/-]+")
 # An emulated device (edgedistill's QEMU Pi image) says so in this file; its results are labelled
 # `emulated` with the device named there, on whatever host and port it is reached.
 EMULATED_MARKER = "/etc/edgedistill-emulated"
+# `devices prepare-pi` writes its ssh_config beside this manifest (its "device" names the emulated CPU): a
+# session through that file is labelled emulated before it connects, so a Pi that never answers is not
+# recorded as a `measured` device. Once connected, the guest's own marker decides.
+PI_MANIFEST = "manifest.json"
+# The emulated Pi's kernel command line says how its clock runs (`devices start-pi --clock`): with
+# `icount`, a guest timing is an instruction count (1 ns each), which its results must say.
+CLOCK_PARAMETER = "edgedistill.clock"
+GUEST_CMDLINE = "/proc/cmdline"
+ICOUNT_LABEL = "-icount: 1 ns per instruction"
+
+
+def emulated_label(marker: str, kernel_line: str) -> tuple[str, str]:
+    """(device, clock) of an emulated device: its marker's first line, and ``icount`` when its kernel line has
+    ``edgedistill.clock=icount`` (the device then says so: its times are instruction counts), else ``wall``."""
+    device = marker.strip().splitlines()[0][:80]
+    if f"{CLOCK_PARAMETER}=icount" in kernel_line.split():
+        return f"{device}, {ICOUNT_LABEL}", "icount"
+    return device, "wall"
+
+
+def emulated_device_beside(ssh_config: str | None) -> str | None:
+    """The device named by a Pi manifest beside ``ssh_config`` (see :data:`PI_MANIFEST`), else None."""
+    if not ssh_config:
+        return None
+    manifest = Path(ssh_config).expanduser().with_name(PI_MANIFEST)
+    try:
+        device = json.loads(manifest.read_text(encoding="utf-8")).get("device")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(device)[:80] if device else None
 
 
 def parse_ssh_spec(spec: str) -> tuple[str | None, str, int | None]:
@@ -158,7 +189,9 @@ class SshTarget(Target):
         self._control_dir: str | None = None
         self._deployed: dict[str, str] = {}
         self._device: dict[str, Any] = {}
-        self.emulated_device: str | None = None
+        self.emulated_device = emulated_device_beside(options.ssh_config)
+        self.emulated_clock: str | None = None  # known once connected (the guest's kernel line)
+        self.kind = "emulated" if self.emulated_device else type(self).kind
 
     @property
     def destination(self) -> str:
@@ -170,6 +203,8 @@ class SshTarget(Target):
 
     def describe(self) -> dict[str, Any]:
         emulated = {"kind": "emulated", "emulated_device": self.emulated_device} if self.emulated_device else {}
+        if self.emulated_device and self.emulated_clock:
+            emulated["emulated_clock"] = self.emulated_clock
         return {
             **super().describe(),
             **emulated,
@@ -299,8 +334,10 @@ class SshTarget(Target):
         marker = self.run(["cat", "--", EMULATED_MARKER], timeout_s=self.options.connect_timeout_s + 30)
         if marker.returncode == SSH_ERROR_EXIT:
             raise StageError(explain_ssh_failure(self.spec, marker.stderr, self.options))
-        text = marker.stdout.strip()
-        self.emulated_device = text.splitlines()[0][:80] if marker.returncode == 0 and text else None
+        self.emulated_device = self.emulated_clock = None
+        if marker.returncode == 0 and marker.stdout.strip():
+            kernel_line = self.run(["cat", "--", GUEST_CMDLINE], timeout_s=self.options.connect_timeout_s + 30).stdout
+            self.emulated_device, self.emulated_clock = emulated_label(marker.stdout, kernel_line)
         # An instance attribute: new_measurement() and describe() label every result of this session.
         self.kind = "emulated" if self.emulated_device else type(self).kind
 
