@@ -37,6 +37,9 @@ MAKE_MODELS = textwrap.dedent(
                             keras.layers.DepthwiseConv2D(3, activation="relu"), keras.layers.Conv2D(32, 1),
                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
     convert(big, "conv_int8.tflite", True)
+    # `edgedistill run`'s default student (dscnn width 0.5 on digits' 8x8x1, 10 classes), untrained.
+    from edgedistill.models import build_model
+    convert(build_model("dscnn", (8, 8, 1), 10, width=0.5), "default_student_int8.tflite", True)
     """
 )
 
@@ -54,7 +57,7 @@ def make_models(directory: Path) -> dict[str, Path]:
         directory = _SHARED
     _SHARED = directory
     directory.mkdir(parents=True, exist_ok=True)
-    names = ("tiny_int8.tflite", "tiny_float.tflite", "conv_int8.tflite")
+    names = ("tiny_int8.tflite", "tiny_float.tflite", "conv_int8.tflite", "default_student_int8.tflite")
     if not all((directory / name).exists() for name in names):
         subprocess.run([PYTHON, "-c", MAKE_MODELS, str(directory)], check=True, capture_output=True, timeout=300)
     return {name.split(".")[0]: directory / name for name in names}
