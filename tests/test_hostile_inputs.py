@@ -387,7 +387,7 @@ CASES = [
     # 17-20: third-party models
     ("micro-two-inputs", lambda m, t: ["micro", m["two_inputs_int8"], "-o", t / "o"], 2, ["has 2 inputs", "single input"]),
     ("micro-hybrid", lambda m, t: ["micro", m["hybrid"], "-o", t / "o"], 2, ["not a full-integer int8 model"]),
-    ("info-folder", lambda m, t: ["info", m["tiny_int8"].parent], 2, ["is a folder", "tiny_int8.tflite"]),
+    ("info-folder", lambda m, t: ["info", m["tiny_int8"].parent], 2, ["is a folder", "conv_int8.tflite"]),
     ("micro-folder", lambda m, t: ["micro", m["tiny_int8"].parent, "-o", t / "o"], 2, ["is a folder"]),
     ("bench-folder", lambda m, t: ["bench", m["tiny_int8"].parent, "--results", t / "r.jsonl"], 2, ["is a folder"]),
     (
