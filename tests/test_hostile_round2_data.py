@@ -607,10 +607,11 @@ def test_waiting_for_peers_stops_on_a_signal(tmp_path, signal_number, exit_codes
         assert "waiting up to 600 s" in seen and "worker 1 (127.0.0.1:" in seen, seen
         process.send_signal(signal_number)
         stopped = time.monotonic()
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=120)
         assert process.returncode in exit_codes, output
-        # well before the 600 s deadline: the signal stopped it (exiting with TensorFlow loaded takes a few seconds)
-        assert time.monotonic() - stopped < 30 and "Traceback" not in output, output
+        # well before the 600 s deadline: the signal stopped it (exiting with TensorFlow loaded takes a few seconds
+        # idle; more than 30 s once, in a full suite beside a training on the 2 cores)
+        assert time.monotonic() - stopped < 120 and "Traceback" not in output, output
     finally:
         if process.poll() is None:
             process.kill()
