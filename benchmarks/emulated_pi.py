@@ -205,7 +205,7 @@ def print_table(document: dict) -> None:
             )
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pi-dir", default=None, help="the Pi folder (default $EDGEDISTILL_PI_DIR or ~/.cache/...)")
     parser.add_argument("--num-runs", type=int, default=100)
@@ -222,6 +222,11 @@ def main() -> None:
     if args.output is None:
         name = "emulated_pi.json" if args.clock == "wall" else f"emulated_pi_{args.clock}.json"
         args.output = str(Path(__file__).parent / "results" / name)
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
 
     layout = pi_layout(args.pi_dir)
     started = time.monotonic()

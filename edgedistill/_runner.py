@@ -619,10 +619,10 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
         sliced = build_slice_interpreter(args, model_bytes)
         arrays = make_inputs(sliced, np, None, args.seed)
         known = [activations.get(tensors[k]) if k < len(tensors) else None for k in range(len(arrays))]
-        return setter(sliced, [array if value is None else value for array, value in zip(arrays, known)]), sliced.invoke
+        return litert_setter(sliced, [array if value is None else value for array, value in zip(arrays, known)]), sliced.invoke
 
     references = {"empty": (empty, []), **{f"pair {k}": (data, tensors) for k, data, tensors in pair_models(content)}}
-    whole_model = (setter(interpreter, inputs), interpreter.invoke)
+    whole_model = (litert_setter(interpreter, inputs), interpreter.invoke)
     ops, whole, reference_samples, error = time_interleaved(prepare, slices, whole_model, runs, references)
     if error:
         return {"event": "profile", "error": error}
@@ -654,16 +654,21 @@ def profile_with_litert(args: argparse.Namespace, np, inputs: list, samples_ms: 
     }
 
 
-def setter(interpreter, arrays: list):
-    """A call that sets ``interpreter``'s inputs to ``arrays`` (set once now, and again at each call)."""
-    details = interpreter.get_input_details()
+def setter(set_input, arrays: list):
+    """A call that sets each input ``position`` to ``arrays[position]`` with ``set_input(position, array)`` (set
+    once now, and again at each call): LiteRT's and TFLM's interpreters set an input each their own way."""
 
     def refresh() -> None:
-        for detail, array in zip(details, arrays):
-            interpreter.set_tensor(detail["index"], array)
+        for position, array in enumerate(arrays):
+            set_input(position, array)
 
     refresh()
     return refresh
+
+
+def litert_setter(interpreter, arrays: list):
+    details = interpreter.get_input_details()
+    return setter(lambda position, array: interpreter.set_tensor(details[position]["index"], array), arrays)
 
 
 def cpu_time_p50(invoke, runs: int) -> float | None:

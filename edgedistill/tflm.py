@@ -604,17 +604,6 @@ def _set_random_inputs(interpreter: Any, seed: int) -> list[Any]:
     return arrays
 
 
-def _input_setter(interpreter: Any, arrays: list[Any]) -> Any:
-    """A call that sets ``interpreter``'s inputs to ``arrays`` (set once now, and again at each call)."""
-
-    def refresh() -> None:
-        for position, array in enumerate(arrays):
-            interpreter.set_input(array, position)
-
-    refresh()
-    return refresh
-
-
 def _timed_runs(interpreter: Any, args: Any) -> tuple[float, list[float], list[float]]:
     """First inference, warm-up and timed samples (ms); the samples stream out as ``samples`` events."""
     clock = time.perf_counter_ns
@@ -687,9 +676,11 @@ def _bench_profile(runtime: Any, data: bytes, arena: int, args: Any, samples_ms:
         interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=2 * arena + 16 * 1024)
         arrays = _set_random_inputs(interpreter, args.seed)
         known = [activations.get(tensors[k]) if k < len(tensors) else None for k in range(len(arrays))]
-        return _input_setter(interpreter, [a if v is None else v for a, v in zip(arrays, known)]), interpreter.invoke
+        fed = [a if v is None else v for a, v in zip(arrays, known)]
+        return runner.setter(lambda position, array: interpreter.set_input(array, position), fed), interpreter.invoke
 
-    whole_model = (_input_setter(whole, _set_random_inputs(whole, args.seed)), whole.invoke)
+    whole_inputs = _set_random_inputs(whole, args.seed)
+    whole_model = (runner.setter(lambda position, array: whole.set_input(array, position), whole_inputs), whole.invoke)
     with _CapturedStderr():
         ops, timed_whole, reference_samples, error = runner.time_interleaved(prepare, slices, whole_model, runs, references)
     if error:
