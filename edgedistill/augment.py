@@ -78,7 +78,7 @@ def augmentation_for(data) -> Augmentation | None:
     height, width = data.input_shape[:2]
     if min(height, width) < 4:  # feature vectors (1 x F) and tiny inputs
         return None
-    digits = str(data.name).split(":")[0] == "digits"
+    digits = str(data.name).split(":")[0] in ("digits", "mnist")
     return Augmentation(pad=max(1, round(min(height, width) / 8)), flip=not digits)
 
 

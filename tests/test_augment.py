@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,8 @@ def test_sensible_defaults():
         num_classes=10,
     )
     assert augmentation_for(digits) == Augmentation(pad=1, flip=False)  # a flipped digit is another symbol
+    mnist = dataclasses.replace(digits, name="mnist:/data/mnist", x_train=np.zeros((2, 28, 28, 1), np.uint8))
+    assert augmentation_for(mnist) == Augmentation(pad=4, flip=False)
     features = Dataset(
         name="npz:f",
         x_train=np.zeros((2, 1, 20, 1), np.float32),

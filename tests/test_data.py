@@ -78,19 +78,48 @@ def test_npz_missing_keys(tmp_path):
         load_dataset(f"npz:{path}")
 
 
-def test_fashion_mnist_from_a_folder(tmp_path):
-    def idx(path, array):
+def write_idx_folder(folder, *, compressed: bool = True) -> None:
+    """Four MNIST-format IDX files of random images and labels (30 train, 10 test)."""
+
+    def idx(stem, array):
         header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-        with gzip.open(path, "wb") as handle:
+        opener, name = (gzip.open, f"{stem}.gz") if compressed else (open, stem)
+        with opener(folder / name, "wb") as handle:
             handle.write(header + array.astype(np.uint8).tobytes())
 
     rng = np.random.default_rng(0)
-    idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (30, 28, 28)))
-    idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 30))
-    idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (10, 28, 28)))
-    idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 10))
+    idx("train-images-idx3-ubyte", rng.integers(0, 255, (30, 28, 28)))
+    idx("train-labels-idx1-ubyte", np.arange(30) % 10)
+    idx("t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 28, 28)))
+    idx("t10k-labels-idx1-ubyte", np.arange(10))
+
+
+def test_fashion_mnist_from_a_folder(tmp_path):
+    write_idx_folder(tmp_path)
     data = load_dataset(f"fashion_mnist:{tmp_path}")
     assert data.input_shape == (28, 28, 1) and data.num_classes == 10
+    assert data.class_names[0] == "t-shirt/top"
+
+
+def test_mnist_from_a_folder_has_digit_classes(tmp_path):
+    write_idx_folder(tmp_path, compressed=False)
+    data = load_dataset(f"mnist:{tmp_path}")
+    assert data.input_shape == (28, 28, 1) and data.x_train.dtype == np.uint8 and data.value_range == (0.0, 255.0)
+    assert data.class_names == tuple(str(digit) for digit in range(10))
+    assert len(data.x_test) == 10 and list(data.y_test) == list(range(10))
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("mnist", "Received `--data mnist` without a folder"),
+        ("mnist:{}", "MNIST not found in {} (missing train-images-idx3-ubyte, train-labels-idx1-ubyte"),
+    ],
+)
+def test_mnist_without_its_files_says_what_to_pass(tmp_path, spec, expected):
+    with pytest.raises(InputError) as raised:
+        load_dataset(spec.format(tmp_path))
+    assert expected.format(tmp_path) in str(raised.value) and "--data mnist:DIR" in str(raised.value)
 
 
 def test_fashion_mnist_absent_says_how_to_get_it(tmp_path):
@@ -138,7 +167,9 @@ def test_bad_npz_data(tmp_path, arrays, message):
 
 
 def test_unknown_data_set_lists_valid_names():
-    with pytest.raises(InputError, match="Unknown data set 'cifar'. Expected one of: audio, digits, fashion_mnist, images, npz"):
+    with pytest.raises(
+        InputError, match="Unknown data set 'cifar'. Expected one of: audio, digits, fashion_mnist, images, mnist, npz"
+    ):
         load_dataset("cifar")
 
 

@@ -201,7 +201,11 @@ def test_wrong_shape_and_labels_out_of_range(tmp_path):
             "mlp, mobilenet_v1, mobilenet_v2, resnet8.",
         ),
         (["--distillation-loss", "magic"], "Unknown distillation loss 'magic'. Expected one of:"),
-        (["--data", "imagenet"], "Unknown data set 'imagenet'. Expected one of: audio, digits, fashion_mnist, images, npz."),
+        (
+            ["--data", "imagenet"],
+            "Unknown data set 'imagenet'. Expected one of: audio, digits, fashion_mnist, images, mnist, npz.",
+        ),
+        (["--data", "mnist"], "Received `--data mnist` without a folder; no copy of MNIST ships with this machine."),
         (["--temperature", "0"], "`temperature` must be > 0"),
     ],
 )
