@@ -192,6 +192,10 @@ CANDIDATES: dict[str, tuple | None] = {
     ),  # Hinton's light hard-label weight, lower T for a small student
     "dist_t4": ("dist:beta=2,gamma=2,temperature=4", 0.5),  # DIST at its CIFAR-100 setting
     "logits_t20_w0.1": ({"kind": "logits", "temperature": 20.0}, 0.1),  # Hinton et al. 2015's MNIST temperature
+    # `--distillation-loss auto`: the library's probe (edgedistill.stages.choose_loss) picks one of
+    # edgedistill.config.LOSS_CANDIDATES on the validation split, then the winner trains as the others do.
+    # The CLI's schedule only (constant learning rate): the probe trains with it.
+    "auto": "auto",
 }
 
 
@@ -464,6 +468,30 @@ def with_one_retry(function):
         return function()
 
 
+def probe_losses(task: dict, data, teacher, student, config, probe: dict) -> tuple:
+    """``auto``: the library's loss probe with this task's schedule; ``(a maker of its loss, hard-label weight)``
+    of its choice (the probe's report goes into ``probe``)."""
+    from edgedistill.config import DistillConfig, TrainingConfig
+    from edgedistill.stages import Teacher, choose_loss, resolve_loss
+
+    if task["cosine"] or task["augment"]:
+        raise SystemExit("auto runs with the CLI's schedule: a constant learning rate, no augmentation")
+    training = TrainingConfig(
+        batch_size=config.batch_size, learning_rate=config.learning_rate, patience=config.patience, verbose=0
+    )
+    chosen, report = choose_loss(
+        DistillConfig(distillation_loss="auto", epochs=config.epochs),
+        training,
+        Teacher(model=teacher, outputs={}, source="kd_defaults"),
+        student,
+        data,
+        seed=config.seed,
+    )
+    probe.update(report)
+    print(f"  seed {config.seed} auto: {report['chosen']} ({report})", flush=True)
+    return (lambda: resolve_loss(chosen)), chosen.student_loss_weight
+
+
 def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate: str, args) -> dict:
     """One student: from scratch or distilled with ``candidate``; then QAT, int8, LiteRT and TFLM."""
     from edgedistill.convert import convert_keras_model
@@ -496,23 +524,28 @@ def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate
         cosine=False,
         patience=task["patience"],
     )
+    probe: dict = {}
     if CANDIDATES[candidate] is None:
         history = train_classifier(student, data, config=config, stage="scratch", augmentation=augmentation)
         qat = with_one_retry(lambda: quantize_model(student, input_range=input_range))
         train_classifier(qat, data, config=qat_config, stage="scratch_qat", augmentation=augmentation)
     else:
-        spec, weight = CANDIDATES[candidate]
+        if candidate == "auto":
+            make_loss, weight = probe_losses(task, data, teacher, student, config, probe)
+        else:
+            spec, weight = CANDIDATES[candidate]
+            make_loss = lambda: get_loss(spec)  # noqa: E731 - a fresh loss object for each training
         student, history = distill(
             teacher,
             student,
             data,
-            distillation_losses=[get_loss(spec)],
+            distillation_losses=[make_loss()],
             student_loss_weight=weight,
             config=config,
             augmentation=augmentation,
         )
         training = TrainingArguments(
-            distillation_losses=[get_loss(spec)], student_loss_weight=weight, config=qat_config, augmentation=augmentation
+            distillation_losses=[make_loss()], student_loss_weight=weight, config=qat_config, augmentation=augmentation
         )
         qat = with_one_retry(lambda: quantize_distill(teacher, student, data, training=training).student)
     int8 = convert_keras_model(qat, representative_data=data.x_train, input_range=input_range)
@@ -532,6 +565,7 @@ def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate
         "epochs_run": len(history.get("val_accuracy", [])),
         "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
         "seconds": round(time.perf_counter() - started, 1),
+        **({"loss_probe": probe} if probe else {}),
     }
     print(
         f"  seed {seed} {candidate:<16} float {row['float']:6.2f}  qat {row['qat']:6.2f}  int8 LiteRT {row['int8_litert']:6.2f}"

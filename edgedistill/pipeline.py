@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from edgedistill import stages as stage_functions
-from edgedistill.config import RunConfig, save_config
+from edgedistill.config import DistillConfig, RunConfig, save_config
 from edgedistill.errors import EdgeDistillError, GateFailed, InputError
 from edgedistill.fileio import ensure_writable_dir, save_model_atomic, write_bytes_atomic, write_json_atomic
 from edgedistill.preprocessing import BYTE_RANGE
@@ -67,6 +67,11 @@ class Artifacts:
     micro: MicroExport | None = None
     verify: VerifyResult | None = None
     reference: str = "float_student"
+    loss_probe: dict[str, Any] | None = None  # --distillation-loss auto: what its probe measured and chose
+
+    def distill_options(self, config: RunConfig) -> DistillConfig:
+        """The run's distillation options, with the loss ``--distillation-loss auto`` chose."""
+        return stage_functions.chosen_options(config.distill, self.loss_probe)
 
     @property
     def log_dir(self) -> Path:
@@ -132,8 +137,12 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 
     data, teacher = _output_of("data", artifacts.data), _output_of("teacher", artifacts.teacher)
     student, source, budget = stage_functions.build_student(config.student, data)
+    if stage_functions.is_auto_loss(config.distill):
+        _, artifacts.loss_probe = stage_functions.choose_loss(
+            config.distill, config.training, teacher, student, data, seed=config.data.seed
+        )
     artifacts.distilled, report = stage_functions.distill_student(
-        config.distill,
+        artifacts.distill_options(config),
         config.training,
         teacher,
         student,
@@ -145,6 +154,7 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     student_report = {
         "source": source,
         "parameters": count_parameters(artifacts.distilled.student),
+        **({"loss_probe": artifacts.loss_probe} if artifacts.loss_probe else {}),
         **report,
         **stage_functions.keras_report(artifacts.distilled.student),
     }
@@ -154,7 +164,7 @@ def _distill(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _qat(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     artifacts.qat_student, report = stage_functions.quantize_student(
         config.qat,
-        config.distill,
+        artifacts.distill_options(config),
         config.training,
         _output_of("teacher", artifacts.teacher),
         _output_of("distill", artifacts.distilled),
@@ -240,7 +250,7 @@ def _verify(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
 def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
     """The same student trained without the teacher: "did distillation help" as a measured line of the report."""
     data, distilled = _output_of("data", artifacts.data), _output_of("distill", artifacts.distilled)
-    why_not = stage_functions.baseline_skip_reason(config.distill, distilled.student)
+    why_not = stage_functions.baseline_skip_reason(artifacts.distill_options(config), distilled.student)
     if why_not is not None:
         logger.info("   scratch baseline skipped: %s", why_not)
         return {"baseline": {"method": "scratch", "skipped": why_not}}
@@ -249,7 +259,7 @@ def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         student,
         data,
         qat=config.qat,
-        distill_config=config.distill,
+        distill_config=artifacts.distill_options(config),
         training=config.training,
         convert=config.convert,
         seed=config.data.seed,
@@ -310,6 +320,7 @@ def _restore_distill(config: RunConfig, artifacts: Artifacts, sections: dict[str
         return False  # a data-free student's synthetic inputs (used by QAT and calibration) are not saved
     student = load_keras3_student(saved) if is_keras3_file(saved) else load_model_file(saved)  # the model, not a teacher wrapper
     artifacts.distilled = SchemeResult(student=student, history={}, report={})
+    artifacts.loss_probe = (sections.get("student") or {}).get("loss_probe")
     return True
 
 

@@ -463,6 +463,11 @@ def run_search(
     from edgedistill.tflite_model import runtime_versions
 
     stages.check_run_options(config)
+    if stages.is_auto_loss(config.distill):  # its probe would overrule the temperatures and weights searched
+        raise InputError(
+            f"search varies --temperature and --student-loss-weight; --distillation-loss {config.distill.distillation_loss} "
+            "would choose them itself. Name the loss (e.g. --distillation-loss logits)."
+        )
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edgedistill.config import (
+    AUTO_LOSS,
+    AUTO_PROBE_EPOCHS,
+    LOSS_CANDIDATES,
     BenchStageConfig,
     ConvertConfig,
     DataConfig,
@@ -28,7 +31,7 @@ from edgedistill.config import (
     TrainingConfig,
     VerifyConfig,
 )
-from edgedistill.errors import InputError
+from edgedistill.errors import InputError, StageError
 
 if TYPE_CHECKING:  # the types of the stages' inputs and outputs; their modules import TensorFlow, so not at run time
     import numpy as np
@@ -328,7 +331,7 @@ def _keras3_unsupported(config: RunConfig) -> list[tuple[str, str]]:
         found.append((f"--scheme {distill.scheme}", f"Keras 3 students are distilled with {_standard_step_schemes()} only"))
     if distill.prune_sparsity:
         found.append((f"--prune-sparsity {distill.prune_sparsity}", "pruning is tfmot's (Keras 2)"))
-    if not resolve_loss(distill).uses_final_outputs:
+    if not is_auto_loss(distill) and not resolve_loss(distill).uses_final_outputs:  # auto's candidates are logit losses
         found.append(
             (
                 f"--distillation-loss {distill.distillation_loss}",
@@ -569,6 +572,89 @@ def resolve_loss(config: DistillConfig) -> DistillationLoss:
     return get_loss({"kind": name.strip(), **arguments})
 
 
+def is_auto_loss(config: DistillConfig) -> bool:
+    """``--distillation-loss auto[:epochs=N]``: the loss is chosen by a probe (:func:`choose_loss`)."""
+    return config.distillation_loss.partition(":")[0].strip() == AUTO_LOSS
+
+
+def auto_probe_epochs(config: DistillConfig) -> int:
+    """How many epochs each candidate of ``--distillation-loss auto`` distills: ``auto:epochs=N``, else
+    :data:`~edgedistill.config.AUTO_PROBE_EPOCHS` or a quarter of ``--epochs`` when that is fewer."""
+    from edgedistill.distill.losses import parse_arguments
+
+    text = config.distillation_loss.partition(":")[2]
+    arguments = parse_arguments(text, what="the arguments of --distillation-loss auto") if text.strip() else {}
+    unknown = sorted(set(arguments) - {"epochs"})
+    if unknown:
+        raise InputError(
+            f"--distillation-loss {config.distillation_loss}: auto takes `epochs=N` only. Received: {', '.join(unknown)}. "
+            "Example: --distillation-loss auto:epochs=3."
+        )
+    epochs = arguments.get("epochs", min(AUTO_PROBE_EPOCHS, max(1, config.epochs // 4)))
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs < config.epochs:
+        raise InputError(
+            f"--distillation-loss {config.distillation_loss}: the probe's epochs must be a whole number >= 1 and below "
+            f"--epochs ({config.epochs}). Received: {epochs!r}. Example: --distillation-loss auto:epochs=3."
+        )
+    return epochs
+
+
+def choose_loss(
+    config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    student: KerasModel,
+    data: Dataset,
+    *,
+    seed: int = 0,
+) -> tuple[DistillConfig, Report]:
+    """``--distillation-loss auto``: each of :data:`~edgedistill.config.LOSS_CANDIDATES` distills ``student`` for a
+    few epochs from the same initial weights; the candidate with the best validation accuracy after them (the first,
+    the default, on a tie) is returned as the run's distillation options. ``student`` is left with its initial
+    weights, so the full run that follows is the one ``--distillation-loss <winner>`` would give.
+    The test split is never looked at; the probe's cost is in the report (``seconds``, ``epochs``)."""
+    import time
+
+    epochs = auto_probe_epochs(config)
+    initial = student.get_weights()
+    started = time.perf_counter()
+    scores: dict[str, dict[str, Any]] = {}
+    for name, options in LOSS_CANDIDATES.items():
+        candidate = dataclasses.replace(config, final_temperature=None, **options)
+        probe_started = time.perf_counter()
+        result, _ = distill_student(dataclasses.replace(candidate, epochs=epochs), training, teacher, student, data, seed=seed)
+        accuracies = result.history.get("val_accuracy") or [float("nan")]
+        scores[name] = {
+            **options,
+            "val_accuracy": round(float(accuracies[-1]) * 100.0, 2),
+            "seconds": round(time.perf_counter() - probe_started, 1),
+        }
+        student.set_weights(initial)
+        logger.info("   loss probe: %s, validation accuracy %.2f%% after %d epochs", name, scores[name]["val_accuracy"], epochs)
+    chosen = max(scores, key=lambda name: scores[name]["val_accuracy"])  # max keeps the first of equals
+    logger.info("   loss probe: distilling with %s (%s)", chosen, LOSS_CANDIDATES[chosen])
+    report = {
+        "epochs": epochs,
+        "candidates": scores,
+        "chosen": chosen,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return dataclasses.replace(config, final_temperature=None, **LOSS_CANDIDATES[chosen]), report
+
+
+def chosen_options(config: DistillConfig, probe: Report | None) -> DistillConfig:
+    """The run's distillation options once its loss probe (a ``loss_probe`` report section) has chosen; ``config``
+    itself when the loss was given."""
+    if not is_auto_loss(config):
+        return config
+    if not probe or probe.get("chosen") not in LOSS_CANDIDATES:
+        raise StageError(
+            "The distillation options chosen by --distillation-loss auto are not in this run's report: distill again "
+            "(a new run, or `run --resume` after deleting student_float.keras)."
+        )
+    return dataclasses.replace(config, final_temperature=None, **LOSS_CANDIDATES[probe["chosen"]])
+
+
 def scheme_of(config: DistillConfig) -> Scheme:
     """The registry entry of the configured scheme: what it can do is asked of its fields, never of its name."""
     from edgedistill.distill.schemes import SCHEMES
@@ -595,8 +681,20 @@ def check_names(config: RunConfig) -> None:
         PRESETS.get(config.teacher.teacher_preset)
     if not config.student.student:
         PRESETS.get(config.student.student_preset)
-    LOSSES.get(config.distill.distillation_loss.partition(":")[0].strip())
     scheme = SCHEMES.get(config.distill.scheme)
+    if is_auto_loss(config.distill):
+        auto_probe_epochs(config.distill)
+        if config.distill.scheme != "standard" or config.distill.prune_sparsity:
+            raise InputError(
+                "--distillation-loss auto probes losses of the standard scheme without pruning. Received: "
+                f"scheme={config.distill.scheme!r}, prune_sparsity={config.distill.prune_sparsity}. Name the loss "
+                "(e.g. --distillation-loss dist:beta=2,gamma=2) or drop --scheme / --prune-sparsity."
+            )
+    elif config.distill.distillation_loss.partition(":")[0].strip() not in LOSSES:
+        raise InputError(
+            f"Unknown distillation loss {config.distill.distillation_loss.partition(':')[0].strip()!r}. Expected one of: "
+            f"{', '.join(LOSSES.names())}, or {AUTO_LOSS} (a short probe chooses between dist and logits)."
+        )
     if config.distill.prune_sparsity and not scheme.standard_step:
         raise InputError(
             f"--prune-sparsity works with {_standard_step_schemes()} only. Received: scheme={config.distill.scheme!r}, "
@@ -645,6 +743,10 @@ INEFFECTIVE_OPTIONS: tuple[tuple[str, str, Callable[[RunConfig], bool], str], ..
         for name in ("num_runs", "warmup_runs", "num_threads")
     ),
     ("distill", "scheme_options", lambda c: not scheme_of(c.distill).takes_options, "has no effect: the scheme takes no options"),
+    *(
+        (("distill", name, lambda c: is_auto_loss(c.distill), "is set by the loss --distillation-loss auto chooses"))
+        for name in ("temperature", "final_temperature", "student_loss_weight")
+    ),
 )
 
 
@@ -1121,6 +1223,10 @@ __all__ = [
     "keras_report",
     "budget_of",
     "resolve_loss",
+    "is_auto_loss",
+    "auto_probe_epochs",
+    "choose_loss",
+    "chosen_options",
     "scheme_of",
     "check_names",
     "training_arguments",

@@ -225,10 +225,17 @@ def distill(config_file: str | None, output: str, **options) -> None:
     with strategy_scope(config.training.strategy), trust_model_code(config.trust.trust_model_code):
         teacher_result, _ = stages.prepare_teacher(config.teacher, config.training, data, chance_gate=config.verify.chance_gate)
         student, _, _ = stages.build_student(config.student, data)
-        result, _ = stages.distill_student(config.distill, config.training, teacher_result, student, data, seed=config.data.seed)
+        distill_config, chosen = config.distill, ""
+        if stages.is_auto_loss(config.distill):
+            distill_config, probe = stages.choose_loss(
+                config.distill, config.training, teacher_result, student, data, seed=config.data.seed
+            )
+            chosen = f", loss {probe['chosen']} (chosen by a {probe['epochs']}-epoch probe, {probe['seconds']:.0f} s)"
+        result, _ = stages.distill_student(distill_config, config.training, teacher_result, student, data, seed=config.data.seed)
     save_model_atomic(result.student, output)
     click.echo(
-        f"student: {result.student.count_params()} parameters, test accuracy {_accuracy(result.student, data):.2f}% -> {output}"
+        f"student: {result.student.count_params()} parameters, test accuracy {_accuracy(result.student, data):.2f}%"
+        f"{chosen} -> {output}"
     )
 
 
@@ -263,6 +270,14 @@ def quantize(config_file: str | None, output: str, **options) -> None:
     if config.qat.qat_epochs == 0:
         raise click.BadParameter("must be >= 1 for `quantize`", param_hint="--epochs")
     stages.check_run_options(config)
+    if stages.is_auto_loss(config.distill):
+        from edgedistill.errors import InputError
+
+        raise InputError(
+            f"--distillation-loss {config.distill.distillation_loss}: auto chooses a loss while distilling; `quantize` "
+            "continues a distilled student. Pass the loss its distillation used (e.g. --distillation-loss logits "
+            "--temperature 20 --student-loss-weight 0.1; `run` reports it under student.loss_probe)."
+        )
     keras3 = stages.student_keras(config.student) == "3"
     if keras3 and Path(output).suffix.lower() != ".keras":
         from edgedistill.errors import InputError
