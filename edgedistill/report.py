@@ -96,7 +96,11 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
     probe = student.get("loss_probe")
     if probe:  # --distillation-loss auto: the options it chose are the run's
         chosen = probe["candidates"][probe["chosen"]]
-        config = {**config, "final_temperature": None, **{key: chosen[key] for key in ("distillation_loss", "temperature", "student_loss_weight")}}
+        config = {
+            **config,
+            "final_temperature": None,
+            **{key: chosen[key] for key in ("distillation_loss", "temperature", "student_loss_weight")},
+        }
     loss = config.get("distillation_loss", "logits")
     if loss == "logits":
         schedule = f" -> {config['final_temperature']:g}" if config.get("final_temperature") else ""

@@ -163,3 +163,17 @@ def test_temperature_with_auto_is_reported_as_ignored(caplog):
     config = RunConfig.from_options({"distillation_loss": "auto", "temperature": 8.0, "student_loss_weight": 0.3})
     assert set(warn_ineffective_options(config)) == {"temperature", "student_loss_weight"}
     assert "is set by the loss --distillation-loss auto chooses" in caplog.text
+
+
+def test_distill_command_probes_for_a_keras3_student(tmp_path, teacher_file):
+    """The stage command chooses too, and the probe resets a Keras 3 student's weights as it does a tf_keras one's."""
+    from tests.test_keras3_cli import _save_keras3_student
+
+    student = _save_keras3_student(tmp_path / "k3.keras")
+    output = tmp_path / "distilled.keras"
+    result = invoke(
+        "distill", "--teacher", teacher_file, "--student", student, "--max-train-samples", "600", "--verbose", "0",
+        "--epochs", "3", "--distillation-loss", "auto:epochs=1", "-o", output,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(chosen by a 1-epoch probe" in result.output and output.exists()
