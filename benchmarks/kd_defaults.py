@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import sys
@@ -194,7 +193,7 @@ CANDIDATES: dict[str, tuple | None] = {
     "logits_t20_w0.1": ({"kind": "logits", "temperature": 20.0}, 0.1),  # Hinton et al. 2015's MNIST temperature
     # `--distillation-loss auto`: the library's probe (edgedistill.stages.choose_loss) picks one of
     # edgedistill.config.LOSS_CANDIDATES on the validation split, then the winner trains as the others do.
-    # The CLI's schedule only (constant learning rate): the probe trains with it.
+    # The CLI's options only (its schedules, no augmentation): the probe trains with them.
     "auto": "auto",
 }
 
@@ -337,15 +336,19 @@ def build(preset: str, width: float, data, name: str, dropout: float = 0.0):
     return with_preprocessing(model, student_preprocessing_of(data))
 
 
-def train_config(task: dict, *, epochs: int, seed: int, learning_rate: float, num_samples: int, cosine: bool, patience: int):
-    from edgedistill._keras import keras
+def train_config(task: dict, *, epochs: int, seed: int, learning_rate: float, cosine: bool, patience: int):
     from edgedistill.training import TrainConfig
 
-    if cosine:  # decay over the whole run to 1 % of the start
-        steps = epochs * math.ceil(num_samples / task["batch_size"])
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.01)
+    # The library's schedule (--lr-schedule cosine: per epoch, to 1 % of the start at the last epoch). Runs before
+    # 2026-12-07 12:00 (session 10) decayed per step with keras' CosineDecay to the same end point.
     return TrainConfig(
-        epochs=epochs, batch_size=task["batch_size"], learning_rate=learning_rate, patience=patience, seed=seed, verbose=0
+        epochs=epochs,
+        batch_size=task["batch_size"],
+        learning_rate=learning_rate,
+        patience=patience,
+        seed=seed,
+        verbose=0,
+        lr_schedule="cosine" if cosine else "constant",
     )
 
 
@@ -372,7 +375,6 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
             epochs=task["teacher_epochs"],
             seed=0,
             learning_rate=task["learning_rate"],
-            num_samples=len(data.x_train),
             cosine=task.get("teacher_cosine", task["cosine"]),
             patience=task.get("teacher_patience", task["patience"]),
         )
@@ -474,10 +476,15 @@ def probe_losses(task: dict, data, teacher, student, config, probe: dict) -> tup
     from edgedistill.config import DistillConfig, TrainingConfig
     from edgedistill.stages import Teacher, choose_loss, resolve_loss
 
-    if task["cosine"] or task["augment"]:
-        raise SystemExit("auto runs with the CLI's schedule: a constant learning rate, no augmentation")
+    if task.get("jitter"):
+        raise SystemExit("auto runs with the CLI's options: this task's jitter is not --augment")
     training = TrainingConfig(
-        batch_size=config.batch_size, learning_rate=config.learning_rate, patience=config.patience, verbose=0
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        patience=config.patience,
+        verbose=0,
+        lr_schedule=config.lr_schedule,
+        augment=task["augment"],  # --augment: augmentation_for(data), as this script's students get
     )
     chosen, report = choose_loss(
         DistillConfig(distillation_loss="auto", epochs=config.epochs),
@@ -511,7 +518,6 @@ def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate
         epochs=epochs,
         seed=seed,
         learning_rate=task["learning_rate"],
-        num_samples=len(data.x_train),
         cosine=task["cosine"],
         patience=task["patience"],
     )
@@ -520,7 +526,6 @@ def student_run(task: dict, data, teacher, augmentation, *, seed: int, candidate
         epochs=qat_epochs,
         seed=seed,
         learning_rate=task["qat_learning_rate"],
-        num_samples=len(data.x_train),
         cosine=False,
         patience=task["patience"],
     )

@@ -109,6 +109,7 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         f"Method: scheme `{config.get('scheme', 'standard')}`"
         + (f" ({config['scheme_options']})" if config.get("scheme_options") else "")
         + f", loss {loss}, hard-label weight {config.get('student_loss_weight')}"
+        + (", learning rate with a cosine decay over the epochs" if config.get("lr_schedule") == "cosine" else "")
         + (f", strategy {config['strategy']}" if config.get("strategy", "none") != "none" else "")
         + "."
     ]

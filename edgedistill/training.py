@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill._keras import keras
-from edgedistill.config import STRATEGIES, DataConfig, DistillConfig, TrainingConfig
+from edgedistill.config import COSINE_FINAL_FRACTION, LR_SCHEDULES, STRATEGIES, DataConfig, DistillConfig, TrainingConfig
 from edgedistill.errors import InputError, StageError
 
 
@@ -34,6 +34,27 @@ class TrainConfig:
     patience: int = TrainingConfig.patience
     seed: int = DataConfig.seed
     verbose: int = TrainingConfig.verbose
+    lr_schedule: str = TrainingConfig.lr_schedule  # constant, or cosine (see cosine_rate)
+    schedule_epochs: int | None = None  # the epochs the cosine spans (None: ``epochs``; more for a probe of its start)
+
+
+def cosine_rate(start: float, epoch: int, epochs: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 0) of a cosine decay from ``start`` to
+    :data:`~edgedistill.config.COSINE_FINAL_FRACTION` of it over ``epochs`` (reached at the last epoch)."""
+    final = start * COSINE_FINAL_FRACTION
+    progress = min(epoch, epochs - 1) / max(epochs - 1, 1)
+    return final + (start - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _CosineSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's rate at each epoch's start: a fit resumed at epoch k continues on the same curve."""
+
+    def __init__(self, start: float, epochs: int) -> None:
+        super().__init__()
+        self.start, self.epochs = start, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(cosine_rate(self.start, epoch, self.epochs))
 
 
 class _NaNGuard(keras.callbacks.Callback):
@@ -139,6 +160,8 @@ def _fingerprint(model: keras.Model, config: TrainConfig, stage: str) -> dict:
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
+        "lr_schedule": config.lr_schedule,
+        "schedule_epochs": config.schedule_epochs,
         "seed": config.seed,
     }
 
@@ -245,6 +268,10 @@ def _callbacks(
             resume_state=(resumed or {}).get("early_stopping"),
         )
         callbacks.append(early_stopping)
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"Unknown learning-rate schedule {config.lr_schedule!r}. Expected one of: {', '.join(LR_SCHEDULES)}.")
+    if config.lr_schedule == "cosine":
+        callbacks.append(_CosineSchedule(float(config.learning_rate), config.schedule_epochs or config.epochs))
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / stage), profile_batch=0))
     if directory is not None:  # in a run folder: log_dir is set

@@ -202,6 +202,7 @@ def test_run_keras3_with_post_training_quantization(tmp_path):
     [
         (["--scheme", "mutual"], ["--scheme mutual", "--keras 2"]),
         (["--augment"], ["--augment", "--keras 2"]),
+        (["--lr-schedule", "cosine"], ["--lr-schedule cosine", "constant rate", "--keras 2"]),
         (["--distillation-loss", "feature"], ["--distillation-loss feature", "--keras 2"]),
         (["--prune-sparsity", "0.5"], ["--prune-sparsity 0.5", "--keras 2"]),
         (["--student-preset", "mobilenet_v2"], ["mobilenet_v2", "no Keras 3 version", "--keras 2"]),

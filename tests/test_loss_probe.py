@@ -52,8 +52,8 @@ def _probe_with(monkeypatch, accuracies: dict[str, float]):
     by_loss = {options["distillation_loss"]: accuracies[name] for name, options in LOSS_CANDIDATES.items()}
     seen_epochs = []
 
-    def fake_distill(config, training, teacher, student, data, *, seed=0, log_dir=None):
-        seen_epochs.append(config.epochs)
+    def fake_distill(config, training, teacher, student, data, *, seed=0, log_dir=None, schedule_epochs=None):
+        seen_epochs.append((config.epochs, schedule_epochs))
         student.set_weights([np.full_like(w, 7.0) for w in student.get_weights()])
         return _FakeResult(student, by_loss[config.distillation_loss]), {}
 
@@ -71,7 +71,8 @@ def test_the_probe_keeps_the_best_candidate_and_gives_back_the_initial_weights(m
 
     chosen, report, restored, seen_epochs = _probe_with(monkeypatch, {"dist_t4": 0.90, "logits_t20": 0.93})
     assert report["chosen"] == "logits_t20" and restored
-    assert seen_epochs == [5, 5]  # the default: AUTO_PROBE_EPOCHS, a quarter of 40 being more
+    # The default: AUTO_PROBE_EPOCHS, a quarter of 40 being more; each the first 5 of a 40-epoch schedule.
+    assert seen_epochs == [(5, 40), (5, 40)]
     assert (chosen.distillation_loss, chosen.temperature, chosen.student_loss_weight) == tuple(
         LOSS_CANDIDATES["logits_t20"][key] for key in ("distillation_loss", "temperature", "student_loss_weight")
     )
