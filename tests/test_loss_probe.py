@@ -16,11 +16,19 @@ def _without_loss(arguments: list[str]) -> list[str]:
     return arguments[:index] + arguments[index + 2 :]
 
 
-def test_run_with_auto_reports_the_probe_and_trains_with_the_winner(tmp_path):
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("runs")
     run = [*_without_loss(TINY_RUN), "--epochs", "4", "--distillation-loss", "auto:epochs=2", "--no-bench"]
-    result = invoke("run", *run, "--output-dir", tmp_path, "--run-name", "auto")
+    result = invoke("run", *run, "--output-dir", output_dir, "--run-name", "auto")
+    return result, output_dir / "auto"
+
+
+def test_run_with_auto_reports_the_probe_and_trains_with_the_winner(auto_run):
+    result, run_dir = auto_run
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert "loss probe: distilling with" in result.output
+    report = json.loads((run_dir / "report.json").read_text())
     probe = report["student"]["loss_probe"]
     from edgedistill.config import LOSS_CANDIDATES
 
@@ -31,10 +39,28 @@ def test_run_with_auto_reports_the_probe_and_trains_with_the_winner(tmp_path):
     assert probe["seconds"] >= sum(entry["seconds"] for entry in probe["candidates"].values()) - 0.2
     assert report["student"]["distill_epochs"] == 4  # the winner trained in full after the probe, not 2 epochs
     assert report["qat"]["epochs"] == 1
-    markdown = (tmp_path / "auto" / "report.md").read_text()
+    markdown = (run_dir / "report.md").read_text()
     assert f"Loss chosen by `--distillation-loss auto`: {probe['chosen']}" in markdown
     options = LOSS_CANDIDATES[probe["chosen"]]
     assert f"hard-label weight {options['student_loss_weight']}" in markdown  # the chosen weight, not the config's
+
+
+def test_resume_after_the_distill_stage_keeps_the_chosen_loss(auto_run):
+    """QAT after `run --resume` needs the loss the probe chose, which is not in config.yaml (that says `auto`): it
+    comes back from the distill stage's report section, and the probe does not run again."""
+    result, run_dir = auto_run
+    assert result.exit_code == 0, result.output
+    before = json.loads((run_dir / "report.json").read_text())["student"]["loss_probe"]
+    progress_path = run_dir / "progress.json"
+    progress = json.loads(progress_path.read_text())
+    progress["stages"] = {name: value for name, value in progress["stages"].items() if name in ("data", "teacher", "distill")}
+    progress_path.write_text(json.dumps(progress))
+    resumed = invoke("run", "--resume", run_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert "loss probe" not in resumed.output
+    again = json.loads((run_dir / "report.json").read_text())
+    assert "distill" in again["resumed"]["restored_stages"] and again["qat"]["epochs"] == 1
+    assert again["student"]["loss_probe"] == before
 
 
 class _FakeResult:
