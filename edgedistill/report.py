@@ -81,26 +81,33 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _share_of_distill(report: dict[str, Any], probe: dict[str, Any]) -> str:
-    """The loss probe's share of the distill stage's wall time (it runs inside that stage)."""
+def _chosen_config(config: dict[str, Any], probe: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's options as trained: with ``--distillation-loss auto``, the loss options its probe chose."""
+    if not config or not probe:
+        return config
+    chosen = probe["candidates"][probe["chosen"]]
+    options = {key: chosen[key] for key in ("distillation_loss", "temperature", "student_loss_weight")}
+    return {**config, "final_temperature": None, **options}
+
+
+def _loss_probe_line(report: dict[str, Any], probe: dict[str, Any]) -> str:
+    """What ``--distillation-loss auto`` measured and chose, and its share of the distill stage's wall time."""
+    scores = ", ".join(f"{name} {entry['val_accuracy']:.2f}%" for name, entry in probe["candidates"].items())
     stage_seconds = ((report.get("stages") or {}).get("distill") or {}).get("seconds")
-    return f" ({100.0 * probe['seconds'] / stage_seconds:.0f} % of the distill stage)" if stage_seconds else ""
+    share = f" ({100.0 * probe['seconds'] / stage_seconds:.0f} % of the distill stage)" if stage_seconds else ""
+    return (
+        f"Loss chosen by `--distillation-loss auto`: {probe['chosen']}, the best validation accuracy after "
+        f"{probe['epochs']} epochs each ({scores}); the probe took {probe['seconds']:.0f} s{share}."
+    )
 
 
 def _method_lines(report: dict[str, Any]) -> list[str]:
     """How the student was made: loss, scheme, calibration, pruning, budget, synthesis, the chain."""
-    config = report.get("config") or {}
     student = report.get("student") or {}
+    probe = student.get("loss_probe")
+    config = _chosen_config(report.get("config") or {}, probe)
     if not config:
         return []
-    probe = student.get("loss_probe")
-    if probe:  # --distillation-loss auto: the options it chose are the run's
-        chosen = probe["candidates"][probe["chosen"]]
-        config = {
-            **config,
-            "final_temperature": None,
-            **{key: chosen[key] for key in ("distillation_loss", "temperature", "student_loss_weight")},
-        }
     loss = config.get("distillation_loss", "logits")
     if loss == "logits":
         schedule = f" -> {config['final_temperature']:g}" if config.get("final_temperature") else ""
@@ -114,11 +121,7 @@ def _method_lines(report: dict[str, Any]) -> list[str]:
         + "."
     ]
     if probe:
-        scores = ", ".join(f"{name} {entry['val_accuracy']:.2f}%" for name, entry in probe["candidates"].items())
-        parts.append(
-            f"Loss chosen by `--distillation-loss auto`: {probe['chosen']}, the best validation accuracy after "
-            f"{probe['epochs']} epochs each ({scores}); the probe took {probe['seconds']:.0f} s{_share_of_distill(report, probe)}."
-        )
+        parts.append(_loss_probe_line(report, probe))
     calibration = (report.get("teacher") or {}).get("calibration")
     if calibration:
         parts.append(

@@ -198,9 +198,8 @@ def test_distill_command_probes_for_a_keras3_student(tmp_path, teacher_file):
 
     student = _save_keras3_student(tmp_path / "k3.keras")
     output = tmp_path / "distilled.keras"
-    result = invoke(
-        "distill", "--teacher", teacher_file, "--student", student, "--max-train-samples", "600", "--verbose", "0",
-        "--epochs", "3", "--distillation-loss", "auto:epochs=1", "-o", output,
-    )  # fmt: skip
+    quick = ["--max-train-samples", "600", "--verbose", "0", "--epochs", "3"]
+    probe = ["--distillation-loss", "auto:epochs=1"]
+    result = invoke("distill", "--teacher", teacher_file, "--student", student, *quick, *probe, "-o", output)
     assert result.exit_code == 0, result.output
     assert "(chosen by a 1-epoch probe" in result.output and output.exists()
