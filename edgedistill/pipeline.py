@@ -273,6 +273,7 @@ def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         int8=int8,
         arena_bytes=artifacts.micro.tensor_arena_size if artifacts.micro is not None else None,
         distilled_accuracy=_output_of("verify", artifacts.verify).accuracy,
+        distilled_int8=artifacts.tflite["student_int8.tflite"],
     )
     return {"baseline": report}
 

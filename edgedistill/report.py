@@ -318,9 +318,24 @@ def _baseline_lines(report: dict[str, Any]) -> list[str]:
         f"Did distillation help? The same student trained from scratch (hard labels, same schedule, QAT and conversion): "
         f"{form} {_fmt(scratch.get(form))} % vs distilled {_fmt(distilled.get(form))} % ({_fmt(gains.get(form))} points; "
         f"float {_fmt(scratch.get('float_student'))} % vs {_fmt(distilled.get('float_student'))} %): {verdict}."
+        + _paired_test_sentence(baseline.get("paired_test"))
         + (f" The baseline cost {cost:.2f}x the distill, QAT and convert stages." if cost is not None else ""),
         "",
     ]
+
+
+def _paired_test_sentence(paired: dict[str, Any] | None) -> str:
+    """Whether the test split resolves the difference (McNemar's exact test on the two int8 models' predictions)."""
+    if not paired:
+        return ""  # a report written before the paired test existed
+    counts = (
+        f"on the {paired['samples']:,} test samples (int8, LiteRT) the distilled student alone is right on "
+        f"{paired['only_distilled_right']:,}, the scratch one alone on {paired['only_scratch_right']:,} "
+        f"(McNemar's exact p = {paired['p_value']:.3g})"
+    )
+    if paired["verdict"] == "not resolved":
+        return f" Paired, {counts}: **not resolved** by this test split; another seed may reverse it."
+    return f" Paired, {counts}: distillation **{paired['verdict']}** beyond this split's noise."
 
 
 def _micro_lines(micro: dict[str, Any] | None) -> list[str]:

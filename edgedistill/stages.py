@@ -1196,8 +1196,10 @@ def compare_with_baseline(
     int8: bytes,
     arena_bytes: int | None,
     distilled_accuracy: dict[str, float],
+    distilled_int8: bytes,
 ) -> Report:
-    """The scratch student's accuracy in every form, and the distilled student's gain over it (points)."""
+    """The scratch student's accuracy in every form, the distilled student's gain over it (points), and whether the
+    test split can tell the two int8 models apart (:func:`paired_int8_test`)."""
     from edgedistill.verify import verify_models
 
     keras_models = {"float_student": student, **({"qat_student": qat_student} if qat_student is not None else {})}
@@ -1223,13 +1225,39 @@ def compare_with_baseline(
         "int8_form": int8_form,
         "gain_points": gains,
         "distillation_helped": gains.get(int8_form, 0.0) > 0,
+        "paired_test": paired_int8_test(data, distilled_int8=distilled_int8, scratch_int8=int8),
     }
     logger.info(
-        "   scratch baseline: %s; distilled - scratch: %s",
+        "   scratch baseline: %s; distilled - scratch: %s; paired test: %s",
         ", ".join(f"{k} {v:.2f}%" for k, v in result.accuracy.items()),
         ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()),
+        report["paired_test"]["verdict"],
     )
     return report
+
+
+# The paired test's verdicts, named for the distilled student.
+_PAIRED_VERDICTS = {"better": "helped", "worse": "hurt", "not resolved": "not resolved"}
+
+
+def paired_int8_test(data: Dataset, *, distilled_int8: bytes, scratch_int8: bytes) -> Report:
+    """Both int8 models on LiteRT over the same test samples, McNemar's exact test: one run's accuracy difference
+    of a few tenths is often what another seed would reverse, and this says whether this test split resolves it."""
+    import numpy as np
+
+    from edgedistill.tflite_model import LiteRTModel
+    from edgedistill.verify import paired_comparison
+
+    distilled, scratch = (LiteRTModel(model).raw_outputs(data.x_test).argmax(axis=-1) for model in (distilled_int8, scratch_int8))
+    result = paired_comparison(np.asarray(data.y_test), distilled, scratch)
+    return {
+        "form": "int8_litert",
+        "samples": result["samples"],
+        "only_distilled_right": result["only_first_right"],
+        "only_scratch_right": result["only_second_right"],
+        "p_value": result["p_value"],
+        "verdict": _PAIRED_VERDICTS[result["verdict"]],
+    }
 
 
 def bench_models(config: BenchStageConfig, paths: list[Path], *, results_path: Path) -> Report:

@@ -10,6 +10,7 @@ optimised kernels of LiteRT may round differently by 1-2 steps).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,41 @@ def raise_if_failed(result: VerifyResult, *, reference: str = "qat_student") -> 
         )
 
 
+# A paired difference of two models on one test split is called a win or a loss below this p-value (two-sided).
+PAIRED_TEST_LEVEL = 0.05
+
+
+def mcnemar_exact_p(only_first_right: int, only_second_right: int) -> float:
+    """Two-sided p-value of McNemar's exact test: under "the two models are equally good" each test sample that
+    exactly one of them gets right is a fair coin's toss between them."""
+    discordant = only_first_right + only_second_right
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(min(only_first_right, only_second_right) + 1))
+    return min(1.0, 2.0 * tail / 2**discordant)
+
+
+def paired_comparison(y_test: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict[str, Any]:
+    """Two models' predicted classes on the same test samples: how many each alone gets right, McNemar's exact
+    p-value and the verdict for the first: "better", "worse" or "not resolved" (p >= PAIRED_TEST_LEVEL).
+
+    Unlike two accuracies side by side, this says whether the test split can tell the models apart at all."""
+    first_right, second_right = np.asarray(first) == y_test, np.asarray(second) == y_test
+    only_first = int(np.sum(first_right & ~second_right))
+    only_second = int(np.sum(~first_right & second_right))
+    p_value = mcnemar_exact_p(only_first, only_second)
+    verdict = "not resolved"
+    if p_value < PAIRED_TEST_LEVEL:
+        verdict = "better" if only_first > only_second else "worse"
+    return {
+        "samples": int(len(y_test)),
+        "only_first_right": only_first,
+        "only_second_right": only_second,
+        "p_value": round(p_value, 4),
+        "verdict": verdict,
+    }
+
+
 __all__ = [
     "VerifyResult",
     "verify_models",
@@ -212,4 +248,7 @@ __all__ = [
     "raise_if_failed",
     "chance_accuracy",
     "CHANCE_MARGIN_POINTS",
+    "PAIRED_TEST_LEVEL",
+    "mcnemar_exact_p",
+    "paired_comparison",
 ]

@@ -75,6 +75,29 @@ def test_scratch_baseline_is_measured_beside_the_distilled_student(pipeline_run)
     assert "Did distillation help?" in (run_dir / "report.md").read_text()
 
 
+def test_the_paired_test_counts_the_saved_models_predictions(pipeline_run):
+    """The baseline's paired test is recomputed here from the two int8 files the run left and the same test split."""
+    import numpy as np
+
+    from edgedistill.config import RunConfig
+    from edgedistill.stages import load_data
+    from edgedistill.tflite_model import LiteRTModel
+
+    _, run_dir, report = pipeline_run
+    paired = report["baseline"]["paired_test"]
+    data = load_data(RunConfig.from_options(yaml.safe_load((run_dir / "config.yaml").read_text())).data)[0]
+    right = {
+        name: LiteRTModel((run_dir / name).read_bytes()).raw_outputs(data.x_test).argmax(axis=-1) == data.y_test
+        for name in ("student_int8.tflite", "baseline_int8.tflite")
+    }
+    distilled, scratch = right["student_int8.tflite"], right["baseline_int8.tflite"]
+    assert paired["samples"] == len(data.y_test)
+    assert paired["only_distilled_right"] == int(np.sum(distilled & ~scratch))
+    assert paired["only_scratch_right"] == int(np.sum(scratch & ~distilled))
+    assert paired["verdict"] in {"helped", "hurt", "not resolved"}
+    assert ("McNemar's exact p" in (run_dir / "report.md").read_text()) and 0.0 <= paired["p_value"] <= 1.0
+
+
 def test_baseline_is_skipped_where_it_would_not_answer_the_question():
     from edgedistill.config import DistillConfig
     from edgedistill.models import build_model
