@@ -1219,19 +1219,20 @@ def compare_with_baseline(
         for form in ("float_student", int8_form)
         if form in distilled_accuracy and form in result.accuracy
     }
-    report = {
+    paired = paired_int8_test(data, distilled_int8=distilled_int8, scratch_int8=int8)
+    report: Report = {
         "method": "scratch",
         "accuracy": result.accuracy,
         "int8_form": int8_form,
         "gain_points": gains,
         "distillation_helped": gains.get(int8_form, 0.0) > 0,
-        "paired_test": paired_int8_test(data, distilled_int8=distilled_int8, scratch_int8=int8),
+        "paired_test": paired,
     }
     logger.info(
         "   scratch baseline: %s; distilled - scratch: %s; paired test: %s",
         ", ".join(f"{k} {v:.2f}%" for k, v in result.accuracy.items()),
         ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()),
-        report["paired_test"]["verdict"],
+        paired["verdict"],
     )
     return report
 
