@@ -314,6 +314,10 @@ def _baseline_lines(report: dict[str, Any]) -> list[str]:
     distill_seconds = sum((stages.get(name) or {}).get("seconds", 0.0) for name in ("distill", "qat", "convert"))
     cost = ((stages.get("baseline") or {}).get("seconds", 0.0) / distill_seconds) if distill_seconds else None
     verdict = "**distillation helped**" if baseline.get("distillation_helped") else "**distillation did not help**"
+    if baseline.get("paired_test"):  # the sign alone is not the verdict: the paired test's sentence gives it
+        verdict = (
+            "the distilled student is ahead" if baseline.get("distillation_helped") else "the distilled student is not ahead"
+        )
     return [
         f"Did distillation help? The same student trained from scratch (hard labels, same schedule, QAT and conversion): "
         f"{form} {_fmt(scratch.get(form))} % vs distilled {_fmt(distilled.get(form))} % ({_fmt(gains.get(form))} points; "

@@ -95,7 +95,11 @@ def test_the_paired_test_counts_the_saved_models_predictions(pipeline_run):
     assert paired["only_distilled_right"] == int(np.sum(distilled & ~scratch))
     assert paired["only_scratch_right"] == int(np.sum(scratch & ~distilled))
     assert paired["verdict"] in {"helped", "hurt", "not resolved"}
-    assert ("McNemar's exact p" in (run_dir / "report.md").read_text()) and 0.0 <= paired["p_value"] <= 1.0
+    assert 0.0 <= paired["p_value"] <= 1.0
+    markdown = (run_dir / "report.md").read_text()
+    # The bold verdict is the paired test's; the accuracy difference's sign alone is not called help.
+    assert "McNemar's exact p" in markdown and f"**{paired['verdict']}**" in markdown
+    assert "**distillation helped**" not in markdown and "**distillation did not help**" not in markdown
 
 
 def test_baseline_is_skipped_where_it_would_not_answer_the_question():
