@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=0.1, help="hard-label weight")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--teacher", type=Path, default=TEACHER, help="the teacher's .keras file")
     args = parser.parse_args()
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
@@ -79,7 +80,7 @@ def main() -> None:
 
     spec = f"npz:{MNIST}"
     data = load_dataset(spec, validation_fraction=0.1, seed=0, options=DataConfig(data=spec))
-    teacher = keras.models.load_model(TEACHER, compile=False)
+    teacher = keras.models.load_model(args.teacher, compile=False)
     teacher_logits = teacher.predict(data.x_train, batch_size=1024, verbose=0).astype("float32")
     keras.utils.set_random_seed(args.seed)
     student = build_model("mlp", data.input_shape, data.num_classes, width=args.width, name="student")
@@ -105,6 +106,7 @@ def main() -> None:
             print(args.variant, args.seed, row, f"{time.time() - start:.0f} s", flush=True)
     record = {
         **vars(args),
+        "teacher": str(args.teacher),
         "parameters": student.count_params(),
         "teacher_test": accuracy(teacher, data.x_test, data.y_test),
         "history": history,
