@@ -42,7 +42,7 @@ from edgedistill.config import DistillConfig, RunConfig, save_config
 from edgedistill.errors import EdgeDistillError, GateFailed, InputError
 from edgedistill.fileio import ensure_writable_dir, save_model_atomic, write_bytes_atomic, write_json_atomic
 from edgedistill.preprocessing import BYTE_RANGE
-from edgedistill.report import write_report
+from edgedistill.report import BASELINE_INT8_FILE, write_report
 
 if TYPE_CHECKING:  # modules that import TensorFlow: for the type checker only
     from edgedistill.data import Dataset
@@ -265,7 +265,7 @@ def _baseline(config: RunConfig, artifacts: Artifacts) -> dict[str, Any]:
         seed=config.data.seed,
         log_dir=artifacts.log_dir,
     )
-    write_bytes_atomic(artifacts.run_dir / "baseline_int8.tflite", int8)
+    write_bytes_atomic(artifacts.run_dir / BASELINE_INT8_FILE, int8)
     report = stage_functions.compare_with_baseline(
         data,
         student=student,

@@ -15,6 +15,7 @@ from edgedistill.fileio import write_json_atomic, write_text_atomic
 SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
 REPORT_MARKDOWN = "report.md"
+BASELINE_INT8_FILE = "baseline_int8.tflite"  # the scratch baseline's int8 model, in the run folder
 
 
 def _memory_plan_lines(plan: dict[str, Any] | None) -> list[str]:
@@ -339,7 +340,14 @@ def _paired_test_sentence(paired: dict[str, Any] | None) -> str:
     )
     if paired["verdict"] == "not resolved":
         return f" Paired, {counts}: **not resolved** by this test split; another seed may reverse it."
-    return f" Paired, {counts}: distillation **{paired['verdict']}** beyond this split's noise."
+    sentence = f" Paired, {counts}: distillation **{paired['verdict']}** beyond this split's noise."
+    if paired["verdict"] == "hurt":  # what the user can do instead: both ways out are already in their hands
+        sentence += (
+            f" The scratch student is saved as {BASELINE_INT8_FILE} in this run folder (`edgedistill micro` exports it"
+            " for TFLite Micro); `--distillation-loss auto` lets the validation split choose between DIST and Hinton's"
+            " logits at T 20."
+        )
+    return sentence
 
 
 def _micro_lines(micro: dict[str, Any] | None) -> list[str]:

@@ -37,3 +37,27 @@ def test_a_resolved_difference_names_the_better_model():
         "p_value": 1.0,
         "verdict": "not resolved",
     }
+
+
+def _report_with_paired_test(verdict: str) -> dict:
+    paired = {"samples": 1000, "only_distilled_right": 3, "only_scratch_right": 40, "p_value": 1e-8, "verdict": verdict}
+    return {
+        "verify": {"accuracy": {"int8_tflm": 90.0}},
+        "baseline": {
+            "method": "scratch",
+            "accuracy": {"int8_tflm": 93.7},
+            "int8_form": "int8_tflm",
+            "gain_points": {"int8_tflm": -3.7},
+            "distillation_helped": False,
+            "paired_test": paired,
+        },
+    }
+
+
+def test_a_report_where_distillation_hurt_names_the_scratch_model_and_another_loss():
+    from edgedistill.report import BASELINE_INT8_FILE, render_markdown
+
+    hurt = render_markdown(_report_with_paired_test("hurt"))
+    assert "distillation **hurt**" in hurt and BASELINE_INT8_FILE in hurt and "--distillation-loss auto" in hurt
+    unresolved = render_markdown(_report_with_paired_test("not resolved"))
+    assert "**not resolved**" in unresolved and BASELINE_INT8_FILE not in unresolved
