@@ -587,6 +587,10 @@ def test_bad_peer_timeout_is_one_error_line(tmp_path, monkeypatch):
     assert_one_line_error(result, 2, "EDGEDISTILL_PEER_TIMEOUT_S", "'forever'")
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "signal_number, exit_codes", [(signal.SIGTERM, (-signal.SIGTERM,)), (signal.SIGINT, (130,))], ids=["SIGTERM", "Ctrl-C"]
 )
@@ -598,6 +602,9 @@ def test_waiting_for_peers_stops_on_a_signal(tmp_path, signal_number, exit_codes
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A suite started in the background by a non-interactive shell (`nohup ... &`) inherits SIGINT ignored, and
+        # Python then never turns Ctrl-C into KeyboardInterrupt: the child gets the disposition a terminal gives it.
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         seen = ""
