@@ -55,7 +55,7 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
     return loss
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=("logits", "mse", "scratch"), required=True)
     parser.add_argument("--seed", type=int, default=0)
@@ -69,7 +69,11 @@ def main() -> None:
         "--optimizer", choices=("adam", "sgd"), default="adam", help="sgd: momentum 0.9 (Hinton's nets were trained so)"
     )
     parser.add_argument("--teacher", type=Path, default=TEACHER, help="the teacher's .keras file")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
 

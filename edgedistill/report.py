@@ -344,8 +344,7 @@ def _paired_test_sentence(paired: dict[str, Any] | None) -> str:
     if paired["verdict"] == "hurt":  # what the user can do instead: both ways out are already in their hands
         sentence += (
             f" The scratch student is saved as {BASELINE_INT8_FILE} in this run folder (`edgedistill micro` exports it"
-            " for TFLite Micro); `--distillation-loss auto` lets the validation split choose between DIST and Hinton's"
-            " logits at T 20."
+            " for TFLite Micro); `--distillation-loss auto` lets the validation split choose the loss."
         )
     return sentence
 
