@@ -11,8 +11,10 @@ winner gets kd_defaults.py's full treatment. Same data, split, teacher file and 
     .venv/bin/python benchmarks/kd_hinton_screen.py --variant scratch --epochs 60
 
 Losses: ``logits`` = (1 - w) * T^2 * KL(teacher_T || student_T) + w * cross-entropy (edgedistill's logits loss);
-``mse`` = (1 - w) * mean squared logit difference + w * cross-entropy; ``scratch`` = cross-entropy only. Adam (or
-``--optimizer sgd``: SGD with momentum 0.9) with the library's per-epoch cosine (edgedistill.training.cosine_rate).
+``mse`` = (1 - w) * mean squared logit difference + w * cross-entropy; ``dist`` = the library's DIST at
+kd_defaults' ``dist_t4`` (beta = gamma = 2; ``--temperature 4 --weight 0.5`` for the default); ``scratch`` =
+cross-entropy only. Adam (or ``--optimizer sgd``: SGD with momentum 0.9) with the library's per-epoch cosine
+(edgedistill.training.cosine_rate).
 Rows are appended to results/kd_hinton_screen.json with the validation and test accuracy every 10 epochs.
 """
 
@@ -39,6 +41,11 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
     """y_true is [one-hot labels, teacher logits] side by side."""
     import tensorflow as tf
 
+    from edgedistill.distill.losses import DISTDistillation
+
+    # The library's default loss (kd_defaults' dist_t4: beta = gamma = 2, T 4); it is a batch mean already.
+    dist_loss = DISTDistillation(beta=2.0, gamma=2.0, temperature=temperature)
+
     def loss(y_true, logits):
         hard, teacher = y_true[:, :classes], y_true[:, classes:]
         cross_entropy = tf.keras.losses.categorical_crossentropy(hard, logits, from_logits=True)
@@ -46,6 +53,8 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
             return cross_entropy
         if variant == "mse":
             soft = tf.reduce_mean(tf.square(logits - teacher), axis=1)
+        elif variant == "dist":
+            soft = dist_loss.compute_loss(teacher, logits)
         else:
             target = tf.nn.softmax(teacher / temperature)
             log_ratio = tf.nn.log_softmax(teacher / temperature) - tf.nn.log_softmax(logits / temperature)
@@ -57,7 +66,7 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=("logits", "mse", "scratch"), required=True)
+    parser.add_argument("--variant", choices=("logits", "mse", "dist", "scratch"), required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--width", type=float, default=2.0, help="student mlp width (2: 512-256, 1/2.5 of the teacher)")

@@ -323,14 +323,17 @@ def _baseline_lines(report: dict[str, Any]) -> list[str]:
         f"Did distillation help? The same student trained from scratch (hard labels, same schedule, QAT and conversion): "
         f"{form} {_fmt(scratch.get(form))} % vs distilled {_fmt(distilled.get(form))} % ({_fmt(gains.get(form))} points; "
         f"float {_fmt(scratch.get('float_student'))} % vs {_fmt(distilled.get('float_student'))} %): {verdict}."
-        + _paired_test_sentence(baseline.get("paired_test"))
+        + _paired_test_sentence(baseline.get("paired_test"), (report.get("student") or {}).get("loss_probe"))
         + (f" The baseline cost {cost:.2f}x the distill, QAT and convert stages." if cost is not None else ""),
         "",
     ]
 
 
-def _paired_test_sentence(paired: dict[str, Any] | None) -> str:
-    """Whether the test split resolves the difference (McNemar's exact test on the two int8 models' predictions)."""
+def _paired_test_sentence(paired: dict[str, Any] | None, loss_probe: dict[str, Any] | None = None) -> str:
+    """Whether the test split resolves the difference (McNemar's exact test on the two int8 models' predictions).
+
+    ``loss_probe``: the ``--distillation-loss auto`` probe's record when one ran (then suggesting auto is no help).
+    """
     if not paired:
         return ""  # a report written before the paired test existed
     counts = (
@@ -344,7 +347,13 @@ def _paired_test_sentence(paired: dict[str, Any] | None) -> str:
     if paired["verdict"] == "hurt":  # what the user can do instead: both ways out are already in their hands
         sentence += (
             f" The scratch student is saved as {BASELINE_INT8_FILE} in this run folder (`edgedistill micro` exports it"
-            " for TFLite Micro); `--distillation-loss auto` lets the validation split choose the loss."
+            " for TFLite Micro); "
+            + (
+                f"`--distillation-loss auto` chose {loss_probe['chosen']} on the validation split already: ship the "
+                "scratch student, or bring a stronger teacher."
+                if loss_probe
+                else "`--distillation-loss auto` lets the validation split choose the loss."
+            )
         )
     return sentence
 

@@ -61,3 +61,13 @@ def test_a_report_where_distillation_hurt_names_the_scratch_model_and_another_lo
     assert "distillation **hurt**" in hurt and BASELINE_INT8_FILE in hurt and "--distillation-loss auto" in hurt
     unresolved = render_markdown(_report_with_paired_test("not resolved"))
     assert "**not resolved**" in unresolved and BASELINE_INT8_FILE not in unresolved
+
+
+def test_a_hurt_report_after_the_loss_probe_names_its_choice_instead_of_suggesting_auto_again():
+    from edgedistill.report import BASELINE_INT8_FILE, render_markdown
+
+    report = _report_with_paired_test("hurt")
+    report["student"] = {"loss_probe": {"chosen": "logits_t20", "candidates": {}, "epochs": 2, "seconds": 3.0}}
+    hurt = render_markdown(report)
+    assert BASELINE_INT8_FILE in hurt and "chose logits_t20 on the validation split already" in hurt
+    assert "lets the validation split choose" not in hurt
