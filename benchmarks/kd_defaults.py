@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edgedistill.config import COSINE_FINAL_FRACTION  # noqa: E402  (the config module imports no TensorFlow)
+
 HERE = Path(__file__).resolve().parent
 EXTERNAL = HERE / ".external"
 RESULTS = HERE / "results"
@@ -172,6 +174,19 @@ TASKS["cifar10_qat_low"] = TASKS["cifar10"] | {"qat_learning_rate": 3e-5}
 # The CIFAR-10 check: the same, with a teacher trained 20 epochs (10 gave 74.14 %, below the 75 %) and
 # TFLM on a class-balanced 1,000 of the 5,000 test images (the first 1,000 are mostly the first classes).
 TASKS["cifar10_t20"] = TASKS["cifar10_qat_low"] | {"teacher_epochs": 20, "tflm_stratified": True}
+
+# The schedule question beyond MNIST: the CLI's default (constant rate) against `--lr-schedule cosine` alone (a cosine
+# decay over the epochs, early stopping as before, QAT at the rate the decay ended at, as the CLI does without
+# --qat-learning-rate), for the students only. The teacher is the constant-schedule task's, trained by its own recipe
+# whichever task needs it first.
+for _name in ("digits", "fashion_mlp", "fsdd"):
+    TASKS[f"{_name}_cosine"] = TASKS[_name] | {
+        "cosine": True,
+        "qat_learning_rate": TASKS[_name]["learning_rate"] * COSINE_FINAL_FRACTION,
+        "teacher_key": _name,
+        "teacher_cosine": False,
+        "teacher_patience": TASKS[_name]["patience"],
+    }
 
 # The Hinton et al. 2015 check at three student sizes (their student was 800-800 against a 1200-1200 teacher, 1/1.9
 # of its parameters; mlp w0.25 is 1/25, w1 1/5.7, w2 1/2.5 of mlp w4) and with more training images: "x10" trains
