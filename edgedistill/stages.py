@@ -362,8 +362,6 @@ def _keras3_unsupported(config: RunConfig) -> list[tuple[str, str]]:
         )
     if training.augment:
         found.append(("--augment", "augmentation runs in the tf_keras training step"))
-    if training.lr_schedule != "constant":
-        found.append((f"--lr-schedule {training.lr_schedule}", "the Keras 3 Distiller trains at a constant rate"))
     if training.strategy != "none":
         found.append((f"--strategy {training.strategy}", "tf.distribute strategies wrap the tf_keras training"))
     if budget_of(config.student).is_set:
@@ -479,8 +477,11 @@ def _distill_keras3(
     epochs: int,
     learning_rate: float,
     teacher_outputs: dict[str, np.ndarray] | None = None,
+    lr_schedule: str = "constant",
+    schedule_epochs: int | None = None,
 ) -> tuple[KerasModel, dict[str, list[float]]]:
-    """One Keras 3 distillation (float or QAT) with the run's loss and schedule; ``(student, history)``."""
+    """One Keras 3 distillation (float or QAT) with the run's loss; ``lr_schedule``: the float stage's
+    ``--lr-schedule`` (QAT trains at a constant rate, as on the tf_keras path); ``(student, history)``."""
     from edgedistill.keras3.distiller import distill
 
     return distill(
@@ -496,17 +497,36 @@ def _distill_keras3(
         student_loss_weight=config.student_loss_weight,
         teacher_outputs=teacher_outputs or teacher.outputs,
         verbose=training.verbose,
+        lr_schedule=lr_schedule,
+        schedule_epochs=schedule_epochs,
     )
 
 
 def distill_keras3_student(
-    config: DistillConfig, training: TrainingConfig, teacher: Teacher, student: KerasModel, data: Dataset, *, seed: int = 0
+    config: DistillConfig,
+    training: TrainingConfig,
+    teacher: Teacher,
+    student: KerasModel,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    schedule_epochs: int | None = None,
 ) -> tuple[SchemeResult, Report]:
-    """Standard distillation of a Keras 3 student (the other options were refused before the first stage)."""
+    """Standard distillation of a Keras 3 student (the other options were refused before the first stage);
+    ``schedule_epochs`` as in :func:`distill_student`."""
     from edgedistill.distill import SchemeResult
 
     student, history = _distill_keras3(
-        config, training, teacher, student, data, seed=seed, epochs=config.epochs, learning_rate=training.learning_rate
+        config,
+        training,
+        teacher,
+        student,
+        data,
+        seed=seed,
+        epochs=config.epochs,
+        learning_rate=training.learning_rate,
+        lr_schedule=training.lr_schedule,
+        schedule_epochs=schedule_epochs,
     )
     report = {
         "distill_epochs": len(history.get("loss", [])),
@@ -531,18 +551,13 @@ def quantize_keras3_student(
     from edgedistill.preprocessing import BYTE_RANGE
 
     qat_student = quantize_model(student, input_range=BYTE_RANGE if data.raw_bytes else None)
+    learning_rate = qat_learning_rate(config, training)
     qat_student, history = _distill_keras3(
-        distill_config,
-        training,
-        teacher,
-        qat_student,
-        data,
-        seed=seed,
-        epochs=config.qat_epochs,
-        learning_rate=qat_learning_rate(config, training),
+        distill_config, training, teacher, qat_student, data, seed=seed, epochs=config.qat_epochs, learning_rate=learning_rate
     )
     report = {
         "epochs": len(history.get("loss", [])),
+        "learning_rate": learning_rate,  # as the tf_keras path's QAT report
         "data": data.name,
         "method": "edgedistill.keras3 QAT",
         "activation_quantizers": len(activation_quantizers(qat_student)),
@@ -889,7 +904,7 @@ def distill_student(
     from edgedistill.keras3.backend import is_keras3_model
 
     if is_keras3_model(student):
-        return distill_keras3_student(config, training, teacher, student, data, seed=seed)
+        return distill_keras3_student(config, training, teacher, student, data, seed=seed, schedule_epochs=schedule_epochs)
     from edgedistill.distill import prune_distill, run_scheme
 
     augmentation = augmentation_of(training, data)

@@ -197,12 +197,21 @@ def test_run_keras3_with_post_training_quantization(tmp_path):
     assert accuracy["int8_tflm"] > 50.0 and abs(accuracy["int8_tflm"] - accuracy["float_student"]) <= 3.0, accuracy
 
 
+@pytest.mark.slow
+def test_run_keras3_with_a_cosine_schedule_trains_qat_at_the_rate_it_ended(tmp_path):
+    options = ["--lr-schedule", "cosine", "--baseline", "none", "--no-bench", "--no-chance-gate"]
+    result = invoke("run", *TINY_KERAS3_RUN, *options, "--output-dir", tmp_path, "--run-name", "cos")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cos" / "report.json").read_text())
+    assert report["status"] == "ok" and report["config"]["lr_schedule"] == "cosine"
+    assert report["qat"]["learning_rate"] == pytest.approx(report["config"]["learning_rate"] * 0.01)
+
+
 @pytest.mark.parametrize(
     ("options", "fragments"),
     [
         (["--scheme", "mutual"], ["--scheme mutual", "--keras 2"]),
         (["--augment"], ["--augment", "--keras 2"]),
-        (["--lr-schedule", "cosine"], ["--lr-schedule cosine", "constant rate", "--keras 2"]),
         (["--distillation-loss", "feature"], ["--distillation-loss feature", "--keras 2"]),
         (["--prune-sparsity", "0.5"], ["--prune-sparsity 0.5", "--keras 2"]),
         (["--student-preset", "mobilenet_v2"], ["mobilenet_v2", "no Keras 3 version", "--keras 2"]),

@@ -36,6 +36,31 @@ def test_fit_sets_each_epochs_rate(digits, schedule_epochs, last_epoch_of):
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(cosine_rate(2e-3, 2, last_epoch_of), rel=1e-5)
 
 
+@pytest.mark.parametrize("lr_schedule", ["cosine", "constant"])
+def test_a_keras3_student_is_distilled_on_the_same_curve(digits, lr_schedule):
+    """The Keras 3 Distiller's rate per epoch: the first 3 epochs of a 5-epoch cosine, or the constant rate."""
+    from edgedistill.keras3.backend import import_keras3
+    from edgedistill.keras3.distiller import distill
+    from edgedistill.training import cosine_rate
+
+    keras, _ = import_keras3()
+
+    def mlp(name: str):
+        inputs = keras.Input(digits.input_shape)
+        hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 16)(inputs)))
+        return keras.Model(inputs, keras.layers.Dense(digits.num_classes)(hidden), name=name)
+
+    teacher = mlp("teacher")
+    _, history = distill(
+        teacher, mlp("student"), digits, epochs=3, learning_rate=2e-3, patience=0, lr_schedule=lr_schedule, schedule_epochs=5
+    )
+    if lr_schedule == "cosine":
+        assert history["learning_rate"] == pytest.approx([cosine_rate(2e-3, epoch, 5) for epoch in range(3)], rel=1e-5)
+    else:  # Keras logs the rate only when a callback sets it; a logged rate must be the constant one
+        assert history.get("learning_rate", [2e-3] * 3) == pytest.approx([2e-3] * 3, rel=1e-5)
+    assert len(history["loss"]) == 3
+
+
 def test_qat_continues_where_the_cosine_ended_unless_told():
     from edgedistill.config import QatConfig, TrainingConfig
     from edgedistill.stages import qat_learning_rate

@@ -157,6 +157,13 @@ class _Progress(keras.callbacks.Callback):
         self.variable.assign(epoch / max(1, self.epochs - 1))
 
 
+def _cosine_schedule(start: float, epochs: int):
+    """The tf_keras path's per-epoch cosine (one home: edgedistill.training.cosine_rate) as a Keras 3 callback."""
+    from edgedistill.training import cosine_rate
+
+    return keras.callbacks.LearningRateScheduler(lambda epoch: cosine_rate(start, epoch, epochs))
+
+
 def distill(
     teacher,
     student,
@@ -172,11 +179,15 @@ def distill(
     student_loss_weight: float = 0.5,
     teacher_outputs: dict | None = None,
     verbose: int = 0,
+    lr_schedule: str = "constant",
+    schedule_epochs: int | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     """Train the Keras 3 ``student`` (float or QAT) against ``teacher`` on ``data`` (a :class:`edgedistill.data.Dataset`).
 
     The same schedule as the tf_keras path (Adam, early stopping on validation accuracy with the best weights
-    restored, ``patience=0`` disables it); ``teacher_outputs`` may hold cached logits per split (``train``, ``val``).
+    restored, ``patience=0`` disables it; ``lr_schedule="cosine"``: the per-epoch decay of
+    :func:`edgedistill.training.cosine_rate` over ``schedule_epochs``, default ``epochs``, its rate per epoch in the
+    history's ``learning_rate``); ``teacher_outputs`` may hold cached logits per split (``train``, ``val``).
     Returns ``(student, history)``; :class:`StageError` on a non-finite loss.
     """
     keras.utils.set_random_seed(seed)
@@ -192,6 +203,8 @@ def distill(
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)
         )
+    if lr_schedule == "cosine":
+        callbacks.append(_cosine_schedule(learning_rate, schedule_epochs or epochs))
     history = distiller.fit(
         np.asarray(data.x_train, np.float32),
         train,
