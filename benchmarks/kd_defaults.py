@@ -170,6 +170,11 @@ TASKS["mnist_hinton_dropout"] = TASKS["mnist_hinton_cosine"] | {
     "teacher": ("hinton_mlp", 1200),
     "teacher_key": "mnist_hinton_dropout",
 }
+# A second training of that teacher (another seed), for an ensemble of the two as the teacher.
+TASKS["mnist_hinton_dropout_seed1"] = TASKS["mnist_hinton_dropout"] | {
+    "teacher_key": "mnist_hinton_dropout_seed1",
+    "teacher_seed": 1,
+}
 TASKS["cifar10_qat_low"] = TASKS["cifar10"] | {"qat_learning_rate": 3e-5}
 # The CIFAR-10 check: the same, with a teacher trained 20 epochs (10 gave 74.14 %, below the 75 %) and
 # TFLM on a class-balanced 1,000 of the 5,000 test images (the first 1,000 are mostly the first classes).
@@ -413,7 +418,7 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
         config = train_config(
             task,
             epochs=task["teacher_epochs"],
-            seed=0,
+            seed=task.get("teacher_seed", 0),
             learning_rate=task["learning_rate"],
             cosine=task.get("teacher_cosine", task["cosine"]),
             patience=task.get("teacher_patience", task["patience"]),
@@ -430,6 +435,7 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
             "cosine": task.get("teacher_cosine", task["cosine"]),
             "patience": task.get("teacher_patience", task["patience"]),
             "learning_rate": task["learning_rate"],
+            "seed": task.get("teacher_seed", 0),
             "train_seconds": round(time.perf_counter() - started, 1),
             "val_accuracy_per_epoch": [round(v * 100, 2) for v in history.get("val_accuracy", [])],
         }
