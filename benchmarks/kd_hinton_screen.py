@@ -9,6 +9,7 @@ winner gets kd_defaults.py's full treatment. Same data, split, teacher file and 
     .venv/bin/python benchmarks/kd_hinton_screen.py --variant logits --epochs 60
     .venv/bin/python benchmarks/kd_hinton_screen.py --variant mse --epochs 60
     .venv/bin/python benchmarks/kd_hinton_screen.py --variant scratch --epochs 60
+    .venv/bin/python benchmarks/kd_hinton_screen.py --variant dist --temperature 4 --weight 0.5 --teacher A.keras B.keras
 
 Losses: ``logits`` = (1 - w) * T^2 * KL(teacher_T || student_T) + w * cross-entropy (edgedistill's logits loss);
 ``mse`` = (1 - w) * mean squared logit difference + w * cross-entropy; ``dist`` = the library's DIST at
@@ -64,6 +65,22 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
     return loss
 
 
+def teacher_outputs(files: list[Path], data, temperature: float) -> tuple:
+    """(the teacher's logits on the training split, its test accuracy); several files: their ensemble through
+    edgedistill's ``ensemble_logits`` (one teacher passes through unchanged up to the logits' shift)."""
+    from edgedistill._keras import keras
+    from edgedistill.distill.schemes.multi_teacher import ensemble_logits
+
+    teachers = [keras.models.load_model(path, compile=False) for path in files]
+
+    def outputs(x):
+        logits = [teacher.predict(x, batch_size=1024, verbose=0) for teacher in teachers]
+        return logits[0].astype("float32") if len(logits) == 1 else ensemble_logits(logits, temperature=temperature)
+
+    test_accuracy = round(float((outputs(data.x_test).argmax(axis=1) == data.y_test).mean() * 100), 2)
+    return outputs(data.x_train), test_accuracy
+
+
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=("logits", "mse", "dist", "scratch"), required=True)
@@ -77,7 +94,14 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--optimizer", choices=("adam", "sgd"), default="adam", help="sgd: momentum 0.9 (Hinton's nets were trained so)"
     )
-    parser.add_argument("--teacher", type=Path, default=TEACHER, help="the teacher's .keras file")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=[TEACHER],
+        help="the teacher's .keras file; several: their ensemble (probabilities at --temperature averaged, as the "
+        "multi_teacher scheme does)",
+    )
     return parser.parse_args()
 
 
@@ -96,8 +120,7 @@ def main() -> None:
 
     spec = f"npz:{MNIST}"
     data = load_dataset(spec, validation_fraction=0.1, seed=0, options=DataConfig(data=spec))
-    teacher = keras.models.load_model(args.teacher, compile=False)
-    teacher_logits = teacher.predict(data.x_train, batch_size=1024, verbose=0).astype("float32")
+    teacher_logits, teacher_test = teacher_outputs(args.teacher, data, args.temperature)
     keras.utils.set_random_seed(args.seed)
     student = build_model("mlp", data.input_shape, data.num_classes, width=args.width, name="student")
     student = with_preprocessing(student, student_preprocessing_of(data))
@@ -124,9 +147,9 @@ def main() -> None:
             print(args.variant, args.seed, row, f"{time.time() - start:.0f} s", flush=True)
     record = {
         **vars(args),
-        "teacher": str(args.teacher),
+        "teacher": " ".join(str(path) for path in args.teacher),
         "parameters": student.count_params(),
-        "teacher_test": accuracy(teacher, data.x_test, data.y_test),
+        "teacher_test": teacher_test,
         "history": history,
         "seconds": round(time.time() - start),
         "machine": platform.node(),
