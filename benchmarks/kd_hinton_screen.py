@@ -42,10 +42,11 @@ def loss_function(variant: str, temperature: float, weight: float, classes: int)
     """y_true is [one-hot labels, teacher logits] side by side."""
     import tensorflow as tf
 
-    from edgedistill.distill.losses import DISTDistillation
+    from edgedistill.config import LOSS_CANDIDATES
+    from edgedistill.distill.losses import get_loss
 
-    # The library's default loss (kd_defaults' dist_t4: beta = gamma = 2, T 4); it is a batch mean already.
-    dist_loss = DISTDistillation(beta=2.0, gamma=2.0, temperature=temperature)
+    # The library's default loss as auto's candidate names it (DIST, beta = gamma = 2); it is a batch mean already.
+    dist_loss = get_loss(f"{LOSS_CANDIDATES['dist_t4']['distillation_loss']},temperature={temperature}")
 
     def loss(y_true, logits):
         hard, teacher = y_true[:, :classes], y_true[:, classes:]

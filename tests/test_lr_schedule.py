@@ -56,8 +56,8 @@ def test_a_keras3_student_is_distilled_on_the_same_curve(digits, lr_schedule):
     )
     if lr_schedule == "cosine":
         assert history["learning_rate"] == pytest.approx([cosine_rate(2e-3, epoch, 5) for epoch in range(3)], rel=1e-5)
-    else:  # Keras logs the rate only when a callback sets it; a logged rate must be the constant one
-        assert history.get("learning_rate", [2e-3] * 3) == pytest.approx([2e-3] * 3, rel=1e-5)
+    else:  # Keras logs the rate only when a scheduler sets it: a constant run adds none
+        assert "learning_rate" not in history
     assert len(history["loss"]) == 3
 
 
