@@ -37,6 +37,7 @@ STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi_worker")
 IO_TYPES: tuple[str, ...] = ("int8", "float32")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 COSINE_FINAL_FRACTION = 0.01  # a cosine decay ends at 1 % of its start rate
+QAT_LEARNING_RATE = 5e-4  # QAT's rate when --qat-learning-rate is unset after a constant schedule
 # Tensor placement in the TFLM arena (edgedistill.micro.memory_plan): an offline plan, or TFLM's greedy planner.
 MEMORY_PLANS: tuple[str, ...] = ("offline", "greedy")
 # Upper bounds of counts and sizes, checked at the option: far above any real use, low enough that a
@@ -470,8 +471,12 @@ class QatConfig(Section):
         check=between(0, MAX_EPOCHS),
         expected=f">= 0 and <= {MAX_EPOCHS:,}",
     )
-    qat_learning_rate: float = option(
-        5e-4, "Adam learning rate of quantization-aware distillation.", check=positive, expected="> 0"
+    qat_learning_rate: float | None = option(
+        None,
+        f"Adam learning rate of quantization-aware distillation (unset: {QAT_LEARNING_RATE:g}, or after "
+        "--lr-schedule cosine the rate the decay ended at).",
+        check=positive,
+        expected="> 0",
     )
 
 

@@ -62,13 +62,23 @@ def test_a_keras3_student_is_distilled_on_the_same_curve(digits, lr_schedule):
 
 
 def test_qat_continues_where_the_cosine_ended_unless_told():
-    from edgedistill.config import QatConfig, TrainingConfig
+    from edgedistill.config import QAT_LEARNING_RATE, QatConfig, TrainingConfig
     from edgedistill.stages import qat_learning_rate
 
     cosine = TrainingConfig(lr_schedule="cosine", learning_rate=2e-3)
     assert qat_learning_rate(QatConfig(), cosine) == pytest.approx(2e-5)
     assert qat_learning_rate(QatConfig(qat_learning_rate=1e-4), cosine) == 1e-4
-    assert qat_learning_rate(QatConfig(), TrainingConfig()) == QatConfig().qat_learning_rate
+    # A user who types the constant schedule's rate means it: it is not "unset" after a cosine.
+    assert qat_learning_rate(QatConfig(qat_learning_rate=QAT_LEARNING_RATE), cosine) == QAT_LEARNING_RATE
+    assert qat_learning_rate(QatConfig(), TrainingConfig()) == QAT_LEARNING_RATE
+
+
+def test_an_explicit_qat_rate_equal_to_the_constant_default_survives_a_cosine_run(tmp_path):
+    options = ("--lr-schedule", "cosine", "--qat-learning-rate", "5e-4", "--no-chance-gate")
+    result = invoke("run", *TINY_RUN, *options, "--output-dir", tmp_path, "--run-name", "explicit")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "explicit" / "report.json").read_text())
+    assert report["qat"]["learning_rate"] == pytest.approx(5e-4)
 
 
 def test_run_with_cosine_trains_every_stage_on_it(tmp_path):
