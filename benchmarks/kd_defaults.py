@@ -34,7 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgedistill.config import COSINE_FINAL_FRACTION  # noqa: E402  (the config module imports no TensorFlow)
+from edgedistill.config import (  # noqa: E402  (the config module imports no TensorFlow)
+    COSINE_FINAL_FRACTION,
+    QAT_LEARNING_RATE,
+    DistillConfig,
+    QatConfig,
+    TrainingConfig,
+)
 
 HERE = Path(__file__).resolve().parent
 EXTERNAL = HERE / ".external"
@@ -178,6 +184,17 @@ TASKS["mnist_hinton_dropout_seed1"] = TASKS["mnist_hinton_dropout"] | {
 # Hinton's student size itself: 800-800 ReLU, no regularisation (1.27 M parameters, 1/1.9 of the 1200-1200 teacher;
 # mlp w2 is 512-256, 1/4.5), the same regularised teacher.
 TASKS["mnist_hinton_dropout_h800"] = TASKS["mnist_hinton_dropout"] | {"student": ("plain_mlp", 800)}
+# And trained with `edgedistill run`'s defaults for every training option (read from edgedistill.config): Adam 3e-3,
+# batch 64, 40 epochs at a constant rate with early stopping (patience 8), 10 QAT epochs at 5e-4.
+TASKS["mnist_hinton_dropout_h800_cli"] = TASKS["mnist_hinton_dropout_h800"] | {
+    "epochs": DistillConfig().epochs,
+    "learning_rate": TrainingConfig().learning_rate,
+    "batch_size": TrainingConfig().batch_size,
+    "patience": TrainingConfig().patience,
+    "cosine": TrainingConfig().lr_schedule == "cosine",
+    "qat_epochs": QatConfig().qat_epochs,
+    "qat_learning_rate": QAT_LEARNING_RATE,
+}
 # The two regularised teachers (seeds 0 and 1) as one: their softmax at T 4 (the default DIST's temperature)
 # averaged, with the 512-256 student and with Hinton's 800-800.
 TASKS["mnist_hinton_ensemble"] = TASKS["mnist_hinton_dropout"] | {
@@ -419,10 +436,12 @@ def teacher_for(name: str, task: dict, data, augmentation, args) -> tuple:
     from edgedistill.models import load_model_file
     from edgedistill.training import accuracy, train_classifier
 
-    preset, width = task["teacher"]
     if task.get("teacher_ensemble"):
         return ensemble_teacher(task, data)
-    cache = Path(args.teacher_file) if args.teacher_file else teacher_cache(task.get("teacher_key", name), task)
+    key = task.get("teacher_key", name)
+    task = TASKS.get(key, task)  # a shared teacher is trained by its own task's recipe, whichever task needs it first
+    preset, width = task["teacher"]
+    cache = Path(args.teacher_file) if args.teacher_file else teacher_cache(key, task)
     training_file = cache.with_suffix(".json")
     started = time.perf_counter()
     if cache.exists():
