@@ -950,7 +950,8 @@ def quantize_student(
     """Quantization-aware distillation with the same loss; ``None`` when ``qat_epochs`` is 0.
 
     A data-free student never saw the training data: QAT uses the synthetic inputs (and the
-    teacher's outputs on them) it was distilled on.
+    teacher's outputs on them) it was distilled on. A multi-teacher student: the ensemble's cached
+    targets, on the plain training data (as its distillation).
     """
     if config.qat_epochs == 0:
         return None, {"epochs": 0, "skipped": "qat_epochs=0: post-training quantization of the float student"}
@@ -962,6 +963,8 @@ def quantize_student(
 
     quantization_data = distilled.quantization_data or data
     outputs = distilled.quantization_teacher_outputs or teacher.outputs
+    if training.augment and distilled.quantization_teacher_outputs is not None and distilled.quantization_data is None:
+        logger.warning("--augment: QAT trains on the scheme's cached targets (an ensemble's), without augmentation")
     arguments = training_arguments(
         distill_config,
         training,
@@ -970,7 +973,8 @@ def quantize_student(
         seed=seed,
         learning_rate=qat_learning_rate(config, training),
         log_dir=log_dir,
-        augmentation=augmentation_of(training, data) if distilled.quantization_data is None else None,
+        # Cached targets that are not the main teacher's (data-free, an ensemble) cannot follow an augmented batch.
+        augmentation=augmentation_of(training, data) if distilled.quantization_teacher_outputs is None else None,
     )
     arguments = dataclasses.replace(arguments, teacher_outputs=outputs)
     quantize = quantize_distill_pruned if distill_config.prune_sparsity else quantize_distill  # a pruned student keeps its zeros

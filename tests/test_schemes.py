@@ -209,6 +209,35 @@ def test_multi_teacher(setup):
     )
     result = distill_multi_teacher([teacher, second], student(), data, teacher_weights=[2, 1], training=training)
     _check_trained(result, data)
+    # QAT is guided by the ensemble as well: the scheme hands its targets on (the main teacher's alone differ).
+    expected = ensemble_logits(
+        [predict_logits(teacher, data.x_train), predict_logits(second, data.x_train)], weights=[2, 1], temperature=4.0
+    )
+    np.testing.assert_allclose(result.quantization_teacher_outputs["train"], expected, atol=1e-4)
+    assert result.quantization_data is None
+
+
+def test_qat_after_multi_teacher_trains_on_the_ensembles_targets_without_augmentation(setup, monkeypatch):
+    """stages.quantize_student passes the scheme's cached targets to QAT, and no augmentation: an augmented batch
+    would make the teacher run per batch, and that teacher is the main one, not the ensemble."""
+    import edgedistill.distill as distill_package
+    from edgedistill import stages
+    from edgedistill.config import DistillConfig, QatConfig, TrainingConfig
+
+    data, teacher, student, _ = setup
+    ensemble = {"train": np.full((len(data.x_train), 10), 7.0, dtype="float32")}
+    captured = {}
+
+    def fake_quantize(teacher_model, model, quantization_data, *, training):
+        captured.update(outputs=training.teacher_outputs, augmentation=training.augmentation, data=quantization_data)
+        return SchemeResult(student=model, history={"loss": [0.0]})
+
+    monkeypatch.setattr(distill_package, "quantize_distill", fake_quantize)
+    main_teacher = stages.Teacher(model=teacher, outputs={"train": np.zeros((len(data.x_train), 10))}, source="test")
+    distilled = SchemeResult(student=student(), history={}, quantization_teacher_outputs=ensemble)
+    training = TrainingConfig(augment=True, verbose=0)
+    stages.quantize_student(QatConfig(qat_epochs=1), DistillConfig(), training, main_teacher, distilled, data)
+    assert captured["outputs"] is ensemble and captured["augmentation"] is None and captured["data"] is data
 
 
 def test_teachers_with_different_class_counts(setup):

@@ -90,7 +90,9 @@ class SchemeResult:
     ``report`` the scheme's own figures for ``report.json`` (plain JSON values, e.g.
     ``{"synthesis": {...}}`` or ``{"chain": [...]}``). ``quantization_data`` /
     ``quantization_teacher_outputs`` are set by schemes that must not let real data reach
-    later stages (data-free): QAT and int8 calibration use them instead.
+    later stages (data-free): QAT and int8 calibration use them instead. Cached teacher outputs
+    that are not the main teacher's own (an ensemble's) are set alone: QAT then trains on them
+    without augmentation, as the scheme did.
     """
 
     student: "keras.Model"

@@ -145,7 +145,8 @@ def distill_multi_teacher(
     )
     options = {**training.distill_options(), "teacher_outputs": outputs}
     student, history = distill(teachers[0], student, data, stage=stage, **options)
-    return SchemeResult(student=student, history=history)
+    # QAT is guided by the same ensemble the student was distilled from, not by the main teacher alone.
+    return SchemeResult(student=student, history=history, quantization_teacher_outputs=outputs)
 
 
 @dataclasses.dataclass(frozen=True)
